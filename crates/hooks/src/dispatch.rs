@@ -1,0 +1,283 @@
+//! The HTTP side of hooks: `POST {restUrl}/{method}` with a JSON body.
+//!
+//! One pooled keep-alive client serves every application (connections are pooled per host, so
+//! each backend gets its own keep-alive connections). hyper-util is used directly rather than
+//! reqwest: the dispatcher needs nothing reqwest adds, and the bench (`benches/dispatcher.rs`)
+//! compares it against a bare hyper-util client, so the gap is our own code only.
+//!
+//! Rules (spec/rest-hooks.md §1, §5.4):
+//! - success is exactly `200` with a JSON object body (an empty body counts as `{}`);
+//! - anything else is an [`InteractionError`]: another status (with the backend's custom reason
+//!   when the body is exactly `{"status":…,"reason":"…"}`), unreachable, timeout, a body that is
+//!   not a JSON object, or one larger than the limit;
+//! - a request that could not be sent (connection refused/reset before sending) is retried up to
+//!   `retries` times; a request that was sent is never repeated (hooks are not idempotent);
+//! - `timeout` bounds the whole hook, waiting for a free in-flight slot included;
+//! - optional body signature `Authorization: WCS <hex hmac-md5(body)>` (`rest_hook_send_hash`).
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use hmac::{Hmac, Mac};
+use http::{header, HeaderValue, Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::{Map, Value};
+
+use crate::app::App;
+use crate::catalogue::HookMethod;
+
+type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
+
+/// Settings of the dispatcher (server config `[hooks]`).
+#[derive(Debug, Clone)]
+pub struct DispatcherConfig {
+    /// `rest_request_timeout`; `None` = no limit.
+    pub timeout: Option<Duration>,
+    /// `rest_client_request_retry_count`: extra attempts for a request that could not be sent.
+    pub retries: u32,
+    /// Largest accepted answer body.
+    pub max_response_bytes: usize,
+    /// `rest_hook_secret_key` when `rest_hook_send_hash` is on.
+    pub signing_key: Option<Vec<u8>>,
+    /// Idle keep-alive connections kept per backend host.
+    pub pool_max_idle_per_host: usize,
+}
+
+impl Default for DispatcherConfig {
+    fn default() -> Self {
+        DispatcherConfig {
+            timeout: Some(Duration::from_secs(15)),
+            retries: 3,
+            max_response_bytes: 1 << 20,
+            signing_key: None,
+            pool_max_idle_per_host: 256,
+        }
+    }
+}
+
+/// A failed interaction with the backend, in the seed's sense.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum InteractionError {
+    #[error("backend answered {code} {reason}")]
+    Status { code: u16, reason: String, custom_reason: Option<String> },
+    #[error("backend did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("backend unreachable after {attempts} attempt(s): {cause}")]
+    Unreachable { attempts: u32, cause: String },
+    #[error("request to the backend failed: {0}")]
+    Transport(String),
+    #[error("backend answer is not a JSON object: {0}")]
+    BadBody(String),
+    #[error("backend answer is larger than {0} bytes")]
+    TooLarge(usize),
+    #[error("too many hook events queued for this session")]
+    QueueFull,
+}
+
+impl InteractionError {
+    /// The `info` the client gets when this error rejects its action: the backend's custom
+    /// reason, else the HTTP reason phrase (WCS behaviour), else a plain description.
+    pub fn client_info(&self) -> String {
+        match self {
+            InteractionError::Status { custom_reason: Some(r), .. } => r.clone(),
+            InteractionError::Status { reason, code, .. } if reason.is_empty() => format!("HTTP {code}"),
+            InteractionError::Status { reason, .. } => reason.clone(),
+            InteractionError::Timeout(_) => "Backend timeout".into(),
+            InteractionError::Unreachable { .. } => "Backend unreachable".into(),
+            InteractionError::Transport(_) => "Backend connection error".into(),
+            InteractionError::BadBody(_) => "Backend answer is not a JSON object".into(),
+            InteractionError::TooLarge(_) => "Backend answer too large".into(),
+            InteractionError::QueueFull => "Backend event queue full".into(),
+        }
+    }
+
+    /// A short label for metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            InteractionError::Status { .. } => "status",
+            InteractionError::Timeout(_) => "timeout",
+            InteractionError::Unreachable { .. } => "unreachable",
+            InteractionError::Transport(_) => "transport",
+            InteractionError::BadBody(_) => "bad_body",
+            InteractionError::TooLarge(_) => "too_large",
+            InteractionError::QueueFull => "queue_full",
+        }
+    }
+}
+
+/// Sends hook requests.
+#[derive(Clone)]
+pub struct Dispatcher {
+    client: Client<Connector, Full<Bytes>>,
+    cfg: DispatcherConfig,
+}
+
+impl Dispatcher {
+    pub fn new(cfg: DispatcherConfig) -> Result<Dispatcher, std::io::Error> {
+        let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_provider_and_webpki_roots(provider)
+            .map_err(std::io::Error::other)?
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector({
+                let mut c = HttpConnector::new();
+                c.enforce_http(false);
+                c.set_nodelay(true);
+                c.set_connect_timeout(cfg.timeout);
+                c
+            });
+        let client = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(cfg.pool_max_idle_per_host)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build(https);
+        Ok(Dispatcher { client, cfg })
+    }
+
+    pub fn config(&self) -> &DispatcherConfig {
+        &self.cfg
+    }
+
+    /// POSTs `body` to `{app.url}/{method}` and returns the answer object.
+    pub async fn post(&self, app: &App, method: HookMethod, body: Bytes) -> Result<Map<String, Value>, InteractionError> {
+        match self.cfg.timeout {
+            Some(t) => tokio::time::timeout(t, self.post_unbounded(app, method, body))
+                .await
+                .unwrap_or(Err(InteractionError::Timeout(t))),
+            None => self.post_unbounded(app, method, body).await,
+        }
+    }
+
+    async fn post_unbounded(&self, app: &App, method: HookMethod, body: Bytes) -> Result<Map<String, Value>, InteractionError> {
+        let _permit = app.in_flight.acquire().await.map_err(|_| InteractionError::Transport("dispatcher closed".into()))?;
+        let signature = self.cfg.signing_key.as_deref().map(|k| sign(k, &body));
+        let mut attempt = 0u32;
+        let response = loop {
+            attempt += 1;
+            let mut req = Request::builder()
+                .method(Method::POST)
+                .uri(app.uri(method).clone())
+                .header(header::CONTENT_TYPE, HeaderValue::from_static("application/json;charset=UTF-8"))
+                .header(header::ACCEPT, HeaderValue::from_static("application/json"))
+                .header(header::USER_AGENT, HeaderValue::from_static(concat!("callgate/", env!("CARGO_PKG_VERSION"))));
+            if let Some(auth) = app.basic_auth() {
+                req = req.header(header::AUTHORIZATION, auth.clone());
+            } else if let Some(sig) = &signature {
+                req = req.header(header::AUTHORIZATION, sig.clone());
+            }
+            let req = req.body(Full::new(body.clone())).expect("request parts are valid");
+            match self.client.request(req).await {
+                Ok(resp) => break resp,
+                Err(e) if e.is_connect() && attempt <= self.cfg.retries => {
+                    // Not sent: safe to try again, with a short growing pause.
+                    tokio::time::sleep(Duration::from_millis(10 << attempt.min(6))).await;
+                    continue;
+                }
+                Err(e) if e.is_connect() => {
+                    return Err(InteractionError::Unreachable { attempts: attempt, cause: error_chain(&e) })
+                }
+                Err(e) => return Err(InteractionError::Transport(error_chain(&e))),
+            }
+        };
+        let status = response.status();
+        let reason = response
+            .extensions()
+            .get::<hyper::ext::ReasonPhrase>()
+            .map(|r| String::from_utf8_lossy(r.as_bytes()).into_owned())
+            .unwrap_or_else(|| status.canonical_reason().unwrap_or("").to_string());
+        let limit = self.cfg.max_response_bytes;
+        let collected = Limited::new(response.into_body(), limit).collect().await;
+        let bytes = match collected {
+            Ok(c) => c.to_bytes(),
+            Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+                return Err(InteractionError::TooLarge(limit))
+            }
+            Err(e) => return Err(InteractionError::Transport(e.to_string())),
+        };
+        if status != StatusCode::OK {
+            return Err(InteractionError::Status {
+                code: status.as_u16(),
+                reason,
+                custom_reason: crate::rules::custom_reason(&bytes),
+            });
+        }
+        parse_answer(&bytes)
+    }
+}
+
+/// Parses a 200 body: a JSON object, or nothing at all (treated as `{}`).
+pub fn parse_answer(bytes: &[u8]) -> Result<Map<String, Value>, InteractionError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Map::new());
+    }
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(other) => Err(InteractionError::BadBody(format!("a JSON {}", json_kind(&other)))),
+        Err(e) => Err(InteractionError::BadBody(e.to_string())),
+    }
+}
+
+fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+/// `Authorization: WCS <hex(hmac-md5(key, body))>` (spec/rest-hooks.md §1, S10).
+pub fn sign(key: &[u8], body: &[u8]) -> HeaderValue {
+    let mut mac = Hmac::<md5::Md5>::new_from_slice(key).expect("HMAC takes keys of any length");
+    mac.update(body);
+    let hex = hex::encode(mac.finalize().into_bytes());
+    HeaderValue::from_str(&format!("WCS {hex}")).expect("hex is a valid header value")
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers() {
+        assert_eq!(parse_answer(b"").unwrap().len(), 0);
+        assert_eq!(parse_answer(b" \n").unwrap().len(), 0);
+        assert_eq!(parse_answer(br#"{"a":1}"#).unwrap()["a"], 1);
+        assert!(matches!(parse_answer(b"[1]"), Err(InteractionError::BadBody(_))));
+        assert!(matches!(parse_answer(b"<html>"), Err(InteractionError::BadBody(_))));
+        assert!(matches!(parse_answer(b"null"), Err(InteractionError::BadBody(_))));
+    }
+
+    #[test]
+    fn signature_matches_rfc2104_vector() {
+        // RFC 2104 test vector 2: key "Jefe", data "what do ya want for nothing?".
+        let v = sign(b"Jefe", b"what do ya want for nothing?");
+        assert_eq!(v, "WCS 750c783e6ab0b503eaa86e310a5db738");
+    }
+
+    #[test]
+    fn client_info_prefers_custom_reason() {
+        let e = InteractionError::Status { code: 403, reason: "Forbidden".into(), custom_reason: Some("Wrong credentials".into()) };
+        assert_eq!(e.client_info(), "Wrong credentials");
+        let e = InteractionError::Status { code: 403, reason: "Forbidden".into(), custom_reason: None };
+        assert_eq!(e.client_info(), "Forbidden");
+        let e = InteractionError::Status { code: 599, reason: "".into(), custom_reason: None };
+        assert_eq!(e.client_info(), "HTTP 599");
+    }
+}

@@ -1,0 +1,203 @@
+//! The hook engine: one call = config lookup, request, decision, data rules, metrics, log.
+//!
+//! ```text
+//! invoke(app, restClientConfig, method, origin, &mut data)
+//!   -> not enabled / DISABLE / hooks off  => NotCalled
+//!   -> echo app in process                => Answered(data without restExclude)
+//!   -> POST {url}/{method}                => Answered(answer) | InteractionError
+//!   -> decide(kind, origin, restOnError, restPolicy, result) => Verdict
+//!   -> Proceed(effect): apply_answer(effect, data, answer)
+//! ```
+//!
+//! Events go through [`EventQueue`] instead, which keeps them in order per session.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use serde_json::{Map, Value};
+use tokio::sync::mpsc;
+
+use crate::app::App;
+use crate::catalogue::{HookKind, HookMethod};
+use crate::client_config::{MethodConfig, RestClientConfig};
+use crate::decision::{decide, HookResult, Origin, Verdict};
+use crate::dispatch::{Dispatcher, InteractionError};
+use crate::rules::{apply_answer, Excluding};
+
+/// What came of one hook.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Invocation {
+    pub verdict: Verdict,
+    /// The interaction error, when there was one.
+    pub error: Option<InteractionError>,
+    /// `connect` only: the `restClientConfig` value of the answer, taken out of the data.
+    pub rest_client_config: Option<Value>,
+}
+
+impl Invocation {
+    /// The `info` to give the client when the verdict rejects or reports.
+    pub fn client_info(&self) -> String {
+        self.error.as_ref().map(InteractionError::client_info).unwrap_or_default()
+    }
+}
+
+/// Shared by all sessions.
+#[derive(Clone)]
+pub struct HookEngine {
+    dispatcher: Dispatcher,
+    /// `disable_rest_requests`: no hook is ever sent.
+    disabled: bool,
+}
+
+impl HookEngine {
+    pub fn new(dispatcher: Dispatcher, disabled: bool) -> HookEngine {
+        HookEngine { dispatcher, disabled }
+    }
+
+    pub fn dispatcher(&self) -> &Dispatcher {
+        &self.dispatcher
+    }
+
+    /// Runs the hook `method` for `data` and applies the verdict's data effect to `data`.
+    ///
+    /// `session` only names the session in the log line of an interaction error.
+    pub async fn invoke(
+        &self,
+        app: &App,
+        config: &RestClientConfig,
+        method: HookMethod,
+        origin: Origin,
+        data: &mut Map<String, Value>,
+        session: &str,
+    ) -> Invocation {
+        // restClientConfig arrives in the connect answer, so connect always runs with defaults.
+        let mc = if method == HookMethod::Connect { config_default() } else { config.method(method) };
+        let started = Instant::now();
+        let (result, answer, error) = self.call(app, mc, method, data).await;
+        let verdict = decide(method.kind(), origin, mc.rest_on_error, mc.rest_policy, result);
+        record_metrics(method, result, error.as_ref(), started);
+        if let Some(e) = &error {
+            tracing::warn!(session, app = &*app.key, method = method.url_name(), error = %e, ?verdict, "REST hook interaction error");
+        }
+        let mut rest_client_config = None;
+        if let (Verdict::Proceed(effect), Some(mut answer)) = (verdict, answer) {
+            if method == HookMethod::Connect {
+                rest_client_config = answer.remove(crate::rules::REST_CLIENT_CONFIG);
+            }
+            apply_answer(effect, data, answer, &mc.rest_overwrite);
+        }
+        Invocation { verdict, error, rest_client_config }
+    }
+
+    /// The request part of a hook, without the decision.
+    async fn call(
+        &self,
+        app: &App,
+        mc: &MethodConfig,
+        method: HookMethod,
+        data: &Map<String, Value>,
+    ) -> (HookResult, Option<Map<String, Value>>, Option<InteractionError>) {
+        use crate::client_config::RestPolicy;
+        let skip = self.disabled || !app.is_enabled(method) || (method.kind() != HookKind::Connect && mc.rest_policy == RestPolicy::Disable);
+        if skip {
+            return (HookResult::NotCalled, None, None);
+        }
+        if app.echo_in_process() {
+            // The built-in EchoApp mirrors what it receives: the data without restExclude.
+            return (HookResult::Answered, Some(crate::rules::without(data, &mc.rest_exclude)), None);
+        }
+        let body = match serde_json::to_vec(&Excluding { data, exclude: &mc.rest_exclude }) {
+            Ok(b) => Bytes::from(b),
+            Err(e) => return (HookResult::InteractionError, None, Some(InteractionError::Transport(e.to_string()))),
+        };
+        match self.dispatcher.post(app, method, body).await {
+            Ok(answer) => (HookResult::Answered, Some(answer), None),
+            Err(e) => (HookResult::InteractionError, None, Some(e)),
+        }
+    }
+}
+
+fn config_default() -> &'static MethodConfig {
+    static D: std::sync::LazyLock<MethodConfig> = std::sync::LazyLock::new(MethodConfig::default);
+    &D
+}
+
+fn record_metrics(method: HookMethod, result: HookResult, error: Option<&InteractionError>, started: Instant) {
+    let outcome = match (result, error) {
+        (HookResult::Answered, _) => "ok",
+        (HookResult::NotCalled, _) => "not_called",
+        (HookResult::InteractionError, Some(e)) => e.label(),
+        (HookResult::InteractionError, None) => "error",
+    };
+    metrics::counter!("callgate_hook_requests_total", "method" => method.url_name(), "outcome" => outcome).increment(1);
+    if result != HookResult::NotCalled {
+        metrics::histogram!("callgate_hook_duration_seconds", "method" => method.url_name(), "outcome" => outcome)
+            .record(started.elapsed().as_secs_f64());
+    }
+}
+
+/// What the event queue reports back after an event's hook.
+#[derive(Debug)]
+pub struct EventDone {
+    pub method: HookMethod,
+    /// The event data after the data rules (changed only under OVERWRITE).
+    pub data: Map<String, Value>,
+    pub invocation: Invocation,
+}
+
+/// One event to deliver; `then` runs after the hook, in queue order.
+pub struct EventJob {
+    pub method: HookMethod,
+    pub origin: Origin,
+    pub data: Map<String, Value>,
+    pub then: Box<dyn FnOnce(EventDone) + Send>,
+}
+
+/// Delivers a session's events to the backend one at a time, in the order they were raised.
+///
+/// Dropping the queue lets the worker finish what is queued and stop, so a final
+/// `ConnectionStatusEvent DISCONNECTED` still reaches the backend after everything before it.
+#[derive(Clone)]
+pub struct EventQueue {
+    tx: mpsc::Sender<EventJob>,
+    config: Arc<RestClientConfig>,
+}
+
+/// Events that may wait per session before new ones are refused (a backend that hangs for
+/// `rest_request_timeout` on each event must not make a session grow without bound).
+pub const EVENT_QUEUE_CAPACITY: usize = 1024;
+
+impl EventQueue {
+    /// Starts the worker for one session, with the session's `restClientConfig`.
+    pub fn spawn(engine: HookEngine, app: Arc<App>, config: Arc<RestClientConfig>, session: Arc<str>) -> EventQueue {
+        let (tx, mut rx) = mpsc::channel::<EventJob>(EVENT_QUEUE_CAPACITY);
+        let cfg = config.clone();
+        tokio::spawn(async move {
+            while let Some(mut job) = rx.recv().await {
+                let invocation = engine.invoke(&app, &cfg, job.method, job.origin, &mut job.data, &session).await;
+                (job.then)(EventDone { method: job.method, data: job.data, invocation });
+            }
+        });
+        EventQueue { tx, config }
+    }
+
+    /// Queues an event. When the queue is full, the event is not delivered to the backend and
+    /// `then` runs at once with a [`InteractionError::QueueFull`] interaction error.
+    pub fn push(&self, job: EventJob) {
+        if let Err(e) = self.tx.try_send(job) {
+            let job = match e {
+                mpsc::error::TrySendError::Full(j) | mpsc::error::TrySendError::Closed(j) => j,
+            };
+            let mc = self.config.method(job.method);
+            let verdict = decide(job.method.kind(), job.origin, mc.rest_on_error, mc.rest_policy, HookResult::InteractionError);
+            metrics::counter!("callgate_hook_requests_total", "method" => job.method.url_name(), "outcome" => "queue_full").increment(1);
+            tracing::error!(method = job.method.url_name(), "event queue full; event not sent to the backend");
+            (job.then)(EventDone {
+                method: job.method,
+                data: job.data,
+                invocation: Invocation { verdict, error: Some(InteractionError::QueueFull), rest_client_config: None },
+            });
+        }
+    }
+}

@@ -1,0 +1,190 @@
+//! Configuration: embedded commented defaults (`callgate.toml`) < `--config FILE` < environment
+//! (`CALLGATE_<SECTION>__<KEY>`) < flags, validated before any port is bound.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use callgate_hooks::{App, AppConfig, DispatcherConfig};
+use figment::providers::{Env, Format, Toml};
+use figment::Figment;
+use serde::Deserialize;
+
+/// The embedded defaults, also printed by `callgate --print-default-config`.
+pub const DEFAULT_CONFIG: &str = include_str!("../callgate.toml");
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub rest_api: RestApiConfig,
+    pub hooks: HooksConfig,
+    #[serde(default)]
+    pub apps: BTreeMap<String, AppConfig>,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    pub ws_bind: SocketAddr,
+    pub http_bind: SocketAddr,
+    pub node_ip: String,
+    pub ping_interval_ms: u64,
+    pub max_missed_pings: u32,
+    pub client_send_queue: usize,
+    pub max_client_frame_bytes: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestApiConfig {
+    pub auth: bool,
+    pub username: String,
+    pub password: String,
+    pub cors_allow_origin: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HooksConfig {
+    pub rest_request_timeout: u64,
+    pub rest_client_request_retry_count: u32,
+    pub max_in_flight_per_app: usize,
+    pub max_response_bytes: usize,
+    pub rest_hook_send_hash: bool,
+    pub rest_hook_secret_key: String,
+    pub disable_rest_requests: bool,
+    pub echo_fast_path: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    pub filter: String,
+    pub format: String,
+}
+
+impl Config {
+    /// Defaults < file < environment. `env` is injectable for tests.
+    pub fn load(file: Option<&Path>, env_prefix: &str) -> anyhow::Result<Config> {
+        let mut fig = Figment::from(Toml::string(DEFAULT_CONFIG));
+        if let Some(f) = file {
+            if !f.exists() {
+                bail!("config file {} does not exist", f.display());
+            }
+            fig = fig.merge(Toml::file(f));
+        }
+        fig = fig.merge(Env::prefixed(env_prefix).split("__"));
+        let cfg: Config = fig.extract().context("invalid configuration")?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Parses a complete TOML text over the defaults (used by tests and embedders).
+    pub fn from_toml(text: &str) -> anyhow::Result<Config> {
+        let cfg: Config = Figment::from(Toml::string(DEFAULT_CONFIG))
+            .merge(Toml::string(text))
+            .extract()
+            .context("invalid configuration")?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks everything that can be checked before binding ports.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let s = &self.server;
+        if s.ping_interval_ms == 0 {
+            bail!("server.ping_interval_ms must be > 0");
+        }
+        if s.max_missed_pings == 0 {
+            bail!("server.max_missed_pings must be > 0");
+        }
+        if s.client_send_queue == 0 || s.max_client_frame_bytes < 1024 {
+            bail!("server.client_send_queue must be > 0 and server.max_client_frame_bytes >= 1024");
+        }
+        if self.rest_api.auth && (self.rest_api.username.is_empty() || self.rest_api.password.is_empty()) {
+            bail!("rest_api.auth = true needs rest_api.username and rest_api.password");
+        }
+        let h = &self.hooks;
+        if h.max_in_flight_per_app == 0 || h.max_response_bytes == 0 {
+            bail!("hooks.max_in_flight_per_app and hooks.max_response_bytes must be > 0");
+        }
+        if h.rest_hook_send_hash && h.rest_hook_secret_key.is_empty() {
+            bail!("hooks.rest_hook_send_hash = true needs hooks.rest_hook_secret_key");
+        }
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            bail!("log.format must be \"text\" or \"json\"");
+        }
+        for (key, app) in &self.apps {
+            if h.rest_hook_send_hash && app.username.is_some() {
+                bail!("app {key:?}: HTTP Basic credentials and rest_hook_send_hash both use the Authorization header; choose one");
+            }
+            App::new(key, app, false, 1)?;
+        }
+        Ok(())
+    }
+
+    pub fn dispatcher_config(&self) -> DispatcherConfig {
+        let h = &self.hooks;
+        DispatcherConfig {
+            timeout: (h.rest_request_timeout > 0).then(|| Duration::from_secs(h.rest_request_timeout)),
+            retries: h.rest_client_request_retry_count,
+            max_response_bytes: h.max_response_bytes,
+            signing_key: h.rest_hook_send_hash.then(|| h.rest_hook_secret_key.clone().into_bytes()),
+            pool_max_idle_per_host: h.max_in_flight_per_app,
+        }
+    }
+
+    /// Builds the applications once the HTTP port is known (for the EchoApp fast path).
+    pub fn build_apps(&self, http_port: u16) -> anyhow::Result<Vec<App>> {
+        self.apps
+            .iter()
+            .map(|(key, app)| {
+                let echo = self.hooks.echo_fast_path && App::url_is_builtin_echo(&app.url, http_port);
+                Ok(App::new(key, app, echo, self.hooks.max_in_flight_per_app)?)
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_defaults_are_valid() {
+        let c = Config::from_toml("").unwrap();
+        assert_eq!(c.server.ws_bind.port(), 8080);
+        assert_eq!(c.server.http_bind.port(), 8081);
+        assert_eq!(c.hooks.rest_request_timeout, 15);
+        assert_eq!(c.hooks.rest_client_request_retry_count, 3);
+        assert_eq!(c.apps["defaultApp"].url, "http://localhost:8081/apps/EchoApp");
+        let apps = c.build_apps(8081).unwrap();
+        assert!(apps[0].echo_in_process());
+    }
+
+    #[test]
+    fn bad_values_are_refused_before_binding() {
+        assert!(Config::from_toml("[server]\nping_interval_ms = 0").is_err());
+        assert!(Config::from_toml("[server]\nnope = 1").is_err());
+        assert!(Config::from_toml("[apps.x]\nurl = \"ftp://x\"").is_err());
+        assert!(Config::from_toml("[rest_api]\nauth = true").is_err());
+        assert!(Config::from_toml("[hooks]\nrest_hook_send_hash = true").is_err());
+    }
+
+    #[test]
+    fn environment_overrides_file() {
+        // figment's Jail isolates the environment of this test.
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("c.toml", "[hooks]\nrest_request_timeout = 7\n")?;
+            jail.set_env("CGTEST_HOOKS__REST_CLIENT_REQUEST_RETRY_COUNT", "1");
+            let c = Config::load(Some(Path::new("c.toml")), "CGTEST_").map_err(|e| e.to_string())?;
+            assert_eq!(c.hooks.rest_request_timeout, 7);
+            assert_eq!(c.hooks.rest_client_request_retry_count, 1);
+            Ok(())
+        });
+    }
+}

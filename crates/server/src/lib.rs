@@ -1,0 +1,170 @@
+//! callgate-server: the `callgate` binary as a library, so tests can run the real server in
+//! process on `127.0.0.1:0`.
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! let cfg = callgate_server::config::Config::from_toml("[server]\nws_bind = \"127.0.0.1:0\"\nhttp_bind = \"127.0.0.1:0\"")?;
+//! let server = callgate_server::start(cfg).await?;
+//! println!("ws on {}, http on {}", server.ws_addr, server.http_addr);
+//! server.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+pub mod config;
+pub mod echo_app;
+pub mod handlers;
+pub mod metrics_http;
+pub mod registry;
+pub mod rest_api;
+pub mod session;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::extract::connect_info::Connected;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{ConnectInfo, State};
+use axum::response::Response;
+use axum::serve::IncomingStream;
+use axum::Router;
+use callgate_hooks::{AppRegistry, Dispatcher, HookEngine};
+use rand::distr::{Alphanumeric, SampleString};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+use crate::registry::Registry;
+use crate::session::ConnAddrs;
+
+/// What every session and handler shares.
+pub struct Shared {
+    pub cfg: Config,
+    pub engine: HookEngine,
+    pub apps: AppRegistry,
+    pub sessions: Registry,
+    /// `<32 random chars>@<node ip>` (WCS nodeId shape).
+    pub node_id: Arc<str>,
+}
+
+/// A running server.
+pub struct RunningServer {
+    pub ws_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    pub shared: Arc<Shared>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl RunningServer {
+    /// Graceful shutdown: stop accepting, tell every client, let sessions end (bounded).
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        for t in self.tasks {
+            let _ = tokio::time::timeout_at(deadline, t).await;
+        }
+    }
+
+    /// Waits until the server stops (it stops only through [`RunningServer::shutdown`]).
+    pub async fn wait(&mut self) {
+        for t in self.tasks.iter_mut() {
+            let _ = t.await;
+        }
+    }
+}
+
+impl Connected<IncomingStream<'_, TcpListener>> for ConnAddrs {
+    fn connect_info(s: IncomingStream<'_, TcpListener>) -> ConnAddrs {
+        let remote = *s.remote_addr();
+        let local = s.io().local_addr().unwrap_or(remote);
+        ConnAddrs { remote, local }
+    }
+}
+
+/// Binds the ports and starts serving. Configuration must already be validated.
+pub async fn start(cfg: Config) -> anyhow::Result<RunningServer> {
+    metrics_http::install_recorder();
+    let ws_listener = TcpListener::bind(cfg.server.ws_bind).await.with_context(|| format!("cannot bind WebSocket port {}", cfg.server.ws_bind))?;
+    let http_listener = TcpListener::bind(cfg.server.http_bind).await.with_context(|| format!("cannot bind HTTP port {}", cfg.server.http_bind))?;
+    let ws_addr = ws_listener.local_addr()?;
+    let http_addr = http_listener.local_addr()?;
+    let apps = AppRegistry::new(cfg.build_apps(http_addr.port())?);
+    let dispatcher = Dispatcher::new(cfg.dispatcher_config()).context("cannot build the hook HTTP client")?;
+    let engine = HookEngine::new(dispatcher, cfg.hooks.disable_rest_requests);
+    let node_ip = if !cfg.server.node_ip.is_empty() {
+        cfg.server.node_ip.clone()
+    } else if ws_addr.ip().is_unspecified() {
+        "127.0.0.1".to_string()
+    } else {
+        ws_addr.ip().to_string()
+    };
+    let node_id: Arc<str> = format!("{}@{}", Alphanumeric.sample_string(&mut rand::rng(), 32), node_ip).into();
+    let shared = Arc::new(Shared { cfg, engine, apps, sessions: Registry::default(), node_id });
+    let (stop, stop_rx) = watch::channel(false);
+
+    let ws_router = Router::new().fallback(ws_upgrade).with_state(shared.clone());
+    let http_router = Router::new()
+        .merge(rest_api::router(shared.clone()))
+        .merge(echo_app::router())
+        .merge(metrics_http::router())
+        .layer(cors_layer(&shared.cfg.rest_api.cors_allow_origin));
+
+    let ws_task = {
+        let mut rx = stop_rx.clone();
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let svc = ws_router.into_make_service_with_connect_info::<ConnAddrs>();
+            let graceful = async move {
+                let _ = rx.wait_for(|s| *s).await;
+                // Tell every client; their sessions end and the server's drain can finish.
+                for id in shared.sessions.find(&Default::default()).iter().filter_map(|d| d.get("sessionId").and_then(|v| v.as_str()).map(String::from)) {
+                    if let Some(h) = shared.sessions.get(&id) {
+                        let _ = h.cmd.try_send(session::SessionCmd::Terminate { info: "Server shutdown".into() });
+                    }
+                }
+            };
+            if let Err(e) = axum::serve(ws_listener, svc).with_graceful_shutdown(graceful).await {
+                tracing::error!(error = %e, "WebSocket server stopped");
+            }
+        })
+    };
+    let http_task = {
+        let mut rx = stop_rx.clone();
+        tokio::spawn(async move {
+            let graceful = async move {
+                let _ = rx.wait_for(|s| *s).await;
+            };
+            if let Err(e) = axum::serve(http_listener, http_router).with_graceful_shutdown(graceful).await {
+                tracing::error!(error = %e, "HTTP server stopped");
+            }
+        })
+    };
+    tracing::info!(%ws_addr, %http_addr, apps = ?shared.apps.keys().collect::<Vec<_>>(), node_id = &*shared.node_id, "callgate started");
+    Ok(RunningServer { ws_addr, http_addr, shared, stop, tasks: vec![ws_task, http_task] })
+}
+
+async fn ws_upgrade(State(shared): State<Arc<Shared>>, ConnectInfo(addrs): ConnectInfo<ConnAddrs>, ws: WebSocketUpgrade) -> Response {
+    let max = shared.cfg.server.max_client_frame_bytes;
+    ws.max_message_size(max)
+        .max_frame_size(max)
+        .on_upgrade(move |socket| session::run(shared, socket, addrs))
+}
+
+fn cors_layer(origin: &str) -> tower_http::cors::CorsLayer {
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    let allow = if origin == "*" {
+        AllowOrigin::any()
+    } else {
+        match origin.parse::<http::HeaderValue>() {
+            Ok(v) => AllowOrigin::exact(v),
+            Err(_) => AllowOrigin::any(),
+        }
+    };
+    CorsLayer::new()
+        .allow_origin(allow)
+        .allow_methods([http::Method::POST, http::Method::GET])
+        .allow_headers([http::header::CONTENT_TYPE, http::HeaderName::from_static("x-requested-with")])
+}

@@ -1,0 +1,35 @@
+//! Prometheus metrics at `GET /metrics` on the HTTP port.
+//!
+//! Hook latency: `callgate_hook_duration_seconds{method,outcome}` (histogram); outcomes:
+//! `callgate_hook_requests_total{method,outcome}`; sessions: `callgate_sessions`,
+//! `callgate_ws_connections`; bad client frames: `callgate_client_frame_errors_total`.
+
+use std::sync::OnceLock;
+
+use axum::routing::get;
+use axum::Router;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the process-wide recorder once (several servers in one test process share it).
+pub fn install_recorder() -> &'static PrometheusHandle {
+    HANDLE.get_or_init(|| {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(
+                Matcher::Full("callgate_hook_duration_seconds".into()),
+                &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0],
+            )
+            .expect("bucket list is not empty")
+            .build_recorder();
+        let handle = recorder.handle();
+        if metrics::set_global_recorder(recorder).is_err() {
+            tracing::warn!("a metrics recorder was already installed; /metrics shows only callgate's own recorder");
+        }
+        handle
+    })
+}
+
+pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
+    Router::new().route("/metrics", get(|| async { install_recorder().render() }))
+}

@@ -1,0 +1,142 @@
+//! The REST API for backends: `/rest-api/...` on the HTTP port.
+//!
+//! | endpoint | body | answer |
+//! |---|---|---|
+//! | `/connection/find` | filter: any connection fields, all must match | `200` list of connections, `404` none |
+//! | `/connection/find_all` | none | `200` list, `404` none |
+//! | `/connection/terminate` | `{sessionId}` | `200`, `404` unknown session |
+//! | `/data/send` | `{sessionId, payload, operationId?, nodeId?}` | `200` empty (client gets `OnDataEvent`), `404` unknown session |
+//!
+//! A body that is not a JSON object, or lacks a required field, gets `400` with a reason.
+//! Optional HTTP Basic auth (`[rest_api] auth`), WCS `disable_rest_auth=false`.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use base64::Engine as _;
+use callgate_proto::info;
+use serde_json::{Map, Value};
+
+use crate::Shared;
+
+pub fn router(shared: Arc<Shared>) -> Router {
+    let r = Router::new()
+        .route("/rest-api/connection/find", post(find))
+        .route("/rest-api/connection/find_all", post(find_all).get(find_all))
+        .route("/rest-api/connection/terminate", post(terminate))
+        .route("/rest-api/data/send", post(data_send));
+    let r = if shared.cfg.rest_api.auth {
+        r.layer(axum::middleware::from_fn_with_state(shared.clone(), basic_auth))
+    } else {
+        r
+    };
+    r.with_state(shared)
+}
+
+/// An error answer: status + a short text reason.
+fn error(status: StatusCode, reason: impl Into<String>) -> Response {
+    (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], reason.into()).into_response()
+}
+
+fn parse_object(body: &Bytes) -> Result<Map<String, Value>, Response> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Map::new());
+    }
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(_) => Err(error(StatusCode::BAD_REQUEST, "body must be a JSON object")),
+        Err(e) => Err(error(StatusCode::BAD_REQUEST, format!("body is not valid JSON: {e}"))),
+    }
+}
+
+fn list_or_404(items: Vec<Arc<Map<String, Value>>>) -> Response {
+    if items.is_empty() {
+        return error(StatusCode::NOT_FOUND, "not found");
+    }
+    let list: Vec<&Map<String, Value>> = items.iter().map(|m| &**m).collect();
+    Json(list).into_response()
+}
+
+async fn find(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
+    match parse_object(&body) {
+        Ok(filter) => list_or_404(s.sessions.find(&filter)),
+        Err(r) => r,
+    }
+}
+
+async fn find_all(State(s): State<Arc<Shared>>) -> Response {
+    list_or_404(s.sessions.find(&Map::new()))
+}
+
+fn required_str<'a>(m: &'a Map<String, Value>, field: &str) -> Result<&'a str, Response> {
+    match m.get(field) {
+        Some(Value::String(v)) if !v.is_empty() => Ok(v),
+        _ => Err(error(StatusCode::BAD_REQUEST, format!("missing string field {field}"))),
+    }
+}
+
+async fn terminate(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
+    let req = match parse_object(&body) {
+        Ok(m) => m,
+        Err(r) => return r,
+    };
+    let id = match required_str(&req, "sessionId") {
+        Ok(id) => id,
+        Err(r) => return r,
+    };
+    let Some(h) = s.sessions.get(id) else { return error(StatusCode::NOT_FOUND, "session not found") };
+    let _ = h.cmd.try_send(crate::session::SessionCmd::Terminate { info: info::TERMINATED_BY_REST.into() });
+    StatusCode::OK.into_response()
+}
+
+/// `/data/send`: delivered to the client as `OnDataEvent` (SDK `APP_DATA`). REST-originated, so no
+/// hook can refuse it.
+async fn data_send(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
+    let req = match parse_object(&body) {
+        Ok(m) => m,
+        Err(r) => return r,
+    };
+    let id = match required_str(&req, "sessionId") {
+        Ok(id) => id.to_string(),
+        Err(r) => return r,
+    };
+    if !req.contains_key("payload") {
+        return error(StatusCode::BAD_REQUEST, "missing field payload");
+    }
+    let Some(h) = s.sessions.get(&id) else { return error(StatusCode::NOT_FOUND, "session not found") };
+    let mut ev = Map::new();
+    ev.insert("nodeId".into(), Value::from(&*s.node_id));
+    ev.insert("operationId".into(), req.get("operationId").cloned().unwrap_or_else(|| uuid::Uuid::new_v4().to_string().into()));
+    ev.insert("sessionId".into(), Value::from(id));
+    ev.insert("payload".into(), req["payload"].clone());
+    h.out.send_text(crate::handlers::on_data_event(&ev));
+    StatusCode::OK.into_response()
+}
+
+async fn basic_auth(State(s): State<Arc<Shared>>, req: Request, next: Next) -> Response {
+    let expected = format!("{}:{}", s.cfg.rest_api.username, s.cfg.rest_api.password);
+    let ok = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b.trim()).ok())
+        .is_some_and(|d| constant_time_eq(&d, expected.as_bytes()));
+    if ok {
+        next.run(req).await
+    } else {
+        let mut r = error(StatusCode::UNAUTHORIZED, "authentication required");
+        r.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Basic realm=\"callgate\""));
+        r
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

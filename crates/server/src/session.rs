@@ -1,0 +1,352 @@
+//! One WebSocket connection = one session, owned by one task.
+//!
+//! ```text
+//!  socket reader ──> session task (owns state, pings) ──spawns──> direct-invocation tasks
+//!                         │  ▲ SessionCmd (REST API)                  │
+//!                         ▼  │                                        ▼
+//!                      Outbox ──> writer task ──> socket          EventQueue (ordered hooks)
+//! ```
+//!
+//! The session task never waits on a backend except for `connect`, which must finish before
+//! anything else can happen. Direct invocations (`sendData`, ...) run in their own tasks so a slow
+//! backend answer never delays pongs or other frames; events go through the session's
+//! [`EventQueue`], which delivers them to the backend in order. Under `restPolicy=OVERWRITE` an
+//! event reaches the client after the backend's answer (with the overwritten fields); otherwise at
+//! once.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use callgate_hooks::{
+    EventJob, EventQueue, FieldList, HookMethod, Origin, RestClientConfig, RestPolicy, Verdict,
+};
+use callgate_proto::{info, messages, status, ClientFrame, FrameError, ServerFrame};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Map, Value};
+use tokio::sync::mpsc;
+
+use crate::registry::SessionHandle;
+use crate::Shared;
+
+/// Commands from outside the session task (REST API).
+#[derive(Debug)]
+pub enum SessionCmd {
+    /// Close the session, telling the client why.
+    Terminate { info: String },
+}
+
+/// What the writer task sends.
+#[derive(Debug)]
+pub enum Out {
+    Text(String),
+    Close,
+}
+
+/// The sending side towards one client. Never blocks: a client that does not read its frames
+/// fast enough is disconnected instead of making the server buffer without bound.
+#[derive(Clone)]
+pub struct Outbox {
+    tx: mpsc::Sender<Out>,
+    cmd: mpsc::Sender<SessionCmd>,
+}
+
+impl Outbox {
+    pub fn send_text(&self, text: String) {
+        match self.tx.try_send(Out::Text(text)) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                let _ = self.cmd.try_send(SessionCmd::Terminate { info: "Client too slow".into() });
+            }
+        }
+    }
+
+    pub fn send(&self, frame: &ServerFrame) {
+        self.send_text(frame.to_text());
+    }
+
+    /// Sends `{message, data:[obj without `exclude`]}`.
+    pub fn send_object(&self, message: &str, obj: &Map<String, Value>, exclude: &FieldList) {
+        self.send_text(frame_text(message, obj, exclude));
+    }
+}
+
+/// Serialises a one-object frame without copying the object.
+pub fn frame_text(message: &str, obj: &Map<String, Value>, exclude: &FieldList) -> String {
+    let body = serde_json::to_string(&callgate_hooks::rules::Excluding { data: obj, exclude })
+        .expect("JSON values always serialise");
+    let name = serde_json::to_string(message).expect("strings serialise");
+    format!(r#"{{"message":{name},"data":[{body}]}}"#)
+}
+
+/// Addresses of the TCP connection, for the WCS-style session id.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnAddrs {
+    pub remote: SocketAddr,
+    pub local: SocketAddr,
+}
+
+/// State shared with the tasks a session spawns. Exists once the session is established.
+pub struct SessionCtx {
+    pub shared: Arc<Shared>,
+    pub id: Arc<str>,
+    pub app: Arc<callgate_hooks::App>,
+    pub rcc: Arc<RestClientConfig>,
+    pub out: Outbox,
+    pub events: EventQueue,
+    pub debug: AtomicBool,
+    pub handle: Arc<SessionHandle>,
+}
+
+impl SessionCtx {
+    /// The context fields of every hook body.
+    fn context(&self) -> Map<String, Value> {
+        let mut m = Map::new();
+        m.insert("nodeId".into(), Value::from(&*self.shared.node_id));
+        m.insert("appKey".into(), Value::from(&*self.app.key));
+        m.insert("sessionId".into(), Value::from(&*self.id));
+        m
+    }
+
+    /// Raises an event: hook to the backend (ordered), and `client_message` to the client
+    /// (now under NOTIFY/DISABLE, after the backend's answer under OVERWRITE).
+    pub fn raise_event(self: &Arc<Self>, method: HookMethod, origin: Origin, data: Map<String, Value>, client_message: Option<&'static str>) {
+        let mc = self.rcc.method(method);
+        let wait_for_backend = mc.rest_policy == RestPolicy::Overwrite;
+        if let (Some(msg), false) = (client_message, wait_for_backend) {
+            self.out.send_object(msg, &data, &mc.client_exclude);
+        }
+        let ctx = self.clone();
+        self.events.push(EventJob {
+            method,
+            origin,
+            data,
+            then: Box::new(move |done| {
+                let mc = ctx.rcc.method(method);
+                if let (Some(msg), true) = (client_message, wait_for_backend) {
+                    ctx.out.send_object(msg, &done.data, &mc.client_exclude);
+                }
+                if done.invocation.verdict == Verdict::ProceedWithErrorEvent && method != HookMethod::ErrorEvent {
+                    ctx.error_event(&format!("{method}: {}", done.invocation.client_info()), origin);
+                }
+            }),
+        });
+    }
+
+    /// An `ErrorEvent`: to the client as `fail {apiMethod:"ErrorEvent"}` (the SDK fires WARN) and
+    /// to the backend as the `ErrorEvent` hook.
+    pub fn error_event(self: &Arc<Self>, info_text: &str, origin: Origin) {
+        self.out.send(&ServerFrame::fail("ErrorEvent", info_text, None));
+        let mut data = self.context();
+        data.insert("status".into(), "FAILED".into());
+        data.insert("info".into(), info_text.into());
+        self.raise_event(HookMethod::ErrorEvent, origin, data, None);
+    }
+
+    /// Runs a direct invocation hook on `data`; returns `Err(info)` when the verdict rejects it.
+    pub(crate) async fn direct(&self, method: HookMethod, data: &mut Map<String, Value>) -> Result<(), String> {
+        let inv = self.shared.engine.invoke(&self.app, &self.rcc, method, Origin::Client, data, &self.id).await;
+        if inv.verdict.aborts() {
+            Err(inv.client_info())
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// Runs one connection to its end.
+pub async fn run(shared: Arc<Shared>, socket: WebSocket, addrs: ConnAddrs) {
+    let id: Arc<str> = format!("/{}/{}-{}", addrs.remote, addrs.local, uuid::Uuid::new_v4()).into();
+    let (mut sink, mut stream) = socket.split();
+    let (out_tx, mut out_rx) = mpsc::channel::<Out>(shared.cfg.server.client_send_queue);
+    let (cmd_tx, mut cmd_rx) = mpsc::channel::<SessionCmd>(16);
+    let out = Outbox { tx: out_tx, cmd: cmd_tx.clone() };
+    let writer = tokio::spawn(async move {
+        while let Some(o) = out_rx.recv().await {
+            let r = match o {
+                Out::Text(t) => sink.send(Message::Text(t.into())).await,
+                Out::Close => {
+                    let _ = sink.send(Message::Close(Some(CloseFrame { code: 1000, reason: "".into() }))).await;
+                    break;
+                }
+            };
+            if r.is_err() {
+                break;
+            }
+        }
+        let _ = sink.close().await;
+    });
+
+    metrics::gauge!("callgate_ws_connections").increment(1.0);
+    let mut session = Session { shared: shared.clone(), id: id.clone(), out: out.clone(), cmd_tx, ctx: None, closing: false };
+    let ping_every = Duration::from_millis(shared.cfg.server.ping_interval_ms);
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
+    let mut missed = 0u32;
+    loop {
+        tokio::select! {
+            msg = stream.next() => {
+                let Some(Ok(msg)) = msg else { break };
+                missed = 0;
+                match msg {
+                    Message::Text(t) => session.handle_text(t.as_str()).await,
+                    Message::Binary(_) => session.frame_error(FrameError::Binary),
+                    Message::Close(_) => break,
+                    Message::Ping(_) | Message::Pong(_) => {}
+                }
+            }
+            cmd = cmd_rx.recv() => match cmd {
+                Some(SessionCmd::Terminate { info: why }) => {
+                    tracing::info!(session = &*id, reason = %why, "closing session");
+                    session.out.send(&ServerFrame::fail("ConnectionStatusEvent", &why, None));
+                    session.closing = true;
+                }
+                None => break,
+            },
+            _ = ping.tick() => {
+                if missed >= shared.cfg.server.max_missed_pings {
+                    tracing::info!(session = &*id, missed, "client stopped answering pings; closing");
+                    session.out.send(&ServerFrame::fail("ConnectionStatusEvent", info::PING_TIMEOUT, None));
+                    session.closing = true;
+                } else {
+                    missed += 1;
+                    session.out.send(&ServerFrame::new(messages::PING, vec![]));
+                }
+            }
+        }
+        if session.closing {
+            break;
+        }
+    }
+    // Flush what is queued for the client, then close the socket.
+    let _ = out.tx.send(Out::Close).await;
+    drop(out);
+    session.finish();
+    drop(session);
+    let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
+    metrics::gauge!("callgate_ws_connections").decrement(1.0);
+}
+
+struct Session {
+    shared: Arc<Shared>,
+    id: Arc<str>,
+    out: Outbox,
+    cmd_tx: mpsc::Sender<SessionCmd>,
+    ctx: Option<Arc<SessionCtx>>,
+    closing: bool,
+}
+
+impl Session {
+    fn frame_error(&self, e: FrameError) {
+        tracing::debug!(session = &*self.id, error = %e, "bad client frame");
+        metrics::counter!("callgate_client_frame_errors_total").increment(1);
+        self.out.send(&ServerFrame::fail("ErrorEvent", &e.to_string(), None));
+    }
+
+    async fn handle_text(&mut self, text: &str) {
+        let frame = match ClientFrame::parse(text) {
+            Ok(f) => f,
+            Err(e) => return self.frame_error(e),
+        };
+        if let Some(ctx) = &self.ctx {
+            if ctx.debug.load(Ordering::Relaxed) {
+                tracing::info!(session = &*self.id, frame = text, "client frame (session debug)");
+            }
+        }
+        match (frame.message.as_str(), &self.ctx) {
+            (messages::PONG | messages::PING, _) => {}
+            (messages::CONNECTION, None) => match frame.into_object() {
+                Ok(obj) => self.connect(obj).await,
+                Err(e) => self.frame_error(e),
+            },
+            (messages::CONNECTION, Some(_)) => self.out.send(&ServerFrame::fail("ConnectionStatusEvent", "Already connected", None)),
+            (_, None) => self.out.send(&ServerFrame::fail("ErrorEvent", info::SESSION_NOT_READY, None)),
+            (_, Some(ctx)) => {
+                let ctx = ctx.clone();
+                if let Err(e) = crate::handlers::dispatch(ctx, frame) {
+                    self.frame_error(e);
+                }
+            }
+        }
+    }
+
+    /// `connection` -> `connect` hook -> `getUserData`, or `fail` and close.
+    async fn connect(&mut self, mut obj: Map<String, Value>) {
+        let shared = self.shared.clone();
+        // A client must not configure its own hooks: a backend that mirrors the connect body
+        // (as WCS recommends) would otherwise hand the client's restClientConfig back to us.
+        obj.remove(callgate_hooks::rules::REST_CLIENT_CONFIG);
+        let app_key = match obj.get("appKey") {
+            Some(Value::String(k)) if !k.is_empty() => k.clone(),
+            _ => "defaultApp".to_string(),
+        };
+        obj.insert("nodeId".into(), Value::from(&*shared.node_id));
+        obj.insert("appKey".into(), Value::from(app_key.as_str()));
+        obj.insert("sessionId".into(), Value::from(&*self.id));
+        let Some(app) = shared.apps.get(&app_key).cloned() else {
+            tracing::info!(session = &*self.id, app_key, "connection refused: unknown appKey");
+            self.out.send(&ServerFrame::fail("ConnectionStatusEvent", &format!("{}: {app_key}", info::UNKNOWN_APP_KEY), None));
+            self.closing = true;
+            return;
+        };
+        let defaults = Arc::new(RestClientConfig::default());
+        let inv = shared.engine.invoke(&app, &defaults, HookMethod::Connect, Origin::Client, &mut obj, &self.id).await;
+        if inv.verdict.aborts() {
+            let why = inv.client_info();
+            tracing::info!(session = &*self.id, app = &*app.key, reason = %why, "connection declined by the connect hook");
+            self.out.send(&ServerFrame::fail("ConnectionStatusEvent", &why, None));
+            // The backend hears of it too: {status, info, nodeId, sessionId, appKey} (spec §4.2).
+            let events = EventQueue::spawn(shared.engine.clone(), app.clone(), defaults, self.id.clone());
+            let mut ev = Map::new();
+            ev.insert("status".into(), status::connection::FAILED.into());
+            ev.insert("info".into(), why.into());
+            for k in ["nodeId", "sessionId", "appKey"] {
+                ev.insert(k.into(), obj[k].clone());
+            }
+            events.push(EventJob { method: HookMethod::ConnectionStatusEvent, origin: Origin::Client, data: ev, then: Box::new(|_| {}) });
+            self.closing = true;
+            return;
+        }
+        let (rcc, warnings) = RestClientConfig::parse(inv.rest_client_config.as_ref());
+        for w in warnings {
+            tracing::warn!(session = &*self.id, app = &*app.key, "{w}; default used");
+        }
+        let rcc = Arc::new(rcc);
+        obj.insert("authToken".into(), Value::from(uuid::Uuid::new_v4().to_string()));
+        for flag in ["useWsTunnel", "useWsTunnelPacketization2", "useBase64BinaryEncoding"] {
+            obj.entry(flag).or_insert(Value::Bool(false));
+        }
+        let events = EventQueue::spawn(shared.engine.clone(), app.clone(), rcc.clone(), self.id.clone());
+        let handle = Arc::new(SessionHandle::new(self.id.clone(), app.key.clone(), obj.clone(), self.cmd_tx.clone(), self.out.clone()));
+        shared.sessions.insert(handle.clone());
+        let ctx = Arc::new(SessionCtx {
+            shared: shared.clone(),
+            id: self.id.clone(),
+            app,
+            rcc,
+            out: self.out.clone(),
+            events,
+            debug: AtomicBool::new(false),
+            handle,
+        });
+        tracing::info!(session = &*self.id, app = &*ctx.app.key, "session established");
+        let mut ev = obj;
+        ev.insert("status".into(), status::connection::ESTABLISHED.into());
+        ctx.raise_event(HookMethod::ConnectionStatusEvent, Origin::Client, ev, Some(messages::GET_USER_DATA));
+        self.ctx = Some(ctx);
+    }
+
+    /// The socket is gone: the backend gets `ConnectionStatusEvent DISCONNECTED`, after every
+    /// event raised before it.
+    fn finish(&mut self) {
+        if let Some(ctx) = self.ctx.take() {
+            self.shared.sessions.remove(&ctx.id);
+            let mut ev = ctx.handle.data();
+            ev.insert("status".into(), status::connection::DISCONNECTED.into());
+            ctx.raise_event(HookMethod::ConnectionStatusEvent, Origin::Client, ev, None);
+            tracing::info!(session = &*ctx.id, "session closed");
+        }
+    }
+}

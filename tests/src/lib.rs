@@ -1,0 +1,1 @@
+//! Test helpers: a recording HTTP backend and a WebSocket client speaking the client protocol.
