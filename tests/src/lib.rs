@@ -72,7 +72,8 @@ pub struct Backend {
 impl Backend {
     /// Starts a backend that mirrors every request until told otherwise.
     pub async fn start() -> Backend {
-        let state = Arc::new(BackendState { log: Mutex::new(Vec::new()), rule: Mutex::new(Arc::new(|_, b| Reply::mirror(b))) });
+        let state =
+            Arc::new(BackendState { log: Mutex::new(Vec::new()), rule: Mutex::new(Arc::new(|_, b| Reply::mirror(b))) });
         let app = axum::Router::new().route("/{*path}", axum::routing::post(handle)).with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -106,14 +107,22 @@ impl Backend {
                 return r;
             }
             if tokio::time::Instant::now() > deadline {
-                panic!("backend never received {method} matching the predicate; got: {:#?}", self.requests().iter().map(|r| (&r.method, &r.body)).collect::<Vec<_>>());
+                panic!(
+                    "backend never received {method} matching the predicate; got: {:#?}",
+                    self.requests().iter().map(|r| (&r.method, &r.body)).collect::<Vec<_>>()
+                );
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 }
 
-async fn handle(State(state): State<Arc<BackendState>>, Path(path): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
+async fn handle(
+    State(state): State<Arc<BackendState>>,
+    Path(path): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let method = path.rsplit('/').next().unwrap_or("").to_string();
     let json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     state.log.lock().push(Recorded { method: method.clone(), path, headers, body: json.clone() });
@@ -159,7 +168,9 @@ fn merge_server_section(base: &str, extra: &str) -> String {
     for l in server_lines {
         let key = l.split('=').next().unwrap_or("").trim().to_string();
         if !key.is_empty() {
-            out = out.lines().filter(|x| x.split('=').next().unwrap_or("").trim() != key).collect::<Vec<_>>().join("\n") + "\n";
+            out =
+                out.lines().filter(|x| x.split('=').next().unwrap_or("").trim() != key).collect::<Vec<_>>().join("\n")
+                    + "\n";
         }
         out.push_str(&l);
         out.push('\n');
@@ -215,7 +226,9 @@ impl Client {
     pub async fn expect(&mut self, message: &str) -> Map<String, Value> {
         loop {
             match self.next().await {
-                Some((m, data)) if m == message => return data.first().and_then(Value::as_object).cloned().unwrap_or_default(),
+                Some((m, data)) if m == message => {
+                    return data.first().and_then(Value::as_object).cloned().unwrap_or_default()
+                }
                 Some(_) => continue,
                 None => panic!("connection closed before {message}; seen {:?}", self.seen),
             }
@@ -237,7 +250,12 @@ impl Client {
 }
 
 /// POSTs JSON to the server's HTTP port; returns (status, body text).
-pub async fn http_post(server: &callgate_server::RunningServer, path: &str, body: &str, auth: Option<&str>) -> (u16, String) {
+pub async fn http_post(
+    server: &callgate_server::RunningServer,
+    path: &str,
+    body: &str,
+    auth: Option<&str>,
+) -> (u16, String) {
     let mut stream = TcpStream::connect(server.http_addr).await.unwrap();
     let auth_line = auth.map(|a| format!("Authorization: {a}\r\n")).unwrap_or_default();
     let req = format!(

@@ -128,11 +128,18 @@ async fn every_cell_of_the_decision_table() {
             other => panic!("unexpected case {other:?}"),
         }
     });
-    let dispatcher = Dispatcher::new(DispatcherConfig { timeout: Some(Duration::from_millis(400)), retries: 1, ..Default::default() }).unwrap();
+    let dispatcher = Dispatcher::new(DispatcherConfig {
+        timeout: Some(Duration::from_millis(400)),
+        retries: 1,
+        ..Default::default()
+    })
+    .unwrap();
     let engine = HookEngine::new(dispatcher, false);
     let app_cfg = |url: String| AppConfig { url, username: None, password: None, methods: MethodSelection::default() };
     let live = Arc::new(App::new("live", &app_cfg(backend.url("h")), false, 1024).unwrap());
-    let dead = Arc::new(App::new("dead", &app_cfg(format!("http://127.0.0.1:{}/h", closed_port().await)), false, 1024).unwrap());
+    let dead = Arc::new(
+        App::new("dead", &app_cfg(format!("http://127.0.0.1:{}/h", closed_port().await)), false, 1024).unwrap(),
+    );
 
     let mut cells = Vec::new();
     for kind in HookKind::ALL {
@@ -158,7 +165,10 @@ async fn every_cell_of_the_decision_table() {
             let mut data: Map<String, Value> = json!({
                 "case": format!("{outcome:?}"), "cell": i, "callee": "Alice", "secret": "s3cret",
                 "sessionId": "session-1", "nodeId": "node", "appKey": "live"
-            }).as_object().unwrap().clone();
+            })
+            .as_object()
+            .unwrap()
+            .clone();
             let inv = engine.invoke(&app, &cfg, method, origin, &mut data, "session-1").await;
             (i, inv, data)
         }));
@@ -228,12 +238,35 @@ fn pure_decision_matches_the_table_for_every_result() {
         for origin in Origin::ALL {
             for on_error in RestOnError::ALL {
                 for policy in RestPolicy::ALL {
-                    assert_eq!(decide(kind, origin, on_error, policy, HookResult::NotCalled), Verdict::Proceed(DataEffect::Unchanged));
-                    let ok = expected_verdict(kind, origin, on_error, if kind == HookKind::Connect { policy } else if policy == RestPolicy::Disable { RestPolicy::Notify } else { policy }, Outcome::Ok200);
+                    assert_eq!(
+                        decide(kind, origin, on_error, policy, HookResult::NotCalled),
+                        Verdict::Proceed(DataEffect::Unchanged)
+                    );
+                    let ok = expected_verdict(
+                        kind,
+                        origin,
+                        on_error,
+                        if kind == HookKind::Connect {
+                            policy
+                        } else if policy == RestPolicy::Disable {
+                            RestPolicy::Notify
+                        } else {
+                            policy
+                        },
+                        Outcome::Ok200,
+                    );
                     if !(kind != HookKind::Connect && policy == RestPolicy::Disable) {
-                        assert_eq!(decide(kind, origin, on_error, policy, HookResult::Answered), ok, "{kind:?} {origin:?} {on_error:?} {policy:?}");
+                        assert_eq!(
+                            decide(kind, origin, on_error, policy, HookResult::Answered),
+                            ok,
+                            "{kind:?} {origin:?} {on_error:?} {policy:?}"
+                        );
                         let err = expected_verdict(kind, origin, on_error, policy, Outcome::Err500);
-                        assert_eq!(decide(kind, origin, on_error, policy, HookResult::InteractionError), err, "{kind:?} {origin:?} {on_error:?} {policy:?}");
+                        assert_eq!(
+                            decide(kind, origin, on_error, policy, HookResult::InteractionError),
+                            err,
+                            "{kind:?} {origin:?} {on_error:?} {policy:?}"
+                        );
                     }
                 }
             }

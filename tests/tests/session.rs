@@ -26,7 +26,8 @@ async fn echo_app_in_process_and_over_http() {
         );
         let server = start_server(&extra).await;
         assert_eq!(server.shared.apps.get("defaultApp").unwrap().echo_in_process(), fast);
-        let (mut c, user) = Client::establish(&server, json!({"clientVersion":"2.0","custom":{"a":1},"sipLogin":"3000"})).await;
+        let (mut c, user) =
+            Client::establish(&server, json!({"clientVersion":"2.0","custom":{"a":1},"sipLogin":"3000"})).await;
         assert_eq!(user["status"], "ESTABLISHED");
         assert_eq!(user["appKey"], "defaultApp");
         assert_eq!(user["sipLogin"], "3000", "the connection object is echoed (the SDK reads sipLogin from it)");
@@ -61,10 +62,20 @@ async fn connect_allow_then_events_in_order() {
     assert_eq!(c.expect("DataStatusEvent").await["status"], "ACCEPTED");
     drop(c);
     backend.wait_for("ConnectionStatusEvent", |b| b["status"] == "DISCONNECTED").await;
-    let order: Vec<String> = backend.requests().iter().map(|r| format!("{}:{}", r.method, r.body["status"].as_str().unwrap_or(""))).collect();
+    let order: Vec<String> = backend
+        .requests()
+        .iter()
+        .map(|r| format!("{}:{}", r.method, r.body["status"].as_str().unwrap_or("")))
+        .collect();
     assert_eq!(
         order,
-        ["connect:", "ConnectionStatusEvent:ESTABLISHED", "OnDataEvent:", "DataStatusEvent:ACCEPTED", "ConnectionStatusEvent:DISCONNECTED"]
+        [
+            "connect:",
+            "ConnectionStatusEvent:ESTABLISHED",
+            "OnDataEvent:",
+            "DataStatusEvent:ACCEPTED",
+            "ConnectionStatusEvent:DISCONNECTED"
+        ]
     );
     server.shutdown().await;
 }
@@ -135,7 +146,9 @@ async fn a_hanging_backend_for_one_session_does_not_delay_another() {
             Reply::mirror(req)
         }
     });
-    let server = start_server(&format!("[hooks]\nrest_request_timeout = 8\n{}", app_toml("backendApp", &backend.url("hooks")))).await;
+    let server =
+        start_server(&format!("[hooks]\nrest_request_timeout = 8\n{}", app_toml("backendApp", &backend.url("hooks"))))
+            .await;
     let mut slow = Client::connect(&server).await;
     slow.send("connection", connection("backendApp", json!({"token":"hang"}))).await;
     backend.wait_for("connect", |b| b["custom"]["token"] == "hang").await;
@@ -158,11 +171,14 @@ async fn overwrite_and_excludes() {
             // Click-to-call: the backend injects SIP credentials and hides them from the client.
             b.insert("sipLogin".into(), "3000".into());
             b.insert("sipPassword".into(), "secret".into());
-            b.insert("restClientConfig".into(), json!({
-                "ConnectionStatusEvent": {"clientExclude": "sipPassword, sipAuthenticationName"},
-                "OnDataEvent": {"restExclude": "payload", "restPolicy": "OVERWRITE", "restOverwrite": "payload"},
-                "DataStatusEvent": {"restPolicy": "OVERWRITE", "restOverwrite": "info", "clientExclude": "nodeId"}
-            }));
+            b.insert(
+                "restClientConfig".into(),
+                json!({
+                    "ConnectionStatusEvent": {"clientExclude": "sipPassword, sipAuthenticationName"},
+                    "OnDataEvent": {"restExclude": "payload", "restPolicy": "OVERWRITE", "restOverwrite": "payload"},
+                    "DataStatusEvent": {"restPolicy": "OVERWRITE", "restOverwrite": "info", "clientExclude": "nodeId"}
+                }),
+            );
             Reply::json(200, Value::Object(b))
         }
         "DataStatusEvent" => {
@@ -416,12 +432,19 @@ async fn rest_api_basic_auth() {
 #[tokio::test]
 async fn backend_auth_signature_and_metrics() {
     let backend = Backend::start().await;
-    let basic = start_server(&format!("[apps.basicApp]\nurl = \"{}\"\nusername = \"u\"\npassword = \"p\"\n", backend.url("basic"))).await;
+    let basic = start_server(&format!(
+        "[apps.basicApp]\nurl = \"{}\"\nusername = \"u\"\npassword = \"p\"\n",
+        backend.url("basic")
+    ))
+    .await;
     Client::establish(&basic, connection("basicApp", json!({}))).await;
     let r = backend.wait_for("connect", |b| b["appKey"] == "basicApp").await;
     assert_eq!(r.headers["authorization"], "Basic dTpw");
     basic.shutdown().await;
-    let extra = format!("[apps.signedApp]\nurl = \"{}\"\n[hooks]\nrest_hook_send_hash = true\nrest_hook_secret_key = \"key\"\n", backend.url("signed"));
+    let extra = format!(
+        "[apps.signedApp]\nurl = \"{}\"\n[hooks]\nrest_hook_send_hash = true\nrest_hook_secret_key = \"key\"\n",
+        backend.url("signed")
+    );
     let server = start_server(&extra).await;
     Client::establish(&server, connection("signedApp", json!({}))).await;
     let r = backend.wait_for("connect", |b| b["appKey"] == "signedApp").await;

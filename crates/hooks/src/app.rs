@@ -92,7 +92,8 @@ impl App {
         }
         let mut method_uris = Vec::with_capacity(HookMethod::COUNT);
         for m in HookMethod::ALL {
-            let u: Uri = format!("{base}/{}", m.url_name()).parse().map_err(|e: http::uri::InvalidUri| bad(e.to_string()))?;
+            let u: Uri =
+                format!("{base}/{}", m.url_name()).parse().map_err(|e: http::uri::InvalidUri| bad(e.to_string()))?;
             method_uris.push(u);
         }
         let enabled = enabled_methods(key, &cfg.methods)?;
@@ -189,7 +190,13 @@ mod tests {
 
     #[test]
     fn urls_and_methods() {
-        let app = App::new("k", &cfg("http://127.0.0.1:9/rest/", MethodSelection::List(vec!["connect".into(), "sendDTMF".into()])), false, 8).unwrap();
+        let app = App::new(
+            "k",
+            &cfg("http://127.0.0.1:9/rest/", MethodSelection::List(vec!["connect".into(), "sendDTMF".into()])),
+            false,
+            8,
+        )
+        .unwrap();
         assert_eq!(app.uri(HookMethod::Connect).to_string(), "http://127.0.0.1:9/rest/connect");
         assert_eq!(app.uri(HookMethod::SendDtmf).to_string(), "http://127.0.0.1:9/rest/sendDtmf");
         assert!(app.is_enabled(HookMethod::Connect) && app.is_enabled(HookMethod::SendDtmf));
@@ -200,8 +207,14 @@ mod tests {
 
     #[test]
     fn bad_configs_are_refused() {
-        assert!(matches!(App::new("k", &cfg("ftp://h/x", MethodSelection::default()), false, 1), Err(AppConfigError::BadUrl { .. })));
-        assert!(matches!(App::new("k", &cfg("not a url", MethodSelection::default()), false, 1), Err(AppConfigError::BadUrl { .. })));
+        assert!(matches!(
+            App::new("k", &cfg("ftp://h/x", MethodSelection::default()), false, 1),
+            Err(AppConfigError::BadUrl { .. })
+        ));
+        assert!(matches!(
+            App::new("k", &cfg("not a url", MethodSelection::default()), false, 1),
+            Err(AppConfigError::BadUrl { .. })
+        ));
         assert!(matches!(
             App::new("k", &cfg("http://h", MethodSelection::List(vec!["cal".into()])), false, 1),
             Err(AppConfigError::UnknownMethod { .. })
@@ -216,7 +229,11 @@ mod tests {
 
     #[test]
     fn basic_auth_header() {
-        let c = AppConfig { username: Some("Aladdin".into()), password: Some("open sesame".into()), ..cfg("http://h", MethodSelection::default()) };
+        let c = AppConfig {
+            username: Some("Aladdin".into()),
+            password: Some("open sesame".into()),
+            ..cfg("http://h", MethodSelection::default())
+        };
         let app = App::new("k", &c, false, 1).unwrap();
         assert_eq!(app.basic_auth().unwrap(), "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==");
     }

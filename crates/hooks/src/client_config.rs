@@ -60,13 +60,7 @@ pub struct FieldList(Box<[Box<str>]>);
 
 impl FieldList {
     pub fn parse(s: &str) -> FieldList {
-        FieldList(
-            s.split(',')
-                .map(str::trim)
-                .filter(|f| !f.is_empty())
-                .map(Box::from)
-                .collect(),
-        )
+        FieldList(s.split(',').map(str::trim).filter(|f| !f.is_empty()).map(Box::from).collect())
     }
 
     pub fn is_empty(&self) -> bool {
@@ -109,10 +103,7 @@ static DEFAULT_METHOD_CONFIG: std::sync::LazyLock<MethodConfig> = std::sync::Laz
 impl RestClientConfig {
     /// The settings for `method` (defaults when the backend did not name it).
     pub fn method(&self, method: HookMethod) -> &MethodConfig {
-        self.per_method
-            .get(method.index())
-            .and_then(|c| c.as_deref())
-            .unwrap_or(&DEFAULT_METHOD_CONFIG)
+        self.per_method.get(method.index()).and_then(|c| c.as_deref()).unwrap_or(&DEFAULT_METHOD_CONFIG)
     }
 
     /// Reads `restClientConfig` from a connect response value (the value of that key).

@@ -95,7 +95,13 @@ impl Verdict {
 }
 
 /// The seed's decision table, extended by the choices in the module docs.
-pub fn decide(kind: HookKind, origin: Origin, on_error: RestOnError, policy: RestPolicy, result: HookResult) -> Verdict {
+pub fn decide(
+    kind: HookKind,
+    origin: Origin,
+    on_error: RestOnError,
+    policy: RestPolicy,
+    result: HookResult,
+) -> Verdict {
     match result {
         HookResult::NotCalled => Verdict::Proceed(DataEffect::Unchanged),
         HookResult::Answered => Verdict::Proceed(match kind {

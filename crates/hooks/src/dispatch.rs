@@ -142,7 +142,12 @@ impl Dispatcher {
     }
 
     /// POSTs `body` to `{app.url}/{method}` and returns the answer object.
-    pub async fn post(&self, app: &App, method: HookMethod, body: Bytes) -> Result<Map<String, Value>, InteractionError> {
+    pub async fn post(
+        &self,
+        app: &App,
+        method: HookMethod,
+        body: Bytes,
+    ) -> Result<Map<String, Value>, InteractionError> {
         match self.cfg.timeout {
             Some(t) => tokio::time::timeout(t, self.post_unbounded(app, method, body))
                 .await
@@ -151,8 +156,14 @@ impl Dispatcher {
         }
     }
 
-    async fn post_unbounded(&self, app: &App, method: HookMethod, body: Bytes) -> Result<Map<String, Value>, InteractionError> {
-        let _permit = app.in_flight.acquire().await.map_err(|_| InteractionError::Transport("dispatcher closed".into()))?;
+    async fn post_unbounded(
+        &self,
+        app: &App,
+        method: HookMethod,
+        body: Bytes,
+    ) -> Result<Map<String, Value>, InteractionError> {
+        let _permit =
+            app.in_flight.acquire().await.map_err(|_| InteractionError::Transport("dispatcher closed".into()))?;
         let signature = self.cfg.signing_key.as_deref().map(|k| sign(k, &body));
         let mut attempt = 0u32;
         let response = loop {
@@ -273,7 +284,11 @@ mod tests {
 
     #[test]
     fn client_info_prefers_custom_reason() {
-        let e = InteractionError::Status { code: 403, reason: "Forbidden".into(), custom_reason: Some("Wrong credentials".into()) };
+        let e = InteractionError::Status {
+            code: 403,
+            reason: "Forbidden".into(),
+            custom_reason: Some("Wrong credentials".into()),
+        };
         assert_eq!(e.client_info(), "Wrong credentials");
         let e = InteractionError::Status { code: 403, reason: "Forbidden".into(), custom_reason: None };
         assert_eq!(e.client_info(), "Forbidden");

@@ -99,7 +99,9 @@ impl HookEngine {
         data: &Map<String, Value>,
     ) -> (HookResult, Option<Map<String, Value>>, Option<InteractionError>) {
         use crate::client_config::RestPolicy;
-        let skip = self.disabled || !app.is_enabled(method) || (method.kind() != HookKind::Connect && mc.rest_policy == RestPolicy::Disable);
+        let skip = self.disabled
+            || !app.is_enabled(method)
+            || (method.kind() != HookKind::Connect && mc.rest_policy == RestPolicy::Disable);
         if skip {
             return (HookResult::NotCalled, None, None);
         }
@@ -190,7 +192,8 @@ impl EventQueue {
                 mpsc::error::TrySendError::Full(j) | mpsc::error::TrySendError::Closed(j) => j,
             };
             let mc = self.config.method(job.method);
-            let verdict = decide(job.method.kind(), job.origin, mc.rest_on_error, mc.rest_policy, HookResult::InteractionError);
+            let verdict =
+                decide(job.method.kind(), job.origin, mc.rest_on_error, mc.rest_policy, HookResult::InteractionError);
             metrics::counter!("callgate_hook_requests_total", "method" => job.method.url_name(), "outcome" => "queue_full").increment(1);
             tracing::error!(method = job.method.url_name(), "event queue full; event not sent to the backend");
             (job.then)(EventDone {

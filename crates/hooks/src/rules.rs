@@ -27,7 +27,12 @@ fn is_context(field: &str) -> bool {
 /// Applies a backend answer to `data` as the decision's [`DataEffect`] says.
 ///
 /// Returns the number of fields changed (for logs and metrics).
-pub fn apply_answer(effect: DataEffect, data: &mut Map<String, Value>, answer: Map<String, Value>, overwrite: &FieldList) -> usize {
+pub fn apply_answer(
+    effect: DataEffect,
+    data: &mut Map<String, Value>,
+    answer: Map<String, Value>,
+    overwrite: &FieldList,
+) -> usize {
     match effect {
         DataEffect::Unchanged => 0,
         DataEffect::MergeConnect => {
@@ -81,10 +86,7 @@ impl Serialize for Excluding<'_> {
 
 /// Returns a copy of `data` without the excluded fields (for places that need a `Value`).
 pub fn without(data: &Map<String, Value>, exclude: &FieldList) -> Map<String, Value> {
-    data.iter()
-        .filter(|(k, _)| !exclude.contains(k))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect()
+    data.iter().filter(|(k, _)| !exclude.contains(k)).map(|(k, v)| (k.clone(), v.clone())).collect()
 }
 
 /// The backend's custom refusal reason: the body must be **exactly** `{"status":<n>,"reason":"…"}`
@@ -121,7 +123,10 @@ mod tests {
                                 "custom":{"t":2},"restClientConfig":{}}));
         let n = apply_answer(DataEffect::MergeConnect, &mut data, answer, &FieldList::default());
         assert_eq!(n, 2);
-        assert_eq!(Value::Object(data), json!({"nodeId":"n","sessionId":"s","appKey":"a","custom":{"t":2},"sipLogin":"3000"}));
+        assert_eq!(
+            Value::Object(data),
+            json!({"nodeId":"n","sessionId":"s","appKey":"a","custom":{"t":2},"sipLogin":"3000"})
+        );
     }
 
     #[test]
@@ -153,7 +158,10 @@ mod tests {
 
     #[test]
     fn custom_reason_only_for_the_exact_shape() {
-        assert_eq!(custom_reason(br#"{"status":403,"reason":"Wrong credentials"}"#).as_deref(), Some("Wrong credentials"));
+        assert_eq!(
+            custom_reason(br#"{"status":403,"reason":"Wrong credentials"}"#).as_deref(),
+            Some("Wrong credentials")
+        );
         assert_eq!(custom_reason(br#"{"reason":"x","status":401}"#).as_deref(), Some("x"));
         assert_eq!(custom_reason(br#"{"status":403,"reason":"x","extra":1}"#), None);
         assert_eq!(custom_reason(br#"{"status":"403","reason":"x"}"#), None);

@@ -74,10 +74,18 @@ pub fn dispatch(ctx: Arc<SessionCtx>, frame: ClientFrame) -> Result<(), FrameErr
             ctx.out.send(&ServerFrame::object("finish", st));
         }
         "unPublishStream" | "stopStream" | "snapshot" | "sendStreamEvent" => {
-            ctx.out.send(&ServerFrame::fail("StreamStatusEvent", NOT_SUPPORTED_STREAMS, obj.get("mediaSessionId").and_then(Value::as_str)));
+            ctx.out.send(&ServerFrame::fail(
+                "StreamStatusEvent",
+                NOT_SUPPORTED_STREAMS,
+                obj.get("mediaSessionId").and_then(Value::as_str),
+            ));
         }
         "hangup" | "hold" | "unhold" | "transfer" | "sendDtmf" => {
-            ctx.out.send(&ServerFrame::fail("CallStatusEvent", NOT_SUPPORTED_CALLS, obj.get("callId").and_then(Value::as_str)));
+            ctx.out.send(&ServerFrame::fail(
+                "CallStatusEvent",
+                NOT_SUPPORTED_CALLS,
+                obj.get("callId").and_then(Value::as_str),
+            ));
         }
         _ => return Err(FrameError::Unknown(message)),
     }
@@ -151,7 +159,12 @@ async fn session_debug(ctx: Arc<SessionCtx>, obj: Map<String, Value>) {
             ev.insert("info".into(), why.into());
         }
     }
-    ctx.raise_event(HookMethod::SessionDebugStatusEvent, Origin::Client, ev, Some(messages::NOTIFY_SESSION_DEBUG_EVENT));
+    ctx.raise_event(
+        HookMethod::SessionDebugStatusEvent,
+        Origin::Client,
+        ev,
+        Some(messages::NOTIFY_SESSION_DEBUG_EVENT),
+    );
 }
 
 async fn push_logs(ctx: Arc<SessionCtx>, obj: Map<String, Value>) {

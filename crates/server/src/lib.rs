@@ -87,8 +87,12 @@ impl Connected<IncomingStream<'_, TcpListener>> for ConnAddrs {
 /// Binds the ports and starts serving. Configuration must already be validated.
 pub async fn start(cfg: Config) -> anyhow::Result<RunningServer> {
     metrics_http::install_recorder();
-    let ws_listener = TcpListener::bind(cfg.server.ws_bind).await.with_context(|| format!("cannot bind WebSocket port {}", cfg.server.ws_bind))?;
-    let http_listener = TcpListener::bind(cfg.server.http_bind).await.with_context(|| format!("cannot bind HTTP port {}", cfg.server.http_bind))?;
+    let ws_listener = TcpListener::bind(cfg.server.ws_bind)
+        .await
+        .with_context(|| format!("cannot bind WebSocket port {}", cfg.server.ws_bind))?;
+    let http_listener = TcpListener::bind(cfg.server.http_bind)
+        .await
+        .with_context(|| format!("cannot bind HTTP port {}", cfg.server.http_bind))?;
     let ws_addr = ws_listener.local_addr()?;
     let http_addr = http_listener.local_addr()?;
     let apps = AppRegistry::new(cfg.build_apps(http_addr.port())?);
@@ -120,7 +124,12 @@ pub async fn start(cfg: Config) -> anyhow::Result<RunningServer> {
             let graceful = async move {
                 let _ = rx.wait_for(|s| *s).await;
                 // Tell every client; their sessions end and the server's drain can finish.
-                for id in shared.sessions.find(&Default::default()).iter().filter_map(|d| d.get("sessionId").and_then(|v| v.as_str()).map(String::from)) {
+                for id in shared
+                    .sessions
+                    .find(&Default::default())
+                    .iter()
+                    .filter_map(|d| d.get("sessionId").and_then(|v| v.as_str()).map(String::from))
+                {
                     if let Some(h) = shared.sessions.get(&id) {
                         let _ = h.cmd.try_send(session::SessionCmd::Terminate { info: "Server shutdown".into() });
                     }
@@ -146,11 +155,13 @@ pub async fn start(cfg: Config) -> anyhow::Result<RunningServer> {
     Ok(RunningServer { ws_addr, http_addr, shared, stop, tasks: vec![ws_task, http_task] })
 }
 
-async fn ws_upgrade(State(shared): State<Arc<Shared>>, ConnectInfo(addrs): ConnectInfo<ConnAddrs>, ws: WebSocketUpgrade) -> Response {
+async fn ws_upgrade(
+    State(shared): State<Arc<Shared>>,
+    ConnectInfo(addrs): ConnectInfo<ConnAddrs>,
+    ws: WebSocketUpgrade,
+) -> Response {
     let max = shared.cfg.server.max_client_frame_bytes;
-    ws.max_message_size(max)
-        .max_frame_size(max)
-        .on_upgrade(move |socket| session::run(shared, socket, addrs))
+    ws.max_message_size(max).max_frame_size(max).on_upgrade(move |socket| session::run(shared, socket, addrs))
 }
 
 fn cors_layer(origin: &str) -> tower_http::cors::CorsLayer {

@@ -21,7 +21,13 @@ pub struct SessionHandle {
 }
 
 impl SessionHandle {
-    pub fn new(id: Arc<str>, app_key: Arc<str>, data: Map<String, Value>, cmd: mpsc::Sender<SessionCmd>, out: Outbox) -> SessionHandle {
+    pub fn new(
+        id: Arc<str>,
+        app_key: Arc<str>,
+        data: Map<String, Value>,
+        cmd: mpsc::Sender<SessionCmd>,
+        out: Outbox,
+    ) -> SessionHandle {
         SessionHandle { id, app_key, data: RwLock::new(Arc::new(data)), cmd, out }
     }
 

@@ -112,7 +112,10 @@ async fn data_send(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
     let Some(h) = s.sessions.get(&id) else { return error(StatusCode::NOT_FOUND, "session not found") };
     let mut ev = Map::new();
     ev.insert("nodeId".into(), Value::from(&*s.node_id));
-    ev.insert("operationId".into(), req.get("operationId").cloned().unwrap_or_else(|| uuid::Uuid::new_v4().to_string().into()));
+    ev.insert(
+        "operationId".into(),
+        req.get("operationId").cloned().unwrap_or_else(|| uuid::Uuid::new_v4().to_string().into()),
+    );
     ev.insert("sessionId".into(), Value::from(id));
     ev.insert("payload".into(), req["payload"].clone());
     h.out.send_text(crate::handlers::on_data_event(&ev));

@@ -20,9 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
-use callgate_hooks::{
-    EventJob, EventQueue, FieldList, HookMethod, Origin, RestClientConfig, RestPolicy, Verdict,
-};
+use callgate_hooks::{EventJob, EventQueue, FieldList, HookMethod, Origin, RestClientConfig, RestPolicy, Verdict};
 use callgate_proto::{info, messages, status, ClientFrame, FrameError, ServerFrame};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Map, Value};
@@ -113,7 +111,13 @@ impl SessionCtx {
 
     /// Raises an event: hook to the backend (ordered), and `client_message` to the client
     /// (now under NOTIFY/DISABLE, after the backend's answer under OVERWRITE).
-    pub fn raise_event(self: &Arc<Self>, method: HookMethod, origin: Origin, data: Map<String, Value>, client_message: Option<&'static str>) {
+    pub fn raise_event(
+        self: &Arc<Self>,
+        method: HookMethod,
+        origin: Origin,
+        data: Map<String, Value>,
+        client_message: Option<&'static str>,
+    ) {
         let mc = self.rcc.method(method);
         let wait_for_backend = mc.rest_policy == RestPolicy::Overwrite;
         if let (Some(msg), false) = (client_message, wait_for_backend) {
@@ -181,7 +185,8 @@ pub async fn run(shared: Arc<Shared>, socket: WebSocket, addrs: ConnAddrs) {
     });
 
     metrics::gauge!("callgate_ws_connections").increment(1.0);
-    let mut session = Session { shared: shared.clone(), id: id.clone(), out: out.clone(), cmd_tx, ctx: None, closing: false };
+    let mut session =
+        Session { shared: shared.clone(), id: id.clone(), out: out.clone(), cmd_tx, ctx: None, closing: false };
     let ping_every = Duration::from_millis(shared.cfg.server.ping_interval_ms);
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
     let mut missed = 0u32;
@@ -261,7 +266,9 @@ impl Session {
                 Ok(obj) => self.connect(obj).await,
                 Err(e) => self.frame_error(e),
             },
-            (messages::CONNECTION, Some(_)) => self.out.send(&ServerFrame::fail("ConnectionStatusEvent", "Already connected", None)),
+            (messages::CONNECTION, Some(_)) => {
+                self.out.send(&ServerFrame::fail("ConnectionStatusEvent", "Already connected", None))
+            }
             (_, None) => self.out.send(&ServerFrame::fail("ErrorEvent", info::SESSION_NOT_READY, None)),
             (_, Some(ctx)) => {
                 let ctx = ctx.clone();
@@ -287,7 +294,11 @@ impl Session {
         obj.insert("sessionId".into(), Value::from(&*self.id));
         let Some(app) = shared.apps.get(&app_key).cloned() else {
             tracing::info!(session = &*self.id, app_key, "connection refused: unknown appKey");
-            self.out.send(&ServerFrame::fail("ConnectionStatusEvent", &format!("{}: {app_key}", info::UNKNOWN_APP_KEY), None));
+            self.out.send(&ServerFrame::fail(
+                "ConnectionStatusEvent",
+                &format!("{}: {app_key}", info::UNKNOWN_APP_KEY),
+                None,
+            ));
             self.closing = true;
             return;
         };
@@ -305,7 +316,12 @@ impl Session {
             for k in ["nodeId", "sessionId", "appKey"] {
                 ev.insert(k.into(), obj[k].clone());
             }
-            events.push(EventJob { method: HookMethod::ConnectionStatusEvent, origin: Origin::Client, data: ev, then: Box::new(|_| {}) });
+            events.push(EventJob {
+                method: HookMethod::ConnectionStatusEvent,
+                origin: Origin::Client,
+                data: ev,
+                then: Box::new(|_| {}),
+            });
             self.closing = true;
             return;
         }
@@ -319,7 +335,13 @@ impl Session {
             obj.entry(flag).or_insert(Value::Bool(false));
         }
         let events = EventQueue::spawn(shared.engine.clone(), app.clone(), rcc.clone(), self.id.clone());
-        let handle = Arc::new(SessionHandle::new(self.id.clone(), app.key.clone(), obj.clone(), self.cmd_tx.clone(), self.out.clone()));
+        let handle = Arc::new(SessionHandle::new(
+            self.id.clone(),
+            app.key.clone(),
+            obj.clone(),
+            self.cmd_tx.clone(),
+            self.out.clone(),
+        ));
         shared.sessions.insert(handle.clone());
         let ctx = Arc::new(SessionCtx {
             shared: shared.clone(),

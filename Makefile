@@ -1,0 +1,47 @@
+# The two commands a newcomer needs: `make run` and `make test`.
+SHELL := /bin/bash
+CARGO ?= cargo
+APT_PACKAGES := chromium
+E2E := tests/e2e
+
+.PHONY: run build test deps test-rust test-e2e bench bench-build fmt clippy
+
+## Build and start callgate with its embedded defaults (ws://0.0.0.0:8080, http://0.0.0.0:8081).
+run:
+	$(CARGO) run --release -p callgate-server --bin callgate
+
+build:
+	$(CARGO) build -p callgate-server
+
+## Install what the tests need, then run every test.
+test: deps test-rust bench-build test-e2e
+
+## System packages (Debian) and the e2e npm project. Idempotent; apt only runs when something is missing.
+deps:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+		$$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q $$missing; \
+	fi
+	cd $(E2E) && npm ci --no-audit --no-fund
+
+test-rust:
+	$(CARGO) test --workspace --all-targets --exclude callgate-benches
+	$(CARGO) test --workspace --doc
+
+## Benches are compiled by `make test` (they must keep building); run them with `make bench`.
+bench-build:
+	$(CARGO) bench -p callgate-benches --no-run
+
+bench:
+	$(CARGO) bench -p callgate-benches
+
+test-e2e: build
+	cd $(E2E) && CALLGATE_BIN=$(CURDIR)/target/debug/callgate npm test
+
+fmt:
+	$(CARGO) fmt --all
+
+clippy:
+	$(CARGO) clippy --workspace --all-targets -- -D warnings

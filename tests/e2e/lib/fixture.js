@@ -1,0 +1,74 @@
+// Per-file browser + static page server, per-test callgate + recording backend + SDK page.
+import { after, before, test } from 'node:test';
+import { startBackend } from './backend.js';
+import { launchBrowser, openSdkPage } from './browser.js';
+import { startCallgate } from './callgate.js';
+import { startStaticServer } from './static-server.js';
+import { show } from './util.js';
+
+/**
+ * Call once at the top of a test file; returns `e2eTest(name, fn)`.
+ * `fn(env)` gets env = {callgate, backend, sdk, session(opts)}, where callgate has apps
+ * `defaultApp` (built-in EchoApp) and `backendApp` (the recording backend), and
+ * `env.session({appKey, custom})` creates the SDK session against this callgate.
+ */
+export function e2eSuite() {
+  let browser;
+  let staticServer;
+  before(async () => {
+    browser = await launchBrowser();
+    staticServer = await startStaticServer();
+  });
+  after(async () => {
+    await browser?.close();
+    await staticServer?.close();
+  });
+
+  return function e2eTest(name, fn, { timeout = 60_000 } = {}) {
+    test(name, { timeout }, async () => {
+      const cleanups = [];
+      const env = {};
+      try {
+        env.backend = await startBackend();
+        cleanups.push(() => env.backend.close());
+        env.callgate = await startCallgate({ apps: { backendApp: env.backend.url } });
+        cleanups.push(() => env.callgate.stop());
+        env.sdk = await openSdkPage(browser, staticServer.url);
+        cleanups.push(() => env.sdk.close());
+        env.session = (opts = {}) => env.sdk.createSession({ urlServer: env.callgate.wsUrl, ...opts });
+        await fn(env);
+      } catch (err) {
+        await report(err, env);
+        throw err;
+      } finally {
+        for (const c of cleanups.reverse()) {
+          try {
+            await c();
+          } catch {
+            /* best effort */
+          }
+        }
+      }
+    });
+  };
+}
+
+/** Prints everything that helps to understand a failure (callgate output, hooks, page events). */
+async function report(err, env) {
+  const parts = [`\n===== e2e failure: ${err?.message?.split('\n')[0]} =====`];
+  if (env.sdk) {
+    try {
+      parts.push(`--- SESSION_STATUS events in the page:\n${show(await env.sdk.events(), 8000)}`);
+    } catch (e) {
+      parts.push(`--- page events unavailable: ${e.message}`);
+    }
+    parts.push(`--- browser console:\n${env.sdk.consoleLines.slice(-60).join('\n')}`);
+  }
+  if (env.backend) parts.push(`--- backend requests:\n${show(env.backend.summary(), 8000)}`);
+  if (env.callgate) {
+    const log = env.callgate.log();
+    parts.push(`--- callgate (pid ${env.callgate.pid}, exited: ${show(env.callgate.exited())}) config:\n${env.callgate.config}`);
+    parts.push(`--- callgate output (last 8000 chars):\n${log.slice(-8000)}`);
+  }
+  console.error(parts.join('\n'));
+}
