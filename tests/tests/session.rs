@@ -108,10 +108,23 @@ async fn connect_denied_with_custom_reason_and_with_reason_phrase() {
 async fn connect_interaction_errors_decline_with_clear_info() {
     let backend = Backend::start().await;
     let dead = format!("http://127.0.0.1:{}/x", closed_port().await);
+    // A backend that accepts the connection, reads the request and drops it without answering.
+    let resetting = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let reset_url = format!("http://{}/x", resetting.local_addr().unwrap());
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = resetting.accept().await else { return };
+            use tokio::io::AsyncReadExt;
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf).await;
+            drop(s);
+        }
+    });
     let extra = format!(
-        "[hooks]\nrest_request_timeout = 1\nrest_client_request_retry_count = 1\nmax_response_bytes = 65536\n{}{}",
+        "[hooks]\nrest_request_timeout = 1\nrest_client_request_retry_count = 1\nmax_response_bytes = 65536\n{}{}{}",
         app_toml("backendApp", &backend.url("hooks")),
-        app_toml("deadApp", &dead)
+        app_toml("deadApp", &dead),
+        app_toml("resetApp", &reset_url)
     );
     let server = start_server(&extra).await;
     let cases: Vec<(&str, Reply, &str)> = vec![
@@ -121,6 +134,7 @@ async fn connect_interaction_errors_decline_with_clear_info() {
         ("backendApp", Reply::json(200, json!({"pad": "x".repeat(100_000)})), "Backend answer too large"),
         ("backendApp", Reply::json(200, json!({})).after(Duration::from_secs(3)), "Backend timeout"),
         ("deadApp", Reply::json(200, json!({})), "Backend unreachable"),
+        ("resetApp", Reply::json(200, json!({})), "Backend connection error"),
         ("noSuchApp", Reply::json(200, json!({})), "Unknown appKey: noSuchApp"),
     ];
     for (app, reply, want) in cases {
