@@ -46,8 +46,10 @@ pub enum FrameError {
 impl ClientFrame {
     /// Parses one text frame.
     pub fn parse(text: &str) -> Result<ClientFrame, FrameError> {
-        let v: Value = serde_json::from_str(text).map_err(|e| FrameError::BadJson(e.to_string()))?;
-        serde_json::from_value(v).map_err(|_| FrameError::BadShape)
+        serde_json::from_str(text).map_err(|e| match e.classify() {
+            serde_json::error::Category::Data => FrameError::BadShape,
+            _ => FrameError::BadJson(e.to_string()),
+        })
     }
 
     /// `data[0]` as an object; a missing or `null` first element gives an empty object.

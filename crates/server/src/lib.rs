@@ -124,15 +124,8 @@ pub async fn start(cfg: Config) -> anyhow::Result<RunningServer> {
             let graceful = async move {
                 let _ = rx.wait_for(|s| *s).await;
                 // Tell every client; their sessions end and the server's drain can finish.
-                for id in shared
-                    .sessions
-                    .find(&Default::default())
-                    .iter()
-                    .filter_map(|d| d.get("sessionId").and_then(|v| v.as_str()).map(String::from))
-                {
-                    if let Some(h) = shared.sessions.get(&id) {
-                        let _ = h.cmd.try_send(session::SessionCmd::Terminate { info: "Server shutdown".into() });
-                    }
+                for h in shared.sessions.handles() {
+                    let _ = h.cmd.try_send(session::SessionCmd::Terminate { info: "Server shutdown".into() });
                 }
             };
             if let Err(e) = axum::serve(ws_listener, svc).with_graceful_shutdown(graceful).await {

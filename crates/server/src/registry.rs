@@ -61,6 +61,11 @@ impl Registry {
         self.sessions.get(id).map(|h| h.clone())
     }
 
+    /// Every live session's handle (a snapshot).
+    pub fn handles(&self) -> Vec<Arc<SessionHandle>> {
+        self.sessions.iter().map(|e| e.value().clone()).collect()
+    }
+
     pub fn len(&self) -> usize {
         self.sessions.len()
     }
