@@ -1,0 +1,495 @@
+//! The media core: every str0m [`Rtc`] of the node, the demultiplexer of the shared UDP socket,
+//! and the forwarding from publishers to players. No I/O and no clock: datagrams and `now` come
+//! in, datagrams and events come out ([`MediaCore::poll_transmit`], [`MediaCore::poll_event`]).
+//!
+//! ```text
+//!  datagram ─> demux (STUN USERNAME ufrag -> peer | source address -> peer | rtc.accepts)
+//!          ─> peer.rtc.handle_input ─> drain poll_output until Timeout
+//!                 Transmit -> transmits queue
+//!                 MediaData (publisher) -> for each connected player: writer(mid).write(pt', ...) -> drain
+//!                 KeyframeRequest (player) -> publisher's writer(mid).request_keyframe (throttled)
+//!                 Connected / ICE failure -> events queue
+//! ```
+//!
+//! Forwarding is frame level: str0m depacketizes the publisher's RTP into frames (no codec
+//! decoding) and packetizes them again for each player with the player's own SSRC, sequence
+//! numbers and payload type (`match_params` maps the publisher's PT to the player's), which is
+//! what str0m's writer API requires. Each `Rtc` is driven by str0m's rule: after every mutation,
+//! poll until `Output::Timeout`.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use str0m::change::SdpOffer;
+use str0m::config::{CryptoProvider, DtlsCert};
+use str0m::media::{Direction, KeyframeRequestKind, MediaData, MediaKind, Mid};
+use str0m::net::{DatagramSend, Protocol, Receive};
+use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig, RtcError};
+
+use crate::config::MediaConfig;
+use crate::{sdp, stun, FailReason, MediaError, MediaEvent, PeerId};
+
+/// A datagram to send.
+#[derive(Debug)]
+pub struct Transmit {
+    pub destination: SocketAddr,
+    pub contents: DatagramSend,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Publisher,
+    Player { source: PeerId },
+}
+
+struct Peer {
+    rtc: Rtc,
+    role: Role,
+    ufrag: String,
+    /// Browser addresses seen for this peer (for the demux table).
+    addrs: Vec<SocketAddr>,
+    audio_mid: Option<Mid>,
+    video_mid: Option<Mid>,
+    /// `Event::Connected`: ICE and DTLS are up, media may flow.
+    connected: bool,
+    /// ICE nominated a pair (ICE-lite reports `Completed`, never `Connected`).
+    ice_ok: bool,
+    connect_by: Instant,
+    /// The `Rtc`'s next timeout as last polled.
+    deadline: Instant,
+    /// Publisher: the players it feeds.
+    players: Vec<PeerId>,
+    last_keyframe_request: Option<Instant>,
+    frames_in: u64,
+    frames_out: u64,
+}
+
+impl Peer {
+    fn mid_of(&self, kind: MediaKind) -> Option<Mid> {
+        match kind {
+            MediaKind::Audio => self.audio_mid,
+            MediaKind::Video => self.video_mid,
+        }
+    }
+
+    fn next_wakeup(&self) -> Instant {
+        if self.connected {
+            self.deadline
+        } else {
+            self.deadline.min(self.connect_by)
+        }
+    }
+}
+
+/// Counters of one peer, for the REST API and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PeerStats {
+    pub connected: bool,
+    /// Publisher: frames received. Player: 0.
+    pub frames_in: u64,
+    /// Player: frames written towards the browser. Publisher: 0.
+    pub frames_out: u64,
+    /// Publisher: players attached.
+    pub players: usize,
+}
+
+/// All peers of the node. See the module docs.
+pub struct MediaCore {
+    cfg: MediaConfig,
+    /// The host candidate of every peer (see [`MediaConfig::advertised_addr`]).
+    local: SocketAddr,
+    rtc_config: RtcConfig,
+    peers: HashMap<PeerId, Peer>,
+    by_ufrag: HashMap<String, PeerId>,
+    by_addr: HashMap<SocketAddr, PeerId>,
+    timers: BinaryHeap<Reverse<(Instant, PeerId)>>,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<(PeerId, MediaEvent)>,
+}
+
+impl MediaCore {
+    /// `local` is the address every peer advertises as its one host candidate.
+    pub fn new(cfg: MediaConfig, local: SocketAddr) -> MediaCore {
+        let provider = crate::crypto_provider();
+        let rtc_config = rtc_config(provider.clone(), shared_certificate(&provider));
+        MediaCore {
+            cfg,
+            local,
+            rtc_config,
+            peers: HashMap::new(),
+            by_ufrag: HashMap::new(),
+            by_addr: HashMap::new(),
+            timers: BinaryHeap::new(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    pub fn len(&self) -> usize {
+        self.peers.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.peers.is_empty()
+    }
+
+    /// Accepts a publisher's offer (the SDK's m-lines are sendonly) and returns the answer
+    /// (recvonly). The peer is routable before this returns, so the browser's first STUN check
+    /// cannot arrive before the peer is known.
+    pub fn add_publisher(&mut self, id: PeerId, offer: &str, now: Instant) -> Result<String, MediaError> {
+        let answer = self.add_peer(id, Role::Publisher, offer, now)?;
+        Ok(sdp::strip_msid(&answer))
+    }
+
+    /// Accepts a player's offer (recvonly m-lines) for the stream of `source` and returns the
+    /// answer (sendonly, one msid stream id for audio and video).
+    pub fn add_player(&mut self, id: PeerId, source: PeerId, offer: &str, now: Instant) -> Result<String, MediaError> {
+        match self.peers.get(&source) {
+            Some(p) if p.role == Role::Publisher => {}
+            _ => return Err(MediaError::SourceNotFound),
+        }
+        let answer = self.add_peer(id, Role::Player { source }, offer, now)?;
+        if let Some(p) = self.peers.get_mut(&source) {
+            p.players.push(id);
+        }
+        Ok(sdp::unify_msid(&answer, &format!("callgate-{}", source.0)))
+    }
+
+    fn add_peer(&mut self, id: PeerId, role: Role, offer: &str, now: Instant) -> Result<String, MediaError> {
+        if self.peers.contains_key(&id) {
+            return Err(MediaError::DuplicatePeer(id));
+        }
+        let offer = SdpOffer::from_sdp_string(offer).map_err(|e| MediaError::BadOffer(e.to_string()))?;
+        let mut rtc = self.rtc_config.clone().build(now);
+        let candidate = Candidate::host(self.local, "udp").map_err(|e| MediaError::Negotiation(e.to_string()))?;
+        rtc.add_local_candidate(candidate);
+        let answer = rtc.sdp_api().accept_offer(offer).map_err(|e| MediaError::Negotiation(e.to_string()))?;
+        let answer = answer.to_sdp_string();
+        let ufrag = rtc.direct_api().local_ice_credentials().ufrag;
+        // The m-lines str0m accepted with at least one codec (one audio and one video from the SDK).
+        let (mut audio_mid, mut video_mid) = (None, None);
+        for mid in sdp::mids(&answer) {
+            let Some(m) = rtc.media(Mid::from(mid)) else { continue };
+            if m.remote_pts().is_empty() || m.direction() == Direction::Inactive {
+                continue;
+            }
+            match m.kind() {
+                MediaKind::Audio => audio_mid = audio_mid.or(Some(m.mid())),
+                MediaKind::Video => video_mid = video_mid.or(Some(m.mid())),
+            }
+        }
+        if audio_mid.is_none() && video_mid.is_none() {
+            return Err(MediaError::NoCommonCodecs);
+        }
+        let peer = Peer {
+            rtc,
+            role,
+            ufrag: ufrag.clone(),
+            addrs: Vec::new(),
+            audio_mid,
+            video_mid,
+            connected: false,
+            ice_ok: false,
+            connect_by: now + self.cfg.connect_timeout,
+            deadline: now,
+            players: Vec::new(),
+            last_keyframe_request: None,
+            frames_in: 0,
+            frames_out: 0,
+        };
+        self.peers.insert(id, peer);
+        self.by_ufrag.insert(ufrag, id);
+        metrics::gauge!("callgate_media_peers").increment(1.0);
+        // Arms the peer's timers (and flushes anything accept_offer queued).
+        self.drain(id, now);
+        Ok(answer)
+    }
+
+    /// Closes a peer. A publisher's players stay (their owner stops them with their own status).
+    pub fn remove(&mut self, id: PeerId) {
+        let Some(mut p) = self.peers.remove(&id) else { return };
+        p.rtc.disconnect();
+        self.by_ufrag.remove(&p.ufrag);
+        for a in &p.addrs {
+            if self.by_addr.get(a) == Some(&id) {
+                self.by_addr.remove(a);
+            }
+        }
+        if let Role::Player { source } = p.role {
+            if let Some(src) = self.peers.get_mut(&source) {
+                src.players.retain(|x| *x != id);
+            }
+        }
+        metrics::gauge!("callgate_media_peers").decrement(1.0);
+    }
+
+    pub fn stats(&self, id: PeerId) -> Option<PeerStats> {
+        self.peers.get(&id).map(|p| PeerStats {
+            connected: p.connected,
+            frames_in: p.frames_in,
+            frames_out: p.frames_out,
+            players: p.players.len(),
+        })
+    }
+
+    /// One datagram from `source` arrived on the shared socket.
+    pub fn handle_datagram(&mut self, now: Instant, source: SocketAddr, buf: &[u8]) {
+        let Ok(receive) = Receive::new(Protocol::Udp, source, self.local, buf) else {
+            metrics::counter!("callgate_media_datagrams_dropped_total", "why" => "unparsable").increment(1);
+            return;
+        };
+        let input = Input::Receive(now, receive);
+        let routed = match stun::local_ufrag(buf) {
+            Some(ufrag) => std::str::from_utf8(ufrag).ok().and_then(|u| self.by_ufrag.get(u)).copied(),
+            None => self.by_addr.get(&source).copied(),
+        };
+        let id = match routed.filter(|id| self.peers.get(id).is_some_and(|p| p.rtc.accepts(&input))) {
+            Some(id) => id,
+            // Rare: traffic from a second address of a known peer before its STUN was seen.
+            None => match self.peers.iter().find(|(_, p)| p.rtc.accepts(&input)) {
+                Some((id, _)) => *id,
+                None => {
+                    metrics::counter!("callgate_media_datagrams_dropped_total", "why" => "unknown_peer").increment(1);
+                    tracing::trace!(%source, "datagram for no known peer dropped");
+                    return;
+                }
+            },
+        };
+        let p = self.peers.get_mut(&id).expect("checked above");
+        if let Err(e) = p.rtc.handle_input(input) {
+            self.handle_rtc_error(id, e, now);
+            return;
+        }
+        if !p.addrs.contains(&source) {
+            p.addrs.push(source);
+            self.by_addr.insert(source, id);
+        }
+        self.drain(id, now);
+    }
+
+    /// Drives every peer whose timer is due.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(Reverse((at, id))) = self.timers.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(p) = self.peers.get_mut(&id) else { continue };
+            if p.next_wakeup() != at {
+                continue; // a stale entry; the peer re-armed since
+            }
+            if !p.connected && now >= p.connect_by {
+                let reason = if p.ice_ok { FailReason::DtlsTimeout } else { FailReason::IceTimeout };
+                self.fail(id, reason);
+                continue;
+            }
+            if let Err(e) = p.rtc.handle_input(Input::Timeout(now)) {
+                self.handle_rtc_error(id, e, now);
+                continue;
+            }
+            self.drain(id, now);
+        }
+    }
+
+    /// When [`MediaCore::handle_timeout`] wants to be called next.
+    pub fn poll_timeout(&mut self) -> Option<Instant> {
+        self.timers.peek().map(|Reverse((at, _))| *at)
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    pub fn poll_event(&mut self) -> Option<(PeerId, MediaEvent)> {
+        self.events.pop_front()
+    }
+
+    /// Asks the publisher `id` for a keyframe now (throttled).
+    pub fn request_keyframe(&mut self, id: PeerId, now: Instant) {
+        let Some(p) = self.peers.get_mut(&id) else { return };
+        let Some(mid) = p.video_mid else { return };
+        if !p.connected || p.last_keyframe_request.is_some_and(|t| now < t + self.cfg.keyframe_request_interval) {
+            return;
+        }
+        let Some(mut w) = p.rtc.writer(mid) else { return };
+        let kind = if w.is_request_keyframe_possible(KeyframeRequestKind::Pli) {
+            KeyframeRequestKind::Pli
+        } else {
+            KeyframeRequestKind::Fir
+        };
+        match w.request_keyframe(None, kind) {
+            Ok(()) => {
+                p.last_keyframe_request = Some(now);
+                metrics::counter!("callgate_media_keyframe_requests_total").increment(1);
+                self.drain(id, now);
+            }
+            // No video received yet (no receiver source): the browser sends a keyframe first anyway.
+            Err(e) => tracing::debug!(peer = id.0, error = %e, "keyframe request not sent"),
+        }
+    }
+
+    /// Polls `id` until `Output::Timeout`, handling what comes out; then forwards the media it
+    /// produced and passes on keyframe requests.
+    fn drain(&mut self, id: PeerId, now: Instant) {
+        let mut frames: Vec<MediaData> = Vec::new();
+        let mut wants_keyframe: Option<PeerId> = None;
+        let mut failed: Option<FailReason> = None;
+        {
+            let Some(p) = self.peers.get_mut(&id) else { return };
+            loop {
+                match p.rtc.poll_output() {
+                    Ok(Output::Timeout(t)) => {
+                        p.deadline = t;
+                        break;
+                    }
+                    Ok(Output::Transmit(t)) => {
+                        self.transmits.push_back(Transmit { destination: t.destination, contents: t.contents })
+                    }
+                    Ok(Output::Event(e)) => match e {
+                        Event::Connected => {
+                            p.connected = true;
+                            self.events.push_back((id, MediaEvent::Connected));
+                            if let Role::Player { source } = p.role {
+                                wants_keyframe = Some(source);
+                            }
+                        }
+                        Event::IceConnectionStateChange(s) => match s {
+                            IceConnectionState::Connected | IceConnectionState::Completed => p.ice_ok = true,
+                            IceConnectionState::Disconnected if p.connected => {
+                                failed = Some(FailReason::IceKeepAlive);
+                                break;
+                            }
+                            _ => {}
+                        },
+                        Event::MediaData(d) if p.role == Role::Publisher => {
+                            p.frames_in += 1;
+                            if !d.contiguous {
+                                wants_keyframe = Some(id);
+                            }
+                            frames.push(d);
+                        }
+                        Event::KeyframeRequest(_) => {
+                            if let Role::Player { source } = p.role {
+                                wants_keyframe = Some(source);
+                            }
+                        }
+                        _ => {}
+                    },
+                    Err(e) => {
+                        failed = Some(fail_reason(&e));
+                        break;
+                    }
+                }
+            }
+        }
+        if let Some(reason) = failed {
+            self.fail(id, reason);
+            return;
+        }
+        let at = self.peers[&id].next_wakeup();
+        self.timers.push(Reverse((at, id)));
+        for d in frames {
+            self.forward(id, &d, now);
+        }
+        if let Some(source) = wants_keyframe {
+            self.request_keyframe(source, now);
+        }
+    }
+
+    /// Writes one frame of publisher `source` to each of its connected players.
+    fn forward(&mut self, source: PeerId, d: &MediaData, now: Instant) {
+        let (kind, players) = {
+            let Some(p) = self.peers.get_mut(&source) else { return };
+            let Some(kind) = p.rtc.media(d.mid).map(|m| m.kind()) else { return };
+            (kind, std::mem::take(&mut p.players))
+        };
+        for &pid in &players {
+            let Some(pl) = self.peers.get_mut(&pid) else { continue };
+            if !pl.connected {
+                continue; // str0m drops media written before the connection is up
+            }
+            let Some(mid) = pl.mid_of(kind) else { continue };
+            let Some(w) = pl.rtc.writer(mid) else { continue };
+            let Some(pt) = w.match_params(d.params) else {
+                metrics::counter!("callgate_media_frames_dropped_total", "why" => "no_matching_codec").increment(1);
+                continue;
+            };
+            match w.write(pt, d.network_time, d.time, d.data.clone()) {
+                Ok(()) => {
+                    pl.frames_out += 1;
+                    self.drain(pid, now);
+                }
+                Err(e) => {
+                    metrics::counter!("callgate_media_frames_dropped_total", "why" => "write_error").increment(1);
+                    tracing::debug!(player = pid.0, error = %e, "frame not written");
+                }
+            }
+        }
+        if let Some(p) = self.peers.get_mut(&source) {
+            // Players added while forwarding (none today: forwarding never adds) are kept.
+            let added = std::mem::replace(&mut p.players, players);
+            p.players.extend(added);
+        }
+        metrics::counter!("callgate_media_frames_forwarded_total").increment(1);
+    }
+
+    fn handle_rtc_error(&mut self, id: PeerId, e: RtcError, now: Instant) {
+        match fail_reason(&e) {
+            // A single bad packet (not DTLS) must not end a stream someone could spoof it into.
+            FailReason::Error(msg) => {
+                metrics::counter!("callgate_media_datagrams_dropped_total", "why" => "rtc_error").increment(1);
+                tracing::debug!(peer = id.0, error = msg, "input rejected by the peer");
+                self.drain(id, now);
+            }
+            reason => self.fail(id, reason),
+        }
+    }
+
+    fn fail(&mut self, id: PeerId, reason: FailReason) {
+        tracing::info!(peer = id.0, ?reason, "media peer failed");
+        self.remove(id);
+        self.events.push_back((id, MediaEvent::Failed(reason)));
+    }
+}
+
+fn fail_reason(e: &RtcError) -> FailReason {
+    match e {
+        RtcError::Dtls(d) => FailReason::Dtls(d.to_string()),
+        other => FailReason::Error(other.to_string()),
+    }
+}
+
+/// The codecs callgate forwards: Opus, VP8 and H.264 (what Chromium offers and every browser
+/// decodes). RED and the rest are left out: forwarding never transcodes.
+fn rtc_config(provider: Arc<CryptoProvider>, cert: Option<DtlsCert>) -> RtcConfig {
+    let mut c = Rtc::builder()
+        .set_ice_lite(true)
+        .set_crypto_provider(provider)
+        .clear_codecs()
+        .enable_opus(true, false)
+        .enable_vp8(true)
+        .enable_h264(true);
+    if let Some(cert) = cert {
+        c = c.set_dtls_cert(cert);
+    }
+    c
+}
+
+/// One DTLS certificate for all peers of the core (as a WCS node has one): generating one per
+/// peer is wasted work.
+fn shared_certificate(provider: &CryptoProvider) -> Option<DtlsCert> {
+    match provider.dtls_provider.generate_certificate() {
+        Some(c) => Some(c),
+        None => {
+            tracing::warn!("could not generate a shared DTLS certificate; each peer generates its own");
+            None
+        }
+    }
+}

@@ -1,0 +1,336 @@
+//! The media core against simulated browsers (str0m `Rtc`s as full-ICE offerers, like Chromium)
+//! on a virtual clock and a lossless in-memory network; and the answers to Chromium's real
+//! offers (captured from Chromium 156, in `testdata/`).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use callgate_media::core::MediaCore;
+use callgate_media::{FailReason, MediaConfig, MediaError, MediaEvent, PeerId};
+use str0m::change::{SdpAnswer, SdpPendingOffer};
+use str0m::media::{Direction, MediaKind, Mid};
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Event, Input, Output, Rtc};
+
+const SERVER: &str = "10.0.0.1:31000";
+const CHROMIUM_PUBLISH: &str = include_str!("../testdata/chromium-publish-offer.sdp");
+const CHROMIUM_PLAY: &str = include_str!("../testdata/chromium-play-offer.sdp");
+
+fn core() -> MediaCore {
+    MediaCore::new(MediaConfig::default(), SERVER.parse().unwrap())
+}
+
+/// A browser: a str0m Rtc in full ICE mode (controlling), at `addr`.
+struct Browser {
+    rtc: Rtc,
+    addr: SocketAddr,
+    mids: Vec<(MediaKind, Mid)>,
+    connected: bool,
+    received: Vec<(MediaKind, Vec<u8>)>,
+    keyframe_requests: usize,
+}
+
+impl Browser {
+    fn new(addr: &str, dir: Direction, now: Instant) -> (Browser, String, SdpPendingOffer) {
+        let addr: SocketAddr = addr.parse().unwrap();
+        let mut rtc =
+            Rtc::builder().set_crypto_provider(std::sync::Arc::new(str0m::crypto::from_feature_flags())).build(now);
+        rtc.add_local_candidate(Candidate::host(addr, "udp").unwrap());
+        let mut api = rtc.sdp_api();
+        let a = api.add_media(MediaKind::Audio, dir, Some("s".into()), None, None);
+        let v = api.add_media(MediaKind::Video, dir, Some("s".into()), None, None);
+        let (offer, pending) = api.apply().unwrap();
+        let b = Browser {
+            rtc,
+            addr,
+            mids: vec![(MediaKind::Audio, a), (MediaKind::Video, v)],
+            connected: false,
+            received: vec![],
+            keyframe_requests: 0,
+        };
+        (b, offer.to_sdp_string(), pending)
+    }
+
+    fn accept(&mut self, pending: SdpPendingOffer, answer: &str) {
+        let answer = SdpAnswer::from_sdp_string(answer).unwrap();
+        self.rtc.sdp_api().accept_answer(pending, answer).unwrap();
+    }
+
+    fn mid(&self, kind: MediaKind) -> Mid {
+        self.mids.iter().find(|(k, _)| *k == kind).unwrap().1
+    }
+}
+
+/// The server core plus browsers on a virtual network.
+struct Sim {
+    core: MediaCore,
+    browsers: Vec<Browser>,
+    now: Instant,
+    server: SocketAddr,
+    /// Server datagrams dropped on purpose (to simulate a browser that went away).
+    cut: Vec<SocketAddr>,
+}
+
+impl Sim {
+    fn new() -> Sim {
+        Sim { core: core(), browsers: vec![], now: Instant::now(), server: SERVER.parse().unwrap(), cut: vec![] }
+    }
+
+    /// Runs the network and the clocks for `d` in 5 ms steps.
+    fn run(&mut self, d: Duration) {
+        let end = self.now + d;
+        while self.now < end {
+            self.step();
+            self.now += Duration::from_millis(5);
+            self.core.handle_timeout(self.now);
+            for b in &mut self.browsers {
+                b.rtc.handle_input(Input::Timeout(self.now)).unwrap();
+            }
+        }
+    }
+
+    fn step(&mut self) {
+        for _ in 0..100 {
+            let mut moved = false;
+            // Browsers -> server.
+            for i in 0..self.browsers.len() {
+                loop {
+                    let b = &mut self.browsers[i];
+                    match b.rtc.poll_output().unwrap() {
+                        Output::Timeout(_) => break,
+                        Output::Transmit(t) => {
+                            moved = true;
+                            if !self.cut.contains(&b.addr) {
+                                let from = b.addr;
+                                self.core.handle_datagram(self.now, from, &t.contents);
+                            }
+                        }
+                        Output::Event(e) => match e {
+                            Event::Connected => b.connected = true,
+                            Event::KeyframeRequest(_) => b.keyframe_requests += 1,
+                            Event::MediaData(d) => {
+                                let kind = b.mids.iter().find(|(_, m)| *m == d.mid).unwrap().0;
+                                b.received.push((kind, d.data.to_vec()));
+                            }
+                            _ => {}
+                        },
+                    }
+                }
+            }
+            // Server -> browsers.
+            while let Some(t) = self.core.poll_transmit() {
+                moved = true;
+                if let Some(b) = self.browsers.iter_mut().find(|b| b.addr == t.destination) {
+                    let r = Receive::new(Protocol::Udp, self.server, b.addr, &t.contents).unwrap();
+                    b.rtc.handle_input(Input::Receive(self.now, r)).unwrap();
+                }
+            }
+            if !moved {
+                return;
+            }
+        }
+    }
+
+    fn events(&mut self) -> Vec<(PeerId, MediaEvent)> {
+        std::iter::from_fn(|| self.core.poll_event()).collect()
+    }
+
+    fn publish(&mut self, id: PeerId, addr: &str) -> usize {
+        let (mut b, offer, pending) = Browser::new(addr, Direction::SendOnly, self.now);
+        let answer = self.core.add_publisher(id, &offer, self.now).unwrap();
+        b.accept(pending, &answer);
+        self.browsers.push(b);
+        self.browsers.len() - 1
+    }
+
+    fn play(&mut self, id: PeerId, source: PeerId, addr: &str) -> Result<usize, MediaError> {
+        let (mut b, offer, pending) = Browser::new(addr, Direction::RecvOnly, self.now);
+        let answer = self.core.add_player(id, source, &offer, self.now)?;
+        b.accept(pending, &answer);
+        self.browsers.push(b);
+        Ok(self.browsers.len() - 1)
+    }
+
+    /// The publisher browser `i` sends one audio frame and one video frame.
+    fn send_frames(&mut self, i: usize, n: u32) {
+        let b = &mut self.browsers[i];
+        for kind in [MediaKind::Audio, MediaKind::Video] {
+            let mid = b.mid(kind);
+            let w = b.rtc.writer(mid).unwrap();
+            let pt = w.payload_params().next().unwrap().pt();
+            let (clock, step) = if kind == MediaKind::Audio { (48_000, 960) } else { (90_000, 3000) };
+            let t = str0m::media::MediaTime::new(u64::from(n) * step, str0m::media::Frequency::new(clock).unwrap());
+            // For VP8 a payload whose first byte has the P bit clear is a keyframe.
+            let data = vec![if kind == MediaKind::Video { 0x10 } else { 0xfc }, n as u8, 1, 2, 3, 4, 5, 6];
+            w.write(pt, self.now, t, data).unwrap();
+        }
+    }
+}
+
+#[test]
+fn publisher_frames_reach_every_connected_player() {
+    let mut sim = Sim::new();
+    let (pubid, p1, p2) = (PeerId(1), PeerId(2), PeerId(3));
+    let publisher = sim.publish(pubid, "10.0.0.2:5000");
+    let a = sim.play(p1, pubid, "10.0.0.3:5000").unwrap();
+    let b = sim.play(p2, pubid, "10.0.0.4:5000").unwrap();
+    sim.run(Duration::from_millis(500));
+    let mut connected: Vec<PeerId> =
+        sim.events().into_iter().filter(|(_, e)| *e == MediaEvent::Connected).map(|(id, _)| id).collect();
+    connected.sort();
+    assert_eq!(connected, [pubid, p1, p2], "all three peers connect");
+    assert!(sim.browsers.iter().all(|b| b.connected));
+
+    for n in 0..20 {
+        sim.send_frames(publisher, n);
+        sim.run(Duration::from_millis(20));
+    }
+    for i in [a, b] {
+        let got = &sim.browsers[i].received;
+        let audio = got.iter().filter(|(k, _)| *k == MediaKind::Audio).count();
+        let video = got.iter().filter(|(k, _)| *k == MediaKind::Video).count();
+        assert!(audio >= 18 && video >= 18, "player {i} got {audio} audio and {video} video frames");
+        // The bytes are the publisher's, unchanged.
+        let (_, first_audio) = got.iter().find(|(k, _)| *k == MediaKind::Audio).unwrap();
+        assert_eq!(first_audio[0], 0xfc);
+        assert_eq!(&first_audio[2..], &[1, 2, 3, 4, 5, 6]);
+    }
+    let s = sim.core.stats(pubid).unwrap();
+    assert_eq!(s.players, 2);
+    assert!(s.frames_in >= 36);
+    assert!(sim.core.stats(p1).unwrap().frames_out >= 36);
+
+    // A player that leaves stops getting frames; the other one keeps getting them.
+    sim.core.remove(p1);
+    let before = (sim.browsers[a].received.len(), sim.browsers[b].received.len());
+    for n in 20..30 {
+        sim.send_frames(publisher, n);
+        sim.run(Duration::from_millis(20));
+    }
+    assert_eq!(sim.browsers[a].received.len(), before.0);
+    assert!(sim.browsers[b].received.len() >= before.1 + 18);
+    assert_eq!(sim.core.stats(pubid).unwrap().players, 1);
+}
+
+#[test]
+fn playing_an_unknown_or_non_publisher_source_is_refused() {
+    let mut sim = Sim::new();
+    assert_eq!(sim.play(PeerId(9), PeerId(1), "10.0.0.3:5000").unwrap_err(), MediaError::SourceNotFound);
+    sim.publish(PeerId(1), "10.0.0.2:5000");
+    sim.play(PeerId(2), PeerId(1), "10.0.0.3:5000").unwrap();
+    assert_eq!(sim.play(PeerId(3), PeerId(2), "10.0.0.4:5000").unwrap_err(), MediaError::SourceNotFound);
+    assert!(matches!(sim.core.add_publisher(PeerId(1), CHROMIUM_PUBLISH, sim.now), Err(MediaError::DuplicatePeer(_))));
+    assert!(matches!(sim.core.add_publisher(PeerId(7), "not sdp", sim.now), Err(MediaError::BadOffer(_))));
+}
+
+#[test]
+fn no_ice_within_the_timeout_fails_with_ice_timeout() {
+    let mut sim = Sim::new();
+    sim.core.add_publisher(PeerId(1), CHROMIUM_PUBLISH, sim.now).unwrap();
+    sim.run(Duration::from_secs(14));
+    assert!(sim.events().is_empty());
+    sim.run(Duration::from_secs(2));
+    assert_eq!(sim.events(), [(PeerId(1), MediaEvent::Failed(FailReason::IceTimeout))]);
+    assert!(sim.core.is_empty(), "a failed peer is removed");
+}
+
+#[test]
+fn a_browser_that_vanishes_after_connecting_fails_with_ice_keep_alive() {
+    let mut sim = Sim::new();
+    sim.publish(PeerId(1), "10.0.0.2:5000");
+    sim.run(Duration::from_millis(300));
+    assert_eq!(sim.events(), [(PeerId(1), MediaEvent::Connected)]);
+    sim.cut.push("10.0.0.2:5000".parse().unwrap());
+    sim.run(Duration::from_secs(60));
+    assert_eq!(sim.events(), [(PeerId(1), MediaEvent::Failed(FailReason::IceKeepAlive))]);
+}
+
+#[test]
+fn stun_from_two_browsers_is_routed_by_ufrag() {
+    // Both publishers connect although neither address was known beforehand.
+    let mut sim = Sim::new();
+    sim.publish(PeerId(1), "10.0.0.2:5000");
+    sim.publish(PeerId(2), "10.0.0.3:5000");
+    sim.run(Duration::from_millis(300));
+    let mut ids: Vec<PeerId> = sim.events().into_iter().map(|(id, _)| id).collect();
+    ids.sort();
+    assert_eq!(ids, [PeerId(1), PeerId(2)]);
+}
+
+fn attr_lines<'a>(sdp: &'a str, prefix: &str) -> Vec<&'a str> {
+    sdp.lines().filter(|l| l.starts_with(prefix)).collect()
+}
+
+#[test]
+fn answer_to_chromiums_publish_offer_follows_the_checklist() {
+    let mut c = core();
+    let answer = c.add_publisher(PeerId(1), CHROMIUM_PUBLISH, Instant::now()).unwrap();
+    assert!(answer.contains("a=ice-lite"), "{answer}");
+    assert_eq!(attr_lines(&answer, "a=group:BUNDLE"), ["a=group:BUNDLE 0 1"]);
+    assert_eq!(attr_lines(&answer, "a=mid:"), ["a=mid:0", "a=mid:1"]);
+    assert_eq!(attr_lines(&answer, "a=recvonly").len(), 2, "{answer}");
+    assert!(attr_lines(&answer, "a=sendonly").is_empty());
+    assert!(attr_lines(&answer, "a=msid:").is_empty(), "the server sends nothing to a publisher");
+    assert_eq!(attr_lines(&answer, "a=rtcp-mux").len(), 2);
+    assert!(attr_lines(&answer, "a=setup:").iter().all(|l| *l == "a=setup:passive" || *l == "a=setup:active"));
+    assert_eq!(attr_lines(&answer, "a=setup:").len(), 2);
+    assert!(!attr_lines(&answer, "a=fingerprint:sha-256 ").is_empty());
+    let candidates = attr_lines(&answer, "a=candidate:");
+    assert!(
+        !candidates.is_empty() && candidates.iter().all(|l| l.contains("10.0.0.1 31000 typ host")),
+        "{candidates:?}"
+    );
+    assert!(answer.contains("opus/48000/2"), "{answer}");
+    assert!(answer.contains("VP8/90000"), "{answer}");
+    assert!(!answer.contains("VP9") && !answer.contains("AV1"), "only codecs forwarded as they are");
+}
+
+#[test]
+fn answer_to_chromiums_play_offer_sends_audio_and_video_under_one_msid() {
+    let mut c = core();
+    c.add_publisher(PeerId(1), CHROMIUM_PUBLISH, Instant::now()).unwrap();
+    let answer = c.add_player(PeerId(2), PeerId(1), CHROMIUM_PLAY, Instant::now()).unwrap();
+    assert_eq!(attr_lines(&answer, "a=group:BUNDLE"), ["a=group:BUNDLE 0 1"]);
+    assert_eq!(attr_lines(&answer, "a=sendonly").len(), 2, "{answer}");
+    let msids = attr_lines(&answer, "a=msid:");
+    assert_eq!(msids.len(), 2, "{answer}");
+    let stream_ids: Vec<&str> = msids.iter().map(|l| l["a=msid:".len()..].split(' ').next().unwrap()).collect();
+    assert_eq!(stream_ids[0], stream_ids[1], "one stream id for audio and video: {msids:?}");
+    let ssrc_msids = attr_lines(&answer, "a=ssrc:").into_iter().filter(|l| l.contains(" msid:")).collect::<Vec<_>>();
+    assert!(!ssrc_msids.is_empty());
+    assert!(ssrc_msids.iter().all(|l| l.contains(&format!(" msid:{} ", stream_ids[0]))), "{ssrc_msids:?}");
+    assert!(answer.contains("a=candidate:"));
+}
+
+#[test]
+fn many_peers_demux_stays_correct() {
+    // 1 publisher, 8 players, all connect and all receive.
+    let mut sim = Sim::new();
+    let publisher = sim.publish(PeerId(100), "10.0.1.1:5000");
+    let players: Vec<usize> =
+        (0..8).map(|i| sim.play(PeerId(i), PeerId(100), &format!("10.0.2.{}:6000", i + 1)).unwrap()).collect();
+    sim.run(Duration::from_millis(500));
+    assert_eq!(sim.events().len(), 9);
+    for n in 0..5 {
+        sim.send_frames(publisher, n);
+        sim.run(Duration::from_millis(20));
+    }
+    let counts: HashMap<usize, usize> = players.iter().map(|&i| (i, sim.browsers[i].received.len())).collect();
+    assert!(counts.values().all(|&c| c >= 8), "{counts:?}");
+}
+
+#[test]
+fn a_player_that_connects_makes_the_publisher_send_a_keyframe() {
+    let mut sim = Sim::new();
+    let publisher = sim.publish(PeerId(1), "10.0.0.2:5000");
+    sim.run(Duration::from_millis(300));
+    for n in 0..5 {
+        sim.send_frames(publisher, n);
+        sim.run(Duration::from_millis(20));
+    }
+    assert_eq!(sim.browsers[publisher].keyframe_requests, 0);
+    sim.play(PeerId(2), PeerId(1), "10.0.0.3:5000").unwrap();
+    sim.run(Duration::from_millis(300));
+    assert_eq!(sim.browsers[publisher].keyframe_requests, 1, "one PLI when the player connected");
+}
