@@ -1,0 +1,241 @@
+//! Header names: the canonical spelling, the compact forms (RFC 3261 §7.3.3 and the extensions
+//! that define one), and case-insensitive recognition without allocation.
+
+use std::fmt;
+
+macro_rules! header_names {
+    ($( $(#[$doc:meta])* $variant:ident = $text:literal $(, compact $c:literal)? $(, list $list:ident)? ;)*) => {
+        /// A header name. Known headers are recognised whatever their case and in their compact
+        /// form; anything else is [`HeaderName::Other`], whose spelling stays in the message.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[non_exhaustive]
+        pub enum HeaderName {
+            $( $(#[$doc])* $variant, )*
+            /// A header this crate has no name for; compare it by its text.
+            Other,
+        }
+
+        impl HeaderName {
+            /// Every known name, in declaration order (not [`HeaderName::Other`]).
+            pub const ALL: &'static [HeaderName] = &[$(HeaderName::$variant,)*];
+
+            /// The canonical spelling (`Call-ID`, `WWW-Authenticate`); `""` for `Other`.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $(HeaderName::$variant => $text,)*
+                    HeaderName::Other => "",
+                }
+            }
+
+            /// The compact form, if the header has one (`v` for Via).
+            pub const fn compact(self) -> Option<u8> {
+                match self {
+                    $($(HeaderName::$variant => Some($c),)?)*
+                    _ => None,
+                }
+            }
+
+            /// Whether the grammar allows several comma-separated values on one line
+            /// (`Via: a, b`), so that [`crate::Message::header_values`] splits them.
+            pub const fn is_list(self) -> bool {
+                match self {
+                    $($(HeaderName::$variant => { let _ = stringify!($list); true })?)*
+                    _ => false,
+                }
+            }
+        }
+    };
+}
+
+header_names! {
+    Via = "Via", compact b'v', list yes;
+    From = "From", compact b'f';
+    To = "To", compact b't';
+    CallId = "Call-ID", compact b'i';
+    CSeq = "CSeq";
+    Contact = "Contact", compact b'm', list yes;
+    MaxForwards = "Max-Forwards";
+    ContentLength = "Content-Length", compact b'l';
+    ContentType = "Content-Type", compact b'c';
+    Route = "Route", list yes;
+    RecordRoute = "Record-Route", list yes;
+    Expires = "Expires";
+    MinExpires = "Min-Expires";
+    WwwAuthenticate = "WWW-Authenticate";
+    ProxyAuthenticate = "Proxy-Authenticate";
+    Authorization = "Authorization";
+    ProxyAuthorization = "Proxy-Authorization";
+    AuthenticationInfo = "Authentication-Info";
+    Supported = "Supported", compact b'k', list yes;
+    Require = "Require", list yes;
+    ProxyRequire = "Proxy-Require", list yes;
+    Unsupported = "Unsupported", list yes;
+    Allow = "Allow", list yes;
+    Accept = "Accept", list yes;
+    AcceptEncoding = "Accept-Encoding", list yes;
+    AcceptLanguage = "Accept-Language", list yes;
+    Subject = "Subject", compact b's';
+    ContentEncoding = "Content-Encoding", compact b'e', list yes;
+    ContentLanguage = "Content-Language", list yes;
+    ContentDisposition = "Content-Disposition";
+    Event = "Event", compact b'o';
+    AllowEvents = "Allow-Events", compact b'u', list yes;
+    SubscriptionState = "Subscription-State";
+    ReferTo = "Refer-To", compact b'r';
+    ReferredBy = "Referred-By", compact b'b';
+    SessionExpires = "Session-Expires", compact b'x';
+    MinSe = "Min-SE";
+    AcceptContact = "Accept-Contact", compact b'a', list yes;
+    RejectContact = "Reject-Contact", compact b'j', list yes;
+    RequestDisposition = "Request-Disposition", compact b'd', list yes;
+    Identity = "Identity", compact b'y';
+    IdentityInfo = "Identity-Info", compact b'n';
+    UserAgent = "User-Agent";
+    Server = "Server";
+    Date = "Date";
+    RetryAfter = "Retry-After";
+    Warning = "Warning", list yes;
+    Timestamp = "Timestamp";
+    Organization = "Organization";
+    Priority = "Priority";
+    InReplyTo = "In-Reply-To", list yes;
+    ReplyTo = "Reply-To";
+    ErrorInfo = "Error-Info", list yes;
+    AlertInfo = "Alert-Info", list yes;
+    CallInfo = "Call-Info", list yes;
+    MimeVersion = "MIME-Version";
+    Path = "Path", list yes;
+    ServiceRoute = "Service-Route", list yes;
+    RAck = "RAck";
+    RSeq = "RSeq";
+    Replaces = "Replaces";
+    Reason = "Reason", list yes;
+    Privacy = "Privacy";
+    PAssertedIdentity = "P-Asserted-Identity", list yes;
+    PPreferredIdentity = "P-Preferred-Identity", list yes;
+}
+
+const MAX_LEN: usize = 24;
+const PER_LEN: usize = 12;
+const NONE: u8 = u8::MAX;
+
+/// Known names grouped by length, as indexes into [`HeaderName::ALL`], so that recognising a
+/// name compares it with a handful of candidates at most. Built at compile time; a bucket that
+/// overflows is a compile error.
+static BY_LEN: [[u8; PER_LEN]; MAX_LEN + 1] = {
+    let mut t = [[NONE; PER_LEN]; MAX_LEN + 1];
+    let mut i = 0;
+    while i < HeaderName::ALL.len() {
+        let len = HeaderName::ALL[i].as_str().len();
+        let mut k = 0;
+        while t[len][k] != NONE {
+            k += 1;
+        }
+        t[len][k] = i as u8;
+        i += 1;
+    }
+    t
+};
+
+/// Compact forms, indexed by the lower-case letter.
+static COMPACT: [HeaderName; 26] = {
+    let mut t = [HeaderName::Other; 26];
+    let mut i = 0;
+    while i < HeaderName::ALL.len() {
+        if let Some(c) = HeaderName::ALL[i].compact() {
+            t[(c - b'a') as usize] = HeaderName::ALL[i];
+        }
+        i += 1;
+    }
+    t
+};
+
+impl HeaderName {
+    /// Recognises a header name, in any case, full or compact; `Other` when unknown.
+    pub fn from_bytes(name: &[u8]) -> HeaderName {
+        match name.len() {
+            1 => {
+                let c = name[0].to_ascii_lowercase();
+                if c.is_ascii_lowercase() {
+                    COMPACT[(c - b'a') as usize]
+                } else {
+                    HeaderName::Other
+                }
+            }
+            len @ 2..=MAX_LEN => {
+                for &idx in &BY_LEN[len] {
+                    if idx == NONE {
+                        break;
+                    }
+                    let candidate = HeaderName::ALL[idx as usize];
+                    if candidate.as_str().as_bytes().eq_ignore_ascii_case(name) {
+                        return candidate;
+                    }
+                }
+                HeaderName::Other
+            }
+            _ => HeaderName::Other,
+        }
+    }
+}
+
+impl fmt::Display for HeaderName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HeaderName::Other => f.write_str("extension"),
+            known => f.write_str(known.as_str()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_known_name_is_recognised_in_any_case() {
+        for &h in HeaderName::ALL {
+            assert_eq!(HeaderName::from_bytes(h.as_str().as_bytes()), h);
+            assert_eq!(HeaderName::from_bytes(h.as_str().to_uppercase().as_bytes()), h);
+            assert_eq!(HeaderName::from_bytes(h.as_str().to_lowercase().as_bytes()), h);
+        }
+    }
+
+    #[test]
+    fn compact_forms_map_to_the_canonical_header() {
+        let table: &[(&[u8], HeaderName)] = &[
+            (b"i", HeaderName::CallId),
+            (b"m", HeaderName::Contact),
+            (b"F", HeaderName::From),
+            (b"t", HeaderName::To),
+            (b"V", HeaderName::Via),
+            (b"l", HeaderName::ContentLength),
+            (b"c", HeaderName::ContentType),
+            (b"k", HeaderName::Supported),
+            (b"s", HeaderName::Subject),
+            (b"e", HeaderName::ContentEncoding),
+            (b"o", HeaderName::Event),
+            (b"r", HeaderName::ReferTo),
+            (b"b", HeaderName::ReferredBy),
+            (b"x", HeaderName::SessionExpires),
+            (b"u", HeaderName::AllowEvents),
+            (b"a", HeaderName::AcceptContact),
+            (b"j", HeaderName::RejectContact),
+            (b"d", HeaderName::RequestDisposition),
+            (b"y", HeaderName::Identity),
+            (b"n", HeaderName::IdentityInfo),
+            (b"z", HeaderName::Other),
+            (b"1", HeaderName::Other),
+        ];
+        for (name, want) in table {
+            assert_eq!(HeaderName::from_bytes(name), *want, "{:?}", name);
+        }
+    }
+
+    #[test]
+    fn unknown_and_near_miss_names_are_other() {
+        for name in [&b"C%6Fntact"[..], b"Contacts", b"Vi", b"", b"X-Call-ID", &[0xff; 30]] {
+            assert_eq!(HeaderName::from_bytes(name), HeaderName::Other);
+        }
+    }
+}
