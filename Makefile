@@ -4,7 +4,7 @@ CARGO ?= cargo
 APT_PACKAGES := chromium
 E2E := tests/e2e
 
-.PHONY: run build test deps test-rust test-e2e bench bench-build fmt clippy
+.PHONY: run build test deps test-rust test-e2e bench bench-build fmt clippy fuzz
 
 ## Build and start callgate with its embedded defaults (ws://0.0.0.0:8080, http://0.0.0.0:8081).
 run:
@@ -36,6 +36,16 @@ bench-build:
 
 bench:
 	$(CARGO) bench -p callgate-benches
+
+## Fuzz the SIP codec for FUZZ_SECONDS (default 60). Installs cargo-fuzz when missing; its
+## nightly-only flags run on the stable toolchain through RUSTC_BOOTSTRAP.
+FUZZ_SECONDS ?= 60
+fuzz:
+	@command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
+	mkdir -p fuzz/corpus/sip_codec
+	cp fuzz/seeds/* fuzz/corpus/sip_codec/
+	RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run sip_codec --fuzz-dir fuzz -- \
+		-max_total_time=$(FUZZ_SECONDS) -dict=fuzz/sip.dict -max_len=4096
 
 test-e2e: build
 	cd $(E2E) && CALLGATE_BIN=$(CURDIR)/target/debug/callgate npm test
