@@ -77,9 +77,12 @@
 //! | [`typed`] | Via, name-addr (From/To/Contact/Route), CSeq, Call-ID, Content-Type, auth |
 //! | [`Uri`] | `sip:`, `sips:`, `tel:`, other schemes |
 //! | [`builder`] | building and serialising |
+//! | [`txn`] | RFC 3261 §17 transactions (with RFC 6026) as sans-IO machines, and their table |
+//! | [`digest`] | Digest authentication responses (MD5, SHA-256, `-sess`, qop=auth) |
 
 mod bad_request;
 pub mod builder;
+pub mod digest;
 mod error;
 mod framer;
 pub mod keys;
@@ -90,6 +93,7 @@ mod method;
 mod name;
 mod params;
 mod parse;
+pub mod txn;
 pub mod typed;
 mod uri;
 mod validate;
