@@ -16,6 +16,9 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+pub mod peers;
+pub mod webrtc;
+
 /// Bound on every wait in the tests.
 pub const WAIT: Duration = Duration::from_secs(10);
 
@@ -135,45 +138,64 @@ async fn handle(
     (status, [("content-type", "application/json")], reply.body).into_response()
 }
 
-/// Starts the real server on 127.0.0.1 ephemeral ports with `extra` TOML over the defaults.
-/// `defaultApp` is pointed at the server's own EchoApp unless `extra` redefines it.
+/// Starts the real server on 127.0.0.1 ephemeral ports (WebSocket, HTTP and the media UDP
+/// port) with `extra` TOML over the defaults. `defaultApp` is pointed at the server's own EchoApp
+/// unless `extra` redefines it.
 pub async fn start_server(extra: &str) -> callgate_server::RunningServer {
-    let base = "[server]\nws_bind = \"127.0.0.1:0\"\nhttp_bind = \"127.0.0.1:0\"\n";
-    let text = merge_server_section(base, extra);
+    let base = "[server]\nws_bind = \"127.0.0.1:0\"\nhttp_bind = \"127.0.0.1:0\"\n[media]\nbind = \"127.0.0.1:0\"\n";
+    let text = merge_sections(base, extra);
     let cfg = callgate_server::config::Config::from_toml(&text).expect("test config is valid");
     callgate_server::start(cfg).await.expect("server starts")
 }
 
-/// Puts the keys of an `[server]` section in `extra` into the base section (TOML forbids two).
-fn merge_server_section(base: &str, extra: &str) -> String {
-    let mut server_lines = Vec::new();
+/// Merges the keys of the `[server]` and `[media]` sections of `extra` into those of `base`
+/// (TOML forbids a section twice); `extra`'s keys win. Other sections of `extra` are appended.
+fn merge_sections(base: &str, extra: &str) -> String {
+    const MERGED: [&str; 2] = ["[server]", "[media]"];
+    let mut sections: Vec<(String, Vec<String>)> = Vec::new();
+    let mut current: Option<usize> = None;
+    for line in base.lines() {
+        let t = line.trim();
+        if t.starts_with('[') {
+            sections.push((t.to_string(), Vec::new()));
+            current = Some(sections.len() - 1);
+        } else if let Some(i) = current {
+            sections[i].1.push(line.to_string());
+        }
+    }
+    let key = |l: &str| l.split('=').next().unwrap_or("").trim().to_string();
     let mut rest = String::new();
-    let mut in_server = false;
+    let mut target: Option<usize> = None;
     for line in extra.lines() {
         let t = line.trim();
         if t.starts_with('[') {
-            in_server = t == "[server]";
-            if in_server {
+            target = MERGED.contains(&t).then(|| sections.iter().position(|(h, _)| h == t)).flatten();
+            if target.is_some() {
                 continue;
             }
         }
-        if in_server {
-            server_lines.push(line.to_string());
-        } else {
-            rest.push_str(line);
-            rest.push('\n');
+        match target {
+            Some(i) => {
+                let k = key(line);
+                if !k.is_empty() {
+                    sections[i].1.retain(|l| key(l) != k);
+                }
+                sections[i].1.push(line.to_string());
+            }
+            None => {
+                rest.push_str(line);
+                rest.push('\n');
+            }
         }
     }
-    let mut out = base.to_string();
-    for l in server_lines {
-        let key = l.split('=').next().unwrap_or("").trim().to_string();
-        if !key.is_empty() {
-            out =
-                out.lines().filter(|x| x.split('=').next().unwrap_or("").trim() != key).collect::<Vec<_>>().join("\n")
-                    + "\n";
-        }
-        out.push_str(&l);
+    let mut out = String::new();
+    for (header, lines) in sections {
+        out.push_str(&header);
         out.push('\n');
+        for l in lines {
+            out.push_str(&l);
+            out.push('\n');
+        }
     }
     out + &rest
 }

@@ -2,7 +2,7 @@
 //! (`CALLGATE_<SECTION>__<KEY>`) < flags, validated before any port is bound.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
 
@@ -21,6 +21,7 @@ pub struct Config {
     pub server: ServerConfig,
     pub rest_api: RestApiConfig,
     pub hooks: HooksConfig,
+    pub media: MediaSection,
     #[serde(default)]
     pub apps: BTreeMap<String, AppConfig>,
     pub log: LogConfig,
@@ -58,6 +59,51 @@ pub struct HooksConfig {
     pub rest_hook_secret_key: String,
     pub disable_rest_requests: bool,
     pub echo_fast_path: bool,
+}
+
+/// `[media]`: WebRTC media (one UDP port) and stream keep-alives.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MediaSection {
+    pub bind: SocketAddr,
+    pub candidate_ip: String,
+    pub public_ip: String,
+    pub connect_timeout_ms: u64,
+    pub keep_alive_enabled: bool,
+    pub keep_alive_interval_ms: u64,
+    pub keep_alive_app_keys: Vec<String>,
+}
+
+impl MediaSection {
+    fn ip(field: &str, v: &str) -> anyhow::Result<Option<IpAddr>> {
+        if v.is_empty() {
+            return Ok(None);
+        }
+        let ip: IpAddr = v.parse().with_context(|| format!("media.{field} = {v:?} is not an IP address"))?;
+        if ip.is_unspecified() {
+            bail!("media.{field} must be a concrete address, not {ip}");
+        }
+        Ok(Some(ip))
+    }
+
+    /// The media endpoint's settings.
+    pub fn media_config(&self) -> anyhow::Result<callgate_media::MediaConfig> {
+        Ok(callgate_media::MediaConfig {
+            bind: self.bind,
+            candidate_ip: Self::ip("candidate_ip", &self.candidate_ip)?,
+            public_ip: Self::ip("public_ip", &self.public_ip)?,
+            connect_timeout: Duration::from_millis(self.connect_timeout_ms),
+            ..Default::default()
+        })
+    }
+
+    /// `Some` when stream keep-alives are on.
+    pub fn keep_alive(&self) -> Option<crate::streams::KeepAlive> {
+        self.keep_alive_enabled.then(|| crate::streams::KeepAlive {
+            interval: Duration::from_millis(self.keep_alive_interval_ms),
+            app_keys: self.keep_alive_app_keys.clone(),
+        })
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -114,6 +160,14 @@ impl Config {
         }
         if h.rest_hook_send_hash && h.rest_hook_secret_key.is_empty() {
             bail!("hooks.rest_hook_send_hash = true needs hooks.rest_hook_secret_key");
+        }
+        let m = &self.media;
+        m.media_config()?;
+        if m.connect_timeout_ms == 0 {
+            bail!("media.connect_timeout_ms must be > 0");
+        }
+        if m.keep_alive_enabled && m.keep_alive_interval_ms == 0 {
+            bail!("media.keep_alive_interval_ms must be > 0 when media.keep_alive_enabled = true");
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             bail!("log.format must be \"text\" or \"json\"");
@@ -173,6 +227,27 @@ mod tests {
         assert!(Config::from_toml("[apps.x]\nurl = \"ftp://x\"").is_err());
         assert!(Config::from_toml("[rest_api]\nauth = true").is_err());
         assert!(Config::from_toml("[hooks]\nrest_hook_send_hash = true").is_err());
+        assert!(Config::from_toml("[media]\npublic_ip = \"not-an-ip\"").is_err());
+        assert!(Config::from_toml("[media]\ncandidate_ip = \"0.0.0.0\"").is_err());
+        assert!(Config::from_toml("[media]\nkeep_alive_enabled = true\nkeep_alive_interval_ms = 0").is_err());
+    }
+
+    #[test]
+    fn media_defaults_and_overrides() {
+        let c = Config::from_toml("").unwrap();
+        assert_eq!(c.media.bind.port(), 31000);
+        assert!(c.media.keep_alive().is_none());
+        let m = c.media.media_config().unwrap();
+        assert_eq!((m.candidate_ip, m.public_ip), (None, None));
+        let c = Config::from_toml(
+            "[media]\nbind = \"127.0.0.1:0\"\npublic_ip = \"203.0.113.9\"\nkeep_alive_enabled = true\nkeep_alive_interval_ms = 500\nkeep_alive_app_keys = [\"a\"]",
+        )
+        .unwrap();
+        let m = c.media.media_config().unwrap();
+        assert_eq!(m.public_ip, Some("203.0.113.9".parse().unwrap()));
+        assert_eq!(m.advertised_addr("127.0.0.1:4242".parse().unwrap()), "203.0.113.9:4242".parse().unwrap());
+        let ka = c.media.keep_alive().unwrap();
+        assert_eq!((ka.interval, ka.app_keys), (Duration::from_millis(500), vec!["a".to_string()]));
     }
 
     #[test]

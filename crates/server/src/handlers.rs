@@ -7,21 +7,20 @@
 //! | `sessionDebug` | `sessionDebug` (direct) | `notifySessionDebugEvent {status}` (+ `SessionDebugStatusEvent` event hook) |
 //! | `pushLogs` | `pushLogs` (direct) | nothing; the lines go to the server log |
 //!
-//! Stream and call messages belong to features that are not built yet; they get an honest
-//! terminal failure in the form the SDK needs to stop waiting (a stream `FAILED` status, a call
-//! `finish FAILED`), never a fake success.
+//! Stream messages (`publishStream`, `playStream`, …) are handled in [`crate::streams`].
+//! Call messages belong to a feature that is not built yet; they get an honest terminal failure
+//! in the form the SDK needs to stop waiting (a call `finish FAILED`), never a fake success.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use callgate_hooks::{FieldList, HookMethod, Origin};
-use callgate_proto::{info, messages, status, ClientFrame, FrameError, ServerFrame};
+use callgate_proto::{messages, status, ClientFrame, FrameError, ServerFrame};
 use serde_json::{Map, Value};
 
 use crate::session::SessionCtx;
 
 /// The info given for features this build does not have yet.
-pub const NOT_SUPPORTED_STREAMS: &str = "Streaming is not supported by this server yet";
 pub const NOT_SUPPORTED_CALLS: &str = "SIP calls are not supported by this server yet";
 
 /// Handles one client frame of an established session. Work that waits on a backend runs in its
@@ -29,6 +28,10 @@ pub const NOT_SUPPORTED_CALLS: &str = "SIP calls are not supported by this serve
 pub fn dispatch(ctx: Arc<SessionCtx>, frame: ClientFrame) -> Result<(), FrameError> {
     let message = frame.message.clone();
     let obj = frame.into_object()?;
+    if crate::streams::handles(&message) {
+        crate::streams::dispatch(ctx, &message, obj);
+        return Ok(());
+    }
     match message.as_str() {
         messages::SEND_DATA => {
             let Some(op) = obj.get("operationId").cloned().filter(|v| !v.is_null()) else {
@@ -45,40 +48,12 @@ pub fn dispatch(ctx: Arc<SessionCtx>, frame: ClientFrame) -> Result<(), FrameErr
         messages::PUSH_LOGS => {
             tokio::spawn(push_logs(ctx, obj));
         }
-        "publishStream" | "playStream" => {
-            let mut st = Map::new();
-            for k in ["mediaSessionId", "name", "published"] {
-                if let Some(v) = obj.get(k) {
-                    st.insert(k.into(), v.clone());
-                }
-            }
-            st.insert("status".into(), "FAILED".into());
-            st.insert("info".into(), NOT_SUPPORTED_STREAMS.into());
-            ctx.out.send(&ServerFrame::object("notifyStreamStatusEvent", st));
-        }
-        "availableStream" => {
-            let mut st = Map::new();
-            let id = obj.get("mediaSessionId").cloned().unwrap_or(Value::Null);
-            st.insert("id".into(), id.clone());
-            st.insert("mediaSessionId".into(), id);
-            st.insert("name".into(), obj.get("name").cloned().unwrap_or(Value::Null));
-            st.insert("status".into(), "false".into());
-            st.insert("info".into(), info::STREAM_NOT_FOUND.into());
-            ctx.out.send(&ServerFrame::object("availableStream", st));
-        }
         "call" | "answer" => {
             let mut st = Map::new();
             st.insert("callId".into(), obj.get("callId").cloned().unwrap_or(Value::Null));
             st.insert("status".into(), "FAILED".into());
             st.insert("info".into(), NOT_SUPPORTED_CALLS.into());
             ctx.out.send(&ServerFrame::object("finish", st));
-        }
-        "unPublishStream" | "stopStream" | "snapshot" | "sendStreamEvent" => {
-            ctx.out.send(&ServerFrame::fail(
-                "StreamStatusEvent",
-                NOT_SUPPORTED_STREAMS,
-                obj.get("mediaSessionId").and_then(Value::as_str),
-            ));
         }
         "hangup" | "hold" | "unhold" | "transfer" | "sendDtmf" => {
             ctx.out.send(&ServerFrame::fail(

@@ -17,6 +17,7 @@ pub mod metrics_http;
 pub mod registry;
 pub mod rest_api;
 pub mod session;
+pub mod streams;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -47,6 +48,8 @@ pub struct Shared {
     pub sessions: Registry,
     /// `<32 random chars>@<node ip>` (WCS nodeId shape).
     pub node_id: Arc<str>,
+    /// Published and played streams, and the WebRTC media endpoint.
+    pub streams: streams::Streams,
 }
 
 /// A running server.
@@ -95,6 +98,10 @@ pub async fn start(cfg: Config) -> anyhow::Result<RunningServer> {
         .with_context(|| format!("cannot bind HTTP port {}", cfg.server.http_bind))?;
     let ws_addr = ws_listener.local_addr()?;
     let http_addr = http_listener.local_addr()?;
+    let media = callgate_media::MediaEndpoint::start(cfg.media.media_config()?)
+        .await
+        .with_context(|| format!("cannot bind the media UDP port {}", cfg.media.bind))?;
+    let keep_alive = cfg.media.keep_alive();
     let apps = AppRegistry::new(cfg.build_apps(http_addr.port())?);
     let dispatcher = Dispatcher::new(cfg.dispatcher_config()).context("cannot build the hook HTTP client")?;
     let engine = HookEngine::new(dispatcher, cfg.hooks.disable_rest_requests);
@@ -106,7 +113,11 @@ pub async fn start(cfg: Config) -> anyhow::Result<RunningServer> {
         ws_addr.ip().to_string()
     };
     let node_id: Arc<str> = format!("{}@{}", Alphanumeric.sample_string(&mut rand::rng(), 32), node_ip).into();
-    let shared = Arc::new(Shared { cfg, engine, apps, sessions: Registry::default(), node_id });
+    let streams = streams::Streams::new(media);
+    let shared = Arc::new(Shared { cfg, engine, apps, sessions: Registry::default(), node_id, streams });
+    if let Some(ka) = keep_alive {
+        streams::spawn_keep_alive(Arc::downgrade(&shared), ka);
+    }
     let (stop, stop_rx) = watch::channel(false);
 
     let ws_router = Router::new().fallback(ws_upgrade).with_state(shared.clone());
@@ -144,7 +155,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<RunningServer> {
             }
         })
     };
-    tracing::info!(%ws_addr, %http_addr, apps = ?shared.apps.keys().collect::<Vec<_>>(), node_id = &*shared.node_id, "callgate started");
+    tracing::info!(%ws_addr, %http_addr, media_addr = %shared.streams.media.advertised_addr, apps = ?shared.apps.keys().collect::<Vec<_>>(), node_id = &*shared.node_id, "callgate started");
     Ok(RunningServer { ws_addr, http_addr, shared, stop, tasks: vec![ws_task, http_task] })
 }
 

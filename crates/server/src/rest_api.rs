@@ -6,6 +6,9 @@
 //! | `/connection/find_all` | none | `200` list, `404` none |
 //! | `/connection/terminate` | `{sessionId}` | `200`, `404` unknown session |
 //! | `/data/send` | `{sessionId, payload, operationId?, nodeId?}` | `200` empty (client gets `OnDataEvent`), `404` unknown session |
+//! | `/stream/find` | filter: any stream fields (`mediaSessionId`, `name`, `published`, `status`, …), all must match; `display` ignored | `200` list of stream objects, `404` none |
+//! | `/stream/find_all` | none | `200` list, `404` none |
+//! | `/stream/terminate` | filter as `find`, or `{mediaSessionIds:[…]}`; `{}` = every stream | `200` (clients get `Stopped by rest /terminate`), `404` none matched |
 //!
 //! A body that is not a JSON object, or lacks a required field, gets `400` with a reason.
 //! Optional HTTP Basic auth (`[rest_api] auth`), WCS `disable_rest_auth=false`.
@@ -30,7 +33,10 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/rest-api/connection/find", post(find))
         .route("/rest-api/connection/find_all", post(find_all).get(find_all))
         .route("/rest-api/connection/terminate", post(terminate))
-        .route("/rest-api/data/send", post(data_send));
+        .route("/rest-api/data/send", post(data_send))
+        .route("/rest-api/stream/find", post(stream_find))
+        .route("/rest-api/stream/find_all", post(stream_find_all).get(stream_find_all))
+        .route("/rest-api/stream/terminate", post(stream_terminate));
     let r = if shared.cfg.rest_api.auth {
         r.layer(axum::middleware::from_fn_with_state(shared.clone(), basic_auth))
     } else {
@@ -119,6 +125,37 @@ async fn data_send(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
     ev.insert("sessionId".into(), Value::from(id));
     ev.insert("payload".into(), req["payload"].clone());
     h.out.send_text(crate::handlers::on_data_event(&ev));
+    StatusCode::OK.into_response()
+}
+
+fn objects_or_404(items: Vec<Map<String, Value>>) -> Response {
+    if items.is_empty() {
+        return error(StatusCode::NOT_FOUND, "not found");
+    }
+    Json(items).into_response()
+}
+
+async fn stream_find(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
+    match parse_object(&body) {
+        Ok(filter) => objects_or_404(crate::streams::find(&s, filter)),
+        Err(r) => r,
+    }
+}
+
+async fn stream_find_all(State(s): State<Arc<Shared>>) -> Response {
+    objects_or_404(crate::streams::find(&s, Map::new()))
+}
+
+/// `/stream/terminate`: REST-originated, so no hook can refuse it; the clients get
+/// `UNPUBLISHED`/`STOPPED` with `Stopped by rest /terminate`.
+async fn stream_terminate(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
+    let filter = match parse_object(&body) {
+        Ok(m) => m,
+        Err(r) => return r,
+    };
+    if crate::streams::terminate(&s, filter) == 0 {
+        return error(StatusCode::NOT_FOUND, "stream not found");
+    }
     StatusCode::OK.into_response()
 }
 

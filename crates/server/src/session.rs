@@ -365,6 +365,8 @@ impl Session {
     fn finish(&mut self) {
         if let Some(ctx) = self.ctx.take() {
             self.shared.sessions.remove(&ctx.id);
+            // After leaving the registry (no stream can be added any more), before DISCONNECTED.
+            crate::streams::session_closed(&ctx);
             let mut ev = ctx.handle.data();
             ev.insert("status".into(), status::connection::DISCONNECTED.into());
             ctx.raise_event(HookMethod::ConnectionStatusEvent, Origin::Client, ev, None);

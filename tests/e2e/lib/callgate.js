@@ -38,9 +38,11 @@ function tomlString(s) {
  * @param {object} opts
  * @param {Record<string,string>} [opts.apps] appKey -> REST URL. `{http}` in a URL is replaced by
  *   the callgate HTTP port (for the built-in EchoApp). defaultApp -> EchoApp unless given.
- * @param {string} [opts.extraToml] appended verbatim (e.g. a [hooks] section).
+ * @param {string} [opts.extraToml] appended verbatim (e.g. a [hooks] section; not [media]).
+ * @param {Record<string,any>} [opts.media] extra keys of the [media] section, whose UDP port is
+ *   always an ephemeral one on 127.0.0.1 (so parallel runs never collide).
  */
-export async function startCallgate({ apps = {}, extraToml = '' } = {}) {
+export async function startCallgate({ apps = {}, extraToml = '', media = {} } = {}) {
   if (!fs.existsSync(CALLGATE_BIN)) {
     throw new Error(`callgate binary not found at ${CALLGATE_BIN}; build it with 'cargo build -p callgate-server' or set CALLGATE_BIN`);
   }
@@ -50,7 +52,7 @@ export async function startCallgate({ apps = {}, extraToml = '' } = {}) {
     let httpPort = await freePort();
     while (httpPort === wsPort) httpPort = await freePort();
     try {
-      return await launch({ apps, extraToml, wsPort, httpPort });
+      return await launch({ apps, extraToml, media, wsPort, httpPort });
     } catch (e) {
       lastFailure = e;
       // A port taken between freePort() and the bind: try other ports.
@@ -60,9 +62,12 @@ export async function startCallgate({ apps = {}, extraToml = '' } = {}) {
   throw lastFailure;
 }
 
-async function launch({ apps, extraToml, wsPort, httpPort }) {
+async function launch({ apps, extraToml, media, wsPort, httpPort }) {
   const allApps = { defaultApp: 'http://127.0.0.1:{http}/apps/EchoApp', ...apps };
   let toml = `[server]\nws_bind = "127.0.0.1:${wsPort}"\nhttp_bind = "127.0.0.1:${httpPort}"\n\n`;
+  toml += `[media]\nbind = "127.0.0.1:0"\n`;
+  for (const [k, v] of Object.entries(media)) toml += `${k} = ${JSON.stringify(v)}\n`;
+  toml += '\n';
   toml += `[log]\nfilter = ${tomlString(process.env.CALLGATE_LOG || 'info,callgate_hooks=debug')}\n\n`;
   for (const [key, url] of Object.entries(allApps)) {
     toml += `[apps.${key}]\nurl = ${tomlString(url.replaceAll('{http}', String(httpPort)))}\n\n`;
@@ -75,7 +80,8 @@ async function launch({ apps, extraToml, wsPort, httpPort }) {
 
   // Env overrides (CALLGATE_<SECTION>__<KEY>) from the developer's shell must not leak in.
   const env = { ...process.env };
-  for (const k of Object.keys(env)) if (k.startsWith('CALLGATE_') && k !== 'CALLGATE_BIN') delete env[k];
+  // CALLGATE_BIN too: the server would read it as a config key (CALLGATE_<SECTION>__<KEY>) and refuse it.
+  for (const k of Object.keys(env)) if (k.startsWith('CALLGATE_')) delete env[k];
   delete env.RUST_LOG;
   env.NO_COLOR = '1';
 

@@ -24,18 +24,26 @@ export function e2eSuite() {
     await staticServer?.close();
   });
 
-  return function e2eTest(name, fn, { timeout = 60_000 } = {}) {
+  return function e2eTest(name, fn, { timeout = 60_000, callgate = {} } = {}) {
     test(name, { timeout }, async () => {
       const cleanups = [];
       const env = {};
       try {
         env.backend = await startBackend();
         cleanups.push(() => env.backend.close());
-        env.callgate = await startCallgate({ apps: { backendApp: env.backend.url } });
+        env.callgate = await startCallgate({ ...callgate, apps: { backendApp: env.backend.url, ...(callgate.apps || {}) } });
         cleanups.push(() => env.callgate.stop());
         env.sdk = await openSdkPage(browser, staticServer.url);
         cleanups.push(() => env.sdk.close());
         env.session = (opts = {}) => env.sdk.createSession({ urlServer: env.callgate.wsUrl, ...opts });
+        env.pages = [env.sdk];
+        // Another SDK page (own browser context), e.g. for a player beside a publisher.
+        env.newPage = async () => {
+          const p = await openSdkPage(browser, staticServer.url);
+          cleanups.push(() => p.close());
+          env.pages.push(p);
+          return p;
+        };
         await fn(env);
       } catch (err) {
         await report(err, env);
@@ -56,13 +64,17 @@ export function e2eSuite() {
 /** Prints everything that helps to understand a failure (callgate output, hooks, page events). */
 async function report(err, env) {
   const parts = [`\n===== e2e failure: ${err?.message?.split('\n')[0]} =====`];
-  if (env.sdk) {
+  for (const [i, page] of (env.pages || (env.sdk ? [env.sdk] : [])).entries()) {
     try {
-      parts.push(`--- SESSION_STATUS events in the page:\n${show(await env.sdk.events(), 8000)}`);
+      parts.push(`--- page ${i}: SESSION_STATUS events:\n${show(await page.events(), 8000)}`);
+      const streams = await page.page.evaluate(() =>
+        Object.fromEntries(Object.entries(window.__e2e?.streams || {}).map(([id, r]) => [id, { events: r.events, streamEvents: r.streamEvents }])),
+      );
+      if (Object.keys(streams).length) parts.push(`--- page ${i}: streams:\n${show(streams, 8000)}`);
     } catch (e) {
-      parts.push(`--- page events unavailable: ${e.message}`);
+      parts.push(`--- page ${i} events unavailable: ${e.message}`);
     }
-    parts.push(`--- browser console:\n${env.sdk.consoleLines.slice(-60).join('\n')}`);
+    parts.push(`--- page ${i}: browser console:\n${page.consoleLines.slice(-60).join('\n')}`);
   }
   if (env.backend) parts.push(`--- backend requests:\n${show(env.backend.summary(), 8000)}`);
   if (env.callgate) {

@@ -1,0 +1,185 @@
+//! A stand-in browser for server tests: a str0m `Rtc` in full ICE mode (controlling, like
+//! Chromium) on its own real UDP socket on 127.0.0.1, driven by a tokio task. It offers the way
+//! the SDK does (audio + video, no candidates exchanged beyond the SDP), learns nothing but the
+//! server's answer, and then:
+//! - a publisher sends one audio and one video frame every 20 ms once connected;
+//! - a player counts the frames it receives.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use str0m::change::{SdpAnswer, SdpPendingOffer};
+use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid};
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Event, Input, Output, Rtc};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+
+use crate::WAIT;
+
+/// What the fake browser saw.
+#[derive(Debug, Default, Clone)]
+pub struct BrowserStats {
+    pub connected: bool,
+    pub audio_frames: usize,
+    pub video_frames: usize,
+    pub keyframe_requests: usize,
+    pub frames_sent: usize,
+}
+
+enum Cmd {
+    Answer(String),
+}
+
+/// See the module docs. Dropping it stops the task (the peer then goes silent).
+pub struct FakeBrowser {
+    /// The SDP offer to put in `publishStream`/`playStream`.
+    pub offer: String,
+    pub addr: SocketAddr,
+    cmd: mpsc::UnboundedSender<Cmd>,
+    stats: Arc<Mutex<BrowserStats>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FakeBrowser {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl FakeBrowser {
+    /// A publisher: sendonly audio + video.
+    pub async fn publisher() -> FakeBrowser {
+        FakeBrowser::start(Direction::SendOnly).await
+    }
+
+    /// A player: recvonly audio + video.
+    pub async fn player() -> FakeBrowser {
+        FakeBrowser::start(Direction::RecvOnly).await
+    }
+
+    async fn start(dir: Direction) -> FakeBrowser {
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = socket.local_addr().unwrap();
+        let provider = Arc::new(str0m::crypto::from_feature_flags());
+        let mut rtc = Rtc::builder().set_crypto_provider(provider).build(Instant::now());
+        rtc.add_local_candidate(Candidate::host(addr, "udp").unwrap());
+        let mut api = rtc.sdp_api();
+        let audio = api.add_media(MediaKind::Audio, dir, Some("cam".into()), None, None);
+        let video = api.add_media(MediaKind::Video, dir, Some("cam".into()), None, None);
+        let (offer, pending) = api.apply().unwrap();
+        let stats = Arc::new(Mutex::new(BrowserStats::default()));
+        let (cmd, rx) = mpsc::unbounded_channel();
+        let sending = dir == Direction::SendOnly;
+        let task = tokio::spawn(run(rtc, socket, rx, pending, stats.clone(), sending, [audio, video]));
+        FakeBrowser { offer: offer.to_sdp_string(), addr, cmd, stats, task }
+    }
+
+    /// Applies the server's answer (from `setRemoteSDP`).
+    pub fn accept(&self, answer: &str) {
+        let _ = self.cmd.send(Cmd::Answer(answer.to_string()));
+    }
+
+    pub fn stats(&self) -> BrowserStats {
+        self.stats.lock().clone()
+    }
+
+    /// Waits until `pred` holds for the stats (bounded by [`WAIT`]).
+    pub async fn wait(&self, what: &str, pred: impl Fn(&BrowserStats) -> bool) -> BrowserStats {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let s = self.stats();
+            if pred(&s) {
+                return s;
+            }
+            if tokio::time::Instant::now() > deadline {
+                panic!("fake browser at {}: never saw {what}; stats {s:?}", self.addr);
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+/// Polls until `Timeout`, sending what comes out; returns the timeout.
+async fn drain(rtc: &mut Rtc, socket: &UdpSocket, stats: &Mutex<BrowserStats>, mids: [Mid; 2]) -> Option<Instant> {
+    loop {
+        match rtc.poll_output() {
+            Ok(Output::Timeout(t)) => return Some(t),
+            Ok(Output::Transmit(t)) => {
+                let _ = socket.send_to(&t.contents, t.destination).await;
+            }
+            Ok(Output::Event(e)) => {
+                let mut s = stats.lock();
+                match e {
+                    Event::Connected => s.connected = true,
+                    Event::MediaData(d) if d.mid == mids[0] => s.audio_frames += 1,
+                    Event::MediaData(_) => s.video_frames += 1,
+                    Event::KeyframeRequest(_) => s.keyframe_requests += 1,
+                    _ => {}
+                }
+            }
+            Err(_) => return None,
+        }
+    }
+}
+
+async fn run(
+    mut rtc: Rtc,
+    socket: UdpSocket,
+    mut rx: mpsc::UnboundedReceiver<Cmd>,
+    pending: SdpPendingOffer,
+    stats: Arc<Mutex<BrowserStats>>,
+    sending: bool,
+    mids: [Mid; 2],
+) {
+    let local = socket.local_addr().unwrap();
+    let mut pending = Some(pending);
+    let mut buf = vec![0u8; 2048];
+    let mut next_frame = Instant::now();
+    let mut n: u64 = 0;
+    loop {
+        let Some(timeout) = drain(&mut rtc, &socket, &stats, mids).await else { return };
+        let connected = stats.lock().connected;
+        let wake = if sending && connected { timeout.min(next_frame) } else { timeout };
+        tokio::select! {
+            r = socket.recv_from(&mut buf) => {
+                let Ok((len, src)) = r else { continue };
+                if let Ok(recv) = Receive::new(Protocol::Udp, src, local, &buf[..len]) {
+                    let _ = rtc.handle_input(Input::Receive(Instant::now(), recv));
+                }
+            }
+            c = rx.recv() => match c {
+                Some(Cmd::Answer(sdp)) => {
+                    if let (Some(p), Ok(answer)) = (pending.take(), SdpAnswer::from_sdp_string(&sdp)) {
+                        rtc.sdp_api().accept_answer(p, answer).expect("the server's answer is acceptable");
+                    }
+                }
+                None => return,
+            },
+            _ = tokio::time::sleep_until(wake.into()) => {
+                let now = Instant::now();
+                if sending && connected && now >= next_frame {
+                    for (i, mid) in mids.into_iter().enumerate() {
+                        let Some(w) = rtc.writer(mid) else { continue };
+                        let Some(pt) = w.payload_params().next().map(|p| p.pt()) else { continue };
+                        let (hz, step) = if i == 0 { (48_000, 960) } else { (90_000, 1800) };
+                        let t = MediaTime::new(n * step, Frequency::new(hz).unwrap());
+                        // VP8: first byte with the P bit clear marks a keyframe; opus: any bytes.
+                        let first = if i == 0 { 0xfc } else { 0x10 };
+                        if w.write(pt, now, t, vec![first, n as u8, 1, 2, 3, 4, 5, 6, 7, 8]).is_ok() {
+                            stats.lock().frames_sent += 1;
+                        }
+                        if drain(&mut rtc, &socket, &stats, mids).await.is_none() {
+                            return;
+                        }
+                    }
+                    n += 1;
+                    next_frame = now + Duration::from_millis(20);
+                }
+                let _ = rtc.handle_input(Input::Timeout(now));
+            }
+        }
+    }
+}
