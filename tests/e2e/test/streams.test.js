@@ -150,3 +150,30 @@ e2eTest(
   },
   { callgate: { media: { keep_alive_enabled: true, keep_alive_interval_ms: 300 } } },
 );
+
+e2eTest('H.264: a publisher whose offer has VP8 stripped (stripCodecs) is forwarded as H.264 and the player decodes it', async (env) => {
+  await establish(env.sdk, env.callgate, { appKey: 'backendApp' });
+  const pubId = await publish(env.sdk, 'h264', { stripCodecs: 'VP8,VP9,AV1' });
+  await waitStatus(env.sdk, pubId, 'PUBLISHING');
+  const offer = (await env.backend.waitForHook('publishStream')).body.sdp;
+  assert.ok(!/VP8\/90000/.test(offer) && /H264\/90000/.test(offer), 'the server only saw H.264 video');
+  const viewer = await playerPage(env);
+  const playId = await play(viewer, 'h264');
+  await waitStatus(viewer, playId, 'PLAYING');
+  const facts = await waitFor(async () => {
+    const f = await mediaFacts(viewer, playId);
+    return f.videoWidth > 0 && f.bytesReceived > 0 ? f : null;
+  }, { what: 'decoded H.264 video on the player', seen: () => mediaFacts(viewer, playId) });
+  const codec = await viewer.page.evaluate(
+    (id) =>
+      new Promise((resolve) =>
+        window.__e2e.streams[id].stream.getStats((raw) => {
+          const inbound = (raw['inbound-rtp'] || []).find((r) => r.kind === 'video');
+          const c = (raw.codec || []).find((x) => x.id === inbound?.codecId);
+          resolve(c?.mimeType || null);
+        }, true),
+      ),
+    playId,
+  );
+  assert.equal(codec, 'video/H264', `player video codec (${show(facts)})`);
+});
