@@ -82,6 +82,7 @@
 
 mod bad_request;
 pub mod builder;
+pub mod dialog;
 pub mod digest;
 mod error;
 mod framer;
