@@ -1,7 +1,7 @@
 # The two commands a newcomer needs: `make run` and `make test`.
 SHELL := /bin/bash
 CARGO ?= cargo
-APT_PACKAGES := chromium
+APT_PACKAGES := chromium sip-tester kamailio
 E2E := tests/e2e
 
 .PHONY: run build test deps test-rust test-e2e bench bench-build fmt clippy fuzz
