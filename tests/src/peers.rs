@@ -187,7 +187,8 @@ impl Sipp {
         self
     }
 
-    /// `-timeout` (with `-timeout_error`): sipp fails and exits after this long.
+    /// `-timeout` (with `-timeout_error`): sipp fails and exits after this long (rounded up to
+    /// whole seconds, sipp's resolution).
     pub fn timeout(mut self, d: Duration) -> Sipp {
         self.timeout = d;
         self
@@ -244,7 +245,9 @@ impl Sipp {
         // -ci: sipp's control socket would otherwise listen on 0.0.0.0.
         cmd.args(["-i", "127.0.0.1", "-mi", "127.0.0.1", "-ci", "127.0.0.1", "-nostdin"]);
         cmd.args(["-p", &port.to_string(), "-m", &self.calls.to_string()]);
-        cmd.args(["-timeout", &format!("{}ms", self.timeout.as_millis()), "-timeout_error"]);
+        // sipp counts -timeout in whole seconds.
+        let timeout_s = self.timeout.as_millis().div_ceil(1000).max(1);
+        cmd.args(["-timeout", &format!("{timeout_s}s"), "-timeout_error"]);
         cmd.arg("-trace_msg").arg("-message_file").arg(dir.join("messages.log"));
         cmd.arg("-trace_err").arg("-error_file").arg(dir.join("errors.log"));
         cmd.arg("-trace_screen").arg("-screen_file").arg(dir.join("screen.log"));

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use callgate_tests::peers::{
-    free_udp_port, parse_message_log, sipp_dir, Kamailio, KamailioProcess, Sipp, SippOutcome, SippProcess,
+    free_udp_port, parse_message_log, sipp_dir, Kamailio, KamailioProcess, PeerError, Sipp, SippOutcome, SippProcess,
 };
 
 /// Each run of a pair is one call; this bounds it (a failing check ends it sooner).
@@ -68,6 +68,22 @@ fn message_log_is_split_by_byte_counts() {
     assert_eq!(m[0].text, "OPTIONS sip:a SIP/2.0\r\n\r\n");
     assert!(m[1].sent);
     assert_eq!(m[1].first_line(), "SIP/2.0 200 OK");
+}
+
+#[tokio::test]
+async fn sipp_without_a_peer_fails_at_its_timeout() {
+    let started = std::time::Instant::now();
+    let uas = spawn(Sipp::scenario("uas_message.xml").timeout(Duration::from_secs(1))).wait().await;
+    uas.assert_failure();
+    assert!(!uas.killed, "sipp stopped itself: {}", uas.report());
+    assert!(uas.stderr.contains("timed out"), "{}", uas.report());
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+}
+
+#[test]
+fn a_missing_peer_says_to_run_make_deps() {
+    let e = PeerError::Missing { program: "sipp", package: "sip-tester" };
+    assert_eq!(e.to_string(), "`sipp` is not installed: run `make deps` (it installs the Debian package `sip-tester`)");
 }
 
 // ----------------------------------------------------------------------------------------------
