@@ -96,6 +96,36 @@ pub struct PeerStats {
     pub players: usize,
 }
 
+/// Running totals of the core (cheap: plain integers, read by the driver).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Counters {
+    /// Datagrams handed to a peer.
+    pub datagrams_in: u64,
+    /// Datagrams produced for the socket.
+    pub datagrams_out: u64,
+    /// Frames received from publishers.
+    pub frames_in: u64,
+    /// Frames written to players (one per player per publisher frame).
+    pub frames_out: u64,
+}
+
+/// Metric handles resolved once, so the per-packet path does no registry lookups.
+struct Metrics {
+    frames_forwarded: metrics::Counter,
+    dropped_no_codec: metrics::Counter,
+    dropped_write: metrics::Counter,
+}
+
+impl Metrics {
+    fn new() -> Metrics {
+        Metrics {
+            frames_forwarded: metrics::counter!("callgate_media_frames_forwarded_total"),
+            dropped_no_codec: metrics::counter!("callgate_media_frames_dropped_total", "why" => "no_matching_codec"),
+            dropped_write: metrics::counter!("callgate_media_frames_dropped_total", "why" => "write_error"),
+        }
+    }
+}
+
 /// All peers of the node. See the module docs.
 pub struct MediaCore {
     cfg: MediaConfig,
@@ -108,6 +138,8 @@ pub struct MediaCore {
     timers: BinaryHeap<Reverse<(Instant, PeerId)>>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<(PeerId, MediaEvent)>,
+    counters: Counters,
+    metrics: Metrics,
 }
 
 impl MediaCore {
@@ -125,7 +157,13 @@ impl MediaCore {
             timers: BinaryHeap::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
+            counters: Counters::default(),
+            metrics: Metrics::new(),
         }
+    }
+
+    pub fn counters(&self) -> Counters {
+        self.counters
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -262,6 +300,7 @@ impl MediaCore {
                 }
             },
         };
+        self.counters.datagrams_in += 1;
         let p = self.peers.get_mut(&id).expect("checked above");
         if let Err(e) = p.rtc.handle_input(input) {
             self.handle_rtc_error(id, e, now);
@@ -350,6 +389,7 @@ impl MediaCore {
                         break;
                     }
                     Ok(Output::Transmit(t)) => {
+                        self.counters.datagrams_out += 1;
                         self.transmits.push_back(Transmit { destination: t.destination, contents: t.contents })
                     }
                     Ok(Output::Event(e)) => match e {
@@ -370,6 +410,7 @@ impl MediaCore {
                         },
                         Event::MediaData(d) if p.role == Role::Publisher => {
                             p.frames_in += 1;
+                            self.counters.frames_in += 1;
                             if !d.contiguous {
                                 wants_keyframe = Some(id);
                             }
@@ -418,16 +459,18 @@ impl MediaCore {
             let Some(mid) = pl.mid_of(kind) else { continue };
             let Some(w) = pl.rtc.writer(mid) else { continue };
             let Some(pt) = w.match_params(d.params) else {
-                metrics::counter!("callgate_media_frames_dropped_total", "why" => "no_matching_codec").increment(1);
+                self.metrics.dropped_no_codec.increment(1);
                 continue;
             };
             match w.write(pt, d.network_time, d.time, d.data.clone()) {
                 Ok(()) => {
                     pl.frames_out += 1;
+                    self.counters.frames_out += 1;
+                    self.metrics.frames_forwarded.increment(1);
                     self.drain(pid, now);
                 }
                 Err(e) => {
-                    metrics::counter!("callgate_media_frames_dropped_total", "why" => "write_error").increment(1);
+                    self.metrics.dropped_write.increment(1);
                     tracing::debug!(player = pid.0, error = %e, "frame not written");
                 }
             }
@@ -437,7 +480,6 @@ impl MediaCore {
             let added = std::mem::replace(&mut p.players, players);
             p.players.extend(added);
         }
-        metrics::counter!("callgate_media_frames_forwarded_total").increment(1);
     }
 
     fn handle_rtc_error(&mut self, id: PeerId, e: RtcError, now: Instant) {

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::core::{MediaCore, PeerStats};
+use crate::core::{Counters, MediaCore, PeerStats};
 use crate::{MediaConfig, MediaError, MediaEvent, PeerId};
 
 /// Where a peer's events go.
@@ -44,10 +44,38 @@ enum Command {
     },
 }
 
+/// The core's [`Counters`], published by the media task after each wake-up.
+#[derive(Debug, Default)]
+pub struct SharedCounters {
+    pub datagrams_in: AtomicU64,
+    pub datagrams_out: AtomicU64,
+    pub frames_in: AtomicU64,
+    pub frames_out: AtomicU64,
+}
+
+impl SharedCounters {
+    pub fn snapshot(&self) -> Counters {
+        Counters {
+            datagrams_in: self.datagrams_in.load(Ordering::Relaxed),
+            datagrams_out: self.datagrams_out.load(Ordering::Relaxed),
+            frames_in: self.frames_in.load(Ordering::Relaxed),
+            frames_out: self.frames_out.load(Ordering::Relaxed),
+        }
+    }
+
+    fn publish(&self, c: Counters) {
+        self.datagrams_in.store(c.datagrams_in, Ordering::Relaxed);
+        self.datagrams_out.store(c.datagrams_out, Ordering::Relaxed);
+        self.frames_in.store(c.frames_in, Ordering::Relaxed);
+        self.frames_out.store(c.frames_out, Ordering::Relaxed);
+    }
+}
+
 /// Handle to the media task. Cheap to clone; the task stops when the last handle is dropped.
 #[derive(Clone)]
 pub struct MediaEndpoint {
     tx: mpsc::Sender<Command>,
+    counters: Arc<SharedCounters>,
     next_id: Arc<AtomicU64>,
     /// The socket's bound address.
     pub bound_addr: SocketAddr,
@@ -69,9 +97,15 @@ impl MediaEndpoint {
         let advertised_addr = cfg.advertised_addr(bound_addr);
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
         let core = MediaCore::new(cfg, advertised_addr);
-        tokio::spawn(run(socket, core, rx));
+        let counters = Arc::new(SharedCounters::default());
+        tokio::spawn(run(socket, core, rx, counters.clone()));
         tracing::info!(%bound_addr, %advertised_addr, "media endpoint started (ICE-lite, one UDP port)");
-        Ok(MediaEndpoint { tx, next_id: Arc::new(AtomicU64::new(1)), bound_addr, advertised_addr })
+        Ok(MediaEndpoint { tx, counters, next_id: Arc::new(AtomicU64::new(1)), bound_addr, advertised_addr })
+    }
+
+    /// Totals so far (datagrams and frames in and out).
+    pub fn counters(&self) -> Counters {
+        self.counters.snapshot()
     }
 
     /// A fresh peer id.
@@ -126,7 +160,7 @@ impl MediaEndpoint {
     }
 }
 
-async fn run(socket: UdpSocket, mut core: MediaCore, mut rx: mpsc::Receiver<Command>) {
+async fn run(socket: UdpSocket, mut core: MediaCore, mut rx: mpsc::Receiver<Command>, counters: Arc<SharedCounters>) {
     let mut sinks: HashMap<PeerId, EventSender> = HashMap::new();
     let mut buf = vec![0u8; 2048];
     loop {
@@ -170,6 +204,7 @@ async fn run(socket: UdpSocket, mut core: MediaCore, mut rx: mpsc::Receiver<Comm
                 sinks.remove(&id);
             }
         }
+        counters.publish(core.counters());
     }
     tracing::info!("media endpoint stopped");
 }

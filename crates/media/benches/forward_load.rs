@@ -1,0 +1,136 @@
+//! Bounded load run: one publisher (30 fps video of ~4.4 kB frames, i.e. 4 RTP packets, plus one
+//! audio packet per frame: ~150 packets/s, ~1.1 Mbit/s) to N players on loopback, N growing until
+//! the stream is no longer forwarded in real time. Beside each step, a plain UDP relay loop
+//! forwards the same number of packets to N sinks, measured in the same run.
+//!
+//! Real time = the players received at least 99 % of (publisher RTP packets x N) and the media
+//! thread used less than 90 % of one core.
+//!
+//! `cargo bench -p callgate-media --bench forward_load` runs the sweep (bounded: at most
+//! `CALLGATE_LOAD_MAX_N` players, default 3200, 4 s per step); under `cargo test` it runs one
+//! short step with N = 2 as a smoke test.
+
+mod harness;
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use harness::{connect_fanout, cpu_ns, settle, SendPlan};
+
+const FPS: u32 = 30;
+const VIDEO_BYTES: usize = 4400;
+const AUDIO_BYTES: usize = 120;
+
+struct Step {
+    n: usize,
+    cpu_pct: f64,
+    delivered_pct: f64,
+    ns_per_pkt: f64,
+    relay_ns_per_pkt: f64,
+    pkts_per_s: f64,
+}
+
+fn main() {
+    let bench = std::env::args().any(|a| a == "--bench");
+    let max_n: usize = std::env::var("CALLGATE_LOAD_MAX_N").ok().and_then(|v| v.parse().ok()).unwrap_or(3200);
+    let (steps, secs): (Vec<usize>, u64) = if bench {
+        ([1, 10, 50, 100, 200, 400, 800, 1200, 1600, 2400, 3200].into_iter().filter(|n| *n <= max_n).collect(), 4)
+    } else {
+        (vec![2], 1)
+    };
+    let rt = harness::runtime();
+    let media = harness::start_media();
+    let relay = harness::start_relay();
+    let clients = harness::start_clients();
+    println!("forward_load: 1 publisher -> N players, {FPS} fps x {VIDEO_BYTES} B video + {AUDIO_BYTES} B audio, {secs} s per step");
+    println!(
+        "{:>6} {:>12} {:>10} {:>10} {:>16} {:>18} {:>8}",
+        "N", "out pkts/s", "media CPU", "delivered", "callgate ns/pkt", "udp relay ns/pkt", "ratio"
+    );
+    let mut results = Vec::new();
+    for n in steps {
+        let setup = Instant::now();
+        let fan = rt.block_on(connect_fanout(&media.endpoint, &clients, n));
+        let setup = setup.elapsed();
+        let step = rt.block_on(async {
+            // Warm-up (lets the first keyframe requests and RTCP settle).
+            fan.publisher.send(SendPlan {
+                frames: FPS as u64 / 2,
+                video_bytes: VIDEO_BYTES,
+                audio_bytes: AUDIO_BYTES,
+                fps: FPS,
+                per_ms: 0,
+            });
+            tokio::time::sleep(Duration::from_millis(700)).await;
+            let (cpu0, t0) = (cpu_ns(&media.cpu), Instant::now());
+            let (pub0, got0, out0) =
+                (fan.publisher.rtp.load(Ordering::Relaxed), fan.received(), media.endpoint.counters().datagrams_out);
+            let frames = FPS as u64 * secs;
+            fan.publisher.send(SendPlan {
+                frames,
+                video_bytes: VIDEO_BYTES,
+                audio_bytes: AUDIO_BYTES,
+                fps: FPS,
+                per_ms: 0,
+            });
+            tokio::time::sleep(Duration::from_secs(secs)).await;
+            let published =
+                settle(|| fan.publisher.rtp.load(Ordering::Relaxed) - pub0, u64::MAX, Duration::from_millis(150)).await;
+            let got = settle(|| fan.received() - got0, published * n as u64, Duration::from_millis(150)).await;
+            let (cpu, wall) = (cpu_ns(&media.cpu) - cpu0, t0.elapsed());
+            let out = media.endpoint.counters().datagrams_out - out0;
+            // The baseline: the same packets through a plain relay to N sinks.
+            let mut sinks = Vec::new();
+            for _ in 0..n {
+                sinks.push(clients.sink().await.0);
+            }
+            relay.set_sinks(sinks);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let relay_in = published.min(20_000);
+            let (rcpu0, rfw0) = (cpu_ns(&relay.cpu), relay.forwarded.load(Ordering::Relaxed));
+            clients.blast(relay.addr, relay_in, 1100, 5).await;
+            let rfw = settle(
+                || relay.forwarded.load(Ordering::Relaxed) - rfw0,
+                relay_in * n as u64,
+                Duration::from_millis(50),
+            )
+            .await;
+            let rcpu = cpu_ns(&relay.cpu) - rcpu0;
+            Step {
+                n,
+                cpu_pct: 100.0 * cpu as f64 / wall.as_nanos() as f64,
+                delivered_pct: 100.0 * got as f64 / (published * n as u64).max(1) as f64,
+                ns_per_pkt: cpu as f64 / out.max(1) as f64,
+                relay_ns_per_pkt: rcpu as f64 / rfw.max(1) as f64,
+                pkts_per_s: out as f64 / wall.as_secs_f64(),
+            }
+        });
+        fan.close(&media.endpoint);
+        println!(
+            "{:>6} {:>12.0} {:>9.1}% {:>9.1}% {:>16.0} {:>18.0} {:>7.2}x   (setup {:.1} s)",
+            step.n,
+            step.pkts_per_s,
+            step.cpu_pct,
+            step.delivered_pct,
+            step.ns_per_pkt,
+            step.relay_ns_per_pkt,
+            step.ns_per_pkt / step.relay_ns_per_pkt.max(1.0),
+            setup.as_secs_f64()
+        );
+        let real_time = step.delivered_pct >= 99.0 && step.cpu_pct < 90.0;
+        results.push((step, real_time));
+        if !real_time {
+            break;
+        }
+        // Let the closed peers go before the next step.
+        rt.block_on(async { tokio::time::sleep(Duration::from_millis(300)).await });
+    }
+    match results.iter().rev().find(|(_, rt)| *rt) {
+        Some((s, _)) => println!("largest N forwarded in real time: {} ({:.0} packets/s out)", s.n, s.pkts_per_s),
+        None => println!("no step was forwarded in real time"),
+    }
+    if !bench {
+        let (s, ok) = &results[0];
+        assert!(*ok && s.delivered_pct >= 99.0, "smoke step not in real time");
+    }
+}
