@@ -96,6 +96,7 @@ mod params;
 mod parse;
 pub mod txn;
 pub mod typed;
+pub mod ua;
 mod uri;
 mod validate;
 

@@ -231,7 +231,11 @@ impl Dialog {
     }
 
     pub fn id(&self) -> DialogId {
-        DialogId { call_id: self.call_id.clone(), local_tag: self.local_tag.clone(), remote_tag: self.remote_tag.clone() }
+        DialogId {
+            call_id: self.call_id.clone(),
+            local_tag: self.local_tag.clone(),
+            remote_tag: self.remote_tag.clone(),
+        }
     }
 
     /// From of our requests (local URI with our tag).

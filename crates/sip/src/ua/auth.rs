@@ -1,0 +1,150 @@
+//! Answering digest challenges (RFC 3261 §22.2-22.3, RFC 8760): pick the best challenge of a
+//! 401 or 407, compute the credentials, and decide whether another try makes sense.
+
+use crate::digest::{self, Algorithm, DigestChallenge};
+use crate::message::Message;
+use crate::name::HeaderName;
+
+/// Who we are to a challenger.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Creds {
+    pub user: String,
+    pub password: String,
+}
+
+/// A challenge we answered, kept to answer the next request to the same realm without a
+/// round trip (the nonce count goes up by one each time, RFC 7616 §3.4).
+#[derive(Debug, Clone)]
+pub(crate) struct Answered {
+    pub challenge: DigestChallenge,
+    /// `Authorization` (401) or `Proxy-Authorization` (407).
+    pub header: HeaderName,
+    pub nc: u32,
+}
+
+impl Answered {
+    /// Credentials for one more request with the cached nonce.
+    pub fn next(&mut self, creds: &Creds, method: &str, uri: &str, cnonce: &str) -> (HeaderName, String) {
+        self.nc += 1;
+        let v = digest::authorization(&self.challenge, &creds.user, &creds.password, method, uri, self.nc, cnonce);
+        (self.header, v)
+    }
+}
+
+/// The strongest digest challenge of the response we can answer: SHA-256 before MD5, `-sess`
+/// variants after plain ones; `qop=auth` when offered; a challenge that offers only
+/// `auth-int` is skipped.
+pub(crate) fn pick_challenge(resp: &Message) -> Option<(HeaderName, DigestChallenge)> {
+    let (challenges, header) = match resp.status().map(|s| s.as_u16()) {
+        Some(407) => (resp.proxy_authenticate(), HeaderName::ProxyAuthorization),
+        _ => (resp.www_authenticate(), HeaderName::Authorization),
+    };
+    let rank = |a: Algorithm| match a {
+        Algorithm::Sha256 => 0,
+        Algorithm::Sha256Sess => 1,
+        Algorithm::Md5 => 2,
+        Algorithm::Md5Sess => 3,
+    };
+    let mut best: Option<DigestChallenge> = None;
+    for c in challenges.flatten() {
+        if !c.is_digest() {
+            continue;
+        }
+        let Some(algorithm) = Algorithm::parse(c.algorithm().as_deref()) else { continue };
+        let offered: Vec<&str> = c.qop_options().collect();
+        let qop_auth = offered.iter().any(|q| q.eq_ignore_ascii_case("auth"));
+        if !offered.is_empty() && !qop_auth {
+            continue;
+        }
+        let (Some(realm), Some(nonce)) = (c.realm(), c.nonce()) else { continue };
+        let candidate = DigestChallenge {
+            realm: realm.into_owned(),
+            nonce: nonce.into_owned(),
+            opaque: c.opaque().map(|o| o.into_owned()),
+            algorithm,
+            qop_auth,
+            stale: c.stale(),
+        };
+        if best.as_ref().is_none_or(|b| rank(candidate.algorithm) < rank(b.algorithm)) {
+            best = Some(candidate);
+        }
+    }
+    best.map(|b| (header, b))
+}
+
+/// Tries per request: the first challenge is answered; after that only a `stale=true`
+/// challenge is (the credentials were right, the nonce had expired), a few times at most.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Attempts {
+    answered: u8,
+}
+
+impl Attempts {
+    pub fn allow(&mut self, challenge: &DigestChallenge) -> bool {
+        let ok = self.answered == 0 || (challenge.stale && self.answered < 3);
+        if ok {
+            self.answered += 1;
+        }
+        ok
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn resp(status: &str, headers: &str) -> Message {
+        crate::parse_datagram(Bytes::from(format!(
+            "SIP/2.0 {status}\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: <sip:a@h>;tag=1\r\nTo: <sip:a@h>;tag=2\r\nCall-ID: c\r\nCSeq: 1 REGISTER\r\n{headers}Content-Length: 0\r\n\r\n"
+        )))
+        .unwrap()
+    }
+
+    #[test]
+    fn prefers_sha256_and_qop_auth() {
+        let r = resp(
+            "401 Unauthorized",
+            "WWW-Authenticate: Digest realm=\"r\", nonce=\"n1\", qop=\"auth\", algorithm=MD5\r\n\
+             WWW-Authenticate: Digest realm=\"r\", nonce=\"n2\", qop=\"auth,auth-int\", algorithm=SHA-256\r\n",
+        );
+        let (h, c) = pick_challenge(&r).unwrap();
+        assert_eq!(h, HeaderName::Authorization);
+        assert_eq!(c.algorithm, Algorithm::Sha256);
+        assert_eq!(c.nonce, "n2");
+        assert!(c.qop_auth);
+    }
+
+    #[test]
+    fn proxy_challenges_and_unusable_ones() {
+        let r = resp("407 Proxy Authentication Required", "Proxy-Authenticate: Digest realm=\"p\", nonce=\"x\"\r\n");
+        let (h, c) = pick_challenge(&r).unwrap();
+        assert_eq!(h, HeaderName::ProxyAuthorization);
+        assert!(!c.qop_auth);
+        let r = resp("401 Unauthorized", "WWW-Authenticate: Digest realm=\"r\", nonce=\"n\", qop=\"auth-int\"\r\n");
+        assert!(pick_challenge(&r).is_none(), "auth-int only");
+        let r = resp("401 Unauthorized", "WWW-Authenticate: Basic realm=\"r\"\r\n");
+        assert!(pick_challenge(&r).is_none());
+        let r = resp("401 Unauthorized", "WWW-Authenticate: Digest realm=\"r\", nonce=\"n\", algorithm=SHA-512\r\n");
+        assert!(pick_challenge(&r).is_none());
+    }
+
+    #[test]
+    fn attempts_once_then_only_stale() {
+        let mut c = DigestChallenge {
+            realm: "r".into(),
+            nonce: "n".into(),
+            opaque: None,
+            algorithm: Algorithm::Md5,
+            qop_auth: true,
+            stale: false,
+        };
+        let mut a = Attempts::default();
+        assert!(a.allow(&c));
+        assert!(!a.allow(&c), "same credentials refused again: give up");
+        c.stale = true;
+        assert!(a.allow(&c));
+        assert!(a.allow(&c));
+        assert!(!a.allow(&c), "bounded");
+    }
+}

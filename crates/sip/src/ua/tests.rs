@@ -1,0 +1,869 @@
+//! One user agent against a scripted peer: every message checked as it goes out.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::*;
+use crate::digest::{self, Algorithm, DigestChallenge};
+use crate::{parse_datagram, MessageBuilder, StatusCode};
+
+const MS: Duration = Duration::from_millis(1);
+const SDP: &[u8] = b"v=0\r\no=- 1 1 IN IP4 192.0.2.10\r\ns=-\r\nc=IN IP4 192.0.2.10\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\na=sendrecv\r\n";
+
+fn me() -> SocketAddr {
+    "192.0.2.10:5070".parse().unwrap()
+}
+fn pbx() -> SocketAddr {
+    "192.0.2.20:5060".parse().unwrap()
+}
+
+fn new_ua() -> UserAgent {
+    UserAgent::new(UaConfig::new(me()))
+}
+
+fn account() -> Account {
+    Account::new("3000", "secret", "pbx.example.com", pbx())
+}
+
+fn sent(ua: &mut UserAgent) -> Vec<Message> {
+    std::iter::from_fn(|| ua.poll_transmit()).map(|t| parse_datagram(t.bytes).unwrap()).collect()
+}
+
+fn one_sent(ua: &mut UserAgent) -> Message {
+    let mut s = sent(ua);
+    assert_eq!(s.len(), 1, "{:?}", s.iter().map(text).collect::<Vec<_>>());
+    s.remove(0)
+}
+
+fn events(ua: &mut UserAgent) -> Vec<UaEvent> {
+    std::iter::from_fn(|| ua.poll_event()).collect()
+}
+
+fn text(m: &Message) -> String {
+    String::from_utf8_lossy(m.as_bytes()).into_owned()
+}
+
+fn method(m: &Message) -> &str {
+    m.method().map(|m| m.as_str()).unwrap_or("")
+}
+
+/// A response to our request, as the peer would send it.
+fn answer(
+    req: &Message,
+    status: u16,
+    to_tag: Option<&str>,
+    edit: impl FnOnce(MessageBuilder) -> MessageBuilder,
+) -> Bytes {
+    edit(MessageBuilder::response_to(req, StatusCode::new(status).unwrap(), to_tag).unwrap()).to_bytes().unwrap()
+}
+
+fn feed(ua: &mut UserAgent, now: Instant, b: Bytes) {
+    ua.handle_datagram(now, pbx(), b).unwrap();
+}
+
+fn call_events(ev: &[UaEvent]) -> Vec<CallEvent> {
+    ev.iter()
+        .filter_map(|e| match e {
+            UaEvent::Call { event, .. } => Some(event.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn challenge_md5(nonce: &str, stale: bool) -> String {
+    format!(
+        "Digest realm=\"pbx.example.com\", nonce=\"{nonce}\", qop=\"auth\", algorithm=MD5{}",
+        if stale { ", stale=true" } else { "" }
+    )
+}
+
+/// Checks an Authorization / Proxy-Authorization value as a registrar would.
+fn verify(creds: &crate::Credentials<'_>, method: &str, password: &str) -> bool {
+    let ch = DigestChallenge {
+        realm: creds.realm().unwrap().into_owned(),
+        nonce: creds.nonce().unwrap().into_owned(),
+        opaque: creds.opaque().map(|o| o.into_owned()),
+        algorithm: Algorithm::parse(creds.algorithm().as_deref()).unwrap(),
+        qop_auth: creds.qop().is_some(),
+        stale: false,
+    };
+    let nc = u32::from_str_radix(creds.nc().unwrap_or("1"), 16).unwrap();
+    let want = digest::response(
+        &ch,
+        &creds.username().unwrap(),
+        password,
+        method,
+        &creds.uri().unwrap(),
+        nc,
+        &creds.cnonce().unwrap_or_default(),
+    );
+    creds.response().unwrap() == want
+}
+
+#[test]
+fn register_answers_the_challenge_refreshes_and_unregisters() {
+    let t0 = Instant::now();
+    let mut ua = new_ua();
+    let reg = ua.register(t0, account()).unwrap();
+    let r1 = one_sent(&mut ua);
+    assert_eq!(r1.start_line(), crate::StartLine::Request { method: &Method::Register, uri: "sip:pbx.example.com" });
+    assert_eq!(r1.header(HeaderName::Expires).unwrap().value(), b"3600");
+    let contact = r1.contacts().next().unwrap().unwrap();
+    assert_eq!(contact.addr().unwrap().uri.as_str(), "sip:3000@192.0.2.10:5070");
+    assert_eq!(r1.header(HeaderName::UserAgent).unwrap().value(), b"callgate");
+    assert!(r1.authorization().next().is_none());
+
+    feed(
+        &mut ua,
+        t0 + 10 * MS,
+        answer(&r1, 401, Some("reg"), |b| b.header(HeaderName::WwwAuthenticate, challenge_md5("n1", false))),
+    );
+    let r2 = one_sent(&mut ua);
+    assert_eq!(r2.call_id().unwrap(), r1.call_id().unwrap(), "same Call-ID (§10.2.4)");
+    assert_eq!(r2.cseq().unwrap().seq, r1.cseq().unwrap().seq + 1);
+    assert_ne!(r2.via().unwrap().branch, r1.via().unwrap().branch);
+    let creds = r2.authorization().next().unwrap().unwrap();
+    assert_eq!(creds.username().unwrap(), "3000");
+    assert_eq!(creds.nc(), Some("00000001"));
+    assert!(verify(&creds, "REGISTER", "secret"));
+
+    feed(
+        &mut ua,
+        t0 + 20 * MS,
+        answer(&r2, 200, Some("reg"), |b| b.header(HeaderName::Contact, "<sip:3000@192.0.2.10:5070>;expires=120")),
+    );
+    assert_eq!(
+        events(&mut ua),
+        [UaEvent::Registration { reg, event: RegEvent::Registered { expires: 120, refresh: false } }]
+    );
+    // Refresh at 90 % of 120 s, with the cached nonce (nc = 2): no round trip.
+    let refresh_at = t0 + 20 * MS + Duration::from_secs(108);
+    let r3 = loop {
+        let at = ua.poll_timeout().unwrap();
+        ua.handle_timeout(at);
+        if let Some(t) = ua.poll_transmit() {
+            assert_eq!(at, refresh_at);
+            break parse_datagram(t.bytes).unwrap();
+        }
+    };
+    let creds = r3.authorization().next().unwrap().unwrap();
+    assert_eq!(creds.nc(), Some("00000002"));
+    assert!(verify(&creds, "REGISTER", "secret"));
+    // The registrar wants a new nonce: stale=true gets answered at once.
+    feed(
+        &mut ua,
+        refresh_at,
+        answer(&r3, 401, Some("reg"), |b| b.header(HeaderName::WwwAuthenticate, challenge_md5("n2", true))),
+    );
+    let r4 = one_sent(&mut ua);
+    assert_eq!(r4.authorization().next().unwrap().unwrap().nonce().unwrap(), "n2");
+    feed(&mut ua, refresh_at, answer(&r4, 200, Some("reg"), |b| b.header(HeaderName::Expires, "120")));
+    assert_eq!(
+        events(&mut ua),
+        [UaEvent::Registration { reg, event: RegEvent::Registered { expires: 120, refresh: true } }]
+    );
+
+    ua.unregister(refresh_at, reg).unwrap();
+    let r5 = one_sent(&mut ua);
+    assert_eq!(r5.header(HeaderName::Expires).unwrap().value(), b"0");
+    feed(&mut ua, refresh_at, answer(&r5, 200, Some("reg"), |b| b));
+    assert_eq!(events(&mut ua), [UaEvent::Registration { reg, event: RegEvent::Unregistered }]);
+    assert_eq!(ua.counts().2, 0);
+}
+
+#[test]
+fn register_with_wrong_password_fails_with_the_raw_401() {
+    let t0 = Instant::now();
+    let mut ua = new_ua();
+    let reg = ua.register(t0, account()).unwrap();
+    let r1 = one_sent(&mut ua);
+    feed(
+        &mut ua,
+        t0,
+        answer(&r1, 401, Some("x"), |b| b.header(HeaderName::WwwAuthenticate, challenge_md5("n1", false))),
+    );
+    let r2 = one_sent(&mut ua);
+    let second = answer(&r2, 401, Some("x"), |b| b.header(HeaderName::WwwAuthenticate, challenge_md5("n3", false)));
+    feed(&mut ua, t0, second.clone());
+    assert!(sent(&mut ua).is_empty(), "a second non-stale challenge is not answered");
+    let ev = events(&mut ua);
+    assert_eq!(
+        ev,
+        [UaEvent::Registration {
+            reg,
+            event: RegEvent::Failed(Failure::Status { status: 401, reason: "Unauthorized".into(), raw: second })
+        }]
+    );
+}
+
+#[test]
+fn register_423_raises_expires_and_timeout_fails() {
+    let t0 = Instant::now();
+    let mut ua = new_ua();
+    let mut a = account();
+    a.expires = 30;
+    let reg = ua.register(t0, a).unwrap();
+    let r1 = one_sent(&mut ua);
+    feed(&mut ua, t0, answer(&r1, 423, Some("x"), |b| b.header(HeaderName::MinExpires, "60")));
+    let r2 = one_sent(&mut ua);
+    assert_eq!(r2.header(HeaderName::Expires).unwrap().value(), b"60");
+    // Then silence: Timer F (64*T1) ends it.
+    let mut last = t0;
+    while let Some(at) = ua.poll_timeout() {
+        ua.handle_timeout(at);
+        last = at;
+        sent(&mut ua);
+    }
+    assert_eq!(last - t0, Duration::from_secs(32));
+    assert_eq!(events(&mut ua), [UaEvent::Registration { reg, event: RegEvent::Failed(Failure::Timeout) }]);
+}
+
+/// An outgoing call up to the 2xx; returns (ua, call, INVITE, 200).
+fn established_call(t0: Instant) -> (UserAgent, CallId, Message, Message) {
+    let mut ua = new_ua();
+    let call = ua.invite(t0, &account(), "sip:3001@pbx.example.com", Bytes::from_static(SDP), &[]).unwrap();
+    let inv = one_sent(&mut ua);
+    feed(&mut ua, t0, answer(&inv, 100, None, |b| b));
+    feed(
+        &mut ua,
+        t0,
+        answer(&inv, 180, Some("callee"), |b| b.header(HeaderName::Contact, "<sip:3001@192.0.2.30:5080>")),
+    );
+    let ok = answer(&inv, 200, Some("callee"), |b| {
+        b.header(HeaderName::RecordRoute, "<sip:192.0.2.20;lr>")
+            .header(HeaderName::Contact, "<sip:3001@192.0.2.30:5080>")
+            .body("application/sdp", Bytes::from_static(SDP))
+    });
+    feed(&mut ua, t0, ok.clone());
+    (ua, call, inv, parse_datagram(ok).unwrap())
+}
+
+#[test]
+fn outgoing_call_acks_2xx_and_its_retransmissions_then_bye() {
+    let t0 = Instant::now();
+    let (mut ua, call, inv, ok) = established_call(t0);
+    assert_eq!(inv.header(HeaderName::ContentType).unwrap().value(), b"application/sdp");
+    assert!(inv.via().unwrap().rport.is_some());
+    assert_eq!(inv.max_forwards().unwrap(), Some(70));
+    let ack = one_sent(&mut ua);
+    assert_eq!(method(&ack), "ACK");
+    assert_eq!(ack.request_uri().unwrap().as_str(), "sip:3001@192.0.2.30:5080");
+    assert_eq!(ack.routes().next().unwrap().unwrap().uri.as_str(), "sip:192.0.2.20;lr");
+    assert_eq!(ack.cseq().unwrap().seq, inv.cseq().unwrap().seq);
+    assert_ne!(ack.via().unwrap().branch, inv.via().unwrap().branch, "the ACK of a 2xx is its own transaction");
+    let ev = call_events(&events(&mut ua));
+    assert_eq!(
+        ev,
+        [
+            CallEvent::Trying,
+            CallEvent::Ringing { sdp: None },
+            CallEvent::Established { sdp: Some(Bytes::from_static(SDP)) }
+        ]
+    );
+    // A retransmitted 2xx is ACKed again, inside Timer M and after it.
+    feed(&mut ua, t0 + 500 * MS, ok.to_bytes());
+    assert_eq!(one_sent(&mut ua).as_bytes(), ack.as_bytes());
+    ua.handle_timeout(t0 + Duration::from_secs(40));
+    feed(&mut ua, t0 + Duration::from_secs(41), ok.to_bytes());
+    assert_eq!(one_sent(&mut ua).as_bytes(), ack.as_bytes());
+    assert!(events(&mut ua).is_empty());
+
+    let now = t0 + Duration::from_secs(42);
+    ua.bye(now, call).unwrap();
+    let bye = one_sent(&mut ua);
+    assert_eq!(method(&bye), "BYE");
+    assert_eq!(bye.cseq().unwrap().seq, inv.cseq().unwrap().seq + 1);
+    assert_eq!(bye.to().unwrap().tag(), Some("callee"));
+    assert_eq!(bye.from().unwrap().tag(), inv.from().unwrap().tag());
+    feed(&mut ua, now, answer(&bye, 200, None, |b| b));
+    assert_eq!(call_events(&events(&mut ua)), [CallEvent::Ended { remote: false }]);
+    assert_eq!(ua.counts().1, 0);
+}
+
+#[test]
+fn a_second_fork_answering_is_acked_and_byed() {
+    let t0 = Instant::now();
+    let (mut ua, call, inv, _) = established_call(t0);
+    sent(&mut ua);
+    events(&mut ua);
+    let other = answer(&inv, 200, Some("fork2"), |b| {
+        b.header(HeaderName::Contact, "<sip:3001@192.0.2.31:5090>").body("application/sdp", Bytes::from_static(SDP))
+    });
+    feed(&mut ua, t0 + 10 * MS, other.clone());
+    let out = sent(&mut ua);
+    assert_eq!(out.iter().map(method).collect::<Vec<_>>(), ["ACK", "BYE"]);
+    for m in &out {
+        assert_eq!(m.to().unwrap().tag(), Some("fork2"));
+        assert_eq!(m.request_uri().unwrap().as_str(), "sip:3001@192.0.2.31:5090");
+    }
+    assert!(events(&mut ua).is_empty(), "the winning call is untouched");
+    feed(&mut ua, t0 + 20 * MS, other);
+    assert_eq!(sent(&mut ua).iter().map(method).collect::<Vec<_>>(), ["ACK"], "re-ACKed, not BYEd twice");
+    assert_eq!(ua.calls.len(), 1);
+    let _ = call;
+}
+
+#[test]
+fn invite_challenged_by_a_proxy_is_retried_and_failures_keep_the_raw_response() {
+    let t0 = Instant::now();
+    let mut ua = new_ua();
+    let call = ua.invite(t0, &account(), "sip:3001@pbx.example.com", Bytes::from_static(SDP), &[]).unwrap();
+    let inv = one_sent(&mut ua);
+    let challenge = "Digest realm=\"pbx.example.com\", nonce=\"pn\", qop=\"auth\", algorithm=SHA-256";
+    feed(&mut ua, t0, answer(&inv, 407, Some("p"), |b| b.header(HeaderName::ProxyAuthenticate, challenge)));
+    let out = sent(&mut ua);
+    assert_eq!(out.iter().map(method).collect::<Vec<_>>(), ["ACK", "INVITE"]);
+    assert_eq!(out[0].via().unwrap().branch, inv.via().unwrap().branch, "the 407 is ACKed in its transaction");
+    let inv2 = &out[1];
+    assert_eq!(inv2.call_id().unwrap(), inv.call_id().unwrap());
+    assert_eq!(inv2.from().unwrap().tag(), inv.from().unwrap().tag());
+    assert_eq!(inv2.cseq().unwrap().seq, inv.cseq().unwrap().seq + 1);
+    let creds = inv2.proxy_authorization().next().unwrap().unwrap();
+    assert_eq!(creds.algorithm().unwrap(), "SHA-256");
+    assert!(verify(&creds, "INVITE", "secret"));
+    assert!(call_events(&events(&mut ua)).is_empty(), "the challenge is not a failure");
+    let busy = answer(inv2, 486, Some("b"), |b| b);
+    feed(&mut ua, t0, busy.clone());
+    assert_eq!(one_sent(&mut ua).cseq().unwrap().method, Method::Ack);
+    assert_eq!(
+        call_events(&events(&mut ua)),
+        [CallEvent::Failed(Failure::Status { status: 486, reason: "Busy Here".into(), raw: busy })]
+    );
+    assert!(ua.calls.is_empty());
+    let _ = call;
+}
+
+#[test]
+fn cancel_waits_for_a_provisional_then_487_ends_the_call() {
+    let t0 = Instant::now();
+    let mut ua = new_ua();
+    let call = ua.invite(t0, &account(), "sip:3001@pbx.example.com", Bytes::from_static(SDP), &[]).unwrap();
+    let inv = one_sent(&mut ua);
+    ua.cancel(t0, call).unwrap();
+    assert!(sent(&mut ua).is_empty(), "no CANCEL before a provisional response (§9.1)");
+    feed(&mut ua, t0 + MS, answer(&inv, 100, None, |b| b));
+    assert!(sent(&mut ua).is_empty(), "100 comes hop by hop; wait for a real provisional");
+    feed(&mut ua, t0 + 2 * MS, answer(&inv, 180, Some("r"), |b| b));
+    let cancel = one_sent(&mut ua);
+    assert_eq!(method(&cancel), "CANCEL");
+    assert_eq!(cancel.via().unwrap().branch, inv.via().unwrap().branch);
+    assert_eq!(cancel.cseq().unwrap().seq, inv.cseq().unwrap().seq);
+    assert_eq!(cancel.to().unwrap().tag(), None);
+    feed(&mut ua, t0 + 3 * MS, answer(&cancel, 200, Some("r"), |b| b));
+    feed(&mut ua, t0 + 4 * MS, answer(&inv, 487, Some("r"), |b| b));
+    assert_eq!(method(&one_sent(&mut ua)), "ACK");
+    assert_eq!(
+        call_events(&events(&mut ua)),
+        [CallEvent::Trying, CallEvent::Ringing { sdp: None }, CallEvent::Ended { remote: false }]
+    );
+    assert!(ua.calls.is_empty());
+}
+
+#[test]
+fn a_2xx_crossing_the_cancel_is_acked_and_byed() {
+    let t0 = Instant::now();
+    let mut ua = new_ua();
+    let call = ua.invite(t0, &account(), "sip:3001@pbx.example.com", Bytes::from_static(SDP), &[]).unwrap();
+    let inv = one_sent(&mut ua);
+    feed(&mut ua, t0, answer(&inv, 180, Some("r"), |b| b));
+    ua.cancel(t0, call).unwrap();
+    assert_eq!(method(&one_sent(&mut ua)), "CANCEL");
+    feed(&mut ua, t0, answer(&inv, 200, Some("r"), |b| b.header(HeaderName::Contact, "<sip:3001@192.0.2.30>")));
+    assert_eq!(sent(&mut ua).iter().map(method).collect::<Vec<_>>(), ["ACK", "BYE"]);
+    assert_eq!(call_events(&events(&mut ua)), [CallEvent::Ringing { sdp: None }]);
+}
+
+#[test]
+fn cancel_without_final_response_gives_up_after_64_t1() {
+    let t0 = Instant::now();
+    let mut ua = new_ua();
+    let call = ua.invite(t0, &account(), "sip:3001@pbx.example.com", Bytes::from_static(SDP), &[]).unwrap();
+    let inv = one_sent(&mut ua);
+    feed(&mut ua, t0, answer(&inv, 180, Some("r"), |b| b));
+    ua.cancel(t0, call).unwrap();
+    let cancel = one_sent(&mut ua);
+    feed(&mut ua, t0, answer(&cancel, 200, Some("r"), |b| b));
+    events(&mut ua);
+    while let Some(at) = ua.poll_timeout() {
+        ua.handle_timeout(at);
+        sent(&mut ua);
+        if !ua.calls.contains_key(&call) {
+            assert_eq!(at - t0, Duration::from_secs(32));
+            break;
+        }
+    }
+    assert_eq!(call_events(&events(&mut ua)), [CallEvent::Ended { remote: false }]);
+}
+
+fn incoming_invite(branch: &str, body: &[u8]) -> Bytes {
+    MessageBuilder::request(&Method::Invite, "sip:3000@192.0.2.10:5070")
+        .header(HeaderName::Via, format!("SIP/2.0/UDP 192.0.2.20:5060;branch={branch};rport"))
+        .header(HeaderName::RecordRoute, "<sip:192.0.2.20;lr>")
+        .header(HeaderName::From, "\"Bob B\" <sip:3001@pbx.example.com>;tag=caller")
+        .header(HeaderName::To, "<sip:3000@pbx.example.com>")
+        .header(HeaderName::CallId, "incoming-1")
+        .header(HeaderName::CSeq, "10 INVITE")
+        .header(HeaderName::Contact, "<sip:3001@192.0.2.30:5080>")
+        .header(HeaderName::MaxForwards, "69")
+        .body("application/sdp", Bytes::copy_from_slice(body))
+        .to_bytes()
+        .unwrap()
+}
+
+fn in_dialog(method: &Method, cseq: u32, to_tag: &str, extra: impl FnOnce(MessageBuilder) -> MessageBuilder) -> Bytes {
+    extra(
+        MessageBuilder::request(method, "sip:3000@192.0.2.10:5070")
+            .header(HeaderName::Via, format!("SIP/2.0/UDP 192.0.2.20:5060;branch=z9hG4bK{}{cseq}", method.as_str()))
+            .header(HeaderName::From, "<sip:3001@pbx.example.com>;tag=caller")
+            .header(HeaderName::To, format!("<sip:3000@pbx.example.com>;tag={to_tag}"))
+            .header(HeaderName::CallId, "incoming-1")
+            .header(HeaderName::CSeq, format!("{cseq} {method}"))
+            .header(HeaderName::Contact, "<sip:3001@192.0.2.30:5080>"),
+    )
+    .to_bytes()
+    .unwrap()
+}
+
+/// An incoming call answered; returns (ua, call, our To tag, the 200).
+fn answered_incoming(t0: Instant) -> (UserAgent, CallId, String, Message) {
+    let mut ua = new_ua();
+    feed(&mut ua, t0, incoming_invite("z9hG4bKin1", SDP));
+    let trying = one_sent(&mut ua);
+    assert_eq!(trying.status().unwrap().as_u16(), 100);
+    let ev = events(&mut ua);
+    let UaEvent::IncomingCall(ic) = &ev[0] else { panic!("{ev:?}") };
+    assert_eq!(ic.display_name.as_deref(), Some("Bob B"));
+    assert_eq!(ic.from_uri, "sip:3001@pbx.example.com");
+    assert_eq!(ic.sdp.as_deref(), Some(SDP));
+    let call = ic.call;
+    ua.provisional(t0, call, 180, None).unwrap();
+    let ringing = one_sent(&mut ua);
+    let tag = ringing.to().unwrap().tag().unwrap().to_owned();
+    assert_eq!(ringing.record_routes().count(), 1, "Record-Route copied (§12.1.1)");
+    ua.answer(t0 + MS, call, Bytes::from_static(SDP)).unwrap();
+    let ok = one_sent(&mut ua);
+    assert_eq!(ok.status().unwrap().as_u16(), 200);
+    assert_eq!(ok.to().unwrap().tag(), Some(tag.as_str()));
+    assert_eq!(ok.contacts().next().unwrap().unwrap().addr().unwrap().uri.as_str(), "sip:3000@192.0.2.10:5070");
+    assert_eq!(ok.body(), SDP);
+    (ua, call, tag, ok)
+}
+
+#[test]
+fn incoming_call_2xx_is_retransmitted_until_the_ack() {
+    let t0 = Instant::now();
+    let (mut ua, call, tag, ok) = answered_incoming(t0);
+    // T1, 2T1, 4T1 ... capped at T2.
+    let mut at = Vec::new();
+    for _ in 0..4 {
+        let next = ua.poll_timeout().unwrap();
+        ua.handle_timeout(next);
+        assert_eq!(one_sent(&mut ua).as_bytes(), ok.as_bytes());
+        at.push((next - t0 - MS).as_millis());
+    }
+    assert_eq!(at, [500, 1500, 3500, 7500]);
+    // The INVITE retransmitted meanwhile is absorbed (Accepted, RFC 6026).
+    feed(&mut ua, t0 + Duration::from_secs(8), incoming_invite("z9hG4bKin1", SDP));
+    assert!(sent(&mut ua).is_empty());
+    feed(&mut ua, t0 + Duration::from_secs(8), in_dialog(&Method::Ack, 10, &tag, |b| b));
+    assert_eq!(call_events(&events(&mut ua)), [CallEvent::Established { sdp: None }]);
+    ua.handle_timeout(t0 + Duration::from_secs(20));
+    assert!(sent(&mut ua).is_empty(), "no more 2xx after the ACK");
+    // The peer hangs up.
+    feed(&mut ua, t0 + Duration::from_secs(21), in_dialog(&Method::Bye, 11, &tag, |b| b));
+    let r = one_sent(&mut ua);
+    assert_eq!(r.status().unwrap().as_u16(), 200);
+    assert_eq!(call_events(&events(&mut ua)), [CallEvent::Ended { remote: true }]);
+    assert!(!ua.calls.contains_key(&call));
+}
+
+#[test]
+fn incoming_call_without_ack_is_byed_after_64_t1() {
+    let t0 = Instant::now();
+    let (mut ua, call, _, _) = answered_incoming(t0);
+    let mut bye = None;
+    while let Some(at) = ua.poll_timeout() {
+        if at > t0 + Duration::from_secs(33) {
+            break;
+        }
+        ua.handle_timeout(at);
+        for m in sent(&mut ua) {
+            if method(&m) == "BYE" && bye.is_none() {
+                bye = Some((at, m));
+            }
+        }
+    }
+    let (at, bye) = bye.expect("a BYE");
+    assert_eq!(at - t0 - MS, Duration::from_secs(32));
+    assert_eq!(bye.request_uri().unwrap().as_str(), "sip:3001@192.0.2.30:5080");
+    assert_eq!(bye.routes().next().unwrap().unwrap().uri.as_str(), "sip:192.0.2.20;lr");
+    assert_eq!(call_events(&events(&mut ua)), [CallEvent::Failed(Failure::Timeout)]);
+    assert!(!ua.calls.contains_key(&call));
+}
+
+#[test]
+fn incoming_cancel_and_reject() {
+    let t0 = Instant::now();
+    let mut ua = new_ua();
+    feed(&mut ua, t0, incoming_invite("z9hG4bKc1", SDP));
+    sent(&mut ua);
+    let UaEvent::IncomingCall(ic) = events(&mut ua).remove(0) else { panic!() };
+    let cancel = MessageBuilder::request(&Method::Cancel, "sip:3000@192.0.2.10:5070")
+        .header(HeaderName::Via, "SIP/2.0/UDP 192.0.2.20:5060;branch=z9hG4bKc1;rport")
+        .header(HeaderName::From, "\"Bob B\" <sip:3001@pbx.example.com>;tag=caller")
+        .header(HeaderName::To, "<sip:3000@pbx.example.com>")
+        .header(HeaderName::CallId, "incoming-1")
+        .header(HeaderName::CSeq, "10 CANCEL")
+        .to_bytes()
+        .unwrap();
+    feed(&mut ua, t0, cancel);
+    let out = sent(&mut ua);
+    let codes: Vec<(u16, Method)> =
+        out.iter().map(|m| (m.status().unwrap().as_u16(), m.cseq().unwrap().method)).collect();
+    assert_eq!(codes, [(200, Method::Cancel), (487, Method::Invite)]);
+    assert_eq!(out[0].to().unwrap().tag(), out[1].to().unwrap().tag(), "same To tag (§9.2)");
+    assert_eq!(call_events(&events(&mut ua)), [CallEvent::Cancelled]);
+    assert!(ua.answer(t0, ic.call, Bytes::new()).is_err());
+
+    feed(&mut ua, t0, incoming_invite("z9hG4bKr1", SDP));
+    sent(&mut ua);
+    let UaEvent::IncomingCall(ic) = events(&mut ua).remove(0) else { panic!() };
+    ua.reject(t0, ic.call, 403, None).unwrap();
+    let r = one_sent(&mut ua);
+    assert_eq!(r.status().unwrap().as_u16(), 403);
+    assert_eq!(r.reason_phrase(), Some(&b"Forbidden"[..]));
+    assert!(r.to().unwrap().tag().is_some());
+    assert!(ua.calls.is_empty());
+}
+
+#[test]
+fn options_malformed_and_unknown_dialogs() {
+    let t0 = Instant::now();
+    let mut ua = new_ua();
+    let options = MessageBuilder::request(&Method::Options, "sip:3000@192.0.2.10:5070")
+        .header(HeaderName::Via, "SIP/2.0/UDP 10.1.1.1:5060;branch=z9hG4bKo;rport")
+        .header(HeaderName::From, "<sip:probe@h>;tag=p")
+        .header(HeaderName::To, "<sip:3000@h>")
+        .header(HeaderName::CallId, "opt")
+        .header(HeaderName::CSeq, "1 OPTIONS")
+        .to_bytes()
+        .unwrap();
+    let nat: SocketAddr = "203.0.113.7:40001".parse().unwrap();
+    ua.handle_datagram(t0, nat, options).unwrap();
+    let t = ua.poll_transmit().unwrap();
+    assert_eq!(t.dst, nat, "rport: back to the source");
+    let r = parse_datagram(t.bytes).unwrap();
+    assert_eq!(r.status().unwrap().as_u16(), 200);
+    assert!(r.header(HeaderName::Allow).unwrap().value().starts_with(b"INVITE, ACK, CANCEL, BYE"));
+    let via = r.via().unwrap();
+    assert_eq!(via.received, Some("203.0.113.7".parse().unwrap()));
+    assert_eq!(via.rport, Some(crate::Rport::Port(40001)));
+
+    // A request that fails to parse gets 400 with the reason; nothing panics.
+    let bad = Bytes::from_static(
+        b"INVITE sip:3000@h SIP/2.0\r\nVia: SIP/2.0/UDP 10.1.1.1;branch=z9hG4bKb\r\nFrom: <sip:a@h>;tag=1\r\nTo: <sip:3000@h>\r\nCall-ID: b\r\nCSeq: 1 INVITE\r\nContent-Length: 9999\r\n\r\n",
+    );
+    assert!(ua.handle_datagram(t0, nat, bad).is_err());
+    let r = parse_datagram(ua.poll_transmit().unwrap().bytes).unwrap();
+    assert_eq!(r.status().unwrap().as_u16(), 400);
+    assert!(ua.handle_datagram(t0, nat, Bytes::from_static(b"\x00\x01garbage")).is_err());
+    assert!(ua.poll_transmit().is_none());
+    ua.handle_datagram(t0, nat, Bytes::from_static(b"\r\n\r\n")).unwrap();
+
+    // A BYE for a dialog we do not have: 481.
+    ua.handle_datagram(t0, nat, in_dialog(&Method::Bye, 2, "nosuch", |b| b)).unwrap();
+    assert_eq!(parse_datagram(ua.poll_transmit().unwrap().bytes).unwrap().status().unwrap().as_u16(), 481);
+    // A stray response is dropped with an error for the log.
+    let stray = Bytes::from_static(
+        b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 192.0.2.10:5070;branch=z9hG4bKnone\r\nFrom: <sip:a@h>;tag=1\r\nTo: <sip:b@h>;tag=2\r\nCall-ID: x\r\nCSeq: 1 MESSAGE\r\nContent-Length: 0\r\n\r\n",
+    );
+    assert!(matches!(ua.handle_datagram(t0, nat, stray), Err(UaError::Dropped { .. })));
+    assert!(events(&mut ua).is_empty());
+}
+
+#[test]
+fn in_dialog_requests_from_the_peer() {
+    let t0 = Instant::now();
+    let (mut ua, call, tag, _) = answered_incoming(t0);
+    feed(&mut ua, t0, in_dialog(&Method::Ack, 10, &tag, |b| b));
+    events(&mut ua);
+    // INFO DTMF.
+    feed(
+        &mut ua,
+        t0,
+        in_dialog(&Method::Info, 11, &tag, |b| b.body("application/dtmf-relay", "Signal=7\r\nDuration=200\r\n")),
+    );
+    assert_eq!(one_sent(&mut ua).status().unwrap().as_u16(), 200);
+    assert_eq!(call_events(&events(&mut ua)), [CallEvent::Dtmf { digit: '7', duration_ms: 200 }]);
+    // Out of order CSeq: 500.
+    feed(&mut ua, t0, in_dialog(&Method::Info, 5, &tag, |b| b));
+    assert_eq!(one_sent(&mut ua).status().unwrap().as_u16(), 500);
+    // A hold re-INVITE, answered.
+    let held = super::sdp::with_direction(SDP, Direction::SendOnly);
+    feed(&mut ua, t0, in_dialog(&Method::Invite, 12, &tag, |b| b.body("application/sdp", held.clone())));
+    assert_eq!(one_sent(&mut ua).status().unwrap().as_u16(), 100);
+    assert_eq!(
+        call_events(&events(&mut ua)),
+        [CallEvent::IncomingReInvite { sdp: Some(held), direction: Direction::SendOnly, hold: true }]
+    );
+    // Glare: our own re-INVITE now gets refused locally; a second one from the peer gets 491.
+    assert!(ua.reinvite_hold(t0, call, SDP).is_err());
+    feed(&mut ua, t0, in_dialog(&Method::Invite, 13, &tag, |b| b.body("application/sdp", Bytes::from_static(SDP))));
+    assert_eq!(one_sent(&mut ua).status().unwrap().as_u16(), 491);
+    ua.answer(t0, call, super::sdp::with_direction(SDP, Direction::RecvOnly)).unwrap();
+    let ok = one_sent(&mut ua);
+    assert_eq!(ok.cseq().unwrap().seq, 12);
+    feed(&mut ua, t0, in_dialog(&Method::Ack, 12, &tag, |b| b));
+    assert!(call_events(&events(&mut ua)).is_empty(), "a re-INVITE's ACK is no news");
+    // REFER: accepted by the application, progress reported by NOTIFY.
+    feed(
+        &mut ua,
+        t0,
+        in_dialog(&Method::Refer, 14, &tag, |b| b.header(HeaderName::ReferTo, "<sip:3002@pbx.example.com>")),
+    );
+    let ev = call_events(&events(&mut ua));
+    let CallEvent::IncomingRefer { req, target, .. } = &ev[0] else { panic!("{ev:?}") };
+    assert_eq!(target, "sip:3002@pbx.example.com");
+    ua.respond(t0, *req, 202, None).unwrap();
+    assert_eq!(one_sent(&mut ua).status().unwrap().as_u16(), 202);
+    ua.notify_transfer(t0, call, 200, "OK").unwrap();
+    let notify = one_sent(&mut ua);
+    assert_eq!(notify.header(HeaderName::Event).unwrap().value(), b"refer;id=14");
+    assert_eq!(notify.header(HeaderName::SubscriptionState).unwrap().value(), b"terminated;reason=noresource");
+    assert_eq!(notify.body(), b"SIP/2.0 200 OK\r\n");
+    assert_eq!(notify.request_uri().unwrap().as_str(), "sip:3001@192.0.2.30:5080");
+    // An unanswered MESSAGE gets 480 after answer_timeout.
+    feed(&mut ua, t0, in_dialog(&Method::Message, 15, &tag, |b| b.body("text/plain", "hi")));
+    let ev = events(&mut ua);
+    assert!(matches!(&ev[0], UaEvent::IncomingMessage(m) if m.call == Some(call) && &m.body[..] == b"hi"));
+    ua.handle_timeout(t0 + Duration::from_secs(16));
+    let msgs = sent(&mut ua);
+    assert!(
+        msgs.iter().any(|m| m.status().map(|s| s.as_u16()) == Some(480)),
+        "{:?}",
+        msgs.iter().map(text).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn hold_unhold_refer_and_dtmf_as_uac() {
+    let t0 = Instant::now();
+    let (mut ua, call, _, _) = established_call(t0);
+    sent(&mut ua);
+    events(&mut ua);
+    ua.reinvite_hold(t0, call, SDP).unwrap();
+    let re = one_sent(&mut ua);
+    assert_eq!(method(&re), "INVITE");
+    assert_eq!(re.to().unwrap().tag(), Some("callee"));
+    assert_eq!(super::sdp::direction(re.body()), Direction::SendOnly);
+    let answer_sdp = super::sdp::with_direction(SDP, Direction::RecvOnly);
+    feed(
+        &mut ua,
+        t0,
+        answer(&re, 200, None, |b| {
+            b.header(HeaderName::Contact, "<sip:3001@192.0.2.30:5080>").body("application/sdp", answer_sdp.clone())
+        }),
+    );
+    let ack = one_sent(&mut ua);
+    assert_eq!((method(&ack), ack.cseq().unwrap().seq), ("ACK", re.cseq().unwrap().seq));
+    assert_eq!(call_events(&events(&mut ua)), [CallEvent::HoldResult { hold: true, result: Ok(Some(answer_sdp)) }]);
+    ua.reinvite_unhold(t0, call, SDP).unwrap();
+    let re2 = one_sent(&mut ua);
+    assert_eq!(super::sdp::direction(re2.body()), Direction::SendRecv);
+    let pending = answer(&re2, 491, None, |b| b);
+    feed(&mut ua, t0, pending.clone());
+    assert_eq!(method(&one_sent(&mut ua)), "ACK");
+    assert_eq!(
+        call_events(&events(&mut ua)),
+        [CallEvent::HoldResult {
+            hold: false,
+            result: Err(Failure::Status { status: 491, reason: "Request Pending".into(), raw: pending })
+        }]
+    );
+    ua.refer(t0, call, "sip:3002@pbx.example.com").unwrap();
+    let refer = one_sent(&mut ua);
+    assert_eq!(refer.header(HeaderName::ReferTo).unwrap().value(), b"<sip:3002@pbx.example.com>");
+    feed(&mut ua, t0, answer(&refer, 202, None, |b| b));
+    // The NOTIFYs come in the call's dialog.
+    let notify = |seq: u32, frag: &'static str, state: &'static str| {
+        MessageBuilder::request(&Method::Notify, "sip:3000@192.0.2.10:5070")
+            .header(HeaderName::Via, format!("SIP/2.0/UDP 192.0.2.30:5080;branch=z9hG4bKn{seq}"))
+            .header(HeaderName::From, "<sip:3001@pbx.example.com>;tag=callee")
+            .header(
+                HeaderName::To,
+                format!("{};tag={}", "<sip:3000@pbx.example.com>", refer.from().unwrap().tag().unwrap()),
+            )
+            .header(HeaderName::CallId, refer.call_id().unwrap())
+            .header(HeaderName::CSeq, format!("{seq} NOTIFY"))
+            .header(HeaderName::Event, "refer")
+            .header(HeaderName::SubscriptionState, state)
+            .body("message/sipfrag;version=2.0", frag)
+            .to_bytes()
+            .unwrap()
+    };
+    feed(&mut ua, t0, notify(1, "SIP/2.0 100 Trying\r\n", "active;expires=60"));
+    feed(&mut ua, t0, notify(2, "SIP/2.0 200 OK\r\n", "terminated;reason=noresource"));
+    assert_eq!(sent(&mut ua).iter().map(|m| m.status().unwrap().as_u16()).collect::<Vec<_>>(), [200, 200]);
+    assert_eq!(
+        call_events(&events(&mut ua)),
+        [
+            CallEvent::TransferAccepted,
+            CallEvent::TransferProgress { status: 100, reason: "Trying".into(), terminated: false },
+            CallEvent::TransferProgress { status: 200, reason: "OK".into(), terminated: true },
+        ]
+    );
+    ua.info_dtmf(t0, call, '5').unwrap();
+    let info = one_sent(&mut ua);
+    assert_eq!(info.body(), b"Signal=5\r\nDuration=160\r\n");
+    assert_eq!(info.header(HeaderName::ContentType).unwrap().value(), b"application/dtmf-relay");
+    feed(&mut ua, t0, answer(&info, 481, None, |b| b));
+    let ev = call_events(&events(&mut ua));
+    assert!(matches!(ev[..], [CallEvent::DtmfResult(Err(_)), CallEvent::Ended { remote: true }]), "{ev:?}");
+    assert!(ua.info_dtmf(t0, call, 'x').is_err());
+}
+
+#[test]
+fn message_with_imdn_and_incoming_cpim() {
+    let t0 = Instant::now();
+    let mut ua = new_ua();
+    let at = std::time::UNIX_EPOCH + Duration::from_secs(1_777_630_830);
+    let id = ua
+        .message(t0, &account(), "sip:3001@pbx.example.com", "text/plain", Bytes::from_static(b"Hello"), Some(at))
+        .unwrap();
+    let m = one_sent(&mut ua);
+    assert_eq!(m.header(HeaderName::ContentType).unwrap().value(), b"message/cpim");
+    let body = std::str::from_utf8(m.body()).unwrap();
+    assert!(body.starts_with("From: <sip:3000@pbx.example.com>\r\nTo: <sip:3001@pbx.example.com>\r\nNS: imdn <urn:ietf:params:imdn>\r\nimdn.Message-ID: "), "{body}");
+    assert!(body.ends_with("Content-Type: text/plain\r\nContent-Length: 5\r\n\r\nHello"), "{body}");
+    feed(&mut ua, t0, answer(&m, 202, Some("m"), |b| b));
+    assert_eq!(events(&mut ua), [UaEvent::MessageResult { msg: id, result: Ok(202) }]);
+
+    let id2 =
+        ua.message(t0, &account(), "sip:3001@pbx.example.com", "text/plain", Bytes::from_static(b"x"), None).unwrap();
+    let m2 = one_sent(&mut ua);
+    assert_eq!(m2.body(), b"x");
+    let nf = answer(&m2, 404, Some("m"), |b| b);
+    feed(&mut ua, t0, nf.clone());
+    assert_eq!(
+        events(&mut ua),
+        [UaEvent::MessageResult {
+            msg: id2,
+            result: Err(Failure::Status { status: 404, reason: "Not Found".into(), raw: nf })
+        }]
+    );
+
+    let cpim = super::message::cpim_with_imdn("sip:3001@h", "sip:3000@h", "abc", at, "text/plain", b"Hi there");
+    let incoming = MessageBuilder::request(&Method::Message, "sip:3000@192.0.2.10:5070")
+        .header(HeaderName::Via, "SIP/2.0/UDP 192.0.2.20:5060;branch=z9hG4bKm1")
+        .header(HeaderName::From, "<sip:3001@h>;tag=f")
+        .header(HeaderName::To, "<sip:3000@h>")
+        .header(HeaderName::CallId, "m1")
+        .header(HeaderName::CSeq, "1 MESSAGE")
+        .body("message/cpim", cpim)
+        .to_bytes()
+        .unwrap();
+    feed(&mut ua, t0, incoming);
+    let ev = events(&mut ua);
+    let UaEvent::IncomingMessage(im) = &ev[0] else { panic!("{ev:?}") };
+    assert_eq!(im.content_type, "text/plain");
+    assert_eq!(&im.body[..], b"Hi there");
+    assert_eq!(im.cpim.as_ref().unwrap().message_id.as_deref(), Some("abc"));
+    ua.respond(t0, im.req, 403, None).unwrap();
+    let r = one_sent(&mut ua);
+    assert_eq!(r.status().unwrap().as_u16(), 403);
+    assert!(r.to().unwrap().tag().is_some());
+    assert!(ua.respond(t0, im.req, 200, None).is_err(), "answered once");
+}
+
+#[test]
+fn subscribe_notify_before_2xx_and_unsubscribe() {
+    let t0 = Instant::now();
+    let mut ua = new_ua();
+    let sub = ua
+        .subscribe(t0, &account(), "sip:3001@pbx.example.com", "presence", 600, Some("application/pidf+xml"))
+        .unwrap();
+    let s = one_sent(&mut ua);
+    assert_eq!(s.header(HeaderName::Event).unwrap().value(), b"presence");
+    let local_tag = s.from().unwrap().tag().unwrap().to_owned();
+    let notify = |seq: u32, state: &str| {
+        MessageBuilder::request(&Method::Notify, "sip:3000@192.0.2.10:5070")
+            .header(HeaderName::Via, format!("SIP/2.0/UDP 192.0.2.20:5060;branch=z9hG4bKsn{seq}"))
+            .header(HeaderName::From, "<sip:3001@pbx.example.com>;tag=notifier")
+            .header(HeaderName::To, format!("<sip:3000@pbx.example.com>;tag={local_tag}"))
+            .header(HeaderName::CallId, s.call_id().unwrap())
+            .header(HeaderName::CSeq, format!("{seq} NOTIFY"))
+            .header(HeaderName::Contact, "<sip:3001@192.0.2.30:5080>")
+            .header(HeaderName::Event, "presence")
+            .header(HeaderName::SubscriptionState, state)
+            .body("application/pidf+xml", "<presence/>")
+            .to_bytes()
+            .unwrap()
+    };
+    feed(&mut ua, t0, notify(1, "active;expires=600"));
+    assert_eq!(one_sent(&mut ua).status().unwrap().as_u16(), 200);
+    feed(
+        &mut ua,
+        t0,
+        answer(&s, 200, Some("notifier"), |b| {
+            b.header(HeaderName::Expires, "600").header(HeaderName::Contact, "<sip:3001@192.0.2.30:5080>")
+        }),
+    );
+    let ev = events(&mut ua);
+    assert!(
+        matches!(&ev[0], UaEvent::Subscription { event: SubEvent::Notify { state, .. }, .. } if state == "active;expires=600")
+    );
+    assert_eq!(ev[1], UaEvent::Subscription { sub, event: SubEvent::Accepted { expires: 600 } });
+    // Refresh at 540 s, in the dialog.
+    ua.handle_timeout(t0 + Duration::from_secs(540));
+    let refresh = one_sent(&mut ua);
+    assert_eq!(refresh.to().unwrap().tag(), Some("notifier"));
+    assert_eq!(refresh.request_uri().unwrap().as_str(), "sip:3001@192.0.2.30:5080");
+    let now = t0 + Duration::from_secs(541);
+    feed(&mut ua, now, answer(&refresh, 200, None, |b| b.header(HeaderName::Expires, "600")));
+    ua.unsubscribe(now, sub).unwrap();
+    let un = one_sent(&mut ua);
+    assert_eq!(un.header(HeaderName::Expires).unwrap().value(), b"0");
+    feed(&mut ua, now, answer(&un, 200, None, |b| b));
+    feed(&mut ua, now, notify(2, "terminated;reason=timeout"));
+    let ev = events(&mut ua);
+    assert_eq!(
+        ev.last(),
+        Some(&UaEvent::Subscription { sub, event: SubEvent::Terminated { reason: Some("timeout".into()) } })
+    );
+    assert_eq!(ua.counts().3, 0);
+}
+
+#[test]
+fn strict_route_and_tcp_transport_errors() {
+    let t0 = Instant::now();
+    let mut ua = UserAgent::new(UaConfig { tcp_addr: Some("192.0.2.10:5071".parse().unwrap()), ..UaConfig::new(me()) });
+    let mut a = account();
+    a.transport = Transport::Tcp;
+    let call = ua.invite(t0, &a, "sip:3001@pbx.example.com", Bytes::from_static(SDP), &[]).unwrap();
+    let t = ua.poll_transmit().unwrap();
+    assert_eq!(t.transport, Transport::Tcp);
+    let inv = parse_datagram(t.bytes).unwrap();
+    assert_eq!(inv.via().unwrap().transport, "TCP");
+    assert!(text(&inv).contains("Contact: <sip:3000@192.0.2.10:5071;transport=tcp>"));
+    // A strict router in the route set: the request goes to it, with the target as last Route.
+    let ok = answer(&inv, 200, Some("s"), |b| {
+        b.header(HeaderName::RecordRoute, "<sip:192.0.2.21>").header(HeaderName::Contact, "<sip:3001@192.0.2.30:5080>")
+    });
+    ua.handle_stream_message(t0, pbx(), crate::Framed::Message(parse_datagram(ok).unwrap())).unwrap();
+    let ack = ua.poll_transmit().unwrap();
+    assert_eq!(ack.dst, "192.0.2.21:5060".parse().unwrap());
+    let ack = parse_datagram(ack.bytes).unwrap();
+    assert_eq!(ack.request_uri().unwrap().as_str(), "sip:192.0.2.21");
+    assert_eq!(ack.routes().last().unwrap().unwrap().uri.as_str(), "sip:3001@192.0.2.30:5080");
+    events(&mut ua);
+    ua.bye(t0, call).unwrap();
+    let bye = ua.poll_transmit().unwrap();
+    ua.handle_transport_error(t0, bye.dst, Transport::Tcp);
+    assert_eq!(call_events(&events(&mut ua)), [CallEvent::Ended { remote: false }]);
+    assert_eq!(ua.counts().1, 0);
+    // The INVITE transaction waits out Timer M (64*T1, RFC 6026) even on TCP.
+    ua.handle_timeout(t0 + Duration::from_secs(32));
+    assert_eq!(ua.counts(), (0, 0, 0, 0));
+}
