@@ -49,9 +49,9 @@ pub(super) enum Role {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum State {
-    /// UAC: INVITE sent, nothing but 100 yet.
+    /// UAC: INVITE sent, no response yet.
     Calling,
-    /// UAC: a provisional response beyond 100 arrived.
+    /// UAC: a provisional response arrived.
     Early,
     /// UAS: INVITE received, not answered yet.
     Incoming,
@@ -72,6 +72,12 @@ pub(super) struct Retx {
     interval: Duration,
     until: Instant,
     initial: bool,
+}
+
+impl Retx {
+    pub fn is_initial(&self) -> bool {
+        self.initial
+    }
 }
 
 /// An ACK we sent for a 2xx, resent when that 2xx is retransmitted.
@@ -575,8 +581,11 @@ impl UserAgent {
         }
         match op {
             CallOp::Invite => {
+                // The user hung up before anything came back: for them the call just ended.
+                let hung_up = self.calls.get(&id).is_some_and(|c| c.cancel_wanted);
                 self.remove_call(id);
-                self.call_event(id, CallEvent::Failed(failure));
+                let event = if hung_up { CallEvent::Ended { remote: false } } else { CallEvent::Failed(failure) };
+                self.call_event(id, event);
             }
             CallOp::ReInvite { hold } => {
                 if let Some(c) = self.calls.get_mut(&id) {
@@ -615,19 +624,25 @@ impl UserAgent {
 
     fn on_provisional(&mut self, now: Instant, id: CallId, status: u16, resp: &Message) {
         let Some(call) = self.calls.get_mut(&id) else { return };
-        if status == 100 {
-            self.call_event(id, CallEvent::Trying);
-            return;
-        }
+        // Any provisional response, 100 included, lets a CANCEL go (§9.1): the next hop has
+        // the INVITE transaction. (Waiting for a 180 would wait forever if it were lost: the
+        // INVITE is no longer retransmitted once a provisional response arrived.)
         if call.state == State::Calling {
             call.state = State::Early;
+        }
+        let send_cancel = call.cancel_wanted && !call.cancel_sent;
+        if status == 100 {
+            self.call_event(id, CallEvent::Trying);
+            if send_cancel {
+                self.send_cancel(now, id);
+            }
+            return;
         }
         if call.dialog.is_none() && resp.to().ok().and_then(|t| t.tag()).is_some() {
             if let Some(invite) = &call.invite {
                 call.dialog = Dialog::new_uac(invite, resp).ok();
             }
         }
-        let send_cancel = call.cancel_wanted && !call.cancel_sent;
         let sdp = sdp_of(resp);
         let event = if status == 183 { CallEvent::SessionProgress { sdp } } else { CallEvent::Ringing { sdp } };
         self.call_event(id, event);
@@ -855,20 +870,24 @@ impl UserAgent {
             return;
         };
         let seq = ack.cseq().map(|c| c.seq).unwrap_or(0);
-        let Some(call) = self.calls.get_mut(&id) else { return };
-        let Some(retx) = call.retx.as_ref() else { return };
-        if retx.cseq != seq {
-            return;
+        if self.calls.get(&id).and_then(|c| c.retx.as_ref()).is_some_and(|r| r.cseq == seq) {
+            self.ack_received(now, id, sdp_of(ack));
         }
+    }
+
+    /// The ACK of our 2xx arrived (or a later request from the peer proved that it was
+    /// sent): stop retransmitting, and for an initial INVITE the call is established.
+    pub(super) fn ack_received(&mut self, now: Instant, id: CallId, sdp: Option<Bytes>) {
+        let Some(call) = self.calls.get_mut(&id) else { return };
+        let Some(retx) = call.retx.take() else { return };
         let initial = retx.initial;
-        call.retx = None;
         let bye = call.bye_wanted;
         if call.state == State::Answered || (call.state == State::Ending && bye) {
             call.state = State::Confirmed;
         }
         self.arm_call(id);
         if initial {
-            self.call_event(id, CallEvent::Established { sdp: sdp_of(ack) });
+            self.call_event(id, CallEvent::Established { sdp });
         }
         if bye {
             if let Some(c) = self.calls.get_mut(&id) {

@@ -250,6 +250,14 @@ impl UserAgent {
     }
 
     fn on_call_request(&mut self, now: Instant, id: CallId, key: TxnKey, msg: Message, method: Method) {
+        // A new request from the caller while we wait for the ACK of our 2xx means the ACK
+        // was sent and lost (§13.3.1.4 has the caller ACK before anything else): the call is
+        // established. Waiting on would end a working call with BYE after 64*T1.
+        let invite_seq = self.calls.get(&id).and_then(|c| c.invite.as_ref()).and_then(|i| i.cseq().ok()).map(|c| c.seq);
+        let newer = msg.cseq().ok().map(|c| c.seq) > invite_seq;
+        if newer && self.calls.get(&id).and_then(|c| c.retx.as_ref()).is_some_and(|r| r.is_initial()) {
+            self.ack_received(now, id, None);
+        }
         let Some(call) = self.calls.get_mut(&id) else { return };
         if let Some(d) = call.dialog.as_mut() {
             if d.check_remote_seq(&msg).is_err() {

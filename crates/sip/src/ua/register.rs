@@ -49,11 +49,13 @@ impl Registration {
     }
 }
 
-/// When to refresh a registration granted for `expires` seconds: at 90 % of it, and at
-/// least 5 s before it ends (never sooner than 1 s).
+/// When to refresh a registration (or subscription) granted for `expires` seconds: at 90 %
+/// of it, but early enough that a refresh that needs a whole transaction timeout (Timer F,
+/// 32 s) still lands before the binding lapses; never before half the lifetime, and never
+/// sooner than 1 s. 3600 s refreshes at 3240 s, 300 s at 268 s, 60 s at 30 s.
 pub(super) fn refresh_delay(expires: u32) -> Duration {
     let e = u64::from(expires);
-    Duration::from_secs((e * 9 / 10).min(e.saturating_sub(5)).max(1))
+    Duration::from_secs((e * 9 / 10).min(e.saturating_sub(32)).max(e / 2).max(1))
 }
 
 /// Whether two Contact URIs name the same binding (user, host, port).
@@ -247,7 +249,8 @@ mod tests {
     #[test]
     fn refresh_before_expiry() {
         assert_eq!(refresh_delay(3600), Duration::from_secs(3240));
-        assert_eq!(refresh_delay(60), Duration::from_secs(54));
+        assert_eq!(refresh_delay(300), Duration::from_secs(268));
+        assert_eq!(refresh_delay(60), Duration::from_secs(30));
         assert_eq!(refresh_delay(10), Duration::from_secs(5));
         assert_eq!(refresh_delay(1), Duration::from_secs(1));
         assert_eq!(refresh_delay(0), Duration::from_secs(1));
