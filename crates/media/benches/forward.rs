@@ -67,7 +67,7 @@ fn forward(c: &mut Criterion) {
                 })
             })
         });
-        fan.close(&media.endpoint);
+        rt.block_on(async { fan.close(&media.endpoint) });
     }
     g.finish();
 }

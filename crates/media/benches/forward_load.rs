@@ -15,7 +15,7 @@ mod harness;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use harness::{connect_fanout, cpu_ns, settle, SendPlan};
+use harness::{connect_fanout, cpu_ns, settle, wait_ns, SendPlan};
 
 const FPS: u32 = 30;
 const VIDEO_BYTES: usize = 4400;
@@ -24,7 +24,12 @@ const AUDIO_BYTES: usize = 120;
 struct Step {
     n: usize,
     cpu_pct: f64,
+    clients_cpu_pct: f64,
+    /// Time the media thread was runnable but not running (the machine is shared).
+    media_wait_pct: f64,
     delivered_pct: f64,
+    /// Frames the server wrote to players / (frames it got x N).
+    server_fwd_pct: f64,
     ns_per_pkt: f64,
     relay_ns_per_pkt: f64,
     pkts_per_s: f64,
@@ -44,8 +49,17 @@ fn main() {
     let clients = harness::start_clients();
     println!("forward_load: 1 publisher -> N players, {FPS} fps x {VIDEO_BYTES} B video + {AUDIO_BYTES} B audio, {secs} s per step");
     println!(
-        "{:>6} {:>12} {:>10} {:>10} {:>16} {:>18} {:>8}",
-        "N", "out pkts/s", "media CPU", "delivered", "callgate ns/pkt", "udp relay ns/pkt", "ratio"
+        "{:>6} {:>12} {:>10} {:>11} {:>12} {:>10} {:>10} {:>16} {:>18} {:>8}",
+        "N",
+        "out pkts/s",
+        "media CPU",
+        "media wait",
+        "clients CPU",
+        "delivered",
+        "server fwd",
+        "callgate ns/pkt",
+        "udp relay ns/pkt",
+        "ratio"
     );
     let mut results = Vec::new();
     for n in steps {
@@ -62,9 +76,9 @@ fn main() {
                 per_ms: 0,
             });
             tokio::time::sleep(Duration::from_millis(700)).await;
-            let (cpu0, t0) = (cpu_ns(&media.cpu), Instant::now());
-            let (pub0, got0, out0) =
-                (fan.publisher.rtp.load(Ordering::Relaxed), fan.received(), media.endpoint.counters().datagrams_out);
+            let (cpu0, ccpu0, w0, t0) = (cpu_ns(&media.cpu), cpu_ns(&clients.cpu), wait_ns(&media.cpu), Instant::now());
+            let c0 = media.endpoint.counters();
+            let (pub0, got0, out0) = (fan.publisher.rtp.load(Ordering::Relaxed), fan.received(), c0.datagrams_out);
             let frames = FPS as u64 * secs;
             fan.publisher.send(SendPlan {
                 frames,
@@ -77,8 +91,12 @@ fn main() {
             let published =
                 settle(|| fan.publisher.rtp.load(Ordering::Relaxed) - pub0, u64::MAX, Duration::from_millis(150)).await;
             let got = settle(|| fan.received() - got0, published * n as u64, Duration::from_millis(150)).await;
-            let (cpu, wall) = (cpu_ns(&media.cpu) - cpu0, t0.elapsed());
-            let out = media.endpoint.counters().datagrams_out - out0;
+            let (cpu, ccpu, wall) = (cpu_ns(&media.cpu) - cpu0, cpu_ns(&clients.cpu) - ccpu0, t0.elapsed());
+            let media_wait_pct = 100.0 * (wait_ns(&media.cpu) - w0) as f64 / wall.as_nanos() as f64;
+            let c1 = media.endpoint.counters();
+            let out = c1.datagrams_out - out0;
+            let server_fwd_pct = 100.0 * (c1.frames_out - c0.frames_out) as f64
+                / ((c1.frames_in - c0.frames_in) * n as u64).max(1) as f64;
             // The baseline: the same packets through a plain relay to N sinks.
             let mut sinks = Vec::new();
             for _ in 0..n {
@@ -99,19 +117,25 @@ fn main() {
             Step {
                 n,
                 cpu_pct: 100.0 * cpu as f64 / wall.as_nanos() as f64,
+                clients_cpu_pct: 100.0 * ccpu as f64 / wall.as_nanos() as f64,
+                media_wait_pct,
                 delivered_pct: 100.0 * got as f64 / (published * n as u64).max(1) as f64,
+                server_fwd_pct,
                 ns_per_pkt: cpu as f64 / out.max(1) as f64,
                 relay_ns_per_pkt: rcpu as f64 / rfw.max(1) as f64,
                 pkts_per_s: out as f64 / wall.as_secs_f64(),
             }
         });
-        fan.close(&media.endpoint);
+        rt.block_on(async { fan.close(&media.endpoint) });
         println!(
-            "{:>6} {:>12.0} {:>9.1}% {:>9.1}% {:>16.0} {:>18.0} {:>7.2}x   (setup {:.1} s)",
+            "{:>6} {:>12.0} {:>9.1}% {:>10.1}% {:>11.1}% {:>9.1}% {:>9.1}% {:>16.0} {:>18.0} {:>7.2}x   (setup {:.1} s)",
             step.n,
             step.pkts_per_s,
             step.cpu_pct,
+            step.media_wait_pct,
+            step.clients_cpu_pct,
             step.delivered_pct,
+            step.server_fwd_pct,
             step.ns_per_pkt,
             step.relay_ns_per_pkt,
             step.ns_per_pkt / step.relay_ns_per_pkt.max(1.0),

@@ -19,6 +19,10 @@ pub struct MediaConfig {
     pub connect_timeout: Duration,
     /// Smallest gap between two keyframe requests sent to one publisher.
     pub keyframe_request_interval: Duration,
+    /// SO_RCVBUF / SO_SNDBUF of the shared socket. Every peer's traffic queues in this one
+    /// socket while the media task writes a frame to hundreds of players; the kernel caps it at
+    /// `net.core.rmem_max` / `wmem_max`.
+    pub socket_buffer_bytes: usize,
 }
 
 impl Default for MediaConfig {
@@ -29,6 +33,7 @@ impl Default for MediaConfig {
             public_ip: None,
             connect_timeout: Duration::from_secs(15),
             keyframe_request_interval: Duration::from_millis(300),
+            socket_buffer_bytes: 4 << 20,
         }
     }
 }

@@ -93,6 +93,11 @@ impl MediaEndpoint {
     pub async fn start(cfg: MediaConfig) -> io::Result<MediaEndpoint> {
         crate::install_crypto_provider();
         let socket = UdpSocket::bind(cfg.bind).await?;
+        let sock = socket2::SockRef::from(&socket);
+        // Best effort: a smaller buffer only means earlier drops under bursts.
+        let _ = sock.set_recv_buffer_size(cfg.socket_buffer_bytes);
+        let _ = sock.set_send_buffer_size(cfg.socket_buffer_bytes);
+        tracing::debug!(rcvbuf = ?sock.recv_buffer_size(), sndbuf = ?sock.send_buffer_size(), "media socket buffers");
         let bound_addr = socket.local_addr()?;
         let advertised_addr = cfg.advertised_addr(bound_addr);
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE);

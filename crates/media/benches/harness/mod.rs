@@ -33,6 +33,12 @@ pub fn cpu_ns(path: &PathBuf) -> u64 {
     s.split_whitespace().next().and_then(|v| v.parse().ok()).expect("schedstat field")
 }
 
+/// Nanoseconds the thread was runnable but waiting for a CPU (other processes on the machine).
+pub fn wait_ns(path: &PathBuf) -> u64 {
+    let s = std::fs::read_to_string(path).expect("schedstat");
+    s.split_whitespace().nth(1).and_then(|v| v.parse().ok()).expect("schedstat field")
+}
+
 /// Runs `f` on a new thread with its own current-thread runtime; returns the thread's CPU clock
 /// path and what `f` sent back.
 fn spawn_runtime_thread<T: Send + 'static>(
@@ -359,17 +365,28 @@ async fn spawn_peer(
             }
             tokio::select! {
                 r = socket.recv_from(&mut buf) => {
-                    let Ok((n, src)) = r else { continue };
-                    // Light player: once connected, RTP is only counted (not decrypted).
-                    if !sending && connected && is_rtp(&buf[..n]) {
-                        st.rtp.fetch_add(1, Ordering::Relaxed);
-                        continue;
-                    }
-                    if sending && connected && n > 1 && (128..=191).contains(&buf[0]) {
-                        continue; // RTCP feedback to the publisher: not needed here
-                    }
-                    if let Ok(r) = Receive::new(Protocol::Udp, src, local, &buf[..n]) {
-                        let _ = rtc.handle_input(Input::Receive(Instant::now(), r));
+                    let Ok((mut n, mut src)) = r else { continue };
+                    // Read what is queued in one go; the Rtc only sees STUN/DTLS (and RTP before
+                    // the connection is up): a light player counts RTP instead of decrypting it.
+                    let mut fed = 0;
+                    loop {
+                        let b = &buf[..n];
+                        let media = n > 1 && (128..=191).contains(&b[0]);
+                        if connected && media {
+                            if !sending && is_rtp(b) {
+                                st.rtp.fetch_add(1, Ordering::Relaxed);
+                            }
+                        } else if let Ok(r) = Receive::new(Protocol::Udp, src, local, b) {
+                            let _ = rtc.handle_input(Input::Receive(Instant::now(), r));
+                            fed += 1;
+                        }
+                        if fed > 0 {
+                            break; // drain the Rtc before the next input
+                        }
+                        match socket.try_recv_from(&mut buf) {
+                            Ok((m, s)) => (n, src) = (m, s),
+                            Err(_) => break,
+                        }
                     }
                 }
                 _ = tokio::time::sleep_until(wake.into()) => {
