@@ -94,6 +94,8 @@ mod method;
 mod name;
 mod params;
 mod parse;
+#[cfg(feature = "tokio")]
+pub mod transport;
 pub mod txn;
 pub mod typed;
 pub mod ua;

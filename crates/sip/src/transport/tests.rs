@@ -1,0 +1,110 @@
+//! Two real endpoints on 127.0.0.1 calling each other over UDP and over TCP, and bad input
+//! on a real socket.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::net::UdpSocket;
+use tokio::time::timeout;
+
+use super::*;
+use crate::ua::{Account, CallEvent, CallId};
+
+const SDP: &[u8] =
+    b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n";
+
+async fn endpoint(tcp: bool) -> Endpoint {
+    let mut cfg = EndpointConfig::new("127.0.0.1:0".parse().unwrap());
+    if tcp {
+        cfg.tcp_bind = Some("127.0.0.1:0".parse().unwrap());
+    }
+    Endpoint::start(cfg).await.unwrap()
+}
+
+async fn next_event(ep: &mut Endpoint) -> UaEvent {
+    timeout(Duration::from_secs(5), ep.events.recv()).await.expect("an event in time").expect("driver alive")
+}
+
+async fn call_event(ep: &mut Endpoint, call: CallId) -> CallEvent {
+    loop {
+        match next_event(ep).await {
+            UaEvent::Call { call: c, event } if c == call => return event,
+            _ => {}
+        }
+    }
+}
+
+async fn call_between(transport: Transport) {
+    let tcp = transport == Transport::Tcp;
+    let mut a = endpoint(tcp).await;
+    let mut b = endpoint(tcp).await;
+    let b_addr = if tcp { b.handle.tcp_addr().unwrap() } else { b.handle.udp_addr() };
+    let mut alice = Account::new("alice", "pw", "127.0.0.1", b_addr);
+    alice.transport = transport;
+    let to = format!("sip:bob@{b_addr}{}", if tcp { ";transport=tcp" } else { "" });
+    let call =
+        a.handle.with(move |ua, now| ua.invite(now, &alice, &to, Bytes::from_static(SDP), &[])).await.unwrap().unwrap();
+    let UaEvent::IncomingCall(ic) = next_event(&mut b).await else { panic!("not an incoming call") };
+    assert_eq!(ic.transport, transport);
+    assert_eq!(ic.sdp.as_deref(), Some(SDP));
+    let bc = ic.call;
+    b.handle.with(move |ua, now| ua.provisional(now, bc, 180, None)).await.unwrap().unwrap();
+    assert_eq!(call_event(&mut a, call).await, CallEvent::Trying);
+    assert_eq!(call_event(&mut a, call).await, CallEvent::Ringing { sdp: None });
+    b.handle.with(move |ua, now| ua.answer(now, bc, Bytes::from_static(SDP))).await.unwrap().unwrap();
+    assert_eq!(call_event(&mut a, call).await, CallEvent::Established { sdp: Some(Bytes::from_static(SDP)) });
+    assert_eq!(call_event(&mut b, bc).await, CallEvent::Established { sdp: None });
+    a.handle.with(move |ua, now| ua.bye(now, call)).await.unwrap().unwrap();
+    assert_eq!(call_event(&mut b, bc).await, CallEvent::Ended { remote: true });
+    assert_eq!(call_event(&mut a, call).await, CallEvent::Ended { remote: false });
+    a.handle.shutdown();
+    b.handle.shutdown();
+    a.task.await.unwrap();
+    b.task.await.unwrap();
+}
+
+#[tokio::test]
+async fn call_over_udp() {
+    call_between(Transport::Udp).await;
+}
+
+#[tokio::test]
+async fn call_over_tcp() {
+    call_between(Transport::Tcp).await;
+}
+
+#[tokio::test]
+async fn bad_datagrams_get_400_or_nothing_and_the_driver_goes_on() {
+    let ep = endpoint(false).await;
+    let peer = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    // No rport: the 400 goes to the Via's sent-by (RFC 3261 §18.2.2), which is the peer.
+    let bad = format!(
+        "INVITE sip:x@h SIP/2.0\r\nVia: SIP/2.0/UDP {};branch=z9hG4bKq\r\nFrom: <sip:a@h>;tag=1\r\nTo: <sip:x@h>\r\nCall-ID: q\r\nCSeq: 1 INVITE\r\nMax-Forwards: banana\r\n\r\n",
+        peer.local_addr().unwrap()
+    );
+    peer.send_to(bad.as_bytes(), ep.handle.udp_addr()).await.unwrap();
+    let (n, _) = timeout(Duration::from_secs(5), peer.recv_from(&mut buf)).await.unwrap().unwrap();
+    assert!(buf[..n].starts_with(b"SIP/2.0 400 "), "{}", String::from_utf8_lossy(&buf[..n]));
+    peer.send_to(b"\xff\xfe garbage", ep.handle.udp_addr()).await.unwrap();
+    peer.send_to(b"\r\n\r\n", ep.handle.udp_addr()).await.unwrap();
+    let options = format!(
+        "OPTIONS sip:{a} SIP/2.0\r\nVia: SIP/2.0/UDP {p};branch=z9hG4bKo;rport\r\nFrom: <sip:p@h>;tag=2\r\nTo: <sip:{a}>\r\nCall-ID: o\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+        a = ep.handle.udp_addr(),
+        p = peer.local_addr().unwrap()
+    );
+    peer.send_to(options.as_bytes(), ep.handle.udp_addr()).await.unwrap();
+    let (n, _) = timeout(Duration::from_secs(5), peer.recv_from(&mut buf)).await.unwrap().unwrap();
+    assert!(buf[..n].starts_with(b"SIP/2.0 200 OK\r\n"), "the garbage was dropped, OPTIONS answered");
+    let tcp_fail =
+        Account { transport: Transport::Tcp, ..Account::new("a", "p", "127.0.0.1", "127.0.0.1:1".parse().unwrap()) };
+    let mut ep = ep;
+    let call = ep
+        .handle
+        .with(move |ua, now| ua.invite(now, &tcp_fail, "sip:b@127.0.0.1:1", Bytes::from_static(SDP), &[]))
+        .await
+        .unwrap()
+        .unwrap();
+    let ev = call_event(&mut ep, call).await;
+    assert!(matches!(ev, CallEvent::Failed(crate::ua::Failure::Transport(_))), "{ev:?}");
+}
