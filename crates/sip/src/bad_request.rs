@@ -43,8 +43,8 @@ pub fn bad_request_for(raw: &[u8], err: &ParseError) -> Option<Bytes> {
     let cseq = head.first(HeaderName::CSeq).filter(|v| cseq_shaped(v))?;
 
     let mut to_value = unfold(to).into_owned();
-    let to_has_tag = std::str::from_utf8(to).ok().and_then(|t| addr::params_only(t).ok()).map(|p| p.contains("tag"));
-    if to_has_tag == Some(false) {
+    let to_tag = std::str::from_utf8(to).ok().and_then(|t| addr::tag_only(t).ok());
+    if to_tag == Some(None) {
         let mut tag = String::from(";tag=");
         let _ = write!(tag, "{:016x}", fnv1a(&[line, top, from, call_id, cseq]));
         to_value.extend_from_slice(tag.as_bytes());

@@ -131,9 +131,9 @@ pub fn extract(raw: &[u8]) -> Result<TxnKeys<'_>, ParseError> {
     let (a, v) = text(CALL_ID)?;
     let call_id = simple::parse_call_id(v).map_err(|e| header_error(CALL_ID, a, e))?;
     let (a, v) = text(FROM)?;
-    let from_tag = addr::params_only(v).map_err(|e| header_error(FROM, a, e))?.value("tag");
+    let from_tag = addr::tag_only(v).map_err(|e| header_error(FROM, a, e))?;
     let (a, v) = text(TO)?;
-    let to_tag = addr::params_only(v).map_err(|e| header_error(TO, a, e))?.value("tag");
+    let to_tag = addr::tag_only(v).map_err(|e| header_error(TO, a, e))?;
     Ok(TxnKeys { start, top_via, cseq, call_id, from_tag, to_tag })
 }
 

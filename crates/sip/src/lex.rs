@@ -319,6 +319,11 @@ impl Iterator for ListIter<'_> {
         let start = self.pos;
         let mut i = start;
         loop {
+            // Jump to the next byte that matters.
+            match memchr::memchr3(b'"', b'<', b',', &s[i.min(s.len())..]) {
+                Some(p) => i += p,
+                None => i = s.len(),
+            }
             if i >= s.len() {
                 self.done = true;
                 return Some(trim_lws(s, start, s.len()));

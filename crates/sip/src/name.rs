@@ -115,27 +115,8 @@ header_names! {
     PPreferredIdentity = "P-Preferred-Identity", list yes;
 }
 
+/// Longest known name ("P-Preferred-Identity" is 20).
 const MAX_LEN: usize = 24;
-const PER_LEN: usize = 12;
-const NONE: u8 = u8::MAX;
-
-/// Known names grouped by length, as indexes into [`HeaderName::ALL`], so that recognising a
-/// name compares it with a handful of candidates at most. Built at compile time; a bucket that
-/// overflows is a compile error.
-static BY_LEN: [[u8; PER_LEN]; MAX_LEN + 1] = {
-    let mut t = [[NONE; PER_LEN]; MAX_LEN + 1];
-    let mut i = 0;
-    while i < HeaderName::ALL.len() {
-        let len = HeaderName::ALL[i].as_str().len();
-        let mut k = 0;
-        while t[len][k] != NONE {
-            k += 1;
-        }
-        t[len][k] = i as u8;
-        i += 1;
-    }
-    t
-};
 
 /// Compact forms, indexed by the lower-case letter.
 static COMPACT: [HeaderName; 26] = {
@@ -153,27 +134,86 @@ static COMPACT: [HeaderName; 26] = {
 impl HeaderName {
     /// Recognises a header name, in any case, full or compact; `Other` when unknown.
     pub fn from_bytes(name: &[u8]) -> HeaderName {
-        match name.len() {
-            1 => {
-                let c = name[0].to_ascii_lowercase();
-                if c.is_ascii_lowercase() {
-                    COMPACT[(c - b'a') as usize]
-                } else {
-                    HeaderName::Other
-                }
-            }
-            len @ 2..=MAX_LEN => {
-                for &idx in &BY_LEN[len] {
-                    if idx == NONE {
-                        break;
-                    }
-                    let candidate = HeaderName::ALL[idx as usize];
-                    if candidate.as_str().as_bytes().eq_ignore_ascii_case(name) {
-                        return candidate;
-                    }
-                }
-                HeaderName::Other
-            }
+        if name.len() == 1 {
+            let c = name[0].to_ascii_lowercase();
+            return if c.is_ascii_lowercase() { COMPACT[(c - b'a') as usize] } else { HeaderName::Other };
+        }
+        if name.len() > MAX_LEN {
+            return HeaderName::Other;
+        }
+        // Lower-case into a stack buffer, then one `match`, which the compiler turns into a
+        // switch on the length and a few comparisons. Generated from the list above; the tests
+        // check every name in every case.
+        let mut buf = [0u8; MAX_LEN];
+        for (d, c) in buf.iter_mut().zip(name) {
+            *d = c.to_ascii_lowercase();
+        }
+        match &buf[..name.len()] {
+            b"via" => HeaderName::Via,
+            b"from" => HeaderName::From,
+            b"to" => HeaderName::To,
+            b"call-id" => HeaderName::CallId,
+            b"cseq" => HeaderName::CSeq,
+            b"contact" => HeaderName::Contact,
+            b"max-forwards" => HeaderName::MaxForwards,
+            b"content-length" => HeaderName::ContentLength,
+            b"content-type" => HeaderName::ContentType,
+            b"route" => HeaderName::Route,
+            b"record-route" => HeaderName::RecordRoute,
+            b"expires" => HeaderName::Expires,
+            b"min-expires" => HeaderName::MinExpires,
+            b"www-authenticate" => HeaderName::WwwAuthenticate,
+            b"proxy-authenticate" => HeaderName::ProxyAuthenticate,
+            b"authorization" => HeaderName::Authorization,
+            b"proxy-authorization" => HeaderName::ProxyAuthorization,
+            b"authentication-info" => HeaderName::AuthenticationInfo,
+            b"supported" => HeaderName::Supported,
+            b"require" => HeaderName::Require,
+            b"proxy-require" => HeaderName::ProxyRequire,
+            b"unsupported" => HeaderName::Unsupported,
+            b"allow" => HeaderName::Allow,
+            b"accept" => HeaderName::Accept,
+            b"accept-encoding" => HeaderName::AcceptEncoding,
+            b"accept-language" => HeaderName::AcceptLanguage,
+            b"subject" => HeaderName::Subject,
+            b"content-encoding" => HeaderName::ContentEncoding,
+            b"content-language" => HeaderName::ContentLanguage,
+            b"content-disposition" => HeaderName::ContentDisposition,
+            b"event" => HeaderName::Event,
+            b"allow-events" => HeaderName::AllowEvents,
+            b"subscription-state" => HeaderName::SubscriptionState,
+            b"refer-to" => HeaderName::ReferTo,
+            b"referred-by" => HeaderName::ReferredBy,
+            b"session-expires" => HeaderName::SessionExpires,
+            b"min-se" => HeaderName::MinSe,
+            b"accept-contact" => HeaderName::AcceptContact,
+            b"reject-contact" => HeaderName::RejectContact,
+            b"request-disposition" => HeaderName::RequestDisposition,
+            b"identity" => HeaderName::Identity,
+            b"identity-info" => HeaderName::IdentityInfo,
+            b"user-agent" => HeaderName::UserAgent,
+            b"server" => HeaderName::Server,
+            b"date" => HeaderName::Date,
+            b"retry-after" => HeaderName::RetryAfter,
+            b"warning" => HeaderName::Warning,
+            b"timestamp" => HeaderName::Timestamp,
+            b"organization" => HeaderName::Organization,
+            b"priority" => HeaderName::Priority,
+            b"in-reply-to" => HeaderName::InReplyTo,
+            b"reply-to" => HeaderName::ReplyTo,
+            b"error-info" => HeaderName::ErrorInfo,
+            b"alert-info" => HeaderName::AlertInfo,
+            b"call-info" => HeaderName::CallInfo,
+            b"mime-version" => HeaderName::MimeVersion,
+            b"path" => HeaderName::Path,
+            b"service-route" => HeaderName::ServiceRoute,
+            b"rack" => HeaderName::RAck,
+            b"rseq" => HeaderName::RSeq,
+            b"replaces" => HeaderName::Replaces,
+            b"reason" => HeaderName::Reason,
+            b"privacy" => HeaderName::Privacy,
+            b"p-asserted-identity" => HeaderName::PAssertedIdentity,
+            b"p-preferred-identity" => HeaderName::PPreferredIdentity,
             _ => HeaderName::Other,
         }
     }

@@ -107,6 +107,16 @@ impl<'a> Iterator for ParamIter<'a> {
 /// `*( SEMI token [ EQUAL ( token / host / quoted-string ) ] )`. An empty parameter (`;;`) is a
 /// fault (RFC 4475 §3.1.2.1).
 pub(crate) fn parse_header_params(s: &str, start: usize) -> Result<Params<'_>, Bad> {
+    scan_header_params(s, start, |_, _, _| Ok(()))
+}
+
+/// [`parse_header_params`] that also hands each parameter to `each` (name, value as written,
+/// offset of the name), so that callers pick out the ones they know in the same pass.
+pub(crate) fn scan_header_params<'a>(
+    s: &'a str,
+    start: usize,
+    mut each: impl FnMut(&'a str, Option<&'a str>, usize) -> Result<(), Bad>,
+) -> Result<Params<'a>, Bad> {
     let b = s.as_bytes();
     let mut i = start;
     loop {
@@ -123,19 +133,18 @@ pub(crate) fn parse_header_params(s: &str, start: usize) -> Result<Params<'_>, B
         if i == n0 {
             return Err(Bad::new(n0, Fault::EmptyParam));
         }
+        let name = lex::sub(s, n0, i)?;
         let k = lex::skip_lws(b, i);
+        let mut value = None;
         if k < b.len() && b[k] == b'=' {
-            i = lex::skip_lws(b, k + 1);
-            if b.get(i) == Some(&b'"') {
-                i = lex::quoted_end(b, i)?;
-            } else {
-                let v0 = i;
-                i = lex::skip(b, i, lex::PVALUE);
-                if i == v0 {
-                    return Err(Bad::new(v0, Fault::Empty));
-                }
+            let v0 = lex::skip_lws(b, k + 1);
+            i = if b.get(v0) == Some(&b'"') { lex::quoted_end(b, v0)? } else { lex::skip(b, v0, lex::PVALUE) };
+            if i == v0 {
+                return Err(Bad::new(v0, Fault::Empty));
             }
+            value = Some(lex::sub(s, v0, i)?);
         }
+        each(name, value, n0)?;
     }
     Ok(Params { raw: lex::sub(s, start.min(s.len()), s.len())? })
 }

@@ -73,17 +73,19 @@ pub(crate) fn parse_head(buf: &[u8]) -> Result<Head, ParseError> {
             if let Some(e) = cur.take() {
                 headers.push(finish(buf, e));
             }
-            let colon = memchr::memchr(b':', &buf[i..end])
-                .ok_or(ParseError::HeaderLine { at: i, fault: Fault::MissingColon })?
-                + i;
-            let mut name_end = colon;
-            while name_end > i && matches!(buf[name_end - 1], b' ' | b'\t') {
-                name_end -= 1;
+            // `token *WSP ":"`: one forward pass over the name (a token never holds CR or LF,
+            // so this stays on the line).
+            let name_end = lex::skip(buf, i, lex::TOKEN);
+            let mut colon = name_end;
+            while colon < end && matches!(buf[colon], b' ' | b'\t') {
+                colon += 1;
+            }
+            if colon >= end || buf[colon] != b':' || name_end == i {
+                let fault =
+                    if memchr::memchr(b':', &buf[i..end]).is_some() { Fault::InvalidName } else { Fault::MissingColon };
+                return Err(ParseError::HeaderLine { at: i, fault });
             }
             let name = &buf[i..name_end];
-            if name.is_empty() || lex::skip(name, 0, lex::TOKEN) != name.len() {
-                return Err(ParseError::HeaderLine { at: i, fault: Fault::InvalidName });
-            }
             cur = Some(Entry {
                 name: HeaderName::from_bytes(name),
                 name_span: Span::new(i, name_end),

@@ -49,20 +49,56 @@ pub(crate) fn parse_host(s: &str, i: usize) -> Result<(Host<'_>, usize), Bad> {
         return Ok((Host::Ipv6(addr), close + 1));
     }
     let end = lex::skip(b, i, lex::HOST);
-    let text = lex::sub(s, i, end)?;
-    if text.is_empty() {
-        return Err(Bad::new(i, Fault::InvalidHost));
-    }
-    if text.bytes().all(|c| c.is_ascii_digit() || c == b'.') {
-        let addr = text.parse().map_err(|_| Bad::new(i, Fault::InvalidHost))?;
+    let host = &b[i..end];
+    let Some(&first) = host.first() else { return Err(Bad::new(i, Fault::InvalidHost)) };
+    if first.is_ascii_digit() && host.iter().all(|c| c.is_ascii_digit() || *c == b'.') {
+        let addr = parse_ipv4(host).ok_or(Bad::new(i, Fault::InvalidHost))?;
         return Ok((Host::Ipv4(addr), end));
     }
-    // Labels must not be empty ("a..b", ".a"); one trailing dot is a valid FQDN.
-    let trimmed = text.strip_suffix('.').unwrap_or(text);
-    if trimmed.split('.').any(|label| label.is_empty() || label.starts_with('-')) {
+    // No empty label ("a..b", ".a") and none starting with '-'; one trailing dot is a valid FQDN.
+    if first == b'.' || first == b'-' || host.windows(2).any(|w| w[0] == b'.' && matches!(w[1], b'.' | b'-')) {
         return Err(Bad::new(i, Fault::InvalidHost));
     }
+    let text = lex::sub(s, i, end)?;
     Ok((Host::Domain(text), end))
+}
+
+/// `1*3DIGIT "." 1*3DIGIT "." 1*3DIGIT "." 1*3DIGIT` (RFC 3261 §25.1: leading zeros allowed).
+pub(crate) fn parse_ipv4(b: &[u8]) -> Option<Ipv4Addr> {
+    let mut octets = [0u8; 4];
+    let (mut idx, mut val, mut digits) = (0usize, 0u32, 0u32);
+    for &c in b {
+        if c == b'.' {
+            if digits == 0 || idx == 3 {
+                return None;
+            }
+            octets[idx] = val as u8;
+            idx += 1;
+            (val, digits) = (0, 0);
+        } else if c.is_ascii_digit() {
+            val = val * 10 + u32::from(c - b'0');
+            digits += 1;
+            if digits > 3 || val > 255 {
+                return None;
+            }
+        } else {
+            return None;
+        }
+    }
+    if digits == 0 || idx != 3 {
+        return None;
+    }
+    octets[3] = val as u8;
+    Some(Ipv4Addr::from(octets))
+}
+
+/// An IP address as `received=` or `maddr=` write it: IPv4, or IPv6 with or without brackets.
+pub(crate) fn parse_ip(v: &str) -> Option<IpAddr> {
+    if let Some(a) = parse_ipv4(v.as_bytes()) {
+        return Some(IpAddr::V4(a));
+    }
+    let v = v.strip_prefix('[').and_then(|v| v.strip_suffix(']')).unwrap_or(v);
+    v.parse::<Ipv6Addr>().ok().map(IpAddr::V6)
 }
 
 /// Parses `[":" port]` at `s[i..]`.

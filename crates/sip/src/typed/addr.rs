@@ -19,6 +19,8 @@ pub struct NameAddr<'a> {
     pub params: Params<'a>,
     /// Whether the URI was in `<>`.
     pub bracketed: bool,
+    /// `;tag=`, picked out while the parameters were checked.
+    tag: Option<&'a str>,
 }
 
 /// A Contact value: an address, or `*` (REGISTER removing every binding).
@@ -41,7 +43,7 @@ impl<'a> NameAddr<'a> {
 
     /// `;tag=` (From, To).
     pub fn tag(&self) -> Option<&'a str> {
-        self.params.value("tag")
+        self.tag
     }
 
     /// `;expires=` (Contact), in seconds; an overflowing value is an error the caller may
@@ -153,8 +155,20 @@ pub(crate) fn parse_name_addr(s: &str) -> Result<NameAddr<'_>, Bad> {
         Some((a, b)) => Some(lex::sub(s, a, b)?),
         None => None,
     };
-    let params = params::parse_header_params(s, parts.params_start)?;
-    Ok(NameAddr { display_name, uri, params, bracketed: parts.bracketed })
+    let (params, tag) = params_and_tag(s, parts.params_start)?;
+    Ok(NameAddr { display_name, uri, params, bracketed: parts.bracketed, tag })
+}
+
+/// The header parameters from `start`, checked, and the `tag` among them, in one pass.
+fn params_and_tag(s: &str, start: usize) -> Result<(Params<'_>, Option<&str>), Bad> {
+    let mut tag = None;
+    let params = params::scan_header_params(s, start, |name, value, _| {
+        if tag.is_none() && name.len() == 3 && name.eq_ignore_ascii_case("tag") {
+            tag = value;
+        }
+        Ok(())
+    })?;
+    Ok((params, tag))
 }
 
 pub(crate) fn parse_contact(s: &str) -> Result<Contact<'_>, Bad> {
@@ -164,10 +178,10 @@ pub(crate) fn parse_contact(s: &str) -> Result<Contact<'_>, Bad> {
     parse_name_addr(s).map(Contact::Addr)
 }
 
-/// The header parameters of a name-addr, without validating its URI: the fast path for tags.
-pub(crate) fn params_only(s: &str) -> Result<Params<'_>, Bad> {
+/// The tag of a name-addr, its parameters checked but not its URI: the fast path for keys.
+pub(crate) fn tag_only(s: &str) -> Result<Option<&str>, Bad> {
     let parts = split(s)?;
-    params::parse_header_params(s, parts.params_start)
+    params_and_tag(s, parts.params_start).map(|(_, tag)| tag)
 }
 
 #[cfg(test)]

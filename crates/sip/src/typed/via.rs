@@ -91,31 +91,15 @@ pub(crate) fn parse_via(s: &str) -> Result<Via<'_>, Bad> {
         port = Some(n as u16);
         i = p1;
     }
-    let params = params::parse_header_params(s, i)?;
-    let mut via = Via {
-        transport: lex::sub(s, transport.0, transport.1)?,
-        host,
-        port,
-        branch: None,
-        received: None,
-        rport: None,
-        maddr: None,
-        ttl: None,
-        params,
-    };
-    // Offsets for faults in parameter values: where the list starts in `s`.
-    let at = i;
-    for p in params.iter() {
-        let value = p.value;
-        match p.name.len() {
-            6 if p.name.eq_ignore_ascii_case("branch") => via.branch = value,
-            8 if p.name.eq_ignore_ascii_case("received") => {
-                let v = value.ok_or(Bad::new(at, Fault::InvalidIp))?;
-                let v = v.strip_prefix('[').and_then(|v| v.strip_suffix(']')).unwrap_or(v);
-                via.received = Some(v.parse().map_err(|_| Bad::new(at, Fault::InvalidIp))?);
+    let (mut branch, mut received, mut rport, mut maddr, mut ttl) = (None, None, None, None, None);
+    let params = params::scan_header_params(s, i, |name, value, at| {
+        match name.len() {
+            6 if name.eq_ignore_ascii_case("branch") => branch = value,
+            8 if name.eq_ignore_ascii_case("received") => {
+                received = Some(value.and_then(uri::parse_ip).ok_or(Bad::new(at, Fault::InvalidIp))?);
             }
-            5 if p.name.eq_ignore_ascii_case("rport") => {
-                via.rport = Some(match value {
+            5 if name.eq_ignore_ascii_case("rport") => {
+                rport = Some(match value {
                     None => Rport::Requested,
                     Some(v) => Rport::Port(
                         lex::parse_decimal(v.as_bytes(), u64::from(u16::MAX))
@@ -123,23 +107,32 @@ pub(crate) fn parse_via(s: &str) -> Result<Via<'_>, Bad> {
                     ),
                 });
             }
-            5 if p.name.eq_ignore_ascii_case("maddr") => {
+            5 if name.eq_ignore_ascii_case("maddr") => {
                 let v = value.ok_or(Bad::new(at, Fault::InvalidHost))?;
-                let (h, e) = uri::parse_host(v, 0).map_err(|e| e.shift(at))?;
-                if e != v.len() {
-                    return Err(Bad::new(at, Fault::InvalidHost));
+                match uri::parse_host(v, 0) {
+                    Ok((h, e)) if e == v.len() => maddr = Some(h),
+                    _ => return Err(Bad::new(at, Fault::InvalidHost)),
                 }
-                via.maddr = Some(h);
             }
-            3 if p.name.eq_ignore_ascii_case("ttl") => {
+            3 if name.eq_ignore_ascii_case("ttl") => {
                 let v = value.ok_or(Bad::new(at, Fault::NotANumber))?;
-                let n = lex::parse_decimal(v.as_bytes(), 255).map_err(|f| Bad::new(at, f))?;
-                via.ttl = Some(n as u8);
+                ttl = Some(lex::parse_decimal(v.as_bytes(), 255).map_err(|f| Bad::new(at, f))? as u8);
             }
             _ => {}
         }
-    }
-    Ok(via)
+        Ok(())
+    })?;
+    Ok(Via {
+        transport: lex::sub(s, transport.0, transport.1)?,
+        host,
+        port,
+        branch,
+        received,
+        rport,
+        maddr,
+        ttl,
+        params,
+    })
 }
 
 #[cfg(test)]
