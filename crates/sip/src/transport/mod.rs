@@ -30,7 +30,7 @@
 //! let mut ep = Endpoint::start(EndpointConfig::new("127.0.0.1:0".parse().unwrap())).await?;
 //! let registrar = "127.0.0.1:5060".parse().unwrap();
 //! let account = Account::new("3000", "secret3000", "127.0.0.1", registrar);
-//! let reg = ep.handle.with(move |ua, now| ua.register(now, account)).await.unwrap()?;
+//! let reg = ep.handle.with(move |ua, now| ua.register(now, account)).await.expect("driver running").expect("a valid account");
 //! while let Some(event) = ep.events.recv().await {
 //!     println!("{reg}: {event:?}");
 //! }
