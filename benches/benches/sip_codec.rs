@@ -3,7 +3,7 @@
 //! Messages: an INVITE with SDP of exactly 874 bytes, and a 200 OK with SDP (two Vias,
 //! Record-Route). For each:
 //! - `keys`: `callgate_sip::keys::extract` (what a transaction layer needs, no full parse);
-//! - `frame_keys`: datagram framing (the header index) plus the keys;
+//! - `frame_keys`: framing (the header index a stream framer also builds) plus `Message::keys`;
 //! - `typed`: datagram parse plus every typed header the codec offers, read;
 //! - `rsip_parse`: `rsip::SipMessage::try_from(&[u8])`;
 //! - `rsip_parse_typed`: that, plus rsip's typed Via, From, To, CSeq, Contact and the Call-ID;
@@ -142,7 +142,7 @@ fn bench_message(c: &mut Criterion, name: &str, raw: Bytes) {
     g.bench_function("frame_keys", |b| {
         b.iter(|| {
             let m = parse_datagram(black_box(raw.clone())).unwrap();
-            keys::extract(m.as_bytes()).unwrap().cseq.seq
+            m.keys().unwrap().cseq.seq
         })
     });
     g.bench_function("typed", |b| b.iter(|| full_typed(black_box(&raw))));
