@@ -60,6 +60,8 @@ struct Peer {
     connect_by: Instant,
     /// The `Rtc`'s next timeout as last polled.
     deadline: Instant,
+    /// The wake-up this peer has in the timer heap (others there for it are stale).
+    armed: Option<Instant>,
     /// Publisher: the players it feeds.
     players: Vec<PeerId>,
     last_keyframe_request: Option<Instant>,
@@ -237,6 +239,7 @@ impl MediaCore {
             ice_ok: false,
             connect_by: now + self.cfg.connect_timeout,
             deadline: now,
+            armed: None,
             players: Vec::new(),
             last_keyframe_request: None,
             frames_in: 0,
@@ -315,15 +318,22 @@ impl MediaCore {
 
     /// Drives every peer whose timer is due.
     pub fn handle_timeout(&mut self, now: Instant) {
+        // Take the due entries first: a peer re-armed at or before `now` while being handled
+        // waits for the next call instead of spinning here.
+        let mut due = Vec::new();
         while let Some(Reverse((at, id))) = self.timers.peek().copied() {
             if at > now {
                 break;
             }
             self.timers.pop();
+            due.push((at, id));
+        }
+        for (at, id) in due {
             let Some(p) = self.peers.get_mut(&id) else { continue };
-            if p.next_wakeup() != at {
+            if p.armed != Some(at) {
                 continue; // a stale entry; the peer re-armed since
             }
+            p.armed = None;
             if !p.connected && now >= p.connect_by {
                 let reason = if p.ice_ok { FailReason::DtlsTimeout } else { FailReason::IceTimeout };
                 self.fail(id, reason);
@@ -434,8 +444,13 @@ impl MediaCore {
             self.fail(id, reason);
             return;
         }
-        let at = self.peers[&id].next_wakeup();
-        self.timers.push(Reverse((at, id)));
+        let p = self.peers.get_mut(&id).expect("drained above");
+        let at = p.next_wakeup();
+        // One live heap entry per peer: most drains (one per packet) leave the wake-up as it was.
+        if p.armed != Some(at) {
+            p.armed = Some(at);
+            self.timers.push(Reverse((at, id)));
+        }
         for d in frames {
             self.forward(id, &d, now);
         }
