@@ -80,6 +80,11 @@ impl MessageBuilder {
         start.extend_from_slice(request_uri.as_bytes());
         start.extend_from_slice(b" SIP/2.0\r\n");
         let mut b = Self::with_start(&start, None);
+        let m = method.as_str().as_bytes();
+        if m.is_empty() || lex::skip(m, 0, lex::TOKEN) != m.len() {
+            b.error = Some(builder_error("method", Fault::InvalidMethod));
+            return b;
+        }
         match uri::parse_uri(request_uri) {
             Err(e) => b.error = Some(builder_error("Request-URI", e.fault)),
             Ok(Uri::Sip(u)) if u.headers.is_some() => {
@@ -302,6 +307,7 @@ Content-Length: 0\r\n\r\n",
             MessageBuilder::request(&Method::Invite, "sip:a@h?Route=x").to_bytes(),
             MessageBuilder::response(StatusCode::OK, Some("O\nK")).to_bytes(),
             MessageBuilder::request(&Method::Options, "sip:a@h").reason("x").to_bytes(),
+            MessageBuilder::request(&Method::Extension("TWO WORDS".into()), "sip:a@h").to_bytes(),
         ];
         for (i, c) in cases.into_iter().enumerate() {
             assert!(matches!(c, Err(ParseError::Builder { .. })), "case {i}: {c:?}");
