@@ -4,6 +4,7 @@
 //! Every message here is written with `\n` line ends and turned into CRLF by [`wire`]; `{CL}`
 //! is replaced by the length of the body, so the bodies can be edited freely.
 
+mod hostile;
 mod ipv6_tel;
 mod rfc4475_invalid;
 mod rfc4475_valid;
