@@ -25,24 +25,49 @@ use std::time::Instant;
 
 use str0m::change::SdpOffer;
 use str0m::config::{CryptoProvider, DtlsCert};
-use str0m::media::{Direction, KeyframeRequestKind, MediaData, MediaKind, Mid};
+use str0m::media::{Direction, Frequency, KeyframeRequestKind, MediaData, MediaKind, MediaTime, Mid};
 use str0m::net::{DatagramSend, Protocol, Receive};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig, RtcError};
 
+use crate::bridge::{choose_g711, SipLeg, G711};
 use crate::config::MediaConfig;
 use crate::{sdp, stun, FailReason, MediaError, MediaEvent, PeerId};
+
+/// Which socket a datagram leaves from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// The shared WebRTC socket.
+    Shared,
+    /// The plain RTP socket of bridge `PeerId` (its SIP side).
+    Rtp(PeerId),
+}
 
 /// A datagram to send.
 #[derive(Debug)]
 pub struct Transmit {
     pub destination: SocketAddr,
     pub contents: DatagramSend,
+    pub via: Via,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Role {
     Publisher,
-    Player { source: PeerId },
+    Player {
+        source: PeerId,
+    },
+    /// A call leg: browser (str0m) <-> plain RTP (SIP side).
+    Bridge,
+}
+
+/// What a new bridge gives the call layer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BridgeAnswer {
+    /// The answer for the browser (`setRemoteSDP`).
+    pub webrtc_answer: String,
+    /// RTP/AVP SDP for the SIP side (the INVITE's offer, or the answer to the SIP offer).
+    pub sip_sdp: String,
+    pub codec: G711,
 }
 
 struct Peer {
@@ -67,6 +92,8 @@ struct Peer {
     last_keyframe_request: Option<Instant>,
     frames_in: u64,
     frames_out: u64,
+    /// Bridge: the SIP side.
+    sip: Option<Box<SipLeg>>,
 }
 
 impl Peer {
@@ -78,11 +105,11 @@ impl Peer {
     }
 
     fn next_wakeup(&self) -> Instant {
-        if self.connected {
-            self.deadline
-        } else {
-            self.deadline.min(self.connect_by)
+        let mut at = if self.connected { self.deadline } else { self.deadline.min(self.connect_by) };
+        if let Some(dtmf) = self.sip.as_ref().and_then(|s| s.next_dtmf_at()) {
+            at = at.min(dtmf);
         }
+        at
     }
 }
 
@@ -203,11 +230,28 @@ impl MediaCore {
     }
 
     fn add_peer(&mut self, id: PeerId, role: Role, offer: &str, now: Instant) -> Result<String, MediaError> {
+        self.add_peer_with(id, role, offer, now, None)
+    }
+
+    fn add_peer_with(
+        &mut self,
+        id: PeerId,
+        role: Role,
+        offer: &str,
+        now: Instant,
+        g711: Option<G711>,
+    ) -> Result<String, MediaError> {
         if self.peers.contains_key(&id) {
             return Err(MediaError::DuplicatePeer(id));
         }
         let offer = SdpOffer::from_sdp_string(offer).map_err(|e| MediaError::BadOffer(e.to_string()))?;
-        let mut rtc = self.rtc_config.clone().build(now);
+        let config = match g711 {
+            // A call leg forwards G.711 as it is: the browser gets exactly the codec the SIP side gets.
+            Some(G711::Pcmu) => self.rtc_config.clone().clear_codecs().enable_pcmu(true, false),
+            Some(G711::Pcma) => self.rtc_config.clone().clear_codecs().enable_pcma(true, false),
+            None => self.rtc_config.clone(),
+        };
+        let mut rtc = config.build(now);
         let candidate = Candidate::host(self.local, "udp").map_err(|e| MediaError::Negotiation(e.to_string()))?;
         rtc.add_local_candidate(candidate);
         let answer = rtc.sdp_api().accept_offer(offer).map_err(|e| MediaError::Negotiation(e.to_string()))?;
@@ -244,6 +288,7 @@ impl MediaCore {
             last_keyframe_request: None,
             frames_in: 0,
             frames_out: 0,
+            sip: None,
         };
         self.peers.insert(id, peer);
         self.by_ufrag.insert(ufrag, id);
@@ -251,6 +296,65 @@ impl MediaCore {
         // Arms the peer's timers (and flushes anything accept_offer queued).
         self.drain(id, now);
         Ok(answer)
+    }
+
+    /// Creates a call leg from the browser's offer: the WebRTC answer (G.711 only: the first of
+    /// PCMU/PCMA the browser offers) and the RTP/AVP SDP for the SIP side, whose RTP socket is
+    /// `sip_local` (owned by the driver; its datagrams come in through
+    /// [`MediaCore::handle_rtp`], and go out as [`Transmit`]s with [`Via::Rtp`]).
+    pub fn add_bridge(
+        &mut self,
+        id: PeerId,
+        offer: &str,
+        sip_local: SocketAddr,
+        now: Instant,
+    ) -> Result<BridgeAnswer, MediaError> {
+        let codec = choose_g711(offer).ok_or(MediaError::TranscodingRequired)?;
+        let webrtc_answer = self.add_peer_with(id, Role::Bridge, offer, now, Some(codec))?;
+        let p = self.peers.get_mut(&id).expect("added above");
+        if p.audio_mid.is_none() {
+            self.remove(id);
+            return Err(MediaError::TranscodingRequired);
+        }
+        let leg = SipLeg::new(codec, sip_local, now, id.0);
+        let sip_sdp = leg.sdp(sip_local.ip(), id.0);
+        p.sip = Some(Box::new(leg));
+        Ok(BridgeAnswer { webrtc_answer, sip_sdp, codec })
+    }
+
+    /// The SIP side's SDP (its answer to our offer, or its offer): where to send, and whether
+    /// it takes our G.711 (else `TranscodingRequired`).
+    pub fn set_bridge_remote(&mut self, id: PeerId, sip_sdp: &str) -> Result<(), MediaError> {
+        let leg = self.peers.get_mut(&id).and_then(|p| p.sip.as_mut()).ok_or(MediaError::NotFound(id))?;
+        leg.apply_remote_sdp(sip_sdp).map_err(|e| match e {
+            crate::bridge::BridgeError::CodecMismatch(_) => MediaError::TranscodingRequired,
+            other => MediaError::Negotiation(other.to_string()),
+        })
+    }
+
+    /// Queues DTMF keys for the SIP side (RFC 4733).
+    pub fn send_dtmf(&mut self, id: PeerId, keys: &str, now: Instant) -> Result<(), MediaError> {
+        let leg = self.peers.get_mut(&id).and_then(|p| p.sip.as_mut()).ok_or(MediaError::NotFound(id))?;
+        leg.queue_dtmf(keys).map_err(|e| MediaError::Negotiation(e.to_string()))?;
+        self.drain(id, now);
+        Ok(())
+    }
+
+    /// A datagram on bridge `id`'s RTP socket (from the SIP side): its audio goes to the browser.
+    pub fn handle_rtp(&mut self, id: PeerId, now: Instant, src: SocketAddr, buf: &[u8]) {
+        let Some(p) = self.peers.get_mut(&id) else { return };
+        let (Some(leg), Some(mid)) = (p.sip.as_mut(), p.audio_mid) else { return };
+        let Some((ts8k, payload)) = leg.from_sip(src, buf) else { return };
+        if !p.connected {
+            return;
+        }
+        let Some(w) = p.rtc.writer(mid) else { return };
+        let Some(pt) = w.payload_params().next().map(|pp| pp.pt()) else { return };
+        let t = MediaTime::new(ts8k, Frequency::new(8000).expect("8000 is not zero"));
+        if w.write(pt, now, t, payload.to_vec()).is_ok() {
+            self.counters.frames_out += 1;
+        }
+        self.drain(id, now);
     }
 
     /// Closes a peer. A publisher's players stay (their owner stops them with their own status).
@@ -400,7 +504,11 @@ impl MediaCore {
                     }
                     Ok(Output::Transmit(t)) => {
                         self.counters.datagrams_out += 1;
-                        self.transmits.push_back(Transmit { destination: t.destination, contents: t.contents })
+                        self.transmits.push_back(Transmit {
+                            destination: t.destination,
+                            contents: t.contents,
+                            via: Via::Shared,
+                        })
                     }
                     Ok(Output::Event(e)) => match e {
                         Event::Connected => {
@@ -418,6 +526,19 @@ impl MediaCore {
                             }
                             _ => {}
                         },
+                        Event::MediaData(d) if p.role == Role::Bridge => {
+                            p.frames_in += 1;
+                            self.counters.frames_in += 1;
+                            let ts8k = d.time.rebase(Frequency::new(8000).expect("8000 is not zero")).numer();
+                            if let Some((to, pkt)) = p.sip.as_mut().and_then(|s| s.from_browser(ts8k, &d.data, now)) {
+                                self.counters.datagrams_out += 1;
+                                self.transmits.push_back(Transmit {
+                                    destination: to,
+                                    contents: pkt.into(),
+                                    via: Via::Rtp(id),
+                                });
+                            }
+                        }
                         Event::MediaData(d) if p.role == Role::Publisher => {
                             p.frames_in += 1;
                             self.counters.frames_in += 1;
@@ -445,6 +566,12 @@ impl MediaCore {
             return;
         }
         let p = self.peers.get_mut(&id).expect("drained above");
+        if let Some(leg) = p.sip.as_mut() {
+            while let Some((to, pkt)) = leg.poll_dtmf(now) {
+                self.counters.datagrams_out += 1;
+                self.transmits.push_back(Transmit { destination: to, contents: pkt.into(), via: Via::Rtp(id) });
+            }
+        }
         let at = p.next_wakeup();
         // One live heap entry per peer: most drains (one per packet) leave the wake-up as it was.
         if p.armed != Some(at) {

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::core::{Counters, MediaCore, PeerStats};
+use crate::core::{BridgeAnswer, Counters, MediaCore, PeerStats, Via};
 use crate::{MediaConfig, MediaError, MediaEvent, PeerId};
 
 /// Where a peer's events go.
@@ -31,6 +31,22 @@ enum Command {
         offer: String,
         events: EventSender,
         reply: oneshot::Sender<Result<String, MediaError>>,
+    },
+    Bridge {
+        id: PeerId,
+        offer: String,
+        events: EventSender,
+        reply: oneshot::Sender<Result<BridgeAnswer, MediaError>>,
+    },
+    BridgeRemote {
+        id: PeerId,
+        sdp: String,
+        reply: oneshot::Sender<Result<(), MediaError>>,
+    },
+    Dtmf {
+        id: PeerId,
+        keys: String,
+        reply: oneshot::Sender<Result<(), MediaError>>,
     },
     Close {
         id: PeerId,
@@ -101,9 +117,10 @@ impl MediaEndpoint {
         let bound_addr = socket.local_addr()?;
         let advertised_addr = cfg.advertised_addr(bound_addr);
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
+        let rtp_ip = cfg.bind.ip();
         let core = MediaCore::new(cfg, advertised_addr);
         let counters = Arc::new(SharedCounters::default());
-        tokio::spawn(run(socket, core, rx, counters.clone()));
+        tokio::spawn(run(socket, core, rx, counters.clone(), rtp_ip));
         tracing::info!(%bound_addr, %advertised_addr, "media endpoint started (ICE-lite, one UDP port)");
         Ok(MediaEndpoint { tx, counters, next_id: Arc::new(AtomicU64::new(1)), bound_addr, advertised_addr })
     }
@@ -138,6 +155,28 @@ impl MediaEndpoint {
         rx.await.map_err(|_| MediaError::Stopped)?
     }
 
+    /// Creates a call leg (browser <-> plain RTP for SIP); see [`MediaCore::add_bridge`]. Its
+    /// SIP-side RTP socket is bound on the media bind address, on a port the OS picks.
+    pub async fn bridge(&self, id: PeerId, offer: String, events: EventSender) -> Result<BridgeAnswer, MediaError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Bridge { id, offer, events, reply }).await?;
+        rx.await.map_err(|_| MediaError::Stopped)?
+    }
+
+    /// Gives a bridge the SIP side's SDP (address, port, codec check).
+    pub async fn bridge_remote(&self, id: PeerId, sdp: String) -> Result<(), MediaError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::BridgeRemote { id, sdp, reply }).await?;
+        rx.await.map_err(|_| MediaError::Stopped)?
+    }
+
+    /// Sends DTMF keys to a bridge's SIP side as RFC 4733 events.
+    pub async fn send_dtmf(&self, id: PeerId, keys: String) -> Result<(), MediaError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Dtmf { id, keys, reply }).await?;
+        rx.await.map_err(|_| MediaError::Stopped)?
+    }
+
     /// Closes a peer (no event follows).
     pub fn close(&self, id: PeerId) {
         if self.tx.try_send(Command::Close { id }).is_err() {
@@ -165,8 +204,25 @@ impl MediaEndpoint {
     }
 }
 
-async fn run(socket: UdpSocket, mut core: MediaCore, mut rx: mpsc::Receiver<Command>, counters: Arc<SharedCounters>) {
+/// A bridge's SIP-side RTP socket and the task reading it.
+struct RtpSocket {
+    socket: Arc<UdpSocket>,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+/// A datagram read from a bridge's RTP socket.
+type RtpIn = (PeerId, SocketAddr, Vec<u8>);
+
+async fn run(
+    socket: UdpSocket,
+    mut core: MediaCore,
+    mut rx: mpsc::Receiver<Command>,
+    counters: Arc<SharedCounters>,
+    rtp_ip: std::net::IpAddr,
+) {
     let mut sinks: HashMap<PeerId, EventSender> = HashMap::new();
+    let mut rtp: HashMap<PeerId, RtpSocket> = HashMap::new();
+    let (rtp_tx, mut rtp_rx) = mpsc::channel::<RtpIn>(COMMAND_QUEUE);
     let mut buf = vec![0u8; 2048];
     loop {
         let wake = core.poll_timeout().unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
@@ -185,16 +241,24 @@ async fn run(socket: UdpSocket, mut core: MediaCore, mut rx: mpsc::Receiver<Comm
                 // ICMP port unreachable from a browser that went away surfaces here on Linux.
                 Err(e) => tracing::debug!(error = %e, "UDP receive error"),
             },
+            Some((id, src, data)) = rtp_rx.recv() => core.handle_rtp(id, Instant::now(), src, &data),
             cmd = rx.recv() => match cmd {
-                Some(cmd) => handle_command(&mut core, &mut sinks, cmd),
+                Some(cmd) => handle_command(&mut core, &mut sinks, &mut rtp, &rtp_tx, rtp_ip, cmd),
                 None => break,
             },
             _ = tokio::time::sleep_until(wake.into()) => core.handle_timeout(Instant::now()),
         }
         while let Some(t) = core.poll_transmit() {
-            if let Err(e) = socket.try_send_to(&t.contents, t.destination) {
+            let out = match t.via {
+                Via::Shared => &socket,
+                Via::Rtp(id) => match rtp.get(&id) {
+                    Some(r) => &*r.socket,
+                    None => continue,
+                },
+            };
+            if let Err(e) = out.try_send_to(&t.contents, t.destination) {
                 if e.kind() == io::ErrorKind::WouldBlock {
-                    let _ = socket.send_to(&t.contents, t.destination).await;
+                    let _ = out.send_to(&t.contents, t.destination).await;
                 } else {
                     tracing::debug!(error = %e, to = %t.destination, "UDP send error");
                 }
@@ -207,16 +271,70 @@ async fn run(socket: UdpSocket, mut core: MediaCore, mut rx: mpsc::Receiver<Comm
             }
             if terminal {
                 sinks.remove(&id);
+                if let Some(r) = rtp.remove(&id) {
+                    r.reader.abort();
+                }
             }
         }
         counters.publish(core.counters());
     }
+    for (_, r) in rtp {
+        r.reader.abort();
+    }
     tracing::info!("media endpoint stopped");
 }
 
-fn handle_command(core: &mut MediaCore, sinks: &mut HashMap<PeerId, EventSender>, cmd: Command) {
+/// Binds a bridge's RTP socket and starts its reader.
+fn bind_rtp(id: PeerId, ip: std::net::IpAddr, tx: &mpsc::Sender<RtpIn>) -> io::Result<RtpSocket> {
+    let std_socket = std::net::UdpSocket::bind((ip, 0))?;
+    std_socket.set_nonblocking(true)?;
+    let socket = Arc::new(UdpSocket::from_std(std_socket)?);
+    let (reader_socket, tx) = (socket.clone(), tx.clone());
+    let reader = tokio::spawn(async move {
+        let mut buf = vec![0u8; 2048];
+        while let Ok((n, src)) = reader_socket.recv_from(&mut buf).await {
+            // Audio is 50 packets/s per call: a full queue means the media task is overloaded,
+            // and dropping is what UDP would do.
+            let _ = tx.try_send((id, src, buf[..n].to_vec()));
+        }
+    });
+    Ok(RtpSocket { socket, reader })
+}
+
+fn handle_command(
+    core: &mut MediaCore,
+    sinks: &mut HashMap<PeerId, EventSender>,
+    rtp: &mut HashMap<PeerId, RtpSocket>,
+    rtp_tx: &mpsc::Sender<RtpIn>,
+    rtp_ip: std::net::IpAddr,
+    cmd: Command,
+) {
     let now = Instant::now();
     match cmd {
+        Command::Bridge { id, offer, events, reply } => {
+            let r = match bind_rtp(id, rtp_ip, rtp_tx) {
+                Ok(sock) => {
+                    let port = sock.socket.local_addr().map(|a| a.port()).unwrap_or(0);
+                    let sip_local = SocketAddr::new(core.local_addr().ip(), port);
+                    let r = core.add_bridge(id, &offer, sip_local, now);
+                    if r.is_ok() {
+                        sinks.insert(id, events);
+                        rtp.insert(id, sock);
+                    } else {
+                        sock.reader.abort();
+                    }
+                    r
+                }
+                Err(e) => Err(MediaError::Negotiation(format!("cannot bind an RTP port: {e}"))),
+            };
+            let _ = reply.send(r);
+        }
+        Command::BridgeRemote { id, sdp, reply } => {
+            let _ = reply.send(core.set_bridge_remote(id, &sdp));
+        }
+        Command::Dtmf { id, keys, reply } => {
+            let _ = reply.send(core.send_dtmf(id, &keys, now));
+        }
         Command::Publish { id, offer, events, reply } => {
             let r = core.add_publisher(id, &offer, now);
             if r.is_ok() {
@@ -234,6 +352,9 @@ fn handle_command(core: &mut MediaCore, sinks: &mut HashMap<PeerId, EventSender>
         Command::Close { id } => {
             core.remove(id);
             sinks.remove(&id);
+            if let Some(r) = rtp.remove(&id) {
+                r.reader.abort();
+            }
         }
         Command::RequestKeyframe { id } => core.request_keyframe(id, now),
         Command::Stats { id, reply } => {

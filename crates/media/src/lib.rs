@@ -28,9 +28,11 @@
 //!
 //! [str0m]: https://github.com/algesten/str0m
 
+pub mod bridge;
 pub mod config;
 pub mod core;
 pub mod endpoint;
+pub mod rtp;
 pub mod sdp;
 pub mod stun;
 
@@ -85,6 +87,11 @@ pub enum MediaError {
     SourceNotFound,
     #[error("peer {0:?} exists already")]
     DuplicatePeer(PeerId),
+    #[error("peer {0:?} does not exist (or is not a bridge)")]
+    NotFound(PeerId),
+    /// A call leg needs the same G.711 codec on both sides; callgate does not transcode.
+    #[error("transcoding required, but disabled")]
+    TranscodingRequired,
     #[error("the media endpoint is not running")]
     Stopped,
 }

@@ -334,3 +334,19 @@ fn a_player_that_connects_makes_the_publisher_send_a_keyframe() {
     sim.run(Duration::from_millis(300));
     assert_eq!(sim.browsers[publisher].keyframe_requests, 1, "one PLI when the player connected");
 }
+
+#[test]
+fn chromiums_offer_as_a_call_leg_gets_g711_only_and_a_plain_rtp_sdp() {
+    let mut c = core();
+    let sip_local: SocketAddr = "10.0.0.1:40002".parse().unwrap();
+    let b = c.add_bridge(PeerId(1), CHROMIUM_PUBLISH, sip_local, Instant::now()).unwrap();
+    assert_eq!(b.codec, callgate_media::bridge::G711::Pcmu);
+    let audio = b.webrtc_answer.split("m=video").next().unwrap();
+    assert!(audio.contains("m=audio 9 UDP/TLS/RTP/SAVPF 0\r\n"), "PCMU only, no Opus:\n{audio}");
+    assert!(b.webrtc_answer.contains("m=video 0 "), "video is refused on a call leg:\n{}", b.webrtc_answer);
+    assert!(
+        b.sip_sdp.contains("c=IN IP4 10.0.0.1\r\n") && b.sip_sdp.contains("m=audio 40002 RTP/AVP 0 101\r\n"),
+        "{}",
+        b.sip_sdp
+    );
+}

@@ -1,0 +1,425 @@
+//! The SIP side of a call bridge: plain RTP/AVP with G.711 (the codec the browser negotiated,
+//! so audio is forwarded without transcoding) and RFC 4733 telephone events. Pure: packets and
+//! `now` in, packets out.
+//!
+//! ```text
+//! browser ══SRTP (str0m)══ bridge peer ══plain RTP══ SIP peer
+//!                 frames (G.711)  <-> payloads (same codec, own SSRC/seq/ts on the SIP side)
+//!                                  ->  DTMF as RFC 4733 events (from the client's sendDtmf)
+//! ```
+
+use std::collections::VecDeque;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use crate::rtp::{self, RtpHeader};
+
+/// The G.711 variant both legs use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum G711 {
+    Pcmu,
+    Pcma,
+}
+
+impl G711 {
+    /// The static payload type (RFC 3551).
+    pub fn pt(self) -> u8 {
+        match self {
+            G711::Pcmu => 0,
+            G711::Pcma => 8,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            G711::Pcmu => "PCMU",
+            G711::Pcma => "PCMA",
+        }
+    }
+}
+
+/// The G.711 codec the browser's offer prefers (the first of PCMU/PCMA in its audio m-line).
+pub fn choose_g711(offer: &str) -> Option<G711> {
+    let pts: Vec<&str> = offer
+        .lines()
+        .map(str::trim_end)
+        .find_map(|l| l.strip_prefix("m=audio "))
+        .map(|m| m.split_whitespace().skip(2).collect())
+        .unwrap_or_default();
+    let name_of = |pt: &str| {
+        offer.lines().map(str::trim_end).find_map(|l| {
+            let rest = l.strip_prefix("a=rtpmap:")?;
+            let (p, codec) = rest.split_once(' ')?;
+            (p == pt).then(|| codec.split('/').next().unwrap_or("").to_ascii_uppercase())
+        })
+    };
+    pts.iter().find_map(|pt| match name_of(pt).as_deref() {
+        Some("PCMU") => Some(G711::Pcmu),
+        Some("PCMA") => Some(G711::Pcma),
+        // Static payload types may come without an rtpmap line.
+        None if *pt == "0" => Some(G711::Pcmu),
+        None if *pt == "8" => Some(G711::Pcma),
+        _ => None,
+    })
+}
+
+/// Why a SIP-side SDP was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BridgeError {
+    #[error("the SIP SDP has no usable audio m-line or address")]
+    NoAudio,
+    #[error("the SIP side does not accept {0}: transcoding required, but disabled")]
+    CodecMismatch(&'static str),
+    #[error("not a DTMF key: {0:?}")]
+    BadDtmf(char),
+}
+
+/// Payload type callgate offers for telephone-event.
+pub const TELEPHONE_EVENT_PT: u8 = 101;
+/// One RFC 4733 event packet per 20 ms (RFC 4733 §2.5.1.2), 160 units at 8 kHz.
+const EVENT_STEP: Duration = Duration::from_millis(20);
+const EVENT_UNITS: u16 = 160;
+/// Tone length and the gap before the next tone.
+const TONE: Duration = Duration::from_millis(120);
+const GAP: Duration = Duration::from_millis(60);
+/// End packets are sent three times (RFC 4733 §2.5.1.4).
+const END_REPEATS: u8 = 3;
+
+#[derive(Debug, Clone, Copy)]
+struct Tone {
+    event: u8,
+    ts: u32,
+    started: Instant,
+    sent: u32,
+    ends_sent: u8,
+    next: Instant,
+}
+
+/// The SIP leg of one bridge.
+#[derive(Debug)]
+pub struct SipLeg {
+    codec: G711,
+    /// Our RTP address (in the SDP; the bridge's own socket).
+    pub local: SocketAddr,
+    /// Where to send: from the SIP answer, else latched from the first packet (symmetric RTP).
+    pub remote: Option<SocketAddr>,
+    remote_te_pt: Option<u8>,
+    ssrc: u32,
+    seq: u16,
+    ts_offset: u32,
+    created: Instant,
+    last_ts: Option<(u32, Instant)>,
+    keys: VecDeque<u8>,
+    tone: Option<Tone>,
+    idle_until: Option<Instant>,
+    /// SIP -> browser: the last RTP timestamp and how many times it wrapped.
+    rx_ts: Option<(u32, u64)>,
+    pub packets_in: u64,
+    pub packets_out: u64,
+}
+
+impl SipLeg {
+    pub fn new(codec: G711, local: SocketAddr, now: Instant, seed: u64) -> SipLeg {
+        // No cryptographic need: SSRC and offsets only have to differ between streams.
+        let mix = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (now.elapsed().as_nanos() as u64);
+        SipLeg {
+            codec,
+            local,
+            remote: None,
+            remote_te_pt: Some(TELEPHONE_EVENT_PT),
+            ssrc: (mix >> 32) as u32 | 1,
+            seq: mix as u16,
+            ts_offset: (mix >> 16) as u32,
+            created: now,
+            last_ts: None,
+            keys: VecDeque::new(),
+            tone: None,
+            idle_until: None,
+            rx_ts: None,
+            packets_in: 0,
+            packets_out: 0,
+        }
+    }
+
+    pub fn codec(&self) -> G711 {
+        self.codec
+    }
+
+    /// The SDP for the SIP side (offer or answer): RTP/AVP, the browser's G.711 only (so no
+    /// transcoding is ever needed) and telephone-event, at `ip` and the leg's port.
+    pub fn sdp(&self, ip: IpAddr, session_id: u64) -> String {
+        let (pt, name) = (self.codec.pt(), self.codec.name());
+        let fam = if ip.is_ipv4() { "IP4" } else { "IP6" };
+        let port = self.local.port();
+        format!(
+            "v=0\r\no=callgate {session_id} 1 IN {fam} {ip}\r\ns=callgate\r\nc=IN {fam} {ip}\r\nt=0 0\r\n\
+             m=audio {port} RTP/AVP {pt} {TELEPHONE_EVENT_PT}\r\na=rtpmap:{pt} {name}/8000\r\n\
+             a=rtpmap:{TELEPHONE_EVENT_PT} telephone-event/8000\r\na=fmtp:{TELEPHONE_EVENT_PT} 0-15\r\n\
+             a=ptime:20\r\na=sendrecv\r\n"
+        )
+    }
+
+    /// Applies the SIP side's SDP (its answer, or its offer): address, port, and that it takes
+    /// our codec; its telephone-event payload type if any.
+    pub fn apply_remote_sdp(&mut self, sdp: &str) -> Result<(), BridgeError> {
+        let mut conn: Option<IpAddr> = None;
+        let mut media_conn: Option<IpAddr> = None;
+        let mut port: Option<u16> = None;
+        let mut pts: Vec<u8> = Vec::new();
+        let mut in_audio = false;
+        let mut te: Option<u8> = None;
+        let mut names: Vec<(u8, String)> = Vec::new();
+        for line in sdp.lines().map(str::trim_end) {
+            if let Some(c) = line.strip_prefix("c=IN ") {
+                let ip = c.split_whitespace().nth(1).and_then(|a| a.parse().ok());
+                if port.is_some() && in_audio {
+                    media_conn = ip;
+                } else if port.is_none() {
+                    conn = ip;
+                }
+            } else if let Some(m) = line.strip_prefix("m=") {
+                in_audio = m.starts_with("audio ") && port.is_none();
+                if in_audio {
+                    let mut f = m.split_whitespace().skip(1);
+                    port = f.next().and_then(|p| p.parse().ok());
+                    pts = f.skip(1).filter_map(|p| p.parse().ok()).collect();
+                }
+            } else if let Some(r) = line.strip_prefix("a=rtpmap:") {
+                if in_audio {
+                    if let Some((pt, name)) = r.split_once(' ') {
+                        if let Ok(pt) = pt.parse::<u8>() {
+                            names.push((pt, name.split('/').next().unwrap_or("").to_ascii_uppercase()));
+                        }
+                    }
+                }
+            }
+        }
+        let (Some(ip), Some(port)) = (media_conn.or(conn), port.filter(|p| *p != 0)) else {
+            return Err(BridgeError::NoAudio);
+        };
+        let ours = self.codec.pt();
+        let named = |pt: u8| names.iter().find(|(p, _)| *p == pt).map(|(_, n)| n.as_str());
+        let takes_codec = pts.iter().any(|&pt| pt == ours && named(pt).is_none_or(|n| n == self.codec.name()));
+        if !takes_codec {
+            return Err(BridgeError::CodecMismatch(self.codec.name()));
+        }
+        for &pt in &pts {
+            if named(pt) == Some("TELEPHONE-EVENT") {
+                te = Some(pt);
+            }
+        }
+        self.remote_te_pt = te;
+        self.remote = Some(SocketAddr::new(ip, port));
+        Ok(())
+    }
+
+    fn next_header(&mut self, pt: u8, marker: bool, ts: u32) -> RtpHeader {
+        self.seq = self.seq.wrapping_add(1);
+        RtpHeader { marker, pt, seq: self.seq, ts, ssrc: self.ssrc }
+    }
+
+    /// The SIP-side timestamp for `now` on the audio timeline.
+    fn ts_at(&self, now: Instant) -> u32 {
+        match self.last_ts {
+            Some((ts, at)) => ts.wrapping_add((now.saturating_duration_since(at).as_micros() / 125) as u32),
+            None => self.ts_offset.wrapping_add((now.saturating_duration_since(self.created).as_micros() / 125) as u32),
+        }
+    }
+
+    /// A browser audio frame (G.711 payload, `ts8k` = its RTP time at 8 kHz) as a SIP packet,
+    /// or `None` while the SIP address is unknown. Audio pauses while a DTMF tone is sent.
+    pub fn from_browser(&mut self, ts8k: u64, payload: &[u8], now: Instant) -> Option<(SocketAddr, Vec<u8>)> {
+        let to = self.remote?;
+        let ts = self.ts_offset.wrapping_add(ts8k as u32);
+        self.last_ts = Some((ts, now));
+        if self.tone.is_some() {
+            return None;
+        }
+        let h = self.next_header(self.codec.pt(), false, ts);
+        self.packets_out += 1;
+        Some((to, rtp::write(&h, payload)))
+    }
+
+    /// A datagram from the SIP side: its G.711 payload and 8 kHz time (extended past wraps) for
+    /// the browser. Latches the SIP address when none is known yet.
+    pub fn from_sip<'a>(&mut self, src: SocketAddr, buf: &'a [u8]) -> Option<(u64, &'a [u8])> {
+        let (h, payload) = rtp::parse(buf)?;
+        if self.remote.is_none() {
+            self.remote = Some(src);
+        }
+        if h.pt != self.codec.pt() || payload.is_empty() {
+            return None; // telephone-event, comfort noise, other codecs: not forwarded
+        }
+        self.packets_in += 1;
+        let (last, wraps) = self.rx_ts.unwrap_or((h.ts, 0));
+        let wraps = if h.ts < last && last - h.ts > u32::MAX / 2 { wraps + 1 } else { wraps };
+        self.rx_ts = Some((h.ts, wraps));
+        Some(((wraps << 32) | u64::from(h.ts), payload))
+    }
+
+    /// Queues DTMF keys (RFC 4733 events to the SIP side).
+    pub fn queue_dtmf(&mut self, keys: &str) -> Result<(), BridgeError> {
+        let events: Vec<u8> =
+            keys.chars().map(|c| rtp::dtmf_event(c).ok_or(BridgeError::BadDtmf(c))).collect::<Result<_, _>>()?;
+        self.keys.extend(events);
+        Ok(())
+    }
+
+    /// When [`SipLeg::poll_dtmf`] has something to send.
+    pub fn next_dtmf_at(&self) -> Option<Instant> {
+        if self.remote.is_none() || self.remote_te_pt.is_none() {
+            return None;
+        }
+        match (&self.tone, self.keys.is_empty()) {
+            (Some(t), _) => Some(t.next),
+            (None, false) => Some(self.idle_until.unwrap_or(self.created)),
+            (None, true) => None,
+        }
+    }
+
+    /// The next due telephone-event packet, if any.
+    pub fn poll_dtmf(&mut self, now: Instant) -> Option<(SocketAddr, Vec<u8>)> {
+        let (to, pt) = (self.remote?, self.remote_te_pt?);
+        if self.tone.is_none() {
+            if self.idle_until.is_some_and(|t| now < t) {
+                return None;
+            }
+            let event = self.keys.pop_front()?;
+            let ts = self.ts_at(now);
+            self.tone = Some(Tone { event, ts, started: now, sent: 0, ends_sent: 0, next: now });
+        }
+        let mut t = self.tone?;
+        if now < t.next {
+            return None;
+        }
+        let elapsed_units = (t.sent + 1) * u32::from(EVENT_UNITS);
+        let ending = now.saturating_duration_since(t.started) + EVENT_STEP >= TONE;
+        let duration = elapsed_units.min(u32::from(u16::MAX)) as u16;
+        let payload = rtp::telephone_event(t.event, ending, 10, duration);
+        let h = self.next_header(pt, t.sent == 0, t.ts);
+        t.next = now + EVENT_STEP;
+        if ending {
+            t.ends_sent += 1;
+        } else {
+            t.sent += 1;
+        }
+        if t.ends_sent >= END_REPEATS {
+            self.tone = None;
+            self.idle_until = Some(now + GAP);
+        } else {
+            self.tone = Some(t);
+        }
+        self.packets_out += 1;
+        Some((to, rtp::write(&h, &payload)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CHROMIUM_CALL_OFFER: &str = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111 63 9 0 8 13 110 126\r\n\
+        a=rtpmap:111 opus/48000/2\r\na=rtpmap:9 G722/8000\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n";
+
+    fn leg() -> SipLeg {
+        SipLeg::new(G711::Pcmu, "10.0.0.1:40000".parse().unwrap(), Instant::now(), 7)
+    }
+
+    #[test]
+    fn the_browsers_first_g711_is_chosen() {
+        assert_eq!(choose_g711(CHROMIUM_CALL_OFFER), Some(G711::Pcmu));
+        assert_eq!(choose_g711("m=audio 9 X 8 0\r\n"), Some(G711::Pcma), "static PTs without rtpmap");
+        assert_eq!(choose_g711("m=audio 9 X 111\r\na=rtpmap:111 opus/48000/2\r\n"), None);
+        assert_eq!(choose_g711("m=video 9 X 0\r\n"), None);
+    }
+
+    #[test]
+    fn sip_sdp_offers_only_the_browsers_codec_and_telephone_event() {
+        let sdp = leg().sdp("10.0.0.1".parse().unwrap(), 42);
+        assert!(sdp.contains("c=IN IP4 10.0.0.1\r\n"));
+        assert!(sdp.contains("m=audio 40000 RTP/AVP 0 101\r\n"), "{sdp}");
+        assert!(sdp.contains("a=rtpmap:0 PCMU/8000\r\n"));
+        assert!(sdp.contains("a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\n"));
+        assert!(!sdp.contains("PCMA"));
+    }
+
+    #[test]
+    fn remote_sdp_sets_the_address_or_refuses_transcoding() {
+        let mut l = leg();
+        let answer = "v=0\r\nc=IN IP4 192.0.2.5\r\nm=audio 6000 RTP/AVP 0 96\r\na=rtpmap:96 telephone-event/8000\r\n";
+        l.apply_remote_sdp(answer).unwrap();
+        assert_eq!(l.remote, Some("192.0.2.5:6000".parse().unwrap()));
+        assert_eq!(l.remote_te_pt, Some(96));
+        let pcma_only = "v=0\r\nc=IN IP4 192.0.2.5\r\nm=audio 6000 RTP/AVP 8\r\n";
+        assert_eq!(leg().apply_remote_sdp(pcma_only), Err(BridgeError::CodecMismatch("PCMU")));
+        assert_eq!(leg().apply_remote_sdp("v=0\r\nm=audio 0 RTP/AVP 0\r\n"), Err(BridgeError::NoAudio));
+        // A media-level c= wins over the session-level one.
+        let mut l = leg();
+        l.apply_remote_sdp("v=0\r\nc=IN IP4 192.0.2.5\r\nm=audio 7000 RTP/AVP 0\r\nc=IN IP4 198.51.100.1\r\n").unwrap();
+        assert_eq!(l.remote, Some("198.51.100.1:7000".parse().unwrap()));
+        assert_eq!(l.remote_te_pt, None, "no telephone-event offered: no DTMF events sent");
+    }
+
+    #[test]
+    fn audio_both_ways_keeps_payloads_and_rewrites_headers() {
+        let mut l = leg();
+        let now = Instant::now();
+        assert!(l.from_browser(160, &[0xff; 160], now).is_none(), "no SIP address yet");
+        // Symmetric RTP: the first SIP packet teaches the address.
+        let sip = rtp::write(&RtpHeader { marker: false, pt: 0, seq: 5, ts: 1000, ssrc: 99 }, &[0x7f; 160]);
+        let (ts, payload) = l.from_sip("192.0.2.9:5004".parse().unwrap(), &sip).unwrap();
+        assert_eq!((ts, payload.len()), (1000, 160));
+        let (to, p1) = l.from_browser(160, &[0xff; 160], now).unwrap();
+        let (_, p2) = l.from_browser(320, &[0xfe; 160], now + Duration::from_millis(20)).unwrap();
+        assert_eq!(to, "192.0.2.9:5004".parse().unwrap());
+        let (h1, b1) = rtp::parse(&p1).unwrap();
+        let (h2, b2) = rtp::parse(&p2).unwrap();
+        assert_eq!((h1.pt, h1.ssrc), (0, h2.ssrc));
+        assert_eq!(h2.seq, h1.seq.wrapping_add(1));
+        assert_eq!(h2.ts.wrapping_sub(h1.ts), 160);
+        assert_eq!((b1, b2), (&[0xff; 160][..], &[0xfe; 160][..]));
+        // Other payload types from SIP are not forwarded; the timestamp is extended past wraps.
+        let te = rtp::write(&RtpHeader { marker: false, pt: 101, seq: 6, ts: 1000, ssrc: 99 }, &[1, 2, 3, 4]);
+        assert!(l.from_sip("192.0.2.9:5004".parse().unwrap(), &te).is_none());
+        let near_wrap = rtp::write(&RtpHeader { marker: false, pt: 0, seq: 7, ts: u32::MAX - 10, ssrc: 99 }, &[1]);
+        let wrapped = rtp::write(&RtpHeader { marker: false, pt: 0, seq: 8, ts: 150, ssrc: 99 }, &[1]);
+        let src = "192.0.2.9:5004".parse().unwrap();
+        let a = l.from_sip(src, &near_wrap).unwrap().0;
+        let b = l.from_sip(src, &wrapped).unwrap().0;
+        assert_eq!(b - a, 161);
+    }
+
+    #[test]
+    fn dtmf_is_sent_as_rfc4733_events_with_three_end_packets() {
+        let mut l = leg();
+        l.apply_remote_sdp(
+            "v=0\r\nc=IN IP4 192.0.2.5\r\nm=audio 6000 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n",
+        )
+        .unwrap();
+        assert_eq!(l.queue_dtmf("5x"), Err(BridgeError::BadDtmf('x')));
+        l.queue_dtmf("1#").unwrap();
+        let mut now = Instant::now();
+        let mut packets = Vec::new();
+        for _ in 0..100 {
+            while let Some((_, p)) = l.poll_dtmf(now) {
+                packets.push(p);
+            }
+            now += Duration::from_millis(5);
+        }
+        let parsed: Vec<(RtpHeader, Vec<u8>)> =
+            packets.iter().map(|p| rtp::parse(p).map(|(h, b)| (h, b.to_vec())).unwrap()).collect();
+        for digit in [1u8, 11] {
+            let tone: Vec<&(RtpHeader, Vec<u8>)> = parsed.iter().filter(|(_, b)| b[0] == digit).collect();
+            assert!(tone.len() >= 5, "digit {digit}: {} packets", tone.len());
+            assert!(tone[0].0.marker && tone[1..].iter().all(|(h, _)| !h.marker), "marker on the first packet only");
+            assert!(tone.iter().all(|(h, _)| h.pt == 101 && h.ts == tone[0].0.ts), "one timestamp per event");
+            let ends: Vec<_> = tone.iter().filter(|(_, b)| b[1] & 0x80 != 0).collect();
+            assert_eq!(ends.len(), 3, "three end packets");
+            let durations: Vec<u16> = tone.iter().map(|(_, b)| u16::from_be_bytes([b[2], b[3]])).collect();
+            assert!(durations.windows(2).all(|w| w[1] >= w[0]), "{durations:?}");
+        }
+        let seqs: Vec<u16> = parsed.iter().map(|(h, _)| h.seq).collect();
+        assert!(seqs.windows(2).all(|w| w[1] == w[0].wrapping_add(1)));
+        assert!(l.next_dtmf_at().is_none());
+    }
+}
