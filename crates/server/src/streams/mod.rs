@@ -176,9 +176,12 @@ fn media_error_info(e: &MediaError) -> &'static str {
     match e {
         MediaError::NoCommonCodecs => info::NO_COMMON_CODECS,
         MediaError::SourceNotFound => proto_info::STREAM_NOT_FOUND,
-        MediaError::BadOffer(_) | MediaError::Negotiation(_) | MediaError::DuplicatePeer(_) | MediaError::Stopped => {
-            info::FAILED_BY_ERROR
-        }
+        MediaError::BadOffer(_)
+        | MediaError::Negotiation(_)
+        | MediaError::DuplicatePeer(_)
+        | MediaError::NotFound(_)
+        | MediaError::TranscodingRequired
+        | MediaError::Stopped => info::FAILED_BY_ERROR,
     }
 }
 
