@@ -117,6 +117,8 @@ pub(super) struct Call {
     /// After our CANCEL, the INVITE must end within 64*T1 (§9.1).
     cancel_deadline: Option<Instant>,
     bye_wanted: bool,
+    /// The last SDP we sent in this call (offer or answer), for `o=` versions.
+    last_sdp: Option<Bytes>,
 }
 
 impl Call {
@@ -149,7 +151,24 @@ impl Call {
             refer_in_cseq: None,
             cancel_deadline: None,
             bye_wanted: false,
+            last_sdp: None,
         }
+    }
+
+    /// Makes `body` the next SDP we send in this call: a changed description gets an `o=`
+    /// version above the last one we sent (RFC 3264 §8: the media bridge may hand the same
+    /// base SDP each time); an unchanged one keeps it.
+    pub fn stamp_sdp(&mut self, body: Bytes) -> Bytes {
+        if self.last_sdp.as_ref() == Some(&body) {
+            return body;
+        }
+        let last = self.last_sdp.as_deref().and_then(sdp::origin_version);
+        let out = match (last, sdp::origin_version(&body)) {
+            (Some(l), Some(v)) if v <= l => sdp::with_origin_version(&body, l + 1),
+            _ => body,
+        };
+        self.last_sdp = Some(out.clone());
+        out
     }
 
     pub fn new_incoming(call_id: String, local_tag: String, transport: Transport, peer: SocketAddr) -> Call {
@@ -264,6 +283,7 @@ impl UserAgent {
             body: Some(("application/sdp".to_owned(), sdp)),
             transport: account.transport,
         };
+        let offer = spec.body.as_ref().map(|(_, b)| b.clone());
         let mut call = Call::new(
             Role::Uac,
             State::Calling,
@@ -273,6 +293,7 @@ impl UserAgent {
             account.next_hop,
         );
         call.account = Some(account.clone());
+        call.last_sdp = offer;
         call.contact = contact;
         let creds = call.creds();
         self.calls.insert(id, call);
@@ -389,6 +410,7 @@ impl UserAgent {
         if call.reinvite_out.is_some() || call.server_key.is_some() || call.retx.is_some() {
             return Err(UaError::InvalidState { what: "re-INVITE", why: "another offer is in progress" });
         }
+        let sdp = call.stamp_sdp(sdp);
         let headers = vec![("Allow".to_owned(), super::ALLOW.to_owned())];
         let key = self.send_in_dialog(
             now,

@@ -413,10 +413,11 @@ impl UserAgent {
         if !(101..200).contains(&status) {
             return Err(UaError::InvalidArgument { what: "status", why: format!("{status} is not 101-199") });
         }
-        let call = self.calls.get(&id).ok_or(UaError::UnknownCall(id))?;
+        let call = self.calls.get_mut(&id).ok_or(UaError::UnknownCall(id))?;
         let (Some(key), State::Incoming) = (call.server_key.clone(), call.state) else {
             return Err(UaError::InvalidState { what: "provisional response", why: "the call is not ringing" });
         };
+        let sdp = sdp.map(|s| call.stamp_sdp(s));
         let (tag, contact) = (call.local_tag.clone(), call.contact.clone());
         let req = call.invite.clone().ok_or(UaError::UnknownCall(id))?;
         self.reply_with(now, &key, status, None, Some(&tag), |b| {
@@ -440,6 +441,7 @@ impl UserAgent {
         };
         let initial = call.state == State::Incoming;
         let (tag, contact) = (call.local_tag.clone(), call.contact.clone());
+        let sdp = call.stamp_sdp(sdp);
         let req = self
             .servers
             .get(&key)

@@ -74,9 +74,9 @@ pub fn direction(sdp: &[u8]) -> Direction {
     }
 }
 
-/// The SDP with every direction attribute replaced by `dir` (one in each media section,
-/// none at session level) and the `o=` session version incremented, as a new offer in an
-/// existing session must (RFC 3264 §8).
+/// The SDP with every direction attribute replaced by `dir`: one in each media section,
+/// none at session level. The `o=` line is kept; the user agent raises its version when it
+/// sends the result as a new offer (RFC 3264 §8).
 pub fn with_direction(sdp: &[u8], dir: Direction) -> Bytes {
     let text = String::from_utf8_lossy(sdp);
     let eol = if text.contains("\r\n") { "\r\n" } else { "\n" };
@@ -103,12 +103,7 @@ pub fn with_direction(sdp: &[u8], dir: Direction) -> Bytes {
             }
             continue;
         }
-        if let Some(rest) = line.strip_prefix("o=") {
-            out.push_str("o=");
-            out.push_str(&bump_version(rest));
-        } else {
-            out.push_str(line);
-        }
+        out.push_str(line);
         out.push_str(eol);
     }
     if in_media && !wrote_dir {
@@ -118,17 +113,35 @@ pub fn with_direction(sdp: &[u8], dir: Direction) -> Bytes {
     Bytes::from(out)
 }
 
-/// `username sess-id sess-version nettype addrtype address` with the version plus one.
-fn bump_version(origin: &str) -> String {
-    let mut parts: Vec<&str> = origin.split(' ').collect();
-    if parts.len() == 6 {
-        if let Ok(v) = parts[2].parse::<u64>() {
-            let bumped = v.wrapping_add(1).to_string();
-            parts[2] = &bumped;
-            return parts.join(" ");
+/// The session version of the `o=` line (`o=user sess-id sess-version ...`).
+pub fn origin_version(sdp: &[u8]) -> Option<u64> {
+    let text = std::str::from_utf8(sdp).ok()?;
+    let origin = text.lines().find_map(|l| l.strip_prefix("o="))?;
+    origin.split(' ').nth(2)?.parse().ok()
+}
+
+/// The SDP with its `o=` session version set to `version` (unchanged if it has no valid `o=`).
+pub fn with_origin_version(sdp: &[u8], version: u64) -> Bytes {
+    let text = String::from_utf8_lossy(sdp);
+    let mut out = String::with_capacity(text.len() + 4);
+    let mut done = false;
+    for line in text.split_inclusive('\n') {
+        if let (false, Some(rest)) = (done, line.strip_prefix("o=")) {
+            let body = rest.trim_end_matches(['\r', '\n']);
+            let mut parts: Vec<&str> = body.split(' ').collect();
+            if parts.len() == 6 && parts[2].parse::<u64>().is_ok() {
+                let v = version.to_string();
+                parts[2] = &v;
+                out.push_str("o=");
+                out.push_str(&parts.join(" "));
+                out.push_str(&rest[body.len()..]);
+                done = true;
+                continue;
+            }
         }
+        out.push_str(line);
     }
-    origin.to_owned()
+    Bytes::from(out)
 }
 
 #[cfg(test)]
@@ -151,14 +164,24 @@ mod tests {
     fn rewrite_for_hold_and_back() {
         let held = with_direction(OFFER.as_bytes(), Direction::SendOnly);
         let text = std::str::from_utf8(&held).unwrap();
-        assert!(text.contains("o=sipp 42 2 IN IP4"), "{text}");
+        assert!(text.contains("o=sipp 42 1 IN IP4"), "{text}");
         assert!(text.contains("a=sendonly\r\n") && !text.contains("sendrecv"), "{text}");
         assert_eq!(direction(&held), Direction::SendOnly);
         let back = with_direction(&held, Direction::SendRecv);
         assert_eq!(direction(&back), Direction::SendRecv);
-        assert!(std::str::from_utf8(&back).unwrap().contains("o=sipp 42 3 IN IP4"));
         // No direction at all: one is added to each media section.
         let two = with_direction(b"v=0\nm=audio 1 RTP/AVP 0\nm=video 2 RTP/AVP 96\n", Direction::Inactive);
         assert_eq!(std::str::from_utf8(&two).unwrap().matches("a=inactive").count(), 2);
+    }
+
+    #[test]
+    fn origin_versions() {
+        assert_eq!(origin_version(OFFER.as_bytes()), Some(1));
+        let v7 = with_origin_version(OFFER.as_bytes(), 7);
+        assert_eq!(origin_version(&v7), Some(7));
+        assert_eq!(v7.len(), OFFER.len());
+        assert!(std::str::from_utf8(&v7).unwrap().contains("o=sipp 42 7 IN IP4 127.0.0.1\r\ns=-"));
+        assert_eq!(origin_version(b"v=0\r\n"), None);
+        assert_eq!(&with_origin_version(b"v=0\r\no=bad\r\n", 3)[..], b"v=0\r\no=bad\r\n");
     }
 }
