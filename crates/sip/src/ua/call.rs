@@ -118,7 +118,9 @@ pub(super) struct Call {
     cancel_deadline: Option<Instant>,
     bye_wanted: bool,
     /// The last SDP we sent in this call (offer or answer), for `o=` versions.
-    last_sdp: Option<Bytes>,
+    pub last_sdp: Option<Bytes>,
+    /// The last SDP the peer sent, to tell a session refresh from a new offer.
+    pub remote_sdp: Option<Bytes>,
 }
 
 impl Call {
@@ -152,6 +154,7 @@ impl Call {
             cancel_deadline: None,
             bye_wanted: false,
             last_sdp: None,
+            remote_sdp: None,
         }
     }
 
@@ -219,7 +222,7 @@ impl Call {
     }
 }
 
-fn sdp_of(msg: &Message) -> Option<Bytes> {
+pub(super) fn sdp_of(msg: &Message) -> Option<Bytes> {
     if msg.body().is_empty() {
         return None;
     }
@@ -701,6 +704,7 @@ impl UserAgent {
         call.dialog = Some(dialog);
         call.state = State::Confirmed;
         call.cancel_deadline = None;
+        call.remote_sdp = sdp_of(resp).or(call.remote_sdp.take());
         let cancelled = call.cancel_wanted;
         self.send_ack(id, &invite, resp);
         self.arm_call(id);
@@ -721,6 +725,7 @@ impl UserAgent {
         if let Some(d) = call.dialog.as_mut() {
             d.refresh_target(resp);
         }
+        call.remote_sdp = sdp_of(resp).or(call.remote_sdp.take());
         if call.reinvite_out.as_ref() == Some(key) {
             call.reinvite_out = None;
         }
@@ -893,7 +898,11 @@ impl UserAgent {
         };
         let seq = ack.cseq().map(|c| c.seq).unwrap_or(0);
         if self.calls.get(&id).and_then(|c| c.retx.as_ref()).is_some_and(|r| r.cseq == seq) {
-            self.ack_received(now, id, sdp_of(ack));
+            let sdp = sdp_of(ack);
+            if let (Some(s), Some(c)) = (&sdp, self.calls.get_mut(&id)) {
+                c.remote_sdp = Some(s.clone());
+            }
+            self.ack_received(now, id, sdp);
         }
     }
 

@@ -134,6 +134,19 @@ impl UserAgent {
             self.on_incoming_cancel(now, &key);
             return;
         }
+        // We support no extension a request could require (§8.2.2.3): 420 with the list.
+        let required: Vec<String> = msg
+            .header_values(HeaderName::Require)
+            .map(|v| String::from_utf8_lossy(v).trim().to_owned())
+            .filter(|v| !v.is_empty())
+            .collect();
+        if !required.is_empty() {
+            let tag = msg.to().ok().and_then(|t| t.tag().is_none().then(|| self.rng.tag()));
+            let unsupported = required.join(", ");
+            let _ = self
+                .reply_with(now, &key, 420, None, tag.as_deref(), |b| b.header(HeaderName::Unsupported, unsupported));
+            return;
+        }
         let to_tag = msg.to().ok().and_then(|t| t.tag().map(str::to_owned));
         if let Some(tag) = to_tag {
             let call_id = msg.call_id().unwrap_or_default().to_owned();
@@ -199,6 +212,7 @@ impl UserAgent {
         };
         let call_id = dialog.call_id.clone();
         let mut call = Call::new_incoming(call_id.clone(), local_tag.clone(), transport, from);
+        call.remote_sdp = super::call::sdp_of(&msg);
         call.account = account;
         call.contact = contact;
         call.dialog = Some(dialog);
@@ -292,8 +306,25 @@ impl UserAgent {
                 if let Some(s) = self.servers.get_mut(&key) {
                     s.call = Some(id);
                 }
+                let sdp = super::call::sdp_of(&msg);
+                // A session refresh (RFC 4028 timers, keep-alives): no offer, or the very
+                // description the peer sent last. We answer with what we last sent; the
+                // application hears nothing. (Not by the `o=` version alone: peers that change
+                // the media without bumping it exist.)
+                let refresh = match (&sdp, &call.remote_sdp, &call.last_sdp) {
+                    (None, _, Some(_)) => true,
+                    (Some(new), Some(old), Some(_)) => new == old,
+                    _ => false,
+                };
+                let ours = call.last_sdp.clone().unwrap_or_default();
+                if !refresh {
+                    call.remote_sdp = sdp.clone().or(call.remote_sdp.take());
+                }
                 self.reply(now, &key, 100, None);
-                let sdp = (!msg.body().is_empty()).then(|| msg.body_bytes());
+                if refresh {
+                    let _ = self.answer(now, id, ours);
+                    return;
+                }
                 let direction = sdp.as_deref().map_or(sdp::Direction::SendRecv, sdp::direction);
                 let event = CallEvent::IncomingReInvite { sdp, direction, hold: direction.is_hold() };
                 self.events.push_back(UaEvent::Call { call: id, event });

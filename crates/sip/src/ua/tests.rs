@@ -867,3 +867,30 @@ fn strict_route_and_tcp_transport_errors() {
     ua.handle_timeout(t0 + Duration::from_secs(32));
     assert_eq!(ua.counts(), (0, 0, 0, 0));
 }
+
+#[test]
+fn session_refreshes_are_answered_alone_and_required_extensions_refused() {
+    let t0 = Instant::now();
+    let (mut ua, call, tag, ok) = answered_incoming(t0);
+    feed(&mut ua, t0, in_dialog(&Method::Ack, 10, &tag, |b| b));
+    events(&mut ua);
+    // An offer-less re-INVITE (RFC 4028 refresh): our last SDP goes in the 200, no event.
+    feed(&mut ua, t0, in_dialog(&Method::Invite, 11, &tag, |b| b));
+    let out = sent(&mut ua);
+    assert_eq!(out.iter().map(|m| m.status().unwrap().as_u16()).collect::<Vec<_>>(), [100, 200]);
+    assert_eq!(out[1].body(), ok.body());
+    feed(&mut ua, t0, in_dialog(&Method::Ack, 11, &tag, |b| b));
+    // The same offer as the INVITE's again: also a refresh.
+    feed(&mut ua, t0, in_dialog(&Method::Invite, 12, &tag, |b| b.body("application/sdp", Bytes::from_static(SDP))));
+    let out = sent(&mut ua);
+    assert_eq!(out[1].status().unwrap().as_u16(), 200);
+    assert_eq!(out[1].body(), ok.body(), "unchanged answer, unchanged o= version");
+    feed(&mut ua, t0, in_dialog(&Method::Ack, 12, &tag, |b| b));
+    assert!(events(&mut ua).is_empty(), "refreshes are not news: {:?}", events(&mut ua));
+    // A request that requires an extension we lack: 420 with Unsupported.
+    feed(&mut ua, t0, in_dialog(&Method::Info, 13, &tag, |b| b.header(HeaderName::Require, "foo, 100rel")));
+    let r = one_sent(&mut ua);
+    assert_eq!(r.status().unwrap().as_u16(), 420);
+    assert_eq!(r.header(HeaderName::Unsupported).unwrap().value(), b"foo, 100rel");
+    let _ = call;
+}
