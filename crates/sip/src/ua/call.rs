@@ -302,9 +302,10 @@ impl UserAgent {
         self.calls.insert(id, call);
         match self.start_client(now, Owner::Call(id, CallOp::Invite), spec, account.next_hop, ClientAuth::new(creds)) {
             Ok((key, msg)) => {
-                let c = self.calls.get_mut(&id).expect("just inserted");
-                c.invite_key = Some(key);
-                c.invite = Some(msg);
+                if let Some(c) = self.calls.get_mut(&id) {
+                    c.invite_key = Some(key);
+                    c.invite = Some(msg);
+                }
             }
             Err(e) => {
                 self.calls.remove(&id);

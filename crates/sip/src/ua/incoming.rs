@@ -485,7 +485,7 @@ impl UserAgent {
                 .body("application/sdp", sdp)
         })?;
         let dst = self.servers.get(&key).map(|s| s.dst);
-        let call = self.calls.get_mut(&id).expect("checked above");
+        let Some(call) = self.calls.get_mut(&id) else { return Ok(()) };
         call.server_key = None;
         if initial {
             call.state = State::Answered;

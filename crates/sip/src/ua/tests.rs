@@ -894,3 +894,64 @@ fn session_refreshes_are_answered_alone_and_required_extensions_refused() {
     assert_eq!(r.header(HeaderName::Unsupported).unwrap().value(), b"foo, 100rel");
     let _ = call;
 }
+
+/// Mutated copies of real messages (requests, responses, in and out of dialogs) thrown at a
+/// user agent with calls, a registration and a subscription live: errors, never panics.
+#[test]
+fn mutated_messages_never_panic() {
+    let t0 = Instant::now();
+    let (mut ua, call, tag, ok) = answered_incoming(t0);
+    let mut seeds: Vec<Bytes> = vec![
+        incoming_invite("z9hG4bKfz", SDP),
+        in_dialog(&Method::Ack, 10, &tag, |b| b),
+        in_dialog(&Method::Bye, 20, &tag, |b| b),
+        in_dialog(&Method::Invite, 21, &tag, |b| b.body("application/sdp", Bytes::from_static(SDP))),
+        in_dialog(&Method::Refer, 22, &tag, |b| b.header(HeaderName::ReferTo, "<sip:x@y>")),
+        in_dialog(&Method::Notify, 23, &tag, |b| {
+            b.header(HeaderName::Event, "refer").body("message/sipfrag", "SIP/2.0 200 OK")
+        }),
+        in_dialog(&Method::Info, 24, &tag, |b| b.body("application/dtmf-relay", "Signal=1\r\nDuration=100")),
+        ok.to_bytes(),
+    ];
+    let out = ua.invite(t0, &account(), "sip:3001@pbx.example.com", Bytes::from_static(SDP), &[]).unwrap();
+    let inv = one_sent(&mut ua);
+    seeds.push(answer(&inv, 180, Some("x"), |b| b.header(HeaderName::Contact, "<sip:a@192.0.2.5>")));
+    seeds.push(answer(&inv, 200, Some("x"), |b| {
+        b.header(HeaderName::Contact, "<sip:a@192.0.2.5>").header(HeaderName::RecordRoute, "<sip:p;lr>")
+    }));
+    seeds.push(answer(&inv, 401, Some("x"), |b| b.header(HeaderName::WwwAuthenticate, challenge_md5("n", false))));
+    ua.register(t0, account()).unwrap();
+    let reg = one_sent(&mut ua);
+    seeds
+        .push(answer(&reg, 200, Some("r"), |b| b.header(HeaderName::Contact, "<sip:3000@192.0.2.10:5070>;expires=60")));
+    ua.subscribe(t0, &account(), "sip:3001@pbx.example.com", "presence", 60, None).unwrap();
+    sent(&mut ua);
+    let mut rng = super::rng::Rng::new(7);
+    let mut now = t0;
+    for i in 0..20_000u32 {
+        let base = &seeds[(rng.next_u64() % seeds.len() as u64) as usize];
+        let mut b = base.to_vec();
+        for _ in 0..1 + rng.next_u64() % 4 {
+            if b.is_empty() {
+                break;
+            }
+            let at = (rng.next_u64() % b.len() as u64) as usize;
+            match rng.next_u64() % 4 {
+                0 => b[at] = (rng.next_u64() & 0xff) as u8,
+                1 => {
+                    b.remove(at);
+                }
+                2 => b.insert(at, b": ;,<>\"\r\n"[(rng.next_u64() % 9) as usize]),
+                _ => b.truncate(at),
+            }
+        }
+        let _ = ua.handle_datagram(now, pbx(), Bytes::from(b));
+        if i % 100 == 0 {
+            now += Duration::from_millis(300);
+            ua.handle_timeout(now);
+        }
+        while ua.poll_transmit().is_some() {}
+        while ua.poll_event().is_some() {}
+    }
+    let _ = (call, out);
+}
