@@ -108,3 +108,36 @@ async fn bad_datagrams_get_400_or_nothing_and_the_driver_goes_on() {
     let ev = call_event(&mut ep, call).await;
     assert!(matches!(ev, CallEvent::Failed(crate::ua::Failure::Transport(_))), "{ev:?}");
 }
+
+/// The driver runs the protocol timers on tokio's clock: with the clock paused, an INVITE to a
+/// peer that never answers is sent 7 times (Timer A: 0, 0.5, 1.5, 3.5, 7.5, 15.5, 31.5 s) and
+/// fails at 64*T1 = 32 s (Timer B), in no real time.
+#[tokio::test(start_paused = true)]
+async fn timers_follow_the_tokio_clock() {
+    let mut ep = endpoint(false).await;
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    silent.set_nonblocking(true).unwrap();
+    let peer = silent.local_addr().unwrap();
+    let a = Account::new("a", "p", "127.0.0.1", peer);
+    let to = format!("sip:b@{peer}");
+    let started = Instant::now();
+    let call =
+        ep.handle.with(move |ua, now| ua.invite(now, &a, &to, Bytes::from_static(SDP), &[])).await.unwrap().unwrap();
+    let ev = loop {
+        match ep.events.recv().await.unwrap() {
+            UaEvent::Call { call: c, event } if c == call => break event,
+            _ => {}
+        }
+    };
+    assert_eq!(ev, CallEvent::Failed(crate::ua::Failure::Timeout));
+    assert_eq!(started.elapsed(), Duration::from_secs(32));
+    let mut buf = [0u8; 4096];
+    let mut invites = 0;
+    // The datagrams crossed the real loopback; give the kernel a moment in real time.
+    std::thread::sleep(Duration::from_millis(50));
+    while let Ok((n, _)) = silent.recv_from(&mut buf) {
+        assert!(buf[..n].starts_with(b"INVITE "));
+        invites += 1;
+    }
+    assert_eq!(invites, 7);
+}
