@@ -273,6 +273,15 @@ impl UserAgent {
             self.ack_received(now, id, None);
         }
         let Some(call) = self.calls.get_mut(&id) else { return };
+        // The dialog is (Call-ID, our tag, their tag): another remote tag is another dialog
+        // (a losing fork, a stale peer) that we do not have.
+        let from_tag = msg.from().ok().and_then(|f| f.tag().map(str::to_owned));
+        if call.dialog.as_ref().is_some_and(|d| {
+            d.state == crate::dialog::DialogState::Confirmed && from_tag.as_deref() != Some(d.remote_tag.as_str())
+        }) {
+            self.reply(now, &key, 481, None);
+            return;
+        }
         if let Some(d) = call.dialog.as_mut() {
             if d.check_remote_seq(&msg).is_err() {
                 let _ = self.reply_with(now, &key, 500, Some("Out Of Order CSeq"), None, |b| b);

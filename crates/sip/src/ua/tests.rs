@@ -600,6 +600,13 @@ fn in_dialog_requests_from_the_peer() {
     // Out of order CSeq: 500.
     feed(&mut ua, t0, in_dialog(&Method::Info, 5, &tag, |b| b));
     assert_eq!(one_sent(&mut ua).status().unwrap().as_u16(), 500);
+    // Another remote tag is another dialog: 481, and the call goes on.
+    let stranger = String::from_utf8(in_dialog(&Method::Bye, 30, &tag, |b| b).to_vec())
+        .unwrap()
+        .replace("tag=caller", "tag=other");
+    feed(&mut ua, t0, Bytes::from(stranger));
+    assert_eq!(one_sent(&mut ua).status().unwrap().as_u16(), 481);
+    assert!(events(&mut ua).is_empty());
     // A hold re-INVITE, answered.
     let held = super::sdp::with_direction(SDP, Direction::SendOnly);
     feed(&mut ua, t0, in_dialog(&Method::Invite, 12, &tag, |b| b.body("application/sdp", held.clone())));
