@@ -1,0 +1,223 @@
+//! Publish, play and stop: the hook, the directory, the media endpoint's answer, and the
+//! watcher that turns a peer's media events into statuses.
+
+use std::sync::{Arc, Weak};
+
+use callgate_hooks::{HookMethod, Origin};
+use callgate_media::{MediaError, MediaEvent, PeerId};
+use callgate_proto::{info as proto_info, ServerFrame};
+use serde_json::{Map, Value};
+use tokio::sync::mpsc;
+
+use super::directory::{Entry, Kind, Status};
+use super::*;
+use crate::session::SessionCtx;
+use crate::Shared;
+
+/// What the hook, the checks and the client's data give before a stream is added.
+struct Prepared {
+    id: Arc<str>,
+    name: String,
+    offer: String,
+    obj: Map<String, Value>,
+}
+
+/// The common front of publish and play: id check, the direct hook (which may rewrite `name`
+/// under OVERWRITE), SDP and name checks. `Err` has been reported to the client already.
+async fn prepare(ctx: &Arc<SessionCtx>, obj: Map<String, Value>, kind: Kind) -> Option<Prepared> {
+    let (method, published) = match kind {
+        Kind::Publish => (HookMethod::PublishStream, true),
+        Kind::Play => (HookMethod::PlayStream, false),
+    };
+    let mut data = with_context(ctx, obj);
+    data.entry("published").or_insert(Value::Bool(published));
+    let Some(id) = media_session_id(&data) else {
+        raise_status(ctx, stream_object(data), "FAILED", info::MEDIASESSION_ID_NULL, true, Origin::Client);
+        return None;
+    };
+    let is_url = |d: &Map<String, Value>| {
+        d.get("name")
+            .and_then(Value::as_str)
+            .is_some_and(|n| ["rtsp://", "rtmp://", "http://", "https://"].iter().any(|p| n.starts_with(p)))
+    };
+    if kind == Kind::Play && is_url(&data) {
+        raise_status(ctx, stream_object(data), "FAILED", info::PULL_NOT_SUPPORTED, true, Origin::Client);
+        return None;
+    }
+    if let Err(why) = ctx.direct(method, &mut data).await {
+        tracing::info!(session = &*ctx.id, stream = &*id, method = method.url_name(), reason = %why, "stream refused by the backend");
+        raise_status(ctx, stream_object(data), "FAILED", &why, true, Origin::Client);
+        return None;
+    }
+    // The backend may rewrite fields, but not move the stream to another id or direction.
+    data.insert("mediaSessionId".into(), Value::from(&*id));
+    data.insert("published".into(), Value::Bool(published));
+    let offer = match data.remove("sdp") {
+        Some(Value::String(s)) if !s.is_empty() => s,
+        _ => {
+            raise_status(ctx, data, "FAILED", info::NO_SDP, true, Origin::Client);
+            return None;
+        }
+    };
+    let name = match data.get("name") {
+        Some(Value::String(n)) if !n.is_empty() => n.clone(),
+        _ => {
+            raise_status(ctx, data, "FAILED", info::NO_NAME, true, Origin::Client);
+            return None;
+        }
+    };
+    if kind == Kind::Play && is_url(&data) {
+        raise_status(ctx, data, "FAILED", info::PULL_NOT_SUPPORTED, true, Origin::Client);
+        return None;
+    }
+    data.insert("status".into(), Status::Pending.as_str().into());
+    data.insert("info".into(), "".into());
+    Some(Prepared { id, name, offer, obj: data })
+}
+
+fn new_entry(ctx: &Arc<SessionCtx>, p: &Prepared, kind: Kind, peer: PeerId) -> Entry<Arc<SessionCtx>> {
+    Entry {
+        id: p.id.clone(),
+        name: p.name.clone(),
+        kind,
+        status: Status::Pending,
+        owner: ctx.clone(),
+        session_id: ctx.id.clone(),
+        peer,
+        source: None,
+        players: Vec::new(),
+        obj: p.obj.clone(),
+    }
+}
+
+/// `publishStream`: hook, reserve the name, answer the offer, then wait for the media events.
+pub(super) async fn publish(ctx: Arc<SessionCtx>, obj: Map<String, Value>) {
+    let Some(p) = prepare(&ctx, obj, Kind::Publish).await else { return };
+    let streams = &ctx.shared.streams;
+    let peer = streams.media.next_peer_id();
+    let added = {
+        let mut dir = streams.dir.lock();
+        if !session_alive(&ctx) {
+            return;
+        }
+        dir.add_publisher(new_entry(&ctx, &p, Kind::Publish, peer))
+    };
+    if let Err(r) = added {
+        raise_status(&ctx, p.obj, "FAILED", refusal_info(r), true, Origin::Client);
+        return;
+    }
+    raise_status(&ctx, p.obj.clone(), Status::Pending.as_str(), "", false, Origin::Client);
+    let (tx, rx) = mpsc::unbounded_channel();
+    let answer = streams.media.publish(peer, p.offer, tx).await;
+    answered(&ctx, &p.id, peer, answer, rx);
+}
+
+/// `playStream`: hook, find the publisher, answer the offer, then wait for the media events.
+pub(super) async fn play(ctx: Arc<SessionCtx>, obj: Map<String, Value>) {
+    let Some(p) = prepare(&ctx, obj, Kind::Play).await else { return };
+    let streams = &ctx.shared.streams;
+    let peer = streams.media.next_peer_id();
+    let added = {
+        let mut dir = streams.dir.lock();
+        if !session_alive(&ctx) {
+            return;
+        }
+        dir.add_player(new_entry(&ctx, &p, Kind::Play, peer))
+    };
+    let source = match added {
+        Ok(source) => source,
+        Err(r) => {
+            raise_status(&ctx, p.obj, "FAILED", refusal_info(r), true, Origin::Client);
+            return;
+        }
+    };
+    raise_status(&ctx, p.obj.clone(), Status::Pending.as_str(), "", false, Origin::Client);
+    let (tx, rx) = mpsc::unbounded_channel();
+    let answer = streams.media.play(peer, source, p.offer, tx).await;
+    answered(&ctx, &p.id, peer, answer, rx);
+}
+
+/// After the media endpoint answered: `setRemoteSDP` and a watcher for the peer's events, or
+/// `FAILED`. A stream that ended meanwhile (session closed, publisher gone) only closes its peer.
+fn answered(
+    ctx: &Arc<SessionCtx>,
+    id: &Arc<str>,
+    peer: PeerId,
+    answer: Result<String, MediaError>,
+    rx: mpsc::UnboundedReceiver<MediaEvent>,
+) {
+    let shared = &ctx.shared;
+    match answer {
+        Err(e) => {
+            tracing::info!(session = &*ctx.id, stream = &**id, error = %e, "offer not answered");
+            end_stream(shared, id, Some(peer), Ending::MediaFailed(media_error_info(&e)), Origin::Client);
+        }
+        Ok(sdp) => {
+            let live = shared.streams.dir.lock().get(id).is_some_and(|e| e.peer == peer);
+            if !live {
+                shared.streams.media.close(peer);
+                return;
+            }
+            ctx.out.send(&ServerFrame::new(SET_REMOTE_SDP, vec![Value::from(&**id), sdp.into(), Value::Bool(true)]));
+            tokio::spawn(watch(Arc::downgrade(shared), id.clone(), peer, rx));
+        }
+    }
+}
+
+/// Turns the media events of one peer into statuses, until the peer is gone.
+async fn watch(shared: Weak<Shared>, id: Arc<str>, peer: PeerId, mut rx: mpsc::UnboundedReceiver<MediaEvent>) {
+    while let Some(ev) = rx.recv().await {
+        let Some(shared) = shared.upgrade() else { return };
+        match ev {
+            MediaEvent::Connected => {
+                let up = {
+                    let mut dir = shared.streams.dir.lock();
+                    match dir.get(&id) {
+                        Some(e) if e.peer == peer => {
+                            let st = if e.kind == Kind::Publish { Status::Publishing } else { Status::Playing };
+                            dir.set_status(&id, st).map(|e| (e.owner.clone(), e.obj.clone()))
+                        }
+                        _ => None,
+                    }
+                };
+                if let Some((ctx, obj)) = up {
+                    let status = obj["status"].as_str().unwrap_or_default().to_string();
+                    raise_status(&ctx, obj, &status, "", true, Origin::Client);
+                }
+            }
+            MediaEvent::Failed(reason) => {
+                end_stream(&shared, &id, Some(peer), Ending::MediaFailed(fail_info(&reason)), Origin::Client);
+                return;
+            }
+        }
+    }
+}
+
+/// `unPublishStream` / `stopStream`: the hook, then the stream ends (see [`Ending::ByClient`]).
+pub(super) async fn stop(ctx: Arc<SessionCtx>, obj: Map<String, Value>, method: HookMethod) {
+    let id = media_session_id(&obj);
+    let mut data = with_context(&ctx, obj);
+    let verdict = ctx.direct(method, &mut data).await;
+    let Some(id) = id else { return };
+    let removed = {
+        let mut dir = ctx.shared.streams.dir.lock();
+        match dir.get(&id) {
+            // A session can only stop its own streams.
+            Some(e) if e.session_id == ctx.id => dir.remove(&id),
+            _ => None,
+        }
+    };
+    match removed {
+        Some(r) => {
+            report_removed(&ctx.shared.streams.media, r, &Ending::ByClient { rejected: verdict.err() }, Origin::Client)
+        }
+        None => {
+            // Unknown here (it ended already): still give the SDK a terminal status for the id.
+            let mut st = stream_object(data);
+            let stopped = if method == HookMethod::UnPublishStream { "UNPUBLISHED" } else { "STOPPED" };
+            st.insert("status".into(), stopped.into());
+            st.insert("info".into(), proto_info::STREAM_NOT_FOUND.into());
+            ctx.out.send(&ServerFrame::object(NOTIFY_STREAM_STATUS_EVENT, st));
+        }
+    }
+}
