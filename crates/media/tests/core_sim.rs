@@ -70,11 +70,20 @@ struct Sim {
     server: SocketAddr,
     /// Server datagrams dropped on purpose (to simulate a browser that went away).
     cut: Vec<SocketAddr>,
+    /// Drop DTLS records (first byte 20..=63, RFC 7983) both ways: ICE works, DTLS never does.
+    drop_dtls: bool,
 }
 
 impl Sim {
     fn new() -> Sim {
-        Sim { core: core(), browsers: vec![], now: Instant::now(), server: SERVER.parse().unwrap(), cut: vec![] }
+        Sim {
+            core: core(),
+            browsers: vec![],
+            now: Instant::now(),
+            server: SERVER.parse().unwrap(),
+            cut: vec![],
+            drop_dtls: false,
+        }
     }
 
     /// Runs the network and the clocks for `d` in 5 ms steps.
@@ -101,7 +110,8 @@ impl Sim {
                         Output::Timeout(_) => break,
                         Output::Transmit(t) => {
                             moved = true;
-                            if !self.cut.contains(&b.addr) {
+                            let dtls = (20..=63).contains(&t.contents[0]);
+                            if !self.cut.contains(&b.addr) && !(self.drop_dtls && dtls) {
                                 let from = b.addr;
                                 self.core.handle_datagram(self.now, from, &t.contents);
                             }
@@ -121,6 +131,9 @@ impl Sim {
             // Server -> browsers.
             while let Some(t) = self.core.poll_transmit() {
                 moved = true;
+                if self.drop_dtls && (20..=63).contains(&t.contents[0]) {
+                    continue;
+                }
                 if let Some(b) = self.browsers.iter_mut().find(|b| b.addr == t.destination) {
                     let r = Receive::new(Protocol::Udp, self.server, b.addr, &t.contents).unwrap();
                     b.rtc.handle_input(Input::Receive(self.now, r)).unwrap();
@@ -349,4 +362,15 @@ fn chromiums_offer_as_a_call_leg_gets_g711_only_and_a_plain_rtp_sdp() {
         "{}",
         b.sip_sdp
     );
+}
+
+#[test]
+fn ice_without_dtls_fails_with_dtls_timeout() {
+    let mut sim = Sim::new();
+    sim.drop_dtls = true;
+    sim.publish(PeerId(1), "10.0.0.2:5000");
+    sim.run(Duration::from_secs(14));
+    assert!(sim.events().is_empty());
+    sim.run(Duration::from_secs(2));
+    assert_eq!(sim.events(), [(PeerId(1), MediaEvent::Failed(FailReason::DtlsTimeout))]);
 }
