@@ -111,7 +111,8 @@ impl Sim {
                         Output::Transmit(t) => {
                             moved = true;
                             let dtls = (20..=63).contains(&t.contents[0]);
-                            if !self.cut.contains(&b.addr) && !(self.drop_dtls && dtls) {
+                            let dropped = self.cut.contains(&b.addr) || (self.drop_dtls && dtls);
+                            if !dropped {
                                 let from = b.addr;
                                 self.core.handle_datagram(self.now, from, &t.contents);
                             }
