@@ -123,7 +123,9 @@ impl Config {
             }
             fig = fig.merge(Toml::file(f));
         }
-        fig = fig.merge(Env::prefixed(env_prefix).split("__"));
+        // Only `<PREFIX><SECTION>__<KEY>` variables are configuration: an unrelated variable that
+        // happens to share the prefix (say CALLGATE_BIN in a test harness) must not stop the server.
+        fig = fig.merge(Env::prefixed(env_prefix).filter(|k| k.as_str().contains("__")).split("__"));
         let cfg: Config = fig.extract().context("invalid configuration")?;
         cfg.validate()?;
         Ok(cfg)
@@ -256,6 +258,7 @@ mod tests {
         figment::Jail::expect_with(|jail| {
             jail.create_file("c.toml", "[hooks]\nrest_request_timeout = 7\n")?;
             jail.set_env("CGTEST_HOOKS__REST_CLIENT_REQUEST_RETRY_COUNT", "1");
+            jail.set_env("CGTEST_BIN", "/usr/bin/whatever");
             let c = Config::load(Some(Path::new("c.toml")), "CGTEST_").map_err(|e| e.to_string())?;
             assert_eq!(c.hooks.rest_request_timeout, 7);
             assert_eq!(c.hooks.rest_client_request_retry_count, 1);

@@ -196,7 +196,8 @@ pub fn parse_datagram(data: Bytes) -> Result<Message, ParseError> {
     if skip == data.len() {
         return Err(ParseError::Empty);
     }
-    let data = data.slice(skip..);
+    // Slicing a shared `Bytes` costs an atomic increment; skip it when nothing changes.
+    let data = if skip > 0 { data.slice(skip..) } else { data };
     let head = parse_head(&data)?;
     let available = data.len() - head.body_start;
     let body_len = match content_length(&data, &head.headers)? {
@@ -206,8 +207,9 @@ pub fn parse_datagram(data: Bytes) -> Result<Message, ParseError> {
         }
         Some(declared) => declared,
     };
+    let end = head.body_start + body_len;
     Ok(Message {
-        raw: data.slice(..head.body_start + body_len),
+        raw: if end == data.len() { data } else { data.slice(..end) },
         start: head.start,
         headers: head.headers,
         body_start: head.body_start,
