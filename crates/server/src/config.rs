@@ -22,6 +22,7 @@ pub struct Config {
     pub rest_api: RestApiConfig,
     pub hooks: HooksConfig,
     pub media: MediaSection,
+    pub sip: SipSection,
     #[serde(default)]
     pub apps: BTreeMap<String, AppConfig>,
     pub log: LogConfig,
@@ -106,6 +107,27 @@ impl MediaSection {
     }
 }
 
+/// `[sip]`: the SIP user agent (registrations, calls).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SipSection {
+    pub bind: SocketAddr,
+    pub advertised_ip: String,
+    pub user_agent: String,
+    pub register_expires: u32,
+}
+
+impl SipSection {
+    /// The endpoint's settings.
+    pub fn endpoint_config(&self) -> anyhow::Result<callgate_sip::transport::EndpointConfig> {
+        let mut c = callgate_sip::transport::EndpointConfig::new(self.bind);
+        c.advertised_ip = MediaSection::ip("advertised_ip", &self.advertised_ip)
+            .map_err(|e| anyhow::anyhow!("sip.{}", e.to_string().trim_start_matches("media.")))?;
+        c.user_agent = self.user_agent.clone();
+        Ok(c)
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogConfig {
@@ -170,6 +192,10 @@ impl Config {
         }
         if m.keep_alive_enabled && m.keep_alive_interval_ms == 0 {
             bail!("media.keep_alive_interval_ms must be > 0 when media.keep_alive_enabled = true");
+        }
+        self.sip.endpoint_config()?;
+        if self.sip.register_expires == 0 || self.sip.user_agent.trim().is_empty() {
+            bail!("sip.register_expires must be > 0 and sip.user_agent not empty");
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             bail!("log.format must be \"text\" or \"json\"");
@@ -250,6 +276,16 @@ mod tests {
         assert_eq!(m.advertised_addr("127.0.0.1:4242".parse().unwrap()), "203.0.113.9:4242".parse().unwrap());
         let ka = c.media.keep_alive().unwrap();
         assert_eq!((ka.interval, ka.app_keys), (Duration::from_millis(500), vec!["a".to_string()]));
+    }
+
+    #[test]
+    fn sip_defaults_and_checks() {
+        let c = Config::from_toml("").unwrap();
+        assert_eq!(c.sip.bind.port(), 30000);
+        assert_eq!(c.sip.register_expires, 3600);
+        assert_eq!(c.sip.endpoint_config().unwrap().user_agent, "callgate");
+        assert!(Config::from_toml("[sip]\nadvertised_ip = \"nope\"").is_err());
+        assert!(Config::from_toml("[sip]\nregister_expires = 0").is_err());
     }
 
     #[test]

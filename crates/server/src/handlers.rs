@@ -7,9 +7,10 @@
 //! | `sessionDebug` | `sessionDebug` (direct) | `notifySessionDebugEvent {status}` (+ `SessionDebugStatusEvent` event hook) |
 //! | `pushLogs` | `pushLogs` (direct) | nothing; the lines go to the server log |
 //!
-//! Stream messages (`publishStream`, `playStream`, …) are handled in [`crate::streams`].
-//! Call messages belong to a feature that is not built yet; they get an honest terminal failure
-//! in the form the SDK needs to stop waiting (a call `finish FAILED`), never a fake success.
+//! Stream messages (`publishStream`, `playStream`, …) are handled in [`crate::streams`];
+//! `call` and `hangup` in [`crate::calls`]. The other call messages (`answer`, `hold`, …) are not
+//! built yet; they get an honest terminal failure in the form the SDK needs to stop waiting (a
+//! call `finish FAILED`), never a fake success.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -48,14 +49,16 @@ pub fn dispatch(ctx: Arc<SessionCtx>, frame: ClientFrame) -> Result<(), FrameErr
         messages::PUSH_LOGS => {
             tokio::spawn(push_logs(ctx, obj));
         }
-        "call" | "answer" => {
+        "call" => crate::calls::call(ctx, obj),
+        "hangup" => crate::calls::hangup(ctx, obj),
+        "answer" => {
             let mut st = Map::new();
             st.insert("callId".into(), obj.get("callId").cloned().unwrap_or(Value::Null));
             st.insert("status".into(), "FAILED".into());
             st.insert("info".into(), NOT_SUPPORTED_CALLS.into());
             ctx.out.send(&ServerFrame::object("finish", st));
         }
-        "hangup" | "hold" | "unhold" | "transfer" | "sendDtmf" => {
+        "hold" | "unhold" | "transfer" | "sendDtmf" => {
             ctx.out.send(&ServerFrame::fail(
                 "CallStatusEvent",
                 NOT_SUPPORTED_CALLS,

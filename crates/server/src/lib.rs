@@ -10,6 +10,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod calls;
 pub mod config;
 pub mod echo_app;
 pub mod handlers;
@@ -50,6 +51,8 @@ pub struct Shared {
     pub node_id: Arc<str>,
     /// Published and played streams, and the WebRTC media endpoint.
     pub streams: streams::Streams,
+    /// The SIP user agent and the clients' registrations.
+    pub calls: calls::Calls,
 }
 
 /// A running server.
@@ -114,7 +117,8 @@ pub async fn start(cfg: Config) -> anyhow::Result<RunningServer> {
     };
     let node_id: Arc<str> = format!("{}@{}", Alphanumeric.sample_string(&mut rand::rng(), 32), node_ip).into();
     let streams = streams::Streams::new(media);
-    let shared = Arc::new(Shared { cfg, engine, apps, sessions: Registry::default(), node_id, streams });
+    let calls = calls::Calls::new(cfg.sip.clone());
+    let shared = Arc::new(Shared { cfg, engine, apps, sessions: Registry::default(), node_id, streams, calls });
     if let Some(ka) = keep_alive {
         streams::spawn_keep_alive(Arc::downgrade(&shared), ka);
     }

@@ -357,6 +357,7 @@ impl Session {
         let mut ev = obj;
         ev.insert("status".into(), status::connection::ESTABLISHED.into());
         ctx.raise_event(HookMethod::ConnectionStatusEvent, Origin::Client, ev, Some(messages::GET_USER_DATA));
+        crate::calls::session_established(&ctx);
         self.ctx = Some(ctx);
     }
 
@@ -367,6 +368,7 @@ impl Session {
             self.shared.sessions.remove(&ctx.id);
             // After leaving the registry (no stream can be added any more), before DISCONNECTED.
             crate::streams::session_closed(&ctx);
+            crate::calls::session_closed(&ctx);
             let mut ev = ctx.handle.data();
             ev.insert("status".into(), status::connection::DISCONNECTED.into());
             ctx.raise_event(HookMethod::ConnectionStatusEvent, Origin::Client, ev, None);

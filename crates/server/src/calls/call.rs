@@ -1,0 +1,310 @@
+//! Outgoing calls: `call` -> `call` hook -> media bridge -> INVITE -> statuses; `hangup`.
+
+use std::sync::Arc;
+
+use callgate_errmap::{map_local_failure, map_sip_failure, FailureEvent, LocalFailure, SipOperation};
+use callgate_hooks::{HookMethod, Origin};
+use callgate_media::{MediaError, MediaEvent, PeerId};
+use callgate_proto::ServerFrame;
+use callgate_sip::ua::{CallEvent, CallId as SipCallId, Failure};
+use serde_json::{Map, Value};
+
+use super::register::SipCredentials;
+use crate::session::SessionCtx;
+
+pub const TRYING: &str = "TRYING";
+pub const RING: &str = "RING";
+pub const RING_MEDIA: &str = "RING_MEDIA";
+pub const SESSION_PROGRESS: &str = "SESSION_PROGRESS";
+pub const ESTABLISHED: &str = "ESTABLISHED";
+pub const FINISH: &str = "FINISH";
+pub const FAILED: &str = "FAILED";
+pub const NORMAL_CALL_CLEARING: &str = "Normal call clearing";
+pub const TRANSCODING_REQUIRED: &str = "Transcoding required, but disabled";
+pub const FAILED_BY_ERROR: &str = "Failed by error";
+pub const NO_SIP_ACCOUNT: &str = "Failed by session creation: the session has no SIP account (sipLogin and sipDomain)";
+pub const CALL_ID_IN_USE: &str = "Failed by error: callId is already in use";
+pub const NO_CALL_ID: &str = "Failed by error: no callId";
+pub const NO_SDP: &str = "Failed by error: no SDP offer";
+
+/// A live call.
+pub(super) struct CallEntry {
+    pub ctx: Arc<SessionCtx>,
+    /// The call object (the client's fields after the hook, without `sdp`).
+    pub obj: Map<String, Value>,
+    pub sip: Option<SipCallId>,
+    pub peer: PeerId,
+    /// The backend refused the client's `hangup`: the call still ends, reported FAILED.
+    pub hangup_refused: Option<String>,
+}
+
+fn with_context(ctx: &SessionCtx, mut obj: Map<String, Value>) -> Map<String, Value> {
+    obj.insert("nodeId".into(), Value::from(&*ctx.shared.node_id));
+    obj.insert("appKey".into(), Value::from(&*ctx.app.key));
+    obj.insert("sessionId".into(), Value::from(&*ctx.id));
+    obj
+}
+
+/// The client message that carries a status (spec/client-protocol.md §6.1).
+fn client_message(status: &str) -> &'static str {
+    match status {
+        TRYING => "notifyTryingResponse",
+        RING | RING_MEDIA | SESSION_PROGRESS => "ring",
+        ESTABLISHED => "talk",
+        "HOLD" => "hold",
+        _ => "finish",
+    }
+}
+
+/// `CallStatusEvent` to the backend and the status message to the client.
+fn raise(ctx: &Arc<SessionCtx>, obj: &Map<String, Value>, status: &str, info: &str, failure: Option<&FailureEvent>) {
+    let mut ev = obj.clone();
+    ev.insert("status".into(), status.into());
+    ev.insert("info".into(), info.into());
+    if let Some(f) = failure {
+        if let Some(code) = f.sip_status {
+            ev.insert("sipStatus".into(), code.into());
+        }
+        if let Some(raw) = &f.sip_message_raw {
+            ev.insert("sipMessageRaw".into(), raw.clone().into());
+        }
+    }
+    tracing::info!(session = &*ctx.id, call = ?obj.get("callId"), status, info, "call status");
+    metrics::counter!("callgate_call_statuses_total", "status" => status.to_string()).increment(1);
+    ctx.raise_event(HookMethod::CallStatusEvent, Origin::Client, ev, Some(client_message(status)));
+}
+
+fn media_info(e: &MediaError) -> &'static str {
+    match e {
+        MediaError::TranscodingRequired | MediaError::NoCommonCodecs => TRANSCODING_REQUIRED,
+        _ => FAILED_BY_ERROR,
+    }
+}
+
+fn invite_failure(f: &Failure) -> FailureEvent {
+    match f {
+        Failure::Status { status, reason, raw } => map_sip_failure(SipOperation::Invite, *status, reason, raw)
+            .unwrap_or_else(|| callgate_errmap::error_event(format!("SIP {status} {reason}"))),
+        Failure::Timeout => map_local_failure(SipOperation::Invite, &LocalFailure::Timeout),
+        Failure::Transport(why) => map_local_failure(SipOperation::Invite, &LocalFailure::Transport(why.clone())),
+    }
+}
+
+/// The request URI for `callee`: as is when it is a SIP URI, else `sip:{callee}@{domain}`.
+pub fn target_uri(callee: &str, domain: &str) -> String {
+    if callee.starts_with("sip:") || callee.starts_with("sips:") {
+        callee.to_string()
+    } else if callee.contains('@') {
+        format!("sip:{callee}")
+    } else {
+        format!("sip:{callee}@{domain}")
+    }
+}
+
+/// Removes the call and reports its last status.
+fn end(calls: &super::CallTable, call_id: &str, status: &str, info: &str, failure: Option<&FailureEvent>) {
+    let Some((_, e)) = calls.calls.remove(call_id) else { return };
+    if let Some(sip) = e.sip {
+        calls.by_sip.remove(&sip);
+    }
+    e.ctx.shared.streams.media.close(e.peer);
+    raise(&e.ctx, &e.obj, status, info, failure);
+}
+
+/// `call`: the whole outgoing setup.
+pub(super) async fn outgoing(ctx: Arc<SessionCtx>, obj: Map<String, Value>) {
+    let calls = &ctx.shared.calls;
+    let mut data = with_context(&ctx, obj);
+    let call_id: Arc<str> = match data.get("callId") {
+        Some(Value::String(s)) if !s.is_empty() => s.as_str().into(),
+        _ => return raise(&ctx, &data, FAILED, NO_CALL_ID, None),
+    };
+    let result = ctx.direct(HookMethod::Call, &mut data).await;
+    // The call id and the direction are ours, whatever the backend answered.
+    data.insert("callId".into(), Value::from(&*call_id));
+    data.insert("incoming".into(), false.into());
+    let sdp = match data.remove("sdp") {
+        Some(Value::String(s)) if !s.is_empty() => s,
+        _ => String::new(),
+    };
+    if let Err(why) = result {
+        return raise(&ctx, &data, FAILED, &why, None);
+    }
+    if sdp.is_empty() {
+        return raise(&ctx, &data, FAILED, NO_SDP, None);
+    }
+    let creds = SipCredentials::from_connection(&ctx.handle.data_ref()).filter(|c| !c.domain.is_empty());
+    let Some(creds) = creds else { return raise(&ctx, &data, FAILED, NO_SIP_ACCOUNT, None) };
+    let callee = data.get("callee").and_then(Value::as_str).unwrap_or("").to_string();
+    let peer = ctx.shared.streams.media.next_peer_id();
+    {
+        use dashmap::mapref::entry::Entry;
+        match calls.table.calls.entry(call_id.clone()) {
+            Entry::Occupied(_) => return raise(&ctx, &data, FAILED, CALL_ID_IN_USE, None),
+            Entry::Vacant(v) => {
+                v.insert(CallEntry { ctx: ctx.clone(), obj: data.clone(), sip: None, peer, hangup_refused: None });
+            }
+        }
+    }
+    // TRYING at once: it is what lets a later `hangup` reach us (spec §6.1).
+    raise(&ctx, &data, TRYING, "", None);
+
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let answer = match ctx.shared.streams.media.bridge(peer, sdp, tx).await {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::info!(session = &*ctx.id, call = &*call_id, error = %e, "call bridge refused");
+            return end(&calls.table, &call_id, FAILED, media_info(&e), None);
+        }
+    };
+    {
+        let cid = call_id.clone();
+        let c2 = ctx.clone();
+        tokio::spawn(async move {
+            while let Some(ev) = rx.recv().await {
+                if let MediaEvent::Failed(reason) = ev {
+                    tracing::info!(call = &*cid, %reason, "call media failed");
+                    hang_up_or_end(&c2.shared.calls, &cid, FAILED_BY_ERROR).await;
+                    return;
+                }
+            }
+        });
+    }
+    if !calls.table.calls.contains_key(&call_id) {
+        return; // hung up meanwhile
+    }
+    ctx.out.send(&ServerFrame::new(
+        "setRemoteSDP",
+        vec![Value::from(&*call_id), Value::from(answer.webrtc_answer), Value::Bool(true)],
+    ));
+    let next_hop = match creds.resolve().await {
+        Ok(a) => a,
+        Err(info) => return end(&calls.table, &call_id, FAILED, &info, None),
+    };
+    let handle = match calls.endpoint().await {
+        Ok(h) => h,
+        Err(info) => return end(&calls.table, &call_id, FAILED, &info, None),
+    };
+    let account = creds.account(next_hop, calls.cfg.register_expires);
+    let to = target_uri(&callee, &creds.domain);
+    let offer = bytes::Bytes::from(answer.sip_sdp);
+    let (map, by_sip, cid) = (calls.table.calls.clone(), calls.table.by_sip.clone(), call_id.clone());
+    tracing::info!(session = &*ctx.id, call = &*call_id, to, %next_hop, "SIP INVITE");
+    let r = handle
+        .with(move |ua, now| {
+            // Recorded in the driver, before any response can be handled.
+            let Some(mut e) = map.get_mut(&cid) else { return Ok(()) };
+            let id = ua.invite(now, &account, &to, offer, &[])?;
+            e.sip = Some(id);
+            by_sip.insert(id, cid.clone());
+            Ok::<_, callgate_sip::ua::UaError>(())
+        })
+        .await;
+    match r {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => end(&calls.table, &call_id, FAILED, &format!("{FAILED_BY_ERROR}: {e}"), None),
+        Err(gone) => end(&calls.table, &call_id, FAILED, &gone.to_string(), None),
+    }
+}
+
+/// Ends the SIP side (BYE/CANCEL) when there is one; the `Ended` event reports FINISH. Without
+/// a SIP side yet, the call ends here with `status`/`info`.
+async fn hang_up_or_end(calls: &super::Calls, call_id: &str, info: &str) {
+    let (sip, refused) = match calls.table.calls.get(call_id) {
+        Some(e) => (e.sip, e.hangup_refused.is_some()),
+        None => return,
+    };
+    let status = if refused { FAILED } else { FINISH };
+    let handle = calls.endpoint.get().and_then(|r| r.as_ref().ok()).cloned();
+    match (sip, handle) {
+        (Some(sip), Some(handle)) => {
+            let ok = handle.with(move |ua, now| ua.hangup(now, sip)).await;
+            if !matches!(ok, Ok(Ok(()))) {
+                end(&calls.table, call_id, status, info, None);
+            }
+        }
+        _ => end(&calls.table, call_id, status, info, None),
+    }
+}
+
+/// `hangup {callId}`: the `hangup` hook, then BYE/CANCEL; the client gets FINISH too. A refusal
+/// still ends the call (the SDK has closed its side), reported FAILED with the backend's reason.
+pub(super) async fn hangup(ctx: Arc<SessionCtx>, obj: Map<String, Value>) {
+    let calls = &ctx.shared.calls;
+    let call_id = obj.get("callId").and_then(Value::as_str).unwrap_or("").to_string();
+    let mut data = with_context(&ctx, obj);
+    let refused = ctx.direct(HookMethod::Hangup, &mut data).await.err();
+    let owned = calls.table.calls.get(call_id.as_str()).is_some_and(|e| Arc::ptr_eq(&e.ctx, &ctx));
+    if !owned {
+        ctx.out.send(&ServerFrame::fail("CallStatusEvent", "Call not found", Some(&call_id)));
+        return;
+    }
+    match refused {
+        None => hang_up_or_end(calls, &call_id, NORMAL_CALL_CLEARING).await,
+        Some(why) => {
+            if let Some(mut e) = calls.table.calls.get_mut(call_id.as_str()) {
+                e.hangup_refused = Some(why.clone());
+            }
+            hang_up_or_end(calls, &call_id, &why).await
+        }
+    }
+}
+
+/// A SIP event of a call.
+pub(super) fn on_event(calls: &super::CallTable, sip: SipCallId, event: CallEvent) {
+    let Some(call_id) = calls.by_sip.get(&sip).map(|c| c.clone()) else { return };
+    let peer_ctx = calls.calls.get(&call_id).map(|e| (e.peer, e.ctx.clone(), e.obj.clone(), e.hangup_refused.clone()));
+    let Some((peer, ctx, obj, refused)) = peer_ctx else { return };
+    let remote_sdp = |sdp: &Option<bytes::Bytes>| {
+        if let Some(sdp) = sdp {
+            let media = ctx.shared.streams.media.clone();
+            let s = String::from_utf8_lossy(sdp).into_owned();
+            tokio::spawn(async move {
+                if let Err(e) = media.bridge_remote(peer, s).await {
+                    tracing::info!(error = %e, "SIP SDP refused by the bridge");
+                }
+            });
+        }
+    };
+    match event {
+        CallEvent::Trying => {}
+        CallEvent::Ringing { sdp } => {
+            remote_sdp(&sdp);
+            raise(&ctx, &obj, if sdp.is_some() { RING_MEDIA } else { RING }, "", None);
+        }
+        CallEvent::SessionProgress { sdp } => {
+            remote_sdp(&sdp);
+            raise(&ctx, &obj, SESSION_PROGRESS, "", None);
+        }
+        CallEvent::Established { sdp } => {
+            remote_sdp(&sdp);
+            let mut o = obj;
+            o.insert("sipStatus".into(), 200.into());
+            if let Some(mut e) = calls.calls.get_mut(&call_id) {
+                e.obj.insert("sipStatus".into(), 200.into());
+            }
+            raise(&ctx, &o, ESTABLISHED, "", None);
+        }
+        CallEvent::Failed(f) => {
+            let fe = invite_failure(&f);
+            end(calls, &call_id, FAILED, &fe.info.clone(), Some(&fe));
+        }
+        CallEvent::Ended { .. } | CallEvent::Cancelled => {
+            match refused {
+                Some(why) => end(calls, &call_id, FAILED, &why, None),
+                None => end(calls, &call_id, FINISH, NORMAL_CALL_CLEARING, None),
+            }
+        }
+        other => tracing::debug!(call = &*call_id, event = ?other, "call event not handled yet"),
+    }
+}
+
+/// The session is gone: hang up its calls.
+pub(super) fn session_closed(ctx: &Arc<SessionCtx>) {
+    let ids: Vec<Arc<str>> =
+        ctx.shared.calls.table.calls.iter().filter(|e| Arc::ptr_eq(&e.ctx, ctx)).map(|e| e.key().clone()).collect();
+    for id in ids {
+        let c = ctx.clone();
+        tokio::spawn(async move { hang_up_or_end(&c.shared.calls, &id, NORMAL_CALL_CLEARING).await });
+    }
+}

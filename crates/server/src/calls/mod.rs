@@ -1,0 +1,143 @@
+//! SIP for clients: the node's SIP user agent (one `callgate_sip` endpoint, opened at the first
+//! use) and, so far, the clients' registrations.
+//!
+//! | step | what happens |
+//! |---|---|
+//! | session established with `sipLogin` and `sipRegisterRequired` true or absent | REGISTER with the session's credentials (client fields, or injected by the `connect` answer) |
+//! | 2xx | `registered {sipLogin, status:"REGISTERED"}` to the client + `RegistrationStatusEvent REGISTERED` hook |
+//! | failure | `fail {apiMethod:"RegistrationStatusEvent", status:"FAILED", info}` to the client + `RegistrationStatusEvent FAILED` hook with errmap `info`, `sipStatus`, `sipMessageRaw`; with `sipRegisterRequired: true` the session is closed |
+//! | session end | un-REGISTER; `RegistrationStatusEvent UNREGISTERED` hook when the registrar confirms |
+//!
+//! Outgoing calls (`call` -> `call` hook -> media bridge -> INVITE -> TRYING, RING/RING_MEDIA/
+//! SESSION_PROGRESS, ESTABLISHED, FINISH/FAILED, each a `CallStatusEvent`; `hangup` -> BYE or
+//! CANCEL) are in `call.rs`. Not wired yet: incoming calls (INVITEs get 480), `answer`, hold,
+//! DTMF, transfer: `handlers.rs` answers them with an honest `FAILED`.
+//!
+//! Ownership: the driver task owns the user agent; registrations are recorded in a map *inside*
+//! the driver closures that create or end them, so a session ending while its REGISTER is being
+//! prepared can never leave a registration behind (both go through the driver in order).
+
+mod call;
+mod register;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use callgate_sip::transport::UaHandle;
+use callgate_sip::ua::{CallId as SipCallId, RegId, UaEvent};
+use dashmap::DashMap;
+use tokio::sync::OnceCell;
+
+use crate::config::SipSection;
+use crate::session::SessionCtx;
+
+pub use register::SipCredentials;
+
+/// The node's SIP side.
+pub struct Calls {
+    cfg: SipSection,
+    endpoint: OnceCell<Result<UaHandle, String>>,
+    regs: Arc<DashMap<RegId, register::RegEntry>>,
+    by_session: Arc<DashMap<Arc<str>, RegId>>,
+    table: Arc<CallTable>,
+}
+
+/// Live calls by the client's `callId`, and the client's id of each SIP call.
+#[derive(Default)]
+pub struct CallTable {
+    calls: Arc<DashMap<Arc<str>, call::CallEntry>>,
+    by_sip: Arc<DashMap<SipCallId, Arc<str>>>,
+}
+
+impl Calls {
+    pub fn new(cfg: SipSection) -> Calls {
+        Calls {
+            cfg,
+            endpoint: OnceCell::new(),
+            regs: Arc::new(DashMap::new()),
+            by_session: Arc::new(DashMap::new()),
+            table: Arc::new(CallTable::default()),
+        }
+    }
+
+    /// The SIP endpoint, started on first use; `Err` with the reason when it cannot bind.
+    pub async fn endpoint(&self) -> Result<UaHandle, String> {
+        self.endpoint
+            .get_or_init(|| async {
+                let cfg = self.cfg.endpoint_config().map_err(|e| e.to_string())?;
+                let bind = cfg.udp_bind;
+                match callgate_sip::transport::Endpoint::start(cfg).await {
+                    Ok(ep) => {
+                        tracing::info!(sip_addr = %ep.handle.udp_addr(), "SIP endpoint started");
+                        tokio::spawn(pump(ep.events, ep.handle.clone(), self.regs.clone(), self.table.clone()));
+                        Ok(ep.handle)
+                    }
+                    Err(e) => {
+                        tracing::error!(%bind, error = %e, "cannot start the SIP endpoint");
+                        Err(format!("SIP endpoint unavailable: {e}"))
+                    }
+                }
+            })
+            .await
+            .clone()
+    }
+
+    /// The bound SIP address, once the endpoint runs.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.endpoint.get().and_then(|r| r.as_ref().ok()).map(UaHandle::udp_addr)
+    }
+
+    /// Live calls.
+    pub fn calls(&self) -> usize {
+        self.table.calls.len()
+    }
+
+    /// Live registrations (sessions' and those being removed).
+    pub fn registrations(&self) -> usize {
+        self.regs.len()
+    }
+}
+
+/// Delivers the user agent's events.
+async fn pump(
+    mut events: tokio::sync::mpsc::UnboundedReceiver<UaEvent>,
+    handle: UaHandle,
+    regs: Arc<DashMap<RegId, register::RegEntry>>,
+    table: Arc<CallTable>,
+) {
+    while let Some(ev) = events.recv().await {
+        match ev {
+            UaEvent::Registration { reg, event } => register::on_event(&regs, reg, event),
+            UaEvent::Call { call, event } => call::on_event(&table, call, event),
+            UaEvent::IncomingCall(c) => {
+                // Not wired yet: refuse at once (the UA would keep it ringing until the caller
+                // gives up).
+                tracing::info!(from = %c.from_uri, to = %c.request_uri, "incoming SIP call refused: calls are not supported yet");
+                let call = c.call;
+                let _ = handle.with(move |ua, now| ua.reject(now, call, 480, Some("Temporarily Unavailable"))).await;
+            }
+            other => tracing::debug!(event = ?other, "SIP event not handled"),
+        }
+    }
+}
+
+/// The session is established: register its SIP account when it asks for it.
+pub fn session_established(ctx: &Arc<SessionCtx>) {
+    register::start(ctx);
+}
+
+/// The session is gone: un-REGISTER its account.
+pub fn session_closed(ctx: &Arc<SessionCtx>) {
+    call::session_closed(ctx);
+    register::stop(ctx);
+}
+
+/// `call` from the client.
+pub fn call(ctx: Arc<SessionCtx>, obj: serde_json::Map<String, serde_json::Value>) {
+    tokio::spawn(call::outgoing(ctx, obj));
+}
+
+/// `hangup` from the client.
+pub fn hangup(ctx: Arc<SessionCtx>, obj: serde_json::Map<String, serde_json::Value>) {
+    tokio::spawn(call::hangup(ctx, obj));
+}

@@ -1,0 +1,296 @@
+//! Registrations: the session's SIP account, REGISTER, its outcome, un-REGISTER.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use callgate_errmap::{map_local_failure, map_sip_failure, FailureEvent, LocalFailure, SipOperation};
+use callgate_hooks::{HookMethod, Origin};
+use callgate_proto::ServerFrame;
+use callgate_sip::ua::{Account, Failure, RegEvent, RegId};
+use dashmap::DashMap;
+use serde_json::{Map, Value};
+
+use crate::session::{SessionCmd, SessionCtx};
+
+pub const REGISTERED: &str = "REGISTERED";
+pub const UNREGISTERED: &str = "UNREGISTERED";
+pub const FAILED: &str = "FAILED";
+const API_METHOD: &str = "RegistrationStatusEvent";
+const CLIENT_REGISTERED: &str = "registered";
+
+/// The SIP fields of a connection object (spec/client-protocol.md §2.2), from the client or
+/// injected by the backend's `connect` answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SipCredentials {
+    pub login: String,
+    pub auth_name: Option<String>,
+    pub password: String,
+    pub domain: String,
+    /// Where requests go first: outbound proxy, else proxy, else the domain.
+    pub next_hop_host: String,
+    pub port: u16,
+    /// `sipRegisterRequired`: `Some(true|false)`, `None` when absent.
+    pub register_required: Option<bool>,
+}
+
+fn text(obj: &Map<String, Value>, k: &str) -> Option<String> {
+    match obj.get(k) {
+        Some(Value::String(s)) if !s.trim().is_empty() => Some(s.trim().to_string()),
+        Some(Value::Number(n)) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+impl SipCredentials {
+    /// `None` without a `sipLogin`.
+    pub fn from_connection(obj: &Map<String, Value>) -> Option<SipCredentials> {
+        let login = text(obj, "sipLogin")?;
+        let domain = text(obj, "sipDomain").unwrap_or_default();
+        let next_hop_host = text(obj, "sipOutboundProxy").or_else(|| text(obj, "sipProxy")).unwrap_or(domain.clone());
+        let port = text(obj, "sipPort").and_then(|p| p.parse().ok()).unwrap_or(5060);
+        let register_required = match obj.get("sipRegisterRequired") {
+            Some(Value::Bool(b)) => Some(*b),
+            Some(Value::String(s)) => Some(s.eq_ignore_ascii_case("true")),
+            _ => None,
+        };
+        Some(SipCredentials {
+            login,
+            auth_name: text(obj, "sipAuthenticationName"),
+            password: text(obj, "sipPassword").unwrap_or_default(),
+            domain,
+            next_hop_host,
+            port,
+            register_required,
+        })
+    }
+
+    /// REGISTER when `sipRegisterRequired` is true (a missing `sipDomain` is then a failure),
+    /// or absent with a `sipLogin` and a `sipDomain` (a bare `sipLogin` is only the caller's
+    /// name for calls).
+    pub fn wants_registration(&self) -> bool {
+        match self.register_required {
+            Some(required) => required,
+            None => !self.domain.is_empty(),
+        }
+    }
+
+    /// `host`, `host:port`, `[v6]:port` or `v6`: the address to resolve.
+    fn next_hop_target(&self) -> String {
+        let h = &self.next_hop_host;
+        let has_port = if h.starts_with('[') {
+            h.contains("]:")
+        } else {
+            h.matches(':').count() == 1
+        };
+        if has_port {
+            h.clone()
+        } else if h.contains(':') && !h.starts_with('[') {
+            format!("[{h}]:{}", self.port)
+        } else {
+            format!("{h}:{}", self.port)
+        }
+    }
+
+    /// Resolves the next hop (IPv4 first).
+    pub async fn resolve(&self) -> Result<SocketAddr, String> {
+        if self.domain.is_empty() {
+            return Err("SIP registration needs sipDomain".to_string());
+        }
+        let target = self.next_hop_target();
+        let addrs: Vec<SocketAddr> = tokio::net::lookup_host(target.as_str())
+            .await
+            .map_err(|_| map_local_failure(SipOperation::Register, &LocalFailure::Unresolvable(target.clone())).info)?
+            .collect();
+        addrs.iter().find(|a| a.is_ipv4()).or(addrs.first()).copied().ok_or_else(|| {
+            map_local_failure(SipOperation::Register, &LocalFailure::Unresolvable(target.clone())).info
+        })
+    }
+
+    pub fn account(&self, next_hop: SocketAddr, expires: u32) -> Account {
+        let mut a = Account::new(&self.login, &self.password, &self.domain, next_hop);
+        a.auth_user = self.auth_name.clone();
+        a.expires = expires;
+        a
+    }
+}
+
+/// A registration the user agent holds for a session.
+pub(super) struct RegEntry {
+    ctx: Arc<SessionCtx>,
+    creds: SipCredentials,
+    /// The session is gone; the un-REGISTER is on its way.
+    closing: bool,
+}
+
+/// The hook body: context + `sipLogin`, `sipDomain`, `status`, `info`.
+fn event_body(ctx: &SessionCtx, creds: &SipCredentials, status: &str, info: &str) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert("nodeId".into(), Value::from(&*ctx.shared.node_id));
+    m.insert("appKey".into(), Value::from(&*ctx.app.key));
+    m.insert("sessionId".into(), Value::from(&*ctx.id));
+    m.insert("sipLogin".into(), Value::from(creds.login.as_str()));
+    m.insert("sipDomain".into(), Value::from(creds.domain.as_str()));
+    m.insert("status".into(), status.into());
+    m.insert("info".into(), info.into());
+    m
+}
+
+/// `fail {apiMethod:"RegistrationStatusEvent"}` to the client (unless the session is gone), the
+/// FAILED hook, and the end of a session that required registration.
+fn report_failure(ctx: &Arc<SessionCtx>, creds: &SipCredentials, f: FailureEvent, to_client: bool) {
+    tracing::info!(session = &*ctx.id, login = creds.login, info = f.info, "SIP registration failed");
+    metrics::counter!("callgate_sip_registrations_total", "status" => FAILED).increment(1);
+    let mut ev = event_body(ctx, creds, FAILED, &f.info);
+    if let Some(code) = f.sip_status {
+        ev.insert("sipStatus".into(), code.into());
+    }
+    if let Some(raw) = f.sip_message_raw {
+        ev.insert("sipMessageRaw".into(), raw.into());
+    }
+    if to_client {
+        let mut fail = Map::new();
+        fail.insert("status".into(), FAILED.into());
+        fail.insert("info".into(), f.info.clone().into());
+        fail.insert("apiMethod".into(), API_METHOD.into());
+        ctx.out.send(&ServerFrame::object("fail", fail));
+    }
+    ctx.raise_event(HookMethod::RegistrationStatusEvent, Origin::Client, ev, None);
+    if to_client && creds.register_required == Some(true) {
+        // spec/client-protocol.md §2.4: a mandatory registration failed → close the session.
+        let _ = ctx.handle.cmd.try_send(SessionCmd::Terminate { info: f.info });
+    }
+}
+
+fn failure_event(f: &Failure) -> FailureEvent {
+    match f {
+        Failure::Status { status, reason, raw } => map_sip_failure(SipOperation::Register, *status, reason, raw)
+            .unwrap_or_else(|| callgate_errmap::error_event(format!("REGISTER: unexpected SIP {status} {reason}"))),
+        Failure::Timeout => map_local_failure(SipOperation::Register, &LocalFailure::Timeout),
+        Failure::Transport(why) => map_local_failure(SipOperation::Register, &LocalFailure::Transport(why.clone())),
+    }
+}
+
+fn session_alive(ctx: &SessionCtx) -> bool {
+    ctx.shared.sessions.get(&ctx.id).is_some_and(|h| Arc::ptr_eq(&h, &ctx.handle))
+}
+
+/// Starts the session's registration in the background, when it asks for one.
+pub(super) fn start(ctx: &Arc<SessionCtx>) {
+    let Some(creds) = SipCredentials::from_connection(&ctx.handle.data_ref()) else { return };
+    if !creds.wants_registration() {
+        return;
+    }
+    let ctx = ctx.clone();
+    tokio::spawn(async move {
+        let calls = &ctx.shared.calls;
+        let next_hop = match creds.resolve().await {
+            Ok(a) => a,
+            Err(info) => return report_failure(&ctx, &creds, callgate_errmap::error_event(info), true),
+        };
+        let handle = match calls.endpoint().await {
+            Ok(h) => h,
+            Err(info) => return report_failure(&ctx, &creds, callgate_errmap::error_event(info), true),
+        };
+        let account = creds.account(next_hop, calls.cfg.register_expires);
+        let (regs, by_session) = (calls.regs.clone(), calls.by_session.clone());
+        let (c2, creds2) = (ctx.clone(), creds.clone());
+        tracing::info!(session = &*ctx.id, login = creds.login, %next_hop, "SIP REGISTER");
+        // Recorded inside the driver: see the module notes.
+        let r = handle
+            .with(move |ua, now| {
+                if !session_alive(&c2) {
+                    return Ok::<_, callgate_sip::ua::UaError>(None);
+                }
+                let id = ua.register(now, account)?;
+                by_session.insert(c2.id.clone(), id);
+                regs.insert(id, RegEntry { ctx: c2, creds: creds2, closing: false });
+                Ok(Some(id))
+            })
+            .await;
+        match r {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => report_failure(&ctx, &creds, callgate_errmap::error_event(format!("REGISTER: {e}")), true),
+            Err(gone) => report_failure(&ctx, &creds, callgate_errmap::error_event(gone.to_string()), true),
+        }
+    });
+}
+
+/// Un-REGISTERs the session's account.
+pub(super) fn stop(ctx: &Arc<SessionCtx>) {
+    let calls = &ctx.shared.calls;
+    let Some(Ok(handle)) = calls.endpoint.get().cloned() else { return };
+    let (regs, by_session, id) = (calls.regs.clone(), calls.by_session.clone(), ctx.id.clone());
+    tokio::spawn(async move {
+        let _ = handle
+            .with(move |ua, now| {
+                let Some((_, reg)) = by_session.remove(&id) else { return };
+                if let Some(mut e) = regs.get_mut(&reg) {
+                    e.closing = true;
+                }
+                if let Err(e) = ua.unregister(now, reg) {
+                    tracing::debug!(error = %e, "un-REGISTER");
+                    regs.remove(&reg);
+                }
+            })
+            .await;
+    });
+}
+
+/// A registration event from the user agent.
+pub(super) fn on_event(regs: &DashMap<RegId, RegEntry>, reg: RegId, event: RegEvent) {
+    match event {
+        RegEvent::Registered { expires, refresh } => {
+            let Some(e) = regs.get(&reg) else { return };
+            if refresh || e.closing {
+                tracing::debug!(session = &*e.ctx.id, expires, "SIP registration refreshed");
+                return;
+            }
+            tracing::info!(session = &*e.ctx.id, login = e.creds.login, expires, "SIP registered");
+            metrics::counter!("callgate_sip_registrations_total", "status" => REGISTERED).increment(1);
+            let ev = event_body(&e.ctx, &e.creds, REGISTERED, "");
+            e.ctx.raise_event(HookMethod::RegistrationStatusEvent, Origin::Client, ev, Some(CLIENT_REGISTERED));
+        }
+        RegEvent::Unregistered => {
+            let Some((_, e)) = regs.remove(&reg) else { return };
+            tracing::info!(session = &*e.ctx.id, login = e.creds.login, "SIP unregistered");
+            let ev = event_body(&e.ctx, &e.creds, UNREGISTERED, "");
+            e.ctx.raise_event(HookMethod::RegistrationStatusEvent, Origin::Client, ev, None);
+        }
+        RegEvent::Failed(f) => {
+            let Some((_, e)) = regs.remove(&reg) else { return };
+            let to_client = !e.closing && session_alive(&e.ctx);
+            if to_client {
+                e.ctx.shared.calls.by_session.remove(&e.ctx.id);
+            }
+            report_failure(&e.ctx, &e.creds, failure_event(&f), to_client);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn creds(v: Value) -> Option<SipCredentials> {
+        SipCredentials::from_connection(v.as_object().unwrap())
+    }
+
+    #[test]
+    fn credentials_from_the_connection_object() {
+        assert_eq!(creds(json!({"appKey":"a"})), None);
+        assert!(!creds(json!({"sipLogin":"3000"})).unwrap().wants_registration(), "no domain, not required");
+        assert!(creds(json!({"sipLogin":"3000","sipRegisterRequired":true})).unwrap().wants_registration());
+        let c = creds(json!({"sipLogin":"3000","sipPassword":"p","sipDomain":"pbx.test","sipPort":"5080"})).unwrap();
+        assert!(c.wants_registration());
+        assert_eq!((c.next_hop_target().as_str(), c.port), ("pbx.test:5080", 5080));
+        let c = creds(json!({"sipLogin":"3000","sipDomain":"pbx.test","sipOutboundProxy":"10.0.0.1","sipPort":5070,"sipRegisterRequired":false})).unwrap();
+        assert!(!c.wants_registration());
+        assert_eq!(c.next_hop_target(), "10.0.0.1:5070");
+        let c = creds(json!({"sipLogin":"3000","sipDomain":"127.0.0.1:5099","sipRegisterRequired":true})).unwrap();
+        assert_eq!((c.next_hop_target().as_str(), c.register_required), ("127.0.0.1:5099", Some(true)));
+        let c = creds(json!({"sipLogin":"3000","sipDomain":"::1","sipAuthenticationName":"auth"})).unwrap();
+        assert_eq!(c.next_hop_target(), "[::1]:5060");
+        assert_eq!(c.account("127.0.0.1:1".parse().unwrap(), 60).auth_user(), "auth");
+    }
+}

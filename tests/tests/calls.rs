@@ -1,0 +1,337 @@
+//! SIP through callgate: a WebSocket client speaking the client protocol, a real recording
+//! backend, and real SIP peers (sipp scenarios of `tests/sipp`, Kamailio).
+//!
+//! Implemented so far: registration (issue 5, item 1) and outgoing calls with hangup (item 2).
+
+use std::time::Duration;
+
+use callgate_tests::peers::{Kamailio, Sipp, SippProcess};
+use callgate_tests::{start_server, Backend, Client, Reply};
+use serde_json::{json, Value};
+
+/// Every server of these tests binds its SIP port on 127.0.0.1:0 (the default is 30000).
+fn server_toml(backend: &Backend) -> String {
+    format!("[sip]\nbind = \"127.0.0.1:0\"\n[apps.backendApp]\nurl = \"{}\"\n", backend.url("hooks"))
+}
+
+fn connection(sip: Value) -> Value {
+    let mut c = json!({"appKey": "backendApp", "mediaProviders": ["WebRTC"], "clientVersion": "2.0",
+                       "clientOSVersion": "5.0", "clientBrowserVersion": "test", "msePacketizationVersion": 2,
+                       "custom": {}, "clientInfo": {}});
+    for (k, v) in sip.as_object().unwrap() {
+        c[k] = v.clone();
+    }
+    c
+}
+
+fn registrar(password: &str) -> SippProcess {
+    Sipp::scenario("uas_register_digest.xml")
+        .key("user", "3000")
+        .key("password", password)
+        .key("realm", "callgate.test")
+        .key("expires", "120")
+        .timeout(Duration::from_secs(15))
+        .spawn()
+        .expect("sipp starts (run `make deps` if it is missing)")
+}
+
+fn sip_fields(sipp: &SippProcess, password: &str) -> Value {
+    json!({"sipLogin": "3000", "sipPassword": password, "sipDomain": "127.0.0.1",
+           "sipPort": sipp.local_addr().port().to_string()})
+}
+
+#[tokio::test]
+async fn registers_with_the_clients_credentials_and_reports_registered() {
+    let backend = Backend::start().await;
+    let server = start_server(&server_toml(&backend)).await;
+    let sipp = registrar("secret");
+    let (mut c, _) = Client::establish(&server, connection(sip_fields(&sipp, "secret"))).await;
+    let reg = c.expect("registered").await;
+    assert_eq!((reg["sipLogin"].as_str(), reg["status"].as_str()), (Some("3000"), Some("REGISTERED")));
+    let ev = backend.wait_for("RegistrationStatusEvent", |b| b["status"] == "REGISTERED").await;
+    assert_eq!(ev.body["sipLogin"], "3000");
+    assert!(ev.body["sessionId"].as_str().is_some_and(|s| !s.is_empty()));
+    // The hook follows ConnectionStatusEvent ESTABLISHED.
+    let order: Vec<String> = backend.requests().into_iter().map(|r| r.method).collect();
+    let est = order.iter().position(|m| m == "ConnectionStatusEvent").unwrap();
+    let regd = order.iter().position(|m| m == "RegistrationStatusEvent").unwrap();
+    assert!(est < regd, "{order:?}");
+    let outcome = sipp.wait().await;
+    outcome.assert_success();
+    let second = outcome.received().into_iter().filter(|m| m.starts_with("REGISTER ")).nth(1).unwrap();
+    assert!(second.contains("username=\"3000\""), "{second}");
+    assert!(second.contains("User-Agent: callgate"), "{second}");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_refused_registration_reaches_client_and_backend_with_the_raw_403() {
+    let backend = Backend::start().await;
+    let server = start_server(&server_toml(&backend)).await;
+    let sipp = registrar("the-right-one");
+    let (mut c, _) = Client::establish(&server, connection(sip_fields(&sipp, "wrong"))).await;
+    let fail = c.expect("fail").await;
+    assert_eq!(fail["apiMethod"], "RegistrationStatusEvent");
+    assert_eq!(fail["status"], "FAILED");
+    assert_eq!(fail["info"], "SIP 403 FORBIDDEN");
+    let ev = backend.wait_for("RegistrationStatusEvent", |b| b["status"] == "FAILED").await;
+    assert_eq!(ev.body["info"], "SIP 403 FORBIDDEN");
+    assert_eq!(ev.body["sipStatus"], 403);
+    let outcome = sipp.wait().await;
+    let sent = outcome.sent().into_iter().find(|m| m.starts_with("SIP/2.0 403")).expect("sipp sent 403");
+    assert_eq!(ev.body["sipMessageRaw"].as_str(), Some(sent.as_str()), "the raw response, exactly as sent");
+    // Registration was not declared mandatory: the session goes on.
+    c.send("sendData", json!({"operationId": "op", "payload": {}})).await;
+    assert_eq!(c.expect("DataStatusEvent").await["status"], "ACCEPTED");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_mandatory_registration_that_fails_closes_the_session() {
+    let backend = Backend::start().await;
+    let server = start_server(&server_toml(&backend)).await;
+    let sipp = registrar("the-right-one");
+    let mut sip = sip_fields(&sipp, "wrong");
+    sip["sipRegisterRequired"] = true.into();
+    let (mut c, _) = Client::establish(&server, connection(sip)).await;
+    let fail = c.expect("fail").await;
+    assert_eq!((fail["apiMethod"].as_str(), fail["info"].as_str()), (Some("RegistrationStatusEvent"), Some("SIP 403 FORBIDDEN")));
+    c.expect_closed().await;
+    backend.wait_for("ConnectionStatusEvent", |b| b["status"] == "DISCONNECTED").await;
+    let _ = sipp.wait().await;
+    // A required registration without a domain fails at once, with a clear reason.
+    let (mut c, _) = Client::establish(&server, connection(json!({"sipLogin": "3000", "sipRegisterRequired": true}))).await;
+    let fail = c.expect("fail").await;
+    assert_eq!(fail["info"], "SIP registration needs sipDomain");
+    c.expect_closed().await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn no_registration_without_domain_or_when_not_required() {
+    let backend = Backend::start().await;
+    let server = start_server(&server_toml(&backend)).await;
+    let (mut c, _) = Client::establish(&server, connection(json!({"sipLogin": "3000"}))).await;
+    let (mut d, _) = Client::establish(
+        &server,
+        connection(json!({"sipLogin": "3000", "sipDomain": "127.0.0.1", "sipRegisterRequired": false})),
+    )
+    .await;
+    for cl in [&mut c, &mut d] {
+        cl.send("sendData", json!({"operationId": "op", "payload": {}})).await;
+        assert_eq!(cl.expect("DataStatusEvent").await["status"], "ACCEPTED");
+    }
+    assert!(backend.requests_for("RegistrationStatusEvent").is_empty());
+    assert!(server.shared.calls.local_addr().is_none(), "no SIP port is opened without a SIP client");
+    assert!(!c.seen.iter().chain(d.seen.iter()).any(|(m, _)| m == "registered" || m == "fail"));
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn credentials_injected_by_connect_register_with_kamailio_unseen_by_the_client_then_unregister() {
+    let k = Kamailio::new().start().await.expect("kamailio starts (run `make deps` if it is missing)");
+    let backend = Backend::start().await;
+    let domain = k.addr().to_string();
+    backend.answer(move |m, req| match m {
+        "connect" => {
+            let mut b = req.as_object().unwrap().clone();
+            b.insert("sipLogin".into(), "3001".into());
+            b.insert("sipPassword".into(), "secret3001".into());
+            b.insert("sipDomain".into(), domain.clone().into());
+            b.insert(
+                "restClientConfig".into(),
+                json!({"ConnectionStatusEvent": {"clientExclude": "sipPassword,sipDomain"}}),
+            );
+            Reply::json(200, Value::Object(b))
+        }
+        _ => Reply::mirror(req),
+    });
+    let server = start_server(&server_toml(&backend)).await;
+    let (mut c, user) = Client::establish(&server, connection(json!({}))).await;
+    assert_eq!(user["sipLogin"], "3001");
+    assert!(!user.contains_key("sipPassword") && !user.contains_key("sipDomain"), "{user:?}");
+    let reg = c.expect("registered").await;
+    assert_eq!(reg["status"], "REGISTERED");
+    assert!(
+        !c.seen.iter().any(|(_, d)| Value::Array(d.clone()).to_string().contains("secret3001")),
+        "the password never reaches the client"
+    );
+    backend.wait_for("RegistrationStatusEvent", |b| b["status"] == "REGISTERED" && b["sipLogin"] == "3001").await;
+    // Session end: un-REGISTER, confirmed by Kamailio.
+    drop(c);
+    backend.wait_for("RegistrationStatusEvent", |b| b["status"] == "UNREGISTERED").await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while server.shared.calls.registrations() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(server.shared.calls.registrations(), 0);
+    server.shutdown().await;
+}
+
+// ----- outgoing calls -------------------------------------------------------------------------
+
+/// Chromium's real offer (audio with PCMU/PCMA among others); ICE never completes in these
+/// tests, which end well before the media connect timeout.
+const CHROMIUM_OFFER: &str = include_str!("../../crates/media/testdata/chromium-publish-offer.sdp");
+
+fn uas(scenario: &str) -> SippProcess {
+    Sipp::scenario(scenario).timeout(Duration::from_secs(15)).spawn().expect("sipp starts (run `make deps`)")
+}
+
+/// Connection fields for calls through `sipp` without registering.
+fn call_account(sipp: &SippProcess) -> Value {
+    json!({"sipLogin": "3000", "sipPassword": "secret", "sipDomain": "127.0.0.1",
+           "sipPort": sipp.local_addr().port(), "sipRegisterRequired": false})
+}
+
+fn call_msg(id: &str, callee: &str) -> Value {
+    json!({"callId": id, "incoming": false, "hasVideo": false, "hasAudio": true, "status": "PENDING",
+           "mediaProvider": "WebRTC", "sdp": CHROMIUM_OFFER, "caller": "3000", "callee": callee,
+           "visibleName": "3000", "custom": {}})
+}
+
+/// The statuses of the call's `CallStatusEvent`s, in arrival order.
+fn backend_statuses(backend: &Backend, call: &str) -> Vec<String> {
+    backend
+        .requests_for("CallStatusEvent")
+        .into_iter()
+        .filter(|r| r.body["callId"] == call)
+        .map(|r| r.body["status"].as_str().unwrap_or("").to_string())
+        .collect()
+}
+
+async fn expect_status(c: &mut Client, message: &str, call: &str, status: &str) -> serde_json::Map<String, Value> {
+    let m = c.expect(message).await;
+    assert_eq!((m["callId"].as_str(), m["status"].as_str()), (Some(call), Some(status)), "{message}: {m:?}");
+    m
+}
+
+#[tokio::test]
+async fn outgoing_call_answered_then_hung_up_by_the_client() {
+    let backend = Backend::start().await;
+    let server = start_server(&server_toml(&backend)).await;
+    let sipp = uas("uas_answer_local_bye.xml");
+    let (mut c, _) = Client::establish(&server, connection(call_account(&sipp))).await;
+    c.send("call", call_msg("c1", "3001")).await;
+    expect_status(&mut c, "notifyTryingResponse", "c1", "TRYING").await;
+    expect_status(&mut c, "ring", "c1", "RING").await;
+    expect_status(&mut c, "talk", "c1", "ESTABLISHED").await;
+    c.send("hangup", json!({"callId": "c1"})).await;
+    let fin = expect_status(&mut c, "finish", "c1", "FINISH").await;
+    assert_eq!(fin["info"], "Normal call clearing");
+    let sdps: Vec<&Vec<Value>> = c.seen.iter().filter(|(m, _)| m == "setRemoteSDP").map(|(_, d)| d).collect();
+    assert_eq!(sdps.len(), 1, "setRemoteSDP exactly once");
+    assert_eq!((sdps[0][0].as_str(), sdps[0][2].as_bool()), (Some("c1"), Some(true)));
+    assert!(sdps[0][1].as_str().unwrap().contains("PCM"), "the browser answer carries G.711");
+    let outcome = sipp.wait().await;
+    outcome.assert_success();
+    let invite = outcome.received().into_iter().find(|m| m.starts_with("INVITE ")).unwrap();
+    assert!(invite.starts_with("INVITE sip:3001@127.0.0.1 SIP/2.0"), "{invite}");
+    assert!(invite.contains("RTP/AVP"), "the bridge's plain RTP offer: {invite}");
+    backend.wait_for("CallStatusEvent", |b| b["callId"] == "c1" && b["status"] == "FINISH").await;
+    assert_eq!(backend_statuses(&backend, "c1"), ["TRYING", "RING", "ESTABLISHED", "FINISH"]);
+    let call_hook = &backend.requests_for("call")[0].body;
+    assert_eq!((call_hook["callee"].as_str(), call_hook["callId"].as_str()), (Some("3001"), Some("c1")));
+    backend.wait_for("hangup", |b| b["callId"] == "c1").await;
+    assert_eq!(server.shared.calls.calls(), 0);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn outgoing_call_hung_up_by_the_peer_and_a_closed_session_hangs_up() {
+    let backend = Backend::start().await;
+    let server = start_server(&server_toml(&backend)).await;
+    let sipp = Sipp::scenario("uas_answer_remote_bye.xml").pause(Duration::from_millis(300)).timeout(Duration::from_secs(15)).spawn().unwrap();
+    let (mut c, _) = Client::establish(&server, connection(call_account(&sipp))).await;
+    c.send("call", call_msg("c1", "3001")).await;
+    expect_status(&mut c, "talk", "c1", "ESTABLISHED").await;
+    expect_status(&mut c, "finish", "c1", "FINISH").await;
+    sipp.wait().await.assert_success();
+
+    let sipp = uas("uas_answer_local_bye.xml");
+    let (mut c, _) = Client::establish(&server, connection(call_account(&sipp))).await;
+    c.send("call", call_msg("c2", "3001")).await;
+    expect_status(&mut c, "talk", "c2", "ESTABLISHED").await;
+    drop(c);
+    sipp.wait().await.assert_success();
+    backend.wait_for("CallStatusEvent", |b| b["callId"] == "c2" && b["status"] == "FINISH").await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn rejections_reach_client_and_backend_with_errmap_info_and_the_raw_response() {
+    let backend = Backend::start().await;
+    let server = start_server(&server_toml(&backend)).await;
+    for (code, info) in [
+        (403, "SIP 403 FORBIDDEN"),
+        (486, "SIP 486 BUSY HERE"),
+        (503, "SIP 503 SERVICE UNAVAILABLE"),
+        (603, "SIP 603 DECLINE"),
+    ] {
+        let sipp = uas(&format!("uas_reject_{code}.xml"));
+        let (mut c, _) = Client::establish(&server, connection(call_account(&sipp))).await;
+        let id = format!("r{code}");
+        c.send("call", call_msg(&id, "3001")).await;
+        expect_status(&mut c, "notifyTryingResponse", &id, "TRYING").await;
+        let fin = expect_status(&mut c, "finish", &id, "FAILED").await;
+        assert_eq!(fin["info"], info);
+        assert_eq!(fin["sipStatus"], code);
+        let outcome = sipp.wait().await;
+        let sent = outcome.sent().into_iter().find(|m| m.starts_with(&format!("SIP/2.0 {code}"))).unwrap();
+        let ev = backend.wait_for("CallStatusEvent", |b| b["callId"] == id.as_str() && b["status"] == "FAILED").await;
+        assert_eq!(ev.body["info"], info);
+        assert_eq!(ev.body["sipStatus"], code);
+        assert_eq!(ev.body["sipMessageRaw"].as_str(), Some(sent.as_str()), "raw {code} exactly as sipp sent it");
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_backend_rewrites_the_callee_or_refuses_the_call() {
+    let backend = Backend::start().await;
+    backend.answer(|m, req| match m {
+        "connect" => {
+            let mut b = req.as_object().unwrap().clone();
+            b.insert("restClientConfig".into(), json!({"call": {"restPolicy": "OVERWRITE", "restOverwrite": "callee", "restOnError": "FAIL"}}));
+            Reply::json(200, Value::Object(b))
+        }
+        "call" if req["callee"] == "refuse-me" => Reply::json(403, json!({})),
+        "call" => {
+            let mut b = req.as_object().unwrap().clone();
+            b.insert("callee".into(), "4242".into());
+            Reply::json(200, Value::Object(b))
+        }
+        _ => Reply::mirror(req),
+    });
+    let server = start_server(&server_toml(&backend)).await;
+    let sipp = uas("uas_reject_403.xml");
+    let (mut c, _) = Client::establish(&server, connection(call_account(&sipp))).await;
+    c.send("call", call_msg("c1", "3001")).await;
+    expect_status(&mut c, "finish", "c1", "FAILED").await;
+    let outcome = sipp.wait().await;
+    let invite = outcome.received().into_iter().find(|m| m.starts_with("INVITE ")).unwrap();
+    assert!(invite.starts_with("INVITE sip:4242@127.0.0.1 SIP/2.0"), "the rewritten callee: {invite}");
+    let ev = backend.wait_for("CallStatusEvent", |b| b["callId"] == "c1" && b["status"] == "FAILED").await;
+    assert_eq!(ev.body["callee"], "4242");
+
+    c.send("call", call_msg("c2", "refuse-me")).await;
+    let fin = expect_status(&mut c, "finish", "c2", "FAILED").await;
+    assert!(fin["info"].as_str().is_some_and(|i| !i.is_empty()), "{fin:?}");
+    assert!(!c.seen.iter().any(|(m, d)| m == "notifyTryingResponse" && d[0]["callId"] == "c2"));
+    backend.wait_for("CallStatusEvent", |b| b["callId"] == "c2" && b["status"] == "FAILED").await;
+    assert_eq!(server.shared.calls.calls(), 0);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn calls_without_an_sip_account_or_sdp_fail_and_answer_is_still_refused() {
+    let backend = Backend::start().await;
+    let server = start_server(&server_toml(&backend)).await;
+    let (mut c, _) = Client::establish(&server, connection(json!({}))).await;
+    c.send("call", call_msg("c1", "3001")).await;
+    let fin = expect_status(&mut c, "finish", "c1", "FAILED").await;
+    assert!(fin["info"].as_str().unwrap().contains("no SIP account"), "{fin:?}");
+    c.send("answer", json!({"callId": "c9"})).await;
+    expect_status(&mut c, "finish", "c9", "FAILED").await;
+    server.shutdown().await;
+}
