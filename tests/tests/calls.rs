@@ -335,3 +335,119 @@ async fn calls_without_an_sip_account_or_sdp_fail_and_answer_is_still_refused() 
     expect_status(&mut c, "finish", "c9", "FAILED").await;
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn hold_and_unhold_by_re_invite_with_a_refused_hold_first() {
+    let backend = Backend::start().await;
+    let refuse_once = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let r = refuse_once.clone();
+    backend.answer(move |m, req| match m {
+        "connect" => {
+            let mut b = req.as_object().unwrap().clone();
+            b.insert("restClientConfig".into(), json!({"hold": {"restOnError": "FAIL"}}));
+            Reply::json(200, Value::Object(b))
+        }
+        "hold" if r.swap(false, std::sync::atomic::Ordering::SeqCst) => Reply::json(403, json!({})),
+        _ => Reply::mirror(req),
+    });
+    let server = start_server(&server_toml(&backend)).await;
+    let sipp = uas("uas_hold.xml");
+    let (mut c, _) = Client::establish(&server, connection(call_account(&sipp))).await;
+    c.send("call", call_msg("h1", "3001")).await;
+    expect_status(&mut c, "talk", "h1", "ESTABLISHED").await;
+    c.send("hold", json!({"callId": "h1"})).await;
+    let fail = c.expect("fail").await;
+    assert_eq!(fail["apiMethod"], "CallStatusEvent", "the refused hold: {fail:?}");
+    c.send("hold", json!({"callId": "h1"})).await;
+    expect_status(&mut c, "hold", "h1", "HOLD").await;
+    c.send("unhold", json!({"callId": "h1"})).await;
+    expect_status(&mut c, "talk", "h1", "ESTABLISHED").await;
+    c.send("hangup", json!({"callId": "h1"})).await;
+    expect_status(&mut c, "finish", "h1", "FINISH").await;
+    let outcome = sipp.wait().await;
+    outcome.assert_success();
+    let reinvites: Vec<String> = outcome.received().into_iter().filter(|m| m.starts_with("INVITE ")).collect();
+    assert_eq!(reinvites.len(), 3, "INVITE + two re-INVITEs (the refused hold sent nothing)");
+    assert!(reinvites[1].contains("a=sendonly"), "{}", reinvites[1]);
+    backend.wait_for("CallStatusEvent", |b| b["callId"] == "h1" && b["status"] == "FINISH").await;
+    assert_eq!(backend_statuses(&backend, "h1"), ["TRYING", "RING", "ESTABLISHED", "HOLD", "ESTABLISHED", "FINISH"]);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn dtmf_by_sip_info_reaches_sipp_and_rfc2833_is_accepted() {
+    let backend = Backend::start().await;
+    let server = start_server(&server_toml(&backend)).await;
+    let sipp = uas("uas_info_dtmf.xml");
+    let (mut c, _) = Client::establish(&server, connection(call_account(&sipp))).await;
+    c.send("call", call_msg("d1", "3001")).await;
+    expect_status(&mut c, "talk", "d1", "ESTABLISHED").await;
+    c.send("sendDtmf", json!({"callId": "d1", "type": "INFO", "dtmf": "5"})).await;
+    backend.wait_for("sendDtmf", |b| b["callId"] == "d1" && b["dtmf"] == "5").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    c.send("sendDtmf", json!({"callId": "d1", "dtmf": "1"})).await; // RFC 2833 through the bridge
+    backend.wait_for("sendDtmf", |b| b["callId"] == "d1" && b["dtmf"] == "1").await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    c.send("hangup", json!({"callId": "d1"})).await;
+    expect_status(&mut c, "finish", "d1", "FINISH").await;
+    assert!(!c.seen.iter().any(|(m, _)| m == "fail"), "{:?}", c.seen);
+    sipp.wait().await.assert_success();
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn transfer_by_refer_reports_progress_to_client_and_backend() {
+    let backend = Backend::start().await;
+    let server = start_server(&server_toml(&backend)).await;
+    let sipp = Sipp::scenario("uas_refer.xml").key("refer_to_user", "3002").timeout(Duration::from_secs(15)).spawn().unwrap();
+    let (mut c, _) = Client::establish(&server, connection(call_account(&sipp))).await;
+    c.send("call", call_msg("t1", "3001")).await;
+    expect_status(&mut c, "talk", "t1", "ESTABLISHED").await;
+    c.send("transfer", json!({"callId": "t1", "target": "3002"})).await;
+    let mut seen = Vec::new();
+    while seen.last().map(String::as_str) != Some("COMPLETED") {
+        let t = c.expect("notifyTransferEvent").await;
+        assert_eq!(t["callId"], "t1");
+        seen.push(t["status"].as_str().unwrap().to_string());
+    }
+    assert_eq!(seen.first().map(String::as_str), Some("ACCEPTED"), "{seen:?}");
+    c.send("hangup", json!({"callId": "t1"})).await;
+    expect_status(&mut c, "finish", "t1", "FINISH").await;
+    sipp.wait().await.assert_success();
+    backend.wait_for("TransferStatusEvent", |b| b["callId"] == "t1" && b["status"] == "COMPLETED").await;
+    backend.wait_for("transfer", |b| b["target"] == "3002").await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn rest_call_find_and_terminate() {
+    let backend = Backend::start().await;
+    let server = start_server(&server_toml(&backend)).await;
+    let (status, _) = callgate_tests::http_post(&server, "/rest-api/call/find_all", "", None).await;
+    assert_eq!(status, 404);
+    let sipp = uas("uas_answer_local_bye.xml");
+    let (mut c, _) = Client::establish(&server, connection(call_account(&sipp))).await;
+    c.send("call", call_msg("f1", "3001")).await;
+    expect_status(&mut c, "talk", "f1", "ESTABLISHED").await;
+    let (status, body) = callgate_tests::http_post(&server, "/rest-api/call/find", r#"{"callId":"f1"}"#, None).await;
+    assert_eq!(status, 200, "{body}");
+    let list: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!((list[0]["callId"].as_str(), list[0]["status"].as_str()), (Some("f1"), Some("ESTABLISHED")), "{list}");
+    assert_eq!(list[0]["callee"], "3001");
+    assert!(list[0].get("sdp").is_none());
+    let (status, _) = callgate_tests::http_post(&server, "/rest-api/call/find", r#"{"callee":"nobody"}"#, None).await;
+    assert_eq!(status, 404);
+    let (status, body) = callgate_tests::http_post(&server, "/rest-api/call/find_all", "", None).await;
+    assert_eq!((status, serde_json::from_str::<Value>(&body).unwrap().as_array().unwrap().len()), (200, 1));
+    let (status, _) = callgate_tests::http_post(&server, "/rest-api/call/terminate", r#"{"callId":"nope"}"#, None).await;
+    assert_eq!(status, 404);
+    let (status, _) = callgate_tests::http_post(&server, "/rest-api/call/terminate", r#"{}"#, None).await;
+    assert_eq!(status, 400);
+    let (status, _) = callgate_tests::http_post(&server, "/rest-api/call/terminate", r#"{"callId":"f1"}"#, None).await;
+    assert_eq!(status, 200);
+    expect_status(&mut c, "finish", "f1", "FINISH").await;
+    sipp.wait().await.assert_success();
+    let (status, _) = callgate_tests::http_post(&server, "/rest-api/call/find", r#"{"callId":"f1"}"#, None).await;
+    assert_eq!(status, 404);
+    server.shutdown().await;
+}

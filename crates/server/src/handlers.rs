@@ -8,9 +8,9 @@
 //! | `pushLogs` | `pushLogs` (direct) | nothing; the lines go to the server log |
 //!
 //! Stream messages (`publishStream`, `playStream`, …) are handled in [`crate::streams`];
-//! `call` and `hangup` in [`crate::calls`]. The other call messages (`answer`, `hold`, …) are not
-//! built yet; they get an honest terminal failure in the form the SDK needs to stop waiting (a
-//! call `finish FAILED`), never a fake success.
+//! `call`, `hangup`, `hold`, `unhold`, `sendDtmf`, `transfer` in [`crate::calls`]. `answer`
+//! (incoming calls) is not built yet; it gets an honest terminal failure in the form the SDK
+//! needs to stop waiting (a call `finish FAILED`), never a fake success.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -51,19 +51,16 @@ pub fn dispatch(ctx: Arc<SessionCtx>, frame: ClientFrame) -> Result<(), FrameErr
         }
         "call" => crate::calls::call(ctx, obj),
         "hangup" => crate::calls::hangup(ctx, obj),
+        "hold" => crate::calls::in_call(ctx, HookMethod::Hold, obj),
+        "unhold" => crate::calls::in_call(ctx, HookMethod::Unhold, obj),
+        "sendDtmf" => crate::calls::in_call(ctx, HookMethod::SendDtmf, obj),
+        "transfer" => crate::calls::in_call(ctx, HookMethod::Transfer, obj),
         "answer" => {
             let mut st = Map::new();
             st.insert("callId".into(), obj.get("callId").cloned().unwrap_or(Value::Null));
             st.insert("status".into(), "FAILED".into());
             st.insert("info".into(), NOT_SUPPORTED_CALLS.into());
             ctx.out.send(&ServerFrame::object("finish", st));
-        }
-        "hold" | "unhold" | "transfer" | "sendDtmf" => {
-            ctx.out.send(&ServerFrame::fail(
-                "CallStatusEvent",
-                NOT_SUPPORTED_CALLS,
-                obj.get("callId").and_then(Value::as_str),
-            ));
         }
         _ => return Err(FrameError::Unknown(message)),
     }

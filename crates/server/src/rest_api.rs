@@ -8,6 +8,9 @@
 //! | `/data/send` | `{sessionId, payload, operationId?, nodeId?}` | `200` empty (client gets `OnDataEvent`), `404` unknown session |
 //! | `/stream/find` | filter: any stream fields (`mediaSessionId`, `name`, `published`, `status`, …), all must match; `display` ignored | `200` list of stream objects, `404` none |
 //! | `/stream/find_all` | none | `200` list, `404` none |
+//! | `/call/find` | filter: any call fields (`callId`, `callee`, `status`, `sessionId`, …), all must match | `200` list of call objects, `404` none |
+//! | `/call/find_all` | none | `200` list, `404` none |
+//! | `/call/terminate` | `{callId}` | `200` (BYE/CANCEL; the client gets `finish FINISH`), `404` unknown call |
 //! | `/stream/terminate` | filter as `find`, or `{mediaSessionIds:[…]}`; `{}` = every stream | `200` (clients get `Stopped by rest /terminate`), `404` none matched |
 //!
 //! A body that is not a JSON object, or lacks a required field, gets `400` with a reason.
@@ -36,7 +39,10 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/rest-api/data/send", post(data_send))
         .route("/rest-api/stream/find", post(stream_find))
         .route("/rest-api/stream/find_all", post(stream_find_all).get(stream_find_all))
-        .route("/rest-api/stream/terminate", post(stream_terminate));
+        .route("/rest-api/stream/terminate", post(stream_terminate))
+        .route("/rest-api/call/find", post(call_find))
+        .route("/rest-api/call/find_all", post(call_find_all).get(call_find_all))
+        .route("/rest-api/call/terminate", post(call_terminate));
     let r = if shared.cfg.rest_api.auth {
         r.layer(axum::middleware::from_fn_with_state(shared.clone(), basic_auth))
     } else {
@@ -67,6 +73,39 @@ fn list_or_404(items: Vec<Arc<Map<String, Value>>>) -> Response {
     }
     let list: Vec<&Map<String, Value>> = items.iter().map(|m| &**m).collect();
     Json(list).into_response()
+}
+
+fn calls_or_404(items: Vec<Map<String, Value>>) -> Response {
+    if items.is_empty() {
+        return error(StatusCode::NOT_FOUND, "not found");
+    }
+    Json(items).into_response()
+}
+
+async fn call_find(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
+    match parse_object(&body) {
+        Ok(filter) => calls_or_404(s.calls.find(&filter)),
+        Err(r) => r,
+    }
+}
+
+async fn call_find_all(State(s): State<Arc<Shared>>) -> Response {
+    calls_or_404(s.calls.find(&Map::new()))
+}
+
+async fn call_terminate(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
+    let obj = match parse_object(&body) {
+        Ok(o) => o,
+        Err(r) => return r,
+    };
+    let Some(id) = obj.get("callId").and_then(Value::as_str) else {
+        return error(StatusCode::BAD_REQUEST, "callId is required");
+    };
+    if s.calls.terminate(id).await {
+        StatusCode::OK.into_response()
+    } else {
+        error(StatusCode::NOT_FOUND, "call not found")
+    }
 }
 
 async fn find(State(s): State<Arc<Shared>>, body: Bytes) -> Response {

@@ -22,6 +22,11 @@ pub const FAILED: &str = "FAILED";
 pub const NORMAL_CALL_CLEARING: &str = "Normal call clearing";
 pub const TRANSCODING_REQUIRED: &str = "Transcoding required, but disabled";
 pub const FAILED_BY_ERROR: &str = "Failed by error";
+pub const FAILED_BY_ICE_ERROR: &str = "Failed by ICE error";
+pub const FAILED_BY_DTLS_ERROR: &str = "Failed by DTLS error";
+pub const HOLD: &str = "HOLD";
+pub const CALL_NOT_FOUND: &str = "Call not found";
+pub const CALL_NOT_ESTABLISHED: &str = "Call is not established";
 pub const NO_SIP_ACCOUNT: &str = "Failed by session creation: the session has no SIP account (sipLogin and sipDomain)";
 pub const CALL_ID_IN_USE: &str = "Failed by error: callId is already in use";
 pub const NO_CALL_ID: &str = "Failed by error: no callId";
@@ -34,8 +39,10 @@ pub(super) struct CallEntry {
     pub obj: Map<String, Value>,
     pub sip: Option<SipCallId>,
     pub peer: PeerId,
-    /// The backend refused the client's `hangup`: the call still ends, reported FAILED.
+    /// The call ends FAILED with this info (a refused `hangup`, a media failure).
     pub hangup_refused: Option<String>,
+    /// The bridge's SDP for the SIP side (base of hold/unhold re-INVITEs).
+    pub sip_sdp: bytes::Bytes,
 }
 
 fn with_context(ctx: &SessionCtx, mut obj: Map<String, Value>) -> Map<String, Value> {
@@ -54,6 +61,23 @@ fn client_message(status: &str) -> &'static str {
         "HOLD" => "hold",
         _ => "finish",
     }
+}
+
+/// Records the call's current status (for the REST API's view).
+fn set_status(table: &super::CallTable, call_id: &str, status: &str) {
+    if let Some(mut e) = table.calls.get_mut(call_id) {
+        e.obj.insert("status".into(), status.into());
+    }
+}
+
+/// The REST API's view: call objects matching every field of `filter`.
+pub(super) fn find(table: &super::CallTable, filter: &Map<String, Value>) -> Vec<Map<String, Value>> {
+    table
+        .calls
+        .iter()
+        .filter(|e| filter.iter().all(|(k, v)| e.obj.get(k) == Some(v)))
+        .map(|e| e.obj.clone())
+        .collect()
 }
 
 /// `CallStatusEvent` to the backend and the status message to the client.
@@ -142,11 +166,19 @@ pub(super) async fn outgoing(ctx: Arc<SessionCtx>, obj: Map<String, Value>) {
         match calls.table.calls.entry(call_id.clone()) {
             Entry::Occupied(_) => return raise(&ctx, &data, FAILED, CALL_ID_IN_USE, None),
             Entry::Vacant(v) => {
-                v.insert(CallEntry { ctx: ctx.clone(), obj: data.clone(), sip: None, peer, hangup_refused: None });
+                v.insert(CallEntry {
+                    ctx: ctx.clone(),
+                    obj: data.clone(),
+                    sip: None,
+                    peer,
+                    hangup_refused: None,
+                    sip_sdp: bytes::Bytes::new(),
+                });
             }
         }
     }
     // TRYING at once: it is what lets a later `hangup` reach us (spec §6.1).
+    set_status(&calls.table, &call_id, TRYING);
     raise(&ctx, &data, TRYING, "", None);
 
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
@@ -164,7 +196,15 @@ pub(super) async fn outgoing(ctx: Arc<SessionCtx>, obj: Map<String, Value>) {
             while let Some(ev) = rx.recv().await {
                 if let MediaEvent::Failed(reason) = ev {
                     tracing::info!(call = &*cid, %reason, "call media failed");
-                    hang_up_or_end(&c2.shared.calls, &cid, FAILED_BY_ERROR).await;
+                    let info = match reason {
+                        callgate_media::FailReason::IceTimeout | callgate_media::FailReason::IceKeepAlive => FAILED_BY_ICE_ERROR,
+                        callgate_media::FailReason::DtlsTimeout | callgate_media::FailReason::Dtls(_) => FAILED_BY_DTLS_ERROR,
+                        callgate_media::FailReason::Error(_) => FAILED_BY_ERROR,
+                    };
+                    if let Some(mut e) = c2.shared.calls.table.calls.get_mut(&cid) {
+                        e.hangup_refused = Some(info.to_string());
+                    }
+                    hang_up_or_end(&c2.shared.calls, &cid, info).await;
                     return;
                 }
             }
@@ -188,6 +228,9 @@ pub(super) async fn outgoing(ctx: Arc<SessionCtx>, obj: Map<String, Value>) {
     let account = creds.account(next_hop, calls.cfg.register_expires);
     let to = target_uri(&callee, &creds.domain);
     let offer = bytes::Bytes::from(answer.sip_sdp);
+    if let Some(mut e) = calls.table.calls.get_mut(&call_id) {
+        e.sip_sdp = offer.clone();
+    }
     let (map, by_sip, cid) = (calls.table.calls.clone(), calls.table.by_sip.clone(), call_id.clone());
     tracing::info!(session = &*ctx.id, call = &*call_id, to, %next_hop, "SIP INVITE");
     let r = handle
@@ -250,6 +293,15 @@ pub(super) async fn hangup(ctx: Arc<SessionCtx>, obj: Map<String, Value>) {
     }
 }
 
+/// REST `/call/terminate {callId}`: hangs the call up (BYE/CANCEL); false when unknown.
+pub(super) async fn terminate(calls: &super::Calls, call_id: &str) -> bool {
+    if !calls.table.calls.contains_key(call_id) {
+        return false;
+    }
+    hang_up_or_end(calls, call_id, NORMAL_CALL_CLEARING).await;
+    true
+}
+
 /// A SIP event of a call.
 pub(super) fn on_event(calls: &super::CallTable, sip: SipCallId, event: CallEvent) {
     let Some(call_id) = calls.by_sip.get(&sip).map(|c| c.clone()) else { return };
@@ -270,10 +322,13 @@ pub(super) fn on_event(calls: &super::CallTable, sip: SipCallId, event: CallEven
         CallEvent::Trying => {}
         CallEvent::Ringing { sdp } => {
             remote_sdp(&sdp);
-            raise(&ctx, &obj, if sdp.is_some() { RING_MEDIA } else { RING }, "", None);
+            let st = if sdp.is_some() { RING_MEDIA } else { RING };
+            set_status(calls, &call_id, st);
+            raise(&ctx, &obj, st, "", None);
         }
         CallEvent::SessionProgress { sdp } => {
             remote_sdp(&sdp);
+            set_status(calls, &call_id, SESSION_PROGRESS);
             raise(&ctx, &obj, SESSION_PROGRESS, "", None);
         }
         CallEvent::Established { sdp } => {
@@ -282,6 +337,7 @@ pub(super) fn on_event(calls: &super::CallTable, sip: SipCallId, event: CallEven
             o.insert("sipStatus".into(), 200.into());
             if let Some(mut e) = calls.calls.get_mut(&call_id) {
                 e.obj.insert("sipStatus".into(), 200.into());
+                e.obj.insert("status".into(), ESTABLISHED.into());
             }
             raise(&ctx, &o, ESTABLISHED, "", None);
         }
@@ -295,6 +351,52 @@ pub(super) fn on_event(calls: &super::CallTable, sip: SipCallId, event: CallEven
                 None => end(calls, &call_id, FINISH, NORMAL_CALL_CLEARING, None),
             }
         }
+        CallEvent::HoldResult { hold, result } => match result {
+            Ok(sdp) => {
+                remote_sdp(&sdp);
+                let st = if hold { HOLD } else { ESTABLISHED };
+                set_status(calls, &call_id, st);
+                raise(&ctx, &obj, st, "", None);
+            }
+            Err(f) => {
+                let fe = match &f {
+                    Failure::Status { status, reason, raw } => map_sip_failure(SipOperation::ReInvite, *status, reason, raw)
+                        .unwrap_or_else(|| callgate_errmap::error_event(format!("re-INVITE: SIP {status} {reason}"))),
+                    Failure::Timeout => map_local_failure(SipOperation::ReInvite, &LocalFailure::Timeout),
+                    Failure::Transport(w) => map_local_failure(SipOperation::ReInvite, &LocalFailure::Transport(w.clone())),
+                };
+                ctx.out.send(&ServerFrame::fail("CallStatusEvent", &fe.info, Some(&call_id)));
+                ctx.error_event(&fe.info, Origin::Client);
+            }
+        },
+        CallEvent::TransferAccepted => transfer_status(&ctx, &obj, "ACCEPTED", "", None),
+        CallEvent::TransferProgress { status, reason, .. } => {
+            if status >= 300 {
+                let fe = map_sip_failure(SipOperation::Refer, status, &reason, b"");
+                let info = fe.map(|f| f.info).unwrap_or_else(|| callgate_errmap::sip_info(status, &reason));
+                transfer_status(&ctx, &obj, FAILED, &info, Some(status));
+            } else if status >= 200 {
+                transfer_status(&ctx, &obj, "COMPLETED", &callgate_errmap::sip_info(status, &reason), Some(status));
+            } else {
+                transfer_status(&ctx, &obj, TRYING, &callgate_errmap::sip_info(status, &reason), Some(status));
+            }
+        }
+        CallEvent::TransferFailed(f) => {
+            let fe = match &f {
+                Failure::Status { status, reason, raw } => map_sip_failure(SipOperation::Refer, *status, reason, raw)
+                    .unwrap_or_else(|| callgate_errmap::error_event(format!("REFER: SIP {status} {reason}"))),
+                Failure::Timeout => map_local_failure(SipOperation::Refer, &LocalFailure::Timeout),
+                Failure::Transport(w) => map_local_failure(SipOperation::Refer, &LocalFailure::Transport(w.clone())),
+            };
+            transfer_status(&ctx, &obj, FAILED, &fe.info, fe.sip_status);
+        }
+        CallEvent::DtmfResult(Err(f)) => {
+            let info = match &f {
+                Failure::Status { status, reason, .. } => callgate_errmap::sip_info(*status, reason),
+                other => format!("{other:?}"),
+            };
+            ctx.error_event(&format!("INFO DTMF: {info}"), Origin::Client);
+        }
         other => tracing::debug!(call = &*call_id, event = ?other, "call event not handled yet"),
     }
 }
@@ -306,5 +408,84 @@ pub(super) fn session_closed(ctx: &Arc<SessionCtx>) {
     for id in ids {
         let c = ctx.clone();
         tokio::spawn(async move { hang_up_or_end(&c.shared.calls, &id, NORMAL_CALL_CLEARING).await });
+    }
+}
+
+/// `notifyTransferEvent {callId, status, info}` to the client and `TransferStatusEvent` to the
+/// backend. Statuses: ACCEPTED (202), TRYING (NOTIFY 1xx), COMPLETED (NOTIFY 2xx), FAILED.
+fn transfer_status(ctx: &Arc<SessionCtx>, obj: &Map<String, Value>, status: &str, info: &str, sip_status: Option<u16>) {
+    let mut ev = obj.clone();
+    ev.insert("status".into(), status.into());
+    ev.insert("info".into(), info.into());
+    if let Some(code) = sip_status {
+        ev.insert("sipStatus".into(), code.into());
+    }
+    tracing::info!(session = &*ctx.id, call = ?obj.get("callId"), status, info, "transfer status");
+    ctx.raise_event(HookMethod::TransferStatusEvent, Origin::Client, ev, Some("notifyTransferEvent"));
+}
+
+/// The established SIP call of this session named by `callId`, or the reason it is not there.
+fn own_call(ctx: &Arc<SessionCtx>, call_id: &str) -> Result<(SipCallId, PeerId, bytes::Bytes), &'static str> {
+    let e = ctx.shared.calls.table.calls.get(call_id).filter(|e| Arc::ptr_eq(&e.ctx, ctx)).ok_or(CALL_NOT_FOUND)?;
+    let established = e.obj.get("sipStatus").is_some();
+    match (e.sip, established) {
+        (Some(sip), true) => Ok((sip, e.peer, e.sip_sdp.clone())),
+        _ => Err(CALL_NOT_ESTABLISHED),
+    }
+}
+
+/// `hold`/`unhold`/`sendDtmf`: hook (a refusal leaves the call as it is and tells the client
+/// with `fail {apiMethod:"CallStatusEvent"}`), then the SIP or media operation. The result
+/// comes as `hold`/`talk` (HOLD/ESTABLISHED) or, on failure, a `fail` + `ErrorEvent`.
+pub(super) async fn in_call(ctx: Arc<SessionCtx>, method: HookMethod, obj: Map<String, Value>) {
+    let call_id = obj.get("callId").and_then(Value::as_str).unwrap_or("").to_string();
+    let fail = |info: &str| ctx.out.send(&ServerFrame::fail("CallStatusEvent", info, Some(&call_id)));
+    let mut data = with_context(&ctx, obj);
+    if let Err(why) = ctx.direct(method, &mut data).await {
+        return fail(&why);
+    }
+    let (sip, peer, sdp) = match own_call(&ctx, &call_id) {
+        Ok(x) => x,
+        Err(why) => return fail(why),
+    };
+    let Some(Ok(handle)) = ctx.shared.calls.endpoint.get().cloned() else { return fail(CALL_NOT_FOUND) };
+    let r: Result<(), String> = match method {
+        HookMethod::Hold => handle.with(move |ua, now| ua.reinvite_hold(now, sip, &sdp)).await.map_err(|e| e.to_string()).and_then(|r| r.map_err(|e| e.to_string())),
+        HookMethod::Unhold => handle.with(move |ua, now| ua.reinvite_unhold(now, sip, &sdp)).await.map_err(|e| e.to_string()).and_then(|r| r.map_err(|e| e.to_string())),
+        HookMethod::SendDtmf => {
+            let digits = data.get("dtmf").and_then(Value::as_str).unwrap_or("").to_string();
+            let kind = data.get("type").and_then(Value::as_str).unwrap_or("RFC2833").to_string();
+            if digits.is_empty() {
+                Err("Failed by error: no dtmf".to_string())
+            } else if kind == "INFO" || kind == "INFO_RELAY" {
+                handle
+                    .with(move |ua, now| digits.chars().try_for_each(|d| ua.info_dtmf(now, sip, d)))
+                    .await
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| r.map_err(|e| e.to_string()))
+            } else {
+                ctx.shared.streams.media.send_dtmf(peer, digits).await.map_err(|e| e.to_string())
+            }
+        }
+        HookMethod::Transfer => {
+            let target = data.get("target").and_then(Value::as_str).unwrap_or("").to_string();
+            let domain = super::register::SipCredentials::from_connection(&ctx.handle.data_ref())
+                .map(|c| c.domain)
+                .unwrap_or_default();
+            if target.is_empty() {
+                Err("Failed by error: no transfer target".to_string())
+            } else {
+                let uri = target_uri(&target, &domain);
+                handle
+                    .with(move |ua, now| ua.refer(now, sip, &uri))
+                    .await
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| r.map_err(|e| e.to_string()))
+            }
+        }
+        _ => Ok(()),
+    };
+    if let Err(why) = r {
+        fail(&why);
     }
 }

@@ -10,8 +10,9 @@
 //!
 //! Outgoing calls (`call` -> `call` hook -> media bridge -> INVITE -> TRYING, RING/RING_MEDIA/
 //! SESSION_PROGRESS, ESTABLISHED, FINISH/FAILED, each a `CallStatusEvent`; `hangup` -> BYE or
-//! CANCEL) are in `call.rs`. Not wired yet: incoming calls (INVITEs get 480), `answer`, hold,
-//! DTMF, transfer: `handlers.rs` answers them with an honest `FAILED`.
+//! CANCEL; `hold`/`unhold` re-INVITEs, `sendDtmf` (RFC 2833 through the bridge, SIP INFO),
+//! `transfer` (REFER, `notifyTransferEvent` + `TransferStatusEvent`) are in `call.rs`. Not
+//! wired yet: incoming calls (INVITEs get 480) and `answer` (an honest `finish FAILED`).
 //!
 //! Ownership: the driver task owns the user agent; registrations are recorded in a map *inside*
 //! the driver closures that create or end them, so a session ending while its REGISTER is being
@@ -87,6 +88,16 @@ impl Calls {
         self.endpoint.get().and_then(|r| r.as_ref().ok()).map(UaHandle::udp_addr)
     }
 
+    /// REST `/call/find`, `/call/find_all`: the call objects matching every field of `filter`.
+    pub fn find(&self, filter: &serde_json::Map<String, serde_json::Value>) -> Vec<serde_json::Map<String, serde_json::Value>> {
+        call::find(&self.table, filter)
+    }
+
+    /// REST `/call/terminate`: hangs up `call_id`; false when there is no such call.
+    pub async fn terminate(&self, call_id: &str) -> bool {
+        call::terminate(self, call_id).await
+    }
+
     /// Live calls.
     pub fn calls(&self) -> usize {
         self.table.calls.len()
@@ -135,6 +146,11 @@ pub fn session_closed(ctx: &Arc<SessionCtx>) {
 /// `call` from the client.
 pub fn call(ctx: Arc<SessionCtx>, obj: serde_json::Map<String, serde_json::Value>) {
     tokio::spawn(call::outgoing(ctx, obj));
+}
+
+/// `hold`, `unhold`, `sendDtmf` from the client.
+pub fn in_call(ctx: Arc<SessionCtx>, method: callgate_hooks::HookMethod, obj: serde_json::Map<String, serde_json::Value>) {
+    tokio::spawn(call::in_call(ctx, method, obj));
 }
 
 /// `hangup` from the client.

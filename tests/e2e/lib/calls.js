@@ -1,0 +1,68 @@
+// SIP calls with the official SDK: a sipp peer spawned from node, and helpers that drive
+// session.createCall() in a page and record every CALL_STATUS in window.__e2e.calls[callId].
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { freePort, waitFor } from './util.js';
+
+const SIPP_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'sipp');
+
+/** callgate's [sip] section for tests: an ephemeral port on 127.0.0.1. */
+export const SIP_TOML = '[sip]\nbind = "127.0.0.1:0"\n';
+
+/** Starts sipp running `scenario` (tests/sipp) once on 127.0.0.1; `wait()` resolves its exit code. */
+export async function startSipp(scenario, { keys = {}, timeoutS = 30 } = {}) {
+  const port = await freePort();
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'e2e-sipp-'));
+  const args = ['-sf', path.join(SIPP_DIR, scenario), '-i', '127.0.0.1', '-mi', '127.0.0.1', '-ci', '127.0.0.1',
+    '-nostdin', '-p', String(port), '-m', '1', '-timeout', `${timeoutS}s`, '-timeout_error',
+    '-trace_msg', '-message_file', path.join(dir, 'messages.log')];
+  for (const [k, v] of Object.entries(keys)) args.push('-key', k, v);
+  const child = spawn(process.env.SIPP || 'sipp', args, { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (d) => { stderr += d; });
+  const exited = new Promise((resolve) => child.on('exit', (code) => resolve(code)));
+  await new Promise((r) => setTimeout(r, 300)); // let it bind
+  return {
+    port,
+    messages: () => { try { return fs.readFileSync(path.join(dir, 'messages.log'), 'utf8'); } catch { return ''; } },
+    wait: () => exited,
+    stop: () => { if (child.exitCode === null) child.kill(); },
+    stderr: () => stderr,
+  };
+}
+
+/** session.createCall({callee, ...}).call(); returns the call id. */
+export function startCall(sdk, callee, options = {}) {
+  return sdk.page.evaluate(({ callee, options }) => {
+    const e2e = window.__e2e;
+    e2e.calls = e2e.calls || {};
+    const display = document.createElement('div');
+    document.body.appendChild(display);
+    const call = e2e.session.createCall({ callee, visibleName: 'e2e', localVideoDisplay: display, remoteVideoDisplay: display,
+      constraints: { audio: true, video: false }, ...options });
+    const rec = { call, events: [] };
+    e2e.calls[call.id()] = rec;
+    for (const status of new Set(Object.values(Flashphoner.constants.CALL_STATUS))) {
+      call.on(status, () => rec.events.push(status));
+    }
+    call.call();
+    return call.id();
+  }, { callee, options });
+}
+
+export function callEvents(sdk, id) {
+  return sdk.page.evaluate((id) => window.__e2e.calls?.[id]?.events ?? null, id);
+}
+
+export function hangup(sdk, id) {
+  return sdk.page.evaluate((id) => window.__e2e.calls[id].call.hangup(), id);
+}
+
+export function waitCallStatus(sdk, id, status) {
+  return waitFor(async () => (await callEvents(sdk, id))?.includes(status), {
+    what: `call ${id} status ${status}`, seen: () => callEvents(sdk, id),
+  });
+}
