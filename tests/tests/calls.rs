@@ -95,12 +95,16 @@ async fn a_mandatory_registration_that_fails_closes_the_session() {
     sip["sipRegisterRequired"] = true.into();
     let (mut c, _) = Client::establish(&server, connection(sip)).await;
     let fail = c.expect("fail").await;
-    assert_eq!((fail["apiMethod"].as_str(), fail["info"].as_str()), (Some("RegistrationStatusEvent"), Some("SIP 403 FORBIDDEN")));
+    assert_eq!(
+        (fail["apiMethod"].as_str(), fail["info"].as_str()),
+        (Some("RegistrationStatusEvent"), Some("SIP 403 FORBIDDEN"))
+    );
     c.expect_closed().await;
     backend.wait_for("ConnectionStatusEvent", |b| b["status"] == "DISCONNECTED").await;
     let _ = sipp.wait().await;
     // A required registration without a domain fails at once, with a clear reason.
-    let (mut c, _) = Client::establish(&server, connection(json!({"sipLogin": "3000", "sipRegisterRequired": true}))).await;
+    let (mut c, _) =
+        Client::establish(&server, connection(json!({"sipLogin": "3000", "sipRegisterRequired": true}))).await;
     let fail = c.expect("fail").await;
     assert_eq!(fail["info"], "SIP registration needs sipDomain");
     c.expect_closed().await;
@@ -241,7 +245,11 @@ async fn outgoing_call_answered_then_hung_up_by_the_client() {
 async fn outgoing_call_hung_up_by_the_peer_and_a_closed_session_hangs_up() {
     let backend = Backend::start().await;
     let server = start_server(&server_toml(&backend)).await;
-    let sipp = Sipp::scenario("uas_answer_remote_bye.xml").pause(Duration::from_millis(300)).timeout(Duration::from_secs(15)).spawn().unwrap();
+    let sipp = Sipp::scenario("uas_answer_remote_bye.xml")
+        .pause(Duration::from_millis(300))
+        .timeout(Duration::from_secs(15))
+        .spawn()
+        .unwrap();
     let (mut c, _) = Client::establish(&server, connection(call_account(&sipp))).await;
     c.send("call", call_msg("c1", "3001")).await;
     expect_status(&mut c, "talk", "c1", "ESTABLISHED").await;
@@ -292,7 +300,10 @@ async fn a_backend_rewrites_the_callee_or_refuses_the_call() {
     backend.answer(|m, req| match m {
         "connect" => {
             let mut b = req.as_object().unwrap().clone();
-            b.insert("restClientConfig".into(), json!({"call": {"restPolicy": "OVERWRITE", "restOverwrite": "callee", "restOnError": "FAIL"}}));
+            b.insert(
+                "restClientConfig".into(),
+                json!({"call": {"restPolicy": "OVERWRITE", "restOverwrite": "callee", "restOnError": "FAIL"}}),
+            );
             Reply::json(200, Value::Object(b))
         }
         "call" if req["callee"] == "refuse-me" => Reply::json(403, json!({})),
@@ -399,7 +410,8 @@ async fn dtmf_by_sip_info_reaches_sipp_and_rfc2833_is_accepted() {
 async fn transfer_by_refer_reports_progress_to_client_and_backend() {
     let backend = Backend::start().await;
     let server = start_server(&server_toml(&backend)).await;
-    let sipp = Sipp::scenario("uas_refer.xml").key("refer_to_user", "3002").timeout(Duration::from_secs(15)).spawn().unwrap();
+    let sipp =
+        Sipp::scenario("uas_refer.xml").key("refer_to_user", "3002").timeout(Duration::from_secs(15)).spawn().unwrap();
     let (mut c, _) = Client::establish(&server, connection(call_account(&sipp))).await;
     c.send("call", call_msg("t1", "3001")).await;
     expect_status(&mut c, "talk", "t1", "ESTABLISHED").await;
@@ -439,7 +451,8 @@ async fn rest_call_find_and_terminate() {
     assert_eq!(status, 404);
     let (status, body) = callgate_tests::http_post(&server, "/rest-api/call/find_all", "", None).await;
     assert_eq!((status, serde_json::from_str::<Value>(&body).unwrap().as_array().unwrap().len()), (200, 1));
-    let (status, _) = callgate_tests::http_post(&server, "/rest-api/call/terminate", r#"{"callId":"nope"}"#, None).await;
+    let (status, _) =
+        callgate_tests::http_post(&server, "/rest-api/call/terminate", r#"{"callId":"nope"}"#, None).await;
     assert_eq!(status, 404);
     let (status, _) = callgate_tests::http_post(&server, "/rest-api/call/terminate", r#"{}"#, None).await;
     assert_eq!(status, 400);

@@ -13,12 +13,17 @@ const SIPP_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..'
 export const SIP_TOML = '[sip]\nbind = "127.0.0.1:0"\n';
 
 /** Starts sipp running `scenario` (tests/sipp) once on 127.0.0.1; `wait()` resolves its exit code. */
-export async function startSipp(scenario, { keys = {}, timeoutS = 30 } = {}) {
+export async function startSipp(scenario, { keys = {}, timeoutS = 30, rtpEcho = false } = {}) {
   const port = await freePort();
+  const mediaPort = await freePort();
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'e2e-sipp-'));
   const args = ['-sf', path.join(SIPP_DIR, scenario), '-i', '127.0.0.1', '-mi', '127.0.0.1', '-ci', '127.0.0.1',
     '-nostdin', '-p', String(port), '-m', '1', '-timeout', `${timeoutS}s`, '-timeout_error',
     '-trace_msg', '-message_file', path.join(dir, 'messages.log')];
+  // sipp's media port (written in its SDP as [media_port]); with rtpEcho, sipp sends every RTP
+  // packet it gets back to its sender.
+  args.push('-mp', String(mediaPort));
+  if (rtpEcho) args.push('-rtp_echo');
   for (const [k, v] of Object.entries(keys)) args.push('-key', k, v);
   const child = spawn(process.env.SIPP || 'sipp', args, { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
@@ -65,4 +70,29 @@ export function waitCallStatus(sdk, id, status) {
   return waitFor(async () => (await callEvents(sdk, id))?.includes(status), {
     what: `call ${id} status ${status}`, seen: () => callEvents(sdk, id),
   });
+}
+
+/** Inbound RTP of the call's peer connection (native getStats): {bytesReceived, packetsReceived}. */
+export function callMediaFacts(sdk, id) {
+  return sdk.page.evaluate(
+    (id) =>
+      new Promise((resolve) => {
+        const facts = { bytesReceived: 0, packetsReceived: 0 };
+        const timer = setTimeout(() => resolve({ ...facts, stats: 'timeout' }), 3000);
+        try {
+          window.__e2e.calls[id].call.getStats((raw) => {
+            clearTimeout(timer);
+            for (const r of raw['inbound-rtp'] || []) {
+              facts.bytesReceived += r.bytesReceived || 0;
+              facts.packetsReceived += r.packetsReceived || 0;
+            }
+            resolve(facts);
+          }, true);
+        } catch (e) {
+          clearTimeout(timer);
+          resolve({ ...facts, stats: String(e) });
+        }
+      }),
+    id,
+  );
 }

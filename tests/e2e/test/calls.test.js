@@ -1,9 +1,9 @@
 // SIP calls with the official SDK in headless Chromium against a sipp peer through callgate.
 import assert from 'node:assert/strict';
 import { e2eSuite } from '../lib/fixture.js';
-import { callEvents, hangup, SIP_TOML, startCall, startSipp, waitCallStatus } from '../lib/calls.js';
+import { callEvents, callMediaFacts, hangup, SIP_TOML, startCall, startSipp, waitCallStatus } from '../lib/calls.js';
 import { establish } from '../lib/streams.js';
-import { show } from '../lib/util.js';
+import { show, sleep, waitFor } from '../lib/util.js';
 
 const e2eTest = e2eSuite();
 
@@ -38,6 +38,69 @@ e2eTest('outgoing call rejected 486 -> FAILED in the page', async (env) => {
     await establish(sdk, callgate, { appKey: 'backendApp', sipOptions: sipOptions(sipp) });
     const id = await startCall(sdk, '3001');
     await waitCallStatus(sdk, id, 'FAILED');
+    assert.equal(await sipp.wait(), 0, sipp.stderr());
+  } finally {
+    sipp.stop();
+  }
+}, { callgate: { extraToml: SIP_TOML } });
+
+e2eTest('audio both ways: the page audio goes through the bridge to sipp (-rtp_echo) and comes back; inbound bytes rise', async (env) => {
+  const { sdk, callgate } = env;
+  const sipp = await startSipp('uas_answer_local_bye.xml', { rtpEcho: true });
+  try {
+    await establish(sdk, callgate, { appKey: 'backendApp', sipOptions: sipOptions(sipp) });
+    const id = await startCall(sdk, '3001');
+    await waitCallStatus(sdk, id, 'ESTABLISHED');
+    const first = await waitFor(async () => {
+      const f = await callMediaFacts(sdk, id);
+      return f.bytesReceived > 0 ? f : null;
+    }, { what: 'inbound RTP bytes on the call', seen: () => callMediaFacts(sdk, id) });
+    await sleep(1000);
+    const later = await callMediaFacts(sdk, id);
+    assert.ok(later.bytesReceived > first.bytesReceived, `inbound bytes rise: ${show([first, later])}`);
+    await hangup(sdk, id);
+    await waitCallStatus(sdk, id, 'FINISH');
+    assert.equal(await sipp.wait(), 0, sipp.stderr());
+  } finally {
+    sipp.stop();
+  }
+}, { callgate: { extraToml: SIP_TOML } });
+
+e2eTest('hold and unhold re-INVITEs (sipp checks sendonly then sendrecv) -> HOLD, ESTABLISHED; then FINISH', async (env) => {
+  const { sdk, backend, callgate } = env;
+  const sipp = await startSipp('uas_hold.xml');
+  try {
+    await establish(sdk, callgate, { appKey: 'backendApp', sipOptions: sipOptions(sipp) });
+    const id = await startCall(sdk, '3001');
+    await waitCallStatus(sdk, id, 'ESTABLISHED');
+    await sdk.page.evaluate((id) => window.__e2e.calls[id].call.hold(), id);
+    await waitCallStatus(sdk, id, 'HOLD');
+    await sdk.page.evaluate((id) => window.__e2e.calls[id].call.unhold(), id);
+    await waitFor(async () => (await callEvents(sdk, id)).filter((s) => s === 'ESTABLISHED').length === 2, {
+      what: 'ESTABLISHED again after unhold', seen: () => callEvents(sdk, id),
+    });
+    await hangup(sdk, id);
+    await waitCallStatus(sdk, id, 'FINISH');
+    assert.equal(await sipp.wait(), 0, sipp.stderr());
+    await backend.waitForHook('unhold');
+  } finally {
+    sipp.stop();
+  }
+}, { callgate: { extraToml: SIP_TOML } });
+
+e2eTest('sendDTMF("5", "INFO") reaches sipp as SIP INFO Signal=5', async (env) => {
+  const { sdk, callgate } = env;
+  const sipp = await startSipp('uas_info_dtmf.xml');
+  try {
+    await establish(sdk, callgate, { appKey: 'backendApp', sipOptions: sipOptions(sipp) });
+    const id = await startCall(sdk, '3001');
+    await waitCallStatus(sdk, id, 'ESTABLISHED');
+    await sdk.page.evaluate((id) => window.__e2e.calls[id].call.sendDTMF('5', 'INFO'), id);
+    await waitFor(async () => /INFO sip:/.test(sipp.messages()) && /SIP\/2\.0 200 OK[\s\S]*CSeq: \d+ INFO/.test(sipp.messages()), {
+      what: 'sipp answered the INFO', seen: () => sipp.messages().slice(-2000),
+    });
+    await hangup(sdk, id);
+    await waitCallStatus(sdk, id, 'FINISH');
     assert.equal(await sipp.wait(), 0, sipp.stderr());
   } finally {
     sipp.stop();

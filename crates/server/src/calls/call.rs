@@ -72,12 +72,7 @@ fn set_status(table: &super::CallTable, call_id: &str, status: &str) {
 
 /// The REST API's view: call objects matching every field of `filter`.
 pub(super) fn find(table: &super::CallTable, filter: &Map<String, Value>) -> Vec<Map<String, Value>> {
-    table
-        .calls
-        .iter()
-        .filter(|e| filter.iter().all(|(k, v)| e.obj.get(k) == Some(v)))
-        .map(|e| e.obj.clone())
-        .collect()
+    table.calls.iter().filter(|e| filter.iter().all(|(k, v)| e.obj.get(k) == Some(v))).map(|e| e.obj.clone()).collect()
 }
 
 /// `CallStatusEvent` to the backend and the status message to the client.
@@ -197,8 +192,12 @@ pub(super) async fn outgoing(ctx: Arc<SessionCtx>, obj: Map<String, Value>) {
                 if let MediaEvent::Failed(reason) = ev {
                     tracing::info!(call = &*cid, %reason, "call media failed");
                     let info = match reason {
-                        callgate_media::FailReason::IceTimeout | callgate_media::FailReason::IceKeepAlive => FAILED_BY_ICE_ERROR,
-                        callgate_media::FailReason::DtlsTimeout | callgate_media::FailReason::Dtls(_) => FAILED_BY_DTLS_ERROR,
+                        callgate_media::FailReason::IceTimeout | callgate_media::FailReason::IceKeepAlive => {
+                            FAILED_BY_ICE_ERROR
+                        }
+                        callgate_media::FailReason::DtlsTimeout | callgate_media::FailReason::Dtls(_) => {
+                            FAILED_BY_DTLS_ERROR
+                        }
                         callgate_media::FailReason::Error(_) => FAILED_BY_ERROR,
                     };
                     if let Some(mut e) = c2.shared.calls.table.calls.get_mut(&cid) {
@@ -345,12 +344,10 @@ pub(super) fn on_event(calls: &super::CallTable, sip: SipCallId, event: CallEven
             let fe = invite_failure(&f);
             end(calls, &call_id, FAILED, &fe.info.clone(), Some(&fe));
         }
-        CallEvent::Ended { .. } | CallEvent::Cancelled => {
-            match refused {
-                Some(why) => end(calls, &call_id, FAILED, &why, None),
-                None => end(calls, &call_id, FINISH, NORMAL_CALL_CLEARING, None),
-            }
-        }
+        CallEvent::Ended { .. } | CallEvent::Cancelled => match refused {
+            Some(why) => end(calls, &call_id, FAILED, &why, None),
+            None => end(calls, &call_id, FINISH, NORMAL_CALL_CLEARING, None),
+        },
         CallEvent::HoldResult { hold, result } => match result {
             Ok(sdp) => {
                 remote_sdp(&sdp);
@@ -360,10 +357,15 @@ pub(super) fn on_event(calls: &super::CallTable, sip: SipCallId, event: CallEven
             }
             Err(f) => {
                 let fe = match &f {
-                    Failure::Status { status, reason, raw } => map_sip_failure(SipOperation::ReInvite, *status, reason, raw)
-                        .unwrap_or_else(|| callgate_errmap::error_event(format!("re-INVITE: SIP {status} {reason}"))),
+                    Failure::Status { status, reason, raw } => {
+                        map_sip_failure(SipOperation::ReInvite, *status, reason, raw).unwrap_or_else(|| {
+                            callgate_errmap::error_event(format!("re-INVITE: SIP {status} {reason}"))
+                        })
+                    }
                     Failure::Timeout => map_local_failure(SipOperation::ReInvite, &LocalFailure::Timeout),
-                    Failure::Transport(w) => map_local_failure(SipOperation::ReInvite, &LocalFailure::Transport(w.clone())),
+                    Failure::Transport(w) => {
+                        map_local_failure(SipOperation::ReInvite, &LocalFailure::Transport(w.clone()))
+                    }
                 };
                 ctx.out.send(&ServerFrame::fail("CallStatusEvent", &fe.info, Some(&call_id)));
                 ctx.error_event(&fe.info, Origin::Client);
@@ -450,8 +452,16 @@ pub(super) async fn in_call(ctx: Arc<SessionCtx>, method: HookMethod, obj: Map<S
     };
     let Some(Ok(handle)) = ctx.shared.calls.endpoint.get().cloned() else { return fail(CALL_NOT_FOUND) };
     let r: Result<(), String> = match method {
-        HookMethod::Hold => handle.with(move |ua, now| ua.reinvite_hold(now, sip, &sdp)).await.map_err(|e| e.to_string()).and_then(|r| r.map_err(|e| e.to_string())),
-        HookMethod::Unhold => handle.with(move |ua, now| ua.reinvite_unhold(now, sip, &sdp)).await.map_err(|e| e.to_string()).and_then(|r| r.map_err(|e| e.to_string())),
+        HookMethod::Hold => handle
+            .with(move |ua, now| ua.reinvite_hold(now, sip, &sdp))
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| e.to_string())),
+        HookMethod::Unhold => handle
+            .with(move |ua, now| ua.reinvite_unhold(now, sip, &sdp))
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| e.to_string())),
         HookMethod::SendDtmf => {
             let digits = data.get("dtmf").and_then(Value::as_str).unwrap_or("").to_string();
             let kind = data.get("type").and_then(Value::as_str).unwrap_or("RFC2833").to_string();

@@ -89,7 +89,10 @@ impl Calls {
     }
 
     /// REST `/call/find`, `/call/find_all`: the call objects matching every field of `filter`.
-    pub fn find(&self, filter: &serde_json::Map<String, serde_json::Value>) -> Vec<serde_json::Map<String, serde_json::Value>> {
+    pub fn find(
+        &self,
+        filter: &serde_json::Map<String, serde_json::Value>,
+    ) -> Vec<serde_json::Map<String, serde_json::Value>> {
         call::find(&self.table, filter)
     }
 
@@ -149,7 +152,11 @@ pub fn call(ctx: Arc<SessionCtx>, obj: serde_json::Map<String, serde_json::Value
 }
 
 /// `hold`, `unhold`, `sendDtmf` from the client.
-pub fn in_call(ctx: Arc<SessionCtx>, method: callgate_hooks::HookMethod, obj: serde_json::Map<String, serde_json::Value>) {
+pub fn in_call(
+    ctx: Arc<SessionCtx>,
+    method: callgate_hooks::HookMethod,
+    obj: serde_json::Map<String, serde_json::Value>,
+) {
     tokio::spawn(call::in_call(ctx, method, obj));
 }
 

@@ -77,11 +77,7 @@ impl SipCredentials {
     /// `host`, `host:port`, `[v6]:port` or `v6`: the address to resolve.
     fn next_hop_target(&self) -> String {
         let h = &self.next_hop_host;
-        let has_port = if h.starts_with('[') {
-            h.contains("]:")
-        } else {
-            h.matches(':').count() == 1
-        };
+        let has_port = if h.starts_with('[') { h.contains("]:") } else { h.matches(':').count() == 1 };
         if has_port {
             h.clone()
         } else if h.contains(':') && !h.starts_with('[') {
@@ -101,9 +97,12 @@ impl SipCredentials {
             .await
             .map_err(|_| map_local_failure(SipOperation::Register, &LocalFailure::Unresolvable(target.clone())).info)?
             .collect();
-        addrs.iter().find(|a| a.is_ipv4()).or(addrs.first()).copied().ok_or_else(|| {
-            map_local_failure(SipOperation::Register, &LocalFailure::Unresolvable(target.clone())).info
-        })
+        addrs
+            .iter()
+            .find(|a| a.is_ipv4())
+            .or(addrs.first())
+            .copied()
+            .ok_or_else(|| map_local_failure(SipOperation::Register, &LocalFailure::Unresolvable(target.clone())).info)
     }
 
     pub fn account(&self, next_hop: SocketAddr, expires: u32) -> Account {
