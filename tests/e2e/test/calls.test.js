@@ -1,5 +1,6 @@
 // SIP calls with the official SDK in headless Chromium against a sipp peer through callgate.
 import assert from 'node:assert/strict';
+import { reply } from '../lib/backend.js';
 import { e2eSuite } from '../lib/fixture.js';
 import { callEvents, callMediaFacts, hangup, SIP_TOML, startCall, startSipp, waitCallStatus } from '../lib/calls.js';
 import { establish } from '../lib/streams.js';
@@ -99,6 +100,28 @@ e2eTest('sendDTMF("5", "INFO") reaches sipp as SIP INFO Signal=5', async (env) =
     await waitFor(async () => /INFO sip:/.test(sipp.messages()) && /SIP\/2\.0 200 OK[\s\S]*CSeq: \d+ INFO/.test(sipp.messages()), {
       what: 'sipp answered the INFO', seen: () => sipp.messages().slice(-2000),
     });
+    await hangup(sdk, id);
+    await waitCallStatus(sdk, id, 'FINISH');
+    assert.equal(await sipp.wait(), 0, sipp.stderr());
+  } finally {
+    sipp.stop();
+  }
+}, { callgate: { extraToml: SIP_TOML } });
+
+e2eTest('a backend rewrites callee (OVERWRITE) -> sipp gets the INVITE for the new callee; transfer() -> REFER seen by sipp', async (env) => {
+  const { sdk, backend, callgate } = env;
+  backend.on('connect', (r) =>
+    reply.json(200, { ...r.body, restClientConfig: { call: { restPolicy: 'OVERWRITE', restOverwrite: 'callee' } } }),
+  );
+  backend.on('call', (r) => reply.json(200, { ...r.body, callee: '4242' }));
+  const sipp = await startSipp('uas_refer.xml', { keys: { refer_to_user: '3002' } });
+  try {
+    await establish(sdk, callgate, { appKey: 'backendApp', sipOptions: sipOptions(sipp) });
+    const id = await startCall(sdk, '3001');
+    await waitCallStatus(sdk, id, 'ESTABLISHED');
+    assert.match(sipp.messages(), /INVITE sip:4242@127\.0\.0\.1 SIP\/2\.0/);
+    await sdk.page.evaluate((id) => window.__e2e.calls[id].call.transfer('3002'), id);
+    await backend.waitForHook('TransferStatusEvent', (r) => r.body.status === 'COMPLETED');
     await hangup(sdk, id);
     await waitCallStatus(sdk, id, 'FINISH');
     assert.equal(await sipp.wait(), 0, sipp.stderr());
