@@ -464,3 +464,36 @@ async fn rest_call_find_and_terminate() {
     assert_eq!(status, 404);
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_incoming_call_refused_by_on_call_event_gets_403() {
+    let backend = Backend::start().await;
+    backend.answer(|m, req| match m {
+        "connect" => {
+            let mut b = req.as_object().unwrap().clone();
+            b.insert("restClientConfig".into(), json!({"OnCallEvent": {"restOnError": "FAIL"}}));
+            Reply::json(200, Value::Object(b))
+        }
+        "OnCallEvent" => Reply::json(403, json!({})),
+        _ => Reply::mirror(req),
+    });
+    let server = start_server(&server_toml(&backend)).await;
+    let registrar = registrar("secret");
+    let (mut c, _) = Client::establish(&server, connection(sip_fields(&registrar, "secret"))).await;
+    c.expect("registered").await;
+    let sip_addr = server.shared.calls.local_addr().expect("the SIP endpoint runs");
+    let caller = Sipp::scenario("uac_call_expect_403.xml")
+        .remote(sip_addr)
+        .service("3000")
+        .timeout(Duration::from_secs(15))
+        .spawn()
+        .unwrap();
+    let hook = backend.wait_for("OnCallEvent", |b| b["incoming"] == true).await;
+    assert!(hook.body["callee"].as_str().unwrap().contains("3000"), "{:?}", hook.body);
+    assert!(hook.body["sipMessageRaw"].as_str().unwrap().starts_with("INVITE "));
+    caller.wait().await.assert_success();
+    let fail = c.expect("fail").await;
+    assert_eq!(fail["apiMethod"], "CallStatusEvent");
+    let _ = registrar.wait().await;
+    server.shutdown().await;
+}

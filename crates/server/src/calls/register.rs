@@ -115,10 +115,10 @@ impl SipCredentials {
 
 /// A registration the user agent holds for a session.
 pub(super) struct RegEntry {
-    ctx: Arc<SessionCtx>,
+    pub(super) ctx: Arc<SessionCtx>,
     creds: SipCredentials,
     /// The session is gone; the un-REGISTER is on its way.
-    closing: bool,
+    pub(super) closing: bool,
 }
 
 /// The hook body: context + `sipLogin`, `sipDomain`, `status`, `info`.
