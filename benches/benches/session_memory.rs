@@ -216,6 +216,7 @@ async fn run_sessions(
     }
     drop(sessions);
     tokio::time::sleep(Duration::from_secs(2)).await;
+    let gauge_closed = ws_connections_gauge(http_port).await;
     let (closed, _) = rss_kib(pid)?;
 
     let per = |a: u64, b: u64, n: usize| (a.saturating_sub(b) as f64) * 1024.0 / n as f64;
@@ -230,7 +231,10 @@ async fn run_sessions(
     println!("session_memory: VmRSS before      {before:>8} KiB (RssAnon {before_anon} KiB)");
     println!("session_memory: VmRSS at {FIRST:<5}    {at_first:>8} KiB");
     println!("session_memory: VmRSS at {SESSIONS:<5}    {after:>8} KiB (RssAnon {after_anon} KiB)");
-    println!("session_memory: VmRSS all closed  {closed:>8} KiB");
+    println!(
+        "session_memory: VmRSS all closed  {closed:>8} KiB (2 s after closing; callgate_ws_connections = {})",
+        gauge_closed.as_deref().unwrap_or("?")
+    );
     println!(
         "session_memory: per session (after - before) / {SESSIONS} = {:.0} bytes; slope (at {SESSIONS} - at {FIRST}) / {} = {:.0} bytes",
         per(after, before, SESSIONS),

@@ -3,7 +3,7 @@
 //! The bodies are what callgate actually sends: the client's data for the action plus the context
 //! fields `nodeId`, `appKey`, `sessionId` (spec/rest-hooks.md §1), with WCS-style ids.
 
-/// A `call` hook body as the dispatcher POSTs it (≈ 450 bytes, no SDP: `restExclude` took it out).
+/// A `call` hook body as the dispatcher POSTs it (515 bytes, no SDP: `restExclude` took it out).
 pub const CALL_HOOK_BODY: &str = concat!(
     r#"{"callId":"b1f3a3c0-8f0e-4c9c-9a0e-2b7d3f1e6a11","callee":"Alice","caller":"Bob","#,
     r#""visibleName":"Bob Smith","hasAudio":true,"hasVideo":false,"status":"PENDING","incoming":false,"#,
