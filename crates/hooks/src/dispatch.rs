@@ -28,6 +28,7 @@ use serde_json::{Map, Value};
 
 use crate::app::App;
 use crate::catalogue::HookMethod;
+use crate::client_config::FieldList;
 
 type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 
@@ -141,18 +142,32 @@ impl Dispatcher {
         &self.cfg
     }
 
-    /// POSTs `body` to `{app.url}/{method}` and returns the answer object.
+    /// POSTs `body` to `{app.url}/{method}` and returns the whole answer object.
     pub async fn post(
         &self,
         app: &App,
         method: HookMethod,
         body: Bytes,
     ) -> Result<Map<String, Value>, InteractionError> {
+        self.post_for(app, method, body, AnswerUse::Full).await
+    }
+
+    /// POSTs `body` and reads only as much of the answer as `want` needs. The answer is always
+    /// checked to be one JSON object (the contract), but under NOTIFY nothing of it is kept and
+    /// under OVERWRITE only the `restOverwrite` fields are built: building the whole answer as a
+    /// map is most of a hook's client-side cost (docs/benchmarks.md).
+    pub async fn post_for(
+        &self,
+        app: &App,
+        method: HookMethod,
+        body: Bytes,
+        want: AnswerUse<'_>,
+    ) -> Result<Map<String, Value>, InteractionError> {
         match self.cfg.timeout {
-            Some(t) => tokio::time::timeout(t, self.post_unbounded(app, method, body))
+            Some(t) => tokio::time::timeout(t, self.post_unbounded(app, method, body, want))
                 .await
                 .unwrap_or(Err(InteractionError::Timeout(t))),
-            None => self.post_unbounded(app, method, body).await,
+            None => self.post_unbounded(app, method, body, want).await,
         }
     }
 
@@ -161,6 +176,7 @@ impl Dispatcher {
         app: &App,
         method: HookMethod,
         body: Bytes,
+        want: AnswerUse<'_>,
     ) -> Result<Map<String, Value>, InteractionError> {
         let _permit =
             app.in_flight.acquire().await.map_err(|_| InteractionError::Transport("dispatcher closed".into()))?;
@@ -194,11 +210,14 @@ impl Dispatcher {
             }
         };
         let status = response.status();
-        let reason = response
-            .extensions()
-            .get::<hyper::ext::ReasonPhrase>()
-            .map(|r| String::from_utf8_lossy(r.as_bytes()).into_owned())
-            .unwrap_or_else(|| status.canonical_reason().unwrap_or("").to_string());
+        // Only a refusal needs the reason phrase: don't build it for every 200.
+        let reason = (status != StatusCode::OK).then(|| {
+            response
+                .extensions()
+                .get::<hyper::ext::ReasonPhrase>()
+                .map(|r| String::from_utf8_lossy(r.as_bytes()).into_owned())
+                .unwrap_or_else(|| status.canonical_reason().unwrap_or("").to_string())
+        });
         let limit = self.cfg.max_response_bytes;
         let collected = Limited::new(response.into_body(), limit).collect().await;
         let bytes = match collected {
@@ -208,14 +227,82 @@ impl Dispatcher {
             }
             Err(e) => return Err(InteractionError::Transport(e.to_string())),
         };
-        if status != StatusCode::OK {
+        if let Some(reason) = reason {
             return Err(InteractionError::Status {
                 code: status.as_u16(),
                 reason,
                 custom_reason: crate::rules::custom_reason(&bytes),
             });
         }
-        parse_answer(&bytes)
+        parse_answer_for(&bytes, want)
+    }
+}
+
+/// How much of a 200 answer the caller will use.
+#[derive(Debug, Clone, Copy)]
+pub enum AnswerUse<'a> {
+    /// Nothing (NOTIFY): check that it is one JSON object, keep nothing.
+    Validate,
+    /// Only these fields (OVERWRITE's `restOverwrite`).
+    Fields(&'a FieldList),
+    /// Everything (`connect`).
+    Full,
+}
+
+/// Parses a 200 body for `want`: the body must be one JSON object (or empty, treated as `{}`);
+/// the returned map holds the fields `want` asks for.
+pub fn parse_answer_for(bytes: &[u8], want: AnswerUse<'_>) -> Result<Map<String, Value>, InteractionError> {
+    if let AnswerUse::Full = want {
+        return parse_answer(bytes);
+    }
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Map::new());
+    }
+    let fields = match want {
+        AnswerUse::Fields(f) => Some(f),
+        _ => None,
+    };
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let picked = serde::de::DeserializeSeed::deserialize(PickFields(fields), &mut de)
+        .and_then(|m| de.end().map(|()| m))
+        .map_err(|e| InteractionError::BadBody(e.to_string()))?;
+    Ok(picked)
+}
+
+/// Deserialises one JSON object, keeping only the listed fields (none when `None`) and skipping
+/// the rest without building it. Written by hand because serde offers no "object with a runtime
+/// list of keys" type; `IgnoredAny` does the skipping.
+struct PickFields<'a>(Option<&'a FieldList>);
+
+impl<'de> serde::de::DeserializeSeed<'de> for PickFields<'_> {
+    type Value = Map<String, Value>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for PickFields<'_> {
+    type Value = Map<String, Value>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut access: A) -> Result<Self::Value, A::Error> {
+        let mut out = Map::new();
+        while let Some(key) = access.next_key::<std::borrow::Cow<'de, str>>()? {
+            match self.0 {
+                Some(list) if list.contains(&key) => {
+                    let v: Value = access.next_value()?;
+                    out.insert(key.into_owned(), v);
+                }
+                _ => {
+                    access.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(out)
     }
 }
 
@@ -273,6 +360,26 @@ mod tests {
         assert!(matches!(parse_answer(b"[1]"), Err(InteractionError::BadBody(_))));
         assert!(matches!(parse_answer(b"<html>"), Err(InteractionError::BadBody(_))));
         assert!(matches!(parse_answer(b"null"), Err(InteractionError::BadBody(_))));
+    }
+
+    #[test]
+    fn answers_read_only_what_is_used() {
+        let list = FieldList::parse("callee");
+        let body = br#"{"callee":"Bob","caller":"me","nested":{"a":[1,2,{"b":null}]},"s":"x\"y"}"#;
+        let m = parse_answer_for(body, AnswerUse::Fields(&list)).unwrap();
+        assert_eq!(Value::Object(m), serde_json::json!({"callee":"Bob"}));
+        assert!(parse_answer_for(body, AnswerUse::Validate).unwrap().is_empty());
+        assert_eq!(parse_answer_for(body, AnswerUse::Full).unwrap().len(), 4);
+        for bad in [&b"[1]"[..], b"<html>", b"null", b"\"s\"", b"{\"a\":1} trailing", b"{\"a\":", b"5"] {
+            for want in [AnswerUse::Validate, AnswerUse::Fields(&list), AnswerUse::Full] {
+                assert!(
+                    matches!(parse_answer_for(bad, want), Err(InteractionError::BadBody(_))),
+                    "{want:?} {:?}",
+                    String::from_utf8_lossy(bad)
+                );
+            }
+        }
+        assert!(parse_answer_for(b"  ", AnswerUse::Validate).unwrap().is_empty());
     }
 
     #[test]

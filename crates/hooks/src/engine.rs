@@ -20,9 +20,9 @@ use tokio::sync::mpsc;
 
 use crate::app::App;
 use crate::catalogue::{HookKind, HookMethod};
-use crate::client_config::{MethodConfig, RestClientConfig};
+use crate::client_config::{MethodConfig, RestClientConfig, RestPolicy};
 use crate::decision::{decide, HookResult, Origin, Verdict};
-use crate::dispatch::{Dispatcher, InteractionError};
+use crate::dispatch::{AnswerUse, Dispatcher, InteractionError};
 use crate::rules::{apply_answer, Excluding};
 
 /// What came of one hook.
@@ -98,22 +98,38 @@ impl HookEngine {
         method: HookMethod,
         data: &Map<String, Value>,
     ) -> (HookResult, Option<Map<String, Value>>, Option<InteractionError>) {
-        use crate::client_config::RestPolicy;
         let skip = self.disabled
             || !app.is_enabled(method)
             || (method.kind() != HookKind::Connect && mc.rest_policy == RestPolicy::Disable);
         if skip {
             return (HookResult::NotCalled, None, None);
         }
+        let want = if method == HookMethod::Connect {
+            AnswerUse::Full
+        } else if mc.rest_policy == RestPolicy::Overwrite {
+            AnswerUse::Fields(&mc.rest_overwrite)
+        } else {
+            AnswerUse::Validate
+        };
         if app.echo_in_process() {
-            // The built-in EchoApp mirrors what it receives: the data without restExclude.
-            return (HookResult::Answered, Some(crate::rules::without(data, &mc.rest_exclude)), None);
+            // The built-in EchoApp mirrors what it receives (the data without restExclude); only
+            // the part the decision will use is built.
+            let echoed = match want {
+                AnswerUse::Full => crate::rules::without(data, &mc.rest_exclude),
+                AnswerUse::Fields(f) => f
+                    .iter()
+                    .filter(|k| !mc.rest_exclude.contains(k))
+                    .filter_map(|k| data.get(k).map(|v| (k.to_string(), v.clone())))
+                    .collect(),
+                AnswerUse::Validate => Map::new(),
+            };
+            return (HookResult::Answered, Some(echoed), None);
         }
         let body = match serde_json::to_vec(&Excluding { data, exclude: &mc.rest_exclude }) {
             Ok(b) => Bytes::from(b),
             Err(e) => return (HookResult::InteractionError, None, Some(InteractionError::Transport(e.to_string()))),
         };
-        match self.dispatcher.post(app, method, body).await {
+        match self.dispatcher.post_for(app, method, body, want).await {
             Ok(answer) => (HookResult::Answered, Some(answer), None),
             Err(e) => (HookResult::InteractionError, None, Some(e)),
         }

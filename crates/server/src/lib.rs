@@ -169,7 +169,14 @@ async fn ws_upgrade(
     ws: WebSocketUpgrade,
 ) -> Response {
     let max = shared.cfg.server.max_client_frame_bytes;
-    ws.max_message_size(max).max_frame_size(max).on_upgrade(move |socket| session::run(shared, socket, addrs))
+    // Signalling frames are small: tungstenite's default 128 KiB read buffer per connection was
+    // most of an idle session's memory (docs/benchmarks.md). Larger frames still arrive whole;
+    // the buffer grows for them. Writes go out at once instead of being batched.
+    ws.max_message_size(max)
+        .max_frame_size(max)
+        .read_buffer_size(4096)
+        .write_buffer_size(0)
+        .on_upgrade(move |socket| session::run(shared, socket, addrs))
 }
 
 fn cors_layer(origin: &str) -> tower_http::cors::CorsLayer {
