@@ -147,7 +147,9 @@ impl Config {
         }
         // Only `<PREFIX><SECTION>__<KEY>` variables are configuration: an unrelated variable that
         // happens to share the prefix (say CALLGATE_BIN in a test harness) must not stop the server.
-        fig = fig.merge(Env::prefixed(env_prefix).filter(|k: &figment::value::UncasedStr| k.as_str().contains("__")).split("__"));
+        fig = fig.merge(
+            Env::prefixed(env_prefix).filter(|k: &figment::value::UncasedStr| k.as_str().contains("__")).split("__"),
+        );
         let cfg: Config = fig.extract().context("invalid configuration")?;
         cfg.validate()?;
         Ok(cfg)
