@@ -4,7 +4,7 @@ CARGO ?= cargo
 APT_PACKAGES := chromium sip-tester kamailio
 E2E := tests/e2e
 
-.PHONY: run build test deps test-rust test-e2e bench bench-build fmt clippy fuzz
+.PHONY: run build test deps test-rust test-e2e bench bench-build fmt clippy fuzz fuzz-build cargo-fuzz
 
 ## Build and start callgate with its embedded defaults (ws://0.0.0.0:8080, http://0.0.0.0:8081).
 run:
@@ -14,7 +14,7 @@ build:
 	$(CARGO) build -p callgate-server
 
 ## Install what the tests need, then run every test.
-test: deps test-rust bench-build test-e2e
+test: deps test-rust bench-build fuzz-build test-e2e
 
 ## System packages (Debian) and the e2e npm project. Idempotent; apt only runs when something is missing.
 deps:
@@ -40,8 +40,14 @@ bench:
 ## Fuzz the SIP codec for FUZZ_SECONDS (default 60). Installs cargo-fuzz when missing; its
 ## nightly-only flags run on the stable toolchain through RUSTC_BOOTSTRAP.
 FUZZ_SECONDS ?= 60
-fuzz:
+cargo-fuzz:
 	@command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
+
+## The fuzz target must keep building: `make test` builds it (without running it).
+fuzz-build: cargo-fuzz
+	RUSTC_BOOTSTRAP=1 $(CARGO) fuzz build sip_codec --fuzz-dir fuzz
+
+fuzz: cargo-fuzz
 	mkdir -p fuzz/corpus/sip_codec
 	cp fuzz/seeds/* fuzz/corpus/sip_codec/
 	RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run sip_codec --fuzz-dir fuzz -- \

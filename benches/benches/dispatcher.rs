@@ -163,6 +163,17 @@ impl Setup {
         answer.len()
     }
 
+    /// The dispatcher as the engine uses it under the default policy (NOTIFY): the answer is
+    /// checked to be one JSON object and nothing of it is built.
+    async fn dispatcher_notify_one(&self) -> usize {
+        let answer = self
+            .dispatcher
+            .post_for(&self.app, HookMethod::Call, self.body.clone(), callgate_hooks::dispatch::AnswerUse::Validate)
+            .await
+            .expect("dispatcher post");
+        answer.len() + 1
+    }
+
     async fn engine_one(&self) -> usize {
         let mut data = self.data_pool.borrow_mut().pop().expect("one map per request in flight");
         let inv = self
@@ -184,6 +195,7 @@ impl Setup {
                     Arm::RawParse => self.raw_parse_one().await,
                     Arm::RawValidate => self.raw_validate_one().await,
                     Arm::Dispatcher => self.dispatcher_one().await,
+                    Arm::DispatcherNotify => self.dispatcher_notify_one().await,
                     Arm::Engine => self.engine_one().await,
                 }
             })
@@ -199,11 +211,13 @@ enum Arm {
     RawParse,
     RawValidate,
     Dispatcher,
+    DispatcherNotify,
     Engine,
 }
 
 impl Arm {
-    const ALL: [Arm; 5] = [Arm::Raw, Arm::RawParse, Arm::RawValidate, Arm::Dispatcher, Arm::Engine];
+    const ALL: [Arm; 6] =
+        [Arm::Raw, Arm::RawParse, Arm::RawValidate, Arm::Dispatcher, Arm::DispatcherNotify, Arm::Engine];
 
     fn name(self) -> &'static str {
         match self {
@@ -211,6 +225,7 @@ impl Arm {
             Arm::RawParse => "raw_plus_parse_answer",
             Arm::RawValidate => "raw_plus_validate_object",
             Arm::Dispatcher => "dispatcher_post",
+            Arm::DispatcherNotify => "dispatcher_post_notify",
             Arm::Engine => "engine_invoke",
         }
     }

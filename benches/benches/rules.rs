@@ -80,6 +80,13 @@ fn bench_rules(c: &mut Criterion) {
     answer.insert("name".into(), Value::from("room-42-alice-approved"));
     answer.insert("custom".into(), serde_json::json!({"tenant": "acme", "room": "42", "approved": true}));
     let answer_bytes = serde_json::to_vec(&answer).expect("serialises");
+    // What the engine actually receives from the dispatcher under OVERWRITE: only the
+    // `restOverwrite` fields are built from the answer (`AnswerUse::Fields`).
+    let answer = callgate_hooks::dispatch::parse_answer_for(
+        &answer_bytes,
+        callgate_hooks::dispatch::AnswerUse::Fields(&mc.rest_overwrite),
+    )
+    .expect("an object");
     let (body, frame) = per_hook_texts(&mut data, &mc, answer.clone());
     println!(
         "rules: data {data_len} B, backend body {} B, answer {} B, client frame {} B",

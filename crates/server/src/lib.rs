@@ -93,6 +93,7 @@ impl Connected<IncomingStream<'_, TcpListener>> for ConnAddrs {
 /// Binds the ports and starts serving. Configuration must already be validated.
 pub async fn start(cfg: Config) -> anyhow::Result<RunningServer> {
     metrics_http::install_recorder();
+    metrics_http::spawn_upkeep();
     let ws_listener = TcpListener::bind(cfg.server.ws_bind)
         .await
         .with_context(|| format!("cannot bind WebSocket port {}", cfg.server.ws_bind))?;

@@ -30,6 +30,23 @@ pub fn install_recorder() -> &'static PrometheusHandle {
     })
 }
 
+/// Starts the recorder's upkeep once per process: without it, histogram samples pile up in
+/// memory until `/metrics` is scraped, so a server nobody scrapes would grow without bound.
+pub fn spawn_upkeep() {
+    static STARTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if STARTED.swap(true, std::sync::atomic::Ordering::SeqCst) {
+        return;
+    }
+    let handle = install_recorder().clone();
+    std::thread::Builder::new()
+        .name("metrics-upkeep".into())
+        .spawn(move || loop {
+            std::thread::sleep(std::time::Duration::from_secs(5));
+            handle.run_upkeep();
+        })
+        .expect("spawning the metrics upkeep thread");
+}
+
 pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new().route("/metrics", get(|| async { install_recorder().render() }))
 }

@@ -74,10 +74,15 @@ impl Outbox {
 
 /// Serialises a one-object frame without copying the object.
 pub fn frame_text(message: &str, obj: &Map<String, Value>, exclude: &FieldList) -> String {
-    let body = serde_json::to_string(&callgate_hooks::rules::Excluding { data: obj, exclude })
+    // One buffer, written once: this runs for every event a client gets.
+    let mut out = Vec::with_capacity(64 + message.len() + 16 * obj.len());
+    out.extend_from_slice(br#"{"message":"#);
+    serde_json::to_writer(&mut out, message).expect("strings serialise");
+    out.extend_from_slice(br#","data":["#);
+    serde_json::to_writer(&mut out, &callgate_hooks::rules::Excluding { data: obj, exclude })
         .expect("JSON values always serialise");
-    let name = serde_json::to_string(message).expect("strings serialise");
-    format!(r#"{{"message":{name},"data":[{body}]}}"#)
+    out.extend_from_slice(b"]}");
+    String::from_utf8(out).expect("serde_json writes UTF-8")
 }
 
 /// Addresses of the TCP connection, for the WCS-style session id.

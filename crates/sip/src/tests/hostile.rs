@@ -23,7 +23,9 @@ fn two_hundred_thousand_contacts_on_one_line() {
 fn quotes_brackets_and_commas_without_end() {
     for filler in ["\"", "<", ",", "\\\"", "(", ";", "%"] {
         let value = filler.repeat(300_000);
-        let raw = request_with(&format!("Contact: {value}\r\nRoute: {value}\r\nRetry-After: 1 {value}\r\nWWW-Authenticate: Digest a={value}\r\n"));
+        let raw = request_with(&format!(
+            "Contact: {value}\r\nRoute: {value}\r\nRetry-After: 1 {value}\r\nWWW-Authenticate: Digest a={value}\r\n"
+        ));
         let m = parse_datagram(raw.clone()).unwrap();
         assert!(m.validate().is_err());
         let _ = m.header_values(HeaderName::Contact).count();
