@@ -70,6 +70,8 @@ pub struct App {
     enabled: [bool; HookMethod::COUNT],
     method_uris: Box<[Uri]>,
     basic_auth: Option<HeaderValue>,
+    /// Content-Type, Accept, User-Agent and (when configured) Basic auth: the same on every hook.
+    request_headers: http::HeaderMap,
     /// When set, hooks are answered in-process by the echo rule instead of an HTTP round trip.
     echo_in_process: bool,
     /// Bounds the requests in flight to this application's backend.
@@ -112,6 +114,17 @@ impl App {
             url: base.into(),
             enabled,
             method_uris: method_uris.into_boxed_slice(),
+            request_headers: {
+                use http::header;
+                let mut h = http::HeaderMap::with_capacity(4);
+                h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json;charset=UTF-8"));
+                h.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
+                h.insert(header::USER_AGENT, HeaderValue::from_static(concat!("callgate/", env!("CARGO_PKG_VERSION"))));
+                if let Some(b) = &basic_auth {
+                    h.insert(header::AUTHORIZATION, b.clone());
+                }
+                h
+            },
             basic_auth,
             echo_in_process,
             in_flight: Arc::new(Semaphore::new(max_in_flight.max(1))),
@@ -124,6 +137,11 @@ impl App {
 
     pub fn uri(&self, method: HookMethod) -> &Uri {
         &self.method_uris[method.index()]
+    }
+
+    /// The headers every hook request of this app carries.
+    pub fn request_headers(&self) -> &http::HeaderMap {
+        &self.request_headers
     }
 
     pub fn basic_auth(&self) -> Option<&HeaderValue> {

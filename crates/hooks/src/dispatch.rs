@@ -184,18 +184,14 @@ impl Dispatcher {
         let mut attempt = 0u32;
         let response = loop {
             attempt += 1;
-            let mut req = Request::builder()
-                .method(Method::POST)
-                .uri(app.uri(method).clone())
-                .header(header::CONTENT_TYPE, HeaderValue::from_static("application/json;charset=UTF-8"))
-                .header(header::ACCEPT, HeaderValue::from_static("application/json"))
-                .header(header::USER_AGENT, HeaderValue::from_static(concat!("callgate/", env!("CARGO_PKG_VERSION"))));
-            if let Some(auth) = app.basic_auth() {
-                req = req.header(header::AUTHORIZATION, auth.clone());
-            } else if let Some(sig) = &signature {
-                req = req.header(header::AUTHORIZATION, sig.clone());
+            // The fixed headers are built once per app; per request only the map is cloned.
+            let mut req = Request::new(Full::new(body.clone()));
+            *req.method_mut() = Method::POST;
+            *req.uri_mut() = app.uri(method).clone();
+            *req.headers_mut() = app.request_headers().clone();
+            if let (None, Some(sig)) = (app.basic_auth(), &signature) {
+                req.headers_mut().insert(header::AUTHORIZATION, sig.clone());
             }
-            let req = req.body(Full::new(body.clone())).expect("request parts are valid");
             match self.client.request(req).await {
                 Ok(resp) => break resp,
                 Err(e) if e.is_connect() && attempt <= self.cfg.retries => {
