@@ -146,17 +146,31 @@ impl SipLeg {
     }
 
     /// The SDP for the SIP side (offer or answer): RTP/AVP, the browser's G.711 only (so no
-    /// transcoding is ever needed) and telephone-event, at `ip` and the leg's port.
+    /// transcoding is ever needed) and telephone-event, at `ip` and the leg's port. Before a
+    /// remote SDP is applied it offers telephone-event as [`TELEPHONE_EVENT_PT`]; answering a
+    /// SIP offer (after [`SipLeg::apply_remote_sdp`]) it keeps the offerer's payload type, or
+    /// leaves telephone-event out when the offer had none (RFC 3264 §6.1).
     pub fn sdp(&self, ip: IpAddr, session_id: u64) -> String {
+        use std::fmt::Write as _;
         let (pt, name) = (self.codec.pt(), self.codec.name());
         let fam = if ip.is_ipv4() { "IP4" } else { "IP6" };
         let port = self.local.port();
-        format!(
-            "v=0\r\no=callgate {session_id} 1 IN {fam} {ip}\r\ns=callgate\r\nc=IN {fam} {ip}\r\nt=0 0\r\n\
-             m=audio {port} RTP/AVP {pt} {TELEPHONE_EVENT_PT}\r\na=rtpmap:{pt} {name}/8000\r\n\
-             a=rtpmap:{TELEPHONE_EVENT_PT} telephone-event/8000\r\na=fmtp:{TELEPHONE_EVENT_PT} 0-15\r\n\
-             a=ptime:20\r\na=sendrecv\r\n"
-        )
+        let mut s =
+            format!("v=0\r\no=callgate {session_id} 1 IN {fam} {ip}\r\ns=callgate\r\nc=IN {fam} {ip}\r\nt=0 0\r\n");
+        match self.remote_te_pt {
+            Some(te) => {
+                let _ = write!(
+                    s,
+                    "m=audio {port} RTP/AVP {pt} {te}\r\na=rtpmap:{pt} {name}/8000\r\n\
+                     a=rtpmap:{te} telephone-event/8000\r\na=fmtp:{te} 0-15\r\n"
+                );
+            }
+            None => {
+                let _ = write!(s, "m=audio {port} RTP/AVP {pt}\r\na=rtpmap:{pt} {name}/8000\r\n");
+            }
+        }
+        s.push_str("a=ptime:20\r\na=sendrecv\r\n");
+        s
     }
 
     /// Applies the SIP side's SDP (its answer, or its offer): address, port, and that it takes

@@ -21,9 +21,9 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use str0m::change::SdpOffer;
+use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::config::{CryptoProvider, DtlsCert};
 use str0m::media::{Direction, Frequency, KeyframeRequestKind, MediaData, MediaKind, MediaTime, Mid};
 use str0m::net::{DatagramSend, Protocol, Receive};
@@ -70,6 +70,20 @@ pub struct BridgeAnswer {
     pub codec: G711,
 }
 
+/// What a bridge for an incoming SIP call gives the call layer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncomingBridge {
+    /// The offer for the browser (`setRemoteSDP [callId, offer, false]`).
+    pub webrtc_offer: String,
+    /// RTP/AVP SDP answering the SIP offer (for the 200 OK).
+    pub sip_answer: String,
+    pub codec: G711,
+}
+
+/// How long an incoming call's WebRTC leg may wait for the browser's answer (the user is
+/// being rung); the usual connect timeout starts when the answer arrives.
+pub const RING_LIMIT: Duration = Duration::from_secs(600);
+
 struct Peer {
     rtc: Rtc,
     role: Role,
@@ -94,6 +108,8 @@ struct Peer {
     frames_out: u64,
     /// Bridge: the SIP side.
     sip: Option<Box<SipLeg>>,
+    /// Incoming-call bridge: our offer, until the browser's answer arrives.
+    pending: Option<SdpPendingOffer>,
 }
 
 impl Peer {
@@ -289,6 +305,7 @@ impl MediaCore {
             frames_in: 0,
             frames_out: 0,
             sip: None,
+            pending: None,
         };
         self.peers.insert(id, peer);
         self.by_ufrag.insert(ufrag, id);
@@ -330,6 +347,82 @@ impl MediaCore {
             crate::bridge::BridgeError::CodecMismatch(_) => MediaError::TranscodingRequired,
             other => MediaError::Negotiation(other.to_string()),
         })
+    }
+
+    /// Creates a call leg for an incoming SIP call: the SIP side's offer picks the codec (the
+    /// first of PCMU/PCMA it lists) and its address; the server makes the WebRTC offer (one
+    /// sendrecv audio m-line with that codec only, `a=setup:actpass`, ICE-lite) for
+    /// `setRemoteSDP [callId, offer, false]`, and the RTP/AVP answer for the SIP side. The
+    /// browser's answer comes later through [`MediaCore::accept_bridge_answer`].
+    pub fn add_incoming_bridge(
+        &mut self,
+        id: PeerId,
+        sip_offer: &str,
+        sip_local: SocketAddr,
+        now: Instant,
+    ) -> Result<IncomingBridge, MediaError> {
+        if self.peers.contains_key(&id) {
+            return Err(MediaError::DuplicatePeer(id));
+        }
+        let codec = choose_g711(sip_offer).ok_or(MediaError::TranscodingRequired)?;
+        let mut leg = SipLeg::new(codec, sip_local, now, id.0);
+        leg.apply_remote_sdp(sip_offer).map_err(|e| match e {
+            crate::bridge::BridgeError::CodecMismatch(_) => MediaError::TranscodingRequired,
+            other => MediaError::Negotiation(other.to_string()),
+        })?;
+        let config = match codec {
+            G711::Pcmu => self.rtc_config.clone().clear_codecs().enable_pcmu(true, false),
+            G711::Pcma => self.rtc_config.clone().clear_codecs().enable_pcma(true, false),
+        };
+        let mut rtc = config.build(now);
+        let candidate = Candidate::host(self.local, "udp").map_err(|e| MediaError::Negotiation(e.to_string()))?;
+        rtc.add_local_candidate(candidate);
+        let stream = format!("callgate-{}", id.0);
+        let mut api = rtc.sdp_api();
+        let mid = api.add_media(MediaKind::Audio, Direction::SendRecv, Some(stream.clone()), Some(stream), None);
+        let (offer, pending) =
+            api.apply().ok_or_else(|| MediaError::Negotiation("no offer was produced".to_string()))?;
+        let ufrag = rtc.direct_api().local_ice_credentials().ufrag;
+        let sip_answer = leg.sdp(sip_local.ip(), id.0);
+        let peer = Peer {
+            rtc,
+            role: Role::Bridge,
+            ufrag: ufrag.clone(),
+            addrs: Vec::new(),
+            audio_mid: Some(mid),
+            video_mid: None,
+            connected: false,
+            ice_ok: false,
+            connect_by: now + RING_LIMIT,
+            deadline: now,
+            armed: None,
+            players: Vec::new(),
+            last_keyframe_request: None,
+            frames_in: 0,
+            frames_out: 0,
+            sip: Some(Box::new(leg)),
+            pending: Some(pending),
+        };
+        self.peers.insert(id, peer);
+        self.by_ufrag.insert(ufrag, id);
+        metrics::gauge!("callgate_media_peers").increment(1.0);
+        self.drain(id, now);
+        Ok(IncomingBridge { webrtc_offer: offer.to_sdp_string(), sip_answer, codec })
+    }
+
+    /// The browser's answer to an incoming-call bridge's offer. The connect timeout starts now.
+    pub fn accept_bridge_answer(&mut self, id: PeerId, answer: &str, now: Instant) -> Result<(), MediaError> {
+        let p = self.peers.get_mut(&id).ok_or(MediaError::NotFound(id))?;
+        let pending = p.pending.take().ok_or_else(|| MediaError::Negotiation("no offer is waiting".to_string()))?;
+        let answer = SdpAnswer::from_sdp_string(answer).map_err(|e| MediaError::BadOffer(e.to_string()))?;
+        p.rtc.sdp_api().accept_answer(pending, answer).map_err(|e| MediaError::Negotiation(e.to_string()))?;
+        let accepted = p.rtc.media(p.audio_mid.expect("set at creation")).is_some_and(|m| !m.remote_pts().is_empty());
+        if !accepted {
+            return Err(MediaError::TranscodingRequired);
+        }
+        p.connect_by = now + self.cfg.connect_timeout;
+        self.drain(id, now);
+        Ok(())
     }
 
     /// Queues DTMF keys for the SIP side (RFC 4733).

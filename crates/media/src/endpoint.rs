@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::core::{BridgeAnswer, Counters, MediaCore, PeerStats, Via};
+use crate::core::{BridgeAnswer, Counters, IncomingBridge, MediaCore, PeerStats, Via};
 use crate::{MediaConfig, MediaError, MediaEvent, PeerId};
 
 /// Where a peer's events go.
@@ -37,6 +37,17 @@ enum Command {
         offer: String,
         events: EventSender,
         reply: oneshot::Sender<Result<BridgeAnswer, MediaError>>,
+    },
+    IncomingBridge {
+        id: PeerId,
+        sip_offer: String,
+        events: EventSender,
+        reply: oneshot::Sender<Result<IncomingBridge, MediaError>>,
+    },
+    BridgeAnswer {
+        id: PeerId,
+        sdp: String,
+        reply: oneshot::Sender<Result<(), MediaError>>,
     },
     BridgeRemote {
         id: PeerId,
@@ -160,6 +171,26 @@ impl MediaEndpoint {
     pub async fn bridge(&self, id: PeerId, offer: String, events: EventSender) -> Result<BridgeAnswer, MediaError> {
         let (reply, rx) = oneshot::channel();
         self.send(Command::Bridge { id, offer, events, reply }).await?;
+        rx.await.map_err(|_| MediaError::Stopped)?
+    }
+
+    /// Creates the call leg of an incoming SIP call from its SDP offer; see
+    /// [`MediaCore::add_incoming_bridge`]. RTP socket as for [`MediaEndpoint::bridge`].
+    pub async fn incoming_bridge(
+        &self,
+        id: PeerId,
+        sip_offer: String,
+        events: EventSender,
+    ) -> Result<IncomingBridge, MediaError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::IncomingBridge { id, sip_offer, events, reply }).await?;
+        rx.await.map_err(|_| MediaError::Stopped)?
+    }
+
+    /// The browser's answer to an incoming-call leg's offer.
+    pub async fn bridge_answer(&self, id: PeerId, sdp: String) -> Result<(), MediaError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::BridgeAnswer { id, sdp, reply }).await?;
         rx.await.map_err(|_| MediaError::Stopped)?
     }
 
@@ -301,6 +332,32 @@ fn bind_rtp(id: PeerId, ip: std::net::IpAddr, tx: &mpsc::Sender<RtpIn>) -> io::R
     Ok(RtpSocket { socket, reader })
 }
 
+/// Binds a call leg's RTP socket, then runs `add` (which creates the leg in the core with that
+/// socket's address); the socket and the event sink are kept only when `add` succeeds.
+#[allow(clippy::too_many_arguments)]
+fn with_rtp<T>(
+    core: &mut MediaCore,
+    sinks: &mut HashMap<PeerId, EventSender>,
+    rtp: &mut HashMap<PeerId, RtpSocket>,
+    rtp_tx: &mpsc::Sender<RtpIn>,
+    rtp_ip: std::net::IpAddr,
+    id: PeerId,
+    events: EventSender,
+    add: impl FnOnce(&mut MediaCore, SocketAddr) -> Result<T, MediaError>,
+) -> Result<T, MediaError> {
+    let sock =
+        bind_rtp(id, rtp_ip, rtp_tx).map_err(|e| MediaError::Negotiation(format!("cannot bind an RTP port: {e}")))?;
+    let port = sock.socket.local_addr().map(|a| a.port()).unwrap_or(0);
+    let r = add(core, SocketAddr::new(core.local_addr().ip(), port));
+    if r.is_ok() {
+        sinks.insert(id, events);
+        rtp.insert(id, sock);
+    } else {
+        sock.reader.abort();
+    }
+    r
+}
+
 fn handle_command(
     core: &mut MediaCore,
     sinks: &mut HashMap<PeerId, EventSender>,
@@ -312,22 +369,19 @@ fn handle_command(
     let now = Instant::now();
     match cmd {
         Command::Bridge { id, offer, events, reply } => {
-            let r = match bind_rtp(id, rtp_ip, rtp_tx) {
-                Ok(sock) => {
-                    let port = sock.socket.local_addr().map(|a| a.port()).unwrap_or(0);
-                    let sip_local = SocketAddr::new(core.local_addr().ip(), port);
-                    let r = core.add_bridge(id, &offer, sip_local, now);
-                    if r.is_ok() {
-                        sinks.insert(id, events);
-                        rtp.insert(id, sock);
-                    } else {
-                        sock.reader.abort();
-                    }
-                    r
-                }
-                Err(e) => Err(MediaError::Negotiation(format!("cannot bind an RTP port: {e}"))),
-            };
+            let r = with_rtp(core, sinks, rtp, rtp_tx, rtp_ip, id, events, |core, local| {
+                core.add_bridge(id, &offer, local, now)
+            });
             let _ = reply.send(r);
+        }
+        Command::IncomingBridge { id, sip_offer, events, reply } => {
+            let r = with_rtp(core, sinks, rtp, rtp_tx, rtp_ip, id, events, |core, local| {
+                core.add_incoming_bridge(id, &sip_offer, local, now)
+            });
+            let _ = reply.send(r);
+        }
+        Command::BridgeAnswer { id, sdp, reply } => {
+            let _ = reply.send(core.accept_bridge_answer(id, &sdp, now));
         }
         Command::BridgeRemote { id, sdp, reply } => {
             let _ = reply.send(core.set_bridge_remote(id, &sdp));

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use callgate_media::bridge::G711;
 use callgate_media::rtp::{self, RtpHeader};
 use callgate_media::{MediaConfig, MediaEndpoint, MediaError};
-use str0m::change::SdpAnswer;
-use str0m::media::{Direction, Frequency, MediaKind, MediaTime};
+use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
+use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, Input, Output, Rtc};
 use tokio::net::UdpSocket;
@@ -33,6 +33,27 @@ struct BrowserSeen {
 /// A browser call leg: sendrecv audio, Opus first then PCMU; sends 160-byte PCMU frames of
 /// 0x11 every 20 ms once connected, records what it receives.
 async fn browser() -> (String, mpsc::UnboundedSender<String>, Arc<BrowserSeen>) {
+    let (socket, local, mut rtc) = browser_rtc().await;
+    let mut api = rtc.sdp_api();
+    let mid = api.add_media(MediaKind::Audio, Direction::SendRecv, Some("call".into()), None, None);
+    let (offer, pending) = api.apply().unwrap();
+    let (atx, arx) = mpsc::unbounded_channel::<String>();
+    let seen = Arc::new(BrowserSeen::default());
+    run_browser(socket, local, rtc, Some(mid), Some(pending), arx, seen.clone());
+    (offer.to_sdp_string(), atx, seen)
+}
+
+/// A browser answering the server's offer (an incoming call): returns its answer.
+async fn answering_browser(offer: &str) -> (String, Arc<BrowserSeen>) {
+    let (socket, local, mut rtc) = browser_rtc().await;
+    let answer = rtc.sdp_api().accept_offer(SdpOffer::from_sdp_string(offer).unwrap()).unwrap();
+    let (_atx, arx) = mpsc::unbounded_channel::<String>();
+    let seen = Arc::new(BrowserSeen::default());
+    run_browser(socket, local, rtc, None, None, arx, seen.clone());
+    (answer.to_sdp_string(), seen)
+}
+
+async fn browser_rtc() -> (UdpSocket, SocketAddr, Rtc) {
     let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let local = socket.local_addr().unwrap();
     let mut rtc = Rtc::builder()
@@ -42,14 +63,23 @@ async fn browser() -> (String, mpsc::UnboundedSender<String>, Arc<BrowserSeen>) 
         .enable_pcmu(true, false)
         .build(Instant::now());
     rtc.add_local_candidate(Candidate::host(local, "udp").unwrap());
-    let mut api = rtc.sdp_api();
-    let mid = api.add_media(MediaKind::Audio, Direction::SendRecv, Some("call".into()), None, None);
-    let (offer, pending) = api.apply().unwrap();
-    let (atx, mut arx) = mpsc::unbounded_channel::<String>();
-    let seen = Arc::new(BrowserSeen::default());
-    let st = seen.clone();
+    (socket, local, rtc)
+}
+
+/// Drives a browser `Rtc`: sends 0x11 PCMU frames on its audio m-line (`mid`, or the first
+/// audio one) every 20 ms once connected; applies an answer from `arx` to `pending`.
+fn run_browser(
+    socket: UdpSocket,
+    local: SocketAddr,
+    mut rtc: Rtc,
+    mid: Option<Mid>,
+    pending: Option<SdpPendingOffer>,
+    mut arx: mpsc::UnboundedReceiver<String>,
+    st: Arc<BrowserSeen>,
+) {
     tokio::spawn(async move {
-        let mut pending = Some(pending);
+        let mut pending = pending;
+        let mut mid = mid;
         let mut buf = vec![0u8; 2048];
         let mut next = Instant::now();
         let mut n: u64 = 0;
@@ -61,6 +91,9 @@ async fn browser() -> (String, mpsc::UnboundedSender<String>, Arc<BrowserSeen>) 
                         let _ = socket.send_to(&t.contents, t.destination).await;
                     }
                     Ok(Output::Event(Event::Connected)) => st.connected.store(true, Ordering::Relaxed),
+                    Ok(Output::Event(Event::MediaAdded(m))) if mid.is_none() && m.kind == MediaKind::Audio => {
+                        mid = Some(m.mid)
+                    }
                     Ok(Output::Event(Event::MediaData(d))) => {
                         st.frames.fetch_add(1, Ordering::Relaxed);
                         if d.data.iter().all(|b| *b == 0x22) && d.data.len() == 160 {
@@ -80,17 +113,14 @@ async fn browser() -> (String, mpsc::UnboundedSender<String>, Arc<BrowserSeen>) 
                         let _ = rtc.handle_input(Input::Receive(Instant::now(), recv));
                     }
                 }
-                a = arx.recv() => match a {
-                    Some(sdp) => {
-                        let answer = SdpAnswer::from_sdp_string(&sdp).unwrap();
-                        rtc.sdp_api().accept_answer(pending.take().unwrap(), answer).unwrap();
-                    }
-                    None => return,
-                },
+                Some(sdp) = arx.recv() => {
+                    let answer = SdpAnswer::from_sdp_string(&sdp).unwrap();
+                    rtc.sdp_api().accept_answer(pending.take().unwrap(), answer).unwrap();
+                }
                 _ = tokio::time::sleep_until(wake.into()) => {
                     let now = Instant::now();
                     if connected && now >= next {
-                        if let Some(w) = rtc.writer(mid) {
+                        if let Some(w) = mid.and_then(|m| rtc.writer(m)) {
                             let pt = w.payload_params().next().unwrap().pt();
                             let _ = w.write(pt, now, MediaTime::new(n * 160, Frequency::new(8000).unwrap()), vec![0x11u8; 160]);
                         }
@@ -103,7 +133,6 @@ async fn browser() -> (String, mpsc::UnboundedSender<String>, Arc<BrowserSeen>) 
             }
         }
     });
-    (offer.to_sdp_string(), atx, seen)
 }
 
 #[derive(Default)]
@@ -245,4 +274,54 @@ async fn no_common_g711_means_transcoding_required() {
     assert_eq!(media.bridge_remote(id, pcma.into()).await.unwrap_err(), MediaError::TranscodingRequired);
     let unknown = media.next_peer_id();
     assert!(matches!(media.bridge_remote(unknown, pcma.into()).await, Err(MediaError::NotFound(_))));
+}
+
+/// An incoming SIP call: the SIP offer (PCMA first, telephone-event as 96) picks the codec;
+/// the server makes the WebRTC offer (G.711 only, actpass, ICE-lite), the browser answers, and
+/// audio flows both ways; the SIP answer keeps the offerer's telephone-event payload type.
+#[tokio::test]
+async fn incoming_call_leg_offers_the_sip_sides_g711_and_carries_audio_both_ways() {
+    let media = endpoint().await;
+    let (sip_addr, sip_to, sip_seen) = sip_peer().await;
+    let sip_offer = format!(
+        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {} RTP/AVP 0 8 96\r\n\
+         a=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:96 telephone-event/8000\r\n",
+        sip_addr.port()
+    );
+    let id = media.next_peer_id();
+    let (events, _events_rx) = mpsc::unbounded_channel();
+    let b = media.incoming_bridge(id, sip_offer, events).await.unwrap();
+    assert_eq!(b.codec, G711::Pcmu);
+    let o = &b.webrtc_offer;
+    assert!(o.contains("a=setup:actpass"), "{o}");
+    assert!(o.contains("a=ice-lite"), "{o}");
+    assert!(o.contains("PCMU/8000") && !o.contains("opus") && !o.contains("PCMA"), "G.711 of the SIP side only\n{o}");
+    assert!(o.contains("a=sendrecv") && !o.contains("m=video"), "{o}");
+    let m = b.sip_answer.lines().find(|l| l.starts_with("m=audio ")).unwrap();
+    assert!(m.ends_with("RTP/AVP 0 96"), "the offerer's telephone-event payload type: {m}");
+    let rtp_port: u16 = m.split_whitespace().nth(1).unwrap().parse().unwrap();
+
+    // The browser answers; a second answer to the same offer is refused.
+    let (answer, browser_seen) = answering_browser(o).await;
+    media.bridge_answer(id, answer.clone()).await.unwrap();
+    assert!(media.bridge_answer(id, answer).await.is_err(), "one answer per offer");
+    sip_to.send(SocketAddr::new("127.0.0.1".parse().unwrap(), rtp_port)).unwrap();
+
+    wait("the browser leg to connect", || browser_seen.connected.load(Ordering::Relaxed)).await;
+    wait("25 audio packets at the SIP peer", || sip_seen.lock().unwrap().audio >= 25).await;
+    assert!(sip_seen.lock().unwrap().audio_payload_ok, "browser G.711 reaches the SIP side unchanged");
+    wait("25 audio frames in the browser", || browser_seen.frames.load(Ordering::Relaxed) >= 25).await;
+    assert!(browser_seen.payload_ok.load(Ordering::Relaxed), "SIP G.711 reaches the browser unchanged");
+    media.close(id);
+}
+
+#[tokio::test]
+async fn incoming_call_without_g711_is_refused() {
+    let media = endpoint().await;
+    let g729 = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+                m=audio 4000 RTP/AVP 18\r\na=rtpmap:18 G729/8000\r\n";
+    let (events, _rx) = mpsc::unbounded_channel();
+    let id = media.next_peer_id();
+    assert_eq!(media.incoming_bridge(id, g729.into(), events).await.unwrap_err(), MediaError::TranscodingRequired);
+    assert!(matches!(media.bridge_answer(id, "v=0\r\n".into()).await, Err(MediaError::NotFound(_))));
 }
