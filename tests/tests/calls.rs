@@ -335,15 +335,16 @@ async fn a_backend_rewrites_the_callee_or_refuses_the_call() {
 }
 
 #[tokio::test]
-async fn calls_without_an_sip_account_or_sdp_fail_and_answer_is_still_refused() {
+async fn calls_without_an_sip_account_fail_and_answering_an_unknown_call_is_refused() {
     let backend = Backend::start().await;
     let server = start_server(&server_toml(&backend)).await;
     let (mut c, _) = Client::establish(&server, connection(json!({}))).await;
     c.send("call", call_msg("c1", "3001")).await;
     let fin = expect_status(&mut c, "finish", "c1", "FAILED").await;
     assert!(fin["info"].as_str().unwrap().contains("no SIP account"), "{fin:?}");
-    c.send("answer", json!({"callId": "c9"})).await;
-    expect_status(&mut c, "finish", "c9", "FAILED").await;
+    c.send("answer", json!({"callId": "c9", "sdp": "v=0\r\n"})).await;
+    let fail = c.expect("fail").await;
+    assert_eq!((fail["apiMethod"].as_str(), fail["info"].as_str()), (Some("CallStatusEvent"), Some("Call not found")));
     server.shutdown().await;
 }
 
@@ -494,6 +495,156 @@ async fn an_incoming_call_refused_by_on_call_event_gets_403() {
     caller.wait().await.assert_success();
     let fail = c.expect("fail").await;
     assert_eq!(fail["apiMethod"], "CallStatusEvent");
+    let _ = registrar.wait().await;
+    server.shutdown().await;
+}
+
+/// The browser's answer to the server's offer for an incoming call: a str0m peer accepting it
+/// (it is not run: these tests look at signalling; the e2e tests carry real audio).
+fn browser_answer(offer: &str) -> String {
+    let mut rtc = str0m::Rtc::builder()
+        .set_crypto_provider(std::sync::Arc::new(str0m::crypto::from_feature_flags()))
+        .enable_pcmu(true, false)
+        .build(std::time::Instant::now());
+    let a: std::net::SocketAddr = "127.0.0.1:9".parse().unwrap();
+    rtc.add_local_candidate(str0m::Candidate::host(a, "udp").unwrap());
+    let offer = str0m::change::SdpOffer::from_sdp_string(offer).unwrap();
+    rtc.sdp_api().accept_offer(offer).unwrap().to_sdp_string()
+}
+
+/// Registers the session's account "3000" with a sipp registrar, then has a sipp UAC call it
+/// directly on callgate's SIP port.
+async fn incoming_setup(
+    backend: &Backend,
+    caller_scenario: &str,
+    pause: Duration,
+) -> (callgate_server::RunningServer, Client, SippProcess, SippProcess) {
+    let server = start_server(&server_toml(backend)).await;
+    let registrar = registrar("secret");
+    let (mut c, _) = Client::establish(&server, connection(sip_fields(&registrar, "secret"))).await;
+    c.expect("registered").await;
+    let sip_addr = server.shared.calls.local_addr().expect("the SIP endpoint runs");
+    let caller = Sipp::scenario(caller_scenario)
+        .remote(sip_addr)
+        .service("3000")
+        .pause(pause)
+        .timeout(Duration::from_secs(20))
+        .spawn()
+        .unwrap();
+    (server, c, registrar, caller)
+}
+
+/// spec/client-protocol.md §6.3: `setRemoteSDP [id, offer, false]`, `notifyIncomingCall`,
+/// `ring` in exactly that order; `answer` -> 200 OK -> ACK -> `talk`; the caller's BYE -> FINISH.
+#[tokio::test]
+async fn an_incoming_call_is_offered_in_order_answered_and_ended_by_the_caller() {
+    let backend = Backend::start().await;
+    let (server, mut c, registrar, caller) =
+        incoming_setup(&backend, "uac_call.xml", Duration::from_millis(1500)).await;
+    let hook = backend.wait_for("OnCallEvent", |b| b["incoming"] == true).await;
+    let call_id = hook.body["callId"].as_str().unwrap().to_string();
+    assert!(call_id.contains('-') || call_id.contains('@'), "the SIP Call-ID: {call_id}");
+    assert_eq!((hook.body["caller"].as_str(), hook.body["callee"].as_str()), (Some("sipp"), Some("3000")));
+    assert!(hook.body["sipMessageRaw"].as_str().unwrap().starts_with("INVITE "));
+    let ring = expect_status(&mut c, "ring", &call_id, "RING").await;
+    assert_eq!(ring["incoming"], true);
+    let order: Vec<&str> = c
+        .seen
+        .iter()
+        .map(|(m, _)| m.as_str())
+        .filter(|m| ["setRemoteSDP", "notifyIncomingCall", "ring"].contains(m))
+        .collect();
+    assert_eq!(order, ["setRemoteSDP", "notifyIncomingCall", "ring"]);
+    let sdp = c.seen.iter().find(|(m, _)| m == "setRemoteSDP").map(|(_, d)| d.clone()).unwrap();
+    assert_eq!((sdp[0].as_str(), sdp[2].as_bool()), (Some(call_id.as_str()), Some(false)));
+    let offer = sdp[1].as_str().unwrap();
+    assert!(offer.contains("PCMU/8000") && offer.contains("a=setup:actpass"), "{offer}");
+    let inc = c.seen.iter().find(|(m, _)| m == "notifyIncomingCall").map(|(_, d)| d[0].clone()).unwrap();
+    assert_eq!((inc["callId"].as_str(), inc["caller"].as_str()), (Some(call_id.as_str()), Some("sipp")));
+    assert!(inc.get("sipMessageRaw").is_none(), "the raw INVITE stays with the backend");
+
+    c.send(
+        "answer",
+        json!({"callId": call_id, "sdp": browser_answer(offer), "incoming": true,
+                             "hasAudio": true, "hasVideo": true, "status": "PENDING"}),
+    )
+    .await;
+    expect_status(&mut c, "talk", &call_id, "ESTABLISHED").await;
+    let fin = expect_status(&mut c, "finish", &call_id, "FINISH").await;
+    assert_eq!(fin["info"], "Normal call clearing");
+    let outcome = caller.wait().await;
+    outcome.assert_success();
+    let ok = outcome.received().into_iter().find(|m| m.starts_with("SIP/2.0 200") && m.contains("INVITE")).unwrap();
+    assert!(ok.contains("RTP/AVP 0 101"), "the SIP answer: PCMU and the offer's telephone-event PT\n{ok}");
+    assert!(outcome.received().iter().any(|m| m.starts_with("SIP/2.0 180")), "the caller heard ringing");
+    backend.wait_for("CallStatusEvent", |b| b["callId"] == call_id && b["status"] == "FINISH").await;
+    assert_eq!(backend_statuses(&backend, &call_id), ["RING", "ESTABLISHED", "FINISH"]);
+    assert_eq!(backend.requests_for("answer")[0].body["callId"], call_id);
+    assert_eq!(server.shared.calls.calls(), 0);
+    let _ = registrar.wait().await;
+    server.shutdown().await;
+}
+
+/// The user declines (hangup while ringing): the caller gets 486 and the client FINISH.
+#[tokio::test]
+async fn an_incoming_call_declined_by_the_client_gets_486() {
+    let backend = Backend::start().await;
+    let (server, mut c, registrar, caller) = incoming_setup(&backend, "uac_call_expect_486.xml", Duration::ZERO).await;
+    let ring = c.expect("ring").await;
+    let call_id = ring["callId"].as_str().unwrap().to_string();
+    c.send("hangup", json!({"callId": call_id})).await;
+    expect_status(&mut c, "finish", &call_id, "FINISH").await;
+    caller.wait().await.assert_success();
+    backend.wait_for("hangup", |b| b["callId"] == call_id).await;
+    assert_eq!(server.shared.calls.calls(), 0);
+    let _ = registrar.wait().await;
+    server.shutdown().await;
+}
+
+/// The caller gives up while it rings: 200/487 to the CANCEL, FINISH to client and backend.
+#[tokio::test]
+async fn an_incoming_call_cancelled_while_ringing_finishes() {
+    let backend = Backend::start().await;
+    let (server, mut c, registrar, caller) =
+        incoming_setup(&backend, "uac_cancel.xml", Duration::from_millis(500)).await;
+    let ring = c.expect("ring").await;
+    let call_id = ring["callId"].as_str().unwrap().to_string();
+    expect_status(&mut c, "finish", &call_id, "FINISH").await;
+    caller.wait().await.assert_success();
+    backend.wait_for("CallStatusEvent", |b| b["callId"] == call_id && b["status"] == "FINISH").await;
+    assert_eq!(server.shared.calls.calls(), 0);
+    let _ = registrar.wait().await;
+    server.shutdown().await;
+}
+
+/// A backend refusing `answer` leaves the call ringing (the client is told with `fail`); the
+/// user's hangup then declines it.
+#[tokio::test]
+async fn a_refused_answer_keeps_the_call_ringing() {
+    let backend = Backend::start().await;
+    backend.answer(|m, req| match m {
+        "connect" => {
+            let mut b = req.as_object().unwrap().clone();
+            b.insert("restClientConfig".into(), json!({"answer": {"restOnError": "FAIL"}}));
+            Reply::json(200, Value::Object(b))
+        }
+        "answer" => Reply::json(403, json!({"status": 403, "reason": "agent is on a break"})),
+        _ => Reply::mirror(req),
+    });
+    let (server, mut c, registrar, caller) = incoming_setup(&backend, "uac_call_expect_486.xml", Duration::ZERO).await;
+    let ring = c.expect("ring").await;
+    let call_id = ring["callId"].as_str().unwrap().to_string();
+    let offer = c.seen.iter().find(|(m, _)| m == "setRemoteSDP").map(|(_, d)| d[1].as_str().unwrap().to_string());
+    c.send("answer", json!({"callId": call_id, "sdp": browser_answer(&offer.unwrap())})).await;
+    let fail = c.expect("fail").await;
+    assert_eq!(
+        (fail["apiMethod"].as_str(), fail["info"].as_str()),
+        (Some("CallStatusEvent"), Some("agent is on a break"))
+    );
+    assert_eq!(server.shared.calls.calls(), 1, "still ringing");
+    c.send("hangup", json!({"callId": call_id})).await;
+    expect_status(&mut c, "finish", &call_id, "FINISH").await;
+    caller.wait().await.assert_success();
     let _ = registrar.wait().await;
     server.shutdown().await;
 }

@@ -8,9 +8,7 @@
 //! | `pushLogs` | `pushLogs` (direct) | nothing; the lines go to the server log |
 //!
 //! Stream messages (`publishStream`, `playStream`, …) are handled in [`crate::streams`];
-//! `call`, `hangup`, `hold`, `unhold`, `sendDtmf`, `transfer` in [`crate::calls`]. `answer`
-//! (incoming calls) is not built yet; it gets an honest terminal failure in the form the SDK
-//! needs to stop waiting (a call `finish FAILED`), never a fake success.
+//! `call`, `answer`, `hangup`, `hold`, `unhold`, `sendDtmf`, `transfer` in [`crate::calls`].
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -20,9 +18,6 @@ use callgate_proto::{messages, status, ClientFrame, FrameError, ServerFrame};
 use serde_json::{Map, Value};
 
 use crate::session::SessionCtx;
-
-/// The info given for features this build does not have yet.
-pub const NOT_SUPPORTED_CALLS: &str = "SIP calls are not supported by this server yet";
 
 /// Handles one client frame of an established session. Work that waits on a backend runs in its
 /// own task.
@@ -55,13 +50,7 @@ pub fn dispatch(ctx: Arc<SessionCtx>, frame: ClientFrame) -> Result<(), FrameErr
         "unhold" => crate::calls::in_call(ctx, HookMethod::Unhold, obj),
         "sendDtmf" => crate::calls::in_call(ctx, HookMethod::SendDtmf, obj),
         "transfer" => crate::calls::in_call(ctx, HookMethod::Transfer, obj),
-        "answer" => {
-            let mut st = Map::new();
-            st.insert("callId".into(), obj.get("callId").cloned().unwrap_or(Value::Null));
-            st.insert("status".into(), "FAILED".into());
-            st.insert("info".into(), NOT_SUPPORTED_CALLS.into());
-            ctx.out.send(&ServerFrame::object("finish", st));
-        }
+        "answer" => crate::calls::answer(ctx, obj),
         _ => return Err(FrameError::Unknown(message)),
     }
     Ok(())

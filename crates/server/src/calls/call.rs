@@ -43,9 +43,11 @@ pub(super) struct CallEntry {
     pub hangup_refused: Option<String>,
     /// The bridge's SDP for the SIP side (base of hold/unhold re-INVITEs).
     pub sip_sdp: bytes::Bytes,
+    /// An incoming call not answered yet: rejecting it (486) ends it without a SIP event.
+    pub ringing_in: bool,
 }
 
-fn with_context(ctx: &SessionCtx, mut obj: Map<String, Value>) -> Map<String, Value> {
+pub(super) fn with_context(ctx: &SessionCtx, mut obj: Map<String, Value>) -> Map<String, Value> {
     obj.insert("nodeId".into(), Value::from(&*ctx.shared.node_id));
     obj.insert("appKey".into(), Value::from(&*ctx.app.key));
     obj.insert("sessionId".into(), Value::from(&*ctx.id));
@@ -64,7 +66,7 @@ fn client_message(status: &str) -> &'static str {
 }
 
 /// Records the call's current status (for the REST API's view).
-fn set_status(table: &super::CallTable, call_id: &str, status: &str) {
+pub(super) fn set_status(table: &super::CallTable, call_id: &str, status: &str) {
     if let Some(mut e) = table.calls.get_mut(call_id) {
         e.obj.insert("status".into(), status.into());
     }
@@ -76,7 +78,13 @@ pub(super) fn find(table: &super::CallTable, filter: &Map<String, Value>) -> Vec
 }
 
 /// `CallStatusEvent` to the backend and the status message to the client.
-fn raise(ctx: &Arc<SessionCtx>, obj: &Map<String, Value>, status: &str, info: &str, failure: Option<&FailureEvent>) {
+pub(super) fn raise(
+    ctx: &Arc<SessionCtx>,
+    obj: &Map<String, Value>,
+    status: &str,
+    info: &str,
+    failure: Option<&FailureEvent>,
+) {
     let mut ev = obj.clone();
     ev.insert("status".into(), status.into());
     ev.insert("info".into(), info.into());
@@ -93,7 +101,7 @@ fn raise(ctx: &Arc<SessionCtx>, obj: &Map<String, Value>, status: &str, info: &s
     ctx.raise_event(HookMethod::CallStatusEvent, Origin::Client, ev, Some(client_message(status)));
 }
 
-fn media_info(e: &MediaError) -> &'static str {
+pub(super) fn media_info(e: &MediaError) -> &'static str {
     match e {
         MediaError::TranscodingRequired | MediaError::NoCommonCodecs => TRANSCODING_REQUIRED,
         _ => FAILED_BY_ERROR,
@@ -121,7 +129,7 @@ pub fn target_uri(callee: &str, domain: &str) -> String {
 }
 
 /// Removes the call and reports its last status.
-fn end(calls: &super::CallTable, call_id: &str, status: &str, info: &str, failure: Option<&FailureEvent>) {
+pub(super) fn end(calls: &super::CallTable, call_id: &str, status: &str, info: &str, failure: Option<&FailureEvent>) {
     let Some((_, e)) = calls.calls.remove(call_id) else { return };
     if let Some(sip) = e.sip {
         calls.by_sip.remove(&sip);
@@ -168,6 +176,7 @@ pub(super) async fn outgoing(ctx: Arc<SessionCtx>, obj: Map<String, Value>) {
                     peer,
                     hangup_refused: None,
                     sip_sdp: bytes::Bytes::new(),
+                    ringing_in: false,
                 });
             }
         }
@@ -176,7 +185,7 @@ pub(super) async fn outgoing(ctx: Arc<SessionCtx>, obj: Map<String, Value>) {
     set_status(&calls.table, &call_id, TRYING);
     raise(&ctx, &data, TRYING, "", None);
 
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let answer = match ctx.shared.streams.media.bridge(peer, sdp, tx).await {
         Ok(a) => a,
         Err(e) => {
@@ -184,31 +193,7 @@ pub(super) async fn outgoing(ctx: Arc<SessionCtx>, obj: Map<String, Value>) {
             return end(&calls.table, &call_id, FAILED, media_info(&e), None);
         }
     };
-    {
-        let cid = call_id.clone();
-        let c2 = ctx.clone();
-        tokio::spawn(async move {
-            while let Some(ev) = rx.recv().await {
-                if let MediaEvent::Failed(reason) = ev {
-                    tracing::info!(call = &*cid, %reason, "call media failed");
-                    let info = match reason {
-                        callgate_media::FailReason::IceTimeout | callgate_media::FailReason::IceKeepAlive => {
-                            FAILED_BY_ICE_ERROR
-                        }
-                        callgate_media::FailReason::DtlsTimeout | callgate_media::FailReason::Dtls(_) => {
-                            FAILED_BY_DTLS_ERROR
-                        }
-                        callgate_media::FailReason::Error(_) => FAILED_BY_ERROR,
-                    };
-                    if let Some(mut e) = c2.shared.calls.table.calls.get_mut(&cid) {
-                        e.hangup_refused = Some(info.to_string());
-                    }
-                    hang_up_or_end(&c2.shared.calls, &cid, info).await;
-                    return;
-                }
-            }
-        });
-    }
+    watch_media(&ctx, &call_id, rx);
     if !calls.table.calls.contains_key(&call_id) {
         return; // hung up meanwhile
     }
@@ -249,19 +234,50 @@ pub(super) async fn outgoing(ctx: Arc<SessionCtx>, obj: Map<String, Value>) {
     }
 }
 
+/// Ends the call when its WebRTC leg fails (ICE or DTLS timeout, a lost browser).
+pub(super) fn watch_media(
+    ctx: &Arc<SessionCtx>,
+    call_id: &Arc<str>,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<MediaEvent>,
+) {
+    let (cid, c2) = (call_id.clone(), ctx.clone());
+    tokio::spawn(async move {
+        while let Some(ev) = rx.recv().await {
+            if let MediaEvent::Failed(reason) = ev {
+                tracing::info!(call = &*cid, %reason, "call media failed");
+                let info = match reason {
+                    callgate_media::FailReason::IceTimeout | callgate_media::FailReason::IceKeepAlive => {
+                        FAILED_BY_ICE_ERROR
+                    }
+                    callgate_media::FailReason::DtlsTimeout | callgate_media::FailReason::Dtls(_) => {
+                        FAILED_BY_DTLS_ERROR
+                    }
+                    callgate_media::FailReason::Error(_) => FAILED_BY_ERROR,
+                };
+                if let Some(mut e) = c2.shared.calls.table.calls.get_mut(&cid) {
+                    e.hangup_refused = Some(info.to_string());
+                }
+                hang_up_or_end(&c2.shared.calls, &cid, info).await;
+                return;
+            }
+        }
+    });
+}
+
 /// Ends the SIP side (BYE/CANCEL) when there is one; the `Ended` event reports FINISH. Without
 /// a SIP side yet, the call ends here with `status`/`info`.
-async fn hang_up_or_end(calls: &super::Calls, call_id: &str, info: &str) {
-    let (sip, refused) = match calls.table.calls.get(call_id) {
-        Some(e) => (e.sip, e.hangup_refused.is_some()),
+pub(super) async fn hang_up_or_end(calls: &super::Calls, call_id: &str, info: &str) {
+    let (sip, refused, ringing_in) = match calls.table.calls.get(call_id) {
+        Some(e) => (e.sip, e.hangup_refused.is_some(), e.ringing_in),
         None => return,
     };
     let status = if refused { FAILED } else { FINISH };
     let handle = calls.endpoint.get().and_then(|r| r.as_ref().ok()).cloned();
     match (sip, handle) {
         (Some(sip), Some(handle)) => {
+            // An unanswered incoming call gets 486 Busy Here, which ends it with no SIP event.
             let ok = handle.with(move |ua, now| ua.hangup(now, sip)).await;
-            if !matches!(ok, Ok(Ok(()))) {
+            if ringing_in || !matches!(ok, Ok(Ok(()))) {
                 end(&calls.table, call_id, status, info, None);
             }
         }

@@ -12,14 +12,15 @@
 //! SESSION_PROGRESS, ESTABLISHED, FINISH/FAILED, each a `CallStatusEvent`; `hangup` -> BYE or
 //! CANCEL; `hold`/`unhold` re-INVITEs, `sendDtmf` (RFC 2833 through the bridge, SIP INFO),
 //! `transfer` (REFER, `notifyTransferEvent` + `TransferStatusEvent`) are in `call.rs`.
-//! Incoming INVITEs go through `OnCallEvent` (refusal: 403) and then get 480: answering them
-//! (and `answer`, an honest `finish FAILED`) needs a server-made WebRTC offer.
+//! Incoming INVITEs (`incoming.rs`): `OnCallEvent` (refusal: 403), a media leg with a
+//! server-made WebRTC offer, 180, `setRemoteSDP`/`notifyIncomingCall`/`ring`; `answer` -> 200.
 //!
 //! Ownership: the driver task owns the user agent; registrations are recorded in a map *inside*
 //! the driver closures that create or end them, so a session ending while its REGISTER is being
 //! prepared can never leave a registration behind (both go through the driver in order).
 
 mod call;
+mod incoming;
 mod register;
 
 use std::net::SocketAddr;
@@ -126,60 +127,11 @@ async fn pump(
             UaEvent::Call { call, event } => call::on_event(&table, call, event),
             UaEvent::IncomingCall(c) => {
                 let ctx = c.reg.and_then(|r| regs.get(&r).filter(|e| !e.closing).map(|e| e.ctx.clone()));
-                tokio::spawn(incoming(ctx, c, handle.clone()));
+                tokio::spawn(incoming::incoming(ctx, c, handle.clone()));
             }
             other => tracing::debug!(event = ?other, "SIP event not handled"),
         }
     }
-}
-
-/// An incoming INVITE. The `OnCallEvent` hook of the registered session decides first: a
-/// refusal (FAIL and a non-200) gets the caller `403 Forbidden` and the client a
-/// `fail {apiMethod:"CallStatusEvent"}`. Answering needs a WebRTC offer made by the server,
-/// which the media bridge cannot make yet: an accepted call (or one for no registered session)
-/// gets `480 Temporarily Unavailable`, and the client is not offered a call it could not answer.
-async fn incoming(ctx: Option<Arc<SessionCtx>>, c: callgate_sip::ua::IncomingCall, handle: UaHandle) {
-    let call = c.call;
-    let (status, reason) = match &ctx {
-        None => (480, "Temporarily Unavailable"),
-        Some(ctx) => {
-            let mut data = serde_json::Map::new();
-            data.insert("nodeId".into(), (&*ctx.shared.node_id).into());
-            data.insert("appKey".into(), (&*ctx.app.key).into());
-            data.insert("sessionId".into(), (&*ctx.id).into());
-            data.insert("callId".into(), format!("{call:?}").into());
-            data.insert("incoming".into(), true.into());
-            data.insert("caller".into(), c.from_uri.clone().into());
-            data.insert("callee".into(), c.request_uri.clone().into());
-            data.insert("visibleName".into(), c.display_name.clone().unwrap_or_default().into());
-            data.insert("sipMessageRaw".into(), String::from_utf8_lossy(&c.raw).into_owned().into());
-            let inv = ctx
-                .shared
-                .engine
-                .invoke(
-                    &ctx.app,
-                    &ctx.rcc,
-                    callgate_hooks::HookMethod::OnCallEvent,
-                    callgate_hooks::Origin::Sip,
-                    &mut data,
-                    &ctx.id,
-                )
-                .await;
-            if inv.verdict.aborts() {
-                let why = inv.client_info();
-                ctx.out.send(&callgate_proto::ServerFrame::fail(
-                    "CallStatusEvent",
-                    &format!("Incoming call from {} refused: {why}", c.from_uri),
-                    None,
-                ));
-                (403, "Forbidden")
-            } else {
-                (480, "Temporarily Unavailable")
-            }
-        }
-    };
-    tracing::info!(from = %c.from_uri, to = %c.request_uri, status, "incoming SIP call refused");
-    let _ = handle.with(move |ua, now| ua.reject(now, call, status, Some(reason))).await;
 }
 
 /// The session is established: register its SIP account when it asks for it.
@@ -205,6 +157,11 @@ pub fn in_call(
     obj: serde_json::Map<String, serde_json::Value>,
 ) {
     tokio::spawn(call::in_call(ctx, method, obj));
+}
+
+/// `answer` from the client (an incoming call).
+pub fn answer(ctx: Arc<SessionCtx>, obj: serde_json::Map<String, serde_json::Value>) {
+    tokio::spawn(incoming::answer(ctx, obj));
 }
 
 /// `hangup` from the client.

@@ -95,6 +95,8 @@ pub enum CallEvent {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IncomingCall {
     pub call: CallId,
+    /// The INVITE's Call-ID (WCS uses it as the client's `callId` of an incoming call).
+    pub sip_call_id: String,
     /// The registration whose Contact user matches the Request-URI user, if any.
     pub reg: Option<RegId>,
     pub request_uri: String,

@@ -222,10 +222,11 @@ impl UserAgent {
         if let Some(s) = self.servers.get_mut(&key) {
             s.call = Some(id);
         }
-        self.dialogs.insert((call_id, local_tag), DialogOwner::Call(id));
+        self.dialogs.insert((call_id.clone(), local_tag), DialogOwner::Call(id));
         let from_hdr = msg.from().ok();
         let event = IncomingCall {
             call: id,
+            sip_call_id: call_id.to_string(),
             reg,
             request_uri: msg.request_uri().map(|u| u.as_str().to_owned()).unwrap_or_default(),
             from: header_text(&msg, HeaderName::From).unwrap_or_default(),
