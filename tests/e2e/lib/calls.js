@@ -13,7 +13,7 @@ const SIPP_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..'
 export const SIP_TOML = '[sip]\nbind = "127.0.0.1:0"\n';
 
 /** Starts sipp running `scenario` (tests/sipp) once on 127.0.0.1; `wait()` resolves its exit code. */
-export async function startSipp(scenario, { keys = {}, timeoutS = 30, rtpEcho = false } = {}) {
+export async function startSipp(scenario, { keys = {}, timeoutS = 30, rtpEcho = false, remote, service, pauseMs } = {}) {
   const port = await freePort();
   const mediaPort = await freePort();
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'e2e-sipp-'));
@@ -24,6 +24,10 @@ export async function startSipp(scenario, { keys = {}, timeoutS = 30, rtpEcho = 
   // packet it gets back to its sender.
   args.push('-mp', String(mediaPort));
   if (rtpEcho) args.push('-rtp_echo');
+  // As a UAC: the target (host:port), the Request-URI user (-s) and the scenario's <pause/> (-d).
+  if (service) args.push('-s', service);
+  if (pauseMs !== undefined) args.push('-d', String(pauseMs));
+  if (remote) args.push(remote);
   for (const [k, v] of Object.entries(keys)) args.push('-key', k, v);
   const child = spawn(process.env.SIPP || 'sipp', args, { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
@@ -95,4 +99,43 @@ export function callMediaFacts(sdk, id) {
       }),
     id,
   );
+}
+
+/**
+ * Records incoming calls: the session's INCOMING_CALL handler (it replaces the generic recorder
+ * for that one status, and records it the same way) keeps each Call in window.__e2e.calls and
+ * every CALL_STATUS it reaches.
+ */
+export function watchIncoming(sdk) {
+  return sdk.page.evaluate(() => {
+    const e2e = window.__e2e;
+    e2e.calls = e2e.calls || {};
+    e2e.incoming = [];
+    const S = Flashphoner.constants.SESSION_STATUS;
+    e2e.session.on(S.INCOMING_CALL, (call) => {
+      e2e.events.push({ name: S.INCOMING_CALL, payload: { id: call.id(), caller: call.caller(), callee: call.callee() }, at: Date.now() });
+      const rec = { call, events: [] };
+      e2e.calls[call.id()] = rec;
+      e2e.incoming.push(call.id());
+      for (const status of new Set(Object.values(Flashphoner.constants.CALL_STATUS))) {
+        call.on(status, () => rec.events.push(status));
+      }
+    });
+  });
+}
+
+/** Waits for the n-th (1-based) incoming call; returns its id. */
+export function waitIncoming(sdk, n = 1) {
+  return waitFor(async () => (await sdk.page.evaluate(() => window.__e2e.incoming || []))[n - 1], {
+    what: `incoming call #${n} in the page`, seen: () => sdk.events(),
+  });
+}
+
+/** call.answer() with audio only. */
+export function answerCall(sdk, id) {
+  return sdk.page.evaluate((id) => {
+    const display = document.createElement('div');
+    document.body.appendChild(display);
+    window.__e2e.calls[id].call.answer({ localVideoDisplay: display, remoteVideoDisplay: display, constraints: { audio: true, video: false } });
+  }, id);
 }
