@@ -648,3 +648,33 @@ async fn a_refused_answer_keeps_the_call_ringing() {
     let _ = registrar.wait().await;
     server.shutdown().await;
 }
+
+/// A callee host that never answers: the INVITE is retransmitted (timer A) and the call fails
+/// when timer B (64*T1) fires. T1 is 50 ms here (`[sip] t1_ms`), so B is 3.2 s instead of 32 s.
+#[tokio::test]
+async fn a_call_nobody_answers_fails_by_timer_b_with_a_clear_info() {
+    let backend = Backend::start().await;
+    let server = start_server(&server_toml(&backend).replacen("[sip]\n", "[sip]\nt1_ms = 50\n", 1)).await;
+    // A socket that swallows everything: no ICMP port-unreachable, no answer.
+    let silent = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    let account = json!({"sipLogin": "3000", "sipPassword": "secret", "sipDomain": "127.0.0.1",
+                         "sipPort": silent_port, "sipRegisterRequired": false});
+    let (mut c, _) = Client::establish(&server, connection(account)).await;
+    c.send("call", call_msg("c1", "3001")).await;
+    expect_status(&mut c, "notifyTryingResponse", "c1", "TRYING").await;
+    let fin = expect_status(&mut c, "finish", "c1", "FAILED").await;
+    assert_eq!(fin["info"], "Failed by request timeout", "{fin:?}");
+    // Timer A: the INVITE was sent more than once before giving up.
+    let mut buf = vec![0u8; 8192];
+    let mut invites = 0;
+    while let Ok(Ok((n, _))) = tokio::time::timeout(Duration::from_millis(100), silent.recv_from(&mut buf)).await {
+        invites += usize::from(buf[..n].starts_with(b"INVITE "));
+    }
+    assert!(invites >= 3, "INVITE retransmitted, got {invites}");
+    let ev = backend.wait_for("CallStatusEvent", |b| b["callId"] == "c1" && b["status"] == "FAILED").await;
+    assert_eq!(ev.body["info"], "Failed by request timeout");
+    assert!(ev.body.get("sipMessageRaw").is_none(), "no SIP response to show");
+    assert_eq!(server.shared.calls.calls(), 0);
+    server.shutdown().await;
+}

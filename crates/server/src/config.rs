@@ -115,6 +115,7 @@ pub struct SipSection {
     pub advertised_ip: String,
     pub user_agent: String,
     pub register_expires: u32,
+    pub t1_ms: u64,
 }
 
 impl SipSection {
@@ -124,6 +125,12 @@ impl SipSection {
         c.advertised_ip = MediaSection::ip("advertised_ip", &self.advertised_ip)
             .map_err(|e| anyhow::anyhow!("sip.{}", e.to_string().trim_start_matches("media.")))?;
         c.user_agent = self.user_agent.clone();
+        // RFC 3261 §17: T1 scales every retransmission and transaction timeout (B = F = 64*T1);
+        // T2 (4 s) caps the retransmission interval, so T1 may not exceed it.
+        if !(1..=4000).contains(&self.t1_ms) {
+            anyhow::bail!("sip.t1_ms must be 1-4000 (RFC 3261 T1, default 500), got {}", self.t1_ms);
+        }
+        c.timers.t1 = std::time::Duration::from_millis(self.t1_ms);
         Ok(c)
     }
 }
@@ -288,6 +295,11 @@ mod tests {
         assert_eq!(c.sip.endpoint_config().unwrap().user_agent, "callgate");
         assert!(Config::from_toml("[sip]\nadvertised_ip = \"nope\"").is_err());
         assert!(Config::from_toml("[sip]\nregister_expires = 0").is_err());
+        assert_eq!(c.sip.endpoint_config().unwrap().timers.t1, Duration::from_millis(500));
+        let fast = Config::from_toml("[sip]\nt1_ms = 50").unwrap();
+        assert_eq!(fast.sip.endpoint_config().unwrap().timers.t1, Duration::from_millis(50));
+        assert!(Config::from_toml("[sip]\nt1_ms = 0").is_err());
+        assert!(Config::from_toml("[sip]\nt1_ms = 4001").is_err());
     }
 
     #[test]
