@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { reply } from '../lib/backend.js';
 import { e2eSuite } from '../lib/fixture.js';
 import { callEvents, callMediaFacts, hangup, SIP_TOML, startCall, startSipp, waitCallStatus } from '../lib/calls.js';
+import { startKamailio } from '../lib/kamailio.js';
 import { establish } from '../lib/streams.js';
 import { show, sleep, waitFor } from '../lib/util.js';
 
@@ -32,18 +33,30 @@ e2eTest('outgoing call to a sipp UAS: TRYING -> RING -> ESTABLISHED; hangup -> F
   }
 }, { callgate: { extraToml: SIP_TOML } });
 
-e2eTest('outgoing call rejected 486 -> FAILED in the page', async (env) => {
-  const { sdk, callgate } = env;
-  const sipp = await startSipp('uas_reject_486.xml');
-  try {
-    await establish(sdk, callgate, { appKey: 'backendApp', sipOptions: sipOptions(sipp) });
-    const id = await startCall(sdk, '3001');
-    await waitCallStatus(sdk, id, 'FAILED');
-    assert.equal(await sipp.wait(), 0, sipp.stderr());
-  } finally {
-    sipp.stop();
+e2eTest('outgoing calls rejected 403, 486, 503, 603 -> FAILED in the page; the backend gets CallStatusEvent FAILED with the exact info and raw response', async (env) => {
+  const { sdk, backend, callgate } = env;
+  const cases = [[403, 'FORBIDDEN'], [486, 'BUSY HERE'], [503, 'SERVICE UNAVAILABLE'], [603, 'DECLINE']];
+  let first = true;
+  for (const [code, phrase] of cases) {
+    const sipp = await startSipp(`uas_reject_${code}.xml`);
+    try {
+      // One session per case: the session's sipPort names this case's sipp.
+      if (!first) await sdk.disconnect();
+      first = false;
+      await establish(sdk, callgate, { appKey: 'backendApp', sipOptions: sipOptions(sipp) });
+      const id = await startCall(sdk, '3001');
+      await waitCallStatus(sdk, id, 'FAILED');
+      assert.equal(await sipp.wait(), 0, `sipp ${code}: ${sipp.stderr()}`);
+      const ev = await backend.waitForHook('CallStatusEvent', (r) => r.body.callId === id && r.body.status === 'FAILED');
+      assert.equal(ev.body.info, `SIP ${code} ${phrase}`);
+      assert.equal(ev.body.sipStatus, code);
+      assert.match(ev.body.sipMessageRaw, new RegExp(`^SIP/2\\.0 ${code} `), 'the raw SIP response as received');
+      assert.match(sipp.messages(), new RegExp(`SIP/2\\.0 ${code} `));
+    } finally {
+      sipp.stop();
+    }
   }
-}, { callgate: { extraToml: SIP_TOML } });
+}, { callgate: { extraToml: SIP_TOML }, timeout: 90_000 });
 
 e2eTest('audio both ways: the page audio goes through the bridge to sipp (-rtp_echo) and comes back; inbound bytes rise', async (env) => {
   const { sdk, callgate } = env;
@@ -127,5 +140,27 @@ e2eTest('a backend rewrites callee (OVERWRITE) -> sipp gets the INVITE for the n
     assert.equal(await sipp.wait(), 0, sipp.stderr());
   } finally {
     sipp.stop();
+  }
+}, { callgate: { extraToml: SIP_TOML } });
+
+e2eTest('SIP credentials injected by the connect answer register with Kamailio and never reach the page (clientExclude)', async (env) => {
+  const { sdk, backend, callgate } = env;
+  const kamailio = await startKamailio();
+  try {
+    // The click-to-call pattern (spec/rest-hooks.md §3): the page knows no SIP account.
+    backend.on('connect', (r) => reply.json(200, {
+      ...r.body,
+      sipLogin: '3001', sipPassword: 'secret3001', sipDomain: `127.0.0.1:${kamailio.port}`, sipRegisterRequired: true,
+      restClientConfig: { ConnectionStatusEvent: { clientExclude: 'sipPassword,sipDomain' } },
+    }));
+    const established = await establish(sdk, callgate, { appKey: 'backendApp' });
+    assert.equal(established.payload.sipLogin, '3001');
+    assert.ok(!('sipPassword' in established.payload) && !('sipDomain' in established.payload), show(established.payload));
+    await sdk.waitForEvent('REGISTERED');
+    await backend.waitForHook('RegistrationStatusEvent', (r) => r.body.status === 'REGISTERED' && r.body.sipLogin === '3001');
+    const pageSaw = JSON.stringify(await sdk.events());
+    assert.ok(!pageSaw.includes('secret3001'), 'the password never reaches the page');
+  } finally {
+    kamailio.stop();
   }
 }, { callgate: { extraToml: SIP_TOML } });
