@@ -8,7 +8,8 @@
 //! | `pushLogs` | `pushLogs` (direct) | nothing; the lines go to the server log |
 //!
 //! Stream messages (`publishStream`, `playStream`, …) are handled in [`crate::streams`];
-//! `call`, `hangup`, `hold`, `unhold`, `sendDtmf`, `transfer` in [`crate::calls`]. `answer`
+//! `call`, `hangup`, `hold`, `unhold`, `sendDtmf`, `transfer`, `sendMessage`, `sendIMDN`,
+//! `notificationResult`, `subscribe` in [`crate::calls`]; `sendXcapRequest` in [`crate::xcap`]. `answer`
 //! (incoming calls) is not built yet; it gets an honest terminal failure in the form the SDK
 //! needs to stop waiting (a call `finish FAILED`), never a fake success.
 
@@ -55,6 +56,11 @@ pub fn dispatch(ctx: Arc<SessionCtx>, frame: ClientFrame) -> Result<(), FrameErr
         "unhold" => crate::calls::in_call(ctx, HookMethod::Unhold, obj),
         "sendDtmf" => crate::calls::in_call(ctx, HookMethod::SendDtmf, obj),
         "transfer" => crate::calls::in_call(ctx, HookMethod::Transfer, obj),
+        "sendMessage" => crate::calls::send_message(ctx, obj),
+        "sendIMDN" => crate::calls::send_imdn(ctx, obj),
+        "notificationResult" => crate::calls::notification_result(&ctx, &obj),
+        "subscribe" => crate::calls::subscribe(ctx, obj),
+        "sendXcapRequest" => crate::xcap::send(ctx, obj),
         "answer" => {
             let mut st = Map::new();
             st.insert("callId".into(), obj.get("callId").cloned().unwrap_or(Value::Null));

@@ -20,7 +20,10 @@
 //! prepared can never leave a registration behind (both go through the driver in order).
 
 mod call;
+mod message;
 mod register;
+mod subscribe;
+mod transfer_in;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -42,6 +45,9 @@ pub struct Calls {
     regs: Arc<DashMap<RegId, register::RegEntry>>,
     by_session: Arc<DashMap<Arc<str>, RegId>>,
     table: Arc<CallTable>,
+    /// MESSAGE/IMDN state (`message.rs`) and subscriptions (`subscribe.rs`).
+    msgs: Arc<message::MsgTables>,
+    subs: Arc<subscribe::SubTables>,
 }
 
 /// Live calls by the client's `callId`, and the client's id of each SIP call.
@@ -59,6 +65,8 @@ impl Calls {
             regs: Arc::new(DashMap::new()),
             by_session: Arc::new(DashMap::new()),
             table: Arc::new(CallTable::default()),
+            msgs: Arc::new(message::MsgTables::default()),
+            subs: Arc::new(subscribe::SubTables::default()),
         }
     }
 
@@ -71,7 +79,14 @@ impl Calls {
                 match callgate_sip::transport::Endpoint::start(cfg).await {
                     Ok(ep) => {
                         tracing::info!(sip_addr = %ep.handle.udp_addr(), "SIP endpoint started");
-                        tokio::spawn(pump(ep.events, ep.handle.clone(), self.regs.clone(), self.table.clone()));
+                        tokio::spawn(pump(
+                            ep.events,
+                            ep.handle.clone(),
+                            self.regs.clone(),
+                            self.table.clone(),
+                            self.msgs.clone(),
+                            self.subs.clone(),
+                        ));
                         Ok(ep.handle)
                     }
                     Err(e) => {
@@ -119,6 +134,8 @@ async fn pump(
     handle: UaHandle,
     regs: Arc<DashMap<RegId, register::RegEntry>>,
     table: Arc<CallTable>,
+    msgs: Arc<message::MsgTables>,
+    subs: Arc<subscribe::SubTables>,
 ) {
     while let Some(ev) = events.recv().await {
         match ev {
@@ -128,7 +145,17 @@ async fn pump(
                 let ctx = c.reg.and_then(|r| regs.get(&r).filter(|e| !e.closing).map(|e| e.ctx.clone()));
                 tokio::spawn(incoming(ctx, c, handle.clone()));
             }
-            other => tracing::debug!(event = ?other, "SIP event not handled"),
+            UaEvent::IncomingMessage(m) => {
+                // The registered session it is addressed to, else the session of its call.
+                let ctx =
+                    m.reg.and_then(|r| regs.get(&r).filter(|e| !e.closing).map(|e| e.ctx.clone())).or_else(|| {
+                        let cid = m.call.and_then(|c| table.by_sip.get(&c).map(|id| id.clone()))?;
+                        table.calls.get(&cid).map(|e| e.ctx.clone())
+                    });
+                tokio::spawn(message::incoming(ctx, m, handle.clone(), msgs.clone()));
+            }
+            UaEvent::MessageResult { msg, result } => message::on_result(&msgs, msg, result),
+            UaEvent::Subscription { sub, event } => subscribe::on_event(&subs, sub, event),
         }
     }
 }
@@ -190,6 +217,8 @@ pub fn session_established(ctx: &Arc<SessionCtx>) {
 /// The session is gone: un-REGISTER its account.
 pub fn session_closed(ctx: &Arc<SessionCtx>) {
     call::session_closed(ctx);
+    subscribe::session_closed(ctx);
+    message::session_closed(&ctx.shared.calls.msgs, ctx);
     register::stop(ctx);
 }
 
@@ -210,4 +239,24 @@ pub fn in_call(
 /// `hangup` from the client.
 pub fn hangup(ctx: Arc<SessionCtx>, obj: serde_json::Map<String, serde_json::Value>) {
     tokio::spawn(call::hangup(ctx, obj));
+}
+
+/// `sendMessage` from the client.
+pub fn send_message(ctx: Arc<SessionCtx>, obj: serde_json::Map<String, serde_json::Value>) {
+    tokio::spawn(message::send(ctx, obj));
+}
+
+/// `sendIMDN` from the client.
+pub fn send_imdn(ctx: Arc<SessionCtx>, obj: serde_json::Map<String, serde_json::Value>) {
+    tokio::spawn(message::send_imdn(ctx, obj));
+}
+
+/// `notificationResult` from the client (the old API's answer to `notifyMessage`).
+pub fn notification_result(ctx: &SessionCtx, obj: &serde_json::Map<String, serde_json::Value>) {
+    message::notification_result(ctx, obj);
+}
+
+/// `subscribe` from the client.
+pub fn subscribe(ctx: Arc<SessionCtx>, obj: serde_json::Map<String, serde_json::Value>) {
+    tokio::spawn(subscribe::subscribe(ctx, obj));
 }
