@@ -170,6 +170,29 @@ async fn send_message_with_imdn_goes_out_as_cpim_and_a_session_without_sip_fails
     server.shutdown().await;
 }
 
+#[tokio::test]
+async fn an_imdn_delivery_notification_from_sipp_reaches_the_sender_as_imdn_delivered() {
+    let backend = Backend::start().await;
+    let server = start_server(&server_toml(&backend, "")).await;
+    let peer = sipp("uas_message_imdn.xml");
+    let (mut c, _) = Client::establish(&server, connection(account(&peer))).await;
+    c.send("sendMessage", message("md", "3001", "tell me when you have it", true)).await;
+    let mut statuses = Vec::new();
+    while statuses.last().map(String::as_str) != Some("IMDN_DELIVERED") {
+        let (m, result) = notify_message(&mut c, "md").await;
+        assert_eq!(result["id"], "md");
+        statuses.push(m["status"].as_str().unwrap().to_string());
+        assert!(statuses.len() <= 3, "{statuses:?}");
+    }
+    assert_eq!(statuses, ["SENT", "ACCEPTED", "IMDN_DELIVERED"]);
+    let outcome = peer.wait().await;
+    outcome.assert_success();
+    assert!(outcome.received().iter().any(|m| m.starts_with("SIP/2.0 200")), "{}", outcome.report());
+    backend.wait_for("MessageStatusEvent", |b| b["id"] == "md" && b["status"] == "IMDN_DELIVERED").await;
+    assert!(backend.requests_for("OnMessageEvent").is_empty(), "a notification is not an incoming message");
+    server.shutdown().await;
+}
+
 // ----- incoming MESSAGE ------------------------------------------------------------------------
 
 fn registrar() -> SippProcess {
