@@ -23,6 +23,7 @@ pub struct Config {
     pub hooks: HooksConfig,
     pub media: MediaSection,
     pub sip: SipSection,
+    pub xcap: XcapSection,
     #[serde(default)]
     pub apps: BTreeMap<String, AppConfig>,
     pub log: LogConfig,
@@ -135,6 +136,26 @@ impl SipSection {
     }
 }
 
+/// `[xcap]`: the HTTP requests `sendXcapRequest` makes for clients.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct XcapSection {
+    /// Only URLs under one of these bases are fetched (no open proxy).
+    pub allowed_base_urls: Vec<String>,
+    pub timeout_ms: u64,
+    pub max_response_bytes: usize,
+}
+
+impl XcapSection {
+    /// The allowed bases, parsed.
+    pub fn bases(&self) -> anyhow::Result<Vec<crate::xcap::Base>> {
+        self.allowed_base_urls
+            .iter()
+            .map(|u| crate::xcap::Base::parse(u).map_err(|e| anyhow::anyhow!("xcap.allowed_base_urls: {e}")))
+            .collect()
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogConfig {
@@ -205,6 +226,10 @@ impl Config {
         self.sip.endpoint_config()?;
         if self.sip.register_expires == 0 || self.sip.user_agent.trim().is_empty() {
             bail!("sip.register_expires must be > 0 and sip.user_agent not empty");
+        }
+        self.xcap.bases()?;
+        if self.xcap.timeout_ms == 0 || self.xcap.max_response_bytes == 0 {
+            bail!("xcap.timeout_ms and xcap.max_response_bytes must be > 0");
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             bail!("log.format must be \"text\" or \"json\"");
@@ -300,6 +325,19 @@ mod tests {
         assert_eq!(fast.sip.endpoint_config().unwrap().timers.t1, Duration::from_millis(50));
         assert!(Config::from_toml("[sip]\nt1_ms = 0").is_err());
         assert!(Config::from_toml("[sip]\nt1_ms = 4001").is_err());
+    }
+
+    #[test]
+    fn xcap_defaults_and_checks() {
+        let c = Config::from_toml("").unwrap();
+        assert!(c.xcap.allowed_base_urls.is_empty(), "no XCAP host is allowed by default");
+        assert_eq!(c.xcap.timeout_ms, 10000);
+        let c = Config::from_toml("[xcap]\nallowed_base_urls = [\"http://127.0.0.1:8080/xcap-root/\"]").unwrap();
+        assert_eq!(c.xcap.bases().unwrap().len(), 1);
+        assert!(Config::from_toml("[xcap]\nallowed_base_urls = [\"ftp://h/\"]").is_err());
+        assert!(Config::from_toml("[xcap]\nallowed_base_urls = [\"http://user:pw@h/\"]").is_err());
+        assert!(Config::from_toml("[xcap]\nallowed_base_urls = [\"not a url\"]").is_err());
+        assert!(Config::from_toml("[xcap]\ntimeout_ms = 0").is_err());
     }
 
     #[test]

@@ -8,7 +8,9 @@
 //! | `pushLogs` | `pushLogs` (direct) | nothing; the lines go to the server log |
 //!
 //! Stream messages (`publishStream`, `playStream`, …) are handled in [`crate::streams`];
-//! `call`, `answer`, `hangup`, `hold`, `unhold`, `sendDtmf`, `transfer` in [`crate::calls`].
+//! `call`, `answer`, `hangup`, `hold`, `unhold`, `sendDtmf`, `transfer`, `sendMessage`,
+//! `sendIMDN`, `notificationResult`, `subscribe` in [`crate::calls`]; `sendXcapRequest` in
+//! [`crate::xcap`].
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -51,6 +53,11 @@ pub fn dispatch(ctx: Arc<SessionCtx>, frame: ClientFrame) -> Result<(), FrameErr
         "sendDtmf" => crate::calls::in_call(ctx, HookMethod::SendDtmf, obj),
         "transfer" => crate::calls::in_call(ctx, HookMethod::Transfer, obj),
         "answer" => crate::calls::answer(ctx, obj),
+        "sendMessage" => crate::calls::send_message(ctx, obj),
+        "sendIMDN" => crate::calls::send_imdn(ctx, obj),
+        "notificationResult" => crate::calls::notification_result(&ctx, &obj),
+        "subscribe" => crate::calls::subscribe(ctx, obj),
+        "sendXcapRequest" => crate::xcap::send(ctx, obj),
         _ => return Err(FrameError::Unknown(message)),
     }
     Ok(())

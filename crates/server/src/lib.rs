@@ -19,6 +19,7 @@ pub mod registry;
 pub mod rest_api;
 pub mod session;
 pub mod streams;
+pub mod xcap;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

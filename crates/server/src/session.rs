@@ -123,10 +123,35 @@ impl SessionCtx {
         data: Map<String, Value>,
         client_message: Option<&'static str>,
     ) {
+        self.raise_event_with(method, origin, data, client_message, Vec::new());
+    }
+
+    /// [`SessionCtx::raise_event`] whose client message carries `extra` positional arguments
+    /// after the event object (`notifyMessage [message, notificationResult]` of the old API).
+    pub fn raise_event_with(
+        self: &Arc<Self>,
+        method: HookMethod,
+        origin: Origin,
+        data: Map<String, Value>,
+        client_message: Option<&'static str>,
+        extra: Vec<Value>,
+    ) {
         let mc = self.rcc.method(method);
         let wait_for_backend = mc.rest_policy == RestPolicy::Overwrite;
+        let send =
+            |ctx: &SessionCtx, msg: &'static str, data: &Map<String, Value>, exclude: &FieldList, extra: &[Value]| {
+                if extra.is_empty() {
+                    ctx.out.send_object(msg, data, exclude);
+                } else {
+                    let obj = serde_json::to_value(callgate_hooks::rules::Excluding { data, exclude })
+                        .expect("JSON values always serialise");
+                    let mut args = vec![obj];
+                    args.extend_from_slice(extra);
+                    ctx.out.send(&ServerFrame::new(msg, args));
+                }
+            };
         if let (Some(msg), false) = (client_message, wait_for_backend) {
-            self.out.send_object(msg, &data, &mc.client_exclude);
+            send(self, msg, &data, &mc.client_exclude, &extra);
         }
         let ctx = self.clone();
         self.events.push(EventJob {
@@ -136,7 +161,7 @@ impl SessionCtx {
             then: Box::new(move |done| {
                 let mc = ctx.rcc.method(method);
                 if let (Some(msg), true) = (client_message, wait_for_backend) {
-                    ctx.out.send_object(msg, &done.data, &mc.client_exclude);
+                    send(&ctx, msg, &done.data, &mc.client_exclude, &extra);
                 }
                 if done.invocation.verdict == Verdict::ProceedWithErrorEvent && method != HookMethod::ErrorEvent {
                     ctx.error_event(&format!("{method}: {}", done.invocation.client_info()), origin);

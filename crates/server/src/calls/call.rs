@@ -415,6 +415,9 @@ pub(super) fn on_event(calls: &super::CallTable, sip: SipCallId, event: CallEven
             };
             ctx.error_event(&format!("INFO DTMF: {info}"), Origin::Client);
         }
+        CallEvent::IncomingRefer { req, target, referred_by } => {
+            tokio::spawn(super::transfer_in::incoming_refer(ctx, obj, sip, req, target, referred_by));
+        }
         other => tracing::debug!(call = &*call_id, event = ?other, "call event not handled yet"),
     }
 }

@@ -1,5 +1,5 @@
 //! SIP for clients: the node's SIP user agent (one `callgate_sip` endpoint, opened at the first
-//! use) and, so far, the clients' registrations.
+//! use): the clients' registrations, calls, messages and subscriptions.
 //!
 //! | step | what happens |
 //! |---|---|
@@ -14,6 +14,8 @@
 //! `transfer` (REFER, `notifyTransferEvent` + `TransferStatusEvent`) are in `call.rs`.
 //! Incoming INVITEs (`incoming.rs`): `OnCallEvent` (refusal: 403), a media leg with a
 //! server-made WebRTC offer, 180, `setRemoteSDP`/`notifyIncomingCall`/`ring`; `answer` -> 200.
+//! MESSAGE and IMDN both ways (`message.rs`), SUBSCRIBE (`subscribe.rs`), incoming REFER
+//! (`transfer_in.rs`); docs/hooks.md §14.
 //!
 //! Ownership: the driver task owns the user agent; registrations are recorded in a map *inside*
 //! the driver closures that create or end them, so a session ending while its REGISTER is being
@@ -21,7 +23,10 @@
 
 mod call;
 mod incoming;
+mod message;
 mod register;
+mod subscribe;
+mod transfer_in;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -43,6 +48,9 @@ pub struct Calls {
     regs: Arc<DashMap<RegId, register::RegEntry>>,
     by_session: Arc<DashMap<Arc<str>, RegId>>,
     table: Arc<CallTable>,
+    /// MESSAGE/IMDN state (`message.rs`) and subscriptions (`subscribe.rs`).
+    msgs: Arc<message::MsgTables>,
+    subs: Arc<subscribe::SubTables>,
 }
 
 /// Live calls by the client's `callId`, and the client's id of each SIP call.
@@ -60,6 +68,8 @@ impl Calls {
             regs: Arc::new(DashMap::new()),
             by_session: Arc::new(DashMap::new()),
             table: Arc::new(CallTable::default()),
+            msgs: Arc::new(message::MsgTables::default()),
+            subs: Arc::new(subscribe::SubTables::default()),
         }
     }
 
@@ -72,7 +82,14 @@ impl Calls {
                 match callgate_sip::transport::Endpoint::start(cfg).await {
                     Ok(ep) => {
                         tracing::info!(sip_addr = %ep.handle.udp_addr(), "SIP endpoint started");
-                        tokio::spawn(pump(ep.events, ep.handle.clone(), self.regs.clone(), self.table.clone()));
+                        tokio::spawn(pump(
+                            ep.events,
+                            ep.handle.clone(),
+                            self.regs.clone(),
+                            self.table.clone(),
+                            self.msgs.clone(),
+                            self.subs.clone(),
+                        ));
                         Ok(ep.handle)
                     }
                     Err(e) => {
@@ -120,6 +137,8 @@ async fn pump(
     handle: UaHandle,
     regs: Arc<DashMap<RegId, register::RegEntry>>,
     table: Arc<CallTable>,
+    msgs: Arc<message::MsgTables>,
+    subs: Arc<subscribe::SubTables>,
 ) {
     while let Some(ev) = events.recv().await {
         match ev {
@@ -129,7 +148,17 @@ async fn pump(
                 let ctx = c.reg.and_then(|r| regs.get(&r).filter(|e| !e.closing).map(|e| e.ctx.clone()));
                 tokio::spawn(incoming::incoming(ctx, c, handle.clone()));
             }
-            other => tracing::debug!(event = ?other, "SIP event not handled"),
+            UaEvent::IncomingMessage(m) => {
+                // The registered session it is addressed to, else the session of its call.
+                let ctx =
+                    m.reg.and_then(|r| regs.get(&r).filter(|e| !e.closing).map(|e| e.ctx.clone())).or_else(|| {
+                        let cid = m.call.and_then(|c| table.by_sip.get(&c).map(|id| id.clone()))?;
+                        table.calls.get(&cid).map(|e| e.ctx.clone())
+                    });
+                tokio::spawn(message::incoming(ctx, m, handle.clone(), msgs.clone()));
+            }
+            UaEvent::MessageResult { msg, result } => message::on_result(&msgs, msg, result),
+            UaEvent::Subscription { sub, event } => subscribe::on_event(&subs, sub, event),
         }
     }
 }
@@ -142,6 +171,8 @@ pub fn session_established(ctx: &Arc<SessionCtx>) {
 /// The session is gone: un-REGISTER its account.
 pub fn session_closed(ctx: &Arc<SessionCtx>) {
     call::session_closed(ctx);
+    subscribe::session_closed(ctx);
+    message::session_closed(&ctx.shared.calls.msgs, ctx);
     register::stop(ctx);
 }
 
@@ -167,4 +198,24 @@ pub fn answer(ctx: Arc<SessionCtx>, obj: serde_json::Map<String, serde_json::Val
 /// `hangup` from the client.
 pub fn hangup(ctx: Arc<SessionCtx>, obj: serde_json::Map<String, serde_json::Value>) {
     tokio::spawn(call::hangup(ctx, obj));
+}
+
+/// `sendMessage` from the client.
+pub fn send_message(ctx: Arc<SessionCtx>, obj: serde_json::Map<String, serde_json::Value>) {
+    tokio::spawn(message::send(ctx, obj));
+}
+
+/// `sendIMDN` from the client.
+pub fn send_imdn(ctx: Arc<SessionCtx>, obj: serde_json::Map<String, serde_json::Value>) {
+    tokio::spawn(message::send_imdn(ctx, obj));
+}
+
+/// `notificationResult` from the client (the old API's answer to `notifyMessage`).
+pub fn notification_result(ctx: &SessionCtx, obj: &serde_json::Map<String, serde_json::Value>) {
+    message::notification_result(ctx, obj);
+}
+
+/// `subscribe` from the client.
+pub fn subscribe(ctx: Arc<SessionCtx>, obj: serde_json::Map<String, serde_json::Value>) {
+    tokio::spawn(subscribe::subscribe(ctx, obj));
 }

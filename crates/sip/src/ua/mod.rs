@@ -74,7 +74,7 @@ use crate::txn::{ClientTxn, TimerConfig, Transactions, TxnKey, TxnOutput};
 use crate::uri::{Host, Uri};
 
 pub use event::{CallEvent, IncomingCall, IncomingMessage, RegEvent, SubEvent, UaEvent};
-pub use message::CpimInfo;
+pub use message::{imdn_xml, parse_imdn, CpimInfo, ImdnNotification, ImdnStatus};
 pub use sdp::Direction;
 pub use types::{Account, CallId, Failure, MsgId, RegId, ReqId, SubId, Transmit, Transport, UaConfig, UaError};
 

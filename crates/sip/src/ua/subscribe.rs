@@ -20,6 +20,9 @@ pub(super) struct Subscription {
     account: Account,
     event: String,
     accept: Option<String>,
+    /// A body for every SUBSCRIBE but the un-SUBSCRIBE (a filter, RFC 4661, or an event
+    /// package's own document): content type and bytes.
+    body: Option<(String, bytes::Bytes)>,
     target: String,
     call_id: String,
     local_tag: String,
@@ -58,6 +61,30 @@ impl UserAgent {
         expires: u32,
         accept: Option<&str>,
     ) -> Result<SubId, UaError> {
+        self.subscribe_with_body(now, account, target, event, expires, accept, None)
+    }
+
+    /// [`UserAgent::subscribe`] with a body (content type, bytes) in the SUBSCRIBE and its
+    /// refreshes (not in the un-SUBSCRIBE).
+    #[allow(clippy::too_many_arguments)]
+    pub fn subscribe_with_body(
+        &mut self,
+        now: Instant,
+        account: &Account,
+        target: &str,
+        event: &str,
+        expires: u32,
+        accept: Option<&str>,
+        body: Option<(String, bytes::Bytes)>,
+    ) -> Result<SubId, UaError> {
+        if let Some((ct, _)) = &body {
+            if ct.is_empty() || ct.contains(['\r', '\n']) {
+                return Err(UaError::InvalidArgument { what: "content type", why: format!("{ct:?}") });
+            }
+        }
+        if accept.is_some_and(|a| a.contains(['\r', '\n'])) {
+            return Err(UaError::InvalidArgument { what: "Accept", why: format!("{accept:?}") });
+        }
         Uri::parse(target).map_err(|e| UaError::InvalidArgument { what: "subscription target", why: e.to_string() })?;
         if event.is_empty() || event.contains(['\r', '\n']) {
             return Err(UaError::InvalidArgument { what: "event package", why: format!("{event:?}") });
@@ -67,6 +94,7 @@ impl UserAgent {
             account: account.clone(),
             event: event.to_owned(),
             accept: accept.map(str::to_owned),
+            body,
             target: target.to_owned(),
             call_id: self.rng.call_id(),
             local_tag: self.rng.tag(),
@@ -104,6 +132,7 @@ impl UserAgent {
         if let Some(a) = &sub.accept {
             headers.push(("Accept".to_owned(), a.clone()));
         }
+        let body = if expires == 0 { None } else { sub.body.clone() };
         let transport = sub.account.transport;
         let peer = sub.account.next_hop;
         let seq = sub.next_cseq();
@@ -122,7 +151,7 @@ impl UserAgent {
                         call_id: d.call_id.clone(),
                         contact: Some(sub.contact.clone()),
                         headers,
-                        body: None,
+                        body: body.clone(),
                         transport,
                     },
                     dst,
@@ -139,7 +168,7 @@ impl UserAgent {
                     call_id: sub.call_id.clone(),
                     contact: Some(sub.contact.clone()),
                     headers,
-                    body: None,
+                    body: body.clone(),
                     transport,
                 },
                 peer,

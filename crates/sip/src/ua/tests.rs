@@ -785,6 +785,81 @@ fn message_with_imdn_and_incoming_cpim() {
 }
 
 #[test]
+fn message_under_the_callers_imdn_id_and_a_delivery_notification_back() {
+    let t0 = Instant::now();
+    let mut ua = new_ua();
+    let at = std::time::UNIX_EPOCH + Duration::from_secs(1_777_630_830);
+    let to = "sip:3001@pbx.example.com";
+    let body = Bytes::from_static(b"Hi");
+    assert!(ua.message_imdn(t0, &account(), to, "text/plain", body.clone(), at, "bad id\r\n").is_err());
+    assert!(ua.poll_transmit().is_none(), "nothing sent for a bad id");
+    ua.message_imdn(t0, &account(), to, "text/plain", body, at, "cg-42").unwrap();
+    let m = one_sent(&mut ua);
+    let text = std::str::from_utf8(m.body()).unwrap();
+    assert!(text.contains("\r\nimdn.Message-ID: cg-42\r\n"), "{text}");
+
+    let id = ua
+        .send_imdn(t0, &account(), to, "abc", Some("2026-05-01T10:20:30Z"), super::ImdnStatus::Delivered, at)
+        .unwrap();
+    let n = one_sent(&mut ua);
+    assert_eq!(n.header(HeaderName::ContentType).unwrap().value(), b"message/cpim");
+    let (info, ct, inner) = super::message::parse_cpim(&n.body_bytes()).unwrap();
+    assert_eq!(ct, "message/imdn+xml");
+    assert_eq!(info.from.as_deref(), Some("<sip:3000@pbx.example.com>"));
+    assert_eq!(info.to.as_deref(), Some("<sip:3001@pbx.example.com>"));
+    assert!(info.message_id.is_some_and(|m| m != "abc"), "a fresh Message-ID of its own");
+    assert!(std::str::from_utf8(n.body()).unwrap().contains("Content-Disposition: notification\r\n"));
+    let doc = super::parse_imdn(&inner).unwrap();
+    assert_eq!((doc.message_id.as_str(), doc.status), ("abc", super::ImdnStatus::Delivered));
+    assert!(std::str::from_utf8(&inner).unwrap().contains("<datetime>2026-05-01T10:20:30Z</datetime>"));
+    feed(&mut ua, t0, answer(&n, 200, Some("m"), |b| b));
+    assert_eq!(events(&mut ua), [UaEvent::MessageResult { msg: id, result: Ok(200) }]);
+}
+
+#[test]
+fn subscribe_with_a_body_keeps_it_in_refreshes_not_in_the_unsubscribe() {
+    let t0 = Instant::now();
+    let mut ua = new_ua();
+    let body = Some(("application/simple-filter+xml".to_string(), Bytes::from_static(b"<filter-set/>")));
+    assert!(ua
+        .subscribe_with_body(
+            t0,
+            &account(),
+            "sip:3001@pbx.example.com",
+            "presence",
+            600,
+            None,
+            Some(("a\r\nX: y".into(), Bytes::new()))
+        )
+        .is_err());
+    let sub = ua.subscribe_with_body(t0, &account(), "sip:3001@pbx.example.com", "presence", 600, None, body).unwrap();
+    let s = one_sent(&mut ua);
+    assert_eq!(s.header(HeaderName::ContentType).unwrap().value(), b"application/simple-filter+xml");
+    assert_eq!(s.body(), b"<filter-set/>");
+    feed(
+        &mut ua,
+        t0,
+        answer(&s, 200, Some("notifier"), |b| {
+            b.header(HeaderName::Expires, "600").header(HeaderName::Contact, "<sip:3001@192.0.2.30:5080>")
+        }),
+    );
+    assert_eq!(events(&mut ua), [UaEvent::Subscription { sub, event: SubEvent::Accepted { expires: 600 } }]);
+    ua.handle_timeout(t0 + Duration::from_secs(540));
+    let refresh = one_sent(&mut ua);
+    assert_eq!(refresh.body(), b"<filter-set/>");
+    feed(
+        &mut ua,
+        t0 + Duration::from_secs(540),
+        answer(&refresh, 200, Some("notifier"), |b| b.header(HeaderName::Expires, "600")),
+    );
+    let _ = events(&mut ua);
+    ua.unsubscribe(t0 + Duration::from_secs(541), sub).unwrap();
+    let un = one_sent(&mut ua);
+    assert_eq!(un.header(HeaderName::Expires).unwrap().value(), b"0");
+    assert!(un.body().is_empty(), "no body in the un-SUBSCRIBE");
+}
+
+#[test]
 fn subscribe_notify_before_2xx_and_unsubscribe() {
     let t0 = Instant::now();
     let mut ua = new_ua();

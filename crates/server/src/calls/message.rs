@@ -1,0 +1,402 @@
+//! Messaging over SIP (spec/rest-hooks.md §4.5): `sendMessage` -> `sendMessage` hook -> MESSAGE
+//! (CPIM + IMDN request when `isImdnRequired`); incoming MESSAGE -> `OnMessageEvent`; RFC 5438
+//! delivery notifications both ways (`sendIMDN` out, `IMDN_*` statuses in).
+//!
+//! | what | hook | client (`notifyMessage [message, {id}]`) |
+//! |---|---|---|
+//! | `sendMessage` refused | `sendMessage` (direct) | `FAILED`, the backend's reason; nothing is sent |
+//! | MESSAGE handed to the transport | `MessageStatusEvent SENT` | `SENT` |
+//! | 2xx / 4xx-6xx / timeout | `MessageStatusEvent ACCEPTED` / `FAILED` (errmap `info`, `sipStatus`, `sipMessageRaw`) | same |
+//! | incoming MESSAGE | `OnMessageEvent` (incoming, origin SIP; may rewrite `body`) | `RECEIVED`, after the backend; refusal: SIP 403 and `fail {apiMethod:"MessageStatusEvent"}` |
+//! | incoming IMDN for a message we sent | `MessageStatusEvent IMDN_DELIVERED`/`IMDN_FAILED`/`IMDN_FORBIDDEN`/`IMDN_ERROR` | same, on the sender's session |
+//! | `sendIMDN {id, imdnStatus}` | `sendIMDN` (direct), then `MessageStatusEvent IMDN_NOTIFICATION_SENT` (2xx) or `FAILED` | same |
+//!
+//! The second argument of `notifyMessage` is the old API's `notificationResult` object (it sets
+//! `status:"OK"` on it and sends it back as `notificationResult`, which is accepted and logged).
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use callgate_errmap::{map_local_failure, map_sip_failure, FailureEvent, LocalFailure, SipOperation};
+use callgate_hooks::{HookMethod, Origin};
+use callgate_proto::ServerFrame;
+use callgate_sip::transport::UaHandle;
+use callgate_sip::ua::{Account, Failure, ImdnStatus, IncomingMessage, MsgId, UaError};
+use dashmap::DashMap;
+use serde_json::{Map, Value};
+
+use super::register::SipCredentials;
+use crate::session::SessionCtx;
+
+pub const SENT: &str = "SENT";
+pub const ACCEPTED: &str = "ACCEPTED";
+pub const FAILED: &str = "FAILED";
+pub const RECEIVED: &str = "RECEIVED";
+pub const IMDN_NOTIFICATION_SENT: &str = "IMDN_NOTIFICATION_SENT";
+pub const CLIENT_MESSAGE: &str = "notifyMessage";
+pub const NO_SIP_ACCOUNT: &str = "The session has no SIP account (sipLogin and sipDomain)";
+pub const NO_RECIPIENT: &str = "Failed by error: no recipient (to)";
+pub const NO_IMDN_REQUEST: &str = "No received message with this id asked for a delivery notification";
+
+/// Sent messages whose IMDNs we keep waiting for, node-wide; beyond this no more are tracked
+/// (their notifications then arrive as ordinary messages).
+const MAX_AWAITING_IMDN: usize = 100_000;
+
+/// A MESSAGE in flight: whose it is, and what its 2xx means.
+pub(super) struct Sent {
+    ctx: Arc<SessionCtx>,
+    obj: Map<String, Value>,
+    ok_status: &'static str,
+    imdn_id: Option<String>,
+}
+
+/// A received message that asked for a delivery notification.
+pub(super) struct Received {
+    from_uri: String,
+    imdn_id: String,
+    datetime: Option<String>,
+}
+
+/// The node's messaging state.
+#[derive(Default)]
+pub struct MsgTables {
+    sent: DashMap<MsgId, Sent>,
+    /// `imdn.Message-ID` of a message we sent -> its sender and message object.
+    awaiting_imdn: DashMap<String, (Arc<SessionCtx>, Map<String, Value>)>,
+    /// (session id, client message id) -> what `sendIMDN` needs.
+    received: DashMap<(Arc<str>, String), Received>,
+}
+
+pub(super) fn with_context(ctx: &SessionCtx, mut obj: Map<String, Value>) -> Map<String, Value> {
+    obj.insert("nodeId".into(), Value::from(&*ctx.shared.node_id));
+    obj.insert("appKey".into(), Value::from(&*ctx.app.key));
+    obj.insert("sessionId".into(), Value::from(&*ctx.id));
+    obj
+}
+
+pub(super) fn text(obj: &Map<String, Value>, k: &str) -> Option<String> {
+    match obj.get(k) {
+        Some(Value::String(s)) if !s.trim().is_empty() => Some(s.trim().to_string()),
+        Some(Value::Number(n)) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+fn flag(obj: &Map<String, Value>, k: &str) -> bool {
+    match obj.get(k) {
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(s)) => s.eq_ignore_ascii_case("true"),
+        _ => false,
+    }
+}
+
+/// The session's SIP account, resolved, and the running endpoint.
+pub(super) async fn session_account(ctx: &Arc<SessionCtx>) -> Result<(UaHandle, Account, SipCredentials), String> {
+    let creds = SipCredentials::from_connection(&ctx.handle.data_ref())
+        .filter(|c| !c.domain.is_empty())
+        .ok_or_else(|| NO_SIP_ACCOUNT.to_string())?;
+    let next_hop = creds.resolve().await?;
+    let calls = &ctx.shared.calls;
+    let handle = calls.endpoint().await?;
+    let account = creds.account(next_hop, calls.cfg.register_expires);
+    Ok((handle, account, creds))
+}
+
+/// `MessageStatusEvent` to the backend and `notifyMessage [message, {id}]` to the client.
+fn raise(ctx: &Arc<SessionCtx>, obj: &Map<String, Value>, status: &str, info: &str, failure: Option<&FailureEvent>) {
+    let mut ev = obj.clone();
+    ev.insert("status".into(), status.into());
+    ev.insert("info".into(), info.into());
+    if let Some(f) = failure {
+        if let Some(code) = f.sip_status {
+            ev.insert("sipStatus".into(), code.into());
+        }
+        if let Some(raw) = &f.sip_message_raw {
+            ev.insert("sipMessageRaw".into(), raw.clone().into());
+        }
+    }
+    tracing::info!(session = &*ctx.id, id = ?obj.get("id"), status, info, "message status");
+    metrics::counter!("callgate_message_statuses_total", "status" => status.to_string()).increment(1);
+    let mut result = Map::new();
+    result.insert("id".into(), obj.get("id").cloned().unwrap_or(Value::Null));
+    ctx.raise_event_with(
+        HookMethod::MessageStatusEvent,
+        Origin::Client,
+        ev,
+        Some(CLIENT_MESSAGE),
+        vec![Value::Object(result)],
+    );
+}
+
+fn failure_event(f: &Failure) -> FailureEvent {
+    match f {
+        Failure::Status { status, reason, raw } => map_sip_failure(SipOperation::Message, *status, reason, raw)
+            .unwrap_or_else(|| callgate_errmap::error_event(format!("MESSAGE: unexpected SIP {status} {reason}"))),
+        Failure::Timeout => map_local_failure(SipOperation::Message, &LocalFailure::Timeout),
+        Failure::Transport(why) => map_local_failure(SipOperation::Message, &LocalFailure::Transport(why.clone())),
+    }
+}
+
+/// `sendMessage {id, from, to, visibleName, body, contentType, isImdnRequired}`.
+pub(super) async fn send(ctx: Arc<SessionCtx>, obj: Map<String, Value>) {
+    let mut data = with_context(&ctx, obj);
+    let id = text(&data, "id").unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    data.insert("id".into(), id.as_str().into());
+    data.remove("status");
+    if !data.contains_key("from") {
+        if let Some(c) = SipCredentials::from_connection(&ctx.handle.data_ref()) {
+            data.insert("from".into(), c.login.into());
+        }
+    }
+    let result = ctx.direct(HookMethod::SendMessage, &mut data).await;
+    data.insert("id".into(), id.as_str().into()); // ours, whatever the backend answered
+    let content_type = text(&data, "contentType").unwrap_or_else(|| "text/plain".to_string());
+    data.insert("contentType".into(), content_type.as_str().into());
+    if let Err(why) = result {
+        return raise(&ctx, &data, FAILED, &why, None);
+    }
+    let Some(to) = text(&data, "to") else { return raise(&ctx, &data, FAILED, NO_RECIPIENT, None) };
+    let body = match data.get("body") {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Null) | None => String::new(),
+        Some(other) => other.to_string(),
+    };
+    let imdn = flag(&data, "isImdnRequired");
+    let (handle, account, creds) = match session_account(&ctx).await {
+        Ok(x) => x,
+        Err(info) => return raise(&ctx, &data, FAILED, &info, None),
+    };
+    let to_uri = super::call::target_uri(&to, &creds.domain);
+    let imdn_id = imdn.then(|| uuid::Uuid::new_v4().simple().to_string());
+    let tables = ctx.shared.calls.msgs.clone();
+    let (c2, obj) = (ctx.clone(), data.clone());
+    tracing::info!(session = &*ctx.id, id, to = to_uri, imdn, "SIP MESSAGE");
+    let r = handle
+        .with(move |ua, now| {
+            let body = bytes::Bytes::from(body);
+            let msg = match &imdn_id {
+                Some(mid) => ua.message_imdn(now, &account, &to_uri, &content_type, body, SystemTime::now(), mid)?,
+                None => ua.message(now, &account, &to_uri, &content_type, body, None)?,
+            };
+            // Recorded and reported in the driver, so SENT always precedes the outcome.
+            if let Some(mid) = &imdn_id {
+                if tables.awaiting_imdn.len() < MAX_AWAITING_IMDN {
+                    tables.awaiting_imdn.insert(mid.clone(), (c2.clone(), obj.clone()));
+                }
+            }
+            tables.sent.insert(msg, Sent { ctx: c2.clone(), obj: obj.clone(), ok_status: ACCEPTED, imdn_id });
+            raise(&c2, &obj, SENT, "", None);
+            Ok::<_, UaError>(())
+        })
+        .await;
+    match r {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => raise(&ctx, &data, FAILED, &format!("Failed by error: {e}"), None),
+        Err(gone) => raise(&ctx, &data, FAILED, &gone.to_string(), None),
+    }
+}
+
+/// The final outcome of a MESSAGE we sent.
+pub(super) fn on_result(tables: &MsgTables, msg: MsgId, result: Result<u16, Failure>) {
+    let Some((_, s)) = tables.sent.remove(&msg) else { return };
+    match result {
+        Ok(code) => {
+            let mut o = s.obj;
+            o.insert("sipStatus".into(), code.into());
+            raise(&s.ctx, &o, s.ok_status, "", None);
+        }
+        Err(f) => {
+            if let Some(mid) = &s.imdn_id {
+                tables.awaiting_imdn.remove(mid);
+            }
+            let fe = failure_event(&f);
+            raise(&s.ctx, &s.obj, FAILED, &fe.info, Some(&fe));
+        }
+    }
+}
+
+fn imdn_client_status(s: ImdnStatus) -> &'static str {
+    match s {
+        ImdnStatus::Delivered => "IMDN_DELIVERED",
+        ImdnStatus::Failed => "IMDN_FAILED",
+        ImdnStatus::Forbidden => "IMDN_FORBIDDEN",
+        // Display/processing notifications never get here (`incoming` passes them on as
+        // ordinary messages: the client's enum has no status for them).
+        ImdnStatus::Error | ImdnStatus::Displayed | ImdnStatus::Processed => "IMDN_ERROR",
+    }
+}
+
+async fn respond(handle: &UaHandle, req: callgate_sip::ua::ReqId, status: u16, reason: &'static str) {
+    let r = handle.with(move |ua, now| ua.respond(now, req, status, Some(reason))).await;
+    if !matches!(r, Ok(Ok(()))) {
+        tracing::debug!(?r, status, "response to an incoming MESSAGE not sent");
+    }
+}
+
+/// An incoming MESSAGE. `ctx` is the registered session it is addressed to (or the session of
+/// the call it arrived in).
+pub(super) async fn incoming(
+    ctx: Option<Arc<SessionCtx>>,
+    m: IncomingMessage,
+    handle: UaHandle,
+    tables: Arc<MsgTables>,
+) {
+    // A delivery notification for a message we sent: reported on the sender's session.
+    if m.content_type.to_ascii_lowercase().starts_with("message/imdn+xml") {
+        if let Some(n) = callgate_sip::ua::parse_imdn(&m.body) {
+            let sender = match n.status {
+                ImdnStatus::Displayed | ImdnStatus::Processed => None,
+                _ => tables.awaiting_imdn.remove(&n.message_id).map(|(_, v)| v),
+            };
+            if let Some((sctx, obj)) = sender {
+                respond(&handle, m.req, 200, "OK").await;
+                raise(&sctx, &obj, imdn_client_status(n.status), "", None);
+                return;
+            }
+        }
+        // Not ours to interpret (unknown id, display/processing notification): it goes on as
+        // an ordinary message below.
+    }
+    let Some(ctx) = ctx else {
+        tracing::info!(from = %m.from_uri, "incoming MESSAGE for no registered session");
+        respond(&handle, m.req, 480, "Temporarily Unavailable").await;
+        return;
+    };
+    let cpim = m.cpim.clone().unwrap_or_default();
+    let id = cpim.message_id.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let imdn_asked =
+        cpim.disposition_notification.as_deref().is_some_and(|d| d.to_ascii_lowercase().contains("delivery"))
+            && cpim.message_id.is_some();
+    let from = callgate_sip::NameAddr::parse(&m.from).ok();
+    let to_uri =
+        callgate_sip::NameAddr::parse(&m.to).map(|a| a.uri.as_str().to_owned()).unwrap_or_else(|_| m.to.clone());
+    let mut data = with_context(&ctx, Map::new());
+    data.insert("id".into(), id.as_str().into());
+    data.insert("from".into(), m.from_uri.as_str().into());
+    data.insert("to".into(), to_uri.into());
+    data.insert(
+        "visibleName".into(),
+        from.and_then(|f| f.display_name.map(|d| d.to_string())).unwrap_or_default().into(),
+    );
+    data.insert("body".into(), String::from_utf8_lossy(&m.body).into_owned().into());
+    data.insert("contentType".into(), m.content_type.as_str().into());
+    data.insert("isImdnRequired".into(), imdn_asked.into());
+    data.insert("status".into(), RECEIVED.into());
+    data.insert("sipMessageRaw".into(), String::from_utf8_lossy(&m.raw).into_owned().into());
+    let inv =
+        ctx.shared.engine.invoke(&ctx.app, &ctx.rcc, HookMethod::OnMessageEvent, Origin::Sip, &mut data, &ctx.id).await;
+    if inv.verdict.aborts() {
+        let why = inv.client_info();
+        tracing::info!(session = &*ctx.id, from = %m.from_uri, reason = %why, "incoming MESSAGE refused by OnMessageEvent");
+        respond(&handle, m.req, 403, "Forbidden").await;
+        ctx.out.send(&ServerFrame::fail(
+            "MessageStatusEvent",
+            &format!("Incoming message from {} refused: {why}", m.from_uri),
+            Some(&id),
+        ));
+        return;
+    }
+    respond(&handle, m.req, 200, "OK").await;
+    // The id and status are ours whatever the backend answered; the raw request is the
+    // backend's only.
+    data.insert("id".into(), id.as_str().into());
+    data.insert("status".into(), RECEIVED.into());
+    data.remove("sipMessageRaw");
+    if imdn_asked {
+        tables.received.insert(
+            (ctx.id.clone(), id.clone()),
+            Received { from_uri: m.from_uri.clone(), imdn_id: id.clone(), datetime: cpim.datetime.clone() },
+        );
+    }
+    tracing::info!(session = &*ctx.id, from = %m.from_uri, id, "incoming MESSAGE delivered");
+    let mc = ctx.rcc.method(HookMethod::OnMessageEvent);
+    let obj = serde_json::to_value(callgate_hooks::rules::Excluding { data: &data, exclude: &mc.client_exclude })
+        .expect("JSON values always serialise");
+    let mut result = Map::new();
+    result.insert("id".into(), id.into());
+    ctx.out.send(&ServerFrame::new(CLIENT_MESSAGE, vec![obj, Value::Object(result)]));
+}
+
+/// `sendIMDN {id, imdnStatus}`: a delivery notification for the received message `id`
+/// (`imdnStatus` `DELIVERED` (default), `FAILED`, `FORBIDDEN`, `ERROR`; also with the `IMDN_`
+/// prefix, or in `status`).
+pub(super) async fn send_imdn(ctx: Arc<SessionCtx>, obj: Map<String, Value>) {
+    let mut data = with_context(&ctx, obj);
+    let id = text(&data, "id").unwrap_or_default();
+    let asked = text(&data, "imdnStatus").or_else(|| text(&data, "status")).unwrap_or_else(|| "DELIVERED".into());
+    data.remove("status");
+    let disposition = match asked.to_ascii_uppercase().trim_start_matches("IMDN_") {
+        "DELIVERED" => Some(ImdnStatus::Delivered),
+        "FAILED" => Some(ImdnStatus::Failed),
+        "FORBIDDEN" => Some(ImdnStatus::Forbidden),
+        "ERROR" => Some(ImdnStatus::Error),
+        _ => None,
+    };
+    data.insert("imdnStatus".into(), asked.to_ascii_uppercase().into());
+    let key = (ctx.id.clone(), id.clone());
+    let Some(rec) =
+        ctx.shared.calls.msgs.received.get(&key).map(|r| (r.from_uri.clone(), r.imdn_id.clone(), r.datetime.clone()))
+    else {
+        return raise(&ctx, &data, FAILED, NO_IMDN_REQUEST, None);
+    };
+    data.insert("to".into(), rec.0.as_str().into());
+    let result = ctx.direct(HookMethod::SendImdn, &mut data).await;
+    data.insert("id".into(), id.as_str().into());
+    if let Err(why) = result {
+        return raise(&ctx, &data, FAILED, &why, None);
+    }
+    let Some(disposition) = disposition else {
+        return raise(
+            &ctx,
+            &data,
+            FAILED,
+            &format!("Failed by error: unknown imdnStatus {asked:?} (DELIVERED, FAILED, FORBIDDEN, ERROR)"),
+            None,
+        );
+    };
+    let (handle, account, _) = match session_account(&ctx).await {
+        Ok(x) => x,
+        Err(info) => return raise(&ctx, &data, FAILED, &info, None),
+    };
+    let tables = ctx.shared.calls.msgs.clone();
+    let (c2, obj) = (ctx.clone(), data.clone());
+    let (to, original, datetime) = rec;
+    let r = handle
+        .with(move |ua, now| {
+            let msg =
+                ua.send_imdn(now, &account, &to, &original, datetime.as_deref(), disposition, SystemTime::now())?;
+            tables.received.remove(&key);
+            tables.sent.insert(msg, Sent { ctx: c2, obj, ok_status: IMDN_NOTIFICATION_SENT, imdn_id: None });
+            Ok::<_, UaError>(())
+        })
+        .await;
+    match r {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => raise(&ctx, &data, FAILED, &format!("Failed by error: {e}"), None),
+        Err(gone) => raise(&ctx, &data, FAILED, &gone.to_string(), None),
+    }
+}
+
+/// `notificationResult` (the old API's answer to `notifyMessage`): nothing to do.
+pub(super) fn notification_result(ctx: &SessionCtx, obj: &Map<String, Value>) {
+    tracing::debug!(session = &*ctx.id, result = ?obj, "notificationResult");
+}
+
+/// The session is gone: forget what only it could use.
+pub(super) fn session_closed(tables: &MsgTables, ctx: &Arc<SessionCtx>) {
+    tables.awaiting_imdn.retain(|_, (c, _)| !Arc::ptr_eq(c, ctx));
+    tables.received.retain(|(sid, _), _| *sid != ctx.id);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn imdn_statuses_map_to_the_clients_enum() {
+        assert_eq!(imdn_client_status(ImdnStatus::Delivered), "IMDN_DELIVERED");
+        assert_eq!(imdn_client_status(ImdnStatus::Failed), "IMDN_FAILED");
+        assert_eq!(imdn_client_status(ImdnStatus::Forbidden), "IMDN_FORBIDDEN");
+        assert_eq!(imdn_client_status(ImdnStatus::Error), "IMDN_ERROR");
+    }
+}

@@ -1,0 +1,361 @@
+//! `sendXcapRequest`: an HTTP request to an XCAP server (RFC 4825) made for the client, with
+//! the session's SIP credentials when the server asks for them, reported as `XcapStatusEvent`
+//! (backend) and `notifyXcapResponse` (client).
+//!
+//! The `xcapObject` fields are UNCONFIRMED in the sources; callgate reads `id` (made when
+//! absent), `url` (required), `method` (`GET` (default), `PUT` or `DELETE`), `body` and
+//! `contentType` (default `application/xml` when there is a body).
+//!
+//! **Not an open proxy.** The URL (after the `sendXcapRequest` hook, which may rewrite it under
+//! OVERWRITE) must be under one of `[xcap] allowed_base_urls`: same scheme, host and port, and
+//! a path that starts with the base's path on a segment boundary. Anything else is `FAILED`
+//! `XCAP URL not allowed: <url>` and nothing is sent. Redirects are not followed.
+//!
+//! A `401` with `WWW-Authenticate: Digest` (MD5/SHA-256, qop auth) or `Basic` is answered once
+//! with the session's `sipAuthenticationName` (else `sipLogin`) and `sipPassword`.
+//!
+//! | outcome | `status` | other fields |
+//! |---|---|---|
+//! | HTTP 2xx | `ACCEPTED` | `httpStatus`, `contentType`, `body` (the answer's, as text) |
+//! | HTTP ≥ 300 | `FAILED`, `info: "HTTP 404 Not Found"` | same |
+//! | refused hook / URL not allowed / timeout (`[xcap] timeout_ms`) / connection error / answer over `max_response_bytes` | `FAILED` with the reason | — |
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use callgate_hooks::{HookMethod, Origin};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::{Map, Value};
+
+use crate::calls::SipCredentials;
+use crate::session::SessionCtx;
+
+pub const ACCEPTED: &str = "ACCEPTED";
+pub const FAILED: &str = "FAILED";
+pub const CLIENT_MESSAGE: &str = "notifyXcapResponse";
+pub const NOT_ALLOWED: &str = "XCAP URL not allowed";
+pub const TIMEOUT: &str = "XCAP request timed out";
+
+type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
+
+/// One allowed base URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Base {
+    scheme: String,
+    host: String,
+    port: u16,
+    path: String,
+}
+
+fn default_port(scheme: &str) -> u16 {
+    if scheme == "https" {
+        443
+    } else {
+        80
+    }
+}
+
+/// Scheme, lower-case host, port and path of an absolute http(s) URL without credentials.
+fn split(url: &str) -> Result<(String, String, u16, String, http::Uri), String> {
+    let uri: http::Uri = url.parse().map_err(|e| format!("{url:?} is not a URL: {e}"))?;
+    let scheme = uri.scheme_str().map(str::to_ascii_lowercase).ok_or_else(|| format!("{url:?} has no scheme"))?;
+    if scheme != "http" && scheme != "https" {
+        return Err(format!("{url:?}: only http and https"));
+    }
+    let auth = uri.authority().ok_or_else(|| format!("{url:?} has no host"))?;
+    if auth.as_str().contains('@') {
+        return Err(format!("{url:?}: credentials in the URL are not accepted"));
+    }
+    let host = auth.host().to_ascii_lowercase();
+    let port = auth.port_u16().unwrap_or_else(|| default_port(&scheme));
+    let path = uri.path().to_string();
+    Ok((scheme, host, port, path, uri))
+}
+
+impl Base {
+    pub fn parse(url: &str) -> Result<Base, String> {
+        let (scheme, host, port, path, uri) = split(url)?;
+        if uri.query().is_some() {
+            return Err(format!("{url:?}: a base URL has no query"));
+        }
+        Ok(Base { scheme, host, port, path })
+    }
+
+    /// `url` is under this base.
+    fn covers(&self, scheme: &str, host: &str, port: u16, path: &str) -> bool {
+        if (scheme, host, port) != (self.scheme.as_str(), self.host.as_str(), self.port) {
+            return false;
+        }
+        // No way out of the base with dot segments.
+        if path.split('/').any(|seg| seg == ".." || seg.eq_ignore_ascii_case("%2e%2e")) {
+            return false;
+        }
+        let base = self.path.trim_end_matches('/');
+        path == base || path.starts_with(&format!("{base}/")) || base.is_empty()
+    }
+}
+
+/// The request URI when `url` is under one of `bases`.
+pub fn allowed(bases: &[Base], url: &str) -> Result<http::Uri, String> {
+    let (scheme, host, port, path, uri) = split(url).map_err(|e| format!("{NOT_ALLOWED}: {e}"))?;
+    if bases.iter().any(|b| b.covers(&scheme, &host, port, &path)) {
+        Ok(uri)
+    } else {
+        Err(format!("{NOT_ALLOWED}: {url}"))
+    }
+}
+
+fn client() -> Result<Client<Connector, Full<Bytes>>, String> {
+    static CLIENT: OnceLock<Result<Client<Connector, Full<Bytes>>, String>> = OnceLock::new();
+    CLIENT
+        .get_or_init(|| {
+            let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+            let https = hyper_rustls::HttpsConnectorBuilder::new()
+                .with_provider_and_webpki_roots(provider)
+                .map_err(|e| e.to_string())?
+                .https_or_http()
+                .enable_http1()
+                .wrap_connector({
+                    let mut c = HttpConnector::new();
+                    c.enforce_http(false);
+                    c
+                });
+            Ok(Client::builder(TokioExecutor::new()).build(https))
+        })
+        .clone()
+}
+
+struct Answer {
+    status: u16,
+    reason: String,
+    content_type: Option<String>,
+    www_authenticate: Vec<String>,
+    body: Bytes,
+}
+
+async fn request(
+    client: &Client<Connector, Full<Bytes>>,
+    method: &str,
+    uri: &http::Uri,
+    body: &Option<(String, Bytes)>,
+    authorization: Option<String>,
+    max: usize,
+) -> Result<Answer, String> {
+    let mut b = http::Request::builder()
+        .method(method)
+        .uri(uri.clone())
+        .header(http::header::USER_AGENT, concat!("callgate/", env!("CARGO_PKG_VERSION")));
+    if let Some(a) = authorization {
+        b = b.header(http::header::AUTHORIZATION, a);
+    }
+    let payload = match body {
+        Some((ct, bytes)) => {
+            b = b.header(http::header::CONTENT_TYPE, ct.as_str());
+            bytes.clone()
+        }
+        None => Bytes::new(),
+    };
+    let req = b.body(Full::new(payload)).map_err(|e| format!("Failed by error: {e}"))?;
+    let resp = client.request(req).await.map_err(|e| format!("XCAP request failed: {e}"))?;
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let body = Limited::new(resp.into_body(), max)
+        .collect()
+        .await
+        .map_err(|e| format!("XCAP answer unreadable or over {max} bytes: {e}"))?
+        .to_bytes();
+    Ok(Answer {
+        status: status.as_u16(),
+        reason: status.canonical_reason().unwrap_or("").to_string(),
+        content_type: headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string),
+        www_authenticate: headers
+            .get_all(http::header::WWW_AUTHENTICATE)
+            .iter()
+            .filter_map(|v| v.to_str().ok().map(str::to_string))
+            .collect(),
+        body,
+    })
+}
+
+/// The `Authorization` answering one of `challenges` (Digest preferred, else Basic).
+fn answer_challenge(
+    challenges: &[String],
+    user: &str,
+    password: &str,
+    method: &str,
+    uri: &http::Uri,
+) -> Option<String> {
+    use callgate_sip::digest::{self, Algorithm, DigestChallenge};
+    for c in challenges {
+        let Ok(ch) = callgate_sip::Challenge::parse(c) else { continue };
+        if !ch.is_digest() {
+            continue;
+        }
+        let (Some(realm), Some(nonce)) = (ch.realm(), ch.nonce()) else { continue };
+        let Some(algorithm) = Algorithm::parse(ch.algorithm().as_deref()) else { continue };
+        let qop_auth = ch.qop_options().any(|q| q.eq_ignore_ascii_case("auth"));
+        if !qop_auth && ch.qop_options().next().is_some() {
+            continue; // auth-int only
+        }
+        let dc = DigestChallenge {
+            realm: realm.into_owned(),
+            nonce: nonce.into_owned(),
+            opaque: ch.opaque().map(|o| o.into_owned()),
+            algorithm,
+            qop_auth,
+            stale: false,
+        };
+        let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+        let cnonce = uuid::Uuid::new_v4().simple().to_string();
+        return Some(digest::authorization(&dc, user, password, method, path, 1, &cnonce));
+    }
+    if challenges.iter().any(|c| c.trim_start().to_ascii_lowercase().starts_with("basic")) {
+        use base64::Engine;
+        return Some(format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+        ));
+    }
+    None
+}
+
+/// `sendXcapRequest` from the client.
+pub fn send(ctx: Arc<SessionCtx>, obj: Map<String, Value>) {
+    tokio::spawn(run(ctx, obj));
+}
+
+fn text(obj: &Map<String, Value>, k: &str) -> Option<String> {
+    match obj.get(k) {
+        Some(Value::String(s)) if !s.trim().is_empty() => Some(s.trim().to_string()),
+        _ => None,
+    }
+}
+
+async fn run(ctx: Arc<SessionCtx>, obj: Map<String, Value>) {
+    let mut data = obj;
+    data.insert("nodeId".into(), Value::from(&*ctx.shared.node_id));
+    data.insert("appKey".into(), Value::from(&*ctx.app.key));
+    data.insert("sessionId".into(), Value::from(&*ctx.id));
+    let id = text(&data, "id").unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    data.insert("id".into(), id.as_str().into());
+    let hook = ctx.direct(HookMethod::SendXcapRequest, &mut data).await;
+    data.insert("id".into(), id.as_str().into());
+    let url = text(&data, "url").unwrap_or_default();
+    let method = text(&data, "method").unwrap_or_else(|| "GET".into()).to_ascii_uppercase();
+    let mut ev = Map::new();
+    for k in ["nodeId", "appKey", "sessionId", "id"] {
+        ev.insert(k.into(), data.get(k).cloned().unwrap_or(Value::Null));
+    }
+    ev.insert("url".into(), url.as_str().into());
+    ev.insert("method".into(), method.as_str().into());
+    let outcome = match hook {
+        Err(why) => Err(why),
+        Ok(()) => exchange(&ctx, &data, &url, &method).await,
+    };
+    match outcome {
+        Ok(a) => {
+            let ok = (200..300).contains(&a.status);
+            ev.insert("status".into(), if ok { ACCEPTED } else { FAILED }.into());
+            ev.insert("info".into(), if ok { String::new() } else { format!("HTTP {} {}", a.status, a.reason) }.into());
+            ev.insert("httpStatus".into(), a.status.into());
+            ev.insert("contentType".into(), a.content_type.unwrap_or_default().into());
+            ev.insert("body".into(), String::from_utf8_lossy(&a.body).into_owned().into());
+        }
+        Err(info) => {
+            ev.insert("status".into(), FAILED.into());
+            ev.insert("info".into(), info.into());
+        }
+    }
+    tracing::info!(session = &*ctx.id, id, url, method, status = ?ev.get("status"), info = ?ev.get("info"), "XCAP request");
+    ctx.raise_event(HookMethod::XcapStatusEvent, Origin::Client, ev, Some(CLIENT_MESSAGE));
+}
+
+async fn exchange(ctx: &Arc<SessionCtx>, data: &Map<String, Value>, url: &str, method: &str) -> Result<Answer, String> {
+    if url.is_empty() {
+        return Err("Failed by error: no url".into());
+    }
+    if !matches!(method, "GET" | "PUT" | "DELETE") {
+        return Err(format!("Failed by error: XCAP method {method:?} (GET, PUT or DELETE)"));
+    }
+    let cfg = &ctx.shared.cfg.xcap;
+    let bases = cfg.bases().map_err(|e| e.to_string())?;
+    let uri = allowed(&bases, url)?;
+    let body = match data.get("body") {
+        Some(Value::String(s)) if !s.is_empty() => {
+            Some((text(data, "contentType").unwrap_or_else(|| "application/xml".into()), Bytes::from(s.clone())))
+        }
+        _ => None,
+    };
+    let creds = SipCredentials::from_connection(&ctx.handle.data_ref());
+    let client = client()?;
+    let max = cfg.max_response_bytes;
+    let work = async {
+        let first = request(&client, method, &uri, &body, None, max).await?;
+        if first.status != 401 {
+            return Ok(first);
+        }
+        let Some(c) = creds.filter(|c| !c.password.is_empty()) else { return Ok(first) };
+        let user = c.auth_name.clone().unwrap_or_else(|| c.login.clone());
+        match answer_challenge(&first.www_authenticate, &user, &c.password, method, &uri) {
+            Some(auth) => request(&client, method, &uri, &body, Some(auth), max).await,
+            None => Ok(first),
+        }
+    };
+    tokio::time::timeout(Duration::from_millis(cfg.timeout_ms), work).await.map_err(|_| TIMEOUT.to_string())?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_urls_under_an_allowed_base() {
+        let bases = vec![
+            Base::parse("http://127.0.0.1:8080/xcap-root/").unwrap(),
+            Base::parse("https://XCAP.example.com").unwrap(),
+        ];
+        let ok = |u: &str| allowed(&bases, u).is_ok();
+        assert!(ok("http://127.0.0.1:8080/xcap-root/resource-lists/users/sip:a@b/index"));
+        assert!(ok("http://127.0.0.1:8080/xcap-root"));
+        assert!(ok("https://xcap.example.com/anything?q=1"));
+        assert!(ok("https://xcap.example.com:443/x"));
+        assert!(!ok("http://127.0.0.1:8080/xcap-rootless/x"), "segment boundary");
+        assert!(!ok("http://127.0.0.1:8080/other"));
+        assert!(!ok("http://127.0.0.1:8081/xcap-root/x"), "another port");
+        assert!(!ok("https://127.0.0.1:8080/xcap-root/x"), "another scheme");
+        assert!(!ok("http://xcap.example.com/x"), "http is not https");
+        assert!(!ok("https://xcap.example.com.evil.test/x"));
+        assert!(!ok("https://user@xcap.example.com/x"), "userinfo");
+        assert!(!ok("http://127.0.0.1:8080/xcap-root/../admin"), "dot segments");
+        assert!(!ok("file:///etc/passwd"));
+        assert!(!ok("not a url"));
+        assert!(allowed(&[], "http://127.0.0.1:8080/xcap-root/x").unwrap_err().starts_with(NOT_ALLOWED));
+    }
+
+    #[test]
+    fn challenges_are_answered_digest_first() {
+        let uri: http::Uri = "http://h/xcap-root/doc?x".parse().unwrap();
+        let d = answer_challenge(
+            &["Basic realm=\"x\"".into(), "Digest realm=\"xcap\", nonce=\"n1\", qop=\"auth\"".into()],
+            "3000",
+            "pw",
+            "GET",
+            &uri,
+        )
+        .unwrap();
+        assert!(
+            d.starts_with("Digest username=\"3000\", realm=\"xcap\", nonce=\"n1\", uri=\"/xcap-root/doc?x\""),
+            "{d}"
+        );
+        assert!(d.contains("qop=auth, nc=00000001"), "{d}");
+        let b = answer_challenge(&["Basic realm=\"x\"".into()], "3000", "pw", "GET", &uri).unwrap();
+        assert_eq!(b, "Basic MzAwMDpwdw==");
+        assert!(answer_challenge(&["Bearer x".into()], "u", "p", "GET", &uri).is_none());
+        assert!(answer_challenge(&["Digest realm=\"r\", nonce=\"n\", qop=\"auth-int\"".into()], "u", "p", "GET", &uri)
+            .is_none());
+    }
+}
