@@ -475,6 +475,13 @@ async fn backend_auth_signature_and_metrics() {
     };
     assert_eq!(st, "200");
     assert!(text.contains("callgate_hook_duration_seconds_bucket"), "{text}");
-    assert!(text.contains("callgate_hook_requests_total"));
+    // The connect hook went out and was answered: its series carries both labels.
+    let connect_ok = text.lines().any(|l| {
+        l.starts_with("callgate_hook_requests_total{")
+            && l.contains("method=\"connect\"")
+            && l.contains("outcome=\"ok\"")
+            && l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()).is_some_and(|v| v >= 1.0)
+    });
+    assert!(connect_ok, "{text}");
     server.shutdown().await;
 }

@@ -11,7 +11,7 @@
 //!
 //! Events go through [`EventQueue`] instead, which keeps them in order per session.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -48,11 +48,55 @@ pub struct HookEngine {
     dispatcher: Dispatcher,
     /// `disable_rest_requests`: no hook is ever sent.
     disabled: bool,
+    metrics: Arc<HookMetrics>,
+}
+
+/// Every `outcome` label of the hook metrics.
+const OUTCOMES: [&str; 10] = [
+    "ok",
+    "not_called",
+    "error",
+    "status",
+    "timeout",
+    "unreachable",
+    "transport",
+    "bad_body",
+    "too_large",
+    "queue_full",
+];
+
+/// The metric handles of each (method, outcome), made at first use: `counter!`/`histogram!`
+/// look the labelled series up in the recorder's map on every call (~0.35 µs per hook with
+/// the Prometheus recorder), a cached handle only updates an atomic. Handles bind to the
+/// recorder installed when they are made, so the server installs it before the engine.
+struct HookMetrics {
+    slots: Box<[OnceLock<(metrics::Counter, metrics::Histogram)>]>,
+}
+
+impl HookMetrics {
+    fn new() -> HookMetrics {
+        HookMetrics { slots: (0..HookMethod::COUNT * OUTCOMES.len()).map(|_| OnceLock::new()).collect() }
+    }
+
+    fn record(&self, method: HookMethod, outcome: &'static str, elapsed: Option<f64>) {
+        let o = OUTCOMES.iter().position(|x| *x == outcome).unwrap_or(2);
+        let (counter, histogram) = self.slots[method.index() * OUTCOMES.len() + o].get_or_init(|| {
+            let (m, outcome) = (method.url_name(), OUTCOMES[o]);
+            (
+                metrics::counter!("callgate_hook_requests_total", "method" => m, "outcome" => outcome),
+                metrics::histogram!("callgate_hook_duration_seconds", "method" => m, "outcome" => outcome),
+            )
+        });
+        counter.increment(1);
+        if let Some(secs) = elapsed {
+            histogram.record(secs);
+        }
+    }
 }
 
 impl HookEngine {
     pub fn new(dispatcher: Dispatcher, disabled: bool) -> HookEngine {
-        HookEngine { dispatcher, disabled }
+        HookEngine { dispatcher, disabled, metrics: Arc::new(HookMetrics::new()) }
     }
 
     pub fn dispatcher(&self) -> &Dispatcher {
@@ -76,7 +120,7 @@ impl HookEngine {
         let started = Instant::now();
         let (result, answer, error) = self.call(app, mc, method, data).await;
         let verdict = decide(method.kind(), origin, mc.rest_on_error, mc.rest_policy, result);
-        record_metrics(method, result, error.as_ref(), started);
+        record_metrics(&self.metrics, method, result, error.as_ref(), started);
         if let Some(e) = &error {
             tracing::warn!(session, app = &*app.key, method = method.url_name(), error = %e, ?verdict, "REST hook interaction error");
         }
@@ -141,18 +185,21 @@ fn config_default() -> &'static MethodConfig {
     &D
 }
 
-fn record_metrics(method: HookMethod, result: HookResult, error: Option<&InteractionError>, started: Instant) {
+fn record_metrics(
+    m: &HookMetrics,
+    method: HookMethod,
+    result: HookResult,
+    error: Option<&InteractionError>,
+    started: Instant,
+) {
     let outcome = match (result, error) {
         (HookResult::Answered, _) => "ok",
         (HookResult::NotCalled, _) => "not_called",
         (HookResult::InteractionError, Some(e)) => e.label(),
         (HookResult::InteractionError, None) => "error",
     };
-    metrics::counter!("callgate_hook_requests_total", "method" => method.url_name(), "outcome" => outcome).increment(1);
-    if result != HookResult::NotCalled {
-        metrics::histogram!("callgate_hook_duration_seconds", "method" => method.url_name(), "outcome" => outcome)
-            .record(started.elapsed().as_secs_f64());
-    }
+    let elapsed = (result != HookResult::NotCalled).then(|| started.elapsed().as_secs_f64());
+    m.record(method, outcome, elapsed);
 }
 
 /// What the event queue reports back after an event's hook.
