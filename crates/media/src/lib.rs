@@ -32,6 +32,7 @@ pub mod bridge;
 pub mod config;
 pub mod core;
 pub mod endpoint;
+pub mod forward;
 pub mod rtp;
 pub mod sdp;
 pub mod stun;
