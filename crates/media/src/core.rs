@@ -796,7 +796,12 @@ impl MediaCore {
             // Older than this player's first packet (reordered across its join): not sent.
             let Some(seq) = track.seq.map(pkt.header.ssrc, *pkt.seq_no) else { continue };
             let mut api = rtc.direct_api();
-            let Some(tx) = api.stream_tx_by_mid(mid, None) else {
+            let tx = match track.ssrc {
+                Some(ssrc) => api.stream_tx(&ssrc),
+                None => api.stream_tx_by_mid(mid, None).inspect(|tx| track.ssrc = Some(tx.ssrc())),
+            };
+            let Some(tx) = tx else {
+                track.ssrc = None; // looked up by mid again next time
                 self.metrics.dropped_write.increment(1);
                 continue;
             };

@@ -99,6 +99,9 @@ impl SeqMap {
 #[derive(Debug)]
 pub(crate) struct TxTrack {
     pub mid: Mid,
+    /// The player's send stream for `mid`, once looked up (str0m finds a stream by mid with a
+    /// scan of all its streams, by SSRC with a map lookup).
+    pub ssrc: Option<Ssrc>,
     /// Publisher PT -> this player's PT (`None`: no common codec), learnt on first use.
     pts: Vec<(Pt, Option<Pt>)>,
     pub seq: SeqMap,
@@ -106,7 +109,7 @@ pub(crate) struct TxTrack {
 
 impl TxTrack {
     pub fn new(mid: Mid) -> TxTrack {
-        TxTrack { mid, pts: Vec::new(), seq: SeqMap::new() }
+        TxTrack { mid, ssrc: None, pts: Vec::new(), seq: SeqMap::new() }
     }
 
     /// The player's PT for the publisher's `pt`; `resolve` is called once per publisher PT.
