@@ -21,6 +21,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -192,13 +193,36 @@ impl Metrics {
     }
 }
 
+/// Hashes [`PeerId`]s, which the server hands out from a counter (never chosen by the network,
+/// so SipHash's flooding resistance buys nothing): one multiplication. The peer map is read
+/// several times per player and forwarded packet.
+#[derive(Default)]
+struct PeerIdHasher(u64);
+
+impl Hasher for PeerIdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    fn write_u64(&mut self, v: u64) {
+        // Fibonacci hashing: spreads a counter over the high bits hashbrown groups by.
+        self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
 /// All peers of the node. See the module docs.
 pub struct MediaCore {
     cfg: MediaConfig,
     /// The host candidate of every peer (see [`MediaConfig::advertised_addr`]).
     local: SocketAddr,
     rtc_config: RtcConfig,
-    peers: HashMap<PeerId, Peer>,
+    peers: HashMap<PeerId, Peer, BuildHasherDefault<PeerIdHasher>>,
     by_ufrag: HashMap<String, PeerId>,
     by_addr: HashMap<SocketAddr, PeerId>,
     timers: BinaryHeap<Reverse<(Instant, PeerId)>>,
@@ -221,7 +245,7 @@ impl MediaCore {
             cfg,
             local,
             rtc_config,
-            peers: HashMap::new(),
+            peers: HashMap::default(),
             by_ufrag: HashMap::new(),
             by_addr: HashMap::new(),
             timers: BinaryHeap::new(),
@@ -775,6 +799,7 @@ impl MediaCore {
             (params, std::mem::take(&mut p.players))
         };
         let ext_vals = forwarded_ext_vals(pkt);
+        let mut written = 0;
         // Video is kept for NACKs (answered from the player's RTX cache); audio is not resent.
         let nackable = kind == MediaKind::Video;
         for &pid in &players {
@@ -812,14 +837,15 @@ impl MediaCore {
             tx.write_rtp(write);
             drop(api);
             pl.frames_out += 1;
-            self.counters.frames_out += 1;
-            self.metrics.frames_forwarded.increment(1);
+            written += 1;
             // Sent by the next flush (see there).
             if !pl.unsent {
                 pl.unsent = true;
                 self.unsent.push(pid);
             }
         }
+        self.counters.frames_out += written;
+        self.metrics.frames_forwarded.increment(written);
         if let Some(p) = self.peers.get_mut(&source) {
             // Players added while forwarding (none today: forwarding never adds) are kept.
             let added = std::mem::replace(&mut p.players, players);
