@@ -679,7 +679,6 @@ impl MediaCore {
             return;
         };
         rx.request_keyframe(kind);
-        drop(api);
         p.last_keyframe_request = Some(now);
         metrics::counter!("callgate_media_keyframe_requests_total").increment(1);
         self.drain(id, now);
@@ -835,7 +834,6 @@ impl MediaCore {
                 .ext_vals(ext_vals.clone())
                 .nackable(nackable);
             tx.write_rtp(write);
-            drop(api);
             pl.frames_out += 1;
             written += 1;
             // Sent by the next flush (see there).

@@ -126,11 +126,12 @@ impl TxTrack {
 /// The header extension values a player gets from a publisher packet.
 pub(crate) fn forwarded_ext_vals(pkt: &RtpPacket) -> ExtensionValues {
     let e = &pkt.header.ext_vals;
-    let mut out = ExtensionValues::default();
-    out.audio_level = e.audio_level;
-    out.voice_activity = e.voice_activity;
-    out.video_orientation = e.video_orientation;
-    out
+    ExtensionValues {
+        audio_level: e.audio_level,
+        voice_activity: e.voice_activity,
+        video_orientation: e.video_orientation,
+        ..Default::default()
+    }
 }
 
 #[cfg(test)]
