@@ -647,7 +647,9 @@ impl MediaCore {
             }
             self.drain(pid, now);
         }
-        // Keep the allocation (nothing is pushed while flushing: players forward nothing).
+        // Keep the allocation. A player's drain can reach a publisher (keyframe request) but
+        // that drain yields no new packets to forward; were any written anyway, they stay
+        // queued in `self.unsent` for the next `poll_*`.
         let mut unsent = unsent;
         unsent.clear();
         if self.unsent.is_empty() {
