@@ -6,31 +6,36 @@
 //!  datagram ─> demux (STUN USERNAME ufrag -> peer | source address -> peer | rtc.accepts)
 //!          ─> peer.rtc.handle_input ─> drain poll_output until Timeout
 //!                 Transmit -> transmits queue
-//!                 MediaData (publisher) -> for each connected player: writer(mid).write(pt', ...) -> drain
-//!                 KeyframeRequest (player) -> publisher's writer(mid).request_keyframe (throttled)
+//!                 RtpPacket (publisher) -> for each connected player: stream_tx.write_rtp(pt', seq', ...) -> drain
+//!                 MediaData (bridge) -> RTP to the SIP side
+//!                 KeyframeRequest (player), gap in the publisher's video
+//!                        -> publisher's stream_rx.request_keyframe (throttled)
 //!                 Connected / ICE failure -> events queue
 //! ```
 //!
-//! Forwarding is frame level: str0m depacketizes the publisher's RTP into frames (no codec
-//! decoding) and packetizes them again for each player with the player's own SSRC, sequence
-//! numbers and payload type (`match_params` maps the publisher's PT to the player's), which is
-//! what str0m's writer API requires. Each `Rtc` is driven by str0m's rule: after every mutation,
-//! poll until `Output::Timeout`.
+//! Forwarding is RTP level: publishers and players run str0m in RTP mode, and every publisher
+//! packet is re-sent to each player with the player's SSRC, payload type and sequence numbers
+//! and the publisher's payload (shared, not copied), timestamps and marker bit; see
+//! [`crate::forward`]. Call legs (bridges) stay in frame mode (G.711 frames to and from plain RTP).
+//! Each `Rtc` is driven by str0m's rule: after every mutation, poll until `Output::Timeout`.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::config::{CryptoProvider, DtlsCert};
-use str0m::media::{Direction, Frequency, KeyframeRequestKind, MediaData, MediaKind, MediaTime, Mid};
+use str0m::media::{Direction, Frequency, KeyframeRequestKind, MediaKind, MediaTime, Mid};
 use str0m::net::{DatagramSend, Protocol, Receive};
+use str0m::rtp::{RtpPacket, RtpWrite, SeqNo};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig, RtcError};
 
 use crate::bridge::{choose_g711, SipLeg, G711};
 use crate::config::MediaConfig;
+use crate::forward::{forwarded_ext_vals, RxTrack, TxTrack};
 use crate::{sdp, stun, FailReason, MediaError, MediaEvent, PeerId};
 
 /// Which socket a datagram leaves from.
@@ -103,6 +108,12 @@ struct Peer {
     armed: Option<Instant>,
     /// Publisher: the players it feeds.
     players: Vec<PeerId>,
+    /// Publisher: its incoming streams (kind, gap detection).
+    rx: Vec<RxTrack>,
+    /// Player: its audio and video send streams (`kind_index`).
+    tx: [Option<TxTrack>; 2],
+    /// Player: in [`MediaCore::unsent`].
+    unsent: bool,
     last_keyframe_request: Option<Instant>,
     frames_in: u64,
     frames_out: u64,
@@ -113,11 +124,21 @@ struct Peer {
 }
 
 impl Peer {
-    fn mid_of(&self, kind: MediaKind) -> Option<Mid> {
-        match kind {
-            MediaKind::Audio => self.audio_mid,
-            MediaKind::Video => self.video_mid,
-        }
+    /// The kind of the publisher's incoming stream `pkt` belongs to (learnt once per SSRC), and
+    /// whether packets before it are missing.
+    fn note_rx(&mut self, pkt: &RtpPacket) -> Option<(MediaKind, bool)> {
+        let ssrc = pkt.header.ssrc;
+        let i = match self.rx.iter().position(|t| t.ssrc == ssrc) {
+            Some(i) => i,
+            None => {
+                let mid = self.rtc.direct_api().stream_rx(&ssrc)?.mid();
+                let kind = self.rtc.media(mid)?.kind();
+                self.rx.push(RxTrack::new(ssrc, kind));
+                self.rx.len() - 1
+            }
+        };
+        let t = &mut self.rx[i];
+        Some((t.kind, t.note_seq(*pkt.seq_no)))
     }
 
     fn next_wakeup(&self) -> Instant {
@@ -133,9 +154,9 @@ impl Peer {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct PeerStats {
     pub connected: bool,
-    /// Publisher: frames received. Player: 0.
+    /// Publisher: RTP packets received (bridge: frames). Player: 0.
     pub frames_in: u64,
-    /// Player: frames written towards the browser. Publisher: 0.
+    /// Player: RTP packets written towards the browser (bridge: frames). Publisher: 0.
     pub frames_out: u64,
     /// Publisher: players attached.
     pub players: usize,
@@ -148,9 +169,10 @@ pub struct Counters {
     pub datagrams_in: u64,
     /// Datagrams produced for the socket.
     pub datagrams_out: u64,
-    /// Frames received from publishers.
+    /// Media units received from publishers and browser legs of bridges: RTP packets for
+    /// streams (RTP-mode forwarding), frames for bridges.
     pub frames_in: u64,
-    /// Frames written to players (one per player per publisher frame).
+    /// Media units written to players (one per player per publisher packet) and bridges.
     pub frames_out: u64,
 }
 
@@ -164,10 +186,33 @@ struct Metrics {
 impl Metrics {
     fn new() -> Metrics {
         Metrics {
-            frames_forwarded: metrics::counter!("callgate_media_frames_forwarded_total"),
-            dropped_no_codec: metrics::counter!("callgate_media_frames_dropped_total", "why" => "no_matching_codec"),
-            dropped_write: metrics::counter!("callgate_media_frames_dropped_total", "why" => "write_error"),
+            frames_forwarded: metrics::counter!("callgate_media_packets_forwarded_total"),
+            dropped_no_codec: metrics::counter!("callgate_media_packets_dropped_total", "why" => "no_matching_codec"),
+            dropped_write: metrics::counter!("callgate_media_packets_dropped_total", "why" => "no_send_stream"),
         }
+    }
+}
+
+/// Hashes [`PeerId`]s, which the server hands out from a counter (never chosen by the network,
+/// so SipHash's flooding resistance buys nothing): one multiplication. The peer map is read
+/// several times per player and forwarded packet.
+#[derive(Default)]
+struct PeerIdHasher(u64);
+
+impl Hasher for PeerIdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    fn write_u64(&mut self, v: u64) {
+        // Fibonacci hashing: spreads a counter over the high bits hashbrown groups by.
+        self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     }
 }
 
@@ -177,11 +222,15 @@ pub struct MediaCore {
     /// The host candidate of every peer (see [`MediaConfig::advertised_addr`]).
     local: SocketAddr,
     rtc_config: RtcConfig,
-    peers: HashMap<PeerId, Peer>,
+    peers: HashMap<PeerId, Peer, BuildHasherDefault<PeerIdHasher>>,
     by_ufrag: HashMap<String, PeerId>,
     by_addr: HashMap<SocketAddr, PeerId>,
     timers: BinaryHeap<Reverse<(Instant, PeerId)>>,
     transmits: VecDeque<Transmit>,
+    /// Players with packets written but not yet polled out (see [`MediaCore::flush`]).
+    unsent: Vec<PeerId>,
+    /// The latest `now` any peer was driven with (str0m's time must not go backwards).
+    last_now: Option<Instant>,
     events: VecDeque<(PeerId, MediaEvent)>,
     counters: Counters,
     metrics: Metrics,
@@ -196,11 +245,13 @@ impl MediaCore {
             cfg,
             local,
             rtc_config,
-            peers: HashMap::new(),
+            peers: HashMap::default(),
             by_ufrag: HashMap::new(),
             by_addr: HashMap::new(),
             timers: BinaryHeap::new(),
             transmits: VecDeque::new(),
+            unsent: Vec::new(),
+            last_now: None,
             events: VecDeque::new(),
             counters: Counters::default(),
             metrics: Metrics::new(),
@@ -263,9 +314,11 @@ impl MediaCore {
         let offer = SdpOffer::from_sdp_string(offer).map_err(|e| MediaError::BadOffer(e.to_string()))?;
         let config = match g711 {
             // A call leg forwards G.711 as it is: the browser gets exactly the codec the SIP side gets.
+            // It stays in frame mode (its writer and MediaData carry the audio).
             Some(G711::Pcmu) => self.rtc_config.clone().clear_codecs().enable_pcmu(true, false),
             Some(G711::Pcma) => self.rtc_config.clone().clear_codecs().enable_pcma(true, false),
-            None => self.rtc_config.clone(),
+            // Publishers and players forward RTP packets (see `crate::forward`).
+            None => self.rtc_config.clone().set_rtp_mode(true),
         };
         let mut rtc = config.build(now);
         let candidate = Candidate::host(self.local, "udp").map_err(|e| MediaError::Negotiation(e.to_string()))?;
@@ -288,6 +341,10 @@ impl MediaCore {
         if audio_mid.is_none() && video_mid.is_none() {
             return Err(MediaError::NoCommonCodecs);
         }
+        let tx = match role {
+            Role::Player { .. } => [audio_mid.map(TxTrack::new), video_mid.map(TxTrack::new)],
+            _ => [None, None],
+        };
         let peer = Peer {
             rtc,
             role,
@@ -301,6 +358,9 @@ impl MediaCore {
             deadline: now,
             armed: None,
             players: Vec::new(),
+            rx: Vec::new(),
+            tx,
+            unsent: false,
             last_keyframe_request: None,
             frames_in: 0,
             frames_out: 0,
@@ -397,6 +457,9 @@ impl MediaCore {
             deadline: now,
             armed: None,
             players: Vec::new(),
+            rx: Vec::new(),
+            tx: [None, None],
+            unsent: false,
             last_keyframe_request: None,
             frames_in: 0,
             frames_out: 0,
@@ -515,6 +578,7 @@ impl MediaCore {
 
     /// Drives every peer whose timer is due.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.flush();
         // Take the due entries first: a peer re-armed at or before `now` while being handled
         // waits for the next call instead of spinning here.
         let mut due = Vec::new();
@@ -546,15 +610,51 @@ impl MediaCore {
 
     /// When [`MediaCore::handle_timeout`] wants to be called next.
     pub fn poll_timeout(&mut self) -> Option<Instant> {
+        self.flush();
         self.timers.peek().map(|Reverse((at, _))| *at)
     }
 
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.flush();
         self.transmits.pop_front()
     }
 
     pub fn poll_event(&mut self) -> Option<(PeerId, MediaEvent)> {
+        self.flush();
         self.events.pop_front()
+    }
+
+    /// Sends what was written to players since the last flush: one timeout input and one drain
+    /// per player, however many packets it got. Forwarding only queues (`write_rtp`); the
+    /// `poll_*` calls flush, so a batch of publisher datagrams handled one after the other is
+    /// sent with one pass over its players instead of one per packet. str0m's pacer hands out a
+    /// queued packet only after a timeout input has taken a snapshot of the queues, which is why
+    /// the timeout is given here rather than left to the timer heap (another drain per player).
+    fn flush(&mut self) {
+        if self.unsent.is_empty() {
+            return;
+        }
+        let Some(now) = self.last_now else { return };
+        let unsent = std::mem::take(&mut self.unsent);
+        for &pid in &unsent {
+            let Some(p) = self.peers.get_mut(&pid) else { continue };
+            if !std::mem::take(&mut p.unsent) {
+                continue;
+            }
+            if let Err(e) = p.rtc.handle_input(Input::Timeout(now)) {
+                self.handle_rtc_error(pid, e, now);
+                continue;
+            }
+            self.drain(pid, now);
+        }
+        // Keep the allocation. A player's drain can reach a publisher (keyframe request) but
+        // that drain yields no new packets to forward; were any written anyway, they stay
+        // queued in `self.unsent` for the next `poll_*`.
+        let mut unsent = unsent;
+        unsent.clear();
+        if self.unsent.is_empty() {
+            self.unsent = unsent;
+        }
     }
 
     /// Asks the publisher `id` for a keyframe now (throttled).
@@ -564,27 +664,35 @@ impl MediaCore {
         if !p.connected || p.last_keyframe_request.is_some_and(|t| now < t + self.cfg.keyframe_request_interval) {
             return;
         }
-        let Some(mut w) = p.rtc.writer(mid) else { return };
-        let kind = if w.is_request_keyframe_possible(KeyframeRequestKind::Pli) {
+        // The direct API works in RTP and frame mode alike (`Rtc::writer` panics in RTP mode).
+        let params = p.rtc.codec_config().params();
+        let kind = if params.iter().any(|c| c.fb_pli()) {
             KeyframeRequestKind::Pli
-        } else {
+        } else if params.iter().any(|c| c.fb_fir()) {
             KeyframeRequestKind::Fir
+        } else {
+            tracing::debug!(peer = id.0, "keyframe request not sent: neither PLI nor FIR negotiated");
+            return;
         };
-        match w.request_keyframe(None, kind) {
-            Ok(()) => {
-                p.last_keyframe_request = Some(now);
-                metrics::counter!("callgate_media_keyframe_requests_total").increment(1);
-                self.drain(id, now);
-            }
-            // No video received yet (no receiver source): the browser sends a keyframe first anyway.
-            Err(e) => tracing::debug!(peer = id.0, error = %e, "keyframe request not sent"),
-        }
+        let mut api = p.rtc.direct_api();
+        let Some(rx) = api.stream_rx_by_mid(mid, None) else {
+            // No video received yet (no receiver stream): the browser sends a keyframe first anyway.
+            tracing::debug!(peer = id.0, "keyframe request not sent: no video stream yet");
+            return;
+        };
+        rx.request_keyframe(kind);
+        p.last_keyframe_request = Some(now);
+        metrics::counter!("callgate_media_keyframe_requests_total").increment(1);
+        self.drain(id, now);
     }
 
     /// Polls `id` until `Output::Timeout`, handling what comes out; then forwards the media it
     /// produced and passes on keyframe requests.
     fn drain(&mut self, id: PeerId, now: Instant) {
-        let mut frames: Vec<MediaData> = Vec::new();
+        if self.last_now.is_none_or(|t| t < now) {
+            self.last_now = Some(now);
+        }
+        let mut packets: Vec<(MediaKind, RtpPacket)> = Vec::new();
         let mut wants_keyframe: Option<PeerId> = None;
         let mut failed: Option<FailReason> = None;
         {
@@ -632,13 +740,16 @@ impl MediaCore {
                                 });
                             }
                         }
-                        Event::MediaData(d) if p.role == Role::Publisher => {
+                        Event::RtpPacket(pkt) if p.role == Role::Publisher => {
                             p.frames_in += 1;
                             self.counters.frames_in += 1;
-                            if !d.contiguous {
+                            let Some((kind, gap)) = p.note_rx(&pkt) else { continue };
+                            // A lost video packet breaks the picture until the next keyframe
+                            // (RTX may still repair it; the request is throttled anyway).
+                            if gap && kind == MediaKind::Video {
                                 wants_keyframe = Some(id);
                             }
-                            frames.push(d);
+                            packets.push((kind, pkt));
                         }
                         Event::KeyframeRequest(_) => {
                             if let Role::Player { source } = p.role {
@@ -671,45 +782,70 @@ impl MediaCore {
             p.armed = Some(at);
             self.timers.push(Reverse((at, id)));
         }
-        for d in frames {
-            self.forward(id, &d, now);
+        for (kind, pkt) in packets {
+            self.forward(id, kind, &pkt);
         }
         if let Some(source) = wants_keyframe {
             self.request_keyframe(source, now);
         }
     }
 
-    /// Writes one frame of publisher `source` to each of its connected players.
-    fn forward(&mut self, source: PeerId, d: &MediaData, now: Instant) {
-        let (kind, players) = {
+    /// Writes one RTP packet of publisher `source` to each of its connected players (see
+    /// [`crate::forward`] for what is rewritten).
+    fn forward(&mut self, source: PeerId, kind: MediaKind, pkt: &RtpPacket) {
+        let (params, players) = {
             let Some(p) = self.peers.get_mut(&source) else { return };
-            let Some(kind) = p.rtc.media(d.mid).map(|m| m.kind()) else { return };
-            (kind, std::mem::take(&mut p.players))
+            let pt = pkt.header.payload_type;
+            let params = p.rtc.codec_config().find(|c| c.pt() == pt).copied();
+            (params, std::mem::take(&mut p.players))
         };
+        let ext_vals = forwarded_ext_vals(pkt);
+        let mut written = 0;
+        // Video is kept for NACKs (answered from the player's RTX cache); audio is not resent.
+        let nackable = kind == MediaKind::Video;
         for &pid in &players {
             let Some(pl) = self.peers.get_mut(&pid) else { continue };
             if !pl.connected {
                 continue; // str0m drops media written before the connection is up
             }
-            let Some(mid) = pl.mid_of(kind) else { continue };
-            let Some(w) = pl.rtc.writer(mid) else { continue };
-            let Some(pt) = w.match_params(d.params) else {
+            let Some(track) = pl.tx[kind_index(kind)].as_mut() else { continue };
+            let rtc = &mut pl.rtc;
+            let mid = track.mid;
+            let pt = track.pt_for(pkt.header.payload_type, || {
+                let pt = rtc.codec_config().match_params(params?)?.pt();
+                rtc.media(mid).is_some_and(|m| m.remote_pts().contains(&pt)).then_some(pt)
+            });
+            let Some(pt) = pt else {
                 self.metrics.dropped_no_codec.increment(1);
                 continue;
             };
-            match w.write(pt, d.network_time, d.time, d.data.clone()) {
-                Ok(()) => {
-                    pl.frames_out += 1;
-                    self.counters.frames_out += 1;
-                    self.metrics.frames_forwarded.increment(1);
-                    self.drain(pid, now);
-                }
-                Err(e) => {
-                    self.metrics.dropped_write.increment(1);
-                    tracing::debug!(player = pid.0, error = %e, "frame not written");
-                }
+            // Older than this player's first packet (reordered across its join): not sent.
+            let Some(seq) = track.seq.map(pkt.header.ssrc, *pkt.seq_no) else { continue };
+            let mut api = rtc.direct_api();
+            let tx = match track.ssrc {
+                Some(ssrc) => api.stream_tx(&ssrc),
+                None => api.stream_tx_by_mid(mid, None).inspect(|tx| track.ssrc = Some(tx.ssrc())),
+            };
+            let Some(tx) = tx else {
+                track.ssrc = None; // looked up by mid again next time
+                self.metrics.dropped_write.increment(1);
+                continue;
+            };
+            let write = RtpWrite::new(pt, SeqNo::from(seq), pkt.header.timestamp, pkt.timestamp, pkt.payload.clone())
+                .marker(pkt.header.marker)
+                .ext_vals(ext_vals.clone())
+                .nackable(nackable);
+            tx.write_rtp(write);
+            pl.frames_out += 1;
+            written += 1;
+            // Sent by the next flush (see there).
+            if !pl.unsent {
+                pl.unsent = true;
+                self.unsent.push(pid);
             }
         }
+        self.counters.frames_out += written;
+        self.metrics.frames_forwarded.increment(written);
         if let Some(p) = self.peers.get_mut(&source) {
             // Players added while forwarding (none today: forwarding never adds) are kept.
             let added = std::mem::replace(&mut p.players, players);
@@ -733,6 +869,13 @@ impl MediaCore {
         tracing::info!(peer = id.0, ?reason, "media peer failed");
         self.remove(id);
         self.events.push_back((id, MediaEvent::Failed(reason)));
+    }
+}
+
+fn kind_index(kind: MediaKind) -> usize {
+    match kind {
+        MediaKind::Audio => 0,
+        MediaKind::Video => 1,
     }
 }
 

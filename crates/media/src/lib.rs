@@ -4,7 +4,8 @@
 //!   carry one host candidate (configured, bound, detected, or `public_ip` behind NAT), because the
 //!   SDK never trickles.
 //! - Publishers (browser sendonly) and players (browser recvonly) as str0m `Rtc`s, all owned by
-//!   one task; frames from a publisher are forwarded to its players without decoding; a player
+//!   one task; a publisher's RTP packets are forwarded to its players as they are (payload
+//!   shared, header rewritten per player: see [`forward`]), without decoding; a player
 //!   that connects or asks for a keyframe makes the publisher get a PLI (FIR if PLI was not
 //!   negotiated).
 //!
@@ -32,6 +33,7 @@ pub mod bridge;
 pub mod config;
 pub mod core;
 pub mod endpoint;
+pub mod forward;
 pub mod rtp;
 pub mod sdp;
 pub mod stun;

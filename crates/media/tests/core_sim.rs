@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use callgate_media::core::MediaCore;
 use callgate_media::{FailReason, MediaConfig, MediaError, MediaEvent, PeerId};
 use str0m::change::{SdpAnswer, SdpPendingOffer};
-use str0m::media::{Direction, MediaKind, Mid};
+use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, Input, Output, Rtc};
 
@@ -72,6 +72,8 @@ struct Sim {
     cut: Vec<SocketAddr>,
     /// Drop DTLS records (first byte 20..=63, RFC 7983) both ways: ICE works, DTLS never does.
     drop_dtls: bool,
+    /// Lose the next RTP packet from this browser address with this payload type (one loss).
+    lose_next_rtp: Option<(SocketAddr, u8)>,
 }
 
 impl Sim {
@@ -83,6 +85,7 @@ impl Sim {
             server: SERVER.parse().unwrap(),
             cut: vec![],
             drop_dtls: false,
+            lose_next_rtp: None,
         }
     }
 
@@ -111,7 +114,17 @@ impl Sim {
                         Output::Transmit(t) => {
                             moved = true;
                             let dtls = (20..=63).contains(&t.contents[0]);
-                            let dropped = self.cut.contains(&b.addr) || (self.drop_dtls && dtls);
+                            // SRTP leaves the RTP header in the clear: version 2 and the PT.
+                            let lost = self.lose_next_rtp.is_some_and(|(addr, pt)| {
+                                addr == b.addr
+                                    && t.contents.len() > 12
+                                    && t.contents[0] >> 6 == 2
+                                    && t.contents[1] & 0x7f == pt
+                            });
+                            if lost {
+                                self.lose_next_rtp = None;
+                            }
+                            let dropped = lost || self.cut.contains(&b.addr) || (self.drop_dtls && dtls);
                             if !dropped {
                                 let from = b.addr;
                                 self.core.handle_datagram(self.now, from, &t.contents);
@@ -166,6 +179,12 @@ impl Sim {
         Ok(self.browsers.len() - 1)
     }
 
+    fn video_pt(&mut self, i: usize) -> u8 {
+        let b = &mut self.browsers[i];
+        let mid = b.mid(MediaKind::Video);
+        *b.rtc.writer(mid).unwrap().payload_params().next().unwrap().pt()
+    }
+
     /// The publisher browser `i` sends one audio frame and one video frame.
     fn send_frames(&mut self, i: usize, n: u32) {
         let b = &mut self.browsers[i];
@@ -209,6 +228,9 @@ fn publisher_frames_reach_every_connected_player() {
         let (_, first_audio) = got.iter().find(|(k, _)| *k == MediaKind::Audio).unwrap();
         assert_eq!(first_audio[0], 0xfc);
         assert_eq!(&first_audio[2..], &[1, 2, 3, 4, 5, 6]);
+        let (_, first_video) = got.iter().find(|(k, _)| *k == MediaKind::Video).unwrap();
+        assert_eq!(first_video[0], 0x10, "the VP8 payload descriptor was forwarded, the frame depacketizes");
+        assert_eq!(&first_video[2..], &[1, 2, 3, 4, 5, 6]);
     }
     let s = sim.core.stats(pubid).unwrap();
     assert_eq!(s.players, 2);
@@ -344,9 +366,52 @@ fn a_player_that_connects_makes_the_publisher_send_a_keyframe() {
         sim.run(Duration::from_millis(20));
     }
     assert_eq!(sim.browsers[publisher].keyframe_requests, 0);
-    sim.play(PeerId(2), PeerId(1), "10.0.0.3:5000").unwrap();
+    let player = sim.play(PeerId(2), PeerId(1), "10.0.0.3:5000").unwrap();
     sim.run(Duration::from_millis(300));
     assert_eq!(sim.browsers[publisher].keyframe_requests, 1, "one PLI when the player connected");
+
+    // The late player's streams start clean: it decodes audio and video from its first packets.
+    for n in 5..15 {
+        sim.send_frames(publisher, n);
+        sim.run(Duration::from_millis(20));
+    }
+    let got = &sim.browsers[player].received;
+    let video: Vec<u8> = got.iter().filter(|(k, _)| *k == MediaKind::Video).map(|(_, d)| d[1]).collect();
+    let audio = got.iter().filter(|(k, _)| *k == MediaKind::Audio).count();
+    assert!(audio >= 9, "late player got {audio} audio frames");
+    assert_eq!(video, (5..15).collect::<Vec<u8>>(), "late player gets every video frame sent after it joined");
+
+    // The player asks for a keyframe (PLI): it reaches the publisher.
+    let mid = sim.browsers[player].mid(MediaKind::Video);
+    let mut w = sim.browsers[player].rtc.writer(mid).unwrap();
+    assert!(w.is_request_keyframe_possible(KeyframeRequestKind::Pli));
+    w.request_keyframe(None, KeyframeRequestKind::Pli).unwrap();
+    sim.run(Duration::from_millis(100));
+    assert_eq!(sim.browsers[publisher].keyframe_requests, 2, "the player's PLI reached the publisher");
+}
+
+#[test]
+fn a_lost_publisher_video_packet_makes_the_publisher_send_a_keyframe() {
+    let mut sim = Sim::new();
+    let publisher = sim.publish(PeerId(1), "10.0.0.2:5000");
+    let player = sim.play(PeerId(2), PeerId(1), "10.0.0.3:5000").unwrap();
+    sim.run(Duration::from_millis(500));
+    for n in 0..20 {
+        sim.send_frames(publisher, n);
+        sim.run(Duration::from_millis(20));
+    }
+    // Only the join PLI so far: in-order packets are no gap.
+    assert_eq!(sim.browsers[publisher].keyframe_requests, 1);
+    let pt = sim.video_pt(publisher);
+    sim.lose_next_rtp = Some(("10.0.0.2:5000".parse().unwrap(), pt));
+    for n in 20..25 {
+        sim.send_frames(publisher, n);
+        sim.run(Duration::from_millis(20));
+    }
+    assert!(sim.lose_next_rtp.is_none(), "one video packet was lost");
+    assert_eq!(sim.browsers[publisher].keyframe_requests, 2, "the gap made the server ask for a keyframe");
+    let video = sim.browsers[player].received.iter().filter(|(k, _)| *k == MediaKind::Video).count();
+    assert!(video >= 23, "the player keeps getting video after the loss ({video} frames)");
 }
 
 #[test]

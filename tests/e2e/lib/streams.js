@@ -101,7 +101,16 @@ export function mediaFacts(sdk, id) {
     (id) =>
       new Promise((resolve) => {
         const v = document.getElementById(id);
-        const facts = { videoWidth: v?.videoWidth ?? 0, videoHeight: v?.videoHeight ?? 0, bytesReceived: 0, packetsReceived: 0 };
+        const facts = {
+          videoWidth: v?.videoWidth ?? 0,
+          videoHeight: v?.videoHeight ?? 0,
+          bytesReceived: 0,
+          packetsReceived: 0,
+          audioPackets: 0,
+          // Samples the audio decoder produced from received packets (concealment left out).
+          audioDecodedSamples: 0,
+          videoFramesDecoded: 0,
+        };
         const rec = window.__e2e.streams?.[id];
         const timer = setTimeout(() => resolve({ ...facts, stats: 'timeout' }), 3000);
         try {
@@ -110,6 +119,12 @@ export function mediaFacts(sdk, id) {
             for (const r of raw['inbound-rtp'] || []) {
               facts.bytesReceived += r.bytesReceived || 0;
               facts.packetsReceived += r.packetsReceived || 0;
+              if (r.kind === 'audio') {
+                facts.audioPackets += r.packetsReceived || 0;
+                facts.audioDecodedSamples += (r.totalSamplesReceived || 0) - (r.concealedSamples || 0);
+              } else if (r.kind === 'video') {
+                facts.videoFramesDecoded += r.framesDecoded || 0;
+              }
             }
             resolve(facts);
           }, true);

@@ -56,6 +56,11 @@ e2eTest('publish -> PUBLISHING; play in a second session -> PLAYING with real me
   const later = await mediaFacts(viewer, playId);
   assert.ok(later.bytesReceived > first.bytesReceived, `inbound bytes rise: ${show([first, later])}`);
   assert.ok(later.videoWidth > 0 && later.videoHeight > 0, show(later));
+  // Both tracks are forwarded and decoded: audio packets and decoded (not concealed) samples,
+  // decoded video frames, all rising.
+  assert.ok(later.audioPackets > first.audioPackets, `inbound audio packets rise: ${show([first, later])}`);
+  assert.ok(later.audioDecodedSamples > first.audioDecodedSamples, `decoded audio samples rise: ${show([first, later])}`);
+  assert.ok(later.videoFramesDecoded > first.videoFramesDecoded, `decoded video frames rise: ${show([first, later])}`);
 
   // The REST API lists both streams.
   const all = await (await fetch(`${callgate.httpUrl}/rest-api/stream/find_all`, { method: 'POST' })).json();
