@@ -34,6 +34,9 @@ export async function startSipp(scenario, { keys = {}, timeoutS = 30, rtpEcho = 
   child.stderr.on('data', (d) => { stderr += d; });
   const exited = new Promise((resolve) => child.on('exit', (code) => resolve(code)));
   await new Promise((r) => setTimeout(r, 300)); // let it bind
+  if (child.exitCode !== null) {
+    throw new Error(`sipp ${scenario} exited at once (code ${child.exitCode}) on port ${port}: ${stderr.slice(-2000)}`);
+  }
   return {
     port,
     messages: () => { try { return fs.readFileSync(path.join(dir, 'messages.log'), 'utf8'); } catch { return ''; } },

@@ -1,11 +1,22 @@
 // Small shared helpers: free ports, bounded polling with readable failures.
+import dgram from 'node:dgram';
 import net from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 export const DEFAULT_TIMEOUT_MS = Number(process.env.E2E_TIMEOUT_MS || 10_000);
 
-/** A port that was free on 127.0.0.1 a moment ago (bind port 0, read it, close). */
-export function freePort() {
+/** A port that was free on 127.0.0.1 a moment ago for both TCP and UDP (callgate's WebSocket
+ * and HTTP ports are TCP, sipp's and Kamailio's are UDP; a busy machine may hold the UDP twin
+ * of a free TCP port). */
+export async function freePort() {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const port = await freeTcpPort();
+    if (await udpFree(port)) return port;
+  }
+  throw new Error('no port free for both TCP and UDP on 127.0.0.1 after 50 tries');
+}
+
+function freeTcpPort() {
   return new Promise((resolve, reject) => {
     const srv = net.createServer();
     srv.unref();
@@ -14,6 +25,14 @@ export function freePort() {
       const { port } = srv.address();
       srv.close(() => resolve(port));
     });
+  });
+}
+
+function udpFree(port) {
+  return new Promise((resolve) => {
+    const sock = dgram.createSocket('udp4');
+    sock.once('error', () => { sock.close(); resolve(false); });
+    sock.bind(port, '127.0.0.1', () => sock.close(() => resolve(true)));
   });
 }
 
