@@ -38,6 +38,11 @@ enum Command {
         events: EventSender,
         reply: oneshot::Sender<Result<BridgeAnswer, MediaError>>,
     },
+    RtpLeg {
+        id: PeerId,
+        codec: crate::bridge::G711,
+        reply: oneshot::Sender<Result<String, MediaError>>,
+    },
     BridgeRemote {
         id: PeerId,
         sdp: String,
@@ -160,6 +165,16 @@ impl MediaEndpoint {
     pub async fn bridge(&self, id: PeerId, offer: String, events: EventSender) -> Result<BridgeAnswer, MediaError> {
         let (reply, rx) = oneshot::channel();
         self.send(Command::Bridge { id, offer, events, reply }).await?;
+        rx.await.map_err(|_| MediaError::Stopped)?
+    }
+
+    /// Creates an RTP-only call leg (no browser; see [`MediaCore::add_rtp_leg`]) on its own
+    /// RTP socket; returns the RTP/AVP SDP offer for the SIP side. [`MediaEndpoint::bridge_remote`],
+    /// [`MediaEndpoint::send_dtmf`], [`MediaEndpoint::stats`] and [`MediaEndpoint::close`] work on
+    /// it as on a bridge. No events: there is no ICE/DTLS that could fail.
+    pub async fn rtp_leg(&self, id: PeerId, codec: crate::bridge::G711) -> Result<String, MediaError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::RtpLeg { id, codec, reply }).await?;
         rx.await.map_err(|_| MediaError::Stopped)?
     }
 
@@ -319,6 +334,23 @@ fn handle_command(
                     let r = core.add_bridge(id, &offer, sip_local, now);
                     if r.is_ok() {
                         sinks.insert(id, events);
+                        rtp.insert(id, sock);
+                    } else {
+                        sock.reader.abort();
+                    }
+                    r
+                }
+                Err(e) => Err(MediaError::Negotiation(format!("cannot bind an RTP port: {e}"))),
+            };
+            let _ = reply.send(r);
+        }
+        Command::RtpLeg { id, codec, reply } => {
+            let r = match bind_rtp(id, rtp_ip, rtp_tx) {
+                Ok(sock) => {
+                    let port = sock.socket.local_addr().map(|a| a.port()).unwrap_or(0);
+                    let sip_local = SocketAddr::new(core.local_addr().ip(), port);
+                    let r = core.add_rtp_leg(id, codec, sip_local, now);
+                    if r.is_ok() {
                         rtp.insert(id, sock);
                     } else {
                         sock.reader.abort();
