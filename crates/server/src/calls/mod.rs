@@ -21,6 +21,7 @@
 
 mod call;
 mod register;
+mod rest;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -34,6 +35,7 @@ use crate::config::SipSection;
 use crate::session::SessionCtx;
 
 pub use register::SipCredentials;
+pub use rest::RestCallError;
 
 /// The node's SIP side.
 pub struct Calls {
@@ -100,6 +102,16 @@ impl Calls {
     /// REST `/call/terminate`: hangs up `call_id`; false when there is no such call.
     pub async fn terminate(&self, call_id: &str) -> bool {
         call::terminate(self, call_id).await
+    }
+
+    /// REST `/call/hold`, `/unhold`, `/transfer`, `/send_dtmf` (`method` = the hook's); see
+    /// `rest.rs`.
+    pub async fn rest_action(
+        &self,
+        method: callgate_hooks::HookMethod,
+        body: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<(), RestCallError> {
+        rest::action(self, method, body).await
     }
 
     /// Live calls.
@@ -180,6 +192,14 @@ async fn incoming(ctx: Option<Arc<SessionCtx>>, c: callgate_sip::ua::IncomingCal
     };
     tracing::info!(from = %c.from_uri, to = %c.request_uri, status, "incoming SIP call refused");
     let _ = handle.with(move |ua, now| ua.reject(now, call, status, Some(reason))).await;
+}
+
+/// REST `/call/startup`: a SIP call with no browser (see `rest.rs`); `Ok` = accepted.
+pub fn rest_startup(
+    shared: &Arc<crate::Shared>,
+    body: serde_json::Map<String, serde_json::Value>,
+) -> Result<(), RestCallError> {
+    rest::startup(shared, body)
 }
 
 /// The session is established: register its SIP account when it asks for it.
