@@ -181,10 +181,7 @@ pub(super) fn startup(shared: &Arc<Shared>, body: Map<String, Value>) -> Result<
 /// The rest of a REST call's setup: hook, TRYING, RTP leg, INVITE.
 async fn place(ctx: Arc<SessionCtx>, call_id: Arc<str>, creds: SipCredentials, mut data: Map<String, Value>) {
     let calls = &ctx.shared.calls;
-    if let Err(why) = ctx.direct_from(HookMethod::Call, Origin::RestApi, &mut data).await {
-        // Cannot happen with origin RestApi (the decision table never aborts it); kept honest.
-        tracing::warn!(call = &*call_id, reason = %why, "call hook refused a REST call; placing it anyway");
-    }
+    let refused = ctx.direct_from(HookMethod::Call, Origin::RestApi, &mut data).await.err();
     // Ours, whatever the backend answered.
     for k in ["callId", "incoming", "nodeId", "appKey", "sessionId", "hasAudio", "hasVideo"] {
         let v = match k {
@@ -208,6 +205,12 @@ async fn place(ctx: Arc<SessionCtx>, call_id: Arc<str>, creds: SipCredentials, m
     match calls.table.calls.get_mut(&call_id) {
         Some(mut e) => e.obj = data.clone(),
         None => return, // terminated during the hook (FINISH already reported)
+    }
+    if let Some(why) = refused {
+        // The decision table never aborts a RestApi-origin hook; should it ever, the call is
+        // not placed against the verdict (and the backend hears why).
+        tracing::error!(call = &*call_id, reason = %why, "call hook aborted a REST call");
+        return call::end(&calls.table, &call_id, FAILED, &why, None);
     }
     if callee.is_empty() {
         return call::end(&calls.table, &call_id, FAILED, "Failed by error: the call hook removed the callee", None);
@@ -259,6 +262,9 @@ pub(super) async fn action(
                 Some(Value::Number(n)) => n.to_string(),
                 _ => return Err(bad("dtmf is required")),
             };
+            if let Some(k) = dtmf.chars().find(|c| callgate_media::rtp::dtmf_event(*c).is_none()) {
+                return Err(bad(format!("dtmf: not a DTMF key: {k:?} (0-9, *, #, A-D)")));
+            }
             let kind = text(&body, "type").unwrap_or("RFC2833");
             if !matches!(kind, "RFC2833" | "INFO" | "INFO_RELAY") {
                 return Err(bad(format!("type must be RFC2833, INFO or INFO_RELAY, not {kind:?}")));
