@@ -24,12 +24,14 @@
 //! all in phase 2.
 //!
 //! Rate = calls that completed / (time of the last completion - first start - HOLD): the
-//! same definition for all three phases (for sipp, the UAC's exit). CPU: user+system time of
+//! same definition for all three phases (callgate: `/metrics` polled every 50 ms; sipp: the
+//! UAC's `-trace_stat` rows, one per second, so the baseline's rate is within ~5 % at 20 s). CPU: user+system time of
 //! callgate, of the sipp UAS (and UAC), and of this driver, from `/proc/<pid>/stat`.
 //!
 //! Bounded: N = RATE x SECONDS calls per phase (defaults 1,000/s x 20 s), issuing stops at
 //! 2 x SECONDS, draining waits at most 20 s more. Environment: `CALLGATE_LOAD_RATE`,
-//! `CALLGATE_LOAD_SECONDS`, `CALLGATE_LOAD_HOLD_MS` (500).
+//! `CALLGATE_LOAD_SECONDS`, `CALLGATE_LOAD_HOLD_MS` (500); `CALLGATE_LOAD_KEEP=1` keeps the
+//! callgate log and sipp's statistics.
 //!
 //! Run: `make load-calls` (builds the release binary first). Without a release binary and
 //! without `CALLGATE_BIN`, it prints SKIPPED and exits 0 (so `cargo bench` as a whole runs);
@@ -233,7 +235,11 @@ async fn run(bin: &Path, p: Params, nofile: u64) -> Result<(), String> {
         if on.failed_pct() < 0.1 && off.failed_pct() < 0.1 { "met" } else { "MISSED" },
         if cost_rate < 20.0 { "met by rate" } else { "MISSED by rate" }
     );
-    let _ = std::fs::remove_dir_all(&dir);
+    if std::env::var_os("CALLGATE_LOAD_KEEP").is_some() {
+        println!("logs and sipp statistics kept in {}", dir.display());
+    } else {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
     Ok(())
 }
 
@@ -341,7 +347,9 @@ async fn sipp_baseline(p: Params, dir: &Path) -> Result<Outcome, String> {
     let _ = wait_exit(&mut uas, Duration::from_secs(5)).await;
     let (ok, failed) = sipp_stats(&uac_stat);
     let (uas_ok, uas_failed) = sipp_stats(&uas_stat);
-    let secs = (done - t0).as_secs_f64() - p.hold_ms as f64 / 1000.0;
+    // The UAC exits only when its last call is over, and a failed call keeps it until its
+    // timeout: take the time its successful calls were all done from its statistics (1 s rows).
+    let secs = sipp_done_secs(&uac_stat).unwrap_or_else(|| (done - t0).as_secs_f64()) - p.hold_ms as f64 / 1000.0;
     Ok(Outcome {
         name: "sipp UAC -> sipp UAS (baseline)",
         offered: p.calls(),
@@ -473,7 +481,8 @@ async fn callgate_phase(
     loop {
         tokio::time::sleep(Duration::from_millis(50)).await;
         now_counts = counts(client, base).await?;
-        if now_counts.finished != last.finished || now_counts.failed != last.failed {
+        // Completions only: a call stuck in a timeout must not stretch the measured time.
+        if now_counts.finished != last.finished {
             last_change = Instant::now();
         }
         last = now_counts;
@@ -527,6 +536,22 @@ fn sipp_stats(path: &Path) -> (u64, u64) {
         cols.iter().position(|c| *c == name).and_then(|i| vals.get(i)).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
     };
     (get("SuccessfulCall(C)"), get("FailedCall(C)"))
+}
+
+/// Seconds from the start of a sipp run to the first `-trace_stat` row (one per second) in
+/// which `SuccessfulCall(C)` has its final value.
+fn sipp_done_secs(path: &Path) -> Option<f64> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let rows: Vec<Vec<&str>> = text.lines().filter(|l| !l.trim().is_empty()).map(|l| l.split(';').collect()).collect();
+    let (header, rows) = rows.split_first()?;
+    let col = |name: &str| header.iter().position(|c| *c == name);
+    let (ok_col, now_col, start_col) = (col("SuccessfulCall(C)")?, col("CurrentTime")?, col("StartTime")?);
+    // Time fields are "<date>\t<time>\t<epoch seconds>".
+    let epoch = |f: &str| f.split_whitespace().last().and_then(|v| v.parse::<f64>().ok());
+    let num = |r: &Vec<&str>| r.get(ok_col).and_then(|v| v.trim().parse::<u64>().ok()).unwrap_or(0);
+    let last = num(rows.last()?);
+    let row = rows.iter().find(|r| num(r) == last)?;
+    Some(epoch(row.get(now_col)?)? - epoch(row.get(start_col)?)?)
 }
 
 /// User + system CPU seconds of `pid` (0 when it is gone).
