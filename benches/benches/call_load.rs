@@ -49,6 +49,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
 const IN_FLIGHT: usize = 1024;
+/// sipp's socket buffers (its default is 64 KiB, which overflows under bursts at these rates).
+const SIPP_BUFFER: &str = "4194304";
 const DRAIN: Duration = Duration::from_secs(20);
 
 /// Kills and reaps a child whatever happens.
@@ -135,6 +137,8 @@ struct Outcome {
     cpu_driver: f64,
     hooks_http: u64,
     hooks_not_called: u64,
+    /// Datagrams the kernel dropped on callgate's SIP socket (full receive buffer).
+    sip_drops: u64,
 }
 
 impl Outcome {
@@ -190,9 +194,10 @@ async fn run(bin: &Path, p: Params, nofile: u64) -> Result<(), String> {
     println!("machine: {} cores, load average {}", cores(), loadavg());
     let baseline = sipp_baseline(p, &dir).await?;
     report(&baseline, None);
-    let off = callgate_phase(p, &dir, &client, &base, pid, "unhooked", "callgate, hooks off").await?;
+    let off = callgate_phase(p, &dir, &client, &base, pid, sip, "unhooked", "callgate, hooks off").await?;
     report(&off, Some(&baseline));
-    let on = callgate_phase(p, &dir, &client, &base, pid, "hooked", "callgate, hooks on (EchoApp over HTTP)").await?;
+    let on =
+        callgate_phase(p, &dir, &client, &base, pid, sip, "hooked", "callgate, hooks on (EchoApp over HTTP)").await?;
     report(&on, Some(&baseline));
     println!();
     println!("| phase | offered | established | failed % | calls/s | vs baseline | caller CPU µs/call (callgate; sipp UAC in the baseline) | sipp UAS CPU µs/call | driver CPU µs/call | hooks sent over HTTP |");
@@ -246,7 +251,8 @@ async fn run(bin: &Path, p: Params, nofile: u64) -> Result<(), String> {
 fn report(o: &Outcome, baseline: Option<&Outcome>) {
     println!(
         "{}: offered {}, established {}, failed {} ({:.3} %), {:.0} calls/s{}, issued in {:.2} s, HTTP errors {}, \
-         sipp UAS ok {} failed {}, CPU s: callgate {:.2} sipp {:.2} driver {:.2}, hooks over HTTP {}, not called {}",
+         sipp UAS ok {} failed {}, CPU s: callgate {:.2} sipp {:.2} driver {:.2}, hooks over HTTP {}, not called {}, \
+         datagrams dropped on callgate's SIP socket {}",
         o.name,
         o.offered,
         o.established,
@@ -262,7 +268,8 @@ fn report(o: &Outcome, baseline: Option<&Outcome>) {
         o.cpu_sipp,
         o.cpu_driver,
         o.hooks_http,
-        o.hooks_not_called
+        o.hooks_not_called,
+        o.sip_drops
     );
 }
 
@@ -274,10 +281,12 @@ fn spawn_uas(p: Params, dir: &Path, tag: &str) -> Result<(ChildGuard, u16, PathB
     let child = Command::new("sipp")
         .arg("-sf")
         .arg(workspace().join("tests/sipp/uas_answer_remote_bye.xml"))
-        .args(["-i", "127.0.0.1", "-mi", "127.0.0.1", "-ci", "127.0.0.1", "-nostdin"])
+        .args(["-i", "127.0.0.1", "-mi", "127.0.0.1", "-ci", "127.0.0.1", "-nostdin", "-buff_size", SIPP_BUFFER])
         .args(["-p", &port.to_string(), "-m", &p.calls().to_string(), "-d", &p.hold_ms.to_string()])
         .args(["-timeout", &format!("{timeout}s"), "-trace_stat", "-fd", "1", "-stf"])
         .arg(&stat)
+        .args(["-trace_err", "-error_file"])
+        .arg(dir.join(format!("uas-{tag}-errors.log")))
         .current_dir(dir)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -313,7 +322,7 @@ async fn sipp_baseline(p: Params, dir: &Path) -> Result<Outcome, String> {
         .arg("-sf")
         .arg(workspace().join("benches/sipp/uac_remote_bye.xml"))
         .args(["-s", "3001", &format!("127.0.0.1:{port}")])
-        .args(["-i", "127.0.0.1", "-mi", "127.0.0.1", "-ci", "127.0.0.1", "-nostdin"])
+        .args(["-i", "127.0.0.1", "-mi", "127.0.0.1", "-ci", "127.0.0.1", "-nostdin", "-buff_size", SIPP_BUFFER])
         .args(["-p", &free_udp()?.to_string(), "-r", &p.rate.to_string(), "-m", &p.calls().to_string()])
         .args(["-l", &(p.rate * (p.hold_ms / 1000 + 5)).to_string()])
         .args(["-timeout", &format!("{timeout}s"), "-trace_stat", "-fd", "1", "-stf"])
@@ -365,6 +374,7 @@ async fn sipp_baseline(p: Params, dir: &Path) -> Result<Outcome, String> {
         cpu_driver: driver,
         hooks_http: 0,
         hooks_not_called: 0,
+        sip_drops: 0,
     })
 }
 
@@ -422,12 +432,14 @@ async fn callgate_phase(
     client: &HttpClient,
     base: &str,
     pid: u32,
+    sip_port: u16,
     app: &str,
     name: &'static str,
 ) -> Result<Outcome, String> {
     let (mut uas, port, uas_stat) = spawn_uas(p, dir, app)?;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let before = counts(client, base).await?;
+    let drops0 = udp_drops(sip_port);
     let uas_pid = uas.0.id();
     let (cg0, uas0, self0) = (cpu_secs(pid), cpu_secs(uas_pid), cpu_secs(std::process::id()));
     let url: http::Uri = format!("{base}/rest-api/call/startup").parse().map_err(|e| format!("{e}"))?;
@@ -521,6 +533,7 @@ async fn callgate_phase(
         cpu_driver: driver,
         hooks_http: now_counts.hooks_http - before.hooks_http,
         hooks_not_called: now_counts.hooks_not_called - before.hooks_not_called,
+        sip_drops: udp_drops(sip_port).saturating_sub(drops0),
     })
 }
 
@@ -552,6 +565,18 @@ fn sipp_done_secs(path: &Path) -> Option<f64> {
     let last = num(rows.last()?);
     let row = rows.iter().find(|r| num(r) == last)?;
     Some(epoch(row.get(now_col)?)? - epoch(row.get(start_col)?)?)
+}
+
+/// The `drops` of the UDP sockets bound to 127.0.0.1:`port` (`/proc/net/udp`, last column).
+fn udp_drops(port: u16) -> u64 {
+    let want = format!("0100007F:{port:04X}");
+    std::fs::read_to_string("/proc/net/udp")
+        .unwrap_or_default()
+        .lines()
+        .skip(1)
+        .filter(|l| l.split_whitespace().nth(1) == Some(want.as_str()))
+        .filter_map(|l| l.split_whitespace().last().and_then(|d| d.parse::<u64>().ok()))
+        .sum()
 }
 
 /// User + system CPU seconds of `pid` (0 when it is gone).
