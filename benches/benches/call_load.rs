@@ -147,7 +147,7 @@ impl Outcome {
     }
 }
 
-async fn run(bin: &Path, p: Params, nofile: u64) -> Result<(), String> {
+async fn run(bin: &Path, p: Params, nofile: libc::rlim_t) -> Result<(), String> {
     let dir = std::env::temp_dir().join(format!("callgate-call-load-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let (ws, http, sip, media) = (free_tcp()?, free_tcp()?, free_udp()?, free_udp()?);
@@ -542,7 +542,7 @@ fn sipp_stats(path: &Path) -> (u64, u64) {
     let Ok(text) = std::fs::read_to_string(path) else { return (0, 0) };
     let mut lines = text.lines().filter(|l| !l.trim().is_empty());
     let Some(header) = lines.next() else { return (0, 0) };
-    let Some(last) = lines.last() else { return (0, 0) };
+    let Some(last) = lines.next_back() else { return (0, 0) };
     let cols: Vec<&str> = header.split(';').collect();
     let vals: Vec<&str> = last.split(';').collect();
     let get = |name: &str| {
@@ -592,7 +592,7 @@ fn cpu_secs(pid: u32) -> f64 {
     (ticks(11) + ticks(12)) / hz.max(1.0)
 }
 
-fn raise_nofile_limit() -> u64 {
+fn raise_nofile_limit() -> libc::rlim_t {
     let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: `lim` is a valid, writable rlimit.
     unsafe {
@@ -606,7 +606,7 @@ fn raise_nofile_limit() -> u64 {
             }
         }
     }
-    lim.rlim_cur as u64
+    lim.rlim_cur
 }
 
 fn free_tcp() -> Result<u16, String> {
