@@ -14,7 +14,10 @@
 //! 1. `sipp UAC -> sipp UAS` (the baseline): `benches/sipp/uac_remote_bye.xml -r RATE -m N`;
 //! 2. `callgate, hooks off`: this process POSTs N `/call/startup` (app `unhooked`) at RATE/s,
 //!    open loop (hyper-util, keep-alive, up to 1,024 in flight);
-//! 3. `callgate, hooks on`: the same with app `hooked`.
+//! 3. `callgate, hooks on`: the same with app `hooked`;
+//! 4. `callgate, hooks on, EchoApp in a 2nd process`: app `remote`, whose URL is the EchoApp of a
+//!    second `callgate` child (so the backend's side of each hook is not callgate's CPU; it is
+//!    reported as "backend CPU").
 //!
 //! Counting: callgate's `/metrics` (`callgate_call_statuses_total{status=...}`, deltas per
 //! phase) for ESTABLISHED/FAILED/FINISH, the HTTP status of every startup, and sipp's own
@@ -139,6 +142,33 @@ struct Outcome {
     hooks_not_called: u64,
     /// Datagrams the kernel dropped on callgate's SIP socket (full receive buffer).
     sip_drops: u64,
+    /// CPU seconds of the separate backend process (phase 4).
+    cpu_backend: f64,
+}
+
+/// One callgate phase: the app its calls use, and the processes to account.
+struct Phase {
+    app: &'static str,
+    name: &'static str,
+    pid: u32,
+    sip_port: u16,
+    backend_pid: Option<u32>,
+}
+
+/// Starts a callgate child with `cfg` (logs to `<dir>/<name>.log`).
+fn spawn_callgate(bin: &Path, dir: &Path, name: &str, cfg: &str) -> Result<ChildGuard, String> {
+    let cfg_path = dir.join(format!("{name}.toml"));
+    std::fs::write(&cfg_path, cfg).map_err(|e| e.to_string())?;
+    let log = std::fs::File::create(dir.join(format!("{name}.log"))).map_err(|e| e.to_string())?;
+    let child = Command::new(bin)
+        .arg("--config")
+        .arg(&cfg_path)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().map_err(|e| e.to_string())?)
+        .stderr(log)
+        .spawn()
+        .map_err(|e| format!("spawn {}: {e}", bin.display()))?;
+    Ok(ChildGuard(child))
 }
 
 impl Outcome {
@@ -151,25 +181,23 @@ async fn run(bin: &Path, p: Params, nofile: libc::rlim_t) -> Result<(), String> 
     let dir = std::env::temp_dir().join(format!("callgate-call-load-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let (ws, http, sip, media) = (free_tcp()?, free_tcp()?, free_udp()?, free_udp()?);
+    // The backend of phase 4: a second callgate serving only its EchoApp.
+    let (ws2, http2, media2) = (free_tcp()?, free_tcp()?, free_udp()?);
+    let backend_cfg = format!(
+        "[server]\nws_bind = \"127.0.0.1:{ws2}\"\nhttp_bind = \"127.0.0.1:{http2}\"\n\
+         [media]\nbind = \"127.0.0.1:{media2}\"\n[log]\nfilter = \"warn\"\n"
+    );
+    let backend = spawn_callgate(bin, &dir, "backend", &backend_cfg)?;
+    let backend_pid = backend.0.id();
     let cfg = format!(
         "[server]\nws_bind = \"127.0.0.1:{ws}\"\nhttp_bind = \"127.0.0.1:{http}\"\n\
          [hooks]\necho_fast_path = false\n[media]\nbind = \"127.0.0.1:{media}\"\n\
          [sip]\nbind = \"127.0.0.1:{sip}\"\n[log]\nfilter = \"warn\"\n\
          [apps.hooked]\nurl = \"http://127.0.0.1:{http}/apps/EchoApp\"\n\
-         [apps.unhooked]\nurl = \"http://127.0.0.1:{http}/apps/EchoApp\"\nmethods = \"none\"\n"
+         [apps.unhooked]\nurl = \"http://127.0.0.1:{http}/apps/EchoApp\"\nmethods = \"none\"\n\
+         [apps.remote]\nurl = \"http://127.0.0.1:{http2}/apps/EchoApp\"\n"
     );
-    let cfg_path = dir.join("callgate.toml");
-    std::fs::write(&cfg_path, cfg).map_err(|e| e.to_string())?;
-    let log = std::fs::File::create(dir.join("callgate.log")).map_err(|e| e.to_string())?;
-    let child = Command::new(bin)
-        .arg("--config")
-        .arg(&cfg_path)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().map_err(|e| e.to_string())?)
-        .stderr(log)
-        .spawn()
-        .map_err(|e| format!("spawn {}: {e}", bin.display()))?;
-    let callgate = ChildGuard(child);
+    let callgate = spawn_callgate(bin, &dir, "callgate", &cfg)?;
     let pid = callgate.0.id();
     let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new())
         .pool_max_idle_per_host(IN_FLIGHT)
@@ -177,11 +205,13 @@ async fn run(bin: &Path, p: Params, nofile: libc::rlim_t) -> Result<(), String> 
         .build_http();
     let base = format!("http://127.0.0.1:{http}");
     let up = Instant::now();
-    while get(&client, &format!("{base}/metrics")).await.is_err() {
-        if up.elapsed() > Duration::from_secs(10) {
-            return Err(format!("callgate did not serve {base}/metrics within 10 s; see {}", dir.display()));
+    for b in [base.clone(), format!("http://127.0.0.1:{http2}")] {
+        while get(&client, &format!("{b}/metrics")).await.is_err() {
+            if up.elapsed() > Duration::from_secs(10) {
+                return Err(format!("callgate did not serve {b}/metrics within 10 s; see {}", dir.display()));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     println!(
         "call_load: {} calls/s x {} s per phase ({} calls), hold {} ms, nofile {nofile}, callgate {}",
@@ -194,17 +224,22 @@ async fn run(bin: &Path, p: Params, nofile: libc::rlim_t) -> Result<(), String> 
     println!("machine: {} cores, load average {}", cores(), loadavg());
     let baseline = sipp_baseline(p, &dir).await?;
     report(&baseline, None);
-    let off = callgate_phase(p, &dir, &client, &base, pid, sip, "unhooked", "callgate, hooks off").await?;
+    let ph = |app, name| Phase { app, name, pid, sip_port: sip, backend_pid: None };
+    let off = callgate_phase(p, &dir, &client, &base, ph("unhooked", "callgate, hooks off")).await?;
     report(&off, Some(&baseline));
-    let on =
-        callgate_phase(p, &dir, &client, &base, pid, sip, "hooked", "callgate, hooks on (EchoApp over HTTP)").await?;
+    let on = callgate_phase(p, &dir, &client, &base, ph("hooked", "callgate, hooks on (EchoApp over HTTP)")).await?;
     report(&on, Some(&baseline));
+    let remote_phase =
+        Phase { backend_pid: Some(backend_pid), ..ph("remote", "callgate, hooks on (EchoApp in a 2nd process)") };
+    let remote = callgate_phase(p, &dir, &client, &base, remote_phase).await?;
+    report(&remote, Some(&baseline));
+    drop(backend);
     println!();
-    println!("| phase | offered | established | failed % | calls/s | vs baseline | caller CPU µs/call (callgate; sipp UAC in the baseline) | sipp UAS CPU µs/call | driver CPU µs/call | hooks sent over HTTP |");
-    println!("|---|---|---|---|---|---|---|---|---|---|");
-    for o in [&baseline, &off, &on] {
+    println!("| phase | offered | established | failed % | calls/s | vs baseline | caller CPU µs/call (callgate; sipp UAC in the baseline) | backend CPU µs/call | sipp UAS CPU µs/call | driver CPU µs/call | hooks sent over HTTP |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    for o in [&baseline, &off, &on, &remote] {
         println!(
-            "| {} | {} | {} | {:.3} | {:.0} | {:.2}x | {:.1} | {:.1} | {:.1} | {} |",
+            "| {} | {} | {} | {:.3} | {:.0} | {:.2}x | {:.1} | {:.1} | {:.1} | {:.1} | {} |",
             o.name,
             o.offered,
             o.established,
@@ -212,6 +247,7 @@ async fn run(bin: &Path, p: Params, nofile: libc::rlim_t) -> Result<(), String> 
             o.rate,
             o.rate / baseline.rate.max(1e-9),
             o.cpu_callgate * 1e6 / o.established.max(1) as f64,
+            o.cpu_backend * 1e6 / o.established.max(1) as f64,
             o.cpu_sipp * 1e6 / o.established.max(1) as f64,
             o.cpu_driver * 1e6 / o.established.max(1) as f64,
             o.hooks_http
@@ -224,6 +260,15 @@ async fn run(bin: &Path, p: Params, nofile: libc::rlim_t) -> Result<(), String> 
     println!("hook cost (rate)  = (rate off - rate on) / rate off = {cost_rate:.1} %");
     println!("hook cost (CPU)   = callgate CPU per call: on {:.1} µs, off {:.1} µs; share of the hooked call's CPU spent on hooks = {cost_cpu:.1} %",
         per_call(&on) * 1e6, per_call(&off) * 1e6);
+    let cost_remote = 100.0 * (per_call(&remote) - per_call(&off)) / per_call(&remote).max(1e-12);
+    println!(
+        "hook cost, backend in its own process: callgate CPU per call {:.1} µs (+{:.1} µs, {cost_remote:.1} % of it), \
+         backend {:.1} µs per call; rate (off - remote) / off = {:.1} %",
+        per_call(&remote) * 1e6,
+        (per_call(&remote) - per_call(&off)) * 1e6,
+        remote.cpu_backend * 1e6 / remote.established.max(1) as f64,
+        100.0 * (off.rate - remote.rate) / off.rate.max(1e-9)
+    );
     // The measured rate cannot exceed the offered one; 1 % is the resolution of the
     // completion timestamps (50 ms polls over a 20 s phase, plus the last call's BYE).
     let reached = |o: &Outcome| o.rate >= 0.99 * o.offered as f64 / p.seconds as f64;
@@ -375,6 +420,7 @@ async fn sipp_baseline(p: Params, dir: &Path) -> Result<Outcome, String> {
         hooks_http: 0,
         hooks_not_called: 0,
         sip_drops: 0,
+        cpu_backend: 0.0,
     })
 }
 
@@ -425,17 +471,16 @@ async fn get(client: &HttpClient, url: &str) -> Result<String, String> {
     Ok(String::from_utf8_lossy(&body).into_owned())
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn callgate_phase(
     p: Params,
     dir: &Path,
     client: &HttpClient,
     base: &str,
-    pid: u32,
-    sip_port: u16,
-    app: &str,
-    name: &'static str,
+    phase: Phase,
 ) -> Result<Outcome, String> {
+    let Phase { app, name, pid, sip_port, backend_pid } = phase;
+    let backend_cpu = || backend_pid.map(cpu_secs).unwrap_or(0.0);
+    let backend0 = backend_cpu();
     let (mut uas, port, uas_stat) = spawn_uas(p, dir, app)?;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let before = counts(client, base).await?;
@@ -534,6 +579,7 @@ async fn callgate_phase(
         hooks_http: now_counts.hooks_http - before.hooks_http,
         hooks_not_called: now_counts.hooks_not_called - before.hooks_not_called,
         sip_drops: udp_drops(sip_port).saturating_sub(drops0),
+        cpu_backend: backend_cpu() - backend0,
     })
 }
 
