@@ -4,7 +4,7 @@ CARGO ?= cargo
 APT_PACKAGES := chromium sip-tester kamailio
 E2E := tests/e2e
 
-.PHONY: run build test deps test-rust test-e2e bench bench-build fmt clippy fuzz fuzz-build cargo-fuzz
+.PHONY: run build test deps test-rust test-e2e bench bench-build load-calls fmt clippy fuzz fuzz-build cargo-fuzz
 
 ## Build and start callgate with its embedded defaults (ws://0.0.0.0:8080, http://0.0.0.0:8081).
 run:
@@ -36,6 +36,14 @@ bench-build:
 
 bench:
 	$(CARGO) bench -p callgate-benches
+
+## Call load (issue 5): REST-started calls/s through the release binary to a sipp UAS, hooks on
+## and off, beside sipp -> sipp. Bounded: LOAD_RATE calls/s x LOAD_SECONDS per phase.
+LOAD_RATE ?= 1000
+LOAD_SECONDS ?= 20
+load-calls:
+	$(CARGO) build --release -p callgate-server --bin callgate
+	CALLGATE_LOAD_RATE=$(LOAD_RATE) CALLGATE_LOAD_SECONDS=$(LOAD_SECONDS) $(CARGO) bench -p callgate-benches --bench call_load
 
 ## Fuzz the SIP codec for FUZZ_SECONDS (default 60). Installs cargo-fuzz when missing; its
 ## nightly-only flags run on the stable toolchain through RUSTC_BOOTSTRAP.

@@ -234,6 +234,16 @@ pub struct MediaCore {
     events: VecDeque<(PeerId, MediaEvent)>,
     counters: Counters,
     metrics: Metrics,
+    /// Server-side RTP-only call legs (calls started through the REST API: no browser).
+    rtp_legs: HashMap<PeerId, RtpLeg>,
+}
+
+/// A call leg with no browser: only the SIP side's plain RTP. It takes the SIP side's audio
+/// (counted, not played anywhere) and sends RFC 4733 DTMF.
+struct RtpLeg {
+    leg: Box<SipLeg>,
+    /// The wake-up this leg has in the timer heap (for DTMF packets).
+    armed: Option<Instant>,
 }
 
 impl MediaCore {
@@ -255,6 +265,7 @@ impl MediaCore {
             events: VecDeque::new(),
             counters: Counters::default(),
             metrics: Metrics::new(),
+            rtp_legs: HashMap::new(),
         }
     }
 
@@ -266,12 +277,13 @@ impl MediaCore {
         self.local
     }
 
+    /// Peers and RTP-only legs.
     pub fn len(&self) -> usize {
-        self.peers.len()
+        self.peers.len() + self.rtp_legs.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.peers.is_empty()
+        self.peers.is_empty() && self.rtp_legs.is_empty()
     }
 
     /// Accepts a publisher's offer (the SDK's m-lines are sendonly) and returns the answer
@@ -308,7 +320,7 @@ impl MediaCore {
         now: Instant,
         g711: Option<G711>,
     ) -> Result<String, MediaError> {
-        if self.peers.contains_key(&id) {
+        if self.peers.contains_key(&id) || self.rtp_legs.contains_key(&id) {
             return Err(MediaError::DuplicatePeer(id));
         }
         let offer = SdpOffer::from_sdp_string(offer).map_err(|e| MediaError::BadOffer(e.to_string()))?;
@@ -399,10 +411,51 @@ impl MediaCore {
         Ok(BridgeAnswer { webrtc_answer, sip_sdp, codec })
     }
 
+    /// Creates an RTP-only call leg (a call with no browser, started through the REST API):
+    /// returns the RTP/AVP SDP offer for the SIP side (`codec` and telephone-event), whose RTP
+    /// socket is `sip_local` (owned by the driver, as for a bridge). The SIP side's audio comes
+    /// in through [`MediaCore::handle_rtp`] and is counted; DTMF goes out as [`Via::Rtp`].
+    pub fn add_rtp_leg(
+        &mut self,
+        id: PeerId,
+        codec: G711,
+        sip_local: SocketAddr,
+        now: Instant,
+    ) -> Result<String, MediaError> {
+        if self.peers.contains_key(&id) || self.rtp_legs.contains_key(&id) {
+            return Err(MediaError::DuplicatePeer(id));
+        }
+        let leg = SipLeg::new(codec, sip_local, now, id.0);
+        let sdp = leg.sdp(sip_local.ip(), id.0);
+        self.rtp_legs.insert(id, RtpLeg { leg: Box::new(leg), armed: None });
+        metrics::gauge!("callgate_media_rtp_legs").increment(1.0);
+        Ok(sdp)
+    }
+
+    /// Sends what an RTP-only leg has due (DTMF) and re-arms its timer.
+    fn drain_rtp_leg(&mut self, id: PeerId, now: Instant) {
+        let Some(r) = self.rtp_legs.get_mut(&id) else { return };
+        while let Some((to, pkt)) = r.leg.poll_dtmf(now) {
+            self.counters.datagrams_out += 1;
+            self.transmits.push_back(Transmit { destination: to, contents: pkt.into(), via: Via::Rtp(id) });
+        }
+        match r.leg.next_dtmf_at() {
+            Some(at) if r.armed != Some(at) => {
+                r.armed = Some(at);
+                self.timers.push(Reverse((at, id)));
+            }
+            Some(_) => {}
+            None => r.armed = None,
+        }
+    }
+
     /// The SIP side's SDP (its answer to our offer, or its offer): where to send, and whether
     /// it takes our G.711 (else `TranscodingRequired`).
     pub fn set_bridge_remote(&mut self, id: PeerId, sip_sdp: &str) -> Result<(), MediaError> {
-        let leg = self.peers.get_mut(&id).and_then(|p| p.sip.as_mut()).ok_or(MediaError::NotFound(id))?;
+        let leg = match self.rtp_legs.get_mut(&id) {
+            Some(r) => &mut r.leg,
+            None => self.peers.get_mut(&id).and_then(|p| p.sip.as_mut()).ok_or(MediaError::NotFound(id))?,
+        };
         leg.apply_remote_sdp(sip_sdp).map_err(|e| match e {
             crate::bridge::BridgeError::CodecMismatch(_) => MediaError::TranscodingRequired,
             other => MediaError::Negotiation(other.to_string()),
@@ -490,6 +543,11 @@ impl MediaCore {
 
     /// Queues DTMF keys for the SIP side (RFC 4733).
     pub fn send_dtmf(&mut self, id: PeerId, keys: &str, now: Instant) -> Result<(), MediaError> {
+        if let Some(r) = self.rtp_legs.get_mut(&id) {
+            r.leg.queue_dtmf(keys).map_err(|e| MediaError::Negotiation(e.to_string()))?;
+            self.drain_rtp_leg(id, now);
+            return Ok(());
+        }
         let leg = self.peers.get_mut(&id).and_then(|p| p.sip.as_mut()).ok_or(MediaError::NotFound(id))?;
         leg.queue_dtmf(keys).map_err(|e| MediaError::Negotiation(e.to_string()))?;
         self.drain(id, now);
@@ -498,6 +556,15 @@ impl MediaCore {
 
     /// A datagram on bridge `id`'s RTP socket (from the SIP side): its audio goes to the browser.
     pub fn handle_rtp(&mut self, id: PeerId, now: Instant, src: SocketAddr, buf: &[u8]) {
+        if let Some(r) = self.rtp_legs.get_mut(&id) {
+            // No browser to play it to: the audio is counted (stats) and dropped.
+            if r.leg.from_sip(src, buf).is_some() {
+                self.counters.frames_in += 1;
+            }
+            // The first packet may have taught the leg its SIP address: DTMF may be due.
+            self.drain_rtp_leg(id, now);
+            return;
+        }
         let Some(p) = self.peers.get_mut(&id) else { return };
         let (Some(leg), Some(mid)) = (p.sip.as_mut(), p.audio_mid) else { return };
         let Some((ts8k, payload)) = leg.from_sip(src, buf) else { return };
@@ -515,6 +582,10 @@ impl MediaCore {
 
     /// Closes a peer. A publisher's players stay (their owner stops them with their own status).
     pub fn remove(&mut self, id: PeerId) {
+        if self.rtp_legs.remove(&id).is_some() {
+            metrics::gauge!("callgate_media_rtp_legs").decrement(1.0);
+            return;
+        }
         let Some(mut p) = self.peers.remove(&id) else { return };
         p.rtc.disconnect();
         self.by_ufrag.remove(&p.ufrag);
@@ -531,7 +602,17 @@ impl MediaCore {
         metrics::gauge!("callgate_media_peers").decrement(1.0);
     }
 
+    /// A peer's counters. An RTP-only leg: `connected` once its SIP address is known,
+    /// `frames_in` = SIP audio packets received, `frames_out` = RTP packets sent (DTMF).
     pub fn stats(&self, id: PeerId) -> Option<PeerStats> {
+        if let Some(r) = self.rtp_legs.get(&id) {
+            return Some(PeerStats {
+                connected: r.leg.remote.is_some(),
+                frames_in: r.leg.packets_in,
+                frames_out: r.leg.packets_out,
+                players: 0,
+            });
+        }
         self.peers.get(&id).map(|p| PeerStats {
             connected: p.connected,
             frames_in: p.frames_in,
@@ -590,6 +671,13 @@ impl MediaCore {
             due.push((at, id));
         }
         for (at, id) in due {
+            if let Some(r) = self.rtp_legs.get_mut(&id) {
+                if r.armed == Some(at) {
+                    r.armed = None;
+                    self.drain_rtp_leg(id, now);
+                }
+                continue;
+            }
             let Some(p) = self.peers.get_mut(&id) else { continue };
             if p.armed != Some(at) {
                 continue; // a stale entry; the peer re-armed since

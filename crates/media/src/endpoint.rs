@@ -49,6 +49,11 @@ enum Command {
         sdp: String,
         reply: oneshot::Sender<Result<(), MediaError>>,
     },
+    RtpLeg {
+        id: PeerId,
+        codec: crate::bridge::G711,
+        reply: oneshot::Sender<Result<String, MediaError>>,
+    },
     BridgeRemote {
         id: PeerId,
         sdp: String,
@@ -191,6 +196,16 @@ impl MediaEndpoint {
     pub async fn bridge_answer(&self, id: PeerId, sdp: String) -> Result<(), MediaError> {
         let (reply, rx) = oneshot::channel();
         self.send(Command::BridgeAnswer { id, sdp, reply }).await?;
+        rx.await.map_err(|_| MediaError::Stopped)?
+    }
+
+    /// Creates an RTP-only call leg (no browser; see [`MediaCore::add_rtp_leg`]) on its own
+    /// RTP socket; returns the RTP/AVP SDP offer for the SIP side. [`MediaEndpoint::bridge_remote`],
+    /// [`MediaEndpoint::send_dtmf`], [`MediaEndpoint::stats`] and [`MediaEndpoint::close`] work on
+    /// it as on a bridge. No events: there is no ICE/DTLS that could fail.
+    pub async fn rtp_leg(&self, id: PeerId, codec: crate::bridge::G711) -> Result<String, MediaError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::RtpLeg { id, codec, reply }).await?;
         rx.await.map_err(|_| MediaError::Stopped)?
     }
 
@@ -382,6 +397,23 @@ fn handle_command(
         }
         Command::BridgeAnswer { id, sdp, reply } => {
             let _ = reply.send(core.accept_bridge_answer(id, &sdp, now));
+        }
+        Command::RtpLeg { id, codec, reply } => {
+            let r = match bind_rtp(id, rtp_ip, rtp_tx) {
+                Ok(sock) => {
+                    let port = sock.socket.local_addr().map(|a| a.port()).unwrap_or(0);
+                    let sip_local = SocketAddr::new(core.local_addr().ip(), port);
+                    let r = core.add_rtp_leg(id, codec, sip_local, now);
+                    if r.is_ok() {
+                        rtp.insert(id, sock);
+                    } else {
+                        sock.reader.abort();
+                    }
+                    r
+                }
+                Err(e) => Err(MediaError::Negotiation(format!("cannot bind an RTP port: {e}"))),
+            };
+            let _ = reply.send(r);
         }
         Command::BridgeRemote { id, sdp, reply } => {
             let _ = reply.send(core.set_bridge_remote(id, &sdp));

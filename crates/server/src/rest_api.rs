@@ -11,6 +11,10 @@
 //! | `/call/find` | filter: any call fields (`callId`, `callee`, `status`, `sessionId`, …), all must match | `200` list of call objects, `404` none |
 //! | `/call/find_all` | none | `200` list, `404` none |
 //! | `/call/terminate` | `{callId}` | `200` (BYE/CANCEL; the client gets `finish FINISH`), `404` unknown call |
+//! | `/call/startup` | `{callId, callee, sipLogin, sipDomain, sipPassword?, sipAuthenticationName?, sipOutboundProxy?, sipPort?, appKey?, visibleName?, hasAudio?, restClientConfig?}` | `200` empty (progress as `CallStatusEvent`s), `400` missing/unsupported field, `409` callId in use |
+//! | `/call/hold`, `/call/unhold` | `{callId}` | `200` (re-INVITE sent), `404` unknown, `409` not established |
+//! | `/call/transfer` | `{callId, target}` | `200` (REFER sent), `400`, `404`, `409` |
+//! | `/call/send_dtmf` | `{callId, dtmf, type?: RFC2833\|INFO\|INFO_RELAY}` | `200`, `400`, `404`, `409` |
 //! | `/stream/terminate` | filter as `find`, or `{mediaSessionIds:[…]}`; `{}` = every stream | `200` (clients get `Stopped by rest /terminate`), `404` none matched |
 //!
 //! A body that is not a JSON object, or lacks a required field, gets `400` with a reason.
@@ -42,7 +46,12 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/rest-api/stream/terminate", post(stream_terminate))
         .route("/rest-api/call/find", post(call_find))
         .route("/rest-api/call/find_all", post(call_find_all).get(call_find_all))
-        .route("/rest-api/call/terminate", post(call_terminate));
+        .route("/rest-api/call/terminate", post(call_terminate))
+        .route("/rest-api/call/startup", post(call_startup))
+        .route("/rest-api/call/hold", post(call_hold))
+        .route("/rest-api/call/unhold", post(call_unhold))
+        .route("/rest-api/call/transfer", post(call_transfer))
+        .route("/rest-api/call/send_dtmf", post(call_send_dtmf));
     let r = if shared.cfg.rest_api.auth {
         r.layer(axum::middleware::from_fn_with_state(shared.clone(), basic_auth))
     } else {
@@ -106,6 +115,48 @@ async fn call_terminate(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
     } else {
         error(StatusCode::NOT_FOUND, "call not found")
     }
+}
+
+fn rest_call_answer(r: Result<(), crate::calls::RestCallError>) -> Response {
+    use crate::calls::RestCallError as E;
+    match r {
+        Ok(()) => StatusCode::OK.into_response(),
+        Err(E::BadRequest(why)) => error(StatusCode::BAD_REQUEST, why),
+        Err(E::NotFound(why)) => error(StatusCode::NOT_FOUND, why),
+        Err(E::Conflict(why)) => error(StatusCode::CONFLICT, why),
+        Err(E::Failed(why)) => error(StatusCode::INTERNAL_SERVER_ERROR, why),
+    }
+}
+
+/// `/call/startup`: a SIP call placed by the server, with no browser (docs/hooks.md §12).
+async fn call_startup(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
+    match parse_object(&body) {
+        Ok(obj) => rest_call_answer(crate::calls::rest_startup(&s, obj)),
+        Err(r) => r,
+    }
+}
+
+async fn call_action(s: &Shared, method: callgate_hooks::HookMethod, body: &Bytes) -> Response {
+    match parse_object(body) {
+        Ok(obj) => rest_call_answer(s.calls.rest_action(method, obj).await),
+        Err(r) => r,
+    }
+}
+
+async fn call_hold(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
+    call_action(&s, callgate_hooks::HookMethod::Hold, &body).await
+}
+
+async fn call_unhold(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
+    call_action(&s, callgate_hooks::HookMethod::Unhold, &body).await
+}
+
+async fn call_transfer(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
+    call_action(&s, callgate_hooks::HookMethod::Transfer, &body).await
+}
+
+async fn call_send_dtmf(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
+    call_action(&s, callgate_hooks::HookMethod::SendDtmf, &body).await
 }
 
 async fn find(State(s): State<Arc<Shared>>, body: Bytes) -> Response {

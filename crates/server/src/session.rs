@@ -52,6 +52,15 @@ pub struct Outbox {
 }
 
 impl Outbox {
+    /// An outbox with no client behind it (a call started through the REST API belongs to no
+    /// WebSocket session): frames are dropped unserialised. Also returns the command sender
+    /// a [`SessionHandle`] needs (nobody listens to it).
+    pub fn detached() -> (Outbox, mpsc::Sender<SessionCmd>) {
+        let (tx, _) = mpsc::channel(1);
+        let (cmd, _) = mpsc::channel(1);
+        (Outbox { tx, cmd: cmd.clone() }, cmd)
+    }
+
     pub fn send_text(&self, text: String) {
         match self.tx.try_send(Out::Text(text)) {
             Ok(()) => {}
@@ -63,11 +72,17 @@ impl Outbox {
     }
 
     pub fn send(&self, frame: &ServerFrame) {
+        if self.tx.is_closed() {
+            return;
+        }
         self.send_text(frame.to_text());
     }
 
     /// Sends `{message, data:[obj without `exclude`]}`.
     pub fn send_object(&self, message: &str, obj: &Map<String, Value>, exclude: &FieldList) {
+        if self.tx.is_closed() {
+            return;
+        }
         self.send_text(frame_text(message, obj, exclude));
     }
 }
@@ -182,7 +197,17 @@ impl SessionCtx {
 
     /// Runs a direct invocation hook on `data`; returns `Err(info)` when the verdict rejects it.
     pub(crate) async fn direct(&self, method: HookMethod, data: &mut Map<String, Value>) -> Result<(), String> {
-        let inv = self.shared.engine.invoke(&self.app, &self.rcc, method, Origin::Client, data, &self.id).await;
+        self.direct_from(method, Origin::Client, data).await
+    }
+
+    /// [`SessionCtx::direct`] for an action of `origin` (the REST API's cannot be rejected).
+    pub(crate) async fn direct_from(
+        &self,
+        method: HookMethod,
+        origin: Origin,
+        data: &mut Map<String, Value>,
+    ) -> Result<(), String> {
+        let inv = self.shared.engine.invoke(&self.app, &self.rcc, method, origin, data, &self.id).await;
         if inv.verdict.aborts() {
             Err(inv.client_info())
         } else {

@@ -201,6 +201,20 @@ pub(super) async fn outgoing(ctx: Arc<SessionCtx>, obj: Map<String, Value>) {
         "setRemoteSDP",
         vec![Value::from(&*call_id), Value::from(answer.webrtc_answer), Value::Bool(true)],
     ));
+    send_invite(&ctx, &call_id, &creds, &callee, bytes::Bytes::from(answer.sip_sdp)).await;
+}
+
+/// Sends the INVITE of the recorded call `call_id` with our SDP `offer`, to `callee` through
+/// the account's next hop; a failure before anything was sent ends the call FAILED.
+pub(super) async fn send_invite(
+    ctx: &Arc<SessionCtx>,
+    call_id: &Arc<str>,
+    creds: &SipCredentials,
+    callee: &str,
+    offer: bytes::Bytes,
+) {
+    let calls = &ctx.shared.calls;
+    let call_id = call_id.clone();
     let next_hop = match creds.resolve().await {
         Ok(a) => a,
         Err(info) => return end(&calls.table, &call_id, FAILED, &info, None),
@@ -210,8 +224,7 @@ pub(super) async fn outgoing(ctx: Arc<SessionCtx>, obj: Map<String, Value>) {
         Err(info) => return end(&calls.table, &call_id, FAILED, &info, None),
     };
     let account = creds.account(next_hop, calls.cfg.register_expires);
-    let to = target_uri(&callee, &creds.domain);
-    let offer = bytes::Bytes::from(answer.sip_sdp);
+    let to = target_uri(callee, &creds.domain);
     if let Some(mut e) = calls.table.calls.get_mut(&call_id) {
         e.sip_sdp = offer.clone();
     }
@@ -455,45 +468,91 @@ fn own_call(ctx: &Arc<SessionCtx>, call_id: &str) -> Result<(SipCallId, PeerId, 
     }
 }
 
-/// `hold`/`unhold`/`sendDtmf`: hook (a refusal leaves the call as it is and tells the client
-/// with `fail {apiMethod:"CallStatusEvent"}`), then the SIP or media operation. The result
-/// comes as `hold`/`talk` (HOLD/ESTABLISHED) or, on failure, a `fail` + `ErrorEvent`.
+/// Why an in-call action did not happen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum ActError {
+    /// The hook refused it (client-originated only).
+    Refused(String),
+    /// No such call (or not this session's).
+    NotFound,
+    /// The call has no established dialog yet.
+    NotEstablished,
+    /// The request lacks something (`dtmf`, `target`) or has a bad value.
+    BadRequest(String),
+    /// The SIP or media operation could not be started.
+    Failed(String),
+}
+
+impl ActError {
+    /// The `info` a client gets in `fail {apiMethod:"CallStatusEvent"}`.
+    pub(super) fn info(&self) -> String {
+        match self {
+            ActError::Refused(why) | ActError::BadRequest(why) | ActError::Failed(why) => why.clone(),
+            ActError::NotFound => CALL_NOT_FOUND.to_string(),
+            ActError::NotEstablished => CALL_NOT_ESTABLISHED.to_string(),
+        }
+    }
+}
+
+/// `hold`/`unhold`/`sendDtmf`/`transfer` from the client: [`act`] with origin `Client`; what
+/// did not happen is told with `fail {apiMethod:"CallStatusEvent"}`.
 pub(super) async fn in_call(ctx: Arc<SessionCtx>, method: HookMethod, obj: Map<String, Value>) {
     let call_id = obj.get("callId").and_then(Value::as_str).unwrap_or("").to_string();
-    let fail = |info: &str| ctx.out.send(&ServerFrame::fail("CallStatusEvent", info, Some(&call_id)));
-    let mut data = with_context(&ctx, obj);
-    if let Err(why) = ctx.direct(method, &mut data).await {
-        return fail(&why);
+    let data = with_context(&ctx, obj);
+    if let Err(e) = act(&ctx, method, Origin::Client, data).await {
+        ctx.out.send(&ServerFrame::fail("CallStatusEvent", &e.info(), Some(&call_id)));
     }
-    let (sip, peer, sdp) = match own_call(&ctx, &call_id) {
-        Ok(x) => x,
-        Err(why) => return fail(why),
-    };
-    let Some(Ok(handle)) = ctx.shared.calls.endpoint.get().cloned() else { return fail(CALL_NOT_FOUND) };
-    let r: Result<(), String> = match method {
+}
+
+/// One in-call action of the call `data.callId` owned by `ctx`, for the client (origin
+/// `Client`) and the REST API (origin `RestApi`, whose hook cannot refuse): the hook, then the
+/// SIP or media operation. Its result reaches the owner later as `hold`/`talk`
+/// (HOLD/ESTABLISHED), `notifyTransferEvent`, or on failure a `fail` + `ErrorEvent`.
+pub(super) async fn act(
+    ctx: &Arc<SessionCtx>,
+    method: HookMethod,
+    origin: Origin,
+    mut data: Map<String, Value>,
+) -> Result<(), ActError> {
+    let call_id = data.get("callId").and_then(Value::as_str).unwrap_or("").to_string();
+    ctx.direct_from(method, origin, &mut data).await.map_err(ActError::Refused)?;
+    let (sip, peer, sdp) = own_call(ctx, &call_id).map_err(|why| match why {
+        CALL_NOT_FOUND => ActError::NotFound,
+        _ => ActError::NotEstablished,
+    })?;
+    let Some(Ok(handle)) = ctx.shared.calls.endpoint.get().cloned() else { return Err(ActError::NotFound) };
+    let failed = ActError::Failed;
+    match method {
         HookMethod::Hold => handle
             .with(move |ua, now| ua.reinvite_hold(now, sip, &sdp))
             .await
             .map_err(|e| e.to_string())
-            .and_then(|r| r.map_err(|e| e.to_string())),
+            .and_then(|r| r.map_err(|e| e.to_string()))
+            .map_err(failed),
         HookMethod::Unhold => handle
             .with(move |ua, now| ua.reinvite_unhold(now, sip, &sdp))
             .await
             .map_err(|e| e.to_string())
-            .and_then(|r| r.map_err(|e| e.to_string())),
+            .and_then(|r| r.map_err(|e| e.to_string()))
+            .map_err(failed),
         HookMethod::SendDtmf => {
             let digits = data.get("dtmf").and_then(Value::as_str).unwrap_or("").to_string();
             let kind = data.get("type").and_then(Value::as_str).unwrap_or("RFC2833").to_string();
             if digits.is_empty() {
-                Err("Failed by error: no dtmf".to_string())
-            } else if kind == "INFO" || kind == "INFO_RELAY" {
+                return Err(ActError::BadRequest("Failed by error: no dtmf".to_string()));
+            }
+            if let Some(bad) = digits.chars().find(|c| callgate_media::rtp::dtmf_event(*c).is_none()) {
+                return Err(ActError::BadRequest(format!("Failed by error: not a DTMF key: {bad:?}")));
+            }
+            if kind == "INFO" || kind == "INFO_RELAY" {
                 handle
                     .with(move |ua, now| digits.chars().try_for_each(|d| ua.info_dtmf(now, sip, d)))
                     .await
                     .map_err(|e| e.to_string())
                     .and_then(|r| r.map_err(|e| e.to_string()))
+                    .map_err(failed)
             } else {
-                ctx.shared.streams.media.send_dtmf(peer, digits).await.map_err(|e| e.to_string())
+                ctx.shared.streams.media.send_dtmf(peer, digits).await.map_err(|e| ActError::Failed(e.to_string()))
             }
         }
         HookMethod::Transfer => {
@@ -502,19 +561,16 @@ pub(super) async fn in_call(ctx: Arc<SessionCtx>, method: HookMethod, obj: Map<S
                 .map(|c| c.domain)
                 .unwrap_or_default();
             if target.is_empty() {
-                Err("Failed by error: no transfer target".to_string())
-            } else {
-                let uri = target_uri(&target, &domain);
-                handle
-                    .with(move |ua, now| ua.refer(now, sip, &uri))
-                    .await
-                    .map_err(|e| e.to_string())
-                    .and_then(|r| r.map_err(|e| e.to_string()))
+                return Err(ActError::BadRequest("Failed by error: no transfer target".to_string()));
             }
+            let uri = target_uri(&target, &domain);
+            handle
+                .with(move |ua, now| ua.refer(now, sip, &uri))
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.map_err(|e| e.to_string()))
+                .map_err(failed)
         }
         _ => Ok(()),
-    };
-    if let Err(why) = r {
-        fail(&why);
     }
 }

@@ -25,6 +25,7 @@ mod call;
 mod incoming;
 mod message;
 mod register;
+mod rest;
 mod subscribe;
 mod transfer_in;
 
@@ -40,6 +41,7 @@ use crate::config::SipSection;
 use crate::session::SessionCtx;
 
 pub use register::SipCredentials;
+pub use rest::RestCallError;
 
 /// The node's SIP side.
 pub struct Calls {
@@ -120,6 +122,16 @@ impl Calls {
         call::terminate(self, call_id).await
     }
 
+    /// REST `/call/hold`, `/unhold`, `/transfer`, `/send_dtmf` (`method` = the hook's); see
+    /// `rest.rs`.
+    pub async fn rest_action(
+        &self,
+        method: callgate_hooks::HookMethod,
+        body: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<(), RestCallError> {
+        rest::action(self, method, body).await
+    }
+
     /// Live calls.
     pub fn calls(&self) -> usize {
         self.table.calls.len()
@@ -161,6 +173,14 @@ async fn pump(
             UaEvent::Subscription { sub, event } => subscribe::on_event(&subs, sub, event),
         }
     }
+}
+
+/// REST `/call/startup`: a SIP call with no browser (see `rest.rs`); `Ok` = accepted.
+pub fn rest_startup(
+    shared: &Arc<crate::Shared>,
+    body: serde_json::Map<String, serde_json::Value>,
+) -> Result<(), RestCallError> {
+    rest::startup(shared, body)
 }
 
 /// The session is established: register its SIP account when it asks for it.

@@ -72,6 +72,12 @@ pub struct EndpointConfig {
     pub seed: Option<u64>,
     /// How long opening a TCP connection may take.
     pub connect_timeout: Duration,
+    /// SO_RCVBUF / SO_SNDBUF of the UDP socket (best effort; the kernel caps it at
+    /// `net.core.rmem_max` / `wmem_max`). The Linux default (~208 KiB, ~400 SIP messages)
+    /// overflows in a few tens of milliseconds at thousands of calls per second whenever the
+    /// driver is descheduled, and a lost provisional response means an INVITE retransmission
+    /// that strict peers treat as a new, unexpected request.
+    pub udp_buffer_bytes: usize,
 }
 
 impl EndpointConfig {
@@ -86,6 +92,7 @@ impl EndpointConfig {
             answer_timeout: d.answer_timeout,
             seed: None,
             connect_timeout: Duration::from_secs(10),
+            udp_buffer_bytes: 4 << 20,
         }
     }
 }
@@ -154,6 +161,13 @@ impl Endpoint {
     /// Binds the sockets and starts the driver task.
     pub async fn start(cfg: EndpointConfig) -> io::Result<Endpoint> {
         let udp = UdpSocket::bind(cfg.udp_bind).await?;
+        {
+            let sock = socket2::SockRef::from(&udp);
+            // Best effort: a smaller buffer only means earlier drops under bursts.
+            let _ = sock.set_recv_buffer_size(cfg.udp_buffer_bytes);
+            let _ = sock.set_send_buffer_size(cfg.udp_buffer_bytes);
+            tracing::debug!(rcvbuf = ?sock.recv_buffer_size(), sndbuf = ?sock.send_buffer_size(), "SIP UDP socket buffers");
+        }
         let udp_addr = udp.local_addr()?;
         let listener = match cfg.tcp_bind {
             Some(a) => Some(TcpListener::bind(a).await?),

@@ -1,0 +1,312 @@
+//! Calls driven by the REST API: `/call/startup` (a SIP call with no browser, its media an
+//! RTP-only leg of the media endpoint) and `/call/hold`, `/unhold`, `/transfer`, `/send_dtmf` on
+//! any call (a WebSocket client's or a REST one).
+//!
+//! The seed: an action started through the REST API still calls its hook, but the backend
+//! cannot reject it (origin `RestApi` in the decision table); an OVERWRITE answer still applies.
+//!
+//! A REST call belongs to no WebSocket session. It gets a detached [`SessionCtx`] of its own:
+//! - `sessionId` = `rest-api:<callId>` (unique while the call lives; `/call/find` filters on it),
+//!   `nodeId` = this node's id, `appKey` = the body's `appKey` (default `defaultApp`), whose
+//!   application receives the hooks;
+//! - `restClientConfig` = the body's optional `restClientConfig` object (a callgate extension:
+//!   there is no `connect` answer to carry one), else the WCS defaults (NOTIFY, LOG);
+//! - its events (`CallStatusEvent`, `TransferStatusEvent`, `ErrorEvent`) go through its own
+//!   ordered queue; client frames are dropped (there is no client).
+//!
+//! | step | what happens |
+//! |---|---|
+//! | `/call/startup` | checked (400/409), recorded (visible to `/call/find`), `200` |
+//! | then | `call` hook (origin RestApi: a refusal is logged, the call goes on; OVERWRITE may rewrite `callee`) -> `TRYING` -> RTP leg (PCMU + telephone-event) -> INVITE -> RING/ESTABLISHED/FAILED/FINISH as for a client's call |
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use callgate_hooks::{HookMethod, Origin, RestClientConfig};
+use callgate_media::bridge::G711;
+use serde_json::{Map, Value};
+
+use super::call::{self, ActError, CallEntry, FAILED, TRYING};
+use super::register::SipCredentials;
+use crate::registry::SessionHandle;
+use crate::session::{Outbox, SessionCtx};
+use crate::Shared;
+
+/// Why a REST call request was not carried out (the REST API maps it to an HTTP status).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RestCallError {
+    /// `400`: the request is incomplete or asks for what this server does not do.
+    BadRequest(String),
+    /// `404`: no such call.
+    NotFound(String),
+    /// `409`: the `callId` is taken, or the call is not in a state for the action.
+    Conflict(String),
+    /// `500`: the SIP or media operation could not be started.
+    Failed(String),
+}
+
+pub const NOT_REPUBLISHED: &str = "rtmpUrl, rtmpStream and toStream are not supported by this server: \
+     the audio of a REST call cannot be republished as a stream";
+pub const NO_VIDEO: &str = "hasVideo: calls started through the REST API are audio only";
+pub const NO_AUDIO: &str = "hasAudio: a call without audio is not supported";
+pub const NO_REGISTER: &str = "sipRegisterRequired: calls started through the REST API do not REGISTER \
+     (the INVITE answers a digest challenge with sipLogin/sipAuthenticationName/sipPassword); \
+     omit it or set it to false";
+pub const NO_ACCOUNT: &str = "sipLogin and sipDomain are required (the SIP account the call is placed from)";
+
+fn bad(why: impl Into<String>) -> RestCallError {
+    RestCallError::BadRequest(why.into())
+}
+
+fn text<'a>(obj: &'a Map<String, Value>, k: &str) -> Option<&'a str> {
+    match obj.get(k) {
+        Some(Value::String(s)) if !s.trim().is_empty() => Some(s.trim()),
+        _ => None,
+    }
+}
+
+/// A boolean that may arrive as a JSON string (`"hasAudio":"true"`, spec §8.2); `None` when
+/// absent or null.
+fn flag(obj: &Map<String, Value>, k: &str) -> Result<Option<bool>, RestCallError> {
+    match obj.get(k) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
+        Some(Value::String(s)) if s.trim().eq_ignore_ascii_case("true") => Ok(Some(true)),
+        Some(Value::String(s)) if s.trim().eq_ignore_ascii_case("false") => Ok(Some(false)),
+        Some(other) => Err(bad(format!("{k} must be true or false, not {other}"))),
+    }
+}
+
+/// The `sessionId` of a REST call's hooks.
+pub fn session_id(call_id: &str) -> String {
+    format!("rest-api:{call_id}")
+}
+
+/// `/call/startup`: checks and records the call, then places it in a task. `Ok` = accepted
+/// (its progress reaches the backend as `CallStatusEvent`s).
+pub(super) fn startup(shared: &Arc<Shared>, body: Map<String, Value>) -> Result<(), RestCallError> {
+    let call_id: Arc<str> = text(&body, "callId").ok_or_else(|| bad("callId is required"))?.into();
+    let callee = text(&body, "callee").ok_or_else(|| bad("callee is required"))?.to_string();
+    for k in ["rtmpUrl", "rtmpStream", "toStream"] {
+        if text(&body, k).is_some() {
+            return Err(bad(NOT_REPUBLISHED));
+        }
+    }
+    if flag(&body, "hasVideo")? == Some(true) {
+        return Err(bad(NO_VIDEO));
+    }
+    if flag(&body, "hasAudio")? == Some(false) {
+        return Err(bad(NO_AUDIO));
+    }
+    if flag(&body, "sipRegisterRequired")? == Some(true) {
+        return Err(bad(NO_REGISTER));
+    }
+    let creds =
+        SipCredentials::from_connection(&body).filter(|c| !c.domain.is_empty()).ok_or_else(|| bad(NO_ACCOUNT))?;
+    let app_key = text(&body, "appKey").unwrap_or("defaultApp");
+    let app = shared.apps.get(app_key).cloned().ok_or_else(|| bad(format!("unknown appKey: {app_key}")))?;
+    let rcc = match body.get("restClientConfig") {
+        None | Some(Value::Null) => RestClientConfig::default(),
+        Some(v) => {
+            let (rcc, warnings) = RestClientConfig::parse(Some(v));
+            if let Some(w) = warnings.first() {
+                return Err(bad(format!("restClientConfig: {w}")));
+            }
+            rcc
+        }
+    };
+    let calls = &shared.calls;
+    if calls.table.calls.contains_key(&call_id) {
+        return Err(RestCallError::Conflict(format!("callId {call_id} is already in use")));
+    }
+
+    let sid: Arc<str> = session_id(&call_id).into();
+    let rcc = Arc::new(rcc);
+    let mut obj = Map::new();
+    obj.insert("nodeId".into(), Value::from(&*shared.node_id));
+    obj.insert("appKey".into(), Value::from(&*app.key));
+    obj.insert("sessionId".into(), Value::from(&*sid));
+    obj.insert("callId".into(), Value::from(&*call_id));
+    obj.insert("incoming".into(), false.into());
+    obj.insert("caller".into(), creds.login.clone().into());
+    obj.insert("callee".into(), callee.into());
+    obj.insert("visibleName".into(), text(&body, "visibleName").unwrap_or(&creds.login).into());
+    obj.insert("hasAudio".into(), true.into());
+    obj.insert("hasVideo".into(), false.into());
+    obj.insert("status".into(), "PENDING".into());
+    // The connection object of the detached session: the SIP account (for the INVITE and the
+    // domain of a transfer target). It is never shown: no registry entry, no client.
+    let mut account = Map::new();
+    for k in ["sipLogin", "sipAuthenticationName", "sipPassword", "sipDomain", "sipOutboundProxy", "sipPort"] {
+        if let Some(v) = body.get(k) {
+            account.insert(k.into(), v.clone());
+        }
+    }
+    let (out, cmd) = Outbox::detached();
+    let events = callgate_hooks::EventQueue::spawn(shared.engine.clone(), app.clone(), rcc.clone(), sid.clone());
+    let handle = Arc::new(SessionHandle::new(sid.clone(), app.key.clone(), account, cmd, out.clone()));
+    let ctx = Arc::new(SessionCtx {
+        shared: shared.clone(),
+        id: sid,
+        app,
+        rcc,
+        out,
+        events,
+        debug: AtomicBool::new(false),
+        handle,
+    });
+    let peer = shared.streams.media.next_peer_id();
+    {
+        use dashmap::mapref::entry::Entry;
+        match calls.table.calls.entry(call_id.clone()) {
+            Entry::Occupied(_) => return Err(RestCallError::Conflict(format!("callId {call_id} is already in use"))),
+            Entry::Vacant(v) => {
+                v.insert(CallEntry {
+                    ctx: ctx.clone(),
+                    obj: obj.clone(),
+                    sip: None,
+                    peer,
+                    hangup_refused: None,
+                    sip_sdp: bytes::Bytes::new(),
+                    ringing_in: false,
+                });
+            }
+        }
+    }
+    metrics::counter!("callgate_rest_calls_total").increment(1);
+    tokio::spawn(place(ctx, call_id, creds, obj));
+    Ok(())
+}
+
+/// The rest of a REST call's setup: hook, TRYING, RTP leg, INVITE.
+async fn place(ctx: Arc<SessionCtx>, call_id: Arc<str>, creds: SipCredentials, mut data: Map<String, Value>) {
+    let calls = &ctx.shared.calls;
+    let refused = ctx.direct_from(HookMethod::Call, Origin::RestApi, &mut data).await.err();
+    // Ours, whatever the backend answered.
+    for k in ["callId", "incoming", "nodeId", "appKey", "sessionId", "hasAudio", "hasVideo"] {
+        let v = match k {
+            "callId" => Value::from(&*call_id),
+            "incoming" => false.into(),
+            "nodeId" => Value::from(&*ctx.shared.node_id),
+            "appKey" => Value::from(&*ctx.app.key),
+            "sessionId" => Value::from(&*ctx.id),
+            "hasAudio" => true.into(),
+            _ => false.into(),
+        };
+        data.insert(k.into(), v);
+    }
+    let callee = match data.get("callee") {
+        Some(Value::String(s)) if !s.trim().is_empty() => s.trim().to_string(),
+        _ => {
+            data.insert("callee".into(), creds.login.clone().into());
+            String::new()
+        }
+    };
+    match calls.table.calls.get_mut(&call_id) {
+        Some(mut e) => e.obj = data.clone(),
+        None => return, // terminated during the hook (FINISH already reported)
+    }
+    if let Some(why) = refused {
+        // The decision table never aborts a RestApi-origin hook; should it ever, the call is
+        // not placed against the verdict (and the backend hears why).
+        tracing::error!(call = &*call_id, reason = %why, "call hook aborted a REST call");
+        return call::end(&calls.table, &call_id, FAILED, &why, None);
+    }
+    if callee.is_empty() {
+        return call::end(&calls.table, &call_id, FAILED, "Failed by error: the call hook removed the callee", None);
+    }
+    call::set_status(&calls.table, &call_id, TRYING);
+    call::raise(&ctx, &data, TRYING, "", None);
+    let peer = match calls.table.calls.get(&call_id) {
+        Some(e) => e.peer,
+        None => return,
+    };
+    let offer = match ctx.shared.streams.media.rtp_leg(peer, G711::Pcmu).await {
+        Ok(sdp) => sdp,
+        Err(e) => {
+            tracing::info!(call = &*call_id, error = %e, "RTP leg refused");
+            return call::end(&calls.table, &call_id, FAILED, call::media_info(&e), None);
+        }
+    };
+    if !calls.table.calls.contains_key(&call_id) {
+        // Ended while the leg was being made: `end` closed a peer that did not exist yet.
+        ctx.shared.streams.media.close(peer);
+        return;
+    }
+    if let Some(mut e) = calls.table.calls.get_mut(&call_id) {
+        e.sip_sdp = bytes::Bytes::from(offer.clone());
+    }
+    call::send_invite(&ctx, &call_id, &creds, &callee, bytes::Bytes::from(offer)).await;
+}
+
+/// `/call/hold`, `/call/unhold`, `/call/transfer {target}`, `/call/send_dtmf {dtmf, type}` on
+/// any established call: the owner's hook with origin RestApi (never refused), then the same
+/// operation as the client's message ([`call::act`]); the owner (a client, if any) gets the
+/// same `hold`/`talk`/`notifyTransferEvent` as if it had asked. `Ok` = the operation started.
+pub(super) async fn action(
+    calls: &super::Calls,
+    method: HookMethod,
+    body: Map<String, Value>,
+) -> Result<(), RestCallError> {
+    let call_id = text(&body, "callId").ok_or_else(|| bad("callId is required"))?.to_string();
+    let mut req = Map::new();
+    req.insert("callId".into(), Value::from(call_id.as_str()));
+    match method {
+        HookMethod::Transfer => {
+            let target = text(&body, "target").ok_or_else(|| bad("target is required"))?;
+            req.insert("target".into(), target.into());
+        }
+        HookMethod::SendDtmf => {
+            let dtmf = match body.get("dtmf") {
+                Some(Value::String(s)) if !s.is_empty() => s.clone(),
+                Some(Value::Number(n)) => n.to_string(),
+                _ => return Err(bad("dtmf is required")),
+            };
+            if let Some(k) = dtmf.chars().find(|c| callgate_media::rtp::dtmf_event(*c).is_none()) {
+                return Err(bad(format!("dtmf: not a DTMF key: {k:?} (0-9, *, #, A-D)")));
+            }
+            let kind = text(&body, "type").unwrap_or("RFC2833");
+            if !matches!(kind, "RFC2833" | "INFO" | "INFO_RELAY") {
+                return Err(bad(format!("type must be RFC2833, INFO or INFO_RELAY, not {kind:?}")));
+            }
+            req.insert("dtmf".into(), dtmf.into());
+            req.insert("type".into(), kind.into());
+        }
+        _ => {}
+    }
+    let ctx = {
+        let e =
+            calls.table.calls.get(call_id.as_str()).ok_or_else(|| RestCallError::NotFound("call not found".into()))?;
+        if e.sip.is_none() || !e.obj.contains_key("sipStatus") {
+            return Err(RestCallError::Conflict(call::CALL_NOT_ESTABLISHED.into()));
+        }
+        e.ctx.clone()
+    };
+    let data = call::with_context(&ctx, req);
+    call::act(&ctx, method, Origin::RestApi, data).await.map_err(|e| match e {
+        ActError::NotFound => RestCallError::NotFound("call not found".into()),
+        ActError::NotEstablished => RestCallError::Conflict(e.info()),
+        ActError::BadRequest(why) => RestCallError::BadRequest(why),
+        ActError::Refused(why) | ActError::Failed(why) => RestCallError::Failed(why),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn flags_accept_json_strings_and_refuse_other_values() {
+        let o = json!({"a": "true", "b": "FALSE", "c": true, "d": "", "e": 1, "f": null});
+        let o = o.as_object().unwrap();
+        assert_eq!(flag(o, "a"), Ok(Some(true)));
+        assert_eq!(flag(o, "b"), Ok(Some(false)));
+        assert_eq!(flag(o, "c"), Ok(Some(true)));
+        assert_eq!(flag(o, "d"), Ok(None));
+        assert_eq!(flag(o, "f"), Ok(None));
+        assert_eq!(flag(o, "missing"), Ok(None));
+        assert!(matches!(flag(o, "e"), Err(RestCallError::BadRequest(m)) if m.contains("true or false")));
+    }
+}
