@@ -14,7 +14,7 @@ build:
 	$(CARGO) build -p callgate-server
 
 ## Install what the tests need, then run every test.
-test: deps test-rust bench-build fuzz-build test-e2e
+test: deps clippy test-rust bench-build fuzz-build test-e2e
 
 ## System packages (Debian) and the e2e npm project. Idempotent; apt only runs when something is missing.
 deps:

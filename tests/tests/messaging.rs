@@ -396,9 +396,12 @@ async fn subscribe_refused_by_sipp_or_the_backend() {
 
 // ----- XCAP ----------------------------------------------------------------------------------
 
+/// What the XCAP server was asked: each request's path and its Authorization header.
+type XcapLog = Arc<Mutex<Vec<(String, Option<String>)>>>;
+
 /// A local HTTP server that asks for Basic credentials and records what it was asked.
-async fn xcap_server() -> (std::net::SocketAddr, Arc<Mutex<Vec<(String, Option<String>)>>>) {
-    let log: Arc<Mutex<Vec<(String, Option<String>)>>> = Arc::default();
+async fn xcap_server() -> (std::net::SocketAddr, XcapLog) {
+    let log: XcapLog = Arc::default();
     let l2 = log.clone();
     let app = axum::Router::new().fallback(move |uri: axum::http::Uri, headers: HeaderMap| {
         let log = l2.clone();

@@ -341,6 +341,8 @@ mod tests {
     }
 
     #[test]
+    // figment's Jail closure must return figment's own (large) error type.
+    #[allow(clippy::result_large_err)]
     fn environment_overrides_file() {
         // figment's Jail isolates the environment of this test.
         figment::Jail::expect_with(|jail| {

@@ -65,14 +65,24 @@ fn error(status: StatusCode, reason: impl Into<String>) -> Response {
     (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], reason.into()).into_response()
 }
 
-fn parse_object(body: &Bytes) -> Result<Map<String, Value>, Response> {
+/// A request the API refuses before doing anything: `400` with the reason. Small, unlike a
+/// `Response`, so the helpers below can return it in a `Result`.
+struct BadRequest(String);
+
+impl IntoResponse for BadRequest {
+    fn into_response(self) -> Response {
+        error(StatusCode::BAD_REQUEST, self.0)
+    }
+}
+
+fn parse_object(body: &Bytes) -> Result<Map<String, Value>, BadRequest> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(Map::new());
     }
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(m)) => Ok(m),
-        Ok(_) => Err(error(StatusCode::BAD_REQUEST, "body must be a JSON object")),
-        Err(e) => Err(error(StatusCode::BAD_REQUEST, format!("body is not valid JSON: {e}"))),
+        Ok(_) => Err(BadRequest("body must be a JSON object".into())),
+        Err(e) => Err(BadRequest(format!("body is not valid JSON: {e}"))),
     }
 }
 
@@ -94,7 +104,7 @@ fn calls_or_404(items: Vec<Map<String, Value>>) -> Response {
 async fn call_find(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
     match parse_object(&body) {
         Ok(filter) => calls_or_404(s.calls.find(&filter)),
-        Err(r) => r,
+        Err(r) => r.into_response(),
     }
 }
 
@@ -105,7 +115,7 @@ async fn call_find_all(State(s): State<Arc<Shared>>) -> Response {
 async fn call_terminate(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
     let obj = match parse_object(&body) {
         Ok(o) => o,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let Some(id) = obj.get("callId").and_then(Value::as_str) else {
         return error(StatusCode::BAD_REQUEST, "callId is required");
@@ -132,14 +142,14 @@ fn rest_call_answer(r: Result<(), crate::calls::RestCallError>) -> Response {
 async fn call_startup(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
     match parse_object(&body) {
         Ok(obj) => rest_call_answer(crate::calls::rest_startup(&s, obj)),
-        Err(r) => r,
+        Err(r) => r.into_response(),
     }
 }
 
 async fn call_action(s: &Shared, method: callgate_hooks::HookMethod, body: &Bytes) -> Response {
     match parse_object(body) {
         Ok(obj) => rest_call_answer(s.calls.rest_action(method, obj).await),
-        Err(r) => r,
+        Err(r) => r.into_response(),
     }
 }
 
@@ -162,7 +172,7 @@ async fn call_send_dtmf(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
 async fn find(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
     match parse_object(&body) {
         Ok(filter) => list_or_404(s.sessions.find(&filter)),
-        Err(r) => r,
+        Err(r) => r.into_response(),
     }
 }
 
@@ -170,21 +180,21 @@ async fn find_all(State(s): State<Arc<Shared>>) -> Response {
     list_or_404(s.sessions.find(&Map::new()))
 }
 
-fn required_str<'a>(m: &'a Map<String, Value>, field: &str) -> Result<&'a str, Response> {
+fn required_str<'a>(m: &'a Map<String, Value>, field: &str) -> Result<&'a str, BadRequest> {
     match m.get(field) {
         Some(Value::String(v)) if !v.is_empty() => Ok(v),
-        _ => Err(error(StatusCode::BAD_REQUEST, format!("missing string field {field}"))),
+        _ => Err(BadRequest(format!("missing string field {field}"))),
     }
 }
 
 async fn terminate(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
     let req = match parse_object(&body) {
         Ok(m) => m,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let id = match required_str(&req, "sessionId") {
         Ok(id) => id,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let Some(h) = s.sessions.get(id) else { return error(StatusCode::NOT_FOUND, "session not found") };
     let _ = h.cmd.try_send(crate::session::SessionCmd::Terminate { info: info::TERMINATED_BY_REST.into() });
@@ -196,11 +206,11 @@ async fn terminate(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
 async fn data_send(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
     let req = match parse_object(&body) {
         Ok(m) => m,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let id = match required_str(&req, "sessionId") {
         Ok(id) => id.to_string(),
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     if !req.contains_key("payload") {
         return error(StatusCode::BAD_REQUEST, "missing field payload");
@@ -228,7 +238,7 @@ fn objects_or_404(items: Vec<Map<String, Value>>) -> Response {
 async fn stream_find(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
     match parse_object(&body) {
         Ok(filter) => objects_or_404(crate::streams::find(&s, filter)),
-        Err(r) => r,
+        Err(r) => r.into_response(),
     }
 }
 
@@ -241,7 +251,7 @@ async fn stream_find_all(State(s): State<Arc<Shared>>) -> Response {
 async fn stream_terminate(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
     let filter = match parse_object(&body) {
         Ok(m) => m,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     if crate::streams::terminate(&s, filter) == 0 {
         return error(StatusCode::NOT_FOUND, "stream not found");
