@@ -34,7 +34,9 @@ export async function startSipp(scenario, { keys = {}, timeoutS = 30, rtpEcho = 
   child.stderr.on('data', (d) => { stderr += d; });
   const exited = new Promise((resolve) => child.on('exit', (code) => resolve(code)));
   await new Promise((r) => setTimeout(r, 300)); // let it bind
-  if (child.exitCode !== null) {
+  // A caller may already be done (exit 0); any other early exit (a port taken, a scenario
+  // that does not load) fails here with sipp's own words rather than as a later time-out.
+  if (child.exitCode !== null && child.exitCode !== 0) {
     throw new Error(`sipp ${scenario} exited at once (code ${child.exitCode}) on port ${port}: ${stderr.slice(-2000)}`);
   }
   return {
