@@ -317,3 +317,20 @@ async fn rest_transfer_of_a_rest_call_sends_refer_and_reports_the_transfer() {
     wait_status(&backend, "t1", "FINISH").await;
     server.shutdown().await;
 }
+
+/// A REST-started call belongs to no session: a graceful shutdown must still hang it up, so
+/// the SIP peer gets a BYE (sipp's scenario waits for it) and the backend a FINISH.
+#[tokio::test]
+async fn a_graceful_shutdown_hangs_up_rest_calls() {
+    let backend = Backend::start().await;
+    let server = start_server(&server_toml(&backend)).await;
+    let sipp = uas("uas_answer_local_bye.xml");
+    let (status, _) = post(&server, "startup", &startup("r9", &sipp)).await;
+    assert_eq!(status, 200);
+    wait_status(&backend, "r9", "ESTABLISHED").await;
+    let shared = server.shared.clone();
+    server.shutdown().await;
+    assert_eq!(shared.calls.calls(), 0, "every call ended within the shutdown");
+    sipp.wait().await.assert_success();
+    wait_status(&backend, "r9", "FINISH").await;
+}

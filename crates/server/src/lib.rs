@@ -66,10 +66,14 @@ pub struct RunningServer {
 }
 
 impl RunningServer {
-    /// Graceful shutdown: stop accepting, tell every client, let sessions end (bounded).
+    /// Graceful shutdown: stop accepting, tell every client, hang up every call, let sessions
+    /// end (bounded).
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        // Calls first (REST-started ones have no session that would end them), while the SIP
+        // endpoint still runs to send the BYEs and hear the answers.
+        self.shared.calls.hang_up_all(deadline).await;
         for t in self.tasks {
             let _ = tokio::time::timeout_at(deadline, t).await;
         }

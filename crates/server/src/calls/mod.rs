@@ -132,6 +132,24 @@ impl Calls {
         rest::action(self, method, body).await
     }
 
+    /// Server shutdown: hangs up every call (BYE, CANCEL or 486) and waits, at most until
+    /// `deadline`, for them to end, so no SIP peer is left with a call nobody will ever end.
+    /// WebSocket sessions hang up their own calls when they close; REST-started calls have no
+    /// session, so this is what ends them.
+    pub async fn hang_up_all(&self, deadline: tokio::time::Instant) {
+        let ids: Vec<Arc<str>> = self.table.calls.iter().map(|e| e.key().clone()).collect();
+        if ids.is_empty() {
+            return;
+        }
+        tracing::info!(calls = ids.len(), "shutdown: hanging up calls");
+        for id in &ids {
+            call::terminate(self, id).await;
+        }
+        while !self.table.calls.is_empty() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
     /// Live calls.
     pub fn calls(&self) -> usize {
         self.table.calls.len()
