@@ -89,12 +89,7 @@ pub(super) fn raise(
     ev.insert("status".into(), status.into());
     ev.insert("info".into(), info.into());
     if let Some(f) = failure {
-        if let Some(code) = f.sip_status {
-            ev.insert("sipStatus".into(), code.into());
-        }
-        if let Some(raw) = &f.sip_message_raw {
-            ev.insert("sipMessageRaw".into(), raw.clone().into());
-        }
+        super::insert_sip_failure(&mut ev, f);
     }
     tracing::info!(session = &*ctx.id, call = ?obj.get("callId"), status, info, "call status");
     metrics::counter!("callgate_call_statuses_total", "status" => status.to_string()).increment(1);

@@ -108,12 +108,7 @@ fn raise(ctx: &Arc<SessionCtx>, obj: &Map<String, Value>, status: &str, info: &s
     ev.insert("status".into(), status.into());
     ev.insert("info".into(), info.into());
     if let Some(f) = failure {
-        if let Some(code) = f.sip_status {
-            ev.insert("sipStatus".into(), code.into());
-        }
-        if let Some(raw) = &f.sip_message_raw {
-            ev.insert("sipMessageRaw".into(), raw.clone().into());
-        }
+        super::insert_sip_failure(&mut ev, f);
     }
     tracing::info!(session = &*ctx.id, id = ?obj.get("id"), status, info, "message status");
     metrics::counter!("callgate_message_statuses_total", "status" => status.to_string()).increment(1);

@@ -201,6 +201,20 @@ pub fn rest_startup(
     rest::startup(shared, body)
 }
 
+/// Adds a SIP failure's `sipStatus` and `sipMessageRaw` (the response exactly as received) to
+/// a status event's body, when a SIP response caused the failure.
+pub(crate) fn insert_sip_failure(
+    ev: &mut serde_json::Map<String, serde_json::Value>,
+    f: &callgate_errmap::FailureEvent,
+) {
+    if let Some(code) = f.sip_status {
+        ev.insert("sipStatus".into(), code.into());
+    }
+    if let Some(raw) = &f.sip_message_raw {
+        ev.insert("sipMessageRaw".into(), raw.clone().into());
+    }
+}
+
 /// The session is established: register its SIP account when it asks for it.
 pub fn session_established(ctx: &Arc<SessionCtx>) {
     register::start(ctx);

@@ -140,12 +140,7 @@ fn report_failure(ctx: &Arc<SessionCtx>, creds: &SipCredentials, f: FailureEvent
     tracing::info!(session = &*ctx.id, login = creds.login, info = f.info, "SIP registration failed");
     metrics::counter!("callgate_sip_registrations_total", "status" => FAILED).increment(1);
     let mut ev = event_body(ctx, creds, FAILED, &f.info);
-    if let Some(code) = f.sip_status {
-        ev.insert("sipStatus".into(), code.into());
-    }
-    if let Some(raw) = f.sip_message_raw {
-        ev.insert("sipMessageRaw".into(), raw.into());
-    }
+    super::insert_sip_failure(&mut ev, &f);
     if to_client {
         let mut fail = Map::new();
         fail.insert("status".into(), FAILED.into());

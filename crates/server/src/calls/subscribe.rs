@@ -173,12 +173,7 @@ pub(super) fn on_event(tables: &SubTables, sub: SubId, event: SubEvent) {
             let Some(e) = forget(tables, sub) else { return };
             let fe = failure_event(&f);
             let mut extra = Map::new();
-            if let Some(code) = fe.sip_status {
-                extra.insert("sipStatus".into(), code.into());
-            }
-            if let Some(raw) = fe.sip_message_raw.clone() {
-                extra.insert("sipMessageRaw".into(), raw.into());
-            }
+            super::insert_sip_failure(&mut extra, &fe);
             raise(&e.ctx, &e.obj, FAILED, &fe.info, extra);
         }
     }
