@@ -6,34 +6,9 @@
 use std::time::Duration;
 
 use callgate_tests::peers::{Kamailio, Sipp, SippProcess};
+use callgate_tests::sip_fixtures::{call_msg, connection, hook_statuses, registrar, sip_server_toml, sipp_uas};
 use callgate_tests::{start_server, Backend, Client, Reply};
 use serde_json::{json, Value};
-
-/// Every server of these tests binds its SIP port on 127.0.0.1:0 (the default is 30000).
-fn server_toml(backend: &Backend) -> String {
-    format!("[sip]\nbind = \"127.0.0.1:0\"\n[apps.backendApp]\nurl = \"{}\"\n", backend.url("hooks"))
-}
-
-fn connection(sip: Value) -> Value {
-    let mut c = json!({"appKey": "backendApp", "mediaProviders": ["WebRTC"], "clientVersion": "2.0",
-                       "clientOSVersion": "5.0", "clientBrowserVersion": "test", "msePacketizationVersion": 2,
-                       "custom": {}, "clientInfo": {}});
-    for (k, v) in sip.as_object().unwrap() {
-        c[k] = v.clone();
-    }
-    c
-}
-
-fn registrar(password: &str) -> SippProcess {
-    Sipp::scenario("uas_register_digest.xml")
-        .key("user", "3000")
-        .key("password", password)
-        .key("realm", "callgate.test")
-        .key("expires", "120")
-        .timeout(Duration::from_secs(15))
-        .spawn()
-        .expect("sipp starts (run `make deps` if it is missing)")
-}
 
 fn sip_fields(sipp: &SippProcess, password: &str) -> Value {
     json!({"sipLogin": "3000", "sipPassword": password, "sipDomain": "127.0.0.1",
@@ -43,7 +18,7 @@ fn sip_fields(sipp: &SippProcess, password: &str) -> Value {
 #[tokio::test]
 async fn registers_with_the_clients_credentials_and_reports_registered() {
     let backend = Backend::start().await;
-    let server = start_server(&server_toml(&backend)).await;
+    let server = start_server(&sip_server_toml(&backend)).await;
     let sipp = registrar("secret");
     let (mut c, _) = Client::establish(&server, connection(sip_fields(&sipp, "secret"))).await;
     let reg = c.expect("registered").await;
@@ -67,7 +42,7 @@ async fn registers_with_the_clients_credentials_and_reports_registered() {
 #[tokio::test]
 async fn a_refused_registration_reaches_client_and_backend_with_the_raw_403() {
     let backend = Backend::start().await;
-    let server = start_server(&server_toml(&backend)).await;
+    let server = start_server(&sip_server_toml(&backend)).await;
     let sipp = registrar("the-right-one");
     let (mut c, _) = Client::establish(&server, connection(sip_fields(&sipp, "wrong"))).await;
     let fail = c.expect("fail").await;
@@ -89,7 +64,7 @@ async fn a_refused_registration_reaches_client_and_backend_with_the_raw_403() {
 #[tokio::test]
 async fn a_mandatory_registration_that_fails_closes_the_session() {
     let backend = Backend::start().await;
-    let server = start_server(&server_toml(&backend)).await;
+    let server = start_server(&sip_server_toml(&backend)).await;
     let sipp = registrar("the-right-one");
     let mut sip = sip_fields(&sipp, "wrong");
     sip["sipRegisterRequired"] = true.into();
@@ -114,7 +89,7 @@ async fn a_mandatory_registration_that_fails_closes_the_session() {
 #[tokio::test]
 async fn no_registration_without_domain_or_when_not_required() {
     let backend = Backend::start().await;
-    let server = start_server(&server_toml(&backend)).await;
+    let server = start_server(&sip_server_toml(&backend)).await;
     let (mut c, _) = Client::establish(&server, connection(json!({"sipLogin": "3000"}))).await;
     let (mut d, _) = Client::establish(
         &server,
@@ -150,7 +125,7 @@ async fn credentials_injected_by_connect_register_with_kamailio_unseen_by_the_cl
         }
         _ => Reply::mirror(req),
     });
-    let server = start_server(&server_toml(&backend)).await;
+    let server = start_server(&sip_server_toml(&backend)).await;
     let (mut c, user) = Client::establish(&server, connection(json!({}))).await;
     assert_eq!(user["sipLogin"], "3001");
     assert!(!user.contains_key("sipPassword") && !user.contains_key("sipDomain"), "{user:?}");
@@ -174,34 +149,15 @@ async fn credentials_injected_by_connect_register_with_kamailio_unseen_by_the_cl
 
 // ----- outgoing calls -------------------------------------------------------------------------
 
-/// Chromium's real offer (audio with PCMU/PCMA among others); ICE never completes in these
-/// tests, which end well before the media connect timeout.
-const CHROMIUM_OFFER: &str = include_str!("../../crates/media/testdata/chromium-publish-offer.sdp");
-
-fn uas(scenario: &str) -> SippProcess {
-    Sipp::scenario(scenario).timeout(Duration::from_secs(15)).spawn().expect("sipp starts (run `make deps`)")
-}
-
 /// Connection fields for calls through `sipp` without registering.
 fn call_account(sipp: &SippProcess) -> Value {
     json!({"sipLogin": "3000", "sipPassword": "secret", "sipDomain": "127.0.0.1",
            "sipPort": sipp.local_addr().port(), "sipRegisterRequired": false})
 }
 
-fn call_msg(id: &str, callee: &str) -> Value {
-    json!({"callId": id, "incoming": false, "hasVideo": false, "hasAudio": true, "status": "PENDING",
-           "mediaProvider": "WebRTC", "sdp": CHROMIUM_OFFER, "caller": "3000", "callee": callee,
-           "visibleName": "3000", "custom": {}})
-}
-
 /// The statuses of the call's `CallStatusEvent`s, in arrival order.
 fn backend_statuses(backend: &Backend, call: &str) -> Vec<String> {
-    backend
-        .requests_for("CallStatusEvent")
-        .into_iter()
-        .filter(|r| r.body["callId"] == call)
-        .map(|r| r.body["status"].as_str().unwrap_or("").to_string())
-        .collect()
+    hook_statuses(backend, "CallStatusEvent", "callId", call)
 }
 
 async fn expect_status(c: &mut Client, message: &str, call: &str, status: &str) -> serde_json::Map<String, Value> {
@@ -213,8 +169,8 @@ async fn expect_status(c: &mut Client, message: &str, call: &str, status: &str) 
 #[tokio::test]
 async fn outgoing_call_answered_then_hung_up_by_the_client() {
     let backend = Backend::start().await;
-    let server = start_server(&server_toml(&backend)).await;
-    let sipp = uas("uas_answer_local_bye.xml");
+    let server = start_server(&sip_server_toml(&backend)).await;
+    let sipp = sipp_uas("uas_answer_local_bye.xml");
     let (mut c, _) = Client::establish(&server, connection(call_account(&sipp))).await;
     c.send("call", call_msg("c1", "3001")).await;
     expect_status(&mut c, "notifyTryingResponse", "c1", "TRYING").await;
@@ -244,7 +200,7 @@ async fn outgoing_call_answered_then_hung_up_by_the_client() {
 #[tokio::test]
 async fn outgoing_call_hung_up_by_the_peer_and_a_closed_session_hangs_up() {
     let backend = Backend::start().await;
-    let server = start_server(&server_toml(&backend)).await;
+    let server = start_server(&sip_server_toml(&backend)).await;
     let sipp = Sipp::scenario("uas_answer_remote_bye.xml")
         .pause(Duration::from_millis(300))
         .timeout(Duration::from_secs(15))
@@ -256,7 +212,7 @@ async fn outgoing_call_hung_up_by_the_peer_and_a_closed_session_hangs_up() {
     expect_status(&mut c, "finish", "c1", "FINISH").await;
     sipp.wait().await.assert_success();
 
-    let sipp = uas("uas_answer_local_bye.xml");
+    let sipp = sipp_uas("uas_answer_local_bye.xml");
     let (mut c, _) = Client::establish(&server, connection(call_account(&sipp))).await;
     c.send("call", call_msg("c2", "3001")).await;
     expect_status(&mut c, "talk", "c2", "ESTABLISHED").await;
@@ -269,14 +225,14 @@ async fn outgoing_call_hung_up_by_the_peer_and_a_closed_session_hangs_up() {
 #[tokio::test]
 async fn rejections_reach_client_and_backend_with_errmap_info_and_the_raw_response() {
     let backend = Backend::start().await;
-    let server = start_server(&server_toml(&backend)).await;
+    let server = start_server(&sip_server_toml(&backend)).await;
     for (code, info) in [
         (403, "SIP 403 FORBIDDEN"),
         (486, "SIP 486 BUSY HERE"),
         (503, "SIP 503 SERVICE UNAVAILABLE"),
         (603, "SIP 603 DECLINE"),
     ] {
-        let sipp = uas(&format!("uas_reject_{code}.xml"));
+        let sipp = sipp_uas(&format!("uas_reject_{code}.xml"));
         let (mut c, _) = Client::establish(&server, connection(call_account(&sipp))).await;
         let id = format!("r{code}");
         c.send("call", call_msg(&id, "3001")).await;
@@ -314,8 +270,8 @@ async fn a_backend_rewrites_the_callee_or_refuses_the_call() {
         }
         _ => Reply::mirror(req),
     });
-    let server = start_server(&server_toml(&backend)).await;
-    let sipp = uas("uas_reject_403.xml");
+    let server = start_server(&sip_server_toml(&backend)).await;
+    let sipp = sipp_uas("uas_reject_403.xml");
     let (mut c, _) = Client::establish(&server, connection(call_account(&sipp))).await;
     c.send("call", call_msg("c1", "3001")).await;
     expect_status(&mut c, "finish", "c1", "FAILED").await;
@@ -337,7 +293,7 @@ async fn a_backend_rewrites_the_callee_or_refuses_the_call() {
 #[tokio::test]
 async fn calls_without_an_sip_account_fail_and_answering_an_unknown_call_is_refused() {
     let backend = Backend::start().await;
-    let server = start_server(&server_toml(&backend)).await;
+    let server = start_server(&sip_server_toml(&backend)).await;
     let (mut c, _) = Client::establish(&server, connection(json!({}))).await;
     c.send("call", call_msg("c1", "3001")).await;
     let fin = expect_status(&mut c, "finish", "c1", "FAILED").await;
@@ -362,8 +318,8 @@ async fn hold_and_unhold_by_re_invite_with_a_refused_hold_first() {
         "hold" if r.swap(false, std::sync::atomic::Ordering::SeqCst) => Reply::json(403, json!({})),
         _ => Reply::mirror(req),
     });
-    let server = start_server(&server_toml(&backend)).await;
-    let sipp = uas("uas_hold.xml");
+    let server = start_server(&sip_server_toml(&backend)).await;
+    let sipp = sipp_uas("uas_hold.xml");
     let (mut c, _) = Client::establish(&server, connection(call_account(&sipp))).await;
     c.send("call", call_msg("h1", "3001")).await;
     expect_status(&mut c, "talk", "h1", "ESTABLISHED").await;
@@ -389,8 +345,8 @@ async fn hold_and_unhold_by_re_invite_with_a_refused_hold_first() {
 #[tokio::test]
 async fn dtmf_by_sip_info_reaches_sipp_and_rfc2833_is_accepted() {
     let backend = Backend::start().await;
-    let server = start_server(&server_toml(&backend)).await;
-    let sipp = uas("uas_info_dtmf.xml");
+    let server = start_server(&sip_server_toml(&backend)).await;
+    let sipp = sipp_uas("uas_info_dtmf.xml");
     let (mut c, _) = Client::establish(&server, connection(call_account(&sipp))).await;
     c.send("call", call_msg("d1", "3001")).await;
     expect_status(&mut c, "talk", "d1", "ESTABLISHED").await;
@@ -410,7 +366,7 @@ async fn dtmf_by_sip_info_reaches_sipp_and_rfc2833_is_accepted() {
 #[tokio::test]
 async fn transfer_by_refer_reports_progress_to_client_and_backend() {
     let backend = Backend::start().await;
-    let server = start_server(&server_toml(&backend)).await;
+    let server = start_server(&sip_server_toml(&backend)).await;
     let sipp =
         Sipp::scenario("uas_refer.xml").key("refer_to_user", "3002").timeout(Duration::from_secs(15)).spawn().unwrap();
     let (mut c, _) = Client::establish(&server, connection(call_account(&sipp))).await;
@@ -435,10 +391,10 @@ async fn transfer_by_refer_reports_progress_to_client_and_backend() {
 #[tokio::test]
 async fn rest_call_find_and_terminate() {
     let backend = Backend::start().await;
-    let server = start_server(&server_toml(&backend)).await;
+    let server = start_server(&sip_server_toml(&backend)).await;
     let (status, _) = callgate_tests::http_post(&server, "/rest-api/call/find_all", "", None).await;
     assert_eq!(status, 404);
-    let sipp = uas("uas_answer_local_bye.xml");
+    let sipp = sipp_uas("uas_answer_local_bye.xml");
     let (mut c, _) = Client::establish(&server, connection(call_account(&sipp))).await;
     c.send("call", call_msg("f1", "3001")).await;
     expect_status(&mut c, "talk", "f1", "ESTABLISHED").await;
@@ -478,7 +434,7 @@ async fn an_incoming_call_refused_by_on_call_event_gets_403() {
         "OnCallEvent" => Reply::json(403, json!({})),
         _ => Reply::mirror(req),
     });
-    let server = start_server(&server_toml(&backend)).await;
+    let server = start_server(&sip_server_toml(&backend)).await;
     let registrar = registrar("secret");
     let (mut c, _) = Client::establish(&server, connection(sip_fields(&registrar, "secret"))).await;
     c.expect("registered").await;
@@ -519,7 +475,7 @@ async fn incoming_setup(
     caller_scenario: &str,
     pause: Duration,
 ) -> (callgate_server::RunningServer, Client, SippProcess, SippProcess) {
-    let server = start_server(&server_toml(backend)).await;
+    let server = start_server(&sip_server_toml(backend)).await;
     let registrar = registrar("secret");
     let (mut c, _) = Client::establish(&server, connection(sip_fields(&registrar, "secret"))).await;
     c.expect("registered").await;
@@ -654,7 +610,7 @@ async fn a_refused_answer_keeps_the_call_ringing() {
 #[tokio::test]
 async fn a_call_nobody_answers_fails_by_timer_b_with_a_clear_info() {
     let backend = Backend::start().await;
-    let server = start_server(&server_toml(&backend).replacen("[sip]\n", "[sip]\nt1_ms = 50\n", 1)).await;
+    let server = start_server(&sip_server_toml(&backend).replacen("[sip]\n", "[sip]\nt1_ms = 50\n", 1)).await;
     // A socket that swallows everything: no ICMP port-unreachable, no answer.
     let silent = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let silent_port = silent.local_addr().unwrap().port();

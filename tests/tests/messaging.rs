@@ -8,25 +8,13 @@ use std::time::Duration;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use callgate_tests::peers::{Sipp, SippProcess};
+use callgate_tests::sip_fixtures::{call_msg, connection, hook_statuses, registrar, sip_server_toml, sipp_uas};
 use callgate_tests::{start_server, Backend, Client, Reply};
 use parking_lot::Mutex;
 use serde_json::{json, Map, Value};
 
 fn server_toml(backend: &Backend, extra: &str) -> String {
-    format!("[sip]\nbind = \"127.0.0.1:0\"\n[apps.backendApp]\nurl = \"{}\"\n{extra}", backend.url("hooks"))
-}
-
-fn connection(sip: Value) -> Value {
-    let mut c = json!({"appKey": "backendApp", "mediaProviders": ["WebRTC"], "clientVersion": "2.0",
-                       "clientOSVersion": "5.0", "clientBrowserVersion": "test", "custom": {}});
-    for (k, v) in sip.as_object().unwrap() {
-        c[k] = v.clone();
-    }
-    c
-}
-
-fn sipp(scenario: &str) -> SippProcess {
-    Sipp::scenario(scenario).timeout(Duration::from_secs(15)).spawn().expect("sipp starts (run `make deps`)")
+    format!("{}{extra}", sip_server_toml(backend))
 }
 
 /// A SIP account whose next hop is `peer`, without registering.
@@ -67,12 +55,7 @@ fn message(id: &str, to: &str, body: &str, imdn: bool) -> Value {
 }
 
 fn backend_message_statuses(backend: &Backend, id: &str) -> Vec<String> {
-    backend
-        .requests_for("MessageStatusEvent")
-        .into_iter()
-        .filter(|r| r.body["id"] == id)
-        .map(|r| r.body["status"].as_str().unwrap_or("").to_string())
-        .collect()
+    hook_statuses(backend, "MessageStatusEvent", "id", id)
 }
 
 // ----- sendMessage ----------------------------------------------------------------------------
@@ -81,7 +64,7 @@ fn backend_message_statuses(backend: &Backend, id: &str) -> Vec<String> {
 async fn send_message_accepted_by_sipp_reports_sent_then_accepted() {
     let backend = Backend::start().await;
     let server = start_server(&server_toml(&backend, "")).await;
-    let peer = sipp("uas_message.xml");
+    let peer = sipp_uas("uas_message.xml");
     let (mut c, _) = Client::establish(&server, connection(account(&peer))).await;
     c.send("sendMessage", message("m1", "3001", "Hello sipp", false)).await;
     let (sent, result) = notify_message(&mut c, "m1").await;
@@ -111,7 +94,7 @@ async fn send_message_accepted_by_sipp_reports_sent_then_accepted() {
 async fn send_message_refused_by_sipp_404_reaches_client_and_backend_with_the_raw_response() {
     let backend = Backend::start().await;
     let server = start_server(&server_toml(&backend, "")).await;
-    let peer = sipp("uas_message_reject_404.xml");
+    let peer = sipp_uas("uas_message_reject_404.xml");
     let (mut c, _) = Client::establish(&server, connection(account(&peer))).await;
     c.send("sendMessage", message("m404", "3001", "anyone?", false)).await;
     assert_eq!(notify_message(&mut c, "m404").await.0["status"], "SENT");
@@ -150,7 +133,7 @@ async fn send_message_refused_by_the_backend_sends_nothing() {
 async fn send_message_with_imdn_goes_out_as_cpim_and_a_session_without_sip_fails_locally() {
     let backend = Backend::start().await;
     let server = start_server(&server_toml(&backend, "")).await;
-    let peer = sipp("uas_message.xml");
+    let peer = sipp_uas("uas_message.xml");
     let (mut c, _) = Client::establish(&server, connection(account(&peer))).await;
     c.send("sendMessage", message("mi", "sip:3001@127.0.0.1", "with receipt", true)).await;
     notify_message(&mut c, "mi").await;
@@ -174,7 +157,7 @@ async fn send_message_with_imdn_goes_out_as_cpim_and_a_session_without_sip_fails
 async fn an_imdn_delivery_notification_from_sipp_reaches_the_sender_as_imdn_delivered() {
     let backend = Backend::start().await;
     let server = start_server(&server_toml(&backend, "")).await;
-    let peer = sipp("uas_message_imdn.xml");
+    let peer = sipp_uas("uas_message_imdn.xml");
     let (mut c, _) = Client::establish(&server, connection(account(&peer))).await;
     c.send("sendMessage", message("md", "3001", "tell me when you have it", true)).await;
     let mut statuses = Vec::new();
@@ -195,19 +178,8 @@ async fn an_imdn_delivery_notification_from_sipp_reaches_the_sender_as_imdn_deli
 
 // ----- incoming MESSAGE ------------------------------------------------------------------------
 
-fn registrar() -> SippProcess {
-    Sipp::scenario("uas_register_digest.xml")
-        .key("user", "3000")
-        .key("password", "secret")
-        .key("realm", "callgate.test")
-        .key("expires", "120")
-        .timeout(Duration::from_secs(15))
-        .spawn()
-        .expect("sipp starts (run `make deps`)")
-}
-
 async fn registered_client(server: &callgate_server::RunningServer) -> (Client, SippProcess) {
-    let reg = registrar();
+    let reg = registrar("secret");
     let sip = json!({"sipLogin": "3000", "sipPassword": "secret", "sipDomain": "127.0.0.1",
                      "sipPort": reg.local_addr().port().to_string()});
     let (mut c, _) = Client::establish(server, connection(sip)).await;
@@ -311,7 +283,7 @@ fn sub_statuses(c: &Client, id: &str) -> Vec<String> {
 async fn subscribe_accepted_then_notified_then_terminated() {
     let backend = Backend::start().await;
     let server = start_server(&server_toml(&backend, "")).await;
-    let notifier = sipp("uas_subscribe_notify.xml");
+    let notifier = sipp_uas("uas_subscribe_notify.xml");
     let (mut c, _) = Client::establish(&server, connection(account(&notifier))).await;
     c.send(
         "subscribe",
@@ -372,7 +344,7 @@ async fn subscribe_refused_by_sipp_or_the_backend() {
         _ => Reply::mirror(req),
     });
     let server = start_server(&server_toml(&backend, "")).await;
-    let peer = sipp("uas_subscribe_reject_404.xml");
+    let peer = sipp_uas("uas_subscribe_reject_404.xml");
     let (mut c, _) = Client::establish(&server, connection(account(&peer))).await;
     c.send("subscribe", json!({"id": "nope", "event": "forbidden-package", "to": "3001"})).await;
     let s = c.expect("notifySubscription").await;
@@ -475,14 +447,6 @@ async fn xcap_request_to_an_allowed_server_with_the_sip_credentials_and_a_refuse
 
 // ----- incoming REFER ------------------------------------------------------------------------
 
-const CHROMIUM_OFFER: &str = include_str!("../../crates/media/testdata/chromium-publish-offer.sdp");
-
-fn call_msg(id: &str) -> Value {
-    json!({"callId": id, "incoming": false, "hasVideo": false, "hasAudio": true, "status": "PENDING",
-           "mediaProvider": "WebRTC", "sdp": CHROMIUM_OFFER, "caller": "3000", "callee": "3001",
-           "visibleName": "3000", "custom": {}})
-}
-
 async fn transfer_events(c: &mut Client, call: &str, until: &str) -> Vec<Map<String, Value>> {
     let mut out = Vec::new();
     loop {
@@ -500,9 +464,9 @@ async fn transfer_events(c: &mut Client, call: &str, until: &str) -> Vec<Map<Str
 async fn incoming_refer_accepted_gets_202_and_an_honest_final_notify() {
     let backend = Backend::start().await;
     let server = start_server(&server_toml(&backend, "")).await;
-    let peer = sipp("uas_answer_send_refer.xml");
+    let peer = sipp_uas("uas_answer_send_refer.xml");
     let (mut c, _) = Client::establish(&server, connection(account(&peer))).await;
-    c.send("call", call_msg("r1")).await;
+    c.send("call", call_msg("r1", "3001")).await;
     let talk = c.expect("talk").await;
     assert_eq!(talk["callId"], "r1");
     let events = transfer_events(&mut c, "r1", "FAILED").await;
@@ -531,9 +495,9 @@ async fn incoming_refer_refused_by_the_backend_gets_403() {
     let backend = Backend::start().await;
     backend_config(&backend, json!({"OnTransferEvent": {"restOnError": "FAIL"}}), "OnTransferEvent");
     let server = start_server(&server_toml(&backend, "")).await;
-    let peer = sipp("uas_answer_send_refer.xml");
+    let peer = sipp_uas("uas_answer_send_refer.xml");
     let (mut c, _) = Client::establish(&server, connection(account(&peer))).await;
-    c.send("call", call_msg("r2")).await;
+    c.send("call", call_msg("r2", "3001")).await;
     c.expect("talk").await;
     let events = transfer_events(&mut c, "r2", "FAILED").await;
     assert_eq!(events.len(), 1, "no PENDING for a refused transfer: {events:?}");

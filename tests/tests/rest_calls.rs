@@ -6,16 +6,9 @@
 use std::time::Duration;
 
 use callgate_tests::peers::{Sipp, SippProcess};
+use callgate_tests::sip_fixtures::{hook_statuses, sip_server_toml, sipp_uas};
 use callgate_tests::{http_post, start_server, Backend, Client, Reply};
 use serde_json::{json, Value};
-
-fn server_toml(backend: &Backend) -> String {
-    format!("[sip]\nbind = \"127.0.0.1:0\"\n[apps.backendApp]\nurl = \"{}\"\n", backend.url("hooks"))
-}
-
-fn uas(scenario: &str) -> SippProcess {
-    Sipp::scenario(scenario).timeout(Duration::from_secs(15)).spawn().expect("sipp starts (run `make deps`)")
-}
 
 /// A `/call/startup` body towards `sipp`, values as JSON strings like the WCS examples.
 fn startup(call_id: &str, sipp: &SippProcess) -> Value {
@@ -31,12 +24,7 @@ async fn post(server: &callgate_server::RunningServer, path: &str, body: &Value)
 }
 
 fn statuses(backend: &Backend, call: &str) -> Vec<String> {
-    backend
-        .requests_for("CallStatusEvent")
-        .into_iter()
-        .filter(|r| r.body["callId"] == call)
-        .map(|r| r.body["status"].as_str().unwrap_or("").to_string())
-        .collect()
+    hook_statuses(backend, "CallStatusEvent", "callId", call)
 }
 
 async fn wait_status(backend: &Backend, call: &str, status: &str) -> Value {
@@ -51,8 +39,8 @@ async fn a_rest_call_proceeds_although_the_backend_refuses_call_then_terminate_s
         "call" => Reply::json(403, json!({"status": 403, "reason": "calls are forbidden"})),
         _ => Reply::mirror(req),
     });
-    let server = start_server(&server_toml(&backend)).await;
-    let sipp = uas("uas_answer_local_bye.xml");
+    let server = start_server(&sip_server_toml(&backend)).await;
+    let sipp = sipp_uas("uas_answer_local_bye.xml");
     let mut body = startup("r1", &sipp);
     body["restClientConfig"] = json!({"call": {"restOnError": "FAIL"}, "CallStatusEvent": {"restOnError": "FAIL"}});
     let (status, text) = post(&server, "startup", &body).await;
@@ -106,8 +94,8 @@ async fn a_call_overwrite_rewrites_the_callee_and_a_busy_peer_fails_the_call_wit
         }
         _ => Reply::mirror(req),
     });
-    let server = start_server(&server_toml(&backend)).await;
-    let sipp = uas("uas_reject_486.xml");
+    let server = start_server(&sip_server_toml(&backend)).await;
+    let sipp = sipp_uas("uas_reject_486.xml");
     let mut body = startup("b1", &sipp);
     body["restClientConfig"] = json!({"call": {"restPolicy": "OVERWRITE", "restOverwrite": "callee"}});
     let (status, _) = post(&server, "startup", &body).await;
@@ -130,7 +118,7 @@ async fn a_call_overwrite_rewrites_the_callee_and_a_busy_peer_fails_the_call_wit
 #[tokio::test]
 async fn a_rest_call_ends_on_the_peers_bye() {
     let backend = Backend::start().await;
-    let server = start_server(&server_toml(&backend)).await;
+    let server = start_server(&sip_server_toml(&backend)).await;
     let sipp = Sipp::scenario("uas_answer_remote_bye.xml")
         .pause(Duration::from_millis(200))
         .timeout(Duration::from_secs(15))
@@ -149,7 +137,7 @@ async fn a_rest_call_ends_on_the_peers_bye() {
 #[tokio::test]
 async fn startup_and_actions_refuse_what_they_cannot_do_with_a_clear_reason() {
     let backend = Backend::start().await;
-    let server = start_server(&server_toml(&backend)).await;
+    let server = start_server(&sip_server_toml(&backend)).await;
     let base = json!({"callId": "x1", "callee": "3001", "sipLogin": "3000", "sipDomain": "127.0.0.1",
                       "sipPort": "5999", "appKey": "backendApp"});
     let with = |k: &str, v: Value| {
@@ -206,8 +194,8 @@ async fn rest_hold_and_unhold_of_a_clients_call_reach_sipp_and_the_client_though
         "hold" | "unhold" => Reply::json(403, json!({})),
         _ => Reply::mirror(req),
     });
-    let server = start_server(&server_toml(&backend)).await;
-    let sipp = uas("uas_hold.xml");
+    let server = start_server(&sip_server_toml(&backend)).await;
+    let sipp = sipp_uas("uas_hold.xml");
     let conn = json!({"appKey": "backendApp", "mediaProviders": ["WebRTC"], "sipLogin": "3000",
                       "sipDomain": "127.0.0.1", "sipPort": sipp.local_addr().port(), "sipRegisterRequired": false});
     let (mut c, user) = Client::establish(&server, conn).await;
@@ -250,8 +238,8 @@ async fn rest_hold_and_unhold_of_a_clients_call_reach_sipp_and_the_client_though
 #[tokio::test]
 async fn rest_actions_on_a_ringing_call_get_409_and_terminate_cancels_it() {
     let backend = Backend::start().await;
-    let server = start_server(&server_toml(&backend)).await;
-    let sipp = uas("uas_cancel.xml");
+    let server = start_server(&sip_server_toml(&backend)).await;
+    let sipp = sipp_uas("uas_cancel.xml");
     assert_eq!(post(&server, "startup", &startup("ring1", &sipp)).await.0, 200);
     wait_status(&backend, "ring1", "RING").await;
     for path in ["hold", "unhold", "send_dtmf", "transfer"] {
@@ -268,8 +256,8 @@ async fn rest_actions_on_a_ringing_call_get_409_and_terminate_cancels_it() {
 #[tokio::test]
 async fn rest_send_dtmf_by_sip_info_and_rfc2833_on_a_rest_call() {
     let backend = Backend::start().await;
-    let server = start_server(&server_toml(&backend)).await;
-    let sipp = uas("uas_info_dtmf.xml");
+    let server = start_server(&sip_server_toml(&backend)).await;
+    let sipp = sipp_uas("uas_info_dtmf.xml");
     assert_eq!(post(&server, "startup", &startup("d1", &sipp)).await.0, 200);
     wait_status(&backend, "d1", "ESTABLISHED").await;
     let (status, text) = post(&server, "send_dtmf", &json!({"callId": "d1", "dtmf": "5", "type": "SMS"})).await;
@@ -295,7 +283,7 @@ async fn rest_send_dtmf_by_sip_info_and_rfc2833_on_a_rest_call() {
 #[tokio::test]
 async fn rest_transfer_of_a_rest_call_sends_refer_and_reports_the_transfer() {
     let backend = Backend::start().await;
-    let server = start_server(&server_toml(&backend)).await;
+    let server = start_server(&sip_server_toml(&backend)).await;
     let sipp =
         Sipp::scenario("uas_refer.xml").key("refer_to_user", "3002").timeout(Duration::from_secs(15)).spawn().unwrap();
     assert_eq!(post(&server, "startup", &startup("t1", &sipp)).await.0, 200);
@@ -323,8 +311,8 @@ async fn rest_transfer_of_a_rest_call_sends_refer_and_reports_the_transfer() {
 #[tokio::test]
 async fn a_graceful_shutdown_hangs_up_rest_calls() {
     let backend = Backend::start().await;
-    let server = start_server(&server_toml(&backend)).await;
-    let sipp = uas("uas_answer_local_bye.xml");
+    let server = start_server(&sip_server_toml(&backend)).await;
+    let sipp = sipp_uas("uas_answer_local_bye.xml");
     let (status, _) = post(&server, "startup", &startup("r9", &sipp)).await;
     assert_eq!(status, 200);
     wait_status(&backend, "r9", "ESTABLISHED").await;
