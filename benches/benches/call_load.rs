@@ -112,7 +112,7 @@ fn main() {
         seconds: env_u64("CALLGATE_LOAD_SECONDS", 20),
         hold_ms: env_u64("CALLGATE_LOAD_HOLD_MS", 500),
     };
-    let nofile = raise_nofile_limit();
+    let nofile = callgate_benches::raise_nofile_limit();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     match rt.block_on(run(&bin, p, nofile)) {
         Ok(()) => {}
@@ -636,23 +636,6 @@ fn cpu_secs(pid: u32) -> f64 {
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
     (ticks(11) + ticks(12)) / hz.max(1.0)
-}
-
-fn raise_nofile_limit() -> libc::rlim_t {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: `lim` is a valid, writable rlimit.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
-            return 0;
-        }
-        if lim.rlim_cur < lim.rlim_max {
-            let want = libc::rlimit { rlim_cur: lim.rlim_max, rlim_max: lim.rlim_max };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &want) == 0 {
-                lim = want;
-            }
-        }
-    }
-    lim.rlim_cur
 }
 
 fn free_tcp() -> Result<u16, String> {

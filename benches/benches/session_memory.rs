@@ -70,7 +70,7 @@ fn main() {
         );
         return;
     }
-    let nofile = raise_nofile_limit();
+    let nofile = callgate_benches::raise_nofile_limit();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     let started = Instant::now();
     let outcome = rt.block_on(async { tokio::time::timeout(OVERALL, measure(&bin, nofile)).await });
@@ -86,24 +86,6 @@ fn main() {
         }
     }
     // Dropping the runtime drops the (dropped) future, whose guard killed the child.
-}
-
-/// Raises the soft open-file limit to the hard one (inherited by the child); returns the new soft limit.
-fn raise_nofile_limit() -> libc::rlim_t {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: `lim` is a valid, writable rlimit.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
-            return 0;
-        }
-        if lim.rlim_cur < lim.rlim_max {
-            let want = libc::rlimit { rlim_cur: lim.rlim_max, rlim_max: lim.rlim_max };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &want) == 0 {
-                lim = want;
-            }
-        }
-    }
-    lim.rlim_cur
 }
 
 fn free_port() -> std::io::Result<u16> {

@@ -1,4 +1,5 @@
-//! Shared pieces of the benches: realistic hook bodies.
+//! Shared pieces of the benches: realistic hook bodies, and the open-file limit for runs with
+//! thousands of sockets.
 //!
 //! The bodies are what callgate actually sends: the client's data for the action plus the context
 //! fields `nodeId`, `appKey`, `sessionId` (spec/rest-hooks.md §1), with WCS-style ids.
@@ -32,3 +33,22 @@ pub const PUBLISH_STREAM_DATA: &str = concat!(
     r#""sessionId":"/127.0.0.1:53422/127.0.0.1:8080-5e6b1c1a-7c1f-4a5e-9d43-8f0b1b6c2f8e","#,
     r#""custom":{"tenant":"acme","room":"42"}}"#
 );
+
+/// Raises the soft open-file limit to the hard one (inherited by child processes); returns the
+/// new soft limit (0 when it cannot be read).
+pub fn raise_nofile_limit() -> libc::rlim_t {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: `lim` is a valid, writable rlimit.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 0;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let want = libc::rlimit { rlim_cur: lim.rlim_max, rlim_max: lim.rlim_max };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &want) == 0 {
+                lim = want;
+            }
+        }
+    }
+    lim.rlim_cur
+}
