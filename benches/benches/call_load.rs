@@ -144,6 +144,9 @@ struct Outcome {
     sip_drops: u64,
     /// CPU seconds of the separate backend process (phase 4).
     cpu_backend: f64,
+    /// Context switches of callgate's threads (voluntary + involuntary): each is a worker that
+    /// parked and was woken again, the main cost of hand-offs between tasks (docs/benchmarks.md).
+    switches_callgate: u64,
 }
 
 /// One callgate phase: the app its calls use, and the processes to account.
@@ -235,11 +238,11 @@ async fn run(bin: &Path, p: Params, nofile: libc::rlim_t) -> Result<(), String> 
     report(&remote, Some(&baseline));
     drop(backend);
     println!();
-    println!("| phase | offered | established | failed % | calls/s | vs baseline | caller CPU µs/call (callgate; sipp UAC in the baseline) | backend CPU µs/call | sipp UAS CPU µs/call | driver CPU µs/call | hooks sent over HTTP |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("| phase | offered | established | failed % | calls/s | vs baseline | caller CPU µs/call (callgate; sipp UAC in the baseline) | backend CPU µs/call | sipp UAS CPU µs/call | driver CPU µs/call | hooks sent over HTTP | callgate context switches/call |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     for o in [&baseline, &off, &on, &remote] {
         println!(
-            "| {} | {} | {} | {:.3} | {:.0} | {:.2}x | {:.1} | {:.1} | {:.1} | {:.1} | {} |",
+            "| {} | {} | {} | {:.3} | {:.0} | {:.2}x | {:.1} | {:.1} | {:.1} | {:.1} | {} | {:.1} |",
             o.name,
             o.offered,
             o.established,
@@ -250,7 +253,8 @@ async fn run(bin: &Path, p: Params, nofile: libc::rlim_t) -> Result<(), String> 
             o.cpu_backend * 1e6 / o.established.max(1) as f64,
             o.cpu_sipp * 1e6 / o.established.max(1) as f64,
             o.cpu_driver * 1e6 / o.established.max(1) as f64,
-            o.hooks_http
+            o.hooks_http,
+            o.switches_callgate as f64 / o.established.max(1) as f64
         );
     }
     let cost_rate = 100.0 * (off.rate - on.rate) / off.rate.max(1e-9);
@@ -380,13 +384,14 @@ async fn sipp_baseline(p: Params, dir: &Path) -> Result<Outcome, String> {
         .map_err(|e| format!("spawn sipp UAC: {e}"))?;
     let mut uac = ChildGuard(uac);
     let uac_pid = uac.0.id();
-    let mut uac_cpu = 0.0;
+    let (mut uac_cpu, mut uac_switches) = (0.0, 0);
     // The UAC's CPU must be read before it is reaped.
     let until = Instant::now() + Duration::from_secs(timeout + 5);
     let done = loop {
         let c = cpu_secs(uac_pid);
         if c > 0.0 {
             uac_cpu = c;
+            uac_switches = context_switches(uac_pid).max(uac_switches);
         }
         if let Ok(Some(_)) = uac.0.try_wait() {
             break Instant::now();
@@ -421,6 +426,7 @@ async fn sipp_baseline(p: Params, dir: &Path) -> Result<Outcome, String> {
         hooks_not_called: 0,
         sip_drops: 0,
         cpu_backend: 0.0,
+        switches_callgate: uac_switches,
     })
 }
 
@@ -487,6 +493,7 @@ async fn callgate_phase(
     let drops0 = udp_drops(sip_port);
     let uas_pid = uas.0.id();
     let (cg0, uas0, self0) = (cpu_secs(pid), cpu_secs(uas_pid), cpu_secs(std::process::id()));
+    let switches0 = context_switches(pid);
     let url: http::Uri = format!("{base}/rest-api/call/startup").parse().map_err(|e| format!("{e}"))?;
     let ok = Arc::new(AtomicU64::new(0));
     let http_errors = Arc::new(AtomicU64::new(0));
@@ -550,6 +557,7 @@ async fn callgate_phase(
         }
     }
     let (cg, uas_cpu, driver) = (cpu_secs(pid) - cg0, cpu_secs(uas_pid) - uas0, cpu_secs(std::process::id()) - self0);
+    let switches = context_switches(pid).saturating_sub(switches0);
     let _ = wait_exit(&mut uas, Duration::from_secs(5)).await;
     let (sipp_ok, sipp_failed) = sipp_stats(&uas_stat);
     let established = now_counts.established - before.established;
@@ -580,6 +588,7 @@ async fn callgate_phase(
         hooks_not_called: now_counts.hooks_not_called - before.hooks_not_called,
         sip_drops: udp_drops(sip_port).saturating_sub(drops0),
         cpu_backend: backend_cpu() - backend0,
+        switches_callgate: switches,
     })
 }
 
@@ -622,6 +631,23 @@ fn udp_drops(port: u16) -> u64 {
         .skip(1)
         .filter(|l| l.split_whitespace().nth(1) == Some(want.as_str()))
         .filter_map(|l| l.split_whitespace().last().and_then(|d| d.parse::<u64>().ok()))
+        .sum()
+}
+
+/// Context switches (voluntary + involuntary) of all threads of `pid` now alive
+/// (`/proc/<pid>/task/*/status`); the runtime's workers live as long as the process.
+fn context_switches(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return 0 };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("status")).ok())
+        .flat_map(|status| {
+            status
+                .lines()
+                .filter(|l| l.starts_with("voluntary_ctxt_switches:") || l.starts_with("nonvoluntary_ctxt_switches:"))
+                .filter_map(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()))
+                .collect::<Vec<_>>()
+        })
         .sum()
 }
 
