@@ -39,6 +39,8 @@ pub struct ServerConfig {
     pub max_missed_pings: u32,
     pub client_send_queue: usize,
     pub max_client_frame_bytes: usize,
+    /// Runtime worker threads; 0 = tokio's default (one per core, or `TOKIO_WORKER_THREADS`).
+    pub worker_threads: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]

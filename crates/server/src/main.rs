@@ -51,7 +51,11 @@ fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     init_tracing(&cfg);
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")?;
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if cfg.server.worker_threads > 0 {
+        builder.worker_threads(cfg.server.worker_threads);
+    }
+    let rt = builder.enable_all().build().context("cannot start the runtime")?;
     rt.block_on(async move {
         let server = callgate_server::start(cfg).await?;
         shutdown_signal().await;
