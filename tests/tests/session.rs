@@ -40,6 +40,13 @@ async fn echo_app_in_process_and_over_http() {
         let st = c.expect("DataStatusEvent").await;
         assert_eq!(st["operationId"], "op-1");
         assert_eq!(st["status"], "ACCEPTED");
+        // The EchoApp answers a JSON object with the very bytes it got, and refuses anything else.
+        let obj = r#"{"b": [1, {"c": null}], "s": "x\"y"}"#;
+        assert_eq!(http_post(&server, "/apps/EchoApp/connect", obj, None).await, (200, obj.to_string()));
+        for bad in ["", "  ", "[1]", "null", "{\"a\":", "{} trailing", "<html>"] {
+            assert_eq!(http_post(&server, "/apps/EchoApp/connect", bad, None).await.0, 400, "{bad:?}");
+        }
+        assert_eq!(http_post(&server, "/apps/EchoApp/noSuchHook", "{}", None).await.0, 404);
         server.shutdown().await;
     }
 }

@@ -16,8 +16,12 @@ async fn echo(Path(method): Path<String>, body: Bytes) -> Response {
     if callgate_hooks::HookMethod::from_name(&method).is_none() {
         return (StatusCode::NOT_FOUND, format!("unknown hook method {method}")).into_response();
     }
-    match serde_json::from_slice::<serde_json::Value>(&body) {
-        Ok(serde_json::Value::Object(_)) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
-        _ => (StatusCode::BAD_REQUEST, "body must be a JSON object").into_response(),
+    // Checked to be one JSON object without building it (the answer is the received bytes).
+    let is_object = !body.iter().all(u8::is_ascii_whitespace)
+        && callgate_hooks::dispatch::parse_answer_for(&body, callgate_hooks::dispatch::AnswerUse::Validate).is_ok();
+    if is_object {
+        ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+    } else {
+        (StatusCode::BAD_REQUEST, "body must be a JSON object").into_response()
     }
 }
