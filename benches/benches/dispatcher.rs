@@ -188,6 +188,11 @@ impl Setup {
 
     /// Runs `n` requests of `arm` with [`IN_FLIGHT`] of them in flight.
     async fn run(&self, arm: Arm, n: usize) -> usize {
+        self.run_with(arm, n, IN_FLIGHT).await
+    }
+
+    /// Runs `n` requests of `arm` with `in_flight` (at most [`IN_FLIGHT`]) of them in flight.
+    async fn run_with(&self, arm: Arm, n: usize, in_flight: usize) -> usize {
         stream::iter(0..n)
             .map(|_| async move {
                 match arm {
@@ -199,7 +204,7 @@ impl Setup {
                     Arm::Engine => self.engine_one().await,
                 }
             })
-            .buffer_unordered(IN_FLIGHT)
+            .buffer_unordered(in_flight.min(IN_FLIGHT))
             .fold(0usize, |acc, x| async move { acc + x })
             .await
     }
@@ -277,7 +282,11 @@ fn bench_dispatcher(c: &mut Criterion) {
     }
     g.finish();
 
-    cpu_view(&rt, &setup, &Arm::ALL, "no metrics recorder");
+    cpu_view(&rt, &setup, &Arm::ALL, "no metrics recorder", IN_FLIGHT);
+    // One request at a time: nothing is batched, every request pays for waking the client's and
+    // the backend's threads (the pattern of a call's hooks, which go one after another; see
+    // docs/benchmarks.md, "Call load"). The raw arm is the floor of an HTTP/1.1 hook round trip.
+    cpu_view(&rt, &setup, &[Arm::Raw, Arm::DispatcherNotify, Arm::Engine], "no metrics recorder", 1);
 
     // Supplementary: the server installs a Prometheus recorder, which turns the engine's
     // `metrics::counter!`/`histogram!` calls into real work. Installed once for the rest of the
@@ -292,7 +301,7 @@ fn bench_dispatcher(c: &mut Criterion) {
         b.to_async(&rt).iter(|| async { black_box(setup.run(Arm::Engine, PER_ITER).await) })
     });
     g.finish();
-    cpu_view(&rt, &setup, &[Arm::Raw, Arm::Engine], "Prometheus recorder installed (as in the server)");
+    cpu_view(&rt, &setup, &[Arm::Raw, Arm::Engine], "Prometheus recorder installed (as in the server)", IN_FLIGHT);
     metrics_micro();
 }
 
@@ -343,21 +352,22 @@ fn cpu_clock(clock: libc::clockid_t) -> Duration {
 
 /// The same arms once more, interleaved in rounds, reporting wall throughput and CPU time per
 /// request of the client thread and of the backend thread. Medians over the rounds.
-fn cpu_view(rt: &tokio::runtime::Runtime, setup: &Setup, arms: &[Arm], note: &str) {
+fn cpu_view(rt: &tokio::runtime::Runtime, setup: &Setup, arms: &[Arm], note: &str, in_flight: usize) {
     if std::env::var_os("DISPATCHER_NO_CPU_VIEW").is_some() {
         return; // e.g. while profiling one arm with `--profile-time`
     }
-    const N: usize = 20_000;
+    // Fewer requests one at a time: each waits for a full round trip.
+    let n: usize = if in_flight > 1 { 20_000 } else { 5_000 };
     const ROUNDS: usize = 5;
     assert_eq!(arms[0], Arm::Raw, "the baseline comes first");
     let mut samples: Vec<Vec<(f64, f64, f64)>> = vec![Vec::new(); arms.len()];
     for _ in 0..ROUNDS {
         for (i, &arm) in arms.iter().enumerate() {
             let (w0, c0, p0) = (Instant::now(), thread_cpu(), process_cpu());
-            black_box(rt.block_on(setup.run(arm, N)));
+            black_box(rt.block_on(setup.run_with(arm, n, in_flight)));
             let (w, c, p) = (w0.elapsed(), thread_cpu() - c0, process_cpu() - p0);
-            let per = |d: Duration| d.as_secs_f64() * 1e6 / N as f64;
-            samples[i].push((N as f64 / w.as_secs_f64(), per(c), per(p.saturating_sub(c))));
+            let per = |d: Duration| d.as_secs_f64() * 1e6 / n as f64;
+            samples[i].push((n as f64 / w.as_secs_f64(), per(c), per(p.saturating_sub(c))));
         }
     }
     let median = |mut v: Vec<f64>| {
@@ -377,7 +387,7 @@ fn cpu_view(rt: &tokio::runtime::Runtime, setup: &Setup, arms: &[Arm], note: &st
     let (base_rps, base_cpu, _) = rows[0];
     println!();
     println!(
-        "dispatcher CPU view ({note}): {ROUNDS} interleaved rounds of {N} requests, {IN_FLIGHT} in flight, medians"
+        "dispatcher CPU view ({note}): {ROUNDS} interleaved rounds of {n} requests, {in_flight} in flight, medians"
     );
     println!(
         "{:<16} {:>10} {:>8} {:>15} {:>9} {:>16}",
