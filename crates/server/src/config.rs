@@ -134,6 +134,7 @@ impl SipSection {
             anyhow::bail!("sip.t1_ms must be 1-4000 (RFC 3261 T1, default 500), got {}", self.t1_ms);
         }
         c.timers.t1 = std::time::Duration::from_millis(self.t1_ms);
+        c.own_thread = true;
         Ok(c)
     }
 }

@@ -78,6 +78,14 @@ pub struct EndpointConfig {
     /// driver is descheduled, and a lost provisional response means an INVITE retransmission
     /// that strict peers treat as a new, unexpected request.
     pub udp_buffer_bytes: usize,
+    /// Run the driver on a thread of its own (with a one-thread runtime) instead of as a task of
+    /// the caller's runtime. The SIP sockets are then read and transactions answered (ACKs,
+    /// retransmissions absorbed, timers) however busy the caller's runtime is with other work
+    /// (HTTP hooks, WebSockets): under overload the driver gets its own share of the CPU from the
+    /// OS scheduler instead of one turn among thousands of tasks, and a late ACK or response
+    /// does not turn into retransmissions that add more load (docs/benchmarks.md, "Call load").
+    /// Off by default (tests that pause tokio's clock need the driver on their runtime).
+    pub own_thread: bool,
 }
 
 impl EndpointConfig {
@@ -93,6 +101,7 @@ impl EndpointConfig {
             seed: None,
             connect_timeout: Duration::from_secs(10),
             udp_buffer_bytes: 4 << 20,
+            own_thread: false,
         }
     }
 }
@@ -203,7 +212,7 @@ impl Endpoint {
             connect_timeout: cfg.connect_timeout,
             buf: vec![0u8; 65_536],
         };
-        let task = tokio::spawn(driver.run());
+        let task = if cfg.own_thread { driver.spawn_thread()? } else { tokio::spawn(driver.run()) };
         Ok(Endpoint { handle: UaHandle { tx, udp_addr, tcp_addr }, events, task })
     }
 }
@@ -268,6 +277,48 @@ async fn accept(listener: &Option<TcpListener>) -> io::Result<(TcpStream, Socket
 }
 
 impl Driver {
+    /// Starts the driver on a thread of its own ([`EndpointConfig::own_thread`]). The sockets
+    /// move to that thread's runtime; the returned task ends when the driver does.
+    fn spawn_thread(self) -> io::Result<JoinHandle<()>> {
+        let Driver { ua, udp, listener, cmd_rx, event_tx, stream_tx, stream_rx, conns, warned, connect_timeout, buf } =
+            self;
+        // Sockets are registered with the runtime that made them: move them to the new one.
+        let udp = udp.into_std()?;
+        let listener = listener.map(|l| l.into_std()).transpose()?;
+        let (done_tx, done_rx) = oneshot::channel::<()>();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        std::thread::Builder::new().name("sip-driver".into()).spawn(move || {
+            rt.block_on(async move {
+                let udp = match UdpSocket::from_std(udp) {
+                    Ok(u) => u,
+                    Err(e) => return tracing::error!(error = %e, "SIP driver thread: cannot register the UDP socket"),
+                };
+                let listener = match listener.map(TcpListener::from_std).transpose() {
+                    Ok(l) => l,
+                    Err(e) => return tracing::error!(error = %e, "SIP driver thread: cannot register the TCP listener"),
+                };
+                let driver = Driver {
+                    ua,
+                    udp,
+                    listener,
+                    cmd_rx,
+                    event_tx,
+                    stream_tx,
+                    stream_rx,
+                    conns,
+                    warned,
+                    connect_timeout,
+                    buf,
+                };
+                driver.run().await;
+            });
+            let _ = done_tx.send(());
+        })?;
+        Ok(tokio::spawn(async move {
+            let _ = done_rx.await;
+        }))
+    }
+
     async fn run(mut self) {
         loop {
             self.flush().await;

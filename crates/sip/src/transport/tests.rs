@@ -14,10 +14,15 @@ const SDP: &[u8] =
     b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n";
 
 async fn endpoint(tcp: bool) -> Endpoint {
+    endpoint_with(tcp, false).await
+}
+
+async fn endpoint_with(tcp: bool, own_thread: bool) -> Endpoint {
     let mut cfg = EndpointConfig::new("127.0.0.1:0".parse().unwrap());
     if tcp {
         cfg.tcp_bind = Some("127.0.0.1:0".parse().unwrap());
     }
+    cfg.own_thread = own_thread;
     Endpoint::start(cfg).await.unwrap()
 }
 
@@ -35,9 +40,13 @@ async fn call_event(ep: &mut Endpoint, call: CallId) -> CallEvent {
 }
 
 async fn call_between(transport: Transport) {
+    call_between_with(transport, false).await;
+}
+
+async fn call_between_with(transport: Transport, own_thread: bool) {
     let tcp = transport == Transport::Tcp;
-    let mut a = endpoint(tcp).await;
-    let mut b = endpoint(tcp).await;
+    let mut a = endpoint_with(tcp, own_thread).await;
+    let mut b = endpoint_with(tcp, own_thread).await;
     let b_addr = if tcp { b.handle.tcp_addr().unwrap() } else { b.handle.udp_addr() };
     let mut alice = Account::new("alice", "pw", "127.0.0.1", b_addr);
     alice.transport = transport;
@@ -66,6 +75,15 @@ async fn call_between(transport: Transport) {
 #[tokio::test]
 async fn call_over_udp() {
     call_between(Transport::Udp).await;
+}
+
+/// The same calls with each driver on a thread of its own (as the server runs it): the sockets
+/// moved to that thread's runtime still send, receive and accept, and shutdown ends the thread
+/// (the task that stands for it completes).
+#[tokio::test]
+async fn call_over_udp_and_tcp_with_the_driver_on_its_own_thread() {
+    call_between_with(Transport::Udp, true).await;
+    call_between_with(Transport::Tcp, true).await;
 }
 
 #[tokio::test]
