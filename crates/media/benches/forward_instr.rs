@@ -41,7 +41,8 @@ struct Browser {
 
 fn browser(i: usize, dir: Direction, now: Instant) -> (Browser, String, SdpPendingOffer) {
     let addr: SocketAddr = format!("10.0.{}.{}:5000", 1 + i / 250, 2 + i % 250).parse().unwrap();
-    let mut rtc = Rtc::builder().set_crypto_provider(std::sync::Arc::new(str0m::crypto::from_feature_flags())).build(now);
+    let mut rtc =
+        Rtc::builder().set_crypto_provider(std::sync::Arc::new(str0m::crypto::from_feature_flags())).build(now);
     rtc.add_local_candidate(Candidate::host(addr, "udp").unwrap());
     let mut api = rtc.sdp_api();
     api.add_media(MediaKind::Audio, dir, Some("s".into()), None, None);

@@ -50,7 +50,11 @@ impl SendBatch {
     /// Sends the first datagrams of `items` (at most [`MAX_BATCH`]) without waiting; returns how
     /// many the kernel took (at least one), or the error of the first one (`WouldBlock` when the
     /// socket buffer is full: nothing was sent).
-    pub fn try_send<B: std::ops::Deref<Target = [u8]>>(&mut self, socket: &UdpSocket, items: &[(B, SocketAddr)]) -> io::Result<usize> {
+    pub fn try_send<B: std::ops::Deref<Target = [u8]>>(
+        &mut self,
+        socket: &UdpSocket,
+        items: &[(B, SocketAddr)],
+    ) -> io::Result<usize> {
         let items = &items[..items.len().min(MAX_BATCH)];
         if items.is_empty() {
             return Ok(0);
