@@ -1,5 +1,7 @@
 //! criterion: CPU time of the media thread per forwarded packet, one publisher to N players on
-//! loopback, beside a plain UDP relay loop (recv, then send to N) measured in the same run.
+//! loopback, beside a plain UDP relay loop (recv, then `sendto` each of N; the baseline)
+//! and the same relay with batched sends (`sendmmsg`, as the media endpoint sends), both measured
+//! in the same run.
 //!
 //! One "iteration" is one forwarded packet; the time is the CPU time of the thread that does the
 //! forwarding (read from `/proc/self/task/<tid>/schedstat`), so the client threads sharing the
@@ -19,6 +21,7 @@ fn forward(c: &mut Criterion) {
     let rt = harness::runtime();
     let media = harness::start_media();
     let relay = harness::start_relay();
+    let relay_mmsg = harness::start_relay_batched();
     let clients = harness::start_clients();
     let mut g = c.benchmark_group("forward_cpu_per_packet");
     g.sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
@@ -33,23 +36,26 @@ fn forward(c: &mut Criterion) {
             }
             v
         });
-        relay.set_sinks(sinks);
-        g.bench_with_input(BenchmarkId::new("udp_relay", n), &n, |b, &n| {
-            b.iter_custom(|iters| {
-                rt.block_on(async {
-                    let input = iters.div_ceil(n as u64);
-                    let (cpu0, fw0) = (cpu_ns(&relay.cpu), relay.forwarded.load(Ordering::Relaxed));
-                    clients.blast(relay.addr, input, FRAME + 40, per_ms).await;
-                    let fw = settle(
-                        || relay.forwarded.load(Ordering::Relaxed) - fw0,
-                        input * n as u64,
-                        Duration::from_millis(30),
-                    )
-                    .await;
-                    Duration::from_nanos((cpu_ns(&relay.cpu) - cpu0) * iters / fw.max(1))
+        relay.set_sinks(sinks.clone());
+        relay_mmsg.set_sinks(sinks);
+        for (name, relay) in [("udp_relay", &relay), ("udp_relay_mmsg", &relay_mmsg)] {
+            g.bench_with_input(BenchmarkId::new(name, n), &n, |b, &n| {
+                b.iter_custom(|iters| {
+                    rt.block_on(async {
+                        let input = iters.div_ceil(n as u64);
+                        let (cpu0, fw0) = (cpu_ns(&relay.cpu), relay.forwarded.load(Ordering::Relaxed));
+                        clients.blast(relay.addr, input, FRAME + 40, per_ms).await;
+                        let fw = settle(
+                            || relay.forwarded.load(Ordering::Relaxed) - fw0,
+                            input * n as u64,
+                            Duration::from_millis(30),
+                        )
+                        .await;
+                        Duration::from_nanos((cpu_ns(&relay.cpu) - cpu0) * iters / fw.max(1))
+                    })
                 })
-            })
-        });
+            });
+        }
         let fan = rt.block_on(connect_fanout(&media.endpoint, &clients, n));
         g.bench_with_input(BenchmarkId::new("callgate", n), &n, |b, &n| {
             b.iter_custom(|iters| {

@@ -30,7 +30,7 @@ use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::config::{CryptoProvider, DtlsCert};
 use str0m::media::{Direction, Frequency, KeyframeRequestKind, MediaKind, MediaTime, Mid};
 use str0m::net::{DatagramSend, Protocol, Receive};
-use str0m::rtp::{RtpPacket, RtpWrite, SeqNo};
+use str0m::rtp::{Extension, ExtensionMap, RtpPacket, RtpWrite, SeqNo};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig, RtcError};
 
 use crate::bridge::{choose_g711, SipLeg, G711};
@@ -330,7 +330,9 @@ impl MediaCore {
             Some(G711::Pcmu) => self.rtc_config.clone().clear_codecs().enable_pcmu(true, false),
             Some(G711::Pcma) => self.rtc_config.clone().clear_codecs().enable_pcma(true, false),
             // Publishers and players forward RTP packets (see `crate::forward`).
-            None => self.rtc_config.clone().set_rtp_mode(true),
+            None if role == Role::Publisher => self.rtc_config.clone().set_rtp_mode(true),
+            // Players: without the congestion-control extensions (see `player_extensions`).
+            None => self.rtc_config.clone().set_rtp_mode(true).set_extension_map(player_extensions()),
         };
         let mut rtc = config.build(now);
         let candidate = Candidate::host(self.local, "udp").map_err(|e| MediaError::Negotiation(e.to_string()))?;
@@ -988,6 +990,23 @@ fn rtc_config(provider: Arc<CryptoProvider>, cert: Option<DtlsCert>) -> RtcConfi
         c = c.set_dtls_cert(cert);
     }
     c
+}
+
+/// The header extensions a player's answer may accept: str0m's standard set without
+/// transport-cc and abs-send-time. Both only feed a bandwidth estimate, and the server makes none
+/// towards players (it forwards the publisher's bitrate as it is), so writing them into every
+/// forwarded packet (and a transport-cc number registered per packet) and taking the browser's
+/// transport-wide feedback (one RTCP packet per player every 50-100 ms) was work for nothing.
+/// Publishers keep them: the browser's send-side estimate needs the server's transport-cc feedback.
+fn player_extensions() -> ExtensionMap {
+    let standard = ExtensionMap::standard();
+    let mut exts = ExtensionMap::empty();
+    for (id, ext) in standard.iter() {
+        if !matches!(ext, Extension::TransportSequenceNumber | Extension::AbsoluteSendTime) {
+            exts.set(id, ext.clone());
+        }
+    }
+    exts
 }
 
 /// One DTLS certificate for all peers of the core (as a WCS node has one): generating one per

@@ -12,6 +12,9 @@ use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
+use str0m::net::DatagramSend;
+
+use crate::batch::{SendBatch, MAX_BATCH};
 use crate::core::{BridgeAnswer, Counters, IncomingBridge, MediaCore, PeerStats, Via};
 use crate::{MediaConfig, MediaError, MediaEvent, PeerId};
 
@@ -270,6 +273,8 @@ async fn run(
     let mut rtp: HashMap<PeerId, RtpSocket> = HashMap::new();
     let (rtp_tx, mut rtp_rx) = mpsc::channel::<RtpIn>(COMMAND_QUEUE);
     let mut buf = vec![0u8; 2048];
+    let mut batch = SendBatch::new();
+    let mut shared: Vec<(DatagramSend, SocketAddr)> = Vec::with_capacity(MAX_BATCH);
     loop {
         let wake = core.poll_timeout().unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
         tokio::select! {
@@ -294,22 +299,25 @@ async fn run(
             },
             _ = tokio::time::sleep_until(wake.into()) => core.handle_timeout(Instant::now()),
         }
+        // The shared socket's datagrams (a publisher packet for each of its players) go out in
+        // batches, one system call each (see `crate::batch`); a bridge's RTP socket gets one at a time.
         while let Some(t) = core.poll_transmit() {
             let out = match t.via {
-                Via::Shared => &socket,
+                Via::Shared => {
+                    shared.push((t.contents, t.destination));
+                    if shared.len() == MAX_BATCH {
+                        send_shared(&socket, &mut batch, &mut shared).await;
+                    }
+                    continue;
+                }
                 Via::Rtp(id) => match rtp.get(&id) {
                     Some(r) => &*r.socket,
                     None => continue,
                 },
             };
-            if let Err(e) = out.try_send_to(&t.contents, t.destination) {
-                if e.kind() == io::ErrorKind::WouldBlock {
-                    let _ = out.send_to(&t.contents, t.destination).await;
-                } else {
-                    tracing::debug!(error = %e, to = %t.destination, "UDP send error");
-                }
-            }
+            send_one(out, &t.contents, t.destination).await;
         }
+        send_shared(&socket, &mut batch, &mut shared).await;
         while let Some((id, ev)) = core.poll_event() {
             let terminal = matches!(ev, MediaEvent::Failed(_));
             if let Some(s) = sinks.get(&id) {
@@ -328,6 +336,39 @@ async fn run(
         r.reader.abort();
     }
     tracing::info!("media endpoint stopped");
+}
+
+/// Sends `out` on the shared socket in batches and empties it. A full socket buffer makes the task
+/// wait for that datagram (as a single send would) and then go on batching.
+async fn send_shared(socket: &UdpSocket, batch: &mut SendBatch, out: &mut Vec<(DatagramSend, SocketAddr)>) {
+    let mut i = 0;
+    while i < out.len() {
+        match batch.try_send(socket, &out[i..]) {
+            Ok(n) => i += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                let (b, to) = &out[i];
+                send_one(socket, b, *to).await;
+                i += 1;
+            }
+            Err(e) => {
+                // sendmmsg reports an error only for the first datagram; the rest are tried again.
+                tracing::debug!(error = %e, to = %out[i].1, "UDP send error");
+                i += 1;
+            }
+        }
+    }
+    out.clear();
+}
+
+/// One datagram; waits for room in the socket buffer if it is full.
+async fn send_one(socket: &UdpSocket, b: &[u8], to: SocketAddr) {
+    if let Err(e) = socket.try_send_to(b, to) {
+        if e.kind() == io::ErrorKind::WouldBlock {
+            let _ = socket.send_to(b, to).await;
+        } else {
+            tracing::debug!(error = %e, %to, "UDP send error");
+        }
+    }
 }
 
 /// Binds a bridge's RTP socket and starts its reader.

@@ -16,7 +16,8 @@
 //!   at any timestamp; the VP8/H.264 payload descriptors stay valid because nothing is
 //!   re-packetized).
 //! - **Header extensions**: audio level / voice activity and video orientation are passed on;
-//!   str0m adds mid, abs-send-time and transport-cc for the player's own negotiation.
+//!   str0m adds mid for the player's own negotiation (players' answers carry no transport-cc or
+//!   abs-send-time: no bandwidth estimate is made towards players).
 //!
 //! The core keeps the publisher's per-SSRC last sequence number ([`RxTrack`]) to see gaps: a gap
 //! in video makes it ask the publisher for a keyframe (the frame-level path used str0m's

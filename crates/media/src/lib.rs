@@ -29,6 +29,7 @@
 //!
 //! [str0m]: https://github.com/algesten/str0m
 
+pub mod batch;
 pub mod bridge;
 pub mod config;
 pub mod core;

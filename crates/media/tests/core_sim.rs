@@ -320,6 +320,8 @@ fn answer_to_chromiums_publish_offer_follows_the_checklist() {
     assert!(answer.contains("opus/48000/2"), "{answer}");
     assert!(answer.contains("VP8/90000"), "{answer}");
     assert!(!answer.contains("VP9") && !answer.contains("AV1"), "only codecs forwarded as they are");
+    // The browser's send-side bandwidth estimate needs the server's transport-wide feedback.
+    assert!(answer.contains("transport-wide-cc"), "{answer}");
 }
 
 #[test]
@@ -337,6 +339,12 @@ fn answer_to_chromiums_play_offer_sends_audio_and_video_under_one_msid() {
     assert!(!ssrc_msids.is_empty());
     assert!(ssrc_msids.iter().all(|l| l.contains(&format!(" msid:{} ", stream_ids[0]))), "{ssrc_msids:?}");
     assert!(answer.contains("a=candidate:"));
+    // No bandwidth estimation towards players: no per-packet transport-cc or abs-send-time.
+    let extmaps = attr_lines(&answer, "a=extmap:");
+    assert!(extmaps.iter().any(|l| l.ends_with("sdes:mid")), "{extmaps:?}");
+    assert!(extmaps.iter().any(|l| l.ends_with("ssrc-audio-level")), "{extmaps:?}");
+    assert!(extmaps.iter().any(|l| l.ends_with("video-orientation")), "{extmaps:?}");
+    assert!(!answer.contains("transport-wide-cc") && !answer.contains("abs-send-time"), "{extmaps:?}");
 }
 
 #[test]

@@ -123,6 +123,68 @@ pub fn start_relay() -> RelayThread {
     RelayThread { addr, cpu, forwarded, sinks: stx }
 }
 
+/// The batched baseline: read up to 64 datagrams, then send each to every sink with `sendmmsg`
+/// (up to 64 datagrams per system call, [`callgate_media::batch::SendBatch`], the media
+/// endpoint's batching), so the forwarder's batched sends can be compared with a relay that
+/// batches the same way.
+pub fn start_relay_batched() -> RelayThread {
+    let forwarded = Arc::new(AtomicU64::new(0));
+    let fw = forwarded.clone();
+    let (stx, mut srx) = mpsc::unbounded_channel::<Vec<SocketAddr>>();
+    let (cpu, addr) = spawn_runtime_thread("relay-mmsg", move |tx| {
+        Box::pin(async move {
+            let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            tx.send(socket.local_addr().unwrap()).unwrap();
+            let mut sinks: Vec<SocketAddr> = Vec::new();
+            let mut bufs = vec![vec![0u8; 2048]; 64];
+            let mut lens = [0usize; 64];
+            let mut batch = callgate_media::batch::SendBatch::new();
+            loop {
+                tokio::select! {
+                    s = srx.recv() => match s { Some(s) => sinks = s, None => return },
+                    r = socket.recv_from(&mut bufs[0]) => {
+                        let Ok((n, _)) = r else { continue };
+                        lens[0] = n;
+                        let mut got = 1;
+                        while got < 64 {
+                            match socket.try_recv_from(&mut bufs[got]) { Ok((m, _)) => { lens[got] = m; got += 1 } Err(_) => break }
+                        }
+                        let mut out: Vec<(&[u8], SocketAddr)> = Vec::with_capacity(callgate_media::batch::MAX_BATCH);
+                        for (b, &n) in bufs.iter().zip(&lens).take(got) {
+                            for s in &sinks {
+                                out.push((&b[..n], *s));
+                                if out.len() == callgate_media::batch::MAX_BATCH {
+                                    fw.fetch_add(send_all(&socket, &mut batch, &out), Ordering::Relaxed);
+                                    out.clear();
+                                }
+                            }
+                        }
+                        fw.fetch_add(send_all(&socket, &mut batch, &out), Ordering::Relaxed);
+                        out.clear();
+                    }
+                }
+            }
+        })
+    });
+    RelayThread { addr, cpu, forwarded, sinks: stx }
+}
+
+/// Sends all of `out` in batches, dropping what does not fit (as the plain relay's `try_send_to`);
+/// returns how many were sent.
+fn send_all(socket: &UdpSocket, batch: &mut callgate_media::batch::SendBatch, out: &[(&[u8], SocketAddr)]) -> u64 {
+    let (mut i, mut sent) = (0, 0);
+    while i < out.len() {
+        match batch.try_send(socket, &out[i..]) {
+            Ok(n) => {
+                i += n;
+                sent += n as u64;
+            }
+            Err(_) => i += 1,
+        }
+    }
+    sent
+}
+
 /// Commands for the client thread.
 enum ClientCmd {
     /// Create the publisher; reply with its offer.
