@@ -167,9 +167,11 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
-    /// Binds the sockets and starts the driver task.
+    /// Binds the sockets and starts the driver (a task, or a thread: [`EndpointConfig::own_thread`]).
     pub async fn start(cfg: EndpointConfig) -> io::Result<Endpoint> {
-        let udp = UdpSocket::bind(cfg.udp_bind).await?;
+        // Bound as std sockets: they are registered with the runtime that runs the driver.
+        let udp = std::net::UdpSocket::bind(cfg.udp_bind)?;
+        udp.set_nonblocking(true)?;
         {
             let sock = socket2::SockRef::from(&udp);
             // Best effort: a smaller buffer only means earlier drops under bursts.
@@ -179,7 +181,11 @@ impl Endpoint {
         }
         let udp_addr = udp.local_addr()?;
         let listener = match cfg.tcp_bind {
-            Some(a) => Some(TcpListener::bind(a).await?),
+            Some(a) => {
+                let l = std::net::TcpListener::bind(a)?;
+                l.set_nonblocking(true)?;
+                Some(l)
+            }
             None => None,
         };
         let tcp_addr = listener.as_ref().map(|l| l.local_addr()).transpose()?;
@@ -198,22 +204,85 @@ impl Endpoint {
         };
         let (tx, cmd_rx) = mpsc::unbounded_channel();
         let (event_tx, events) = mpsc::unbounded_channel();
+        let parts = DriverParts { ua: UserAgent::new(ua_cfg), cmd_rx, event_tx, connect_timeout: cfg.connect_timeout };
+        let task = if cfg.own_thread {
+            parts.spawn_thread(udp, listener).await?
+        } else {
+            tokio::spawn(parts.into_driver(udp, listener)?.run())
+        };
+        Ok(Endpoint { handle: UaHandle { tx, udp_addr, tcp_addr }, events, task })
+    }
+}
+
+/// What a driver is made of besides its sockets.
+struct DriverParts {
+    ua: UserAgent,
+    cmd_rx: mpsc::UnboundedReceiver<Command>,
+    event_tx: mpsc::UnboundedSender<UaEvent>,
+    connect_timeout: Duration,
+}
+
+impl DriverParts {
+    /// The driver, its sockets registered with the current runtime.
+    fn into_driver(self, udp: std::net::UdpSocket, listener: Option<std::net::TcpListener>) -> io::Result<Driver> {
         let (stream_tx, stream_rx) = mpsc::unbounded_channel();
-        let driver = Driver {
-            ua: UserAgent::new(ua_cfg),
-            udp,
-            listener,
-            cmd_rx,
-            event_tx,
+        Ok(Driver {
+            ua: self.ua,
+            udp: UdpSocket::from_std(udp)?,
+            listener: listener.map(TcpListener::from_std).transpose()?,
+            cmd_rx: self.cmd_rx,
+            event_tx: self.event_tx,
             stream_tx,
             stream_rx,
             conns: HashMap::new(),
             warned: HashSet::new(),
-            connect_timeout: cfg.connect_timeout,
+            connect_timeout: self.connect_timeout,
             buf: vec![0u8; 65_536],
-        };
-        let task = if cfg.own_thread { driver.spawn_thread()? } else { tokio::spawn(driver.run()) };
-        Ok(Endpoint { handle: UaHandle { tx, udp_addr, tcp_addr }, events, task })
+        })
+    }
+
+    /// Runs the driver on a `sip-driver` thread with a one-thread runtime of its own; returns
+    /// once its sockets are registered there. The returned task stands for the thread: it ends
+    /// when the driver has stopped and the thread's runtime (with its TCP connection tasks) is
+    /// gone, and it ends in a panic if the driver panicked. Aborting it does not stop the
+    /// driver: [`UaHandle::shutdown`] does.
+    async fn spawn_thread(
+        self,
+        udp: std::net::UdpSocket,
+        listener: Option<std::net::TcpListener>,
+    ) -> io::Result<JoinHandle<()>> {
+        let (ready_tx, ready_rx) = oneshot::channel::<io::Result<()>>();
+        let (done_tx, done_rx) = oneshot::channel::<std::thread::Result<()>>();
+        std::thread::Builder::new().name("sip-driver".into()).spawn(move || {
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                rt.block_on(async move {
+                    match self.into_driver(udp, listener) {
+                        Ok(driver) => {
+                            let _ = ready_tx.send(Ok(()));
+                            driver.run().await;
+                        }
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e));
+                        }
+                    }
+                });
+                drop(rt);
+            }));
+            let _ = done_tx.send(outcome);
+        })?;
+        ready_rx.await.unwrap_or_else(|_| Err(io::Error::other("the SIP driver thread ended before it started")))?;
+        Ok(tokio::spawn(async move {
+            if let Ok(Err(panic)) = done_rx.await {
+                std::panic::resume_unwind(panic);
+            }
+        }))
     }
 }
 
@@ -277,48 +346,6 @@ async fn accept(listener: &Option<TcpListener>) -> io::Result<(TcpStream, Socket
 }
 
 impl Driver {
-    /// Starts the driver on a thread of its own ([`EndpointConfig::own_thread`]). The sockets
-    /// move to that thread's runtime; the returned task ends when the driver does.
-    fn spawn_thread(self) -> io::Result<JoinHandle<()>> {
-        let Driver { ua, udp, listener, cmd_rx, event_tx, stream_tx, stream_rx, conns, warned, connect_timeout, buf } =
-            self;
-        // Sockets are registered with the runtime that made them: move them to the new one.
-        let udp = udp.into_std()?;
-        let listener = listener.map(|l| l.into_std()).transpose()?;
-        let (done_tx, done_rx) = oneshot::channel::<()>();
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-        std::thread::Builder::new().name("sip-driver".into()).spawn(move || {
-            rt.block_on(async move {
-                let udp = match UdpSocket::from_std(udp) {
-                    Ok(u) => u,
-                    Err(e) => return tracing::error!(error = %e, "SIP driver thread: cannot register the UDP socket"),
-                };
-                let listener = match listener.map(TcpListener::from_std).transpose() {
-                    Ok(l) => l,
-                    Err(e) => return tracing::error!(error = %e, "SIP driver thread: cannot register the TCP listener"),
-                };
-                let driver = Driver {
-                    ua,
-                    udp,
-                    listener,
-                    cmd_rx,
-                    event_tx,
-                    stream_tx,
-                    stream_rx,
-                    conns,
-                    warned,
-                    connect_timeout,
-                    buf,
-                };
-                driver.run().await;
-            });
-            let _ = done_tx.send(());
-        })?;
-        Ok(tokio::spawn(async move {
-            let _ = done_rx.await;
-        }))
-    }
-
     async fn run(mut self) {
         loop {
             self.flush().await;
