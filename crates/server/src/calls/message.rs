@@ -20,7 +20,7 @@ use std::time::SystemTime;
 use callgate_errmap::{map_local_failure, map_sip_failure, FailureEvent, LocalFailure, SipOperation};
 use callgate_hooks::{HookMethod, Origin};
 use callgate_proto::ServerFrame;
-use callgate_sip::transport::UaHandle;
+use callgate_sip::transport::{EndpointGone, UaHandle};
 use callgate_sip::ua::{Account, Failure, ImdnStatus, IncomingMessage, MsgId, UaError};
 use dashmap::DashMap;
 use serde_json::{Map, Value};
@@ -184,10 +184,15 @@ pub(super) async fn send(ctx: Arc<SessionCtx>, obj: Map<String, Value>) {
             Ok::<_, UaError>(())
         })
         .await;
+    raise_if_not_sent(&ctx, &data, r);
+}
+
+/// `FAILED` to the client and backend when the user agent refused to send, or is gone.
+fn raise_if_not_sent(ctx: &Arc<SessionCtx>, data: &Map<String, Value>, r: Result<Result<(), UaError>, EndpointGone>) {
     match r {
         Ok(Ok(())) => {}
-        Ok(Err(e)) => raise(&ctx, &data, FAILED, &format!("Failed by error: {e}"), None),
-        Err(gone) => raise(&ctx, &data, FAILED, &gone.to_string(), None),
+        Ok(Err(e)) => raise(ctx, data, FAILED, &format!("Failed by error: {e}"), None),
+        Err(gone) => raise(ctx, data, FAILED, &gone.to_string(), None),
     }
 }
 
@@ -365,11 +370,7 @@ pub(super) async fn send_imdn(ctx: Arc<SessionCtx>, obj: Map<String, Value>) {
             Ok::<_, UaError>(())
         })
         .await;
-    match r {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => raise(&ctx, &data, FAILED, &format!("Failed by error: {e}"), None),
-        Err(gone) => raise(&ctx, &data, FAILED, &gone.to_string(), None),
-    }
+    raise_if_not_sent(&ctx, &data, r);
 }
 
 /// `notificationResult` (the old API's answer to `notifyMessage`): nothing to do.
