@@ -479,7 +479,7 @@ struct Counts {
 impl Counts {
     /// Hooks that are over, whatever their outcome.
     fn hooks_done(&self) -> u64 {
-        self.hooks_http + self.hooks_not_called + self.hook_errors
+        self.call_hooks_done + self.status_hooks_done
     }
 }
 
