@@ -3,7 +3,8 @@
 //! in, datagrams and events come out ([`MediaCore::poll_transmit`], [`MediaCore::poll_event`]).
 //!
 //! ```text
-//!  datagram ─> demux (STUN USERNAME ufrag -> peer | source address -> peer | rtc.accepts)
+//!  datagram ─> demux (STUN binding request: USERNAME ufrag -> peer | else source address -> peer;
+//!                     unknown: dropped and counted; then rtc.accepts of that one peer)
 //!          ─> peer.rtc.handle_input ─> drain poll_output until Timeout
 //!                 Transmit -> transmits queue
 //!                 RtpPacket (publisher) -> for each connected player: stream_tx.write_rtp(pt', seq', ...) -> drain
@@ -88,6 +89,10 @@ pub struct IncomingBridge {
 /// How long an incoming call's WebRTC leg may wait for the browser's answer (the user is
 /// being rung); the usual connect timeout starts when the answer arrives.
 pub const RING_LIMIT: Duration = Duration::from_secs(600);
+
+/// Source addresses one peer may be routed by (a browser checks from each of its candidates:
+/// a few interfaces, IPv4 and IPv6).
+const MAX_ADDRS_PER_PEER: usize = 16;
 
 struct Peer {
     rtc: Rtc,
@@ -174,6 +179,12 @@ pub struct Counters {
     pub frames_in: u64,
     /// Media units written to players (one per player per publisher packet) and bridges.
     pub frames_out: u64,
+    /// Datagrams on the shared socket that no peer took (unknown source, unknown ufrag, or
+    /// refused by the peer they were routed to).
+    pub datagrams_dropped: u64,
+    /// Peers asked whether they take a datagram (`Rtc::accepts`): the demultiplexer's cost,
+    /// at most one per datagram.
+    pub peer_probes: u64,
 }
 
 /// Metric handles resolved once, so the per-packet path does no registry lookups.
@@ -626,37 +637,53 @@ impl MediaCore {
     /// One datagram from `source` arrived on the shared socket.
     pub fn handle_datagram(&mut self, now: Instant, source: SocketAddr, buf: &[u8]) {
         let Ok(receive) = Receive::new(Protocol::Udp, source, self.local, buf) else {
-            metrics::counter!("callgate_media_datagrams_dropped_total", "why" => "unparsable").increment(1);
+            self.drop_datagram("unparsable", source);
             return;
         };
         let input = Input::Receive(now, receive);
-        let routed = match stun::local_ufrag(buf) {
-            Some(ufrag) => std::str::from_utf8(ufrag).ok().and_then(|u| self.by_ufrag.get(u)).copied(),
+        // O(1) whatever arrives: a binding request by the ufrag it names, anything else by its
+        // source address, which only such a request introduces once its peer accepted it
+        // (`Rtc::accepts` checks the USERNAME and the MESSAGE-INTEGRITY of a request). No
+        // datagram is offered to peers it was not routed to, so junk from unknown addresses
+        // costs one hash lookup, not one `accepts` per peer.
+        let ufrag = stun::binding_request_ufrag(buf);
+        let routed = match ufrag {
+            Some(u) => std::str::from_utf8(u).ok().and_then(|u| self.by_ufrag.get(u)).copied(),
             None => self.by_addr.get(&source).copied(),
         };
-        let id = match routed.filter(|id| self.peers.get(id).is_some_and(|p| p.rtc.accepts(&input))) {
-            Some(id) => id,
-            // Rare: traffic from a second address of a known peer before its STUN was seen.
-            None => match self.peers.iter().find(|(_, p)| p.rtc.accepts(&input)) {
-                Some((id, _)) => *id,
-                None => {
-                    metrics::counter!("callgate_media_datagrams_dropped_total", "why" => "unknown_peer").increment(1);
-                    tracing::trace!(%source, "datagram for no known peer dropped");
-                    return;
-                }
-            },
+        let Some(id) = routed else {
+            let why = if ufrag.is_some() { "unknown_ufrag" } else { "unknown_source" };
+            self.drop_datagram(why, source);
+            return;
+        };
+        self.counters.peer_probes += 1;
+        let Some(p) = self.peers.get_mut(&id).filter(|p| p.rtc.accepts(&input)) else {
+            self.drop_datagram("not_accepted", source);
+            return;
         };
         self.counters.datagrams_in += 1;
-        let p = self.peers.get_mut(&id).expect("checked above");
         if let Err(e) = p.rtc.handle_input(input) {
             self.handle_rtc_error(id, e, now);
             return;
         }
-        if !p.addrs.contains(&source) {
-            p.addrs.push(source);
-            self.by_addr.insert(source, id);
+        // Chromium checks from each of its addresses (its interface address even towards a
+        // 127.0.0.1 candidate); each becomes routable once its check reached the peer. Capped:
+        // someone who learnt a ufrag must not grow the table without bound.
+        if ufrag.is_some() && !p.addrs.contains(&source) {
+            if p.addrs.len() < MAX_ADDRS_PER_PEER {
+                p.addrs.push(source);
+                self.by_addr.insert(source, id);
+            } else {
+                tracing::debug!(peer = id.0, %source, "peer has too many addresses; this one is not routed");
+            }
         }
         self.drain(id, now);
+    }
+
+    fn drop_datagram(&mut self, why: &'static str, source: SocketAddr) {
+        self.counters.datagrams_dropped += 1;
+        metrics::counter!("callgate_media_datagrams_dropped_total", "why" => why).increment(1);
+        tracing::trace!(%source, why, "datagram dropped");
     }
 
     /// Drives every peer whose timer is due.

@@ -86,6 +86,8 @@ pub struct SharedCounters {
     pub datagrams_out: AtomicU64,
     pub frames_in: AtomicU64,
     pub frames_out: AtomicU64,
+    pub datagrams_dropped: AtomicU64,
+    pub peer_probes: AtomicU64,
 }
 
 impl SharedCounters {
@@ -95,6 +97,8 @@ impl SharedCounters {
             datagrams_out: self.datagrams_out.load(Ordering::Relaxed),
             frames_in: self.frames_in.load(Ordering::Relaxed),
             frames_out: self.frames_out.load(Ordering::Relaxed),
+            datagrams_dropped: self.datagrams_dropped.load(Ordering::Relaxed),
+            peer_probes: self.peer_probes.load(Ordering::Relaxed),
         }
     }
 
@@ -103,6 +107,8 @@ impl SharedCounters {
         self.datagrams_out.store(c.datagrams_out, Ordering::Relaxed);
         self.frames_in.store(c.frames_in, Ordering::Relaxed);
         self.frames_out.store(c.frames_out, Ordering::Relaxed);
+        self.datagrams_dropped.store(c.datagrams_dropped, Ordering::Relaxed);
+        self.peer_probes.store(c.peer_probes, Ordering::Relaxed);
     }
 }
 

@@ -9,10 +9,20 @@
 const MAGIC_COOKIE: [u8; 4] = [0x21, 0x12, 0xA4, 0x42];
 const HEADER_LEN: usize = 20;
 const ATTR_USERNAME: u16 = 0x0006;
+const BINDING_REQUEST: [u8; 2] = [0x00, 0x01];
 
 /// True when `buf` looks like a STUN message (RFC 7983 §7: first byte 0..=3, plus the cookie).
 pub fn is_stun(buf: &[u8]) -> bool {
     buf.len() >= HEADER_LEN && buf[0] < 4 && buf[4..8] == MAGIC_COOKIE
+}
+
+/// The local ufrag of a binding request (message type 0x0001: method Binding, class Request),
+/// the only datagram that may introduce a browser's address to the demultiplexer.
+pub fn binding_request_ufrag(buf: &[u8]) -> Option<&[u8]> {
+    if buf.len() < 2 || buf[..2] != BINDING_REQUEST {
+        return None;
+    }
+    local_ufrag(buf)
 }
 
 /// The local part of the USERNAME attribute (`<local>:<remote>`) of a STUN message, if any.
@@ -84,6 +94,19 @@ mod tests {
         let mut attr_lying = RFC5769_REQUEST.to_vec();
         attr_lying[22] = 0xff; // first attribute claims to be huge
         assert_eq!(local_ufrag(&attr_lying), None);
+    }
+
+    #[test]
+    fn only_a_binding_request_yields_a_ufrag_to_route_by() {
+        assert_eq!(binding_request_ufrag(RFC5769_REQUEST), Some(&b"evtj"[..]));
+        // The same message as a binding indication (0x0011) and success response (0x0101).
+        for typ in [[0x00, 0x11], [0x01, 0x01]] {
+            let mut m = RFC5769_REQUEST.to_vec();
+            m[..2].copy_from_slice(&typ);
+            assert_eq!(local_ufrag(&m), Some(&b"evtj"[..]));
+            assert_eq!(binding_request_ufrag(&m), None);
+        }
+        assert_eq!(binding_request_ufrag(&[]), None);
     }
 
     #[test]

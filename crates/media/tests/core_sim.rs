@@ -448,3 +448,91 @@ fn ice_without_dtls_fails_with_dtls_timeout() {
     sim.run(Duration::from_secs(2));
     assert_eq!(sim.events(), [(PeerId(1), MediaEvent::Failed(FailReason::DtlsTimeout))]);
 }
+
+/// A STUN binding request (RFC 8489) with USERNAME `<local>:<remote>`, PRIORITY and a
+/// MESSAGE-INTEGRITY that is 20 bytes of junk (str0m parses it; no password matches).
+fn stun_binding_request(local_ufrag: &str, txid: u8) -> Vec<u8> {
+    let username = format!("{local_ufrag}:remote");
+    let mut attrs = vec![0x00, 0x06];
+    attrs.extend((username.len() as u16).to_be_bytes());
+    attrs.extend(username.as_bytes());
+    attrs.resize(attrs.len().div_ceil(4) * 4, 0);
+    attrs.extend([0x00, 0x24, 0x00, 0x04, 0x6e, 0x00, 0x01, 0xff]);
+    attrs.extend([0x00, 0x08, 0x00, 0x14]);
+    attrs.extend([0xabu8; 20]);
+    let mut m = vec![0x00, 0x01];
+    m.extend((attrs.len() as u16).to_be_bytes());
+    m.extend([0x21, 0x12, 0xa4, 0x42]);
+    m.extend([txid; 12]);
+    m.extend(attrs);
+    m
+}
+
+fn junk_rtp(i: u8) -> Vec<u8> {
+    let mut rtp = vec![0x80, 0x6f, 0, i, 0, 0, 0, 1, 0xde, 0xad, 0xbe, 0xef];
+    rtp.extend([0u8; 100]);
+    rtp
+}
+
+#[test]
+fn junk_from_unknown_addresses_is_dropped_without_asking_any_peer() {
+    // 1 publisher, 20 players, all connected.
+    let mut sim = Sim::new();
+    let publisher = sim.publish(PeerId(100), "10.0.1.1:5000");
+    let players: Vec<usize> =
+        (0..20).map(|i| sim.play(PeerId(i), PeerId(100), &format!("10.0.2.{}:6000", i + 1)).unwrap()).collect();
+    sim.run(Duration::from_millis(500));
+    assert_eq!(sim.events().len(), 21);
+    let before = sim.core.counters();
+    // Junk from 100 addresses no STUN check introduced: SRTP-looking, DTLS-looking, RTCP-looking,
+    // and STUN binding requests naming no peer's ufrag.
+    let mut sent = 0;
+    for i in 0..100u16 {
+        let from: SocketAddr = format!("198.51.100.{}:{}", i % 200 + 1, 40000 + i).parse().unwrap();
+        let rtp = junk_rtp(i as u8);
+        let mut dtls = vec![22u8, 0xfe, 0xfd, 0, 0];
+        dtls.extend([1u8; 60]);
+        let mut rtcp = vec![0x80, 200, 0, 6];
+        rtcp.extend([0u8; 24]);
+        for junk in [rtp, dtls, rtcp, stun_binding_request("nobody", i as u8)] {
+            sim.core.handle_datagram(sim.now, from, &junk);
+            sent += 1;
+        }
+    }
+    let after = sim.core.counters();
+    assert_eq!(after.peer_probes, before.peer_probes, "no peer was asked about junk from unknown addresses");
+    assert_eq!(after.datagrams_dropped - before.datagrams_dropped, sent, "each junk datagram is dropped and counted");
+    assert_eq!(after.datagrams_in, before.datagrams_in);
+    // The real peers still get media.
+    for n in 0..5 {
+        sim.send_frames(publisher, n);
+        sim.run(Duration::from_millis(20));
+    }
+    assert!(players.iter().all(|&i| sim.browsers[i].received.len() >= 8));
+    // An address that sent junk can still become a peer's once its STUN names a real ufrag.
+    sim.play(PeerId(50), PeerId(100), "198.51.100.1:40000").unwrap();
+    sim.run(Duration::from_millis(500));
+    assert_eq!(sim.events(), [(PeerId(50), MediaEvent::Connected)]);
+}
+
+#[test]
+fn a_binding_request_that_fails_integrity_does_not_introduce_its_address() {
+    let mut c = core();
+    let now = Instant::now();
+    let answer = c.add_publisher(PeerId(1), CHROMIUM_PUBLISH, now).unwrap();
+    let ufrag = answer.lines().find_map(|l| l.trim_end().strip_prefix("a=ice-ufrag:")).unwrap().to_string();
+    let from: SocketAddr = "198.51.100.7:4000".parse().unwrap();
+    let before = c.counters();
+    // It names the peer's ufrag, so it is routed to that peer (one probe), which refuses it.
+    c.handle_datagram(now, from, &stun_binding_request(&ufrag, 1));
+    let mid = c.counters();
+    assert_eq!((mid.peer_probes - before.peer_probes, mid.datagrams_dropped - before.datagrams_dropped), (1, 1));
+    assert_eq!(mid.datagrams_in, before.datagrams_in);
+    // Its address was not learnt: what follows from there reaches no peer.
+    for i in 0..10 {
+        c.handle_datagram(now, from, &junk_rtp(i));
+    }
+    let after = c.counters();
+    assert_eq!(after.peer_probes, mid.peer_probes);
+    assert_eq!(after.datagrams_dropped - mid.datagrams_dropped, 10);
+}
