@@ -468,11 +468,15 @@ impl Driver {
     fn log_input(&mut self, r: Result<(), UaError>) {
         let Err(e) = r else { return };
         let from = match &e {
-            UaError::Malformed { from, .. } | UaError::Dropped { from, .. } => Some(*from),
+            UaError::Malformed { from, .. }
+            | UaError::Dropped { from, .. }
+            | UaError::BadBody { from, .. }
+            | UaError::ChallengeRefused { from, .. } => Some(*from),
             _ => None,
         };
         let first = from.is_some_and(|f| self.warned.len() < 4096 && self.warned.insert(f));
-        if first && matches!(e, UaError::Malformed { .. }) {
+        if first && matches!(e, UaError::Malformed { .. } | UaError::BadBody { .. } | UaError::ChallengeRefused { .. })
+        {
             tracing::warn!(error = %e, "SIP message dropped (further ones from this source are logged at debug)");
         } else {
             tracing::debug!(error = %e, "SIP message dropped");

@@ -159,3 +159,31 @@ async fn timers_follow_the_tokio_clock() {
     }
     assert_eq!(invites, 7);
 }
+
+/// Issue 14 item 1, over a real socket: one out-of-dialog MESSAGE whose CPIM inner
+/// Content-Length is 2^64-1 panicked the `sip-driver` thread, after which nothing was answered.
+/// Now it gets `400 Bad CPIM Body` and the endpoint still answers OPTIONS.
+#[tokio::test]
+async fn a_cpim_message_with_a_huge_inner_length_gets_400_and_the_driver_goes_on() {
+    let ep = endpoint_with(false, true).await;
+    let peer = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let p = peer.local_addr().unwrap();
+    let a = ep.handle.udp_addr();
+    let cpim = "From: <sip:x@h>\r\nTo: <sip:3000@h>\r\n\r\nContent-Type: text/plain\r\nContent-Length: 18446744073709551615\r\n\r\nHello";
+    let message = format!(
+        "MESSAGE sip:3000@{a} SIP/2.0\r\nVia: SIP/2.0/UDP {p};branch=z9hG4bKcpim;rport\r\nFrom: <sip:x@h>;tag=1\r\nTo: <sip:3000@{a}>\r\nCall-ID: cpim\r\nCSeq: 1 MESSAGE\r\nMax-Forwards: 70\r\nContent-Type: message/cpim\r\nContent-Length: {}\r\n\r\n{cpim}",
+        cpim.len()
+    );
+    peer.send_to(message.as_bytes(), a).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let (n, _) = timeout(Duration::from_secs(5), peer.recv_from(&mut buf)).await.expect("an answer").unwrap();
+    assert!(buf[..n].starts_with(b"SIP/2.0 400 Bad CPIM Body\r\n"), "{}", String::from_utf8_lossy(&buf[..n]));
+    let options = format!(
+        "OPTIONS sip:{a} SIP/2.0\r\nVia: SIP/2.0/UDP {p};branch=z9hG4bKo2;rport\r\nFrom: <sip:p@h>;tag=2\r\nTo: <sip:{a}>\r\nCall-ID: o2\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+    );
+    peer.send_to(options.as_bytes(), a).await.unwrap();
+    let (n, _) = timeout(Duration::from_secs(5), peer.recv_from(&mut buf)).await.expect("OPTIONS answered").unwrap();
+    assert!(buf[..n].starts_with(b"SIP/2.0 200 OK\r\n"), "{}", String::from_utf8_lossy(&buf[..n]));
+    assert!(!ep.task.is_finished(), "the driver thread is alive");
+    ep.handle.shutdown();
+}

@@ -5,11 +5,72 @@ use crate::digest::{self, Algorithm, DigestChallenge};
 use crate::message::Message;
 use crate::name::HeaderName;
 
-/// Who we are to a challenger.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Who we are to a challenger, and who may challenge us: the account's next hop, for the
+/// account's realm.
+#[derive(Clone, PartialEq, Eq)]
 pub(crate) struct Creds {
     pub user: String,
     pub password: String,
+    /// Where the account's requests go first (its registrar or outbound proxy).
+    pub next_hop: std::net::SocketAddr,
+    /// The account's domain: a realm equal to it (or to its host) is the account's.
+    pub domain: String,
+}
+
+/// Never prints the password.
+impl std::fmt::Debug for Creds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Creds")
+            .field("user", &self.user)
+            .field("next_hop", &self.next_hop)
+            .field("domain", &self.domain)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Creds {
+    pub fn of(account: &super::Account) -> Creds {
+        Creds {
+            user: account.auth_user().to_owned(),
+            password: account.password.clone(),
+            next_hop: account.next_hop,
+            domain: account.domain.clone(),
+        }
+    }
+
+    /// Whether `realm` is the account's configured domain (`pbx.example.com`, or the host of
+    /// `127.0.0.1:5060`).
+    pub fn is_domain(&self, realm: &str) -> bool {
+        let host = match self.domain.rsplit_once(':') {
+            // `host:port`, not a bare IPv6 address.
+            Some((h, p)) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) && !h.ends_with(':') => h,
+            _ => self.domain.as_str(),
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        realm.eq_ignore_ascii_case(&self.domain) || realm.eq_ignore_ascii_case(host)
+    }
+}
+
+/// Why a challenge is not answered (issue 14 item 9: credentials go to no one but the
+/// account's own proxy or registrar, for its own realm). `source` is where the 401/407 came
+/// from; `known_realm` says whether the realm is the account's (its domain, or learned when
+/// its registration was challenged by the same next hop); `learning` is true for a REGISTER,
+/// whose challenge teaches the realm.
+pub(crate) fn refuse_challenge(
+    creds: &Creds,
+    source: Option<std::net::SocketAddr>,
+    known_realm: bool,
+    learning: bool,
+) -> Option<&'static str> {
+    // The IP only: a proxy may answer from another of its ports (RFC 3261 §18.2.2 sends
+    // responses to the Via, not from the socket that received the request).
+    if source.map(|s| s.ip()) != Some(creds.next_hop.ip()) {
+        return Some("not from the account's next hop");
+    }
+    if !known_realm && !learning {
+        return Some("not the account's realm");
+    }
+    None
 }
 
 /// A challenge we answered, kept to answer the next request to the same realm without a

@@ -179,7 +179,7 @@ impl Call {
     }
 
     fn creds(&self) -> Option<Creds> {
-        self.account.as_ref().map(|a| Creds { user: a.auth_user().to_owned(), password: a.password.clone() })
+        self.account.as_ref().map(Creds::of)
     }
 
     /// The CSeq of the retry of a challenged request: in the dialog, its next number; for
@@ -355,6 +355,7 @@ impl UserAgent {
                 transport,
                 creds: None,
                 attempts: Attempts::default(),
+                last_from: None,
             },
         );
         self.txns.start_client(key, txn);

@@ -24,7 +24,7 @@ use super::{
 
 /// `Signal=5` / `Duration=160` of `application/dtmf-relay`, or the digit of
 /// `application/dtmf`.
-pub(super) fn parse_dtmf(content_type: &str, body: &[u8]) -> Option<(char, u32)> {
+pub fn parse_dtmf(content_type: &str, body: &[u8]) -> Option<(char, u32)> {
     let text = std::str::from_utf8(body).ok()?;
     if content_type.eq_ignore_ascii_case("application/dtmf") {
         let c = text.trim().chars().next()?;
@@ -45,7 +45,7 @@ pub(super) fn parse_dtmf(content_type: &str, body: &[u8]) -> Option<(char, u32)>
 }
 
 /// The status line of a `message/sipfrag` body (RFC 3420): `SIP/2.0 180 Ringing`.
-pub(super) fn parse_sipfrag(body: &[u8]) -> Option<(u16, String)> {
+pub fn parse_sipfrag(body: &[u8]) -> Option<(u16, String)> {
     let text = String::from_utf8_lossy(body);
     let line = text.lines().next()?.trim();
     let rest = line.strip_prefix("SIP/2.0 ")?;
@@ -406,8 +406,22 @@ impl UserAgent {
         let ct = msg.content_type().ok().flatten().map(|c| format!("{}/{}", c.mtype, c.subtype));
         let (content_type, body, cpim) = match ct.as_deref() {
             Some(t) if t.eq_ignore_ascii_case("message/cpim") => match super::message::parse_cpim(&msg.body_bytes()) {
-                Some((info, ct, body)) => (ct, body, Some(info)),
-                None => (t.to_owned(), msg.body_bytes(), None),
+                Ok(Some((info, ct, body))) => (ct, body, Some(info)),
+                Ok(None) => (t.to_owned(), msg.body_bytes(), None),
+                Err(e) => {
+                    // The sender hears why (reason phrase and a Warning, RFC 3261 §20.43); the
+                    // driver logs it once per source.
+                    let why = e.to_string();
+                    let tag = (!to_tag.is_empty()).then_some(to_tag.as_str());
+                    let warning = format!("399 {} \"{why}\"", self.cfg.udp_addr);
+                    let _ = self.reply_with(now, &key, 400, Some("Bad CPIM Body"), tag, |b| {
+                        b.header(HeaderName::Warning, warning)
+                    });
+                    if let Some(from) = self.servers.get(&key).map(|s| s.source) {
+                        self.note(UaError::BadBody { from, why });
+                    }
+                    return;
+                }
             },
             _ => (
                 header_text(msg, HeaderName::ContentType).unwrap_or_else(|| "text/plain".into()),

@@ -100,9 +100,23 @@ fn split_block(b: &[u8]) -> Option<(&[u8], &[u8])> {
     Some((&b[..end], &b[rest..]))
 }
 
+/// Why a received `message/cpim` body is refused (answered `400`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CpimError {
+    /// The inner `Content-Length` is not a decimal number of bytes.
+    #[error("CPIM Content-Length '{0}' is not a number")]
+    BadLength(String),
+    /// The inner `Content-Length` announces more bytes than the body holds.
+    #[error("CPIM Content-Length {declared} exceeds the {available} bytes of the inner body")]
+    LengthTooLarge { declared: u64, available: usize },
+}
+
 /// Unwraps a `message/cpim` body: its CPIM headers, and the inner content type and body.
-pub(super) fn parse_cpim(body: &Bytes) -> Option<(CpimInfo, String, Bytes)> {
-    let (cpim_head, rest) = split_block(body)?;
+/// `Ok(None)` when it has no header block at all (no empty line: not CPIM, delivered as is);
+/// an error when its inner `Content-Length` is not a number or points past the body (the
+/// length comes from the wire: it is compared, never added to an offset).
+pub fn parse_cpim(body: &Bytes) -> Result<Option<(CpimInfo, String, Bytes)>, CpimError> {
+    let Some((cpim_head, rest)) = split_block(body) else { return Ok(None) };
     let mut info = CpimInfo::default();
     for line in String::from_utf8_lossy(cpim_head).lines() {
         let Some((name, value)) = line.split_once(':') else { continue };
@@ -126,13 +140,25 @@ pub(super) fn parse_cpim(body: &Bytes) -> Option<(CpimInfo, String, Bytes)> {
         let Some((name, value)) = line.split_once(':') else { continue };
         match name.trim().to_ascii_lowercase().as_str() {
             "content-type" => content_type = value.trim().to_owned(),
-            "content-length" => length = value.trim().parse::<usize>().ok(),
+            "content-length" => {
+                let v = value.trim();
+                // What we quote back (reason, Warning, log) is short and printable.
+                let shown =
+                    || v.chars().filter(|c| c.is_ascii_graphic() && !matches!(c, '"' | '\\')).take(32).collect();
+                length = Some(v.parse::<u64>().map_err(|_| CpimError::BadLength(shown()))?);
+            }
             _ => {}
         }
     }
     let start = body.len() - inner.len();
-    let end = length.map_or(body.len(), |l| (start + l).min(body.len()));
-    Some((info, content_type, body.slice(start..end)))
+    let end = match length {
+        None => body.len(),
+        Some(declared) => match usize::try_from(declared) {
+            Ok(l) if l <= inner.len() => start + l,
+            _ => return Err(CpimError::LengthTooLarge { declared, available: inner.len() }),
+        },
+    };
+    Ok(Some((info, content_type, body.slice(start..end))))
 }
 
 /// The status of an RFC 5438 disposition notification.
@@ -367,7 +393,7 @@ impl UserAgent {
             body: Some((content_type, body)),
             transport: account.transport,
         };
-        let creds = Creds { user: account.auth_user().to_owned(), password: account.password.clone() };
+        let creds = Creds::of(account);
         self.start_client(now, Owner::Msg(id), spec, account.next_hop, ClientAuth::new(Some(creds)))?;
         self.pump(now);
         Ok(id)
@@ -403,14 +429,47 @@ mod tests {
         let text = std::str::from_utf8(&b).unwrap();
         assert!(text.contains("imdn.Disposition-Notification: positive-delivery, negative-delivery\r\n"));
         assert!(text.contains("DateTime: 2026-05-01T10:20:30Z\r\n"));
-        let (info, ct, body) = parse_cpim(&b).unwrap();
+        let (info, ct, body) = parse_cpim(&b).unwrap().unwrap();
         assert_eq!(info.message_id.as_deref(), Some("m1"));
         assert_eq!(info.from.as_deref(), Some("<sip:a@h>"));
         assert_eq!(ct, "text/plain;charset=UTF-8");
         assert_eq!(&body[..], b"Hello");
-        assert!(parse_cpim(&Bytes::from_static(b"no blank line")).is_none());
-        let (_, ct, body) = parse_cpim(&Bytes::from_static(b"From: x\n\nContent-Type: text/html\n\n<b>x</b>")).unwrap();
+        assert_eq!(parse_cpim(&Bytes::from_static(b"no blank line")), Ok(None));
+        let (_, ct, body) =
+            parse_cpim(&Bytes::from_static(b"From: x\n\nContent-Type: text/html\n\n<b>x</b>")).unwrap().unwrap();
         assert_eq!((ct.as_str(), &body[..]), ("text/html", &b"<b>x</b>"[..]));
+    }
+
+    /// Issue 14 item 1: the inner Content-Length comes from the wire. `start + l` overflowed
+    /// (a panic in debug builds; in release a wrapped end before the start, and a panic in
+    /// `Bytes::slice`), which killed the SIP driver.
+    #[test]
+    fn cpim_lengths_from_the_wire_are_bounded() {
+        let cpim = |len: &str| {
+            Bytes::from(format!(
+                "From: <sip:a@h>\r\n\r\nContent-Type: text/plain\r\nContent-Length: {len}\r\n\r\nHello"
+            ))
+        };
+        assert_eq!(
+            parse_cpim(&cpim("18446744073709551615")),
+            Err(CpimError::LengthTooLarge { declared: u64::MAX, available: 5 })
+        );
+        assert_eq!(
+            parse_cpim(&cpim("18446744073709551611")),
+            Err(CpimError::LengthTooLarge { declared: u64::MAX - 4, available: 5 })
+        );
+        assert_eq!(parse_cpim(&cpim("6")), Err(CpimError::LengthTooLarge { declared: 6, available: 5 }));
+        assert_eq!(
+            parse_cpim(&cpim("99999999999999999999999")),
+            Err(CpimError::BadLength("99999999999999999999999".into()))
+        );
+        assert_eq!(parse_cpim(&cpim("-1")), Err(CpimError::BadLength("-1".into())));
+        assert_eq!(&parse_cpim(&cpim("5")).unwrap().unwrap().2[..], b"Hello");
+        assert_eq!(&parse_cpim(&cpim("3")).unwrap().unwrap().2[..], b"Hel");
+        assert_eq!(&parse_cpim(&cpim("0")).unwrap().unwrap().2[..], b"");
+        // No inner blank line: the length is checked against nothing left.
+        let headless = Bytes::from_static(b"From: x\r\n\r\nContent-Length: 1");
+        assert_eq!(parse_cpim(&headless), Err(CpimError::LengthTooLarge { declared: 1, available: 0 }));
     }
 
     /// RFC 5438 §7.2.1.1's example document, as a peer would send it.

@@ -74,7 +74,8 @@ use crate::txn::{ClientTxn, TimerConfig, Transactions, TxnKey, TxnOutput};
 use crate::uri::{Host, Uri};
 
 pub use event::{CallEvent, IncomingCall, IncomingMessage, RegEvent, SubEvent, UaEvent};
-pub use message::{imdn_xml, parse_imdn, CpimInfo, ImdnNotification, ImdnStatus};
+pub use incoming::{parse_dtmf, parse_sipfrag};
+pub use message::{imdn_xml, parse_cpim, parse_imdn, CpimError, CpimInfo, ImdnNotification, ImdnStatus};
 pub use sdp::Direction;
 pub use types::{Account, CallId, Failure, MsgId, RegId, ReqId, SubId, Transmit, Transport, UaConfig, UaError};
 
@@ -111,6 +112,8 @@ struct ClientCtx {
     transport: Transport,
     creds: Option<Creds>,
     attempts: Attempts,
+    /// Where its last response came from (a challenge is answered only from the next hop).
+    last_from: Option<SocketAddr>,
 }
 
 /// The credentials of a client request: who we are, the header answering a challenge (or
@@ -176,6 +179,10 @@ pub struct UserAgent {
     timers: TimerQueue<UaTimer>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<UaEvent>,
+    /// What went wrong with the current input deep in its handling (a body answered 400, a
+    /// challenge not answered), returned by `handle_datagram` / `handle_stream_message` for
+    /// the driver to log.
+    noted: Option<UaError>,
 }
 
 impl UserAgent {
@@ -195,6 +202,7 @@ impl UserAgent {
             timers: TimerQueue::default(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
+            noted: None,
         }
     }
 
@@ -244,7 +252,12 @@ impl UserAgent {
         };
         let r = self.handle_message(now, from, Transport::Udp, msg);
         self.pump(now);
-        r
+        r.and(self.noted.take().map_or(Ok(()), Err))
+    }
+
+    /// Keeps the first problem of the current input for its caller (`noted`).
+    fn note(&mut self, e: UaError) {
+        self.noted.get_or_insert(e);
     }
 
     /// A message framed off a TCP connection with `from`. Responses to requests from it go
@@ -261,7 +274,7 @@ impl UserAgent {
             }
         };
         self.pump(now);
-        r
+        r.and(self.noted.take().map_or(Ok(()), Err))
     }
 
     /// Fires every timer due at `now`.
@@ -279,6 +292,8 @@ impl UserAgent {
             }
             self.pump(now);
         }
+        // Nothing a timer does is an input error; never report it with the next input.
+        self.noted = None;
     }
 
     /// Sending to `dst` failed (connection refused or reset, host unreachable): every
@@ -327,6 +342,9 @@ impl UserAgent {
         let status = msg.status().map_or(0, |s| s.as_u16());
         let Some(branch) = branch else { return Err(UaError::Dropped { from, why: "response without a branch" }) };
         let key = TxnKey::client(Bytes::from(branch), cseq.method.as_str().as_bytes());
+        if let Some(c) = self.clients.get_mut(&key) {
+            c.last_from = Some(from);
+        }
         if self.txns.handle_response(now, &key, status, msg.to_bytes()) {
             return Ok(());
         }
@@ -384,7 +402,16 @@ impl UserAgent {
         let transport = spec.transport;
         self.clients.insert(
             key.clone(),
-            ClientCtx { owner, spec: Some(spec), request: msg.clone(), dst, transport, creds, attempts },
+            ClientCtx {
+                owner,
+                spec: Some(spec),
+                request: msg.clone(),
+                dst,
+                transport,
+                creds,
+                attempts,
+                last_from: None,
+            },
         );
         self.txns.start_client(key.clone(), txn);
         Ok((key, msg))
@@ -461,6 +488,14 @@ impl UserAgent {
         let Some(ctx) = self.clients.get(key) else { return false };
         let (Some(spec), Some(creds)) = (ctx.spec.clone(), ctx.creds.clone()) else { return false };
         let Some((header, challenge)) = auth::pick_challenge(resp) else { return false };
+        let known_realm = creds.is_domain(&challenge.realm) || self.learned_realm(&creds, &challenge.realm);
+        let learning = spec.method == Method::Register;
+        if let Some(why) = auth::refuse_challenge(&creds, ctx.last_from, known_realm, learning) {
+            // The owner gets the 401/407 as its failure; the driver logs this once per source.
+            let from = ctx.last_from.unwrap_or(ctx.dst);
+            self.note(UaError::ChallengeRefused { from, realm: challenge.realm, why });
+            return false;
+        }
         let mut attempts = ctx.attempts;
         if !attempts.allow(&challenge) {
             return false;
@@ -495,6 +530,16 @@ impl UserAgent {
             }
             Err(_) => false,
         }
+    }
+
+    /// Whether a registration of the same domain through the same next hop answered a
+    /// challenge for `realm` (the realm is learned at REGISTER).
+    fn learned_realm(&self, creds: &Creds, realm: &str) -> bool {
+        self.regs.values().any(|r| {
+            r.account.next_hop == creds.next_hop
+                && r.account.domain.eq_ignore_ascii_case(&creds.domain)
+                && r.cached.as_ref().is_some_and(|c| c.challenge.realm == realm)
+        })
     }
 
     /// The CSeq for the retry of an owner's request, when the owner keeps the count.

@@ -158,7 +158,7 @@ impl UserAgent {
             body: None,
             transport: a.transport,
         };
-        let creds = Creds { user: a.auth_user().to_owned(), password: a.password.clone() };
+        let creds = Creds::of(a);
         let dst = a.next_hop;
         let auth = reg.cached.as_mut().map(|c| c.next(&creds, "REGISTER", &uri, &cnonce));
         reg.phase = if remove { Phase::Unregistering } else { Phase::Registering };

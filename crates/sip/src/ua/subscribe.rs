@@ -174,7 +174,7 @@ impl UserAgent {
                 peer,
             ),
         };
-        let creds = Creds { user: sub.account.auth_user().to_owned(), password: sub.account.password.clone() };
+        let creds = Creds::of(&sub.account);
         let (key, msg) = self.start_client(now, Owner::Sub(id), spec, dst, ClientAuth::new(Some(creds)))?;
         if let Some(sub) = self.subs.get_mut(&id) {
             sub.txn = Some(key);

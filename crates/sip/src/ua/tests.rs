@@ -803,7 +803,7 @@ fn message_under_the_callers_imdn_id_and_a_delivery_notification_back() {
         .unwrap();
     let n = one_sent(&mut ua);
     assert_eq!(n.header(HeaderName::ContentType).unwrap().value(), b"message/cpim");
-    let (info, ct, inner) = super::message::parse_cpim(&n.body_bytes()).unwrap();
+    let (info, ct, inner) = super::message::parse_cpim(&n.body_bytes()).unwrap().unwrap();
     assert_eq!(ct, "message/imdn+xml");
     assert_eq!(info.from.as_deref(), Some("<sip:3000@pbx.example.com>"));
     assert_eq!(info.to.as_deref(), Some("<sip:3001@pbx.example.com>"));
@@ -1036,4 +1036,162 @@ fn mutated_messages_never_panic() {
         while ua.poll_event().is_some() {}
     }
     let _ = (call, out);
+}
+
+// ----- issue 14: bodies with lengths from the wire, and who gets our credentials -----------------
+
+fn cpim_message(branch: &str, inner_length: &str) -> Bytes {
+    let cpim = format!(
+        "From: <sip:3001@h>\r\nTo: <sip:3000@h>\r\n\r\nContent-Type: text/plain\r\nContent-Length: {inner_length}\r\n\r\nHello"
+    );
+    MessageBuilder::request(&Method::Message, "sip:3000@192.0.2.10:5070")
+        .header(HeaderName::Via, format!("SIP/2.0/UDP 192.0.2.20:5060;branch={branch}"))
+        .header(HeaderName::From, "<sip:3001@h>;tag=f")
+        .header(HeaderName::To, "<sip:3000@h>")
+        .header(HeaderName::CallId, branch)
+        .header(HeaderName::CSeq, "1 MESSAGE")
+        .body("message/cpim", Bytes::from(cpim))
+        .to_bytes()
+        .unwrap()
+}
+
+/// Issue 14 item 1: a CPIM inner Content-Length of 2^64-1 panicked the driver (`start + l`).
+/// It is answered `400 Bad CPIM Body` with the reason in a Warning, reported for the log, and
+/// the user agent goes on (OPTIONS, a good CPIM MESSAGE).
+#[test]
+fn cpim_with_an_impossible_content_length_is_refused_with_400() {
+    let t0 = Instant::now();
+    let mut ua = new_ua();
+    for (i, len) in ["18446744073709551615", "18446744073709551611", "6", "1e3"].into_iter().enumerate() {
+        let r = ua.handle_datagram(t0, pbx(), cpim_message(&format!("z9hG4bKcpim{i}"), len));
+        assert!(matches!(&r, Err(UaError::BadBody { from, .. }) if *from == pbx()), "{len}: {r:?}");
+        let resp = one_sent(&mut ua);
+        assert_eq!(resp.status().unwrap().as_u16(), 400, "{}", text(&resp));
+        assert_eq!(resp.reason_phrase(), Some(&b"Bad CPIM Body"[..]));
+        let warning = String::from_utf8_lossy(resp.header(HeaderName::Warning).unwrap().value()).into_owned();
+        assert!(warning.starts_with("399 192.0.2.10:5070 \"CPIM Content-Length"), "{warning}");
+        assert!(events(&mut ua).is_empty(), "nothing reaches the application");
+    }
+    let options = MessageBuilder::request(&Method::Options, "sip:3000@192.0.2.10:5070")
+        .header(HeaderName::Via, "SIP/2.0/UDP 192.0.2.20:5060;branch=z9hG4bKo")
+        .header(HeaderName::From, "<sip:probe@h>;tag=p")
+        .header(HeaderName::To, "<sip:3000@h>")
+        .header(HeaderName::CallId, "opt")
+        .header(HeaderName::CSeq, "1 OPTIONS")
+        .to_bytes()
+        .unwrap();
+    feed(&mut ua, t0, options);
+    assert_eq!(one_sent(&mut ua).status().unwrap().as_u16(), 200);
+    feed(&mut ua, t0, cpim_message("z9hG4bKgood", "5"));
+    let ev = events(&mut ua);
+    let [UaEvent::IncomingMessage(im)] = &ev[..] else { panic!("{ev:?}") };
+    assert_eq!(&im.body[..], b"Hello");
+}
+
+fn challenge_for(realm: &str, nonce: &str) -> String {
+    format!("Digest realm=\"{realm}\", nonce=\"{nonce}\", qop=\"auth\", algorithm=MD5")
+}
+
+/// Issue 14 item 9: inside a dialog, a 401/407 is answered only when it comes from the
+/// account's next hop and names the account's realm; otherwise the request fails with it.
+#[test]
+fn in_dialog_challenges_are_answered_only_from_the_next_hop_for_the_accounts_realm() {
+    let t0 = Instant::now();
+    let (mut ua, call, _, _) = established_call(t0);
+    sent(&mut ua);
+    events(&mut ua);
+    let callee: SocketAddr = "192.0.2.30:5080".parse().unwrap();
+
+    // The callee itself (not our proxy) challenges our re-INVITE: no credentials.
+    ua.reinvite_hold(t0, call, SDP).unwrap();
+    let re = one_sent(&mut ua);
+    let c401 = answer(&re, 401, None, |b| b.header(HeaderName::WwwAuthenticate, challenge_for("pbx.example.com", "x")));
+    let r = ua.handle_datagram(t0, callee, c401.clone());
+    assert!(
+        matches!(&r, Err(UaError::ChallengeRefused { from, why: "not from the account's next hop", .. }) if *from == callee),
+        "{r:?}"
+    );
+    let out = sent(&mut ua);
+    assert_eq!(out.iter().map(method).collect::<Vec<_>>(), ["ACK"], "ACKed, not answered");
+    assert!(out[0].authorization().next().is_none());
+    assert_eq!(
+        call_events(&events(&mut ua)),
+        [CallEvent::HoldResult {
+            hold: true,
+            result: Err(Failure::Status { status: 401, reason: "Unauthorized".into(), raw: c401 })
+        }]
+    );
+
+    // The proxy relays a challenge for another realm (the callee's): no credentials either.
+    ua.info_dtmf(t0, call, '5').unwrap();
+    let info = one_sent(&mut ua);
+    let c407 =
+        answer(&info, 407, None, |b| b.header(HeaderName::ProxyAuthenticate, challenge_for("callee.example", "y")));
+    let r = ua.handle_datagram(t0, pbx(), c407);
+    assert!(matches!(&r, Err(UaError::ChallengeRefused { why: "not the account's realm", .. })), "{r:?}");
+    assert!(sent(&mut ua).is_empty(), "no INFO with credentials");
+    assert!(matches!(&call_events(&events(&mut ua))[..], [CallEvent::DtmfResult(Err(f))] if f.status() == Some(407)));
+
+    // The proxy, for the account's domain: answered as before.
+    ua.info_dtmf(t0, call, '6').unwrap();
+    let info = one_sent(&mut ua);
+    feed(
+        &mut ua,
+        t0,
+        answer(&info, 407, None, |b| b.header(HeaderName::ProxyAuthenticate, challenge_for("pbx.example.com", "z"))),
+    );
+    let retry = one_sent(&mut ua);
+    assert_eq!(method(&retry), "INFO");
+    assert!(verify(&retry.proxy_authorization().next().unwrap().unwrap(), "INFO", "secret"));
+    assert!(events(&mut ua).is_empty());
+}
+
+/// The realm learned when the registration was challenged is the account's: a call of the
+/// same account through the same next hop answers it; from another address, or without that
+/// registration, it is refused.
+#[test]
+fn the_realm_is_learned_at_register_and_answered_only_from_the_next_hop() {
+    let t0 = Instant::now();
+    let mut ua = new_ua();
+    // A call before any registration: the PBX's realm is not the domain.
+    let early = ua.invite(t0, &account(), "sip:3001@pbx.example.com", Bytes::from_static(SDP), &[]).unwrap();
+    let inv = one_sent(&mut ua);
+    let c = answer(&inv, 407, Some("p"), |b| b.header(HeaderName::ProxyAuthenticate, challenge_for("asterisk", "a")));
+    assert!(matches!(ua.handle_datagram(t0, pbx(), c), Err(UaError::ChallengeRefused { .. })));
+    assert_eq!(sent(&mut ua).iter().map(method).collect::<Vec<_>>(), ["ACK"]);
+    assert!(matches!(&call_events(&events(&mut ua))[..], [CallEvent::Failed(f)] if f.status() == Some(407)));
+    let _ = early;
+
+    // The registrar's challenge teaches the realm.
+    let reg = ua.register(t0, account()).unwrap();
+    let r1 = one_sent(&mut ua);
+    feed(
+        &mut ua,
+        t0,
+        answer(&r1, 401, Some("r"), |b| b.header(HeaderName::WwwAuthenticate, challenge_for("asterisk", "n1"))),
+    );
+    let r2 = one_sent(&mut ua);
+    assert!(verify(&r2.authorization().next().unwrap().unwrap(), "REGISTER", "secret"));
+    feed(&mut ua, t0, answer(&r2, 200, Some("r"), |b| b.header(HeaderName::Expires, "3600")));
+    assert!(matches!(&events(&mut ua)[..], [UaEvent::Registration { reg: r, .. }] if *r == reg));
+
+    ua.invite(t0, &account(), "sip:3001@pbx.example.com", Bytes::from_static(SDP), &[]).unwrap();
+    let inv = one_sent(&mut ua);
+    feed(
+        &mut ua,
+        t0,
+        answer(&inv, 407, Some("p"), |b| b.header(HeaderName::ProxyAuthenticate, challenge_for("asterisk", "n2"))),
+    );
+    let out = sent(&mut ua);
+    assert_eq!(out.iter().map(method).collect::<Vec<_>>(), ["ACK", "INVITE"]);
+    assert!(verify(&out[1].proxy_authorization().next().unwrap().unwrap(), "INVITE", "secret"));
+
+    // The same challenge from elsewhere is refused.
+    ua.invite(t0, &account(), "sip:3002@pbx.example.com", Bytes::from_static(SDP), &[]).unwrap();
+    let inv = one_sent(&mut ua);
+    let elsewhere: SocketAddr = "198.51.100.9:5060".parse().unwrap();
+    let c = answer(&inv, 407, Some("p"), |b| b.header(HeaderName::ProxyAuthenticate, challenge_for("asterisk", "n3")));
+    let r = ua.handle_datagram(t0, elsewhere, c);
+    assert!(matches!(&r, Err(UaError::ChallengeRefused { from, .. }) if *from == elsewhere), "{r:?}");
+    assert_eq!(sent(&mut ua).iter().map(method).collect::<Vec<_>>(), ["ACK"]);
 }

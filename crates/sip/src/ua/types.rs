@@ -236,4 +236,13 @@ pub enum UaError {
     Malformed { from: SocketAddr, error: ParseError },
     #[error("message from {from} dropped: {why}")]
     Dropped { from: SocketAddr, why: &'static str },
+    /// A request whose body we could not read (a `message/cpim` with a bad inner
+    /// `Content-Length`): answered `400`.
+    #[error("request from {from} refused with 400: {why}")]
+    BadBody { from: SocketAddr, why: String },
+    /// A 401/407 we did not answer: from another address than the account's next hop, or for
+    /// a realm the account does not know (`crate::ua` module docs, "Digest"). The request
+    /// fails with that response.
+    #[error("digest challenge from {from} (realm {realm:?}) not answered: {why}")]
+    ChallengeRefused { from: SocketAddr, realm: String, why: &'static str },
 }
