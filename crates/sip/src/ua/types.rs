@@ -80,8 +80,9 @@ pub struct Transmit {
     pub bytes: Bytes,
 }
 
-/// A SIP account: who we are, how to authenticate, where to send.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A SIP account: who we are, how to authenticate, where to send. Its `Debug` does not show
+/// the password.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Account {
     /// The user part of the address of record (`sip:{user}@{domain}`).
     pub user: String,
@@ -100,6 +101,22 @@ pub struct Account {
     pub expires: u32,
     /// Extra URI parameters for the Contact (`;ob`), written as is after the URI's host:port.
     pub contact_params: String,
+}
+
+impl std::fmt::Debug for Account {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Account")
+            .field("user", &self.user)
+            .field("auth_user", &self.auth_user)
+            .field("password", &if self.password.is_empty() { "" } else { "<redacted>" })
+            .field("domain", &self.domain)
+            .field("display_name", &self.display_name)
+            .field("next_hop", &self.next_hop)
+            .field("transport", &self.transport)
+            .field("expires", &self.expires)
+            .field("contact_params", &self.contact_params)
+            .finish()
+    }
 }
 
 impl Account {
@@ -245,4 +262,16 @@ pub enum UaError {
     /// fails with that response.
     #[error("digest challenge from {from} (realm {realm:?}) not answered: {why}")]
     ChallengeRefused { from: SocketAddr, realm: String, why: &'static str },
+}
+
+#[cfg(test)]
+mod debug_tests {
+    use super::*;
+
+    #[test]
+    fn account_debug_hides_the_password() {
+        let a = Account::new("3000", "pw-4242", "pbx.example", "127.0.0.1:5060".parse().unwrap());
+        let text = format!("{a:?} {a:#?}");
+        assert!(!text.contains("pw-4242") && text.contains("<redacted>") && text.contains("3000"), "{text}");
+    }
 }
