@@ -63,6 +63,21 @@ pub fn choose_g711(offer: &str) -> Option<G711> {
     })
 }
 
+/// Which source a call leg takes the SIP side's RTP from (`[media] rtp_latching`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RtpLatching {
+    /// Only the address in the SIP side's SDP (media-level `c=`, else session-level, and the
+    /// `m=` port); nothing before that SDP is known. RTP from anywhere else is dropped and
+    /// counted, so nobody who can reach the RTP port can talk into a call.
+    #[default]
+    Sdp,
+    /// Symmetric RTP for SIP peers behind NAT, whose SDP carries an address nobody can reach:
+    /// the source of the first RTP packet is latched, audio goes there, and from then on only
+    /// that source is taken. Whoever sends first wins the latch, hence opt-in. A later SDP with
+    /// a different address (a re-INVITE moving the media) latches again.
+    FirstPacket,
+}
+
 /// Why a SIP-side SDP was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BridgeError {
@@ -101,8 +116,14 @@ pub struct SipLeg {
     codec: G711,
     /// Our RTP address (in the SDP; the bridge's own socket).
     pub local: SocketAddr,
-    /// Where to send: from the SIP answer, else latched from the first packet (symmetric RTP).
+    /// Where to send, and the one source RTP is taken from: the SIP side's SDP address, or
+    /// the first packet's source under [`RtpLatching::FirstPacket`].
     pub remote: Option<SocketAddr>,
+    latching: RtpLatching,
+    /// The address of the last SIP SDP applied.
+    sdp_remote: Option<SocketAddr>,
+    /// `FirstPacket`: `remote` is a packet's source, fixed until the SDP moves the media.
+    latched: bool,
     remote_te_pt: Option<u8>,
     ssrc: u32,
     seq: u16,
@@ -116,16 +137,21 @@ pub struct SipLeg {
     rx_ts: Option<(u32, u64)>,
     pub packets_in: u64,
     pub packets_out: u64,
+    /// RTP packets dropped because they came from another source than `remote`.
+    pub packets_foreign: u64,
 }
 
 impl SipLeg {
-    pub fn new(codec: G711, local: SocketAddr, now: Instant, seed: u64) -> SipLeg {
+    pub fn new(codec: G711, local: SocketAddr, now: Instant, seed: u64, latching: RtpLatching) -> SipLeg {
         // No cryptographic need: SSRC and offsets only have to differ between streams.
         let mix = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (now.elapsed().as_nanos() as u64);
         SipLeg {
             codec,
             local,
             remote: None,
+            latching,
+            sdp_remote: None,
+            latched: false,
             remote_te_pt: Some(TELEPHONE_EVENT_PT),
             ssrc: (mix >> 32) as u32 | 1,
             seq: mix as u16,
@@ -138,6 +164,7 @@ impl SipLeg {
             rx_ts: None,
             packets_in: 0,
             packets_out: 0,
+            packets_foreign: 0,
         }
     }
 
@@ -223,7 +250,13 @@ impl SipLeg {
             }
         }
         self.remote_te_pt = te;
-        self.remote = Some(SocketAddr::new(ip, port));
+        let addr = SocketAddr::new(ip, port);
+        // Under `FirstPacket` a latch survives SDP that repeats the address (session refreshes).
+        if !self.latched || self.sdp_remote != Some(addr) {
+            self.remote = Some(addr);
+            self.latched = false;
+        }
+        self.sdp_remote = Some(addr);
         Ok(())
     }
 
@@ -255,11 +288,19 @@ impl SipLeg {
     }
 
     /// A datagram from the SIP side: its G.711 payload and 8 kHz time (extended past wraps) for
-    /// the browser. Latches the SIP address when none is known yet.
+    /// the browser. Only RTP from the leg's source is taken (see [`RtpLatching`]); the rest is
+    /// counted in `packets_foreign` and dropped.
     pub fn from_sip<'a>(&mut self, src: SocketAddr, buf: &'a [u8]) -> Option<(u64, &'a [u8])> {
         let (h, payload) = rtp::parse(buf)?;
-        if self.remote.is_none() {
+        if self.latching == RtpLatching::FirstPacket && !self.latched {
             self.remote = Some(src);
+            self.latched = true;
+        }
+        if self.remote != Some(src) {
+            self.packets_foreign += 1;
+            metrics::counter!("callgate_media_rtp_dropped_total", "why" => "foreign_source").increment(1);
+            tracing::trace!(%src, remote = ?self.remote, "RTP from another source than the SIP side's dropped");
+            return None;
         }
         if h.pt != self.codec.pt() || payload.is_empty() {
             return None; // telephone-event, comfort noise, other codecs: not forwarded
@@ -336,7 +377,53 @@ mod tests {
         a=rtpmap:111 opus/48000/2\r\na=rtpmap:9 G722/8000\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n";
 
     fn leg() -> SipLeg {
-        SipLeg::new(G711::Pcmu, "10.0.0.1:40000".parse().unwrap(), Instant::now(), 7)
+        leg_latching(RtpLatching::Sdp)
+    }
+
+    fn leg_latching(latching: RtpLatching) -> SipLeg {
+        SipLeg::new(G711::Pcmu, "10.0.0.1:40000".parse().unwrap(), Instant::now(), 7, latching)
+    }
+
+    fn pcmu(seq: u16) -> Vec<u8> {
+        rtp::write(&RtpHeader { marker: false, pt: 0, seq, ts: u32::from(seq) * 160, ssrc: 99 }, &[0x7f; 160])
+    }
+
+    const SIP_ANSWER: &str = "v=0\r\nc=IN IP4 192.0.2.5\r\nm=audio 6000 RTP/AVP 0\r\n";
+
+    #[test]
+    fn sdp_latching_takes_rtp_only_from_the_sdp_address() {
+        let mut l = leg();
+        let (sdp_addr, other) = ("192.0.2.5:6000".parse().unwrap(), "203.0.113.66:6000".parse().unwrap());
+        assert!(l.from_sip(sdp_addr, &pcmu(1)).is_none(), "nothing is taken before the SDP");
+        assert_eq!(l.remote, None, "a packet teaches no address");
+        l.apply_remote_sdp(SIP_ANSWER).unwrap();
+        assert!(l.from_sip(other, &pcmu(2)).is_none(), "another address");
+        assert!(l.from_sip("192.0.2.5:6002".parse().unwrap(), &pcmu(3)).is_none(), "another port");
+        assert!(l.from_sip(sdp_addr, &pcmu(4)).is_some());
+        assert_eq!((l.remote, l.packets_in, l.packets_foreign), (Some(sdp_addr), 1, 3));
+    }
+
+    #[test]
+    fn first_packet_latching_takes_the_first_source_until_the_sdp_moves_the_media() {
+        let mut l = leg_latching(RtpLatching::FirstPacket);
+        let (sdp_addr, nat, other) = (
+            "192.0.2.5:6000".parse().unwrap(),
+            "198.51.100.9:41000".parse().unwrap(),
+            "203.0.113.66:6000".parse().unwrap(),
+        );
+        l.apply_remote_sdp(SIP_ANSWER).unwrap();
+        assert_eq!(l.remote, Some(sdp_addr), "sent to the SDP address until a packet arrives");
+        assert!(l.from_sip(nat, &pcmu(1)).is_some(), "the first packet latches its source");
+        assert_eq!(l.remote, Some(nat), "and audio goes there");
+        assert!(l.from_sip(other, &pcmu(2)).is_none(), "then nobody else is taken");
+        assert!(l.from_sip(sdp_addr, &pcmu(3)).is_none());
+        assert_eq!(l.packets_foreign, 2);
+        l.apply_remote_sdp(SIP_ANSWER).unwrap();
+        assert_eq!(l.remote, Some(nat), "the same SDP again keeps the latch");
+        l.apply_remote_sdp("v=0\r\nc=IN IP4 192.0.2.8\r\nm=audio 7000 RTP/AVP 0\r\n").unwrap();
+        assert_eq!(l.remote, Some("192.0.2.8:7000".parse().unwrap()), "a new address unlatches");
+        assert!(l.from_sip(other, &pcmu(4)).is_some(), "and the next packet latches again");
+        assert_eq!(l.remote, Some(other));
     }
 
     #[test]
@@ -376,7 +463,7 @@ mod tests {
 
     #[test]
     fn audio_both_ways_keeps_payloads_and_rewrites_headers() {
-        let mut l = leg();
+        let mut l = leg_latching(RtpLatching::FirstPacket);
         let now = Instant::now();
         assert!(l.from_browser(160, &[0xff; 160], now).is_none(), "no SIP address yet");
         // Symmetric RTP: the first SIP packet teaches the address.

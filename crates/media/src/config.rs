@@ -3,6 +3,8 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::time::Duration;
 
+use crate::bridge::RtpLatching;
+
 /// How the endpoint binds and what it advertises.
 #[derive(Debug, Clone)]
 pub struct MediaConfig {
@@ -23,6 +25,9 @@ pub struct MediaConfig {
     /// socket while the media task writes a frame to hundreds of players; the kernel caps it at
     /// `net.core.rmem_max` / `wmem_max`.
     pub socket_buffer_bytes: usize,
+    /// Which source a call leg takes the SIP side's RTP from: the SDP's address (default), or
+    /// the first packet's (symmetric RTP, for SIP peers behind NAT).
+    pub rtp_latching: RtpLatching,
 }
 
 impl Default for MediaConfig {
@@ -34,6 +39,7 @@ impl Default for MediaConfig {
             connect_timeout: Duration::from_secs(15),
             keyframe_request_interval: Duration::from_millis(300),
             socket_buffer_bytes: 4 << 20,
+            rtp_latching: RtpLatching::Sdp,
         }
     }
 }

@@ -165,6 +165,9 @@ pub struct PeerStats {
     pub frames_out: u64,
     /// Publisher: players attached.
     pub players: usize,
+    /// Call leg: RTP packets dropped on its RTP port for coming from another source than the
+    /// SIP side (see [`crate::bridge::RtpLatching`]).
+    pub rtp_dropped: u64,
 }
 
 /// Running totals of the core (cheap: plain integers, read by the driver).
@@ -418,7 +421,7 @@ impl MediaCore {
             self.remove(id);
             return Err(MediaError::TranscodingRequired);
         }
-        let leg = SipLeg::new(codec, sip_local, now, id.0);
+        let leg = SipLeg::new(codec, sip_local, now, id.0, self.cfg.rtp_latching);
         let sip_sdp = leg.sdp(sip_local.ip(), id.0);
         p.sip = Some(Box::new(leg));
         Ok(BridgeAnswer { webrtc_answer, sip_sdp, codec })
@@ -438,7 +441,7 @@ impl MediaCore {
         if self.peers.contains_key(&id) || self.rtp_legs.contains_key(&id) {
             return Err(MediaError::DuplicatePeer(id));
         }
-        let leg = SipLeg::new(codec, sip_local, now, id.0);
+        let leg = SipLeg::new(codec, sip_local, now, id.0, self.cfg.rtp_latching);
         let sdp = leg.sdp(sip_local.ip(), id.0);
         self.rtp_legs.insert(id, RtpLeg { leg: Box::new(leg), armed: None });
         metrics::gauge!("callgate_media_rtp_legs").increment(1.0);
@@ -491,7 +494,7 @@ impl MediaCore {
             return Err(MediaError::DuplicatePeer(id));
         }
         let codec = choose_g711(sip_offer).ok_or(MediaError::TranscodingRequired)?;
-        let mut leg = SipLeg::new(codec, sip_local, now, id.0);
+        let mut leg = SipLeg::new(codec, sip_local, now, id.0, self.cfg.rtp_latching);
         leg.apply_remote_sdp(sip_offer).map_err(|e| match e {
             crate::bridge::BridgeError::CodecMismatch(_) => MediaError::TranscodingRequired,
             other => MediaError::Negotiation(other.to_string()),
@@ -624,6 +627,7 @@ impl MediaCore {
                 frames_in: r.leg.packets_in,
                 frames_out: r.leg.packets_out,
                 players: 0,
+                rtp_dropped: r.leg.packets_foreign,
             });
         }
         self.peers.get(&id).map(|p| PeerStats {
@@ -631,6 +635,7 @@ impl MediaCore {
             frames_in: p.frames_in,
             frames_out: p.frames_out,
             players: p.players.len(),
+            rtp_dropped: p.sip.as_ref().map_or(0, |s| s.packets_foreign),
         })
     }
 

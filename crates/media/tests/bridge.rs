@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use callgate_media::bridge::G711;
+use callgate_media::bridge::{RtpLatching, G711};
 use callgate_media::rtp::{self, RtpHeader};
 use callgate_media::{MediaConfig, MediaEndpoint, MediaError};
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
@@ -28,6 +28,8 @@ struct BrowserSeen {
     connected: AtomicBool,
     frames: AtomicU64,
     payload_ok: AtomicBool,
+    /// A frame of 0x33 bytes (what [`foreign_rtp`] sends) reached the browser.
+    foreign: AtomicBool,
 }
 
 /// A browser call leg: sendrecv audio, Opus first then PCMU; sends 160-byte PCMU frames of
@@ -98,6 +100,9 @@ fn run_browser(
                         st.frames.fetch_add(1, Ordering::Relaxed);
                         if d.data.iter().all(|b| *b == 0x22) && d.data.len() == 160 {
                             st.payload_ok.store(true, Ordering::Relaxed);
+                        }
+                        if d.data.contains(&0x33) {
+                            st.foreign.store(true, Ordering::Relaxed);
                         }
                     }
                     Ok(Output::Event(_)) => {}
@@ -324,4 +329,92 @@ async fn incoming_call_without_g711_is_refused() {
     let id = media.next_peer_id();
     assert_eq!(media.incoming_bridge(id, g729.into(), events).await.unwrap_err(), MediaError::TranscodingRequired);
     assert!(matches!(media.bridge_answer(id, "v=0\r\n".into()).await, Err(MediaError::NotFound(_))));
+}
+
+/// A plain RTP sender whose address is in no SDP: sends `n` PCMU packets of 0x33 to `to`, 5 ms
+/// apart, and returns its address.
+async fn foreign_rtp(to: SocketAddr, n: u16) -> SocketAddr {
+    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    for seq in 0..n {
+        let h = RtpHeader { marker: false, pt: 0, seq: 5000 + seq, ts: u32::from(seq) * 160, ssrc: 0x6666 };
+        socket.send_to(&rtp::write(&h, &[0x33u8; 160]), to).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    socket.local_addr().unwrap()
+}
+
+fn sip_answer(sip_addr: SocketAddr) -> String {
+    format!(
+        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {} RTP/AVP 0 101\r\n\
+         a=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n",
+        sip_addr.port()
+    )
+}
+
+/// The RTP address of a bridge (its SIP SDP).
+fn rtp_addr(sip_sdp: &str) -> SocketAddr {
+    let m = sip_sdp.lines().find(|l| l.starts_with("m=audio ")).unwrap();
+    SocketAddr::new("127.0.0.1".parse().unwrap(), m.split_whitespace().nth(1).unwrap().parse().unwrap())
+}
+
+/// Default latching ("sdp"): RTP only from the address in the SIP side's SDP reaches the browser.
+#[tokio::test]
+async fn rtp_from_an_address_not_in_the_sip_sdp_is_not_forwarded() {
+    let media = endpoint().await;
+    let (offer, answer_tx, browser_seen) = browser().await;
+    let id = media.next_peer_id();
+    let (events, _events_rx) = mpsc::unbounded_channel();
+    let b = media.bridge(id, offer, events).await.unwrap();
+    let rtp_at = rtp_addr(&b.sip_sdp);
+    let (sip_addr, sip_to, sip_seen) = sip_peer().await;
+    media.bridge_remote(id, sip_answer(sip_addr)).await.unwrap();
+    answer_tx.send(b.webrtc_answer.clone()).unwrap();
+    wait("the browser leg to connect", || browser_seen.connected.load(Ordering::Relaxed)).await;
+    // Someone else sends first (before the SIP side starts), then the real SIP side.
+    foreign_rtp(rtp_at, 20).await;
+    sip_to.send(rtp_at).unwrap();
+    wait("25 audio frames in the browser", || browser_seen.frames.load(Ordering::Relaxed) >= 25).await;
+    assert!(browser_seen.payload_ok.load(Ordering::Relaxed), "the SIP side's audio reaches the browser");
+    assert!(!browser_seen.foreign.load(Ordering::Relaxed), "RTP from a foreign address reached the browser");
+    assert_eq!(media.stats(id).await.unwrap().rtp_dropped, 20, "each foreign packet is counted");
+    // The browser's audio still goes to the SDP address only.
+    wait("audio at the SIP side", || sip_seen.lock().unwrap().audio >= 5).await;
+    media.close(id);
+}
+
+/// `rtp_latching = "first_packet"` (SIP peers behind NAT): the SDP names an address that never
+/// sends; the first RTP packet's source is latched, gets the browser's audio, and is the only
+/// source taken afterwards.
+#[tokio::test]
+async fn with_first_packet_latching_the_first_source_is_latched() {
+    let media = MediaEndpoint::start(MediaConfig {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        rtp_latching: RtpLatching::FirstPacket,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let (offer, answer_tx, browser_seen) = browser().await;
+    let id = media.next_peer_id();
+    let (events, _events_rx) = mpsc::unbounded_channel();
+    let b = media.bridge(id, offer, events).await.unwrap();
+    let rtp_at = rtp_addr(&b.sip_sdp);
+    // The SDP's address (the SIP peer's private one): bound, silent.
+    let private = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    media.bridge_remote(id, sip_answer(private.local_addr().unwrap())).await.unwrap();
+    answer_tx.send(b.webrtc_answer.clone()).unwrap();
+    wait("the browser leg to connect", || browser_seen.connected.load(Ordering::Relaxed)).await;
+    // The SIP peer as seen through its NAT: another address, which sends first.
+    let (_nat_addr, sip_to, sip_seen) = sip_peer().await;
+    sip_to.send(rtp_at).unwrap();
+    wait("25 audio frames in the browser", || browser_seen.frames.load(Ordering::Relaxed) >= 25).await;
+    assert!(browser_seen.payload_ok.load(Ordering::Relaxed), "the latched source's audio reaches the browser");
+    wait("the browser's audio at the latched source", || sip_seen.lock().unwrap().audio >= 5).await;
+    // A third address after the latch: dropped.
+    foreign_rtp(rtp_at, 20).await;
+    let before = browser_seen.frames.load(Ordering::Relaxed);
+    wait("25 more frames", || browser_seen.frames.load(Ordering::Relaxed) >= before + 25).await;
+    assert!(!browser_seen.foreign.load(Ordering::Relaxed), "RTP from a third address reached the browser");
+    assert_eq!(media.stats(id).await.unwrap().rtp_dropped, 20);
+    media.close(id);
 }
