@@ -23,6 +23,13 @@
 //! when it can be, and otherwise dropped; each drop is logged (at `warn` once per source
 //! address, then at `debug`).
 //!
+//! A panic in the user agent (a bug: bad input must never cause one) does not kill the driver
+//! silently: every call into the user agent is guarded; the panic is logged at `error` and
+//! published on [`Endpoint::panicked`], and the driver goes on, so that the application can
+//! still end its calls (BYE) before it restarts the endpoint or the process (the server exits
+//! non-zero, docs/ARCHITECTURE.md "Supervision"). A panic outside the user agent ends the
+//! driver and [`Endpoint::task`] with it.
+//!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
 //! use callgate_sip::transport::{Endpoint, EndpointConfig};
@@ -40,13 +47,14 @@
 use std::collections::{HashMap, HashSet};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use thiserror::Error;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -164,6 +172,10 @@ pub struct Endpoint {
     pub handle: UaHandle,
     pub events: mpsc::UnboundedReceiver<UaEvent>,
     pub task: JoinHandle<()>,
+    /// The first panic of the user agent inside the driver (its message), `None` while there
+    /// was none. The driver carries on after it (so calls can still be ended), but the user
+    /// agent's state may be inconsistent: the application should end what it can and restart.
+    pub panicked: watch::Receiver<Option<String>>,
 }
 
 impl Endpoint {
@@ -204,13 +216,31 @@ impl Endpoint {
         };
         let (tx, cmd_rx) = mpsc::unbounded_channel();
         let (event_tx, events) = mpsc::unbounded_channel();
-        let parts = DriverParts { ua: UserAgent::new(ua_cfg), cmd_rx, event_tx, connect_timeout: cfg.connect_timeout };
+        let (panic_tx, panicked) = watch::channel(None);
+        let panic_tx = Arc::new(panic_tx);
+        let parts = DriverParts {
+            ua: UserAgent::new(ua_cfg),
+            cmd_rx,
+            event_tx,
+            panic_tx: panic_tx.clone(),
+            connect_timeout: cfg.connect_timeout,
+        };
         let task = if cfg.own_thread {
             parts.spawn_thread(udp, listener).await?
         } else {
-            tokio::spawn(parts.into_driver(udp, listener)?.run())
+            let driver = tokio::spawn(parts.into_driver(udp, listener)?.run());
+            // A panic that ends the driver (outside the user agent) is published too.
+            tokio::spawn(async move {
+                if let Err(e) = driver.await {
+                    if e.is_panic() {
+                        let payload = e.into_panic();
+                        publish_panic(&panic_tx, panic_message(payload.as_ref()));
+                        std::panic::resume_unwind(payload);
+                    }
+                }
+            })
         };
-        Ok(Endpoint { handle: UaHandle { tx, udp_addr, tcp_addr }, events, task })
+        Ok(Endpoint { handle: UaHandle { tx, udp_addr, tcp_addr }, events, task, panicked })
     }
 }
 
@@ -219,6 +249,7 @@ struct DriverParts {
     ua: UserAgent,
     cmd_rx: mpsc::UnboundedReceiver<Command>,
     event_tx: mpsc::UnboundedSender<UaEvent>,
+    panic_tx: Arc<watch::Sender<Option<String>>>,
     connect_timeout: Duration,
 }
 
@@ -232,6 +263,7 @@ impl DriverParts {
             listener: listener.map(TcpListener::from_std).transpose()?,
             cmd_rx: self.cmd_rx,
             event_tx: self.event_tx,
+            panic_tx: self.panic_tx.clone(),
             stream_tx,
             stream_rx,
             conns: HashMap::new(),
@@ -253,6 +285,7 @@ impl DriverParts {
     ) -> io::Result<JoinHandle<()>> {
         let (ready_tx, ready_rx) = oneshot::channel::<io::Result<()>>();
         let (done_tx, done_rx) = oneshot::channel::<std::thread::Result<()>>();
+        let panic_tx = self.panic_tx.clone();
         std::thread::Builder::new().name("sip-driver".into()).spawn(move || {
             let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
                 let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
@@ -275,6 +308,10 @@ impl DriverParts {
                 });
                 drop(rt);
             }));
+            // A panic that ended the driver (outside the user agent) is published too.
+            if let Err(payload) = &outcome {
+                publish_panic(&panic_tx, panic_message(payload.as_ref()));
+            }
             let _ = done_tx.send(outcome);
         })?;
         ready_rx.await.unwrap_or_else(|_| Err(io::Error::other("the SIP driver thread ended before it started")))?;
@@ -325,6 +362,7 @@ struct Driver {
     listener: Option<TcpListener>,
     cmd_rx: mpsc::UnboundedReceiver<Command>,
     event_tx: mpsc::UnboundedSender<UaEvent>,
+    panic_tx: Arc<watch::Sender<Option<String>>>,
     stream_tx: mpsc::UnboundedSender<StreamEvent>,
     stream_rx: mpsc::UnboundedReceiver<StreamEvent>,
     conns: HashMap<SocketAddr, Conn>,
@@ -349,7 +387,7 @@ impl Driver {
     async fn run(mut self) {
         loop {
             self.flush().await;
-            let deadline = self.ua.poll_timeout().map(Instant::from_std);
+            let deadline = self.guard("poll_timeout", |ua| ua.poll_timeout()).flatten().map(Instant::from_std);
             let sleep = async {
                 match deadline {
                     Some(d) => tokio::time::sleep_until(d).await,
@@ -360,8 +398,9 @@ impl Driver {
                 r = self.udp.recv_from(&mut self.buf) => match r {
                     Ok((n, from)) => {
                         let datagram = Bytes::copy_from_slice(&self.buf[..n]);
-                        let r = self.ua.handle_datagram(now(), from, datagram);
-                        self.log_input(r);
+                        if let Some(r) = self.guard("datagram", |ua| ua.handle_datagram(now(), from, datagram)) {
+                            self.log_input(r);
+                        }
                     }
                     // Linux reports ICMP errors of earlier sends here on some sockets; nothing
                     // to do but go on.
@@ -369,25 +408,31 @@ impl Driver {
                 },
                 Some(ev) = self.stream_rx.recv() => match ev {
                     StreamEvent::Message(from, framed) => {
-                        let r = self.ua.handle_stream_message(now(), from, framed);
-                        self.log_input(r);
+                        if let Some(r) = self.guard("TCP message", |ua| ua.handle_stream_message(now(), from, framed)) {
+                            self.log_input(r);
+                        }
                     }
                     StreamEvent::Closed { peer, failed } => {
                         self.conns.remove(&peer);
                         if failed {
-                            self.ua.handle_transport_error(now(), peer, Transport::Tcp);
+                            self.guard("transport error", |ua| ua.handle_transport_error(now(), peer, Transport::Tcp));
                         }
                     }
                 },
                 cmd = self.cmd_rx.recv() => match cmd {
-                    Some(Command::Run(job)) => job(&mut self.ua, now()),
+                    // A panicking command drops its reply: the caller gets `EndpointGone`.
+                    Some(Command::Run(job)) => {
+                        self.guard("command", |ua| job(ua, now()));
+                    }
                     Some(Command::Shutdown) | None => break,
                 },
                 r = accept(&self.listener) => match r {
                     Ok((stream, peer)) => self.add_conn(peer, Some(stream)),
                     Err(e) => tracing::warn!(error = %e, "TCP accept failed"),
                 },
-                () = sleep => self.ua.handle_timeout(now()),
+                () = sleep => {
+                    self.guard("timeout", |ua| ua.handle_timeout(now()));
+                }
             }
         }
         for (_, c) in self.conns.drain() {
@@ -419,7 +464,7 @@ impl Driver {
             Transport::Udp => {
                 if let Err(e) = self.udp.send_to(&t.bytes, t.dst).await {
                     tracing::debug!(dst = %t.dst, error = %e, "UDP send failed");
-                    self.ua.handle_transport_error(now(), t.dst, Transport::Udp);
+                    self.guard("transport error", |ua| ua.handle_transport_error(now(), t.dst, Transport::Udp));
                 }
             }
             Transport::Tcp => {
@@ -429,7 +474,7 @@ impl Driver {
                 let sent = self.conns.get(&t.dst).is_some_and(|c| c.tx.send(t.bytes).is_ok());
                 if !sent {
                     self.conns.remove(&t.dst);
-                    self.ua.handle_transport_error(now(), t.dst, Transport::Tcp);
+                    self.guard("transport error", |ua| ua.handle_transport_error(now(), t.dst, Transport::Tcp));
                 }
             }
         }
@@ -465,6 +510,21 @@ impl Driver {
         }
     }
 
+    /// Runs one step of the user agent, catching a panic: logged at `error` (each one: they
+    /// are bugs), the first published on `panic_tx`; `None` then. The user agent is used again
+    /// afterwards (best effort: enough to end calls), which is why unwind safety is asserted.
+    fn guard<R>(&mut self, input: &'static str, f: impl FnOnce(&mut UserAgent) -> R) -> Option<R> {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut self.ua))) {
+            Ok(r) => Some(r),
+            Err(payload) => {
+                let why = panic_message(payload.as_ref());
+                tracing::error!(input, panic = %why, "the SIP user agent panicked; the endpoint goes on only to end what it can and must be restarted");
+                publish_panic(&self.panic_tx, why);
+                None
+            }
+        }
+    }
+
     fn log_input(&mut self, r: Result<(), UaError>) {
         let Err(e) = r else { return };
         let from = match &e {
@@ -482,6 +542,26 @@ impl Driver {
             tracing::debug!(error = %e, "SIP message dropped");
         }
     }
+}
+
+/// Keeps the first panic on `tx` (`Endpoint::panicked`).
+fn publish_panic(tx: &watch::Sender<Option<String>>, why: String) {
+    tx.send_if_modified(|first| {
+        let new = first.is_none();
+        if new {
+            *first = Some(why);
+        }
+        new
+    });
+}
+
+/// The message of a panic (`panic!("...")` payloads are `&str` or `String`).
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_owned())
 }
 
 /// Reads and frames one connection and writes what the driver queues for it. Returns

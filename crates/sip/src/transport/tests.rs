@@ -187,3 +187,32 @@ async fn a_cpim_message_with_a_huge_inner_length_gets_400_and_the_driver_goes_on
     assert!(!ep.task.is_finished(), "the driver thread is alive");
     ep.handle.shutdown();
 }
+
+/// Deliverable of issue 14: a panic in the user agent is caught by the driver, published on
+/// `Endpoint::panicked` (so the application can count it and restart), and the driver goes on
+/// (OPTIONS answered, commands run), on its own thread or as a task.
+#[tokio::test]
+async fn a_panic_in_the_user_agent_is_published_and_the_driver_goes_on() {
+    for own_thread in [true, false] {
+        let mut ep = endpoint_with(false, own_thread).await;
+        assert_eq!(*ep.panicked.borrow(), None);
+        let r = ep.handle.with(|_, _| -> () { panic!("injected by the test") }).await;
+        assert_eq!(r, Err(EndpointGone), "the panicking command's reply is dropped");
+        timeout(Duration::from_secs(5), ep.panicked.changed()).await.expect("published in time").unwrap();
+        assert_eq!(ep.panicked.borrow().as_deref(), Some("injected by the test"));
+        let peer = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let (a, p) = (ep.handle.udp_addr(), peer.local_addr().unwrap());
+        let options = format!(
+            "OPTIONS sip:{a} SIP/2.0\r\nVia: SIP/2.0/UDP {p};branch=z9hG4bKo3;rport\r\nFrom: <sip:p@h>;tag=2\r\nTo: <sip:{a}>\r\nCall-ID: o3\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+        );
+        peer.send_to(options.as_bytes(), a).await.unwrap();
+        let mut buf = vec![0u8; 4096];
+        let (n, _) =
+            timeout(Duration::from_secs(5), peer.recv_from(&mut buf)).await.expect("OPTIONS answered").unwrap();
+        assert!(buf[..n].starts_with(b"SIP/2.0 200 OK\r\n"));
+        assert_eq!(ep.handle.with(|ua, _| ua.counts()).await, Ok((1, 0, 0, 0)), "commands still run");
+        assert!(!ep.task.is_finished());
+        ep.handle.shutdown();
+        timeout(Duration::from_secs(5), &mut ep.task).await.expect("stops").unwrap();
+    }
+}
