@@ -6,7 +6,8 @@ E2E := tests/e2e
 
 .PHONY: run build test deps test-rust test-e2e bench bench-build load-calls fmt clippy fuzz fuzz-build cargo-fuzz
 
-## Build and start callgate with its embedded defaults (ws://0.0.0.0:8080, http://0.0.0.0:8081).
+## Build and start callgate with its embedded defaults (ws://0.0.0.0:8080; REST API, EchoApp and
+## /metrics on http://127.0.0.1:8081, loopback only: README.md "Security").
 run:
 	$(CARGO) run --release -p callgate-server --bin callgate
 
@@ -45,21 +46,28 @@ load-calls:
 	$(CARGO) build --release -p callgate-server --bin callgate
 	CALLGATE_LOAD_RATE=$(LOAD_RATE) CALLGATE_LOAD_SECONDS=$(LOAD_SECONDS) $(CARGO) bench -p callgate-benches --bench call_load
 
-## Fuzz the SIP codec for FUZZ_SECONDS (default 60). Installs cargo-fuzz when missing; its
-## nightly-only flags run on the stable toolchain through RUSTC_BOOTSTRAP.
+## Fuzzing (docs/fuzzing.md): `make fuzz FUZZ_TARGET=<target> FUZZ_SECONDS=<n>` runs one target
+## (sip_codec by default) from its seeds; `make fuzz-build` builds every target. Installs cargo-fuzz
+## when missing; its nightly-only flags run on the stable toolchain through RUSTC_BOOTSTRAP.
+FUZZ_TARGETS := sip_codec sip_ua client_frames
+FUZZ_TARGET ?= sip_codec
 FUZZ_SECONDS ?= 60
+FUZZ_FLAGS_sip_codec := -dict=fuzz/sip.dict -max_len=4096
+FUZZ_FLAGS_sip_ua := -dict=fuzz/sip_ua.dict -max_len=4096
+FUZZ_FLAGS_client_frames := -dict=fuzz/json.dict -max_len=4096
 cargo-fuzz:
 	@command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
 
-## The fuzz target must keep building: `make test` builds it (without running it).
+## The fuzz targets must keep building: `make test` builds them all (without running them).
 fuzz-build: cargo-fuzz
-	RUSTC_BOOTSTRAP=1 $(CARGO) fuzz build sip_codec --fuzz-dir fuzz
+	RUSTC_BOOTSTRAP=1 $(CARGO) fuzz build --fuzz-dir fuzz
 
 fuzz: cargo-fuzz
-	mkdir -p fuzz/corpus/sip_codec
-	cp fuzz/seeds/* fuzz/corpus/sip_codec/
-	RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run sip_codec --fuzz-dir fuzz -- \
-		-max_total_time=$(FUZZ_SECONDS) -dict=fuzz/sip.dict -max_len=4096
+	@case " $(FUZZ_TARGETS) " in *" $(FUZZ_TARGET) "*) ;; *) echo "FUZZ_TARGET must be one of: $(FUZZ_TARGETS)"; exit 2;; esac
+	mkdir -p fuzz/corpus/$(FUZZ_TARGET)
+	cp fuzz/seeds/$(FUZZ_TARGET)/* fuzz/corpus/$(FUZZ_TARGET)/
+	RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run $(FUZZ_TARGET) --fuzz-dir fuzz -- \
+		-max_total_time=$(FUZZ_SECONDS) $(FUZZ_FLAGS_$(FUZZ_TARGET))
 
 test-e2e: build
 	cd $(E2E) && CALLGATE_BIN=$(CURDIR)/target/debug/callgate npm test

@@ -12,8 +12,8 @@
 
 use bytes::Bytes;
 use callgate_sip::{
-    bad_request_for, keys, parse_datagram, CSeq, Challenge, Contact, Credentials, Framed, FramerConfig,
-    Message, NameAddr, ParseError, StatusCode, StreamFramer, Uri, Via,
+    bad_request_for, keys, parse_datagram, CSeq, Challenge, Contact, Credentials, Framed, FramerConfig, Message,
+    NameAddr, ParseError, StatusCode, StreamFramer, Uri, Via,
 };
 use libfuzzer_sys::fuzz_target;
 
