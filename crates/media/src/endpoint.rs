@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::net::UdpSocket;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use str0m::net::DatagramSend;
 
@@ -77,6 +77,9 @@ enum Command {
         id: PeerId,
         reply: oneshot::Sender<Option<PeerStats>>,
     },
+    /// Panics the media task (tests of its supervision; debug builds only).
+    #[cfg(debug_assertions)]
+    Panic,
 }
 
 /// The core's [`Counters`], published by the media task after each wake-up.
@@ -122,6 +125,10 @@ pub struct MediaEndpoint {
     pub bound_addr: SocketAddr,
     /// The host candidate every answer carries.
     pub advertised_addr: SocketAddr,
+    /// The media task's panic message once it panicked (`None` while it runs). The task is
+    /// then gone with every peer: commands fail with [`MediaError::Stopped`], no event follows.
+    /// The server treats it as fatal (`callgate_server::supervise`).
+    pub panicked: watch::Receiver<Option<String>>,
 }
 
 /// Commands that may wait for the media task before callers are told it is overloaded.
@@ -145,9 +152,29 @@ impl MediaEndpoint {
         let rtp_ip = cfg.bind.ip();
         let core = MediaCore::new(cfg, advertised_addr);
         let counters = Arc::new(SharedCounters::default());
-        tokio::spawn(run(socket, core, rx, counters.clone(), rtp_ip));
+        let task = tokio::spawn(run(socket, core, rx, counters.clone(), rtp_ip));
+        let (panic_tx, panicked) = watch::channel(None);
+        // A panic (a bug) must not leave a dead task behind a live-looking handle: it is logged
+        // here and published on `panicked` for the application to act on.
+        tokio::spawn(async move {
+            if let Err(e) = task.await {
+                if e.is_panic() {
+                    let msg = panic_message(e.into_panic());
+                    tracing::error!(panic = %msg, "the media task panicked: every stream and call leg is gone");
+                    panic_tx.send_replace(Some(msg));
+                }
+            }
+        });
         tracing::info!(%bound_addr, %advertised_addr, "media endpoint started (ICE-lite, one UDP port)");
-        Ok(MediaEndpoint { tx, counters, next_id: Arc::new(AtomicU64::new(1)), bound_addr, advertised_addr })
+        Ok(MediaEndpoint { tx, counters, next_id: Arc::new(AtomicU64::new(1)), bound_addr, advertised_addr, panicked })
+    }
+
+    /// Makes the media task panic, to test what supervises it. Debug builds only (not in a
+    /// release binary); nothing on the network reaches it.
+    #[cfg(debug_assertions)]
+    #[doc(hidden)]
+    pub async fn panic_for_test(&self) {
+        let _ = self.tx.send(Command::Panic).await;
     }
 
     /// Totals so far (datagrams and frames in and out).
@@ -493,5 +520,44 @@ fn handle_command(
         Command::Stats { id, reply } => {
             let _ = reply.send(core.stats(id));
         }
+        #[cfg(debug_assertions)]
+        Command::Panic => panic!("media task panic requested by a test"),
+    }
+}
+
+/// The text of a panic payload (`panic!` gives a `&str` or a `String`).
+fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
+    match p.downcast::<String>() {
+        Ok(s) => *s,
+        Err(p) => p.downcast_ref::<&str>().map_or_else(|| "(no message)".to_string(), |s| s.to_string()),
+    }
+}
+
+// The panic hook exists in debug builds only.
+#[cfg(all(test, debug_assertions))]
+mod tests {
+    use super::*;
+
+    const CHROMIUM_PUBLISH: &str = include_str!("../testdata/chromium-publish-offer.sdp");
+
+    #[tokio::test]
+    async fn a_panic_of_the_media_task_is_published_and_later_commands_fail() {
+        let media = MediaEndpoint::start(MediaConfig { bind: "127.0.0.1:0".parse().unwrap(), ..Default::default() })
+            .await
+            .unwrap();
+        assert_eq!(*media.panicked.borrow(), None);
+        let (tx, _rx) = mpsc::unbounded_channel();
+        media.publish(media.next_peer_id(), CHROMIUM_PUBLISH.into(), tx.clone()).await.unwrap();
+        media.panic_for_test().await;
+        let mut panicked = media.panicked.clone();
+        let msg = tokio::time::timeout(Duration::from_secs(5), panicked.wait_for(|p| p.is_some()))
+            .await
+            .expect("the panic is published")
+            .unwrap()
+            .clone();
+        assert_eq!(msg.as_deref(), Some("media task panic requested by a test"));
+        // No publish is accepted by a dead task.
+        let r = media.publish(media.next_peer_id(), CHROMIUM_PUBLISH.into(), tx).await;
+        assert_eq!(r.unwrap_err(), MediaError::Stopped);
     }
 }

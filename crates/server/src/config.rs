@@ -39,30 +39,143 @@ pub struct ServerConfig {
     pub max_missed_pings: u32,
     pub client_send_queue: usize,
     pub max_client_frame_bytes: usize,
+    /// A write to a client that takes longer ends its session (the client stopped reading).
+    pub client_write_timeout_ms: u64,
+    /// A WebSocket that has not sent `connection` by then is closed ("Login timeout").
+    pub login_timeout_ms: u64,
+    /// Both listeners: a request head must arrive within this; also closes idle keep-alive
+    /// connections (the wait for the next request's head is bounded the same way).
+    pub header_read_timeout_ms: u64,
     /// Runtime worker threads; 0 = tokio's default (one per core, or `TOKIO_WORKER_THREADS`).
     pub worker_threads: usize,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+/// `[rest_api]`. Its `Debug` does not show the password.
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RestApiConfig {
     pub auth: bool,
     pub username: String,
     pub password: String,
-    pub cors_allow_origin: String,
+    /// Origins a browser page may call the HTTP port from; empty = none (no CORS headers).
+    #[serde(deserialize_with = "string_or_list")]
+    pub cors_allow_origin: Vec<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+impl RestApiConfig {
+    /// Whether `/rest-api/*` asks for HTTP Basic credentials. Without credentials the API is
+    /// open, which [`Config::validate`] allows only on a loopback bind.
+    pub fn requires_auth(&self) -> bool {
+        self.auth && !self.username.is_empty()
+    }
+
+    /// Refuses a REST API that other hosts could reach without credentials (issue 14): anyone
+    /// who reaches it could read every connection, end sessions and place SIP calls.
+    fn check_exposure(&self, http_bind: SocketAddr) -> anyhow::Result<()> {
+        if self.username.is_empty() != self.password.is_empty() {
+            bail!("rest_api.username and rest_api.password go together: set both or neither");
+        }
+        if http_bind.ip().is_loopback() || self.requires_auth() {
+            return Ok(());
+        }
+        let why = if self.auth { "has no credentials" } else { "has auth = false" };
+        bail!(
+            "the REST API on server.http_bind = {http_bind} is reachable from other hosts and {why}. \
+             Set rest_api.username and rest_api.password (environment: CALLGATE_REST_API__USERNAME and \
+             CALLGATE_REST_API__PASSWORD) with rest_api.auth = true, or bind the HTTP port to loopback \
+             (--http-bind 127.0.0.1:8081 or CALLGATE_SERVER__HTTP_BIND)"
+        );
+    }
+
+    /// The CORS origins, checked: `*` alone, or origins such as `https://app.example:8443`.
+    fn check_cors(&self) -> anyhow::Result<()> {
+        let o = &self.cors_allow_origin;
+        if o.iter().any(|v| v == "*") {
+            if o.len() > 1 {
+                bail!("rest_api.cors_allow_origin: \"*\" cannot be combined with other origins");
+            }
+            return Ok(());
+        }
+        for v in o {
+            let ok = http::HeaderValue::from_str(v).is_ok()
+                && v.parse::<http::Uri>().is_ok_and(|u| {
+                    matches!(u.scheme_str(), Some("http" | "https"))
+                        && u.host().is_some()
+                        && u.path_and_query().is_none_or(|p| p.as_str() == "/" || p.as_str().is_empty())
+                })
+                && !v.ends_with('/');
+            if !ok {
+                bail!("rest_api.cors_allow_origin: {v:?} is not an origin like \"https://app.example.com:8443\" (scheme://host[:port], no path)");
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for RestApiConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RestApiConfig")
+            .field("auth", &self.auth)
+            .field("username", &self.username)
+            .field("password", &redacted(&self.password))
+            .field("cors_allow_origin", &self.cors_allow_origin)
+            .finish()
+    }
+}
+
+/// How a secret shows in `Debug`: whether it is set, never what it is.
+pub(crate) fn redacted(secret: &str) -> &'static str {
+    if secret.is_empty() {
+        ""
+    } else {
+        "<redacted>"
+    }
+}
+
+/// A list, or one string holding a comma-separated list (what an environment variable gives).
+fn string_or_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    let list = match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => s.split(',').map(str::to_string).collect(),
+        OneOrMany::Many(v) => v,
+    };
+    Ok(list.into_iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
+}
+
+/// `[hooks]`. Its `Debug` does not show the signing key.
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HooksConfig {
     pub rest_request_timeout: u64,
     pub rest_client_request_retry_count: u32,
     pub max_in_flight_per_app: usize,
+    /// Direct invocations (`sendData`, `call`, ...) one session may have waiting on the backend.
+    pub max_in_flight_per_session: usize,
     pub max_response_bytes: usize,
     pub rest_hook_send_hash: bool,
     pub rest_hook_secret_key: String,
     pub disable_rest_requests: bool,
     pub echo_fast_path: bool,
+}
+
+impl std::fmt::Debug for HooksConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HooksConfig")
+            .field("rest_request_timeout", &self.rest_request_timeout)
+            .field("rest_client_request_retry_count", &self.rest_client_request_retry_count)
+            .field("max_in_flight_per_app", &self.max_in_flight_per_app)
+            .field("max_response_bytes", &self.max_response_bytes)
+            .field("rest_hook_send_hash", &self.rest_hook_send_hash)
+            .field("rest_hook_secret_key", &redacted(&self.rest_hook_secret_key))
+            .field("disable_rest_requests", &self.disable_rest_requests)
+            .field("echo_fast_path", &self.echo_fast_path)
+            .finish()
+    }
 }
 
 /// `[media]`: WebRTC media (one UDP port) and stream keep-alives.
@@ -76,6 +189,8 @@ pub struct MediaSection {
     pub keep_alive_enabled: bool,
     pub keep_alive_interval_ms: u64,
     pub keep_alive_app_keys: Vec<String>,
+    /// `"sdp"` or `"first_packet"`: see `callgate_media::bridge::RtpLatching`.
+    pub rtp_latching: String,
 }
 
 impl MediaSection {
@@ -97,6 +212,11 @@ impl MediaSection {
             candidate_ip: Self::ip("candidate_ip", &self.candidate_ip)?,
             public_ip: Self::ip("public_ip", &self.public_ip)?,
             connect_timeout: Duration::from_millis(self.connect_timeout_ms),
+            rtp_latching: match self.rtp_latching.as_str() {
+                "sdp" => callgate_media::bridge::RtpLatching::Sdp,
+                "first_packet" => callgate_media::bridge::RtpLatching::FirstPacket,
+                other => bail!("media.rtp_latching = {other:?}: expected \"sdp\" or \"first_packet\""),
+            },
             ..Default::default()
         })
     }
@@ -119,6 +239,14 @@ pub struct SipSection {
     pub user_agent: String,
     pub register_expires: u32,
     pub t1_ms: u64,
+    /// Out-of-dialog INVITE/MESSAGE sources accepted besides each registration's next hop.
+    pub trusted_networks: Vec<String>,
+    /// Where SIP may go (a session's next hop); the backend's `connect` answer may add more.
+    pub allowed_destinations: Vec<String>,
+    /// An unanswered incoming call is rejected (480) after this long.
+    pub ring_timeout_ms: u64,
+    /// Longest `sendDtmf` string (and most SIP INFO digits queued for one call).
+    pub max_dtmf_digits: usize,
 }
 
 impl SipSection {
@@ -136,6 +264,23 @@ impl SipSection {
         c.timers.t1 = std::time::Duration::from_millis(self.t1_ms);
         c.own_thread = true;
         Ok(c)
+    }
+
+    /// The source and destination rules (`trusted_networks`, `allowed_destinations`).
+    pub fn policy(&self) -> anyhow::Result<crate::calls::SipPolicy> {
+        crate::calls::SipPolicy::new(&self.trusted_networks, &self.allowed_destinations).map_err(anyhow::Error::msg)
+    }
+
+    /// Checks the keys of the calls' own rules.
+    fn check_calls(&self) -> anyhow::Result<()> {
+        self.policy()?;
+        if !(1000..=600_000).contains(&self.ring_timeout_ms) {
+            bail!("sip.ring_timeout_ms must be 1000-600000 (default 90000), got {}", self.ring_timeout_ms);
+        }
+        if !(1..=1000).contains(&self.max_dtmf_digits) {
+            bail!("sip.max_dtmf_digits must be 1-1000 (default 32), got {}", self.max_dtmf_digits);
+        }
+        Ok(())
     }
 }
 
@@ -157,6 +302,20 @@ impl XcapSection {
             .map(|u| crate::xcap::Base::parse(u).map_err(|e| anyhow::anyhow!("xcap.allowed_base_urls: {e}")))
             .collect()
     }
+}
+
+/// The app clients get without an `appKey`.
+pub const DEFAULT_APP: &str = "defaultApp";
+
+/// The URL of this server's EchoApp, as the server itself reaches it: an unspecified bind address
+/// (every interface) is reached on loopback.
+pub fn echo_app_url(http_addr: SocketAddr) -> String {
+    let ip = match http_addr.ip() {
+        IpAddr::V4(a) if a.is_unspecified() => IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+        IpAddr::V6(a) if a.is_unspecified() => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    format!("http://{}/apps/{}", SocketAddr::new(ip, http_addr.port()), callgate_hooks::app::ECHO_APP)
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -208,12 +367,18 @@ impl Config {
         if s.client_send_queue == 0 || s.max_client_frame_bytes < 1024 {
             bail!("server.client_send_queue must be > 0 and server.max_client_frame_bytes >= 1024");
         }
-        if self.rest_api.auth && (self.rest_api.username.is_empty() || self.rest_api.password.is_empty()) {
-            bail!("rest_api.auth = true needs rest_api.username and rest_api.password");
+        if s.client_write_timeout_ms == 0 || s.login_timeout_ms == 0 || s.header_read_timeout_ms == 0 {
+            bail!(
+                "server.client_write_timeout_ms, server.login_timeout_ms and server.header_read_timeout_ms must be > 0"
+            );
         }
+        self.rest_api.check_exposure(s.http_bind)?;
+        self.rest_api.check_cors()?;
         let h = &self.hooks;
-        if h.max_in_flight_per_app == 0 || h.max_response_bytes == 0 {
-            bail!("hooks.max_in_flight_per_app and hooks.max_response_bytes must be > 0");
+        if h.max_in_flight_per_app == 0 || h.max_response_bytes == 0 || h.max_in_flight_per_session == 0 {
+            bail!(
+                "hooks.max_in_flight_per_app, hooks.max_in_flight_per_session and hooks.max_response_bytes must be > 0"
+            );
         }
         if h.rest_hook_send_hash && h.rest_hook_secret_key.is_empty() {
             bail!("hooks.rest_hook_send_hash = true needs hooks.rest_hook_secret_key");
@@ -227,6 +392,7 @@ impl Config {
             bail!("media.keep_alive_interval_ms must be > 0 when media.keep_alive_enabled = true");
         }
         self.sip.endpoint_config()?;
+        self.sip.check_calls()?;
         if self.sip.register_expires == 0 || self.sip.user_agent.trim().is_empty() {
             bail!("sip.register_expires must be > 0 and sip.user_agent not empty");
         }
@@ -257,15 +423,26 @@ impl Config {
         }
     }
 
-    /// Builds the applications once the HTTP port is known (for the EchoApp fast path).
-    pub fn build_apps(&self, http_port: u16) -> anyhow::Result<Vec<App>> {
-        self.apps
+    /// Builds the applications once the HTTP address is known (for the EchoApp fast path, and
+    /// `defaultApp`, which is this server's EchoApp unless configured).
+    pub fn build_apps(&self, http_addr: SocketAddr) -> anyhow::Result<Vec<App>> {
+        let own_echo = (!self.apps.contains_key(DEFAULT_APP)).then(|| {
+            let url = echo_app_url(http_addr);
+            let cfg = AppConfig { url, username: None, password: None, methods: Default::default() };
+            (DEFAULT_APP.to_string(), cfg)
+        });
+        let mut apps: Vec<App> = self
+            .apps
             .iter()
             .map(|(key, app)| {
-                let echo = self.hooks.echo_fast_path && App::url_is_builtin_echo(&app.url, http_port);
+                let echo = self.hooks.echo_fast_path && App::url_is_builtin_echo(&app.url, http_addr.port());
                 Ok(App::new(key, app, echo, self.hooks.max_in_flight_per_app)?)
             })
-            .collect()
+            .collect::<anyhow::Result<_>>()?;
+        if let Some((key, app)) = own_echo {
+            apps.push(App::new(&key, &app, self.hooks.echo_fast_path, self.hooks.max_in_flight_per_app)?);
+        }
+        Ok(apps)
     }
 }
 
@@ -277,12 +454,100 @@ mod tests {
     fn embedded_defaults_are_valid() {
         let c = Config::from_toml("").unwrap();
         assert_eq!(c.server.ws_bind.port(), 8080);
-        assert_eq!(c.server.http_bind.port(), 8081);
+        assert_eq!(c.server.http_bind, "127.0.0.1:8081".parse().unwrap(), "the REST API is local by default");
         assert_eq!(c.hooks.rest_request_timeout, 15);
         assert_eq!(c.hooks.rest_client_request_retry_count, 3);
-        assert_eq!(c.apps["defaultApp"].url, "http://localhost:8081/apps/EchoApp");
-        let apps = c.build_apps(8081).unwrap();
+        assert!(c.apps.is_empty(), "defaultApp is derived from the HTTP address");
+        let apps = c.build_apps(c.server.http_bind).unwrap();
+        assert_eq!((&*apps[0].key, &*apps[0].url), ("defaultApp", "http://127.0.0.1:8081/apps/EchoApp"));
         assert!(apps[0].echo_in_process());
+        assert!(c.rest_api.cors_allow_origin.is_empty(), "no CORS by default");
+    }
+
+    #[test]
+    fn default_app_follows_the_http_address_unless_configured() {
+        let c = Config::from_toml("[hooks]\necho_fast_path = false").unwrap();
+        for (bind, url) in [
+            ("0.0.0.0:28081", "http://127.0.0.1:28081/apps/EchoApp"),
+            ("[::]:9000", "http://[::1]:9000/apps/EchoApp"),
+            ("10.1.2.3:8081", "http://10.1.2.3:8081/apps/EchoApp"),
+            ("[::1]:8081", "http://[::1]:8081/apps/EchoApp"),
+        ] {
+            assert_eq!(echo_app_url(bind.parse().unwrap()), url);
+            let apps = c.build_apps(bind.parse().unwrap()).unwrap();
+            assert_eq!(&*apps[0].url, url);
+            assert!(!apps[0].echo_in_process(), "echo_fast_path = false is obeyed");
+        }
+        let mine = Config::from_toml("[apps.defaultApp]\nurl = \"http://backend:3000/hooks\"").unwrap();
+        let apps = mine.build_apps("0.0.0.0:28081".parse().unwrap()).unwrap();
+        assert_eq!(apps.len(), 1);
+        assert_eq!(&*apps[0].url, "http://backend:3000/hooks", "a configured defaultApp is kept");
+    }
+
+    #[test]
+    fn rest_api_on_other_hosts_needs_credentials() {
+        let public = "[server]\nhttp_bind = \"0.0.0.0:8081\"\n";
+        let e = Config::from_toml(public).unwrap_err().to_string();
+        assert!(e.contains("CALLGATE_REST_API__USERNAME") && e.contains("server.http_bind"), "{e}");
+        assert!(Config::from_toml("[server]\nhttp_bind = \"192.0.2.7:8081\"").is_err());
+        assert!(Config::from_toml("[server]\nhttp_bind = \"[::]:8081\"").is_err());
+        let creds = "[rest_api]\nusername = \"admin\"\npassword = \"pw\"\n";
+        let c = Config::from_toml(&format!("{public}{creds}")).unwrap();
+        assert!(c.rest_api.requires_auth());
+        let off = format!("{public}{creds}auth = false\n");
+        assert!(Config::from_toml(&off).unwrap_err().to_string().contains("auth = false"));
+        // Loopback may run open (local development, `make run`), or with credentials.
+        for bind in ["127.0.0.1:8081", "[::1]:8081", "127.0.0.2:0"] {
+            let c = Config::from_toml(&format!("[server]\nhttp_bind = \"{bind}\"")).unwrap();
+            assert!(!c.rest_api.requires_auth());
+        }
+        assert!(Config::from_toml(creds).unwrap().rest_api.requires_auth());
+        assert!(Config::from_toml("[rest_api]\nusername = \"admin\"").is_err(), "half credentials");
+        assert!(Config::from_toml("[rest_api]\npassword = \"pw\"").is_err(), "half credentials");
+    }
+
+    #[test]
+    fn cors_origins_are_a_list_or_a_comma_separated_string() {
+        let cors = |v: &str| {
+            Config::from_toml(&format!("[rest_api]\ncors_allow_origin = {v}")).map(|c| c.rest_api.cors_allow_origin)
+        };
+        let two = cors("[\"https://a.example\", \"http://b.example:8080\"]").unwrap();
+        assert_eq!(two, ["https://a.example", "http://b.example:8080"]);
+        let env_style = cors("\"https://a.example, https://c.example\"").unwrap();
+        assert_eq!(env_style, ["https://a.example", "https://c.example"]);
+        assert!(cors("\"\"").unwrap().is_empty());
+        assert_eq!(cors("\"*\"").unwrap(), ["*"]);
+        let bad =
+            ["[\"*\", \"https://a.example\"]", "\"a.example\"", "\"https://a.example/\"", "\"https://a.example/x\""];
+        for bad in bad {
+            assert!(cors(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn debug_output_shows_no_secret() {
+        let c = Config::from_toml(
+            "[rest_api]\nusername = \"admin\"\npassword = \"rest-pw-1\"\n\
+             [hooks]\nrest_hook_send_hash = true\nrest_hook_secret_key = \"hmac-key-2\"\n\
+             [apps.a]\nurl = \"http://h/x\"\nusername = \"u\"\npassword = \"app-pw-3\"\n",
+        );
+        // Basic credentials and signing together are refused; check each on its own.
+        assert!(c.is_err());
+        let c = Config::from_toml(
+            "[rest_api]\nusername = \"admin\"\npassword = \"rest-pw-1\"\n\
+             [apps.a]\nurl = \"http://h/x\"\nusername = \"u\"\npassword = \"app-pw-3\"\n",
+        )
+        .unwrap();
+        let signed =
+            Config::from_toml("[hooks]\nrest_hook_send_hash = true\nrest_hook_secret_key = \"hmac-key-2\"").unwrap();
+        let text = format!("{c:?} {c:#?} {signed:?} {:?}", signed.dispatcher_config());
+        // The signing key would show as bytes in a derived Debug.
+        let key_bytes = format!("{:?}", "hmac-key-2".as_bytes());
+        let key_bytes = key_bytes.trim_matches(|c| c == '[' || c == ']');
+        for secret in ["rest-pw-1", "hmac-key-2", "app-pw-3", key_bytes] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+        assert!(text.contains("admin") && text.contains("<redacted>"), "{text}");
     }
 
     #[test]
@@ -290,7 +555,7 @@ mod tests {
         assert!(Config::from_toml("[server]\nping_interval_ms = 0").is_err());
         assert!(Config::from_toml("[server]\nnope = 1").is_err());
         assert!(Config::from_toml("[apps.x]\nurl = \"ftp://x\"").is_err());
-        assert!(Config::from_toml("[rest_api]\nauth = true").is_err());
+        assert!(Config::from_toml("[rest_api]\nusername = \"only-the-name\"").is_err());
         assert!(Config::from_toml("[hooks]\nrest_hook_send_hash = true").is_err());
         assert!(Config::from_toml("[media]\npublic_ip = \"not-an-ip\"").is_err());
         assert!(Config::from_toml("[media]\ncandidate_ip = \"0.0.0.0\"").is_err());
@@ -316,6 +581,17 @@ mod tests {
     }
 
     #[test]
+    fn rtp_latching_defaults_to_the_sdp_address() {
+        use callgate_media::bridge::RtpLatching;
+        let m = Config::from_toml("").unwrap().media.media_config().unwrap();
+        assert_eq!(m.rtp_latching, RtpLatching::Sdp);
+        let c = Config::from_toml("[media]\nrtp_latching = \"first_packet\"").unwrap();
+        assert_eq!(c.media.media_config().unwrap().rtp_latching, RtpLatching::FirstPacket);
+        let bad = Config::from_toml("[media]\nrtp_latching = \"any\"").and_then(|c| c.validate());
+        assert!(format!("{:#}", bad.unwrap_err()).contains("rtp_latching"));
+    }
+
+    #[test]
     fn sip_defaults_and_checks() {
         let c = Config::from_toml("").unwrap();
         assert_eq!(c.sip.bind.port(), 30000);
@@ -328,6 +604,22 @@ mod tests {
         assert_eq!(fast.sip.endpoint_config().unwrap().timers.t1, Duration::from_millis(50));
         assert!(Config::from_toml("[sip]\nt1_ms = 0").is_err());
         assert!(Config::from_toml("[sip]\nt1_ms = 4001").is_err());
+    }
+
+    #[test]
+    fn sip_sources_destinations_ring_and_dtmf_limits() {
+        let c = Config::from_toml("").unwrap();
+        assert!(c.sip.trusted_networks.is_empty());
+        assert_eq!(c.sip.allowed_destinations, ["127.0.0.0/8", "::1"]);
+        assert_eq!((c.sip.ring_timeout_ms, c.sip.max_dtmf_digits), (90_000, 32));
+        let p = c.sip.policy().unwrap();
+        assert!(p.destination_allowed(&[], "127.0.0.1", "127.0.0.1:5060".parse().unwrap()));
+        assert!(!p.destination_allowed(&[], "192.0.2.1", "192.0.2.1:5060".parse().unwrap()));
+        assert!(Config::from_toml("[sip]\ntrusted_networks = [\"10.0.0.0/8\", \"192.0.2.1\"]").is_ok());
+        assert!(Config::from_toml("[sip]\ntrusted_networks = [\"pbx.example.com\"]").is_err());
+        assert!(Config::from_toml("[sip]\nallowed_destinations = [\"a b\"]").is_err());
+        assert!(Config::from_toml("[sip]\nring_timeout_ms = 0").is_err());
+        assert!(Config::from_toml("[sip]\nmax_dtmf_digits = 0").is_err());
     }
 
     #[test]
