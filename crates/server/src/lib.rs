@@ -19,6 +19,7 @@ pub mod registry;
 pub mod rest_api;
 pub mod session;
 pub mod streams;
+pub mod supervise;
 pub mod xcap;
 
 use std::net::SocketAddr;
@@ -54,6 +55,9 @@ pub struct Shared {
     pub streams: streams::Streams,
     /// The SIP user agent and the clients' registrations.
     pub calls: calls::Calls,
+    /// Where the SIP driver and the media task report a panic (`supervise.rs`): the server
+    /// must then stop and the process exit non-zero.
+    pub supervisor: supervise::Supervisor,
 }
 
 /// A running server.
@@ -77,6 +81,14 @@ impl RunningServer {
         for t in self.tasks {
             let _ = tokio::time::timeout_at(deadline, t).await;
         }
+    }
+
+    /// Resolves, with the reason, when a part of the server that must never stop (the SIP
+    /// driver, the media task) has panicked: the caller should then
+    /// [`RunningServer::shutdown`] (calls are hung up while the SIP driver still runs) and
+    /// exit non-zero; the binary exits with [`supervise::EXIT_CODE`].
+    pub async fn failed(&self) -> supervise::Failure {
+        self.shared.supervisor.failed().await
     }
 
     /// Waits until the server stops (it stops only through [`RunningServer::shutdown`]).
@@ -123,8 +135,10 @@ pub async fn start(cfg: Config) -> anyhow::Result<RunningServer> {
     };
     let node_id: Arc<str> = format!("{}@{}", Alphanumeric.sample_string(&mut rand::rng(), 32), node_ip).into();
     let streams = streams::Streams::new(media);
-    let calls = calls::Calls::new(cfg.sip.clone());
-    let shared = Arc::new(Shared { cfg, engine, apps, sessions: Registry::default(), node_id, streams, calls });
+    let supervisor = supervise::Supervisor::default();
+    supervisor.watch_media(streams.media.panicked.clone());
+    let calls = calls::Calls::new(cfg.sip.clone()).supervised(supervisor.clone());
+    let shared = Arc::new(Shared { cfg, engine, apps, sessions: Registry::default(), node_id, streams, calls, supervisor });
     if let Some(ka) = keep_alive {
         streams::spawn_keep_alive(Arc::downgrade(&shared), ka);
     }

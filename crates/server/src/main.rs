@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use callgate_server::config::{Config, DEFAULT_CONFIG};
+use callgate_server::supervise;
 use clap::Parser;
 
 /// The binary's allocator (the library crates don't choose one): callgate allocates a lot of
@@ -56,13 +57,53 @@ fn main() -> anyhow::Result<()> {
         builder.worker_threads(cfg.server.worker_threads);
     }
     let rt = builder.enable_all().build().context("cannot start the runtime")?;
-    rt.block_on(async move {
+    let failure = rt.block_on(async move {
         let server = callgate_server::start(cfg).await?;
-        shutdown_signal().await;
-        tracing::info!("shutting down");
+        #[cfg(debug_assertions)]
+        debug_hooks(&server);
+        // A part that must never stop (the SIP driver, the media task) panicked: shut down as
+        // on SIGTERM (calls hung up while the SIP driver still runs, clients told), then exit
+        // non-zero so that the process supervisor starts a fresh callgate (supervise.rs).
+        let failure = tokio::select! {
+            () = shutdown_signal() => None,
+            f = server.failed() => Some(f),
+        };
+        match &failure {
+            None => tracing::info!("shutting down"),
+            Some(f) => tracing::error!(
+                component = f.component,
+                "shutting down after a fatal failure ({f}); exiting with code {}",
+                supervise::EXIT_CODE
+            ),
+        }
         server.shutdown().await;
-        Ok(())
-    })
+        anyhow::Ok(failure)
+    })?;
+    if failure.is_some() {
+        rt.shutdown_timeout(std::time::Duration::from_secs(1));
+        std::process::exit(supervise::EXIT_CODE);
+    }
+    Ok(())
+}
+
+/// Debug builds only, for tests of the binary: `CALLGATE_DEBUG_PANIC_SIP_DRIVER=1` makes the
+/// SIP user agent panic once the server runs (tests/supervise.rs checks the exit code).
+#[cfg(debug_assertions)]
+fn debug_hooks(server: &callgate_server::RunningServer) {
+    if std::env::var_os("CALLGATE_DEBUG_PANIC_SIP_DRIVER").is_some() {
+        let shared = server.shared.clone();
+        tokio::spawn(async move {
+            if let Ok(ua) = shared.calls.endpoint().await {
+                let _ = ua.with(|_, _| -> () { panic!("CALLGATE_DEBUG_PANIC_SIP_DRIVER") }).await;
+            }
+        });
+    }
+    // `CALLGATE_DEBUG_PANIC_MEDIA_TASK=1`: the media task panics once the server runs
+    // (tests/exit_on_media_panic.rs).
+    if std::env::var_os("CALLGATE_DEBUG_PANIC_MEDIA_TASK").is_some() {
+        let media = server.shared.streams.media.clone();
+        tokio::spawn(async move { media.panic_for_test().await });
+    }
 }
 
 fn init_tracing(cfg: &Config) {

@@ -53,6 +53,8 @@ pub struct Calls {
     /// MESSAGE/IMDN state (`message.rs`) and subscriptions (`subscribe.rs`).
     msgs: Arc<message::MsgTables>,
     subs: Arc<subscribe::SubTables>,
+    /// Told when the SIP driver panics (`crate::supervise`).
+    supervisor: crate::supervise::Supervisor,
 }
 
 /// Live calls by the client's `callId`, and the client's id of each SIP call.
@@ -65,6 +67,7 @@ pub struct CallTable {
 impl Calls {
     pub fn new(cfg: SipSection) -> Calls {
         Calls {
+            supervisor: crate::supervise::Supervisor::default(),
             cfg,
             endpoint: OnceCell::new(),
             regs: Arc::new(DashMap::new()),
@@ -73,6 +76,12 @@ impl Calls {
             msgs: Arc::new(message::MsgTables::default()),
             subs: Arc::new(subscribe::SubTables::default()),
         }
+    }
+
+    /// Reports SIP driver panics to `supervisor` (the server's).
+    pub fn supervised(mut self, supervisor: crate::supervise::Supervisor) -> Calls {
+        self.supervisor = supervisor;
+        self
     }
 
     /// The SIP endpoint, started on first use; `Err` with the reason when it cannot bind.
@@ -84,6 +93,10 @@ impl Calls {
                 match callgate_sip::transport::Endpoint::start(cfg).await {
                     Ok(ep) => {
                         tracing::info!(sip_addr = %ep.handle.udp_addr(), "SIP endpoint started");
+                        // A panic in the driver is logged, counted and ends the server (which
+                        // exits non-zero): never a silently dead endpoint. The driver itself
+                        // goes on after a panic in the user agent, so calls can still be hung up.
+                        self.supervisor.watch_sip_driver(ep.panicked, ep.task);
                         tokio::spawn(pump(
                             ep.events,
                             ep.handle.clone(),
