@@ -33,8 +33,8 @@ impl Default for MethodSelection {
     }
 }
 
-/// One application as written in the config file.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+/// One application as written in the config file. Its `Debug` does not show the password.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AppConfig {
     /// REST URL; hooks go to `{url}/{method}`.
@@ -47,6 +47,17 @@ pub struct AppConfig {
     /// Enabled methods (default: all).
     #[serde(default)]
     pub methods: MethodSelection,
+}
+
+impl std::fmt::Debug for AppConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppConfig")
+            .field("url", &self.url)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("methods", &self.methods)
+            .finish()
+    }
 }
 
 /// Why an application's config was refused.
@@ -254,6 +265,10 @@ mod tests {
         };
         let app = App::new("k", &c, false, 1).unwrap();
         assert_eq!(app.basic_auth().unwrap(), "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==");
+        // Neither the config nor the app shows the password (or the header made of it) in Debug.
+        let text = format!("{c:?} {app:?}");
+        assert!(!text.contains("open sesame") && !text.contains("QWxhZGRpbjpvcGVuIHNlc2FtZQ"), "{text}");
+        assert!(text.contains("Aladdin"), "{text}");
     }
 
     #[test]

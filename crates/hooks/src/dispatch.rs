@@ -32,8 +32,8 @@ use crate::client_config::FieldList;
 
 type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 
-/// Settings of the dispatcher (server config `[hooks]`).
-#[derive(Debug, Clone)]
+/// Settings of the dispatcher (server config `[hooks]`). Its `Debug` does not show the key.
+#[derive(Clone)]
 pub struct DispatcherConfig {
     /// `rest_request_timeout`; `None` = no limit.
     pub timeout: Option<Duration>,
@@ -45,6 +45,18 @@ pub struct DispatcherConfig {
     pub signing_key: Option<Vec<u8>>,
     /// Idle keep-alive connections kept per backend host.
     pub pool_max_idle_per_host: usize,
+}
+
+impl std::fmt::Debug for DispatcherConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DispatcherConfig")
+            .field("timeout", &self.timeout)
+            .field("retries", &self.retries)
+            .field("max_response_bytes", &self.max_response_bytes)
+            .field("signing_key", &self.signing_key.as_ref().map(|_| "<redacted>"))
+            .field("pool_max_idle_per_host", &self.pool_max_idle_per_host)
+            .finish()
+    }
 }
 
 impl Default for DispatcherConfig {

@@ -18,6 +18,7 @@ pub mod metrics_http;
 pub mod registry;
 pub mod rest_api;
 pub mod session;
+pub mod secrets;
 pub mod streams;
 pub mod supervise;
 pub mod xcap;
@@ -123,7 +124,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<RunningServer> {
         .await
         .with_context(|| format!("cannot bind the media UDP port {}", cfg.media.bind))?;
     let keep_alive = cfg.media.keep_alive();
-    let apps = AppRegistry::new(cfg.build_apps(http_addr.port())?);
+    let apps = AppRegistry::new(cfg.build_apps(http_addr)?);
     let dispatcher = Dispatcher::new(cfg.dispatcher_config()).context("cannot build the hook HTTP client")?;
     let engine = HookEngine::new(dispatcher, cfg.hooks.disable_rest_requests);
     let node_ip = if !cfg.server.node_ip.is_empty() {
@@ -148,8 +149,12 @@ pub async fn start(cfg: Config) -> anyhow::Result<RunningServer> {
     let http_router = Router::new()
         .merge(rest_api::router(shared.clone()))
         .merge(echo_app::router())
-        .merge(metrics_http::router())
-        .layer(cors_layer(&shared.cfg.rest_api.cors_allow_origin));
+        .merge(metrics_http::router());
+    // No CORS layer at all unless origins are configured: no page may read the REST API.
+    let http_router = match rest_api::cors_layer(&shared.cfg.rest_api.cors_allow_origin) {
+        Some(cors) => http_router.layer(cors),
+        None => http_router,
+    };
 
     let ws_task = {
         let mut rx = stop_rx.clone();
@@ -197,20 +202,4 @@ async fn ws_upgrade(
         .read_buffer_size(4096)
         .write_buffer_size(0)
         .on_upgrade(move |socket| session::run(shared, socket, addrs))
-}
-
-fn cors_layer(origin: &str) -> tower_http::cors::CorsLayer {
-    use tower_http::cors::{AllowOrigin, CorsLayer};
-    let allow = if origin == "*" {
-        AllowOrigin::any()
-    } else {
-        match origin.parse::<http::HeaderValue>() {
-            Ok(v) => AllowOrigin::exact(v),
-            Err(_) => AllowOrigin::any(),
-        }
-    };
-    CorsLayer::new()
-        .allow_origin(allow)
-        .allow_methods([http::Method::POST, http::Method::GET])
-        .allow_headers([http::header::CONTENT_TYPE, http::HeaderName::from_static("x-requested-with")])
 }

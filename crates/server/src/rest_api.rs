@@ -18,7 +18,11 @@
 //! | `/stream/terminate` | filter as `find`, or `{mediaSessionIds:[…]}`; `{}` = every stream | `200` (clients get `Stopped by rest /terminate`), `404` none matched |
 //!
 //! A body that is not a JSON object, or lacks a required field, gets `400` with a reason.
-//! Optional HTTP Basic auth (`[rest_api] auth`), WCS `disable_rest_auth=false`.
+//!
+//! Secure defaults (issue 14): HTTP Basic auth (`[rest_api] username/password`) whenever
+//! credentials are set, and always on a non-loopback bind (the config refuses to start without
+//! them there); no CORS headers unless `cors_allow_origin` lists origins; connection objects are
+//! shown without `sipPassword` ([`crate::secrets`]), and cannot be searched by it.
 
 use std::sync::Arc;
 
@@ -52,12 +56,78 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/rest-api/call/unhold", post(call_unhold))
         .route("/rest-api/call/transfer", post(call_transfer))
         .route("/rest-api/call/send_dtmf", post(call_send_dtmf));
-    let r = if shared.cfg.rest_api.auth {
+    let r = if shared.cfg.rest_api.requires_auth() {
         r.layer(axum::middleware::from_fn_with_state(shared.clone(), basic_auth))
     } else {
+        // Config validation allows this on a loopback bind only.
+        tracing::warn!(
+            http_bind = %shared.cfg.server.http_bind,
+            "the REST API has no credentials: any local process may use it \
+             (set rest_api.username and rest_api.password to require HTTP Basic auth)"
+        );
         r
     };
-    r.with_state(shared)
+    // Outermost: a page's request is refused before anything else looks at it.
+    r.layer(axum::middleware::from_fn_with_state(shared.clone(), browser_guard)).with_state(shared)
+}
+
+/// Refuses what a web page could do to the API without reading its answers (CORS only governs
+/// reading): a cross-site POST is a "simple request" a browser sends without asking, and an
+/// empty `/stream/terminate` ends every stream. Browsers name the page in `Origin` on every POST,
+/// so a request whose `Origin` is not in `cors_allow_origin` is refused (`403`); backends and
+/// tools send no `Origin`. Without credentials (loopback only), a `Host` that is not a loopback
+/// name or an address is refused too: that is a page on a DNS name rebound to this host.
+async fn browser_guard(State(s): State<Arc<Shared>>, req: Request, next: Next) -> Response {
+    let allowed = &s.cfg.rest_api.cors_allow_origin;
+    if let Some(origin) = req.headers().get(header::ORIGIN) {
+        let ok = allowed.iter().any(|a| a == "*" || a.as_bytes() == origin.as_bytes());
+        if !ok {
+            tracing::info!(origin = ?origin, path = %req.uri().path(), "REST API request from a web page refused");
+            return error(
+                StatusCode::FORBIDDEN,
+                "requests from web pages are refused unless their origin is in rest_api.cors_allow_origin",
+            );
+        }
+    }
+    if !s.cfg.rest_api.requires_auth() {
+        let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
+        if !host.is_empty() && !host_is_local_or_address(host) {
+            tracing::info!(host, path = %req.uri().path(), "REST API request for a foreign host name refused");
+            return error(StatusCode::FORBIDDEN, "unexpected Host for a REST API without credentials");
+        }
+    }
+    next.run(req).await
+}
+
+/// `localhost`, or an IP address (either with a port): names a DNS rebinding page cannot use.
+fn host_is_local_or_address(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(v6) => return v6.split_once(']').is_some_and(|(a, _)| a.parse::<std::net::Ipv6Addr>().is_ok()),
+        None => host.rsplit_once(':').map_or(host, |(n, _)| n),
+    };
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::Ipv4Addr>().is_ok()
+}
+
+/// The CORS layer for the configured origins; `None` (no CORS headers at all) when there are
+/// none. A listed origin is echoed only when the request's `Origin` matches it exactly.
+pub fn cors_layer(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    let allow = match origins {
+        [] => return None,
+        [any] if any == "*" => AllowOrigin::any(),
+        // Checked by config validation; an unparsable value would simply never match.
+        list => AllowOrigin::list(list.iter().filter_map(|o| o.parse::<header::HeaderValue>().ok())),
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([axum::http::Method::POST, axum::http::Method::GET])
+            .allow_headers([
+                header::CONTENT_TYPE,
+                header::AUTHORIZATION,
+                header::HeaderName::from_static("x-requested-with"),
+            ]),
+    )
 }
 
 /// An error answer: status + a short text reason.
@@ -86,23 +156,35 @@ fn parse_object(body: &Bytes) -> Result<Map<String, Value>, BadRequest> {
     }
 }
 
-fn list_or_404(items: Vec<Arc<Map<String, Value>>>) -> Response {
-    if items.is_empty() {
+/// A `find` filter may not name a secret: matching on it would tell the caller whether a guess
+/// is right.
+fn filter_object(body: &Bytes) -> Result<Map<String, Value>, BadRequest> {
+    let filter = parse_object(body)?;
+    match filter.keys().find(|k| crate::secrets::is_secret(k)) {
+        Some(k) => Err(BadRequest(format!("{k} cannot be used in a filter"))),
+        None => Ok(filter),
+    }
+}
+
+/// A list of objects as JSON, without their secrets ([`crate::secrets`]); `404` when empty.
+fn redacted_or_404<'a>(items: impl ExactSizeIterator<Item = &'a Map<String, Value>>) -> Response {
+    if items.len() == 0 {
         return error(StatusCode::NOT_FOUND, "not found");
     }
-    let list: Vec<&Map<String, Value>> = items.iter().map(|m| &**m).collect();
+    let list: Vec<crate::secrets::Redacted<'_>> = items.map(crate::secrets::Redacted::new).collect();
     Json(list).into_response()
 }
 
+fn list_or_404(items: Vec<Arc<Map<String, Value>>>) -> Response {
+    redacted_or_404(items.iter().map(|m| &**m))
+}
+
 fn calls_or_404(items: Vec<Map<String, Value>>) -> Response {
-    if items.is_empty() {
-        return error(StatusCode::NOT_FOUND, "not found");
-    }
-    Json(items).into_response()
+    redacted_or_404(items.iter())
 }
 
 async fn call_find(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
-    match parse_object(&body) {
+    match filter_object(&body) {
         Ok(filter) => calls_or_404(s.calls.find(&filter)),
         Err(r) => r.into_response(),
     }
@@ -170,7 +252,7 @@ async fn call_send_dtmf(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
 }
 
 async fn find(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
-    match parse_object(&body) {
+    match filter_object(&body) {
         Ok(filter) => list_or_404(s.sessions.find(&filter)),
         Err(r) => r.into_response(),
     }
@@ -229,10 +311,7 @@ async fn data_send(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
 }
 
 fn objects_or_404(items: Vec<Map<String, Value>>) -> Response {
-    if items.is_empty() {
-        return error(StatusCode::NOT_FOUND, "not found");
-    }
-    Json(items).into_response()
+    redacted_or_404(items.iter())
 }
 
 async fn stream_find(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
@@ -279,4 +358,19 @@ async fn basic_auth(State(s): State<Arc<Shared>>, req: Request, next: Next) -> R
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_hosts() {
+        for h in ["localhost", "LOCALHOST:8081", "127.0.0.1", "127.0.0.1:8081", "[::1]:8081", "[::1]", "10.0.0.5:80"] {
+            assert!(host_is_local_or_address(h), "{h}");
+        }
+        for h in ["evil.example", "evil.example:8081", "localhost.evil.example", "[evil]:1", "127.0.0.1.nip.io"] {
+            assert!(!host_is_local_or_address(h), "{h}");
+        }
+    }
 }

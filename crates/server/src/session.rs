@@ -94,7 +94,8 @@ pub fn frame_text(message: &str, obj: &Map<String, Value>, exclude: &FieldList) 
     out.extend_from_slice(br#"{"message":"#);
     serde_json::to_writer(&mut out, message).expect("strings serialise");
     out.extend_from_slice(br#","data":["#);
-    serde_json::to_writer(&mut out, &callgate_hooks::rules::Excluding { data: obj, exclude })
+    // Never a secret (sipPassword) to a client, whatever the backend's clientExclude says.
+    serde_json::to_writer(&mut out, &crate::secrets::Redacted { data: obj, exclude })
         .expect("JSON values always serialise");
     out.extend_from_slice(b"]}");
     String::from_utf8(out).expect("serde_json writes UTF-8")
@@ -158,7 +159,7 @@ impl SessionCtx {
                 if extra.is_empty() {
                     ctx.out.send_object(msg, data, exclude);
                 } else {
-                    let obj = serde_json::to_value(callgate_hooks::rules::Excluding { data, exclude })
+                    let obj = serde_json::to_value(crate::secrets::Redacted { data, exclude })
                         .expect("JSON values always serialise");
                     let mut args = vec![obj];
                     args.extend_from_slice(extra);

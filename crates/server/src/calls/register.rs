@@ -19,8 +19,8 @@ const API_METHOD: &str = "RegistrationStatusEvent";
 const CLIENT_REGISTERED: &str = "registered";
 
 /// The SIP fields of a connection object (spec/client-protocol.md §2.2), from the client or
-/// injected by the backend's `connect` answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// injected by the backend's `connect` answer. Its `Debug` does not show the password.
+#[derive(Clone, PartialEq, Eq)]
 pub struct SipCredentials {
     pub login: String,
     pub auth_name: Option<String>,
@@ -31,6 +31,20 @@ pub struct SipCredentials {
     pub port: u16,
     /// `sipRegisterRequired`: `Some(true|false)`, `None` when absent.
     pub register_required: Option<bool>,
+}
+
+impl std::fmt::Debug for SipCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SipCredentials")
+            .field("login", &self.login)
+            .field("auth_name", &self.auth_name)
+            .field("password", &crate::config::redacted(&self.password))
+            .field("domain", &self.domain)
+            .field("next_hop_host", &self.next_hop_host)
+            .field("port", &self.port)
+            .field("register_required", &self.register_required)
+            .finish()
+    }
 }
 
 fn text(obj: &Map<String, Value>, k: &str) -> Option<String> {
@@ -286,5 +300,12 @@ mod tests {
         let c = creds(json!({"sipLogin":"3000","sipDomain":"::1","sipAuthenticationName":"auth"})).unwrap();
         assert_eq!(c.next_hop_target(), "[::1]:5060");
         assert_eq!(c.account("127.0.0.1:1".parse().unwrap(), 60).auth_user(), "auth");
+    }
+
+    #[test]
+    fn debug_hides_the_password() {
+        let c = creds(json!({"sipLogin":"3000","sipPassword":"pw-777","sipDomain":"pbx.test"})).unwrap();
+        let text = format!("{c:?} {:?}", c.account("127.0.0.1:1".parse().unwrap(), 60));
+        assert!(!text.contains("pw-777") && text.contains("<redacted>") && text.contains("3000"), "{text}");
     }
 }
