@@ -11,8 +11,9 @@
 //! a path that starts with the base's path on a segment boundary. Anything else is `FAILED`
 //! `XCAP URL not allowed: <url>` and nothing is sent. Redirects are not followed.
 //!
-//! A `401` with `WWW-Authenticate: Digest` (MD5/SHA-256, qop auth) or `Basic` is answered once
-//! with the session's `sipAuthenticationName` (else `sipLogin`) and `sipPassword`.
+//! A `401` with `WWW-Authenticate: Digest` (MD5/SHA-256, qop auth) is answered once with the
+//! session's `sipAuthenticationName` (else `sipLogin`) and `sipPassword`; `Basic` only over
+//! https. The path is normalised (encoded dots decoded, dot segments resolved) before the check.
 //!
 //! | outcome | `status` | other fields |
 //! |---|---|---|
@@ -85,13 +86,9 @@ impl Base {
         Ok(Base { scheme, host, port, path })
     }
 
-    /// `url` is under this base.
+    /// `path` (normalised by [`normalise_path`]) is under this base.
     fn covers(&self, scheme: &str, host: &str, port: u16, path: &str) -> bool {
         if (scheme, host, port) != (self.scheme.as_str(), self.host.as_str(), self.port) {
-            return false;
-        }
-        // No way out of the base with dot segments.
-        if path.split('/').any(|seg| seg == ".." || seg.eq_ignore_ascii_case("%2e%2e")) {
             return false;
         }
         let base = self.path.trim_end_matches('/');
@@ -99,14 +96,75 @@ impl Base {
     }
 }
 
-/// The request URI when `url` is under one of `bases`.
+/// The path as the XCAP server will read it, so that the allow-list compares what is really
+/// asked for: percent-encoded unreserved characters decoded (RFC 3986 §6.2.2.2, so `%2e` is a
+/// dot and `.%2e` a `..` segment), then dot segments resolved (§5.2.4). Encoded slashes and
+/// backslashes (`%2f`, `%5c`, `\`) are refused: servers disagree on whether they separate
+/// segments. Other escapes stay as they are (the server decodes them once, as we would).
+fn normalise_path(path: &str) -> Result<String, String> {
+    let bytes = path.as_bytes();
+    let mut decoded = String::with_capacity(path.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' => return Err("a backslash in the path".into()),
+            b'%' => {
+                let hex = path.get(i + 1..i + 3).ok_or("a truncated percent escape in the path")?;
+                let v = u8::from_str_radix(hex, 16).map_err(|_| "a bad percent escape in the path")?;
+                if v == b'/' || v == b'\\' {
+                    return Err("an encoded slash in the path".into());
+                }
+                if v.is_ascii_alphanumeric() || matches!(v, b'-' | b'.' | b'_' | b'~') {
+                    decoded.push(char::from(v));
+                } else {
+                    decoded.push('%');
+                    decoded.push_str(&hex.to_ascii_uppercase());
+                }
+                i += 3;
+            }
+            _ => {
+                // Whole characters (the path is a str; `http::Uri` only lets ASCII through).
+                let c = path[i..].chars().next().unwrap_or_default();
+                decoded.push(c);
+                i += c.len_utf8();
+            }
+        }
+    }
+    // RFC 3986 §5.2.4 on an absolute path.
+    let mut out: Vec<&str> = Vec::new();
+    let segments: Vec<&str> = decoded.split('/').skip(1).collect();
+    for (n, seg) in segments.iter().enumerate() {
+        let last = n + 1 == segments.len();
+        match *seg {
+            "." | ".." => {
+                if *seg == ".." {
+                    out.pop();
+                }
+                if last {
+                    out.push(""); // "/a/b/.." is "/a/"
+                }
+            }
+            s => out.push(s),
+        }
+    }
+    Ok(format!("/{}", out.join("/")))
+}
+
+/// The request URI when `url` is under one of `bases`: the normalised URL, so the request
+/// asks for exactly the path that was checked.
 pub fn allowed(bases: &[Base], url: &str) -> Result<http::Uri, String> {
     let (scheme, host, port, path, uri) = split(url).map_err(|e| format!("{NOT_ALLOWED}: {e}"))?;
-    if bases.iter().any(|b| b.covers(&scheme, &host, port, &path)) {
-        Ok(uri)
-    } else {
-        Err(format!("{NOT_ALLOWED}: {url}"))
+    let path = normalise_path(&path).map_err(|e| format!("{NOT_ALLOWED}: {url}: {e}"))?;
+    if !bases.iter().any(|b| b.covers(&scheme, &host, port, &path)) {
+        return Err(format!("{NOT_ALLOWED}: {url}"));
     }
+    let mut parts = uri.into_parts();
+    let pq = match parts.path_and_query.as_ref().and_then(|p| p.query()) {
+        Some(q) => format!("{path}?{q}"),
+        None => path,
+    };
+    parts.path_and_query = Some(pq.parse().map_err(|e| format!("{NOT_ALLOWED}: {url}: {e}"))?);
+    http::Uri::from_parts(parts).map_err(|e| format!("{NOT_ALLOWED}: {url}: {e}"))
 }
 
 fn client() -> Result<Client<Connector, Full<Bytes>>, String> {
@@ -181,7 +239,8 @@ async fn request(
     })
 }
 
-/// The `Authorization` answering one of `challenges` (Digest preferred, else Basic).
+/// The `Authorization` answering one of `challenges` (Digest preferred, else Basic, which is
+/// only sent over https).
 fn answer_challenge(
     challenges: &[String],
     user: &str,
@@ -213,7 +272,9 @@ fn answer_challenge(
         let cnonce = uuid::Uuid::new_v4().simple().to_string();
         return Some(digest::authorization(&dc, user, password, method, path, 1, &cnonce));
     }
-    if challenges.iter().any(|c| c.trim_start().to_ascii_lowercase().starts_with("basic")) {
+    // Basic hands over the password itself: only over TLS. Over http the 401 is the answer.
+    let tls = uri.scheme() == Some(&http::uri::Scheme::HTTPS);
+    if tls && challenges.iter().any(|c| c.trim_start().to_ascii_lowercase().starts_with("basic")) {
         use base64::Engine;
         return Some(format!(
             "Basic {}",
@@ -336,6 +397,37 @@ mod tests {
         assert!(allowed(&[], "http://127.0.0.1:8080/xcap-root/x").unwrap_err().starts_with(NOT_ALLOWED));
     }
 
+    /// Issue 14 item 10: encoded dots made `..` segments the check did not see.
+    #[test]
+    fn encoded_dot_segments_do_not_leave_the_base() {
+        let bases = vec![Base::parse("http://127.0.0.1:8080/xcap-root/").unwrap()];
+        let ok = |u: &str| allowed(&bases, u).map(|u| u.to_string());
+        for bad in [
+            "http://127.0.0.1:8080/xcap-root/.%2e/admin",
+            "http://127.0.0.1:8080/xcap-root/%2e./admin",
+            "http://127.0.0.1:8080/xcap-root/%2E%2e/admin",
+            "http://127.0.0.1:8080/xcap-root/x/../../admin",
+            "http://127.0.0.1:8080/xcap-root/./.%2E/admin",
+            "http://127.0.0.1:8080/xcap-root/..",
+            "http://127.0.0.1:8080/xcap-root%2f..%2fadmin",
+            "http://127.0.0.1:8080/xcap-root/%2e%2e%2fadmin",
+            "http://127.0.0.1:8080/xcap-root/%5c../admin",
+            "http://127.0.0.1:8080/xcap-root/%2",
+            "http://127.0.0.1:8080/xcap-root/%zz",
+            "http://127.0.0.1:8080/%78cap-root/../admin",
+        ] {
+            assert!(ok(bad).is_err(), "{bad} must be refused, got {:?}", ok(bad));
+        }
+        // What is sent is the normalised URL that was checked.
+        assert_eq!(
+            ok("http://127.0.0.1:8080/xcap-root/a/./b/../%63%2E%7e/sip:3000@h?q=%2e").unwrap(),
+            "http://127.0.0.1:8080/xcap-root/a/c.~/sip:3000@h?q=%2e"
+        );
+        assert_eq!(ok("http://127.0.0.1:8080/%78cap-root/x").unwrap(), "http://127.0.0.1:8080/xcap-root/x");
+        assert_eq!(ok("http://127.0.0.1:8080/xcap-root/a%20b").unwrap(), "http://127.0.0.1:8080/xcap-root/a%20b");
+        assert_eq!(ok("http://127.0.0.1:8080/xcap-root/x/..").unwrap(), "http://127.0.0.1:8080/xcap-root/");
+    }
+
     #[test]
     fn challenges_are_answered_digest_first() {
         let uri: http::Uri = "http://h/xcap-root/doc?x".parse().unwrap();
@@ -352,8 +444,14 @@ mod tests {
             "{d}"
         );
         assert!(d.contains("qop=auth, nc=00000001"), "{d}");
-        let b = answer_challenge(&["Basic realm=\"x\"".into()], "3000", "pw", "GET", &uri).unwrap();
+        let tls: http::Uri = "https://h/xcap-root/doc".parse().unwrap();
+        let b = answer_challenge(&["Basic realm=\"x\"".into()], "3000", "pw", "GET", &tls).unwrap();
         assert_eq!(b, "Basic MzAwMDpwdw==");
+        assert_eq!(
+            answer_challenge(&["Basic realm=\"x\"".into()], "3000", "pw", "GET", &uri),
+            None,
+            "no password in clear over http"
+        );
         assert!(answer_challenge(&["Bearer x".into()], "u", "p", "GET", &uri).is_none());
         assert!(answer_challenge(&["Digest realm=\"r\", nonce=\"n\", qop=\"auth-int\"".into()], "u", "p", "GET", &uri)
             .is_none());

@@ -31,6 +31,7 @@ pub const NO_SIP_ACCOUNT: &str = "Failed by session creation: the session has no
 pub const CALL_ID_IN_USE: &str = "Failed by error: callId is already in use";
 pub const NO_CALL_ID: &str = "Failed by error: no callId";
 pub const NO_SDP: &str = "Failed by error: no SDP offer";
+pub const NO_DTMF: &str = "Failed by error: no dtmf";
 
 /// A live call.
 pub(super) struct CallEntry {
@@ -45,6 +46,17 @@ pub(super) struct CallEntry {
     pub sip_sdp: bytes::Bytes,
     /// An incoming call not answered yet: rejecting it (486) ends it without a SIP event.
     pub ringing_in: bool,
+    /// DTMF digits waiting to go out as SIP INFO, one transaction at a time.
+    pub dtmf: DtmfQueue,
+}
+
+/// The SIP INFO digits of a call: at most one INFO in flight (RFC 6086 §4.2.1 keeps INFOs of a
+/// dialog ordered; a burst would also be one transaction per digit at once), the rest queued,
+/// never more than `[sip] max_dtmf_digits` in all.
+#[derive(Default)]
+pub(super) struct DtmfQueue {
+    waiting: std::collections::VecDeque<char>,
+    in_flight: bool,
 }
 
 pub(super) fn with_context(ctx: &SessionCtx, mut obj: Map<String, Value>) -> Map<String, Value> {
@@ -161,6 +173,18 @@ pub(super) async fn outgoing(ctx: Arc<SessionCtx>, obj: Map<String, Value>) {
     let peer = ctx.shared.streams.media.next_peer_id();
     {
         use dashmap::mapref::entry::Entry;
+        // The session may have closed during the hook: its cleanup has run (or waits for this
+        // lock and will see the call), so a call recorded now would place an INVITE nobody
+        // will ever hang up. Like a stream, it is dropped; the backend had DISCONNECTED.
+        let _admission = calls.table.admission.lock();
+        if !super::register::session_alive(&ctx) {
+            tracing::info!(
+                session = &*ctx.id,
+                call = &*call_id,
+                "call dropped: the session closed during the call hook"
+            );
+            return;
+        }
         match calls.table.calls.entry(call_id.clone()) {
             Entry::Occupied(_) => return raise(&ctx, &data, FAILED, CALL_ID_IN_USE, None),
             Entry::Vacant(v) => {
@@ -172,6 +196,7 @@ pub(super) async fn outgoing(ctx: Arc<SessionCtx>, obj: Map<String, Value>) {
                     hangup_refused: None,
                     sip_sdp: bytes::Bytes::new(),
                     ringing_in: false,
+                    dtmf: Default::default(),
                 });
             }
         }
@@ -210,7 +235,7 @@ pub(super) async fn send_invite(
 ) {
     let calls = &ctx.shared.calls;
     let call_id = call_id.clone();
-    let next_hop = match creds.resolve().await {
+    let next_hop = match super::next_hop(ctx, creds).await {
         Ok(a) => a,
         Err(info) => return end(&calls.table, &call_id, FAILED, &info, None),
     };
@@ -416,12 +441,14 @@ pub(super) fn on_event(calls: &super::CallTable, sip: SipCallId, event: CallEven
             };
             transfer_status(&ctx, &obj, FAILED, &fe.info, fe.sip_status);
         }
+        CallEvent::DtmfResult(Ok(())) => next_info_dtmf(&ctx, calls, &call_id, sip, true),
         CallEvent::DtmfResult(Err(f)) => {
             let info = match &f {
                 Failure::Status { status, reason, .. } => callgate_errmap::sip_info(*status, reason),
                 other => format!("{other:?}"),
             };
             ctx.error_event(&format!("INFO DTMF: {info}"), Origin::Client);
+            next_info_dtmf(&ctx, calls, &call_id, sip, false);
         }
         CallEvent::IncomingRefer { req, target, referred_by } => {
             tokio::spawn(super::transfer_in::incoming_refer(ctx, obj, sip, req, target, referred_by));
@@ -432,8 +459,11 @@ pub(super) fn on_event(calls: &super::CallTable, sip: SipCallId, event: CallEven
 
 /// The session is gone: hang up its calls.
 pub(super) fn session_closed(ctx: &Arc<SessionCtx>) {
-    let ids: Vec<Arc<str>> =
-        ctx.shared.calls.table.calls.iter().filter(|e| Arc::ptr_eq(&e.ctx, ctx)).map(|e| e.key().clone()).collect();
+    let table = &ctx.shared.calls.table;
+    let ids: Vec<Arc<str>> = {
+        let _admission = table.admission.lock();
+        table.calls.iter().filter(|e| Arc::ptr_eq(&e.ctx, ctx)).map(|e| e.key().clone()).collect()
+    };
     for id in ids {
         let c = ctx.clone();
         tokio::spawn(async move { hang_up_or_end(&c.shared.calls, &id, NORMAL_CALL_CLEARING).await });
@@ -451,6 +481,68 @@ fn transfer_status(ctx: &Arc<SessionCtx>, obj: &Map<String, Value>, status: &str
     }
     tracing::info!(session = &*ctx.id, call = ?obj.get("callId"), status, info, "transfer status");
     ctx.raise_event(HookMethod::TransferStatusEvent, Origin::Client, ev, Some("notifyTransferEvent"));
+}
+
+pub const TOO_MANY_DTMF: &str = "Failed by error: too many DTMF digits";
+
+/// A `dtmf` string we send: 1 to `max` keys of 0-9, *, #, A-D.
+pub(super) fn check_dtmf(digits: &str, max: usize) -> Result<(), ActError> {
+    if digits.is_empty() {
+        return Err(ActError::BadRequest(NO_DTMF.to_string()));
+    }
+    // Counted in bytes first: a huge string is refused without walking it.
+    if digits.len() > max * 4 || digits.chars().count() > max {
+        return Err(ActError::BadRequest(format!("{TOO_MANY_DTMF} ({}; at most {max})", digits.chars().count())));
+    }
+    if let Some(bad) = digits.chars().find(|c| callgate_media::rtp::dtmf_event(*c).is_none()) {
+        return Err(ActError::BadRequest(format!("Failed by error: not a DTMF key: {bad:?}")));
+    }
+    Ok(())
+}
+
+/// Sends one INFO digit of the call's queue; a failure to start it drops the rest of the queue.
+async fn send_info_dtmf(
+    handle: &callgate_sip::transport::UaHandle,
+    table: &super::CallTable,
+    call_id: &str,
+    sip: SipCallId,
+    digit: char,
+) -> Result<(), String> {
+    let r = handle
+        .with(move |ua, now| ua.info_dtmf(now, sip, digit))
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()));
+    if r.is_err() {
+        if let Some(mut e) = table.calls.get_mut(call_id) {
+            e.dtmf = DtmfQueue::default();
+        }
+    }
+    r
+}
+
+/// The outcome of the call's INFO digit arrived: the next one goes, or the sequence is over (a
+/// failure drops the digits still waiting; the owner got an `ErrorEvent`).
+fn next_info_dtmf(ctx: &Arc<SessionCtx>, calls: &super::CallTable, call_id: &Arc<str>, sip: SipCallId, ok: bool) {
+    let next = match calls.calls.get_mut(call_id) {
+        Some(mut e) if ok => {
+            let next = e.dtmf.waiting.pop_front();
+            e.dtmf.in_flight = next.is_some();
+            next
+        }
+        Some(mut e) => {
+            e.dtmf = DtmfQueue::default();
+            None
+        }
+        None => None,
+    };
+    let (Some(d), Some(Ok(handle))) = (next, ctx.shared.calls.endpoint.get().cloned()) else { return };
+    let (table, cid, c2) = (ctx.shared.calls.table.clone(), call_id.clone(), ctx.clone());
+    tokio::spawn(async move {
+        if let Err(why) = send_info_dtmf(&handle, &table, &cid, sip, d).await {
+            c2.error_event(&format!("INFO DTMF: {why}"), Origin::Client);
+        }
+    });
 }
 
 /// The established SIP call of this session named by `callId`, or the reason it is not there.
@@ -510,6 +602,11 @@ pub(super) async fn act(
     mut data: Map<String, Value>,
 ) -> Result<(), ActError> {
     let call_id = data.get("callId").and_then(Value::as_str).unwrap_or("").to_string();
+    let max_dtmf = ctx.shared.calls.cfg.max_dtmf_digits;
+    if method == HookMethod::SendDtmf {
+        // Refused before the backend is asked (and again after its answer, which may rewrite it).
+        check_dtmf(data.get("dtmf").and_then(Value::as_str).unwrap_or(""), max_dtmf)?;
+    }
     ctx.direct_from(method, origin, &mut data).await.map_err(ActError::Refused)?;
     let (sip, peer, sdp) = own_call(ctx, &call_id).map_err(|why| match why {
         CALL_NOT_FOUND => ActError::NotFound,
@@ -533,19 +630,30 @@ pub(super) async fn act(
         HookMethod::SendDtmf => {
             let digits = data.get("dtmf").and_then(Value::as_str).unwrap_or("").to_string();
             let kind = data.get("type").and_then(Value::as_str).unwrap_or("RFC2833").to_string();
-            if digits.is_empty() {
-                return Err(ActError::BadRequest("Failed by error: no dtmf".to_string()));
-            }
-            if let Some(bad) = digits.chars().find(|c| callgate_media::rtp::dtmf_event(*c).is_none()) {
-                return Err(ActError::BadRequest(format!("Failed by error: not a DTMF key: {bad:?}")));
-            }
+            check_dtmf(&digits, max_dtmf)?;
             if kind == "INFO" || kind == "INFO_RELAY" {
-                handle
-                    .with(move |ua, now| digits.chars().try_for_each(|d| ua.info_dtmf(now, sip, d)))
-                    .await
-                    .map_err(|e| e.to_string())
-                    .and_then(|r| r.map_err(|e| e.to_string()))
-                    .map_err(failed)
+                let first = {
+                    let Some(mut e) = ctx.shared.calls.table.calls.get_mut(call_id.as_str()) else {
+                        return Err(ActError::NotFound);
+                    };
+                    let q = &mut e.dtmf;
+                    if q.waiting.len() + digits.chars().count() > max_dtmf {
+                        return Err(ActError::BadRequest(format!(
+                            "{TOO_MANY_DTMF}: {} still to send, at most {max_dtmf} in all",
+                            q.waiting.len()
+                        )));
+                    }
+                    q.waiting.extend(digits.chars());
+                    if q.in_flight {
+                        return Ok(()); // the running sequence sends them (`next_info_dtmf`)
+                    }
+                    q.in_flight = true;
+                    q.waiting.pop_front()
+                };
+                match first {
+                    Some(d) => send_info_dtmf(&handle, &ctx.shared.calls.table, &call_id, sip, d).await.map_err(failed),
+                    None => Ok(()),
+                }
             } else {
                 ctx.shared.streams.media.send_dtmf(peer, digits).await.map_err(|e| ActError::Failed(e.to_string()))
             }

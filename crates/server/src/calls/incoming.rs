@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use callgate_hooks::{HookMethod, Origin};
-use callgate_media::MediaError;
+use callgate_media::{MediaError, PeerId};
 use callgate_proto::ServerFrame;
 use callgate_sip::transport::UaHandle;
 use callgate_sip::ua::IncomingCall;
@@ -17,6 +17,7 @@ use crate::session::SessionCtx;
 
 pub const LATE_OFFER: &str = "Failed by error: an INVITE without SDP (late offer) is not supported";
 pub const NOT_RINGING: &str = "Call is not ringing";
+pub const NOT_ANSWERED: &str = "Not answered";
 
 /// The user part of a SIP URI (`sip:alice@host;transport=udp` -> `alice`), or the URI itself.
 fn user_of(uri: &str) -> &str {
@@ -35,7 +36,7 @@ fn tell_backend(ctx: &Arc<SessionCtx>, obj: &Map<String, Value>, info: &str) {
     ctx.raise_event(HookMethod::CallStatusEvent, Origin::Sip, ev, None);
 }
 
-async fn reject(handle: &UaHandle, c: &IncomingCall, status: u16, reason: &'static str) {
+pub(super) async fn reject(handle: &UaHandle, c: &IncomingCall, status: u16, reason: &'static str) {
     let call = c.call;
     tracing::info!(from = %c.from_uri, to = %c.request_uri, status, "incoming SIP call rejected");
     let _ = handle.with(move |ua, now| ua.reject(now, call, status, Some(reason))).await;
@@ -102,19 +103,34 @@ pub(super) async fn incoming(ctx: Option<Arc<SessionCtx>>, c: IncomingCall, hand
         }
     };
     data.insert("status".into(), RING.into());
-    calls.table.calls.insert(
-        call_id.clone(),
-        CallEntry {
-            ctx: ctx.clone(),
-            obj: data.clone(),
-            sip: Some(c.call),
-            peer,
-            hangup_refused: None,
-            sip_sdp: bytes::Bytes::from(leg.sip_answer),
-            ringing_in: true,
-        },
-    );
-    calls.table.by_sip.insert(c.call, call_id.clone());
+    // Recorded only while the session lives (see `call::outgoing`): one that closed during the
+    // hook or the media setup must not be rung; the caller hears 480.
+    let admitted = {
+        let _admission = calls.table.admission.lock();
+        let alive = super::register::session_alive(&ctx);
+        if alive {
+            calls.table.calls.insert(
+                call_id.clone(),
+                CallEntry {
+                    ctx: ctx.clone(),
+                    obj: data.clone(),
+                    sip: Some(c.call),
+                    peer,
+                    hangup_refused: None,
+                    sip_sdp: bytes::Bytes::from(leg.sip_answer),
+                    ringing_in: true,
+                    dtmf: Default::default(),
+                },
+            );
+            calls.table.by_sip.insert(c.call, call_id.clone());
+        }
+        alive
+    };
+    if !admitted {
+        tracing::info!(session = &*ctx.id, call = &*call_id, "incoming call dropped: the session closed");
+        ctx.shared.streams.media.close(peer);
+        return reject(&handle, &c, 480, "Temporarily Unavailable").await;
+    }
     watch_media(&ctx, &call_id, rx);
     let sip = c.call;
     let ringing = handle.with(move |ua, now| ua.provisional(now, sip, 180, None)).await;
@@ -135,6 +151,37 @@ pub(super) async fn incoming(ctx: Option<Arc<SessionCtx>>, c: IncomingCall, hand
     let exclude = &ctx.rcc.method(HookMethod::OnCallEvent).client_exclude;
     ctx.out.send_object("notifyIncomingCall", &data, exclude);
     raise(&ctx, &data, RING, "", None);
+    ring_timeout(&ctx, call_id, sip, peer, handle);
+}
+
+/// An incoming call still ringing after `[sip] ring_timeout_ms` is rejected with `480` and
+/// ends `FINISH` [`NOT_ANSWERED`] for client and backend: its WebRTC leg and SIP transaction
+/// are not held for the media layer's 10-minute limit.
+fn ring_timeout(
+    ctx: &Arc<SessionCtx>,
+    call_id: Arc<str>,
+    sip: callgate_sip::ua::CallId,
+    peer: PeerId,
+    handle: UaHandle,
+) {
+    let ctx = ctx.clone();
+    let after = std::time::Duration::from_millis(ctx.shared.calls.cfg.ring_timeout_ms);
+    tokio::spawn(async move {
+        tokio::time::sleep(after).await;
+        let table = &ctx.shared.calls.table;
+        // Claimed under the entry's lock: an `answer` at the same moment either came first
+        // (the call is no longer ringing) or finds it gone.
+        let claimed = table.calls.get_mut(&*call_id).filter(|e| e.ringing_in && e.peer == peer).map(|mut e| {
+            e.ringing_in = false;
+        });
+        if claimed.is_none() {
+            return;
+        }
+        tracing::info!(session = &*ctx.id, call = &*call_id, ?after, "incoming call not answered: 480");
+        let _ = handle.with(move |ua, now| ua.reject(now, sip, 480, Some("Temporarily Unavailable"))).await;
+        let info = format!("{NOT_ANSWERED} within {} s", after.as_secs());
+        end(table, &call_id, super::call::FINISH, &info, None);
+    });
 }
 
 /// `answer {callId, sdp}`: the `answer` hook (a refusal tells the client with `fail` and the

@@ -95,7 +95,7 @@ pub(super) async fn session_account(ctx: &Arc<SessionCtx>) -> Result<(UaHandle, 
     let creds = SipCredentials::from_connection(&ctx.handle.data_ref())
         .filter(|c| !c.domain.is_empty())
         .ok_or_else(|| NO_SIP_ACCOUNT.to_string())?;
-    let next_hop = creds.resolve().await?;
+    let next_hop = super::next_hop(ctx, &creds).await?;
     let calls = &ctx.shared.calls;
     let handle = calls.endpoint().await?;
     let account = creds.account(next_hop, calls.cfg.register_expires);
@@ -226,7 +226,7 @@ fn imdn_client_status(s: ImdnStatus) -> &'static str {
     }
 }
 
-async fn respond(handle: &UaHandle, req: callgate_sip::ua::ReqId, status: u16, reason: &'static str) {
+pub(super) async fn respond(handle: &UaHandle, req: callgate_sip::ua::ReqId, status: u16, reason: &'static str) {
     let r = handle.with(move |ua, now| ua.respond(now, req, status, Some(reason))).await;
     if !matches!(r, Ok(Ok(()))) {
         tracing::debug!(?r, status, "response to an incoming MESSAGE not sent");

@@ -24,6 +24,7 @@
 mod call;
 mod incoming;
 mod message;
+mod policy;
 mod register;
 mod rest;
 mod subscribe;
@@ -40,6 +41,7 @@ use tokio::sync::OnceCell;
 use crate::config::SipSection;
 use crate::session::SessionCtx;
 
+pub use policy::{SipPolicy, NOT_ALLOWED as DESTINATION_NOT_ALLOWED, SESSION_FIELD as ALLOWED_DESTINATIONS_FIELD};
 pub use register::SipCredentials;
 pub use rest::RestCallError;
 
@@ -53,6 +55,8 @@ pub struct Calls {
     /// MESSAGE/IMDN state (`message.rs`) and subscriptions (`subscribe.rs`).
     msgs: Arc<message::MsgTables>,
     subs: Arc<subscribe::SubTables>,
+    /// Trusted sources and allowed destinations (`policy.rs`).
+    policy: Arc<SipPolicy>,
     /// Told when the SIP driver panics (`crate::supervise`).
     supervisor: crate::supervise::Supervisor,
 }
@@ -62,11 +66,21 @@ pub struct Calls {
 pub struct CallTable {
     calls: Arc<DashMap<Arc<str>, call::CallEntry>>,
     by_sip: Arc<DashMap<SipCallId, Arc<str>>>,
+    /// Held while a session's call is recorded (after checking the session is alive) and while
+    /// a closed session's calls are collected: a call is either seen by the cleanup or never
+    /// recorded (as the stream directory's lock does for streams).
+    admission: parking_lot::Mutex<()>,
 }
 
 impl Calls {
     pub fn new(cfg: SipSection) -> Calls {
+        let policy = cfg.policy().unwrap_or_else(|e| {
+            // Config::validate refuses this before; never fall back to something more open.
+            tracing::error!(error = %e, "[sip] policy invalid: no destination allowed");
+            SipPolicy::new(&[], &[]).expect("empty lists are valid")
+        });
         Calls {
+            policy: Arc::new(policy),
             supervisor: crate::supervise::Supervisor::default(),
             cfg,
             endpoint: OnceCell::new(),
@@ -104,6 +118,7 @@ impl Calls {
                             self.table.clone(),
                             self.msgs.clone(),
                             self.subs.clone(),
+                            self.policy.clone(),
                         ));
                         Ok(ep.handle)
                     }
@@ -182,22 +197,42 @@ async fn pump(
     table: Arc<CallTable>,
     msgs: Arc<message::MsgTables>,
     subs: Arc<subscribe::SubTables>,
+    policy: Arc<SipPolicy>,
 ) {
+    // The registered session a request is addressed to and the next hop of its registration.
+    let registered =
+        |reg: Option<RegId>| reg.and_then(|r| regs.get(&r).filter(|e| !e.closing).map(|e| (e.ctx.clone(), e.next_hop)));
     while let Some(ev) = events.recv().await {
         match ev {
             UaEvent::Registration { reg, event } => register::on_event(&regs, reg, event),
             UaEvent::Call { call, event } => call::on_event(&table, call, event),
             UaEvent::IncomingCall(c) => {
-                let ctx = c.reg.and_then(|r| regs.get(&r).filter(|e| !e.closing).map(|e| e.ctx.clone()));
-                tokio::spawn(incoming::incoming(ctx, c, handle.clone()));
+                let to = registered(c.reg);
+                if let Some((_, hop)) = &to {
+                    if !policy.source_allowed(c.source, *hop) {
+                        policy.note_refused_source(c.source, "INVITE", &c.request_uri);
+                        let h = handle.clone();
+                        tokio::spawn(async move { incoming::reject(&h, &c, 403, "Forbidden").await });
+                        continue;
+                    }
+                }
+                tokio::spawn(incoming::incoming(to.map(|t| t.0), c, handle.clone()));
             }
             UaEvent::IncomingMessage(m) => {
                 // The registered session it is addressed to, else the session of its call.
-                let ctx =
-                    m.reg.and_then(|r| regs.get(&r).filter(|e| !e.closing).map(|e| e.ctx.clone())).or_else(|| {
-                        let cid = m.call.and_then(|c| table.by_sip.get(&c).map(|id| id.clone()))?;
-                        table.calls.get(&cid).map(|e| e.ctx.clone())
-                    });
+                let to = if m.call.is_none() { registered(m.reg) } else { None };
+                if let Some((_, hop)) = &to {
+                    if !policy.source_allowed(m.source, *hop) {
+                        policy.note_refused_source(m.source, "MESSAGE", &m.to);
+                        let h = handle.clone();
+                        tokio::spawn(async move { message::respond(&h, m.req, 403, "Forbidden").await });
+                        continue;
+                    }
+                }
+                let ctx = to.map(|t| t.0).or_else(|| {
+                    let cid = m.call.and_then(|c| table.by_sip.get(&c).map(|id| id.clone()))?;
+                    table.calls.get(&cid).map(|e| e.ctx.clone())
+                });
                 tokio::spawn(message::incoming(ctx, m, handle.clone(), msgs.clone()));
             }
             UaEvent::MessageResult { msg, result } => message::on_result(&msgs, msg, result),
@@ -212,6 +247,21 @@ pub fn rest_startup(
     body: serde_json::Map<String, serde_json::Value>,
 ) -> Result<(), RestCallError> {
     rest::startup(shared, body)
+}
+
+/// The session's next hop, resolved, when `[sip] allowed_destinations` or the session's
+/// backend-given `sipAllowedDestinations` allow it; else [`policy::NOT_ALLOWED`] and nothing is
+/// sent (issue 14 item 8).
+pub(crate) async fn next_hop(ctx: &SessionCtx, creds: &SipCredentials) -> Result<SocketAddr, String> {
+    let addr = creds.resolve().await?;
+    let session = policy::session_destinations(&ctx.handle.data_ref());
+    if ctx.shared.calls.policy.destination_allowed(&session, creds.next_hop_name(), addr) {
+        return Ok(addr);
+    }
+    let target = creds.next_hop_target();
+    tracing::info!(session = &*ctx.id, target, %addr, "SIP destination not allowed ([sip] allowed_destinations)");
+    metrics::counter!("callgate_sip_destinations_refused_total").increment(1);
+    Err(format!("{}: {target}", policy::NOT_ALLOWED))
 }
 
 /// Adds a SIP failure's `sipStatus` and `sipMessageRaw` (the response exactly as received) to

@@ -88,8 +88,21 @@ impl SipCredentials {
         }
     }
 
+    /// The next hop's host as given, without port or brackets (what a host-name entry of the
+    /// destination allow-list is compared with).
+    pub fn next_hop_name(&self) -> &str {
+        let h = self.next_hop_host.as_str();
+        if let Some(rest) = h.strip_prefix('[') {
+            return rest.split(']').next().unwrap_or(rest);
+        }
+        match h.split_once(':') {
+            Some((host, port)) if !port.contains(':') => host,
+            _ => h,
+        }
+    }
+
     /// `host`, `host:port`, `[v6]:port` or `v6`: the address to resolve.
-    fn next_hop_target(&self) -> String {
+    pub fn next_hop_target(&self) -> String {
         let h = &self.next_hop_host;
         let has_port = if h.starts_with('[') { h.contains("]:") } else { h.matches(':').count() == 1 };
         if has_port {
@@ -131,6 +144,9 @@ impl SipCredentials {
 pub(super) struct RegEntry {
     pub(super) ctx: Arc<SessionCtx>,
     creds: SipCredentials,
+    /// Where REGISTER went: the only source (by IP) of out-of-dialog requests for it, besides
+    /// `[sip] trusted_networks`.
+    pub(super) next_hop: SocketAddr,
     /// The session is gone; the un-REGISTER is on its way.
     pub(super) closing: bool,
 }
@@ -178,7 +194,8 @@ fn failure_event(f: &Failure) -> FailureEvent {
     }
 }
 
-fn session_alive(ctx: &SessionCtx) -> bool {
+/// The session is still in the registry (a REST call's detached session never is).
+pub(super) fn session_alive(ctx: &SessionCtx) -> bool {
     ctx.shared.sessions.get(&ctx.id).is_some_and(|h| Arc::ptr_eq(&h, &ctx.handle))
 }
 
@@ -191,7 +208,7 @@ pub(super) fn start(ctx: &Arc<SessionCtx>) {
     let ctx = ctx.clone();
     tokio::spawn(async move {
         let calls = &ctx.shared.calls;
-        let next_hop = match creds.resolve().await {
+        let next_hop = match super::next_hop(&ctx, &creds).await {
             Ok(a) => a,
             Err(info) => return report_failure(&ctx, &creds, callgate_errmap::error_event(info), true),
         };
@@ -211,7 +228,7 @@ pub(super) fn start(ctx: &Arc<SessionCtx>) {
                 }
                 let id = ua.register(now, account)?;
                 by_session.insert(c2.id.clone(), id);
-                regs.insert(id, RegEntry { ctx: c2, creds: creds2, closing: false });
+                regs.insert(id, RegEntry { ctx: c2, creds: creds2, next_hop, closing: false });
                 Ok(Some(id))
             })
             .await;
@@ -299,7 +316,12 @@ mod tests {
         assert_eq!((c.next_hop_target().as_str(), c.register_required), ("127.0.0.1:5099", Some(true)));
         let c = creds(json!({"sipLogin":"3000","sipDomain":"::1","sipAuthenticationName":"auth"})).unwrap();
         assert_eq!(c.next_hop_target(), "[::1]:5060");
+        assert_eq!(c.next_hop_name(), "::1");
         assert_eq!(c.account("127.0.0.1:1".parse().unwrap(), 60).auth_user(), "auth");
+        let c = creds(json!({"sipLogin":"3000","sipDomain":"d","sipOutboundProxy":"PBX.test:5070"})).unwrap();
+        assert_eq!(c.next_hop_name(), "PBX.test");
+        let c = creds(json!({"sipLogin":"3000","sipDomain":"d","sipOutboundProxy":"[2001:db8::1]:5070"})).unwrap();
+        assert_eq!(c.next_hop_name(), "2001:db8::1");
     }
 
     #[test]

@@ -104,6 +104,12 @@ pub(super) fn startup(shared: &Arc<Shared>, body: Map<String, Value>) -> Result<
     }
     let creds =
         SipCredentials::from_connection(&body).filter(|c| !c.domain.is_empty()).ok_or_else(|| bad(NO_ACCOUNT))?;
+    // `[sip] allowed_destinations` only (a REST body cannot widen it). What the name alone
+    // decides is refused here; a host name is checked again once resolved, before the INVITE.
+    let port = creds.next_hop_target().rsplit_once(':').and_then(|(_, p)| p.parse().ok()).unwrap_or(creds.port);
+    if shared.calls.policy.destination_allowed_unresolved(&[], creds.next_hop_name(), port) == Some(false) {
+        return Err(bad(format!("{}: {}", super::policy::NOT_ALLOWED, creds.next_hop_target())));
+    }
     let app_key = text(&body, "appKey").unwrap_or("defaultApp");
     let app = shared.apps.get(app_key).cloned().ok_or_else(|| bad(format!("unknown appKey: {app_key}")))?;
     let rcc = match body.get("restClientConfig") {
@@ -170,6 +176,7 @@ pub(super) fn startup(shared: &Arc<Shared>, body: Map<String, Value>) -> Result<
                     hangup_refused: None,
                     sip_sdp: bytes::Bytes::new(),
                     ringing_in: false,
+                    dtmf: Default::default(),
                 });
             }
         }

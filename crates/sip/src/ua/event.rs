@@ -129,6 +129,9 @@ pub struct IncomingMessage {
     pub content_type: String,
     pub body: Bytes,
     pub cpim: Option<super::message::CpimInfo>,
+    /// Where it came from (the application may accept out-of-dialog requests only from a
+    /// registration's next hop).
+    pub source: SocketAddr,
     pub raw: Bytes,
 }
 

@@ -430,6 +430,7 @@ impl UserAgent {
             ),
         };
         let reg = self.reg_for_request(msg);
+        let source = self.servers.get(&key).map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |s| s.source);
         let req = self.pend(now, key, to_tag);
         let from = msg.from().ok();
         self.events.push_back(UaEvent::IncomingMessage(super::IncomingMessage {
@@ -442,6 +443,7 @@ impl UserAgent {
             content_type,
             body,
             cpim,
+            source,
             raw: msg.to_bytes(),
         }));
     }
