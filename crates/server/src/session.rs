@@ -341,6 +341,8 @@ impl Session {
         // A client must not configure its own hooks: a backend that mirrors the connect body
         // (as WCS recommends) would otherwise hand the client's restClientConfig back to us.
         obj.remove(callgate_hooks::rules::REST_CLIENT_CONFIG);
+        // Nor widen where SIP may go: only the backend's answer may carry this (issue 14 item 8).
+        obj.remove(crate::calls::ALLOWED_DESTINATIONS_FIELD);
         let app_key = match obj.get("appKey") {
             Some(Value::String(k)) if !k.is_empty() => k.clone(),
             _ => "defaultApp".to_string(),
