@@ -14,11 +14,12 @@ pub mod calls;
 pub mod config;
 pub mod echo_app;
 pub mod handlers;
+pub mod listen;
 pub mod metrics_http;
 pub mod registry;
 pub mod rest_api;
-pub mod session;
 pub mod secrets;
+pub mod session;
 pub mod streams;
 pub mod supervise;
 pub mod xcap;
@@ -28,11 +29,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::extract::connect_info::Connected;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{ConnectInfo, State};
 use axum::response::Response;
-use axum::serve::IncomingStream;
 use axum::Router;
 use callgate_hooks::{AppRegistry, Dispatcher, HookEngine};
 use rand::distr::{Alphanumeric, SampleString};
@@ -100,14 +99,6 @@ impl RunningServer {
     }
 }
 
-impl Connected<IncomingStream<'_, TcpListener>> for ConnAddrs {
-    fn connect_info(s: IncomingStream<'_, TcpListener>) -> ConnAddrs {
-        let remote = *s.remote_addr();
-        let local = s.io().local_addr().unwrap_or(remote);
-        ConnAddrs { remote, local }
-    }
-}
-
 /// Binds the ports and starts serving. Configuration must already be validated.
 pub async fn start(cfg: Config) -> anyhow::Result<RunningServer> {
     metrics_http::install_recorder();
@@ -159,8 +150,8 @@ pub async fn start(cfg: Config) -> anyhow::Result<RunningServer> {
     let ws_task = {
         let mut rx = stop_rx.clone();
         let shared = shared.clone();
+        let header_timeout = Duration::from_millis(shared.cfg.server.header_read_timeout_ms);
         tokio::spawn(async move {
-            let svc = ws_router.into_make_service_with_connect_info::<ConnAddrs>();
             let graceful = async move {
                 let _ = rx.wait_for(|s| *s).await;
                 // Tell every client; their sessions end and the server's drain can finish.
@@ -168,20 +159,17 @@ pub async fn start(cfg: Config) -> anyhow::Result<RunningServer> {
                     let _ = h.cmd.try_send(session::SessionCmd::Terminate { info: "Server shutdown".into() });
                 }
             };
-            if let Err(e) = axum::serve(ws_listener, svc).with_graceful_shutdown(graceful).await {
-                tracing::error!(error = %e, "WebSocket server stopped");
-            }
+            listen::serve(ws_listener, ws_router, header_timeout, graceful).await;
         })
     };
     let http_task = {
         let mut rx = stop_rx.clone();
+        let header_timeout = Duration::from_millis(shared.cfg.server.header_read_timeout_ms);
         tokio::spawn(async move {
             let graceful = async move {
                 let _ = rx.wait_for(|s| *s).await;
             };
-            if let Err(e) = axum::serve(http_listener, http_router).with_graceful_shutdown(graceful).await {
-                tracing::error!(error = %e, "HTTP server stopped");
-            }
+            listen::serve(http_listener, http_router, header_timeout, graceful).await;
         })
     };
     tracing::info!(%ws_addr, %http_addr, media_addr = %shared.streams.media.advertised_addr, apps = ?shared.apps.keys().collect::<Vec<_>>(), node_id = &*shared.node_id, "callgate started");

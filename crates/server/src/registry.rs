@@ -1,6 +1,7 @@
 //! The index of live sessions: session id -> handle. A concurrent map is used for this one
 //! read-mostly index (REST API lookups); each session's state stays owned by its own task.
 
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::Arc;
 
 use dashmap::DashMap;
@@ -18,6 +19,11 @@ pub struct SessionHandle {
     data: RwLock<Arc<Map<String, Value>>>,
     pub cmd: mpsc::Sender<SessionCmd>,
     pub out: Outbox,
+    /// The session's direct invocations waiting on the backend (bounded by
+    /// `hooks.max_in_flight_per_session`, see [`crate::session::SessionCtx::direct`]).
+    pub(crate) direct_in_flight: AtomicUsize,
+    /// Refusals for that bound are logged once per session.
+    pub(crate) direct_refusal_logged: AtomicBool,
 }
 
 impl SessionHandle {
@@ -28,7 +34,15 @@ impl SessionHandle {
         cmd: mpsc::Sender<SessionCmd>,
         out: Outbox,
     ) -> SessionHandle {
-        SessionHandle { id, app_key, data: RwLock::new(Arc::new(data)), cmd, out }
+        SessionHandle {
+            id,
+            app_key,
+            data: RwLock::new(Arc::new(data)),
+            cmd,
+            out,
+            direct_in_flight: AtomicUsize::new(0),
+            direct_refusal_logged: AtomicBool::new(false),
+        }
     }
 
     /// A copy of the connection object.

@@ -15,16 +15,17 @@
 //! once.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use callgate_hooks::{EventJob, EventQueue, FieldList, HookMethod, Origin, RestClientConfig, RestPolicy, Verdict};
 use callgate_proto::{info, messages, status, ClientFrame, FrameError, ServerFrame};
+use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Map, Value};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 
 use crate::registry::SessionHandle;
 use crate::Shared;
@@ -40,7 +41,26 @@ pub enum SessionCmd {
 #[derive(Debug)]
 pub enum Out {
     Text(String),
-    Close,
+    /// Sent after everything queued before it; the writer stops after it.
+    Close(CloseFrame),
+}
+
+/// `info` of the `fail` sent to a client that did not send `connection` within
+/// `server.login_timeout_ms`; also the reason of its close frame.
+pub const LOGIN_TIMEOUT: &str = "Login timeout";
+
+/// How long a connection closed for an oversize message stays open after its close frame: the
+/// client is still sending the rest of that message, and a socket closed with unread data
+/// answers with a TCP reset that can destroy the close frame before the client has read it.
+const OVERSIZE_CLOSE_LINGER: Duration = Duration::from_secs(1);
+
+/// A close frame; the reason is cut to the 123 bytes a close frame can carry.
+fn close_frame(code: u16, reason: &str) -> CloseFrame {
+    let mut end = reason.len().min(123);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    CloseFrame { code, reason: reason[..end].into() }
 }
 
 /// The sending side towards one client. Never blocks: a client that does not read its frames
@@ -202,12 +222,21 @@ impl SessionCtx {
     }
 
     /// [`SessionCtx::direct`] for an action of `origin` (the REST API's cannot be rejected).
+    ///
+    /// A client's invocation is refused at once with [`TOO_MANY_IN_FLIGHT`] while the session
+    /// already has `hooks.max_in_flight_per_session` waiting on the backend: the app's hook
+    /// permits are shared by all its sessions, and one session flooding `sendData` at a backend
+    /// that hangs would otherwise hold them all and starve every other session's hooks.
     pub(crate) async fn direct_from(
         &self,
         method: HookMethod,
         origin: Origin,
         data: &mut Map<String, Value>,
     ) -> Result<(), String> {
+        let _slot = match origin {
+            Origin::Client => Some(self.enter_direct(method)?),
+            _ => None,
+        };
         let inv = self.shared.engine.invoke(&self.app, &self.rcc, method, origin, data, &self.id).await;
         if inv.verdict.aborts() {
             Err(inv.client_info())
@@ -217,28 +246,57 @@ impl SessionCtx {
     }
 }
 
-/// Runs one connection to its end.
-pub async fn run(shared: Arc<Shared>, socket: WebSocket, addrs: ConnAddrs) {
-    let id: Arc<str> = format!("/{}/{}-{}", addrs.remote, addrs.local, uuid::Uuid::new_v4()).into();
-    let (mut sink, mut stream) = socket.split();
-    let (out_tx, mut out_rx) = mpsc::channel::<Out>(shared.cfg.server.client_send_queue);
-    let (cmd_tx, mut cmd_rx) = mpsc::channel::<SessionCmd>(16);
-    let out = Outbox { tx: out_tx, cmd: cmd_tx.clone() };
-    let writer = tokio::spawn(async move {
-        while let Some(o) = out_rx.recv().await {
-            let r = match o {
-                Out::Text(t) => sink.send(Message::Text(t.into())).await,
-                Out::Close => {
-                    let _ = sink.send(Message::Close(Some(CloseFrame { code: 1000, reason: "".into() }))).await;
-                    break;
+/// `info` of a client's direct invocation refused because its session has too many waiting.
+pub const TOO_MANY_IN_FLIGHT: &str = "Too many requests in flight";
+
+/// One of a session's direct invocations in flight; leaving frees its slot.
+pub(crate) struct DirectSlot<'a>(&'a AtomicUsize);
+
+impl Drop for DirectSlot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl SessionCtx {
+    fn enter_direct(&self, method: HookMethod) -> Result<DirectSlot<'_>, String> {
+        let max = self.shared.cfg.hooks.max_in_flight_per_session;
+        let counter = &self.handle.direct_in_flight;
+        match counter.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1)) {
+            Ok(_) => Ok(DirectSlot(counter)),
+            Err(_) => {
+                metrics::counter!("callgate_hook_refused_in_flight_total").increment(1);
+                // Once per session, not once per refused frame: a flood would flood the log too.
+                if !self.handle.direct_refusal_logged.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        session = &*self.id,
+                        method = method.url_name(),
+                        max,
+                        "too many direct invocations in flight; refusing until some finish"
+                    );
                 }
-            };
-            if r.is_err() {
-                break;
+                Err(TOO_MANY_IN_FLIGHT.to_string())
             }
         }
-        let _ = sink.close().await;
-    });
+    }
+}
+
+/// Runs one connection to its end.
+///
+/// Whatever way it ends (the client leaves, closes, stops reading, sends too much, never logs
+/// in, or is terminated), [`Session::finish`] runs and nothing waits on the client without a
+/// bound: a client that does not read makes the writer give up after
+/// `server.client_write_timeout_ms`, and a full outbox is not waited on for room.
+pub async fn run(shared: Arc<Shared>, socket: WebSocket, addrs: ConnAddrs) {
+    let id: Arc<str> = format!("/{}/{}-{}", addrs.remote, addrs.local, uuid::Uuid::new_v4()).into();
+    let (sink, mut stream) = socket.split();
+    let (out_tx, out_rx) = mpsc::channel::<Out>(shared.cfg.server.client_send_queue);
+    let (cmd_tx, mut cmd_rx) = mpsc::channel::<SessionCmd>(16);
+    let out = Outbox { tx: out_tx, cmd: cmd_tx.clone() };
+    let abort = Arc::new(Notify::new());
+    let write_timeout = Duration::from_millis(shared.cfg.server.client_write_timeout_ms);
+    let mut writer = tokio::spawn(write_loop(sink, out_rx, abort.clone(), write_timeout, id.clone()));
+    let mut writer_done = false;
 
     metrics::gauge!("callgate_ws_connections").increment(1.0);
     let mut session =
@@ -246,10 +304,22 @@ pub async fn run(shared: Arc<Shared>, socket: WebSocket, addrs: ConnAddrs) {
     let ping_every = Duration::from_millis(shared.cfg.server.ping_interval_ms);
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
     let mut missed = 0u32;
+    // Until `connection` arrives the connection is nobody's session: it may not stay forever.
+    let login_deadline = tokio::time::sleep(Duration::from_millis(shared.cfg.server.login_timeout_ms));
+    tokio::pin!(login_deadline);
+    // The close frame when the server decides to close; a normal close (1000) otherwise.
+    let mut close: Option<CloseFrame> = None;
     loop {
         tokio::select! {
             msg = stream.next() => {
-                let Some(Ok(msg)) = msg else { break };
+                let msg = match msg {
+                    Some(Ok(msg)) => msg,
+                    Some(Err(e)) => {
+                        close = read_error_close(&shared, &id, e);
+                        break;
+                    }
+                    None => break,
+                };
                 missed = 0;
                 match msg {
                     Message::Text(t) => session.handle_text(t.as_str()).await,
@@ -262,6 +332,7 @@ pub async fn run(shared: Arc<Shared>, socket: WebSocket, addrs: ConnAddrs) {
                 Some(SessionCmd::Terminate { info: why }) => {
                     tracing::info!(session = &*id, reason = %why, "closing session");
                     session.out.send(&ServerFrame::fail("ConnectionStatusEvent", &why, None));
+                    close = Some(close_frame(1000, &why));
                     session.closing = true;
                 }
                 None => break,
@@ -270,24 +341,124 @@ pub async fn run(shared: Arc<Shared>, socket: WebSocket, addrs: ConnAddrs) {
                 if missed >= shared.cfg.server.max_missed_pings {
                     tracing::info!(session = &*id, missed, "client stopped answering pings; closing");
                     session.out.send(&ServerFrame::fail("ConnectionStatusEvent", info::PING_TIMEOUT, None));
+                    close = Some(close_frame(1000, info::PING_TIMEOUT));
                     session.closing = true;
                 } else {
                     missed += 1;
                     session.out.send(&ServerFrame::new(messages::PING, vec![]));
                 }
             }
+            _ = &mut login_deadline, if session.ctx.is_none() => {
+                tracing::info!(session = &*id, timeout_ms = shared.cfg.server.login_timeout_ms, "no connection message in time; closing");
+                metrics::counter!("callgate_ws_login_timeouts_total").increment(1);
+                session.out.send(&ServerFrame::fail("ConnectionStatusEvent", LOGIN_TIMEOUT, None));
+                // 1008: policy violation.
+                close = Some(close_frame(1008, LOGIN_TIMEOUT));
+                session.closing = true;
+            }
+            _ = &mut writer => {
+                // Only a write that failed or timed out ends the writer before the close below:
+                // the client is gone or not reading, and nothing more can reach it.
+                writer_done = true;
+                break;
+            }
         }
         if session.closing {
             break;
         }
     }
-    // Flush what is queued for the client, then close the socket.
-    let _ = out.tx.send(Out::Close).await;
+    let linger = close.as_ref().is_some_and(|f| f.code == 1009);
+    // Flush what is queued for the client, then close the socket; a client whose outbox is full
+    // is not worth waiting for (it is the reason for most closes of that kind).
+    if !writer_done {
+        let frame = close.unwrap_or_else(|| close_frame(1000, ""));
+        if let Err(mpsc::error::TrySendError::Full(_)) = out.tx.try_send(Out::Close(frame)) {
+            abort.notify_one();
+        }
+    }
     drop(out);
     session.finish();
     drop(session);
-    let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
+    if !writer_done && tokio::time::timeout(CLOSE_FLUSH_BOUND, &mut writer).await.is_err() {
+        abort.notify_one();
+        writer.abort();
+    }
+    if linger {
+        tokio::time::sleep(OVERSIZE_CLOSE_LINGER).await;
+    }
+    drop(stream);
     metrics::gauge!("callgate_ws_connections").decrement(1.0);
+}
+
+/// Bound on flushing a closing session's queued frames.
+const CLOSE_FLUSH_BOUND: Duration = Duration::from_secs(5);
+
+/// The close frame for a read error: 1009 with the limit for a message over
+/// `server.max_client_frame_bytes` (logged once: the connection ends with it), none otherwise
+/// (the socket is broken).
+fn read_error_close(shared: &Shared, id: &str, e: axum::Error) -> Option<CloseFrame> {
+    use tungstenite::error::{CapacityError, Error as WsError};
+    let inner = e.into_inner();
+    match inner.downcast_ref::<WsError>() {
+        Some(WsError::Capacity(CapacityError::MessageTooLong { size, max_size })) => {
+            let limit = shared.cfg.server.max_client_frame_bytes;
+            tracing::info!(
+                session = id,
+                size,
+                max_size,
+                "client message over server.max_client_frame_bytes; closing with 1009"
+            );
+            metrics::counter!("callgate_client_frame_errors_total").increment(1);
+            Some(close_frame(1009, &format!("Message too big: limit {limit} bytes")))
+        }
+        _ => {
+            tracing::debug!(session = id, error = %inner, "WebSocket read error");
+            None
+        }
+    }
+}
+
+/// Writes the outbox to the socket until `Out::Close`, a failed write, a write that takes longer
+/// than `write_timeout` (the client stopped reading), or `abort`.
+async fn write_loop(
+    mut sink: SplitSink<WebSocket, Message>,
+    mut rx: mpsc::Receiver<Out>,
+    abort: Arc<Notify>,
+    write_timeout: Duration,
+    id: Arc<str>,
+) {
+    loop {
+        let next = tokio::select! {
+            biased;
+            _ = abort.notified() => return,
+            o = rx.recv() => o,
+        };
+        let (msg, last) = match next {
+            Some(Out::Text(t)) => (Message::Text(t.into()), false),
+            Some(Out::Close(f)) => (Message::Close(Some(f)), true),
+            None => break,
+        };
+        let sent = tokio::select! {
+            biased;
+            _ = abort.notified() => return,
+            r = tokio::time::timeout(write_timeout, sink.send(msg)) => r,
+        };
+        match sent {
+            Ok(Ok(())) if last => break,
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return,
+            Err(_) => {
+                tracing::info!(
+                    session = &*id,
+                    timeout_ms = write_timeout.as_millis() as u64,
+                    "client not reading: write timed out; closing"
+                );
+                metrics::counter!("callgate_ws_write_timeouts_total").increment(1);
+                return;
+            }
+        }
+    }
+    let _ = tokio::time::timeout(write_timeout, sink.close()).await;
 }
 
 struct Session {

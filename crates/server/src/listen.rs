@@ -1,0 +1,82 @@
+//! The accept loop of both TCP ports (WebSocket, HTTP): HTTP/1.1 with a bound on reading a
+//! request head.
+//!
+//! `axum::serve` gives hyper no timer, so hyper's header-read timeout never ran: a client could
+//! hold a connection (and its task) forever by sending half a request line, or nothing at all
+//! (slowloris). Here every connection gets `server.header_read_timeout_ms` to deliver a complete
+//! request head; hyper restarts that bound whenever a keep-alive connection goes idle after an
+//! answer, so it is also the idle timeout of keep-alive connections. A connection upgraded to a
+//! WebSocket leaves hyper: the session's login deadline and pings bound it from then on.
+
+use std::future::Future;
+use std::time::Duration;
+
+use axum::extract::ConnectInfo;
+use axum::{Extension, Router};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::session::ConnAddrs;
+
+/// Serves `router` on `listener` until `stop` completes; then stops accepting, lets every
+/// connection finish the request it is on, and returns when all have ended. Each request carries
+/// `ConnectInfo<ConnAddrs>`.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    header_read_timeout: Duration,
+    stop: impl Future<Output = ()>,
+) {
+    tokio::pin!(stop);
+    // Connections watch `stopping`; each holds a receiver of `open` until it ends.
+    let (stopping, stop_rx) = watch::channel(false);
+    let (open, open_rx) = watch::channel(());
+    loop {
+        let (tcp, remote) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    // Out of file descriptors and the like: the listener itself is fine; retrying
+                    // at once would spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = &mut stop => break,
+        };
+        let local = tcp.local_addr().unwrap_or(remote);
+        let svc = TowerToHyperService::new(router.clone().layer(Extension(ConnectInfo(ConnAddrs { remote, local }))));
+        let mut stop_rx = stop_rx.clone();
+        let open_rx = open_rx.clone();
+        tokio::spawn(async move {
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder.timer(TokioTimer::new()).header_read_timeout(header_read_timeout);
+            let conn = builder.serve_connection(TokioIo::new(tcp), svc).with_upgrades();
+            tokio::pin!(conn);
+            let mut draining = false;
+            loop {
+                tokio::select! {
+                    r = conn.as_mut() => {
+                        if let Err(e) = r {
+                            // A header timeout or a client that went away: nothing to act on.
+                            tracing::debug!(%remote, error = %e, "HTTP connection ended with an error");
+                        }
+                        break;
+                    }
+                    _ = stop_rx.wait_for(|s| *s), if !draining => {
+                        draining = true;
+                        conn.as_mut().graceful_shutdown();
+                    }
+                }
+            }
+            drop(open_rx);
+        });
+    }
+    drop(listener);
+    let _ = stopping.send(true);
+    drop(open_rx);
+    open.closed().await;
+}
