@@ -21,7 +21,7 @@
 
 use std::fmt;
 use std::fs::{self, File};
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -101,11 +101,13 @@ fn run_dir(label: &str) -> Result<PathBuf, PeerError> {
     Ok(dir)
 }
 
-/// Whether something holds UDP `port` on 127.0.0.1 or 0.0.0.0, read from `/proc/net/udp`
+/// Whether something holds UDP `port` on `ip` or 0.0.0.0, read from `/proc/net/udp`
 /// (probing with bind() could steal the port from the peer that is about to take it).
-fn udp_port_bound(port: u16) -> bool {
+fn udp_port_bound(ip: Ipv4Addr, port: u16) -> bool {
     let Ok(table) = fs::read_to_string("/proc/net/udp") else { return false };
-    let wanted = [format!("0100007F:{port:04X}"), format!("00000000:{port:04X}")];
+    // The kernel prints the address in host (little-endian) byte order.
+    let hex = u32::from_le_bytes(ip.octets());
+    let wanted = [format!("{hex:08X}:{port:04X}"), format!("00000000:{port:04X}")];
     table.lines().skip(1).filter_map(|l| l.split_whitespace().nth(1)).any(|local| wanted.iter().any(|w| w == local))
 }
 
@@ -134,6 +136,7 @@ fn read_lossy(path: &Path) -> String {
 pub struct Sipp {
     scenario: PathBuf,
     remote: Option<SocketAddr>,
+    local_ip: Ipv4Addr,
     local_port: u16,
     service: Option<String>,
     calls: u32,
@@ -152,6 +155,7 @@ impl Sipp {
         Sipp {
             scenario,
             remote: None,
+            local_ip: Ipv4Addr::LOCALHOST,
             local_port: 0,
             service: None,
             calls: 1,
@@ -166,6 +170,13 @@ impl Sipp {
     /// The peer a UAC scenario sends to (a proxy, or the UA under test).
     pub fn remote(mut self, addr: SocketAddr) -> Sipp {
         self.remote = Some(addr);
+        self
+    }
+
+    /// The local address (`-i`), 127.0.0.1 by default; another loopback address such as
+    /// 127.0.0.2 makes a peer that is not the registrar (Linux routes all of 127/8 to `lo`).
+    pub fn local_ip(mut self, ip: Ipv4Addr) -> Sipp {
+        self.local_ip = ip;
         self
     }
 
@@ -243,7 +254,8 @@ impl Sipp {
             cmd.arg(r.to_string());
         }
         // -ci: sipp's control socket would otherwise listen on 0.0.0.0.
-        cmd.args(["-i", "127.0.0.1", "-mi", "127.0.0.1", "-ci", "127.0.0.1", "-nostdin"]);
+        let ip = self.local_ip.to_string();
+        cmd.args(["-i", &ip, "-mi", &ip, "-ci", "127.0.0.1", "-nostdin"]);
         cmd.args(["-p", &port.to_string(), "-m", &self.calls.to_string()]);
         // sipp counts -timeout in whole seconds.
         let timeout_s = self.timeout.as_millis().div_ceil(1000).max(1);
@@ -268,7 +280,7 @@ impl Sipp {
         let mut process = SippProcess {
             child: Some(child),
             name,
-            local_addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            local_addr: SocketAddr::from((self.local_ip, port)),
             dir,
             deadline: Instant::now() + self.timeout + Duration::from_secs(10),
         };
@@ -309,7 +321,11 @@ impl SippProcess {
         let until = Instant::now() + READY_WAIT;
         let port = self.local_addr.port();
         loop {
-            if udp_port_bound(port) {
+            let ip = match self.local_addr.ip() {
+                std::net::IpAddr::V4(ip) => ip,
+                std::net::IpAddr::V6(_) => Ipv4Addr::LOCALHOST,
+            };
+            if udp_port_bound(ip, port) {
                 return Ok(());
             }
             let child = self.child.as_mut().expect("child until wait");
@@ -628,7 +644,7 @@ impl KamailioProcess {
             if Instant::now() > until {
                 return Err(self.not_ready(format!("no answer to OPTIONS on {} within {READY_WAIT:?}", self.addr)));
             }
-            if !udp_port_bound(self.addr.port()) {
+            if !udp_port_bound(Ipv4Addr::LOCALHOST, self.addr.port()) {
                 tokio::time::sleep(Duration::from_millis(20)).await;
                 continue;
             }

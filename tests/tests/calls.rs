@@ -634,3 +634,215 @@ async fn a_call_nobody_answers_fails_by_timer_b_with_a_clear_info() {
     assert_eq!(server.shared.calls.calls(), 0);
     server.shutdown().await;
 }
+
+// ----- issue 14: DTMF bounds, trusted sources, allowed destinations, closed sessions ----------
+
+/// Item 6: a huge `sendDtmf` string is refused before the backend is asked and sends nothing;
+/// INFO digits go one transaction at a time (sipp pauses before each 200: an INFO sent before
+/// the previous one was answered shows in its log, and fails its scenario).
+#[tokio::test]
+async fn dtmf_by_info_goes_one_digit_at_a_time_and_a_huge_string_is_refused() {
+    let backend = Backend::start().await;
+    let server = start_server(&sip_server_toml(&backend)).await;
+    let sipp = Sipp::scenario("uas_info_dtmf_seq.xml")
+        .pause(Duration::from_millis(300))
+        .timeout(Duration::from_secs(20))
+        .spawn()
+        .unwrap();
+    let (mut c, _) = Client::establish(&server, connection(call_account(&sipp))).await;
+    c.send("call", call_msg("d1", "3001")).await;
+    expect_status(&mut c, "talk", "d1", "ESTABLISHED").await;
+    let huge = "1".repeat(1_000_000);
+    c.send("sendDtmf", json!({"callId": "d1", "type": "INFO", "dtmf": huge})).await;
+    let fail = c.expect("fail").await;
+    assert_eq!(fail["apiMethod"], "CallStatusEvent");
+    assert_eq!(fail["info"], "Failed by error: too many DTMF digits (1000000; at most 32)");
+    c.send("sendDtmf", json!({"callId": "d1", "type": "INFO", "dtmf": "123"})).await;
+    // Three INFOs, each answered after sipp's pause.
+    let is_info =
+        |m: &callgate_tests::peers::SipMessage| m.text.lines().any(|l| l.starts_with("CSeq:") && l.ends_with(" INFO"));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while sipp.messages().iter().filter(|m| m.sent && is_info(m)).count() < 3 {
+        assert!(tokio::time::Instant::now() < deadline, "three INFOs answered: {:?}", sipp.messages());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    c.send("hangup", json!({"callId": "d1"})).await;
+    expect_status(&mut c, "finish", "d1", "FINISH").await;
+    let outcome = sipp.wait().await;
+    outcome.assert_success();
+    let infos: Vec<(bool, String)> =
+        outcome.messages().into_iter().filter(|m| is_info(m)).map(|m| (m.sent, m.first_line().to_string())).collect();
+    let order: Vec<&str> = infos.iter().map(|(sent, _)| if *sent { "200" } else { "INFO" }).collect();
+    assert_eq!(order, ["INFO", "200", "INFO", "200", "INFO", "200"], "one INFO in flight at a time: {infos:?}");
+    let dtmf_hooks: Vec<Value> = backend.requests_for("sendDtmf").into_iter().map(|r| r.body["dtmf"].clone()).collect();
+    assert_eq!(dtmf_hooks, [json!("123")], "the huge string never reached the backend");
+    server.shutdown().await;
+}
+
+/// Item 7: an INVITE or MESSAGE for a registered user from an address that is not its
+/// registrar gets 403: no `OnCallEvent`, no ring. The registrar's address still rings
+/// (the `an_incoming_call_*` tests).
+#[tokio::test]
+async fn an_incoming_invite_or_message_from_another_source_than_the_registrar_gets_403() {
+    let backend = Backend::start().await;
+    let (server, mut c, registrar, caller) = incoming_setup(&backend, "uac_call_expect_486.xml", Duration::ZERO).await;
+    // The registrar's address (127.0.0.1) rings as before.
+    let ring = c.expect("ring").await;
+    let call_id = ring["callId"].as_str().unwrap().to_string();
+    c.send("hangup", json!({"callId": call_id})).await;
+    caller.wait().await.assert_success();
+    let sip_addr = server.shared.calls.local_addr().unwrap();
+    let spoofer = std::net::Ipv4Addr::new(127, 0, 0, 2);
+    for scenario in ["uac_call_expect_403.xml", "uac_message_expect_403.xml"] {
+        let sipp = Sipp::scenario(scenario)
+            .local_ip(spoofer)
+            .remote(sip_addr)
+            .service("3000")
+            .timeout(Duration::from_secs(10))
+            .spawn()
+            .unwrap();
+        sipp.wait().await.assert_success();
+    }
+    assert_eq!(backend.requests_for("OnCallEvent").len(), 1, "only the registrar's INVITE");
+    assert!(backend.requests_for("OnMessageEvent").is_empty());
+    assert_eq!(server.shared.calls.calls(), 0);
+    assert!(!c.seen.iter().any(|(m, d)| m == "ring" && d[0]["callId"] != call_id.as_str()), "{:?}", c.seen);
+    let _ = registrar.wait().await;
+    server.shutdown().await;
+}
+
+/// Item 7: an incoming call nobody answers is rejected with 480 after `[sip] ring_timeout_ms`.
+#[tokio::test]
+async fn an_unanswered_incoming_call_gets_480_after_the_ring_timeout() {
+    let backend = Backend::start().await;
+    let toml = sip_server_toml(&backend).replacen("[sip]\n", "[sip]\nring_timeout_ms = 1000\n", 1);
+    let server = start_server(&toml).await;
+    let registrar = registrar("secret");
+    let (mut c, _) = Client::establish(&server, connection(sip_fields(&registrar, "secret"))).await;
+    c.expect("registered").await;
+    let caller = Sipp::scenario("uac_call_expect_480.xml")
+        .remote(server.shared.calls.local_addr().unwrap())
+        .service("3000")
+        .timeout(Duration::from_secs(10))
+        .spawn()
+        .unwrap();
+    let ring = c.expect("ring").await;
+    let call_id = ring["callId"].as_str().unwrap().to_string();
+    let fin = expect_status(&mut c, "finish", &call_id, "FINISH").await;
+    assert_eq!(fin["info"], "Not answered within 1 s");
+    caller.wait().await.assert_success();
+    backend.wait_for("CallStatusEvent", |b| b["callId"] == call_id && b["status"] == "FINISH").await;
+    assert_eq!(backend_statuses(&backend, &call_id), ["RING", "FINISH"]);
+    assert_eq!(server.shared.calls.calls(), 0);
+    let _ = registrar.wait().await;
+    server.shutdown().await;
+}
+
+/// Item 11: the session closes while the backend thinks about its `call`: no INVITE leaves,
+/// no call is left behind, and the backend hears nothing after DISCONNECTED for it.
+#[tokio::test]
+async fn a_call_whose_session_closes_during_the_call_hook_sends_no_invite() {
+    let backend = Backend::start().await;
+    backend.answer(|m, req| match m {
+        "call" => Reply::mirror(req).after(Duration::from_millis(800)),
+        _ => Reply::mirror(req),
+    });
+    let server = start_server(&sip_server_toml(&backend)).await;
+    let peer = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let account = json!({"sipLogin": "3000", "sipPassword": "secret", "sipDomain": "127.0.0.1",
+                         "sipPort": peer.local_addr().unwrap().port(), "sipRegisterRequired": false});
+    let (mut c, _) = Client::establish(&server, connection(account)).await;
+    c.send("call", call_msg("gone1", "3001")).await;
+    backend.wait_for("call", |b| b["callId"] == "gone1").await;
+    drop(c);
+    backend.wait_for("ConnectionStatusEvent", |b| b["status"] == "DISCONNECTED").await;
+    // The hook answers 800 ms after it was asked; anything sent would arrive soon after.
+    let mut buf = vec![0u8; 8192];
+    let got = tokio::time::timeout(Duration::from_millis(2500), peer.recv_from(&mut buf)).await;
+    assert!(
+        got.is_err(),
+        "no SIP for a closed session: {:?}",
+        got.map(|r| r.map(|(n, _)| String::from_utf8_lossy(&buf[..n]).into_owned()))
+    );
+    assert_eq!(server.shared.calls.calls(), 0);
+    assert!(hook_statuses(&backend, "CallStatusEvent", "callId", "gone1").is_empty());
+    server.shutdown().await;
+}
+
+/// Item 11: the session closes while `OnCallEvent` is with the backend: the caller gets 480
+/// instead of ringing a session that is gone.
+#[tokio::test]
+async fn an_incoming_call_for_a_session_that_closed_during_on_call_event_gets_480() {
+    let backend = Backend::start().await;
+    backend.answer(|m, req| match m {
+        "OnCallEvent" => Reply::mirror(req).after(Duration::from_millis(800)),
+        _ => Reply::mirror(req),
+    });
+    let (server, c, registrar, caller) = incoming_setup(&backend, "uac_call_expect_480.xml", Duration::ZERO).await;
+    backend.wait_for("OnCallEvent", |b| b["incoming"] == true).await;
+    drop(c);
+    caller.wait().await.assert_success();
+    backend.wait_for("ConnectionStatusEvent", |b| b["status"] == "DISCONNECTED").await;
+    assert_eq!(server.shared.calls.calls(), 0);
+    assert!(backend.requests_for("CallStatusEvent").is_empty(), "nothing rang");
+    let _ = registrar.wait().await;
+    server.shutdown().await;
+}
+
+/// Item 8: SIP goes only where `[sip] allowed_destinations` says, or where the backend's
+/// `connect` answer (`sipAllowedDestinations`) widens it; a client cannot widen it itself.
+#[tokio::test]
+async fn sip_goes_only_to_allowed_destinations_unless_the_backend_widens_them() {
+    let backend = Backend::start().await;
+    backend.answer(|m, req| match m {
+        "connect" if req["custom"]["widen"] == true => {
+            let mut b = req.as_object().unwrap().clone();
+            b.insert("sipAllowedDestinations".into(), json!(["127.0.0.1"]));
+            Reply::json(200, Value::Object(b))
+        }
+        _ => Reply::mirror(req),
+    });
+    let toml = sip_server_toml(&backend).replacen("[sip]\n", "[sip]\nallowed_destinations = [\"::1\"]\n", 1);
+    let server = start_server(&toml).await;
+    let pbx = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let port = pbx.local_addr().unwrap().port();
+    let refused = format!("SIP destination not allowed: 127.0.0.1:{port}");
+    // The client's own sipAllowedDestinations is dropped before the (mirroring) backend sees it.
+    let mut conn = connection(json!({"sipLogin": "3000", "sipPassword": "secret", "sipDomain": "127.0.0.1",
+                                     "sipPort": port, "sipAllowedDestinations": ["127.0.0.1"]}));
+    conn["custom"] = json!({});
+    let (mut c, _) = Client::establish(&server, conn).await;
+    let fail = c.expect("fail").await;
+    assert_eq!(
+        (fail["apiMethod"].as_str(), fail["info"].as_str()),
+        (Some("RegistrationStatusEvent"), Some(refused.as_str()))
+    );
+    let ev = backend.wait_for("RegistrationStatusEvent", |b| b["status"] == "FAILED").await;
+    assert_eq!(ev.body["info"], refused.as_str());
+    c.send("call", call_msg("x1", "3001")).await;
+    let fin = expect_status(&mut c, "finish", "x1", "FAILED").await;
+    assert_eq!(fin["info"], refused.as_str());
+    c.send("sendMessage", json!({"id": "m1", "to": "3001", "body": "hi"})).await;
+    let m = c.expect("notifyMessage").await;
+    assert_eq!((m["status"].as_str(), m["info"].as_str()), (Some("FAILED"), Some(refused.as_str())), "{m:?}");
+    let mut buf = vec![0u8; 8192];
+    let got = tokio::time::timeout(Duration::from_millis(300), pbx.recv_from(&mut buf)).await;
+    assert!(got.is_err(), "nothing reached the refused destination");
+    // /call/startup: the same list, refused before anything starts.
+    let body = json!({"callId": "r1", "callee": "3001", "sipLogin": "3000", "sipDomain": "127.0.0.1",
+                      "sipOutboundProxy": format!("127.0.0.1:{port}")});
+    let (status, text) = callgate_tests::http_post(&server, "/rest-api/call/startup", &body.to_string(), None).await;
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains(&refused), "{text}");
+    assert_eq!(server.shared.calls.calls(), 0);
+
+    // The backend widens it for this session: REGISTER reaches the registrar.
+    let registrar = registrar("secret");
+    let mut conn = connection(sip_fields(&registrar, "secret"));
+    conn["custom"] = json!({"widen": true});
+    let (mut d, user) = Client::establish(&server, conn).await;
+    assert_eq!(user["sipAllowedDestinations"], json!(["127.0.0.1"]));
+    assert_eq!(d.expect("registered").await["status"], "REGISTERED");
+    registrar.wait().await.assert_success();
+    server.shutdown().await;
+}

@@ -371,7 +371,9 @@ async fn subscribe_refused_by_sipp_or_the_backend() {
 /// What the XCAP server was asked: each request's path and its Authorization header.
 type XcapLog = Arc<Mutex<Vec<(String, Option<String>)>>>;
 
-/// A local HTTP server that asks for Basic credentials and records what it was asked.
+/// A local HTTP server that asks for Digest or Basic credentials (only Basic under
+/// `/xcap-root/basic-only`) and records what it was asked. It takes any digest answer for
+/// user 3000 (the digest arithmetic has unit tests).
 async fn xcap_server() -> (std::net::SocketAddr, XcapLog) {
     let log: XcapLog = Arc::default();
     let l2 = log.clone();
@@ -380,18 +382,26 @@ async fn xcap_server() -> (std::net::SocketAddr, XcapLog) {
         async move {
             let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).map(str::to_string);
             log.lock().push((uri.to_string(), auth.clone()));
+            let basic_only = uri.path().starts_with("/xcap-root/basic-only");
             match auth.as_deref() {
                 // 3000:secret
-                Some("Basic MzAwMDpzZWNyZXQ=") => {
+                Some(a) if a == "Basic MzAwMDpzZWNyZXQ=" || a.starts_with("Digest username=\"3000\"") => {
                     (StatusCode::OK, [("content-type", "application/resource-lists+xml")], "<resource-lists/>")
                         .into_response()
                 }
-                _ => (
-                    StatusCode::UNAUTHORIZED,
-                    [("content-type", "text/plain"), ("www-authenticate", "Basic realm=\"xcap\"")],
-                    "who are you?",
-                )
-                    .into_response(),
+                _ => {
+                    let mut r =
+                        (StatusCode::UNAUTHORIZED, [("content-type", "text/plain")], "who are you?").into_response();
+                    let h = r.headers_mut();
+                    if !basic_only {
+                        h.append(
+                            "www-authenticate",
+                            "Digest realm=\"xcap\", nonce=\"n1\", qop=\"auth\"".parse().unwrap(),
+                        );
+                    }
+                    h.append("www-authenticate", "Basic realm=\"xcap\"".parse().unwrap());
+                    r
+                }
             }
         }
     });
@@ -421,7 +431,7 @@ async fn xcap_request_to_an_allowed_server_with_the_sip_credentials_and_a_refuse
         let log = log.lock();
         assert_eq!(log.len(), 2, "401 then the retry with credentials: {log:?}");
         assert_eq!(log[0].1, None);
-        assert_eq!(log[1].1.as_deref(), Some("Basic MzAwMDpzZWNyZXQ="));
+        assert!(log[1].1.as_deref().is_some_and(|a| a.starts_with("Digest username=\"3000\"")), "{log:?}");
     }
     let ev = backend.wait_for("XcapStatusEvent", |b| b["id"] == "x1").await;
     assert_eq!((ev.body["status"].as_str(), ev.body["httpStatus"].as_u64()), (Some("ACCEPTED"), Some(200)));
@@ -435,6 +445,21 @@ async fn xcap_request_to_an_allowed_server_with_the_sip_credentials_and_a_refuse
         assert!(r["info"].as_str().unwrap().starts_with("XCAP URL not allowed"), "{r:?}");
     }
     assert_eq!(log.lock().len(), 2, "no request for a refused URL");
+
+    // Basic alone over http: the password is not sent in clear; the 401 is the answer.
+    c.send("sendXcapRequest", json!({"id": "x4", "url": format!("http://{addr}/xcap-root/basic-only/x")})).await;
+    let r = c.expect("notifyXcapResponse").await;
+    assert_eq!((r["status"].as_str(), r["httpStatus"].as_u64()), (Some("FAILED"), Some(401)), "{r:?}");
+    {
+        let log = log.lock();
+        assert_eq!(log.len(), 3, "one request, no retry with Basic over http: {log:?}");
+        assert_eq!(log[2].1, None);
+    }
+    // An encoded dot segment does not leave the base (issue 14 item 10).
+    c.send("sendXcapRequest", json!({"id": "x5", "url": format!("http://{addr}/xcap-root/.%2e/admin")})).await;
+    let r = c.expect("notifyXcapResponse").await;
+    assert!(r["info"].as_str().unwrap().starts_with("XCAP URL not allowed"), "{r:?}");
+    assert_eq!(log.lock().len(), 3, "nothing sent for the bypass URL");
 
     // Without credentials the 401 is the answer.
     let (mut d, _) = Client::establish(&server, connection(json!({}))).await;
