@@ -182,6 +182,14 @@ async fn slow_headers_and_idle_keep_alive_are_cut() {
         let mut s = TcpStream::connect(addr).await.unwrap();
         expect_eof(&mut s, &format!("{name} silent connection")).await;
     }
+    // A request whose body stalls is answered with an error and closed.
+    let mut s = TcpStream::connect(server.http_addr).await.unwrap();
+    let head =
+        format!("POST /apps/EchoApp/connect HTTP/1.1\r\nHost: {}\r\nContent-Length: 100\r\n\r\n", server.http_addr);
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(b"{\"a\"").await.unwrap();
+    let answer = expect_eof(&mut s, "stalled body").await;
+    assert!(!answer.starts_with(b"HTTP/1.1 2"), "{:?}", String::from_utf8_lossy(&answer));
     // A complete request on a keep-alive connection is answered, then the idle connection ends.
     let mut s = TcpStream::connect(server.http_addr).await.unwrap();
     s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();

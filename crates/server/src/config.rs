@@ -44,7 +44,8 @@ pub struct ServerConfig {
     /// A WebSocket that has not sent `connection` by then is closed ("Login timeout").
     pub login_timeout_ms: u64,
     /// Both listeners: a request head must arrive within this; also closes idle keep-alive
-    /// connections (the wait for the next request's head is bounded the same way).
+    /// connections (the wait for the next request's head is bounded the same way) and bounds
+    /// each pause within a request body.
     pub header_read_timeout_ms: u64,
     /// Runtime worker threads; 0 = tokio's default (one per core, or `TOKIO_WORKER_THREADS`).
     pub worker_threads: usize,

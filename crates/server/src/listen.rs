@@ -5,7 +5,8 @@
 //! hold a connection (and its task) forever by sending half a request line, or nothing at all
 //! (slowloris). Here every connection gets `server.header_read_timeout_ms` to deliver a complete
 //! request head; hyper restarts that bound whenever a keep-alive connection goes idle after an
-//! answer, so it is also the idle timeout of keep-alive connections. A connection upgraded to a
+//! answer, so it is also the idle timeout of keep-alive connections, and a request body may not
+//! pause longer than that between its bytes either. A connection upgraded to a
 //! WebSocket leaves hyper: the session's login deadline and pings bound it from then on.
 
 use std::future::Future;
@@ -30,6 +31,9 @@ pub async fn serve(
     stop: impl Future<Output = ()>,
 ) {
     tokio::pin!(stop);
+    // A request body must keep coming too: a client that sends a head announcing a body and then
+    // stalls between its bytes for this long gets an error answer instead of holding the handler.
+    let router = router.layer(tower_http::timeout::RequestBodyTimeoutLayer::new(header_read_timeout));
     // Connections watch `stopping`; each holds a receiver of `open` until it ends.
     let (stopping, stop_rx) = watch::channel(false);
     let (open, open_rx) = watch::channel(());
