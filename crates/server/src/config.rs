@@ -241,8 +241,10 @@ pub struct SipSection {
     pub register_expires: u32,
     pub t1_ms: u64,
     /// Out-of-dialog INVITE/MESSAGE sources accepted besides each registration's next hop.
+    #[serde(deserialize_with = "string_or_list")]
     pub trusted_networks: Vec<String>,
     /// Where SIP may go (a session's next hop); the backend's `connect` answer may add more.
+    #[serde(deserialize_with = "string_or_list")]
     pub allowed_destinations: Vec<String>,
     /// An unanswered incoming call is rejected (480) after this long.
     pub ring_timeout_ms: u64,
@@ -621,6 +623,9 @@ mod tests {
         assert!(Config::from_toml("[sip]\nallowed_destinations = [\"a b\"]").is_err());
         assert!(Config::from_toml("[sip]\nring_timeout_ms = 0").is_err());
         assert!(Config::from_toml("[sip]\nmax_dtmf_digits = 0").is_err());
+        // One comma-separated string, as an environment variable gives it.
+        let c = Config::from_toml("[sip]\nallowed_destinations = \"pbx.example.com:5060, 10.0.0.0/8\"").unwrap();
+        assert_eq!(c.sip.allowed_destinations, ["pbx.example.com:5060", "10.0.0.0/8"]);
     }
 
     #[test]
