@@ -460,6 +460,9 @@ mod tests {
         assert_eq!(c.server.http_bind, "127.0.0.1:8081".parse().unwrap(), "the REST API is local by default");
         assert_eq!(c.hooks.rest_request_timeout, 15);
         assert_eq!(c.hooks.rest_client_request_retry_count, 3);
+        assert_eq!(c.hooks.max_in_flight_per_session, 16);
+        let s = &c.server;
+        assert_eq!((s.client_write_timeout_ms, s.login_timeout_ms, s.header_read_timeout_ms), (10000, 10000, 10000));
         assert!(c.apps.is_empty(), "defaultApp is derived from the HTTP address");
         let apps = c.build_apps(c.server.http_bind).unwrap();
         assert_eq!((&*apps[0].key, &*apps[0].url), ("defaultApp", "http://127.0.0.1:8081/apps/EchoApp"));
@@ -556,6 +559,10 @@ mod tests {
     #[test]
     fn bad_values_are_refused_before_binding() {
         assert!(Config::from_toml("[server]\nping_interval_ms = 0").is_err());
+        for key in ["client_write_timeout_ms", "login_timeout_ms", "header_read_timeout_ms"] {
+            assert!(Config::from_toml(&format!("[server]\n{key} = 0")).is_err(), "{key}");
+        }
+        assert!(Config::from_toml("[hooks]\nmax_in_flight_per_session = 0").is_err());
         assert!(Config::from_toml("[server]\nnope = 1").is_err());
         assert!(Config::from_toml("[apps.x]\nurl = \"ftp://x\"").is_err());
         assert!(Config::from_toml("[rest_api]\nusername = \"only-the-name\"").is_err());
