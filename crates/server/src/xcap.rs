@@ -83,6 +83,8 @@ impl Base {
         if uri.query().is_some() {
             return Err(format!("{url:?}: a base URL has no query"));
         }
+        // Normalised as the URLs it is compared with are.
+        let path = normalise_path(&path).map_err(|e| format!("{url:?}: {e}"))?;
         Ok(Base { scheme, host, port, path })
     }
 
@@ -426,6 +428,11 @@ mod tests {
         assert_eq!(ok("http://127.0.0.1:8080/%78cap-root/x").unwrap(), "http://127.0.0.1:8080/xcap-root/x");
         assert_eq!(ok("http://127.0.0.1:8080/xcap-root/a%20b").unwrap(), "http://127.0.0.1:8080/xcap-root/a%20b");
         assert_eq!(ok("http://127.0.0.1:8080/xcap-root/x/..").unwrap(), "http://127.0.0.1:8080/xcap-root/");
+        // A base is normalised the same way.
+        let bases = vec![Base::parse("http://h/%7Euser/./xcap/").unwrap()];
+        assert!(allowed(&bases, "http://h/~user/xcap/doc").is_ok());
+        assert!(allowed(&bases, "http://h/~user/other").is_err());
+        assert!(Base::parse("http://h/a%2fb/").is_err());
     }
 
     #[test]
