@@ -2,7 +2,10 @@
 //!
 //! Hook latency: `callgate_hook_duration_seconds{method,outcome}` (histogram); outcomes:
 //! `callgate_hook_requests_total{method,outcome}`; sessions: `callgate_sessions`,
-//! `callgate_ws_connections`; bad client frames: `callgate_client_frame_errors_total`.
+//! `callgate_ws_connections`; bad client frames: `callgate_client_frame_errors_total` (oversize
+//! messages included); clients dropped for not reading: `callgate_ws_write_timeouts_total`; for
+//! not logging in: `callgate_ws_login_timeouts_total`; direct invocations refused by
+//! `hooks.max_in_flight_per_session`: `callgate_hook_refused_in_flight_total`.
 
 use std::sync::OnceLock;
 
