@@ -15,12 +15,22 @@
 //! assert_eq!(ev.sip_message_raw.as_deref(), Some(std::str::from_utf8(raw).unwrap()));
 //! ```
 //!
-//! The whole mapping is the table in `docs/errmap.md`; [`event_for`] is that table in code.
-//! This crate is pure: no I/O, no SIP parsing (callers pass code, phrase and the raw bytes).
+//! The whole mapping is the table in `docs/errmap.md`; [`event_for`] is that table in code, and
+//! [`map_failure`] is the one adapter from the user agent's [`Failure`] to an event: every SIP
+//! operation of the server goes through it. This crate is pure: no I/O, no SIP parsing (callers
+//! pass the user agent's failure, or code, phrase and the raw bytes). Reason phrases come from
+//! the one table of the SIP crate, [`StatusCode::canonical_reason`].
 
-mod reason;
+pub use callgate_sip::ua::Failure;
+use callgate_sip::StatusCode;
 
-pub use reason::{class_reason, rfc_reason};
+/// The registered phrase of `code` (the SIP crate's table), else its class name.
+fn default_phrase(code: u16) -> &'static str {
+    match StatusCode::new(code) {
+        Some(s) => s.canonical_reason().unwrap_or_else(|| s.class_name()),
+        None => "Unknown",
+    }
+}
 
 /// What the SIP side was doing when it failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -124,7 +134,7 @@ pub const FAILED: &str = "FAILED";
 pub fn sip_info(code: u16, peer_reason: &str) -> String {
     let phrase: String = peer_reason.chars().filter(|c| !c.is_control()).collect();
     let phrase = phrase.trim();
-    let phrase = if phrase.is_empty() { rfc_reason(code).unwrap_or_else(|| class_reason(code)) } else { phrase };
+    let phrase = if phrase.is_empty() { default_phrase(code) } else { phrase };
     format!("SIP {code} {}", phrase.to_uppercase())
 }
 
@@ -135,18 +145,33 @@ pub fn map_sip_failure(op: SipOperation, code: u16, peer_reason: &str, raw: &[u8
     if !(400..=699).contains(&code) {
         return None;
     }
+    Some(response_event(op, code, peer_reason, raw))
+}
+
+/// The one adapter from a failed SIP operation of the user agent to its event: a final response
+/// (`info` `SIP <code> <REASON>`, `sipStatus`, `sipMessageRaw`), a timeout or a transport error.
+/// A final 3xx is a failure here too (redirects are not followed), mapped like a 4xx.
+pub fn map_failure(op: SipOperation, failure: &Failure) -> FailureEvent {
+    match failure {
+        Failure::Status { status, reason, raw } => response_event(op, *status, reason, raw),
+        Failure::Timeout => map_local_failure(op, &LocalFailure::Timeout),
+        Failure::Transport(why) => map_local_failure(op, &LocalFailure::Transport(why.clone())),
+    }
+}
+
+fn response_event(op: SipOperation, code: u16, peer_reason: &str, raw: &[u8]) -> FailureEvent {
     let event = event_for(op);
     let mut info = sip_info(code, peer_reason);
     if event == EventKind::ErrorEvent {
         info = format!("{}: {info}", operation_name(op));
     }
-    Some(FailureEvent {
+    FailureEvent {
         event,
         status: FAILED,
         info,
         sip_status: Some(code),
         sip_message_raw: Some(String::from_utf8_lossy(raw).into_owned()),
-    })
+    }
 }
 
 /// Failures that no SIP response describes.
@@ -302,5 +327,75 @@ mod tests {
         for op in SipOperation::ALL {
             let _ = event_for(op);
         }
+    }
+
+    /// The phrases clients and backends read when a peer sends a status line with no phrase:
+    /// the WCS contract's `SIP 403 FORBIDDEN` (spec/rest-hooks.md §5.2, the seed) and the
+    /// failures calls commonly end with. They come from the SIP crate's one table.
+    #[test]
+    fn pinned_infos_from_the_one_table() {
+        let pinned = [
+            (400, "SIP 400 BAD REQUEST"),
+            (401, "SIP 401 UNAUTHORIZED"),
+            (403, "SIP 403 FORBIDDEN"),
+            (404, "SIP 404 NOT FOUND"),
+            (405, "SIP 405 METHOD NOT ALLOWED"),
+            (407, "SIP 407 PROXY AUTHENTICATION REQUIRED"),
+            (408, "SIP 408 REQUEST TIMEOUT"),
+            (415, "SIP 415 UNSUPPORTED MEDIA TYPE"),
+            (480, "SIP 480 TEMPORARILY UNAVAILABLE"),
+            (481, "SIP 481 CALL/TRANSACTION DOES NOT EXIST"),
+            (486, "SIP 486 BUSY HERE"),
+            (487, "SIP 487 REQUEST TERMINATED"),
+            (488, "SIP 488 NOT ACCEPTABLE HERE"),
+            (489, "SIP 489 BAD EVENT"),
+            (491, "SIP 491 REQUEST PENDING"),
+            (500, "SIP 500 SERVER INTERNAL ERROR"),
+            (501, "SIP 501 NOT IMPLEMENTED"),
+            (503, "SIP 503 SERVICE UNAVAILABLE"),
+            (504, "SIP 504 SERVER TIME-OUT"),
+            (600, "SIP 600 BUSY EVERYWHERE"),
+            (603, "SIP 603 DECLINE"),
+            (607, "SIP 607 UNWANTED"),
+            (608, "SIP 608 REJECTED"),
+        ];
+        for (code, info) in pinned {
+            assert_eq!(sip_info(code, ""), info);
+            let table = callgate_sip::StatusCode::new(code).unwrap().canonical_reason().unwrap();
+            assert_eq!(sip_info(code, table), info, "the peer sending the table's phrase gives the same info");
+        }
+    }
+
+    #[test]
+    fn one_adapter_for_the_user_agents_failures() {
+        let raw = bytes_of("SIP/2.0 403 Forbidden\r\nContent-Length: 0\r\n\r\n");
+        let f = Failure::Status { status: 403, reason: "Forbidden".into(), raw: raw.clone() };
+        for op in SipOperation::ALL {
+            let ev = map_failure(op, &f);
+            assert_eq!(ev, map_sip_failure(op, 403, "Forbidden", &raw).unwrap(), "{op:?}");
+            assert_eq!(ev.event, event_for(op));
+        }
+        let ev = map_failure(SipOperation::ReInvite, &f);
+        assert_eq!(ev.info, "re-INVITE: SIP 403 FORBIDDEN");
+        assert_eq!(ev.sip_message_raw.as_deref(), Some("SIP/2.0 403 Forbidden\r\nContent-Length: 0\r\n\r\n"));
+        // A final 3xx ends the operation too (redirects are not followed).
+        let moved = Failure::Status { status: 302, reason: String::new(), raw: bytes_of("SIP/2.0 302 \r\n\r\n") };
+        let ev = map_failure(SipOperation::Invite, &moved);
+        assert_eq!(
+            (ev.event, ev.info.as_str(), ev.sip_status),
+            (EventKind::CallStatusEvent, "SIP 302 MOVED TEMPORARILY", Some(302))
+        );
+        assert!(ev.sip_message_raw.is_some());
+        let ev = map_failure(SipOperation::InfoDtmf, &Failure::Timeout);
+        assert_eq!((ev.info.as_str(), ev.sip_message_raw), ("INFO: Failed by request timeout", None));
+        let ev = map_failure(SipOperation::Refer, &Failure::Transport("connection refused".into()));
+        assert_eq!(
+            (ev.event, ev.info.as_str()),
+            (EventKind::TransferStatusEvent, "Failed by transport error: connection refused")
+        );
+    }
+
+    fn bytes_of(s: &str) -> bytes::Bytes {
+        s.as_bytes().to_vec().into()
     }
 }

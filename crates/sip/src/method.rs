@@ -134,7 +134,9 @@ impl StatusCode {
         self.0 >= 200
     }
 
-    /// The phrase RFC 3261 §21 (and its extensions) give the code, if it has one.
+    /// The phrase RFC 3261 §21 and the extension RFCs registered for the code (IANA "SIP
+    /// Response Codes"), if it has one. The one reason-phrase table of callgate: the builder's
+    /// default phrase and errmap's `info` for a response with an empty phrase both read it.
     pub fn canonical_reason(self) -> Option<&'static str> {
         Some(match self.0 {
             100 => "Trying",
@@ -166,10 +168,24 @@ impl StatusCode {
             414 => "Request-URI Too Long",
             415 => "Unsupported Media Type",
             416 => "Unsupported URI Scheme",
+            417 => "Unknown Resource-Priority",
             420 => "Bad Extension",
             421 => "Extension Required",
             422 => "Session Interval Too Small",
             423 => "Interval Too Brief",
+            424 => "Bad Location Information",
+            425 => "Bad Alert Message",
+            428 => "Use Identity Header",
+            429 => "Provide Referrer Identity",
+            430 => "Flow Failed",
+            433 => "Anonymity Disallowed",
+            436 => "Bad Identity Info",
+            437 => "Unsupported Credential",
+            438 => "Invalid Identity Header",
+            439 => "First Hop Lacks Outbound Support",
+            440 => "Max-Breadth Exceeded",
+            469 => "Bad Info Package",
+            470 => "Consent Needed",
             480 => "Temporarily Unavailable",
             481 => "Call/Transaction Does Not Exist",
             482 => "Loop Detected",
@@ -182,6 +198,7 @@ impl StatusCode {
             489 => "Bad Event",
             491 => "Request Pending",
             493 => "Undecipherable",
+            494 => "Security Agreement Required",
             500 => "Server Internal Error",
             501 => "Not Implemented",
             502 => "Bad Gateway",
@@ -189,12 +206,29 @@ impl StatusCode {
             504 => "Server Time-out",
             505 => "Version Not Supported",
             513 => "Message Too Large",
+            555 => "Push Notification Service Not Supported",
+            580 => "Precondition Failure",
             600 => "Busy Everywhere",
             603 => "Decline",
             604 => "Does Not Exist Anywhere",
             606 => "Not Acceptable",
+            607 => "Unwanted",
+            608 => "Rejected",
             _ => return None,
         })
+    }
+
+    /// The class name of RFC 3261 §21 (`Client Error` for 4xx...): the phrase of a code that
+    /// has no registered one.
+    pub fn class_name(self) -> &'static str {
+        match self.0 / 100 {
+            1 => "Provisional",
+            2 => "Success",
+            3 => "Redirection",
+            4 => "Client Error",
+            5 => "Server Error",
+            _ => "Global Failure",
+        }
     }
 }
 
@@ -225,5 +259,24 @@ mod tests {
         let ok = StatusCode::new(200).unwrap();
         assert!(ok.is_success() && ok.is_final() && !ok.is_provisional());
         assert_eq!(StatusCode::BUSY_HERE.canonical_reason(), Some("Busy Here"));
+    }
+
+    #[test]
+    fn one_reason_phrase_table() {
+        let registered = (100..=699).filter_map(StatusCode::new).filter(|s| s.canonical_reason().is_some()).count();
+        assert_eq!(registered, 75, "the IANA registry of SIP Response Codes (RFC 3261 to RFC 8688)");
+        // Codes the extension RFCs registered (the second table that existed missed these).
+        let code = |c| StatusCode::new(c).unwrap().canonical_reason();
+        assert_eq!(code(417), Some("Unknown Resource-Priority"));
+        assert_eq!(code(494), Some("Security Agreement Required"));
+        assert_eq!(code(607), Some("Unwanted"));
+        assert_eq!(code(608), Some("Rejected"));
+        assert_eq!(code(499), None);
+        assert_eq!(StatusCode::new(499).unwrap().class_name(), "Client Error");
+        assert_eq!(StatusCode::new(580).unwrap().class_name(), "Server Error");
+        assert_eq!(StatusCode::new(699).unwrap().class_name(), "Global Failure");
+        // The builder's default phrase is the table's.
+        let m = crate::MessageBuilder::response(StatusCode::new(608).unwrap(), None).build().unwrap();
+        assert_eq!(m.reason_phrase(), Some(&b"Rejected"[..]));
     }
 }
