@@ -22,6 +22,10 @@ use crate::{MediaConfig, MediaError, MediaEvent, PeerId};
 pub type EventSender = mpsc::UnboundedSender<MediaEvent>;
 
 enum Command {
+    /// Stop the task (every peer, every RTP socket, the UDP socket); `done` once stopped.
+    Shutdown {
+        done: oneshot::Sender<()>,
+    },
     Publish {
         id: PeerId,
         offer: String,
@@ -281,6 +285,17 @@ impl MediaEndpoint {
         rx.await.ok().flatten()
     }
 
+    /// Stops the media task: every peer and call leg is closed (no event follows; their event
+    /// senders are dropped), the RTP sockets and the UDP socket close. Resolves once the task
+    /// has stopped (at once if it already had). Every command afterwards fails with
+    /// [`MediaError::Stopped`]. A server's graceful shutdown calls this last.
+    pub async fn shutdown(&self) {
+        let (done, rx) = oneshot::channel();
+        if self.send(Command::Shutdown { done }).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+
     async fn send(&self, c: Command) -> Result<(), MediaError> {
         self.tx.send(c).await.map_err(|_| MediaError::Stopped)
     }
@@ -308,6 +323,7 @@ async fn run(
     let mut buf = vec![0u8; 2048];
     let mut batch = SendBatch::new();
     let mut shared: Vec<(DatagramSend, SocketAddr)> = Vec::with_capacity(MAX_BATCH);
+    let mut stopped: Option<oneshot::Sender<()>> = None;
     loop {
         let wake = core.poll_timeout().unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
         tokio::select! {
@@ -327,6 +343,10 @@ async fn run(
             },
             Some((id, src, data)) = rtp_rx.recv() => core.handle_rtp(id, Instant::now(), src, &data),
             cmd = rx.recv() => match cmd {
+                Some(Command::Shutdown { done }) => {
+                    stopped = Some(done);
+                    break;
+                }
                 Some(cmd) => handle_command(&mut core, &mut sinks, &mut rtp, &rtp_tx, rtp_ip, cmd),
                 None => break,
             },
@@ -368,7 +388,13 @@ async fn run(
     for (_, r) in rtp {
         r.reader.abort();
     }
+    // Closed before `done`: whoever waits on the shutdown finds the sockets released and every
+    // peer's event channel ended.
+    drop((socket, core, sinks));
     tracing::info!("media endpoint stopped");
+    if let Some(done) = stopped {
+        let _ = done.send(());
+    }
 }
 
 /// Sends `out` on the shared socket in batches and empties it. A full socket buffer makes the task
@@ -520,6 +546,8 @@ fn handle_command(
         Command::Stats { id, reply } => {
             let _ = reply.send(core.stats(id));
         }
+        // Handled by the task's loop, which stops.
+        Command::Shutdown { .. } => {}
         #[cfg(debug_assertions)]
         Command::Panic => panic!("media task panic requested by a test"),
     }
@@ -559,5 +587,23 @@ mod tests {
         // No publish is accepted by a dead task.
         let r = media.publish(media.next_peer_id(), CHROMIUM_PUBLISH.into(), tx).await;
         assert_eq!(r.unwrap_err(), MediaError::Stopped);
+    }
+
+    #[tokio::test]
+    async fn shutdown_stops_the_task_ends_every_peers_events_and_frees_the_port() {
+        let media = MediaEndpoint::start(MediaConfig { bind: "127.0.0.1:0".parse().unwrap(), ..Default::default() })
+            .await
+            .unwrap();
+        let (tx, mut events) = mpsc::unbounded_channel();
+        media.publish(media.next_peer_id(), CHROMIUM_PUBLISH.into(), tx.clone()).await.unwrap();
+        drop(tx);
+        tokio::time::timeout(Duration::from_secs(5), media.shutdown()).await.expect("stops in time");
+        assert!(events.recv().await.is_none(), "the peer's event channel ended with the task");
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let r = media.publish(media.next_peer_id(), CHROMIUM_PUBLISH.into(), tx).await;
+        assert_eq!(r.unwrap_err(), MediaError::Stopped);
+        std::net::UdpSocket::bind(media.bound_addr).expect("the media port is free again");
+        media.shutdown().await; // a second shutdown returns at once
+        assert_eq!(*media.panicked.borrow(), None, "a shutdown is not a panic");
     }
 }
