@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use serde_json::{Map, Value};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::app::App;
 use crate::catalogue::{HookKind, HookMethod};
@@ -49,6 +49,9 @@ pub struct HookEngine {
     /// `disable_rest_requests`: no hook is ever sent.
     disabled: bool,
     metrics: Arc<HookMetrics>,
+    /// Each event queue's worker holds a receiver until it ends: a server's shutdown waits for
+    /// them ([`HookEngine::event_queues_idle`]) so that the last events reach the backend.
+    queues: Arc<watch::Sender<()>>,
 }
 
 /// Every `outcome` label of the hook metrics.
@@ -96,7 +99,23 @@ impl HookMetrics {
 
 impl HookEngine {
     pub fn new(dispatcher: Dispatcher, disabled: bool) -> HookEngine {
-        HookEngine { dispatcher, disabled, metrics: Arc::new(HookMetrics::new()) }
+        HookEngine {
+            dispatcher,
+            disabled,
+            metrics: Arc::new(HookMetrics::new()),
+            queues: Arc::new(watch::channel(()).0),
+        }
+    }
+
+    /// Event queues whose worker still runs. A queue's worker ends once every handle of the
+    /// queue is gone and every event pushed to it has been sent (or failed).
+    pub fn event_queues(&self) -> usize {
+        self.queues.receiver_count()
+    }
+
+    /// Resolves once no event queue is left (at once when there is none).
+    pub async fn event_queues_idle(&self) {
+        self.queues.closed().await
     }
 
     pub fn dispatcher(&self) -> &Dispatcher {
@@ -238,11 +257,13 @@ impl EventQueue {
     pub fn spawn(engine: HookEngine, app: Arc<App>, config: Arc<RestClientConfig>, session: Arc<str>) -> EventQueue {
         let (tx, mut rx) = mpsc::channel::<EventJob>(EVENT_QUEUE_CAPACITY);
         let cfg = config.clone();
+        let live = engine.queues.subscribe();
         tokio::spawn(async move {
             while let Some(mut job) = rx.recv().await {
                 let invocation = engine.invoke(&app, &cfg, job.method, job.origin, &mut job.data, &session).await;
                 (job.then)(EventDone { method: job.method, data: job.data, invocation });
             }
+            drop(live);
         });
         EventQueue { tx, config }
     }
@@ -265,5 +286,56 @@ impl EventQueue {
                 invocation: Invocation { verdict, error: Some(InteractionError::QueueFull), rest_client_config: None },
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::app::AppConfig;
+    use crate::dispatch::DispatcherConfig;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn event_queues_idle_waits_for_every_queued_event() {
+        // Hooks disabled: each event "completes" without HTTP, after a yield.
+        let engine = HookEngine::new(Dispatcher::new(DispatcherConfig::default()).unwrap(), true);
+        let cfg = AppConfig {
+            url: "http://127.0.0.1:9/hooks".into(),
+            username: None,
+            password: None,
+            methods: Default::default(),
+        };
+        let app = Arc::new(App::new("a", &cfg, false, 4).unwrap());
+        let rcc = Arc::new(RestClientConfig::default());
+        let done = Arc::new(AtomicUsize::new(0));
+        let queues: Vec<EventQueue> = (0..3)
+            .map(|i| EventQueue::spawn(engine.clone(), app.clone(), rcc.clone(), format!("s{i}").into()))
+            .collect();
+        assert_eq!(engine.event_queues(), 3);
+        for q in &queues {
+            for _ in 0..5 {
+                let d = done.clone();
+                q.push(EventJob {
+                    method: HookMethod::ConnectionStatusEvent,
+                    origin: Origin::Client,
+                    data: Map::new(),
+                    then: Box::new(move |_| {
+                        d.fetch_add(1, Ordering::SeqCst);
+                    }),
+                });
+            }
+        }
+        let idle = engine.event_queues_idle();
+        tokio::pin!(idle);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), &mut idle).await.is_err(),
+            "not idle while the queues have handles"
+        );
+        drop(queues);
+        tokio::time::timeout(Duration::from_secs(5), idle).await.expect("idle once the queues are dropped and drained");
+        assert_eq!(done.load(Ordering::SeqCst), 15, "every queued event ran before idle");
+        assert_eq!(engine.event_queues(), 0);
     }
 }
