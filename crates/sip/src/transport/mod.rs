@@ -76,6 +76,8 @@ pub struct EndpointConfig {
     pub timers: TimerConfig,
     /// See [`UaConfig::answer_timeout`].
     pub answer_timeout: Duration,
+    /// See [`UaConfig::min_se`].
+    pub min_se: u32,
     /// Seed of the user agent's generator; from the OS by default.
     pub seed: Option<u64>,
     /// How long opening a TCP connection may take.
@@ -106,6 +108,7 @@ impl EndpointConfig {
             user_agent: d.user_agent,
             timers: d.timers,
             answer_timeout: d.answer_timeout,
+            min_se: d.min_se,
             seed: None,
             connect_timeout: Duration::from_secs(10),
             udp_buffer_bytes: 4 << 20,
@@ -213,6 +216,7 @@ impl Endpoint {
             timers: cfg.timers,
             seed: cfg.seed.unwrap_or_else(os_seed),
             answer_timeout: cfg.answer_timeout,
+            min_se: cfg.min_se,
         };
         let (tx, cmd_rx) = mpsc::unbounded_channel();
         let (event_tx, events) = mpsc::unbounded_channel();

@@ -24,6 +24,7 @@ use crate::uri::Uri;
 use super::auth::{Attempts, Creds};
 use super::request::ReqSpec;
 use super::sdp::{self, Direction};
+use super::session_timer::{self, Refresher, SessionTimer};
 use super::{
     Account, CallEvent, CallId, ClientAuth, DialogOwner, Failure, Owner, Transport, UaError, UaEvent, UaTimer,
     UserAgent,
@@ -33,7 +34,13 @@ use super::{
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum CallOp {
     Invite,
-    ReInvite { hold: bool },
+    ReInvite {
+        hold: bool,
+    },
+    /// A session refresh (RFC 4028): re-INVITE with our last SDP, or UPDATE without a body.
+    Refresh {
+        invite: bool,
+    },
     Cancel,
     Bye,
     Refer,
@@ -121,7 +128,31 @@ pub(super) struct Call {
     pub last_sdp: Option<Bytes>,
     /// The last SDP the peer sent, to tell a session refresh from a new offer.
     pub remote_sdp: Option<Bytes>,
+    /// The direction of the peer's offer waiting for our answer (our answer mirrors it,
+    /// RFC 3264 §6.1).
+    pub offer_in: Option<Direction>,
+    /// Our last re-INVITE that succeeded put the call on hold: our answers to the peer's
+    /// offers keep not receiving.
+    pub local_hold: bool,
+    /// Our re-INVITE refused with 491, to be sent again (RFC 3261 §14.1).
+    retry: Option<Retry>,
+    /// 491s in a row to our re-INVITE.
+    retries_491: u8,
+    /// The negotiated session timer (RFC 4028), if any.
+    pub timer: Option<SessionTimer>,
+    /// The peer's `Allow` lists UPDATE: our session refreshes use it (no offer/answer).
+    pub peer_allows_update: bool,
 }
+
+/// A re-INVITE of ours that got 491, waiting for its random delay to pass.
+struct Retry {
+    at: Instant,
+    sdp: Bytes,
+    hold: bool,
+}
+
+/// Our re-INVITE is retried this many times after a 491 before its failure is reported.
+const MAX_491_RETRIES: u8 = 3;
 
 impl Call {
     fn new(
@@ -155,6 +186,12 @@ impl Call {
             bye_wanted: false,
             last_sdp: None,
             remote_sdp: None,
+            offer_in: None,
+            local_hold: false,
+            retry: None,
+            retries_491: 0,
+            timer: None,
+            peer_allows_update: false,
         }
     }
 
@@ -203,22 +240,55 @@ impl Call {
                     self.state = State::Calling;
                 }
             }
-            CallOp::ReInvite { .. } => self.reinvite_out = Some(key),
+            CallOp::ReInvite { .. } | CallOp::Refresh { invite: true } => self.reinvite_out = Some(key),
             _ => {}
         }
     }
 
+    /// Our re-INVITE is in flight (a re-INVITE from the peer now is glare: 491).
     pub fn has_reinvite_out(&self) -> bool {
         self.reinvite_out.is_some()
+    }
+
+    /// An offer exchange is under way: ours in flight or waiting to be retried, or the
+    /// peer's waiting for our answer or our 2xx for its ACK.
+    pub fn offer_pending(&self) -> bool {
+        self.reinvite_out.is_some() || self.retry.is_some() || self.server_key.is_some() || self.retx.is_some()
+    }
+
+    /// The direction our answer to an offer of `offered` takes: its mirror (RFC 3264 §6.1),
+    /// still not receiving while we hold the call.
+    pub fn answer_direction(&self, offered: Direction) -> Direction {
+        let (send, recv) = match offered {
+            Direction::SendRecv => (true, true),
+            Direction::SendOnly => (false, true),
+            Direction::RecvOnly => (true, false),
+            Direction::Inactive => (false, false),
+        };
+        match (send, recv && !self.local_hold) {
+            (true, true) => Direction::SendRecv,
+            (true, false) => Direction::SendOnly,
+            (false, true) => Direction::RecvOnly,
+            (false, false) => Direction::Inactive,
+        }
+    }
+
+    /// The direction of an offer of ours that only refreshes the session.
+    pub fn own_direction(&self) -> Direction {
+        if self.local_hold {
+            Direction::SendOnly
+        } else {
+            Direction::SendRecv
+        }
     }
 
     /// The next deadline of this call's own timers.
     fn deadline(&self) -> Option<Instant> {
         let retx = self.retx.as_ref().map(|r| r.next.min(r.until));
-        match (retx, self.cancel_deadline) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [retx, self.cancel_deadline, self.retry.as_ref().map(|r| r.at), self.timer.map(|t| t.due)]
+            .into_iter()
+            .flatten()
+            .min()
     }
 }
 
@@ -237,7 +307,7 @@ impl UserAgent {
         self.calls.get_mut(&id).ok_or(UaError::UnknownCall(id))
     }
 
-    fn arm_call(&mut self, id: CallId) {
+    pub(super) fn arm_call(&mut self, id: CallId) {
         let at = self.calls.get(&id).and_then(Call::deadline);
         self.timers.set(UaTimer::Call(id), at);
     }
@@ -271,7 +341,8 @@ impl UserAgent {
         let call_id = self.rng.call_id();
         let local_tag = self.rng.tag();
         let contact = self.contact_for(account);
-        let mut headers = vec![("Allow".to_owned(), super::ALLOW.to_owned())];
+        let mut headers =
+            vec![("Allow".to_owned(), super::ALLOW.to_owned()), ("Supported".to_owned(), super::SUPPORTED.to_owned())];
         headers.extend(extra_headers.iter().cloned());
         let spec = ReqSpec {
             method: Method::Invite,
@@ -412,11 +483,22 @@ impl UserAgent {
         if call.state != State::Confirmed {
             return Err(UaError::InvalidState { what: "re-INVITE", why: "the call is not established" });
         }
-        if call.reinvite_out.is_some() || call.server_key.is_some() || call.retx.is_some() {
+        if call.offer_pending() {
             return Err(UaError::InvalidState { what: "re-INVITE", why: "another offer is in progress" });
         }
+        self.send_reinvite(now, id, sdp, hold)
+    }
+
+    /// Sends our re-INVITE with the offer `sdp` (its `o=` version raised when it changed);
+    /// with a session timer it carries `Session-Expires` (any re-INVITE refreshes, RFC 4028).
+    fn send_reinvite(&mut self, now: Instant, id: CallId, sdp: Bytes, hold: bool) -> Result<(), UaError> {
+        let call = self.call_mut(id)?;
         let sdp = call.stamp_sdp(sdp);
-        let headers = vec![("Allow".to_owned(), super::ALLOW.to_owned())];
+        let mut headers =
+            vec![("Allow".to_owned(), super::ALLOW.to_owned()), ("Supported".to_owned(), super::SUPPORTED.to_owned())];
+        if let Some(t) = &call.timer {
+            headers.push(("Session-Expires".to_owned(), t.header(true)));
+        }
         let key = self.send_in_dialog(
             now,
             id,
@@ -573,8 +655,37 @@ impl UserAgent {
                     if call.reinvite_out.as_ref() == Some(key) {
                         call.reinvite_out = None;
                     }
+                    if status == 491 && self.schedule_491_retry(now, id, hold, key) {
+                        return;
+                    }
                     self.call_event(id, CallEvent::HoldResult { hold, result: Err(Failure::from_response(resp)) });
                     self.end_after_failed_mid_dialog(now, id, Some(status));
+                }
+            }
+            CallOp::Refresh { invite } => {
+                if call.reinvite_out.as_ref() == Some(key) && status >= 200 {
+                    call.reinvite_out = None;
+                }
+                if (200..300).contains(&status) {
+                    if invite {
+                        if self.resend_ack(id, resp) {
+                            return;
+                        }
+                        if let Some(req) = self.clients.get(key).map(|c| c.request.clone()) {
+                            self.send_ack(id, &req, resp);
+                        }
+                    }
+                    self.on_refreshed(now, id, Some(resp), true);
+                } else if status >= 300 {
+                    if status == 501 || status == 405 {
+                        call.peer_allows_update = false;
+                    }
+                    self.end_after_failed_mid_dialog(now, id, Some(status));
+                    // Anything else (491, 500 with Retry-After): try again a little later.
+                    if let Some(t) = self.calls.get_mut(&id).and_then(|c| c.timer.as_mut()) {
+                        t.due = now + Duration::from_secs(2);
+                    }
+                    self.arm_call(id);
                 }
             }
             CallOp::Bye => {
@@ -619,6 +730,12 @@ impl UserAgent {
                     c.reinvite_out = None;
                 }
                 self.call_event(id, CallEvent::HoldResult { hold, result: Err(failure) });
+                self.end_after_failed_mid_dialog(now, id, None);
+            }
+            CallOp::Refresh { .. } => {
+                if let Some(c) = self.calls.get_mut(&id) {
+                    c.reinvite_out = None;
+                }
                 self.end_after_failed_mid_dialog(now, id, None);
             }
             CallOp::Bye => {
@@ -709,7 +826,7 @@ impl UserAgent {
         call.remote_sdp = sdp_of(resp).or(call.remote_sdp.take());
         let cancelled = call.cancel_wanted;
         self.send_ack(id, &invite, resp);
-        self.arm_call(id);
+        self.on_refreshed(now, id, Some(resp), true);
         if cancelled {
             // The 2xx crossed our CANCEL (§9.1): the call is up, so it ends with BYE.
             let _ = self.bye(now, id);
@@ -731,8 +848,59 @@ impl UserAgent {
         if call.reinvite_out.as_ref() == Some(key) {
             call.reinvite_out = None;
         }
+        call.local_hold = hold;
+        call.retries_491 = 0;
         self.send_ack(id, &invite, resp);
+        self.on_refreshed(_now, id, Some(resp), true);
         self.call_event(id, CallEvent::HoldResult { hold, result: Ok(sdp_of(resp)) });
+    }
+
+    /// §14.1: our re-INVITE got 491. It goes again after a random delay: 2.1-4 s when we
+    /// own the Call-ID (we sent the INVITE), else 0-2 s, in 10 ms units. False when it
+    /// was retried enough already (the 491 is then reported).
+    fn schedule_491_retry(&mut self, now: Instant, id: CallId, hold: bool, key: &TxnKey) -> bool {
+        let Some(sdp) = self.clients.get(key).map(|c| c.request.body_bytes()) else { return false };
+        let ticks = self.rng.next_u64();
+        let Some(call) = self.calls.get_mut(&id) else { return false };
+        if call.state != State::Confirmed || call.retries_491 >= MAX_491_RETRIES {
+            call.retries_491 = 0;
+            return false;
+        }
+        call.retries_491 += 1;
+        let delay_ms = if call.role == Role::Uac { 2100 + (ticks % 191) * 10 } else { (ticks % 201) * 10 };
+        call.retry = Some(Retry { at: now + Duration::from_millis(delay_ms), sdp, hold });
+        self.arm_call(id);
+        true
+    }
+
+    /// The session was refreshed now: by our request's 2xx (`ours`, whose `Session-Expires`
+    /// may set a new interval or refresher), or by the peer's re-INVITE or UPDATE.
+    pub(super) fn on_refreshed(&mut self, now: Instant, id: CallId, msg: Option<&Message>, ours: bool) {
+        let Some(call) = self.calls.get_mut(&id) else { return };
+        if let Some(m) = msg {
+            if m.header_values(HeaderName::Allow).any(|v| v.trim_ascii().eq_ignore_ascii_case(b"UPDATE")) {
+                call.peer_allows_update = true;
+            }
+        }
+        let se = msg.and_then(session_timer::session_expires);
+        match (&mut call.timer, se) {
+            (Some(t), Some(se)) => {
+                t.interval = se.delta;
+                // In our request's 2xx, `uac` is us; in the peer's request, `uac` is the peer.
+                if let Some(r) = se.refresher {
+                    t.we_refresh = (r == Refresher::Uac) == ours;
+                }
+                t.restart(now);
+            }
+            (Some(t), None) => t.restart(now),
+            (None, Some(se)) if ours => {
+                // The peer started a session timer in its answer to one of our requests.
+                let we_refresh = se.refresher.is_none_or(|r| r == Refresher::Uac);
+                call.timer = Some(SessionTimer::new(now, se.delta, we_refresh, true));
+            }
+            (None, _) => {}
+        }
+        self.arm_call(id);
     }
 
     /// Resends the ACK of a 2xx we already ACKed; true if it was one.
@@ -824,6 +992,8 @@ impl UserAgent {
     // ----- timers --------------------------------------------------------------------------
 
     pub(super) fn call_on_timer(&mut self, now: Instant, id: CallId) {
+        self.on_retry_timer(now, id);
+        self.on_session_timer(now, id);
         let t2 = self.cfg.timers.t2;
         let Some(call) = self.calls.get_mut(&id) else { return };
         if call.cancel_deadline.is_some_and(|d| d <= now) {
@@ -873,6 +1043,73 @@ impl UserAgent {
         self.arm_call(id);
     }
 
+    /// Sends our re-INVITE again once its 491 delay has passed (later if an offer of the
+    /// peer is under way then).
+    fn on_retry_timer(&mut self, now: Instant, id: CallId) {
+        let Some(call) = self.calls.get_mut(&id) else { return };
+        if call.retry.as_ref().is_none_or(|r| r.at > now) {
+            return;
+        }
+        if call.state != State::Confirmed {
+            call.retry = None;
+            return;
+        }
+        if call.reinvite_out.is_some() || call.server_key.is_some() || call.retx.is_some() {
+            if let Some(r) = call.retry.as_mut() {
+                r.at = now + Duration::from_millis(500);
+            }
+            return;
+        }
+        let Some(Retry { sdp, hold, .. }) = call.retry.take() else { return };
+        if let Err(e) = self.send_reinvite(now, id, sdp, hold) {
+            let failure = Failure::Transport(e.to_string());
+            self.call_event(id, CallEvent::HoldResult { hold, result: Err(failure) });
+        }
+    }
+
+    /// RFC 4028 §10: as the refresher, refresh the session at half its interval (UPDATE
+    /// without a body when the peer allows it, else a re-INVITE with our last SDP); else,
+    /// with no refresh from the peer in time, end the call with BYE (`SessionExpired`).
+    fn on_session_timer(&mut self, now: Instant, id: CallId) {
+        let Some(call) = self.calls.get_mut(&id) else { return };
+        let Some(mut t) = call.timer.filter(|t| t.due <= now) else { return };
+        let use_update = call.peer_allows_update;
+        if call.state != State::Confirmed || (t.we_refresh && !use_update && call.offer_pending()) {
+            t.due = now + Duration::from_secs(1);
+            call.timer = Some(t);
+            return;
+        }
+        if !t.we_refresh {
+            call.timer = None;
+            self.call_event(id, CallEvent::SessionExpired);
+            let _ = self.bye(now, id);
+            return;
+        }
+        let header = t.header(true);
+        // Until the 2xx restarts it, the timer waits a whole interval (a lost refresh ends
+        // the call through its transaction's timeout).
+        t.due = now + Duration::from_secs(u64::from(t.interval.max(1)));
+        call.timer = Some(t);
+        let mut headers =
+            vec![("Session-Expires".to_owned(), header), ("Supported".to_owned(), super::SUPPORTED.to_owned())];
+        let sent = if use_update {
+            self.send_in_dialog(now, id, CallOp::Refresh { invite: false }, Method::Update, headers, None)
+        } else {
+            headers.push(("Allow".to_owned(), super::ALLOW.to_owned()));
+            let dir = call.own_direction();
+            let sdp = call.last_sdp.as_deref().map(|s| sdp::with_direction(s, dir));
+            let body = sdp.map(|s| ("application/sdp".to_owned(), call.stamp_sdp(s)));
+            let r = self.send_in_dialog(now, id, CallOp::Refresh { invite: true }, Method::Invite, headers, body);
+            if let (Ok(key), Some(c)) = (&r, self.calls.get_mut(&id)) {
+                c.reinvite_out = Some(key.clone());
+            }
+            r
+        };
+        if sent.is_err() {
+            let _ = self.bye(now, id);
+        }
+    }
+
     /// Starts retransmitting our 2xx (called by `answer`).
     pub(super) fn start_2xx_retx(
         &mut self,
@@ -901,10 +1138,20 @@ impl UserAgent {
         let seq = ack.cseq().map(|c| c.seq).unwrap_or(0);
         if self.calls.get(&id).and_then(|c| c.retx.as_ref()).is_some_and(|r| r.cseq == seq) {
             let sdp = sdp_of(ack);
+            let mut changed = None;
             if let (Some(s), Some(c)) = (&sdp, self.calls.get_mut(&id)) {
+                let initial = c.retx.as_ref().is_some_and(Retx::is_initial);
+                if !initial && c.remote_sdp.as_ref() != Some(s) {
+                    changed = Some(s.clone());
+                }
                 c.remote_sdp = Some(s.clone());
             }
             self.ack_received(now, id, sdp);
+            if let Some(sdp) = changed {
+                // The answer to the offer of our 2xx (an offer-less re-INVITE, §14.2).
+                let direction = sdp::direction(&sdp);
+                self.call_event(id, CallEvent::PeerAnswer { sdp, direction, hold: direction.is_hold() });
+            }
         }
     }
 

@@ -71,10 +71,17 @@ pub enum CallEvent {
     /// The outcome of our hold or unhold re-INVITE: the answer SDP, or why it failed (the
     /// call goes on; a 481 or a timeout also ends it, with an `Ended` after this).
     HoldResult { hold: bool, result: Result<Option<Bytes>, Failure> },
-    /// The peer sent a re-INVITE; `direction` is what its offer asks of us (its own
-    /// direction: `SendOnly` or `Inactive` means it holds the call). Answer with `answer` or
-    /// `reject`.
+    /// The peer sent a re-INVITE or an UPDATE (RFC 3311) with a new offer; `direction` is
+    /// its own direction (`SendOnly` or `Inactive`: it holds the call). Answer with `answer`
+    /// (whose SDP direction is set to mirror the offer's) or `reject`. Session refreshes
+    /// (no offer, or the peer's last SDP again) are answered by the user agent alone.
     IncomingReInvite { sdp: Option<Bytes>, direction: Direction, hold: bool },
+    /// The peer's answer to the offer we put in our 2xx to its offer-less re-INVITE arrived
+    /// in its ACK and differs from its last SDP (RFC 3261 §14.2, RFC 3264).
+    PeerAnswer { sdp: Bytes, direction: Direction, hold: bool },
+    /// The peer, the session refresher (RFC 4028), did not refresh the session in time: the
+    /// user agent sends BYE (`Ended` follows).
+    SessionExpired,
     /// Our REFER was accepted (2xx).
     TransferAccepted,
     /// A NOTIFY of our REFER's implicit subscription: the sipfrag status line. `terminated`

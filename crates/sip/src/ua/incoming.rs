@@ -17,6 +17,7 @@ use crate::MessageBuilder;
 use super::call::{Call, State};
 use super::request::response_destination;
 use super::sdp;
+use super::session_timer::{self, Refresher, SessionTimer};
 use super::{
     CallEvent, CallId, DialogOwner, IncomingCall, ReqId, ServerCtx, Transport, UaError, UaEvent, UaTimer, UserAgent,
     ALLOW,
@@ -63,6 +64,24 @@ pub(super) fn is_terminated(msg: &Message) -> bool {
                 .map(|v| v.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("terminated"))
         })
         .unwrap_or(false)
+}
+
+/// Adds our session-timer headers to a 2xx (RFC 4028 §9): `Session-Expires` with the
+/// refresher as seen from the peer's request, and `Require: timer` when the peer supports it.
+fn with_timer(b: MessageBuilder, timer: Option<&SessionTimer>) -> MessageBuilder {
+    let b = b.header(HeaderName::Supported, super::SUPPORTED);
+    match timer {
+        Some(t) if t.peer_supports => {
+            b.header(HeaderName::SessionExpires, t.header(false)).header(HeaderName::Require, "timer")
+        }
+        Some(t) => b.header(HeaderName::SessionExpires, t.header(false)),
+        None => b,
+    }
+}
+
+/// The message's `Allow` lists UPDATE.
+fn allows_update(msg: &Message) -> bool {
+    msg.header_values(HeaderName::Allow).any(|v| v.trim_ascii().eq_ignore_ascii_case(b"UPDATE"))
 }
 
 fn header_text(msg: &Message, name: HeaderName) -> Option<String> {
@@ -134,11 +153,11 @@ impl UserAgent {
             self.on_incoming_cancel(now, &key);
             return;
         }
-        // We support no extension a request could require (§8.2.2.3): 420 with the list.
+        // We support session timers only (§8.2.2.3): 420 with the list of the others.
         let required: Vec<String> = msg
             .header_values(HeaderName::Require)
             .map(|v| String::from_utf8_lossy(v).trim().to_owned())
-            .filter(|v| !v.is_empty())
+            .filter(|v| !v.is_empty() && !v.eq_ignore_ascii_case("timer"))
             .collect();
         if !required.is_empty() {
             let tag = msg.to().ok().and_then(|t| t.tag().is_none().then(|| self.rng.tag()));
@@ -183,7 +202,37 @@ impl UserAgent {
         });
     }
 
+    /// RFC 4028 §8.1: a session interval below our `Min-SE` gets `422` with it. True when
+    /// the request was refused so.
+    fn refuse_short_session(&mut self, now: Instant, key: &TxnKey, msg: &Message, tag: Option<&str>) -> bool {
+        let min = self.cfg.min_se;
+        match session_timer::session_expires(msg) {
+            Some(se) if se.delta < min => {
+                let _ = self.reply_with(now, key, 422, None, tag, |b| b.header(HeaderName::MinSe, min.to_string()));
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The session timer an INVITE or re-INVITE asks for (RFC 4028 §9): its interval, and who
+    /// refreshes (the peer when it says so or, supporting timers, names nobody; else us).
+    fn timer_asked(now: Instant, msg: &Message) -> Option<SessionTimer> {
+        let se = session_timer::session_expires(msg)?;
+        let supports = session_timer::supports_timer(msg);
+        let we_refresh = match se.refresher {
+            Some(Refresher::Uac) => false,
+            Some(Refresher::Uas) => true,
+            None => !supports,
+        };
+        Some(SessionTimer::new(now, se.delta, we_refresh, supports))
+    }
+
     fn on_incoming_invite(&mut self, now: Instant, key: TxnKey, msg: Message, from: SocketAddr, transport: Transport) {
+        let tag = self.rng.tag();
+        if self.refuse_short_session(now, &key, &msg, Some(&tag)) {
+            return;
+        }
         // 100 at once: it stops the caller's retransmissions (§17.2.1).
         self.reply(now, &key, 100, None);
         let local_tag = self.rng.tag();
@@ -213,6 +262,9 @@ impl UserAgent {
         let call_id = dialog.call_id.clone();
         let mut call = Call::new_incoming(call_id.clone(), local_tag.clone(), transport, from);
         call.remote_sdp = super::call::sdp_of(&msg);
+        call.offer_in = call.remote_sdp.as_deref().map(sdp::direction);
+        call.timer = Self::timer_asked(now, &msg);
+        call.peer_allows_update = allows_update(&msg);
         call.account = account;
         call.contact = contact;
         call.dialog = Some(dialog);
@@ -299,46 +351,7 @@ impl UserAgent {
                 self.remove_call(id);
                 self.events.push_back(UaEvent::Call { call: id, event: CallEvent::Ended { remote: true } });
             }
-            Method::Invite => {
-                // §14.2: one offer at a time; the peer retries after a random wait.
-                let busy = call.state != State::Confirmed
-                    || call.server_key.is_some()
-                    || call.retx.is_some()
-                    || call.has_reinvite_out();
-                if busy {
-                    let _ = self.reply_with(now, &key, 491, None, None, |b| b.header(HeaderName::RetryAfter, "1"));
-                    return;
-                }
-                if let Some(d) = call.dialog.as_mut() {
-                    d.refresh_target(&msg);
-                }
-                call.server_key = Some(key.clone());
-                if let Some(s) = self.servers.get_mut(&key) {
-                    s.call = Some(id);
-                }
-                let sdp = super::call::sdp_of(&msg);
-                // A session refresh (RFC 4028 timers, keep-alives): no offer, or the very
-                // description the peer sent last. We answer with what we last sent; the
-                // application hears nothing. (Not by the `o=` version alone: peers that change
-                // the media without bumping it exist.)
-                let refresh = match (&sdp, &call.remote_sdp, &call.last_sdp) {
-                    (None, _, Some(_)) => true,
-                    (Some(new), Some(old), Some(_)) => new == old,
-                    _ => false,
-                };
-                let ours = call.last_sdp.clone().unwrap_or_default();
-                if !refresh {
-                    call.remote_sdp = sdp.clone().or(call.remote_sdp.take());
-                }
-                self.reply(now, &key, 100, None);
-                if refresh {
-                    let _ = self.answer(now, id, ours);
-                    return;
-                }
-                let direction = sdp.as_deref().map_or(sdp::Direction::SendRecv, sdp::direction);
-                let event = CallEvent::IncomingReInvite { sdp, direction, hold: direction.is_hold() };
-                self.events.push_back(UaEvent::Call { call: id, event });
-            }
+            Method::Invite | Method::Update => self.on_peer_offer(now, id, key, &msg, method == Method::Invite),
             Method::Info => {
                 let ct =
                     msg.content_type().ok().flatten().map(|c| format!("{}/{}", c.mtype, c.subtype)).unwrap_or_default();
@@ -391,6 +404,80 @@ impl UserAgent {
                 let _ = self.reply_with(now, &key, 501, None, None, |b| b.header(HeaderName::Allow, ALLOW));
             }
         }
+    }
+
+    /// A re-INVITE or an UPDATE from the peer (RFC 3261 §14.2, RFC 3311 §5.2, RFC 4028 §9).
+    /// A new offer goes to the application (`IncomingReInvite`); a session refresh (no offer,
+    /// the peer's last SDP again, an UPDATE without a body) is answered here.
+    fn on_peer_offer(&mut self, now: Instant, id: CallId, key: TxnKey, msg: &Message, invite: bool) {
+        let retry_after = (self.rng.next_u64() % 11).to_string();
+        let Some(call) = self.calls.get_mut(&id) else { return };
+        let sdp = super::call::sdp_of(msg);
+        if invite || sdp.is_some() {
+            // One offer at a time. Ours is out: glare, 491 (the peer retries after a random
+            // wait). The peer's last one is not answered (or our 2xx not ACKed): 500 with
+            // Retry-After (§14.2, RFC 3311 §5.2).
+            if call.has_reinvite_out() {
+                self.reply(now, &key, 491, None);
+                return;
+            }
+            if call.state != State::Confirmed || call.server_key.is_some() || call.retx.is_some() {
+                let _ = self.reply_with(now, &key, 500, None, None, |b| b.header(HeaderName::RetryAfter, retry_after));
+                return;
+            }
+        }
+        if self.refuse_short_session(now, &key, msg, None) {
+            return;
+        }
+        let Some(call) = self.calls.get_mut(&id) else { return };
+        if let Some(d) = call.dialog.as_mut() {
+            d.refresh_target(msg);
+        }
+        call.peer_allows_update |= allows_update(msg);
+        match (Self::timer_asked(now, msg), call.timer.as_mut()) {
+            (Some(asked), _) => call.timer = Some(asked),
+            (None, Some(t)) => t.restart(now),
+            (None, None) => {}
+        }
+        if !invite && sdp.is_none() {
+            // An UPDATE that only refreshes the session: 200 without a body.
+            let (contact, timer) = (call.contact.clone(), call.timer);
+            let _ = self.reply_with(now, &key, 200, None, None, |b| {
+                with_timer(b.header(HeaderName::Contact, &contact), timer.as_ref())
+            });
+            self.arm_call(id);
+            return;
+        }
+        call.server_key = Some(key.clone());
+        if let Some(s) = self.servers.get_mut(&key) {
+            s.call = Some(id);
+        }
+        // A session refresh (RFC 4028 timers, keep-alives): no offer, or the very description
+        // the peer sent last. We answer with what we last sent (offer-less: as an offer, in
+        // our own direction); the application hears nothing. (Not by the `o=` version alone:
+        // peers that change the media without bumping it exist.)
+        let refresh = match (&sdp, &call.remote_sdp, &call.last_sdp) {
+            (None, _, Some(_)) => true,
+            (Some(new), Some(old), Some(_)) => new == old,
+            _ => false,
+        };
+        let last = call.last_sdp.clone().unwrap_or_default();
+        let ours = if sdp.is_none() { sdp::with_direction(&last, call.own_direction()) } else { last };
+        if !refresh {
+            call.remote_sdp = sdp.clone().or(call.remote_sdp.take());
+        }
+        let direction = sdp.as_deref().map_or(sdp::Direction::SendRecv, sdp::direction);
+        call.offer_in = (!refresh).then_some(direction);
+        if invite {
+            self.reply(now, &key, 100, None);
+        }
+        if refresh {
+            let _ = self.answer(now, id, ours);
+            return;
+        }
+        let event = CallEvent::IncomingReInvite { sdp, direction, hold: direction.is_hold() };
+        self.events.push_back(UaEvent::Call { call: id, event });
+        self.arm_call(id);
     }
 
     /// Keeps a request for the application's answer, which must come within
@@ -498,21 +585,40 @@ impl UserAgent {
         };
         let initial = call.state == State::Incoming;
         let (tag, contact) = (call.local_tag.clone(), call.contact.clone());
+        // Our answer mirrors the offer's direction (RFC 3264 §6.1): sendonly -> recvonly,
+        // inactive -> inactive; while we hold the call we still do not receive.
+        let sdp = match call.offer_in.take() {
+            Some(offered) if sdp::direction(&sdp) != call.answer_direction(offered) => {
+                sdp::with_direction(&sdp, call.answer_direction(offered))
+            }
+            _ => sdp,
+        };
         let sdp = call.stamp_sdp(sdp);
+        if initial {
+            if let Some(t) = call.timer.as_mut() {
+                t.restart(now);
+            }
+        }
+        let timer = call.timer;
         let req = self
             .servers
             .get(&key)
             .map(|s| s.request.clone())
             .ok_or(UaError::InvalidState { what: "answer", why: "the INVITE transaction has ended" })?;
         let bytes = self.reply_with(now, &key, 200, None, Some(&tag), |b| {
-            with_record_route(b, &req)
-                .header(HeaderName::Contact, &contact)
-                .header(HeaderName::Allow, ALLOW)
+            let b = if initial { with_record_route(b, &req) } else { b };
+            with_timer(b.header(HeaderName::Contact, &contact).header(HeaderName::Allow, ALLOW), timer.as_ref())
                 .body("application/sdp", sdp)
         })?;
         let dst = self.servers.get(&key).map(|s| s.dst);
         let Some(call) = self.calls.get_mut(&id) else { return Ok(()) };
         call.server_key = None;
+        if req.method() == Some(&Method::Update) {
+            // RFC 3311: the answer is in the 2xx of the UPDATE; nothing to retransmit.
+            self.arm_call(id);
+            self.pump(now);
+            return Ok(());
+        }
         if initial {
             call.state = State::Answered;
             if let Some(d) = call.dialog.as_mut() {

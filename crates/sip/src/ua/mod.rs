@@ -49,6 +49,7 @@ mod register;
 mod request;
 mod rng;
 pub mod sdp;
+pub mod session_timer;
 mod subscribe;
 mod timers;
 mod types;
@@ -88,7 +89,10 @@ use subscribe::Subscription;
 use timers::TimerQueue;
 
 /// The methods we answer (`Allow`).
-pub(crate) const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REFER, NOTIFY, MESSAGE, SUBSCRIBE";
+pub(crate) const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REFER, NOTIFY, MESSAGE, SUBSCRIBE, UPDATE";
+
+/// The extensions we support (`Supported`): session timers (RFC 4028).
+pub(crate) const SUPPORTED: &str = "timer";
 
 /// Who waits for the responses of a client transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -615,13 +615,20 @@ fn in_dialog_requests_from_the_peer() {
         call_events(&events(&mut ua)),
         [CallEvent::IncomingReInvite { sdp: Some(held), direction: Direction::SendOnly, hold: true }]
     );
-    // Glare: our own re-INVITE now gets refused locally; a second one from the peer gets 491.
+    // Our own re-INVITE now gets refused locally; a second one from the peer while its first
+    // is not answered gets 500 with a Retry-After of 0-10 s (§14.2).
     assert!(ua.reinvite_hold(t0, call, SDP).is_err());
     feed(&mut ua, t0, in_dialog(&Method::Invite, 13, &tag, |b| b.body("application/sdp", Bytes::from_static(SDP))));
-    assert_eq!(one_sent(&mut ua).status().unwrap().as_u16(), 491);
-    ua.answer(t0, call, super::sdp::with_direction(SDP, Direction::RecvOnly)).unwrap();
+    let busy = one_sent(&mut ua);
+    assert_eq!(busy.status().unwrap().as_u16(), 500);
+    let after: u32 =
+        std::str::from_utf8(busy.header(HeaderName::RetryAfter).unwrap().value()).unwrap().parse().unwrap();
+    assert!(after <= 10);
+    // The answer mirrors the hold offer: sendonly -> recvonly, whatever direction we pass.
+    ua.answer(t0, call, Bytes::from_static(SDP)).unwrap();
     let ok = one_sent(&mut ua);
     assert_eq!(ok.cseq().unwrap().seq, 12);
+    assert_eq!(super::sdp::direction(ok.body()), Direction::RecvOnly);
     feed(&mut ua, t0, in_dialog(&Method::Ack, 12, &tag, |b| b));
     assert!(call_events(&events(&mut ua)).is_empty(), "a re-INVITE's ACK is no news");
     // REFER: accepted by the application, progress reported by NOTIFY.
@@ -679,16 +686,41 @@ fn hold_unhold_refer_and_dtmf_as_uac() {
     ua.reinvite_unhold(t0, call, SDP).unwrap();
     let re2 = one_sent(&mut ua);
     assert_eq!(super::sdp::direction(re2.body()), Direction::SendRecv);
+    // 491 (glare): retried after 2.1-4 s, as the owner of the Call-ID (§14.1), with the same
+    // offer; the application hears only the outcome of the retry.
     let pending = answer(&re2, 491, None, |b| b);
     feed(&mut ua, t0, pending.clone());
     assert_eq!(method(&one_sent(&mut ua)), "ACK");
-    assert_eq!(
-        call_events(&events(&mut ua)),
-        [CallEvent::HoldResult {
-            hold: false,
-            result: Err(Failure::Status { status: 491, reason: "Request Pending".into(), raw: pending })
-        }]
-    );
+    assert!(call_events(&events(&mut ua)).is_empty());
+    let at = ua.poll_timeout().unwrap();
+    assert!(at >= t0 + Duration::from_millis(2100) && at <= t0 + Duration::from_secs(4), "{:?}", at - t0);
+    ua.handle_timeout(at - MS);
+    assert!(sent(&mut ua).is_empty(), "not before the delay");
+    ua.handle_timeout(at);
+    let re3 = one_sent(&mut ua);
+    assert_eq!((method(&re3), re3.cseq().unwrap().seq), ("INVITE", re2.cseq().unwrap().seq + 1));
+    assert_eq!(re3.body(), re2.body());
+    // Refused with 491 three times more: reported.
+    let mut last = re3;
+    for i in 0..3 {
+        let pending = answer(&last, 491, None, |b| b);
+        feed(&mut ua, at, pending.clone());
+        assert_eq!(method(&one_sent(&mut ua)), "ACK");
+        if i == 2 {
+            assert_eq!(
+                call_events(&events(&mut ua)),
+                [CallEvent::HoldResult {
+                    hold: false,
+                    result: Err(Failure::Status { status: 491, reason: "Request Pending".into(), raw: pending })
+                }]
+            );
+            break;
+        }
+        let next = ua.poll_timeout().unwrap();
+        ua.handle_timeout(next);
+        last = one_sent(&mut ua);
+        assert_eq!(method(&last), "INVITE");
+    }
     ua.refer(t0, call, "sip:3002@pbx.example.com").unwrap();
     let refer = one_sent(&mut ua);
     assert_eq!(refer.header(HeaderName::ReferTo).unwrap().value(), b"<sip:3002@pbx.example.com>");
@@ -1194,4 +1226,198 @@ fn the_realm_is_learned_at_register_and_answered_only_from_the_next_hop() {
     let r = ua.handle_datagram(t0, elsewhere, c);
     assert!(matches!(&r, Err(UaError::ChallengeRefused { from, .. }) if *from == elsewhere), "{r:?}");
     assert_eq!(sent(&mut ua).iter().map(method).collect::<Vec<_>>(), ["ACK"]);
+}
+
+/// The peer's offers inside a call (issue 10 item 3): UPDATE with and without SDP, glare with
+/// our re-INVITE, an offer-less re-INVITE whose answer comes in the ACK.
+#[test]
+fn peer_updates_glare_and_offerless_reinvites() {
+    let t0 = Instant::now();
+    let (mut ua, call, tag, ok) = answered_incoming(t0);
+    assert!(ok.header(HeaderName::Allow).unwrap().value().ends_with(b"UPDATE"));
+    assert_eq!(ok.header(HeaderName::Supported).unwrap().value(), b"timer");
+    feed(&mut ua, t0, in_dialog(&Method::Ack, 10, &tag, |b| b));
+    events(&mut ua);
+    // UPDATE with an inactive offer: the application answers, the 200 says inactive too.
+    let inactive = super::sdp::with_direction(SDP, Direction::Inactive);
+    feed(&mut ua, t0, in_dialog(&Method::Update, 11, &tag, |b| b.body("application/sdp", inactive.clone())));
+    assert!(sent(&mut ua).is_empty(), "no 100 to a non-INVITE");
+    assert_eq!(
+        call_events(&events(&mut ua)),
+        [CallEvent::IncomingReInvite { sdp: Some(inactive), direction: Direction::Inactive, hold: true }]
+    );
+    ua.answer(t0, call, Bytes::from_static(SDP)).unwrap();
+    let r = one_sent(&mut ua);
+    assert_eq!((r.status().unwrap().as_u16(), r.cseq().unwrap().method.as_str()), (200, "UPDATE"));
+    assert_eq!(super::sdp::direction(r.body()), Direction::Inactive);
+    assert_eq!(super::sdp::origin_version(r.body()), Some(2), "a changed answer bumps o=");
+    ua.handle_timeout(t0 + Duration::from_secs(1));
+    assert!(sent(&mut ua).is_empty(), "a 2xx to UPDATE is not retransmitted by the core");
+    // UPDATE without a body: a refresh, answered 200 without one, no event.
+    feed(&mut ua, t0, in_dialog(&Method::Update, 12, &tag, |b| b));
+    let r = one_sent(&mut ua);
+    assert_eq!(r.status().unwrap().as_u16(), 200);
+    assert!(r.body().is_empty());
+    assert!(events(&mut ua).is_empty());
+    // An offer-less re-INVITE: our offer (sendrecv, we do not hold) in the 200; the peer's
+    // answer in the ACK holds the call: PeerAnswer.
+    feed(&mut ua, t0, in_dialog(&Method::Invite, 13, &tag, |b| b));
+    let out = sent(&mut ua);
+    assert_eq!(out.iter().map(|m| m.status().unwrap().as_u16()).collect::<Vec<_>>(), [100, 200]);
+    assert_eq!(super::sdp::direction(out[1].body()), Direction::SendRecv);
+    let held = super::sdp::with_direction(SDP, Direction::SendOnly);
+    feed(&mut ua, t0, in_dialog(&Method::Ack, 13, &tag, |b| b.body("application/sdp", held.clone())));
+    assert_eq!(
+        call_events(&events(&mut ua)),
+        [CallEvent::PeerAnswer { sdp: held, direction: Direction::SendOnly, hold: true }]
+    );
+    // Glare: our hold re-INVITE is out, the peer's re-INVITE gets 491; ours goes on.
+    ua.reinvite_hold(t0, call, SDP).unwrap();
+    let ours = one_sent(&mut ua);
+    feed(&mut ua, t0, in_dialog(&Method::Invite, 14, &tag, |b| b.body("application/sdp", Bytes::from_static(SDP))));
+    assert_eq!(one_sent(&mut ua).status().unwrap().as_u16(), 491);
+    assert!(events(&mut ua).is_empty());
+    // The peer's BYE while our re-INVITE is out ends the call; the late 487 is nothing.
+    feed(&mut ua, t0, in_dialog(&Method::Bye, 15, &tag, |b| b));
+    assert_eq!(one_sent(&mut ua).status().unwrap().as_u16(), 200);
+    assert_eq!(call_events(&events(&mut ua)), [CallEvent::Ended { remote: true }]);
+    feed(&mut ua, t0, answer(&ours, 487, None, |b| b));
+    sent(&mut ua);
+    assert!(events(&mut ua).is_empty());
+    assert_eq!(ua.counts().1, 0, "no call left");
+}
+
+fn timed_invite(branch: &str, headers: &[(HeaderName, &str)]) -> Bytes {
+    let text = String::from_utf8(incoming_invite(branch, SDP).to_vec()).unwrap();
+    let extra: String = headers.iter().map(|(n, v)| format!("{}: {v}\r\n", n.as_str())).collect();
+    Bytes::from(text.replacen("Max-Forwards: 69\r\n", &format!("Max-Forwards: 69\r\n{extra}"), 1))
+}
+
+/// RFC 4028 as UAS: 422 below Min-SE; the peer refreshes, or the call ends with BYE.
+#[test]
+fn session_timer_as_uas_peer_refreshes_or_the_call_ends() {
+    let t0 = Instant::now();
+    let mut ua = new_ua();
+    // 60 s is below our Min-SE (90): 422 with Min-SE, no call.
+    feed(
+        &mut ua,
+        t0,
+        timed_invite("z9hG4bKshort", &[(HeaderName::SessionExpires, "60"), (HeaderName::Supported, "timer")]),
+    );
+    let r = one_sent(&mut ua);
+    assert_eq!(r.status().unwrap().as_u16(), 422);
+    assert_eq!(r.header(HeaderName::MinSe).unwrap().value(), b"90");
+    assert!(events(&mut ua).is_empty());
+    let ack = String::from_utf8(timed_invite("z9hG4bKshort", &[]).to_vec())
+        .unwrap()
+        .replacen("INVITE sip:", "ACK sip:", 1)
+        .replace("10 INVITE", "10 ACK");
+    feed(&mut ua, t0, Bytes::from(ack));
+    // 120 s, the peer refreshes (and requires timer: no 420).
+    feed(
+        &mut ua,
+        t0,
+        timed_invite(
+            "z9hG4bKtimer",
+            &[(HeaderName::SessionExpires, "120;refresher=uac"), (HeaderName::Require, "timer")],
+        ),
+    );
+    assert_eq!(one_sent(&mut ua).status().unwrap().as_u16(), 100);
+    let ev = events(&mut ua);
+    let UaEvent::IncomingCall(ic) = &ev[0] else { panic!("{ev:?}") };
+    let call = ic.call;
+    ua.answer(t0, call, Bytes::from_static(SDP)).unwrap();
+    let ok = one_sent(&mut ua);
+    assert_eq!(ok.header(HeaderName::SessionExpires).unwrap().value(), b"120;refresher=uac");
+    assert_eq!(ok.header(HeaderName::Require).unwrap().value(), b"timer");
+    let tag = ok.to().unwrap().tag().unwrap().to_owned();
+    feed(&mut ua, t0, in_dialog(&Method::Ack, 10, &tag, |b| b));
+    events(&mut ua);
+    // A refresh UPDATE at 50 s restarts the timer: nothing at 88 s (120 - 32).
+    let t50 = t0 + Duration::from_secs(50);
+    feed(
+        &mut ua,
+        t50,
+        in_dialog(&Method::Update, 11, &tag, |b| b.header(HeaderName::SessionExpires, "120;refresher=uac")),
+    );
+    let r = one_sent(&mut ua);
+    assert_eq!(r.header(HeaderName::SessionExpires).unwrap().value(), b"120;refresher=uac");
+    ua.handle_timeout(t0 + Duration::from_secs(88));
+    let s88 = sent(&mut ua);
+    assert!(s88.is_empty(), "{:?}", s88.iter().map(text).collect::<Vec<_>>());
+    // No refresh after it: BYE at 50 + 88 s.
+    ua.handle_timeout(t50 + Duration::from_secs(88) - MS);
+    assert!(sent(&mut ua).is_empty());
+    assert_eq!(ua.poll_timeout(), Some(t50 + Duration::from_secs(88)));
+    ua.handle_timeout(t50 + Duration::from_secs(88));
+    let bye = one_sent(&mut ua);
+    assert_eq!(method(&bye), "BYE");
+    assert_eq!(call_events(&events(&mut ua)), [CallEvent::SessionExpired]);
+    feed(&mut ua, t50 + Duration::from_secs(88), answer(&bye, 200, None, |b| b));
+    assert_eq!(call_events(&events(&mut ua)), [CallEvent::Ended { remote: false }]);
+}
+
+/// RFC 4028 as UAC and refresher: a re-INVITE with our SDP at half the interval (UPDATE
+/// when the peer allows it); each 2xx restarts the timer; a lower Min-SE is honoured.
+#[test]
+fn session_timer_as_refresher() {
+    let t0 = Instant::now();
+    let mut ua = UserAgent::new(UaConfig { min_se: 2, ..UaConfig::new(me()) });
+    let call = ua.invite(t0, &account(), "sip:3001@pbx.example.com", Bytes::from_static(SDP), &[]).unwrap();
+    let inv = one_sent(&mut ua);
+    assert_eq!(inv.header(HeaderName::Supported).unwrap().value(), b"timer");
+    let ok = answer(&inv, 200, Some("callee"), |b| {
+        b.header(HeaderName::Contact, "<sip:3001@192.0.2.30:5080>")
+            .header(HeaderName::SessionExpires, "4;refresher=uac")
+            .header(HeaderName::Require, "timer")
+            .body("application/sdp", Bytes::from_static(SDP))
+    });
+    feed(&mut ua, t0, ok);
+    assert_eq!(method(&one_sent(&mut ua)), "ACK");
+    events(&mut ua);
+    // At 2 s: a re-INVITE (the peer's 2xx had no Allow) with our unchanged SDP.
+    let t2 = t0 + Duration::from_secs(2);
+    assert_eq!(ua.poll_timeout(), Some(t2));
+    ua.handle_timeout(t2);
+    let re = one_sent(&mut ua);
+    assert_eq!(method(&re), "INVITE");
+    assert_eq!(re.header(HeaderName::SessionExpires).unwrap().value(), b"4;refresher=uac");
+    assert_eq!(re.body(), SDP, "a refresh keeps the o= version");
+    assert!(ua.reinvite_hold(t2, call, SDP).is_err(), "the refresh is an offer in progress");
+    feed(
+        &mut ua,
+        t2,
+        answer(&re, 200, None, |b| {
+            b.header(HeaderName::Allow, "INVITE, ACK, BYE, UPDATE")
+                .header(HeaderName::SessionExpires, "4;refresher=uac")
+                .body("application/sdp", Bytes::from_static(SDP))
+        }),
+    );
+    assert_eq!(method(&one_sent(&mut ua)), "ACK");
+    assert!(events(&mut ua).is_empty(), "refreshes are not news");
+    // At 4 s: UPDATE without a body (the peer allows it).
+    let t4 = t0 + Duration::from_secs(4);
+    assert_eq!(ua.poll_timeout(), Some(t4));
+    ua.handle_timeout(t4);
+    let up = one_sent(&mut ua);
+    assert_eq!(method(&up), "UPDATE");
+    assert!(up.body().is_empty());
+    feed(&mut ua, t4, answer(&up, 200, None, |b| b.header(HeaderName::SessionExpires, "4;refresher=uac")));
+    assert!(sent(&mut ua).is_empty());
+    assert_eq!(ua.poll_timeout().filter(|t| *t <= t0 + Duration::from_secs(6)), Some(t0 + Duration::from_secs(6)));
+    // A Session-Expires below our Min-SE in a re-INVITE: 422.
+    let reinv = MessageBuilder::request(&Method::Invite, "sip:3000@192.0.2.10:5070")
+        .header(HeaderName::Via, "SIP/2.0/UDP 192.0.2.20:5060;branch=z9hG4bKse1")
+        .header(HeaderName::From, "<sip:3001@pbx.example.com>;tag=callee")
+        .header(HeaderName::To, inv.header(HeaderName::From).unwrap().value())
+        .header(HeaderName::CallId, inv.call_id().unwrap())
+        .header(HeaderName::CSeq, "900 INVITE")
+        .header(HeaderName::SessionExpires, "1")
+        .body("application/sdp", Bytes::from_static(SDP))
+        .to_bytes()
+        .unwrap();
+    feed(&mut ua, t4, reinv);
+    let r = one_sent(&mut ua);
+    assert_eq!(r.status().unwrap().as_u16(), 422);
+    assert_eq!(r.header(HeaderName::MinSe).unwrap().value(), b"2");
 }

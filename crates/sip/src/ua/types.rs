@@ -186,6 +186,9 @@ pub struct UaConfig {
     /// An incoming MESSAGE or REFER the application does not answer in this time gets
     /// `480 Temporarily Unavailable` (the client would give up at 64·T1 = 32 s anyway).
     pub answer_timeout: Duration,
+    /// The smallest session interval (RFC 4028 `Min-SE`, seconds) we accept: a peer asking
+    /// for less gets `422` with this `Min-SE`. 90 by default (RFC 4028 §4); tests lower it.
+    pub min_se: u32,
 }
 
 impl UaConfig {
@@ -197,6 +200,7 @@ impl UaConfig {
             timers: TimerConfig::udp(),
             seed: 0x5eed,
             answer_timeout: Duration::from_secs(16),
+            min_se: super::session_timer::DEFAULT_MIN_SE,
         }
     }
 }
