@@ -55,6 +55,7 @@ async fn a_refused_registration_reaches_client_and_backend_with_the_raw_403() {
     let outcome = sipp.wait().await;
     let sent = outcome.sent().into_iter().find(|m| m.starts_with("SIP/2.0 403")).expect("sipp sent 403");
     assert_eq!(ev.body["sipMessageRaw"].as_str(), Some(sent.as_str()), "the raw response, exactly as sent");
+    assert_eq!((&fail["sipStatus"], fail["sipMessageRaw"].as_str()), (&json!(403), Some(sent.as_str())), "client too");
     // Registration was not declared mandatory: the session goes on.
     c.send("sendData", json!({"operationId": "op", "payload": {}})).await;
     assert_eq!(c.expect("DataStatusEvent").await["status"], "ACCEPTED");
@@ -385,6 +386,65 @@ async fn transfer_by_refer_reports_progress_to_client_and_backend() {
     sipp.wait().await.assert_success();
     backend.wait_for("TransferStatusEvent", |b| b["callId"] == "t1" && b["status"] == "COMPLETED").await;
     backend.wait_for("transfer", |b| b["target"] == "3002").await;
+    server.shutdown().await;
+}
+
+/// docs/errmap.md: every SIP-caused FAILED carries `info`, `sipStatus` and `sipMessageRaw` (the
+/// message exactly as sipp sent it) to client and backend: a refused re-INVITE and INFO
+/// (`ErrorEvent`s: the call goes on), a refused REFER and a NOTIFY whose sipfrag is a 486
+/// (`TransferStatusEvent FAILED`).
+#[tokio::test]
+async fn refused_re_invite_info_and_refer_reach_client_and_backend_with_the_raw_message() {
+    let backend = Backend::start().await;
+    let server = start_server(&sip_server_toml(&backend)).await;
+    let sipp = sipp_uas("uas_reject_in_dialog.xml");
+    let (mut c, _) = Client::establish(&server, connection(call_account(&sipp))).await;
+    c.send("call", call_msg("x1", "3001")).await;
+    expect_status(&mut c, "talk", "x1", "ESTABLISHED").await;
+
+    c.send("hold", json!({"callId": "x1"})).await;
+    let hold_fail = c.expect("fail").await;
+    assert_eq!((hold_fail["apiMethod"].as_str(), hold_fail["id"].as_str()), (Some("CallStatusEvent"), Some("x1")));
+    let hold_err = c.expect("fail").await;
+    assert_eq!(hold_err["apiMethod"], "ErrorEvent");
+    let hold_ev = backend.wait_for("ErrorEvent", |b| b["info"].as_str().unwrap_or("").starts_with("re-INVITE")).await;
+
+    c.send("sendDtmf", json!({"callId": "x1", "type": "INFO", "dtmf": "5"})).await;
+    let info_err = c.expect("fail").await;
+    let info_ev = backend.wait_for("ErrorEvent", |b| b["info"].as_str().unwrap_or("").starts_with("INFO")).await;
+
+    c.send("transfer", json!({"callId": "x1", "target": "3002"})).await;
+    let refer_fail = c.expect("notifyTransferEvent").await;
+    let refer_ev = backend.wait_for("TransferStatusEvent", |b| b["callId"] == "x1" && b["sipStatus"] == 403).await;
+
+    c.send("transfer", json!({"callId": "x1", "target": "3002"})).await;
+    assert_eq!(c.expect("notifyTransferEvent").await["status"], "ACCEPTED");
+    let notify_fail = c.expect("notifyTransferEvent").await;
+    let notify_ev = backend.wait_for("TransferStatusEvent", |b| b["callId"] == "x1" && b["sipStatus"] == 486).await;
+
+    c.send("hangup", json!({"callId": "x1"})).await;
+    expect_status(&mut c, "finish", "x1", "FINISH").await;
+    let outcome = sipp.wait().await;
+    outcome.assert_success();
+    let sent = |start: &str| outcome.sent().into_iter().find(|m| m.starts_with(start)).expect(start);
+    let (r488, r469, r403) = (sent("SIP/2.0 488"), sent("SIP/2.0 469"), sent("SIP/2.0 403"));
+    let notify = sent("NOTIFY ");
+    for (what, client, hook, info, code, raw) in [
+        ("re-INVITE", &hold_fail, &hold_ev.body, "re-INVITE: SIP 488 NOT ACCEPTABLE HERE", 488, &r488),
+        ("re-INVITE", &hold_err, &hold_ev.body, "re-INVITE: SIP 488 NOT ACCEPTABLE HERE", 488, &r488),
+        ("INFO", &info_err, &info_ev.body, "INFO: SIP 469 BAD INFO PACKAGE", 469, &r469),
+        ("REFER", &refer_fail, &refer_ev.body, "SIP 403 FORBIDDEN", 403, &r403),
+        ("NOTIFY", &notify_fail, &notify_ev.body, "SIP 486 BUSY HERE", 486, &notify),
+    ] {
+        let client = Value::Object(client.clone());
+        for (who, m) in [("client", &client), ("backend", hook)] {
+            assert_eq!(m["status"], "FAILED", "{what} {who}: {m:?}");
+            assert_eq!(m["info"], info, "{what} {who}");
+            assert_eq!(m["sipStatus"], code, "{what} {who}");
+            assert_eq!(m["sipMessageRaw"].as_str(), Some(raw.as_str()), "{what} {who}: exactly as sipp sent it");
+        }
+    }
+    assert!(notify.contains("SIP/2.0 486 Busy Here"), "{notify}");
     server.shutdown().await;
 }
 

@@ -285,13 +285,15 @@ async fn blind_transfer_with_refer_and_notify_progress() {
     let target = format!("sip:3002@{peer}");
     ua.with(move |ua, now| ua.refer(now, call, &target)).await.unwrap();
     assert_eq!(ua.call_outcome(call).await, CallEvent::TransferAccepted);
-    assert_eq!(
-        ua.call_outcome(call).await,
-        CallEvent::TransferProgress { status: 100, reason: "Trying".into(), terminated: false }
+    let ev = ua.call_outcome(call).await;
+    assert!(
+        matches!(&ev, CallEvent::TransferProgress { status: 100, terminated: false, reason, .. } if reason == "Trying"),
+        "{ev:?}"
     );
-    assert_eq!(
-        ua.call_outcome(call).await,
-        CallEvent::TransferProgress { status: 200, reason: "OK".into(), terminated: true }
+    let ev = ua.call_outcome(call).await;
+    assert!(
+        matches!(&ev, CallEvent::TransferProgress { status: 200, terminated: true, raw, .. } if raw.starts_with(b"NOTIFY ")),
+        "{ev:?}"
     );
     ua.hang_up(call).await;
     sipp.wait().await.assert_success();

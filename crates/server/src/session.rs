@@ -209,10 +209,29 @@ impl SessionCtx {
     /// An `ErrorEvent`: to the client as `fail {apiMethod:"ErrorEvent"}` (the SDK fires WARN) and
     /// to the backend as the `ErrorEvent` hook.
     pub fn error_event(self: &Arc<Self>, info_text: &str, origin: Origin) {
-        self.out.send(&ServerFrame::fail("ErrorEvent", info_text, None));
+        self.error_event_with(info_text, origin, Map::new());
+    }
+
+    /// [`SessionCtx::error_event`] for a SIP failure that has no status event of its own (a
+    /// re-INVITE's, an INFO's; docs/errmap.md): client and backend also get its `sipStatus` and
+    /// `sipMessageRaw`.
+    pub(crate) fn sip_error_event(self: &Arc<Self>, f: &callgate_errmap::FailureEvent, origin: Origin) {
+        let mut sip = Map::new();
+        crate::calls::insert_sip_failure(&mut sip, f);
+        self.error_event_with(&f.info, origin, sip);
+    }
+
+    fn error_event_with(self: &Arc<Self>, info_text: &str, origin: Origin, extra: Map<String, Value>) {
+        let mut fail = Map::new();
+        fail.insert("status".into(), "FAILED".into());
+        fail.insert("info".into(), info_text.into());
+        fail.insert("apiMethod".into(), "ErrorEvent".into());
+        fail.extend(extra.iter().map(|(k, v)| (k.clone(), v.clone())));
+        self.out.send(&ServerFrame::object(callgate_proto::messages::FAIL, fail));
         let mut data = self.context();
         data.insert("status".into(), "FAILED".into());
         data.insert("info".into(), info_text.into());
+        data.extend(extra);
         self.raise_event(HookMethod::ErrorEvent, origin, data, None);
     }
 

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use callgate_errmap::{map_local_failure, map_sip_failure, FailureEvent, LocalFailure, SipOperation};
+use callgate_errmap::{map_failure, FailureEvent, SipOperation};
 use callgate_hooks::{HookMethod, Origin};
 use callgate_media::{MediaError, MediaEvent, PeerId};
 use callgate_proto::ServerFrame;
@@ -112,15 +112,6 @@ pub(super) fn media_info(e: &MediaError) -> &'static str {
     match e {
         MediaError::TranscodingRequired | MediaError::NoCommonCodecs => TRANSCODING_REQUIRED,
         _ => FAILED_BY_ERROR,
-    }
-}
-
-fn invite_failure(f: &Failure) -> FailureEvent {
-    match f {
-        Failure::Status { status, reason, raw } => map_sip_failure(SipOperation::Invite, *status, reason, raw)
-            .unwrap_or_else(|| callgate_errmap::error_event(format!("SIP {status} {reason}"))),
-        Failure::Timeout => map_local_failure(SipOperation::Invite, &LocalFailure::Timeout),
-        Failure::Transport(why) => map_local_failure(SipOperation::Invite, &LocalFailure::Transport(why.clone())),
     }
 }
 
@@ -390,7 +381,7 @@ pub(super) fn on_event(calls: &super::CallTable, sip: SipCallId, event: CallEven
             raise(&ctx, &o, ESTABLISHED, "", None);
         }
         CallEvent::Failed(f) => {
-            let fe = invite_failure(&f);
+            let fe = map_failure(SipOperation::Invite, &f);
             end(calls, &call_id, FAILED, &fe.info.clone(), Some(&fe));
         }
         CallEvent::Ended { .. } | CallEvent::Cancelled => match refused {
@@ -405,49 +396,35 @@ pub(super) fn on_event(calls: &super::CallTable, sip: SipCallId, event: CallEven
                 raise(&ctx, &obj, st, "", None);
             }
             Err(f) => {
-                let fe = match &f {
-                    Failure::Status { status, reason, raw } => {
-                        map_sip_failure(SipOperation::ReInvite, *status, reason, raw).unwrap_or_else(|| {
-                            callgate_errmap::error_event(format!("re-INVITE: SIP {status} {reason}"))
-                        })
-                    }
-                    Failure::Timeout => map_local_failure(SipOperation::ReInvite, &LocalFailure::Timeout),
-                    Failure::Transport(w) => {
-                        map_local_failure(SipOperation::ReInvite, &LocalFailure::Transport(w.clone()))
-                    }
-                };
-                ctx.out.send(&ServerFrame::fail("CallStatusEvent", &fe.info, Some(&call_id)));
-                ctx.error_event(&fe.info, Origin::Client);
+                let fe = map_failure(SipOperation::ReInvite, &f);
+                let mut fail = Map::new();
+                fail.insert("status".into(), FAILED.into());
+                fail.insert("info".into(), fe.info.clone().into());
+                fail.insert("apiMethod".into(), "CallStatusEvent".into());
+                fail.insert("id".into(), call_id.to_string().into());
+                super::insert_sip_failure(&mut fail, &fe);
+                ctx.out.send(&ServerFrame::object(callgate_proto::messages::FAIL, fail));
+                ctx.sip_error_event(&fe, Origin::Client);
             }
         },
         CallEvent::TransferAccepted => transfer_status(&ctx, &obj, "ACCEPTED", "", None),
-        CallEvent::TransferProgress { status, reason, .. } => {
+        CallEvent::TransferProgress { status, reason, raw, .. } => {
             if status >= 300 {
-                let fe = map_sip_failure(SipOperation::Refer, status, &reason, b"");
-                let info = fe.map(|f| f.info).unwrap_or_else(|| callgate_errmap::sip_info(status, &reason));
-                transfer_status(&ctx, &obj, FAILED, &info, Some(status));
+                transfer_failed(
+                    &ctx,
+                    &obj,
+                    &map_failure(SipOperation::Refer, &Failure::Status { status, reason, raw }),
+                );
             } else if status >= 200 {
                 transfer_status(&ctx, &obj, "COMPLETED", &callgate_errmap::sip_info(status, &reason), Some(status));
             } else {
                 transfer_status(&ctx, &obj, TRYING, &callgate_errmap::sip_info(status, &reason), Some(status));
             }
         }
-        CallEvent::TransferFailed(f) => {
-            let fe = match &f {
-                Failure::Status { status, reason, raw } => map_sip_failure(SipOperation::Refer, *status, reason, raw)
-                    .unwrap_or_else(|| callgate_errmap::error_event(format!("REFER: SIP {status} {reason}"))),
-                Failure::Timeout => map_local_failure(SipOperation::Refer, &LocalFailure::Timeout),
-                Failure::Transport(w) => map_local_failure(SipOperation::Refer, &LocalFailure::Transport(w.clone())),
-            };
-            transfer_status(&ctx, &obj, FAILED, &fe.info, fe.sip_status);
-        }
+        CallEvent::TransferFailed(f) => transfer_failed(&ctx, &obj, &map_failure(SipOperation::Refer, &f)),
         CallEvent::DtmfResult(Ok(())) => next_info_dtmf(&ctx, calls, &call_id, sip, true),
         CallEvent::DtmfResult(Err(f)) => {
-            let info = match &f {
-                Failure::Status { status, reason, .. } => callgate_errmap::sip_info(*status, reason),
-                other => format!("{other:?}"),
-            };
-            ctx.error_event(&format!("INFO DTMF: {info}"), Origin::Client);
+            ctx.sip_error_event(&map_failure(SipOperation::InfoDtmf, &f), Origin::Client);
             next_info_dtmf(&ctx, calls, &call_id, sip, false);
         }
         CallEvent::IncomingRefer { req, target, referred_by } => {
@@ -481,6 +458,14 @@ fn transfer_status(ctx: &Arc<SessionCtx>, obj: &Map<String, Value>, status: &str
     }
     tracing::info!(session = &*ctx.id, call = ?obj.get("callId"), status, info, "transfer status");
     ctx.raise_event(HookMethod::TransferStatusEvent, Origin::Client, ev, Some("notifyTransferEvent"));
+}
+
+/// The transfer failed (the REFER's final response, its timeout, or a NOTIFY whose sipfrag is
+/// 3xx-6xx): `FAILED` with errmap's `info`, `sipStatus` and `sipMessageRaw` (docs/errmap.md).
+fn transfer_failed(ctx: &Arc<SessionCtx>, obj: &Map<String, Value>, fe: &FailureEvent) {
+    let mut o = obj.clone();
+    super::insert_sip_failure(&mut o, fe);
+    transfer_status(ctx, &o, FAILED, &fe.info, fe.sip_status);
 }
 
 pub const TOO_MANY_DTMF: &str = "Failed by error: too many DTMF digits";

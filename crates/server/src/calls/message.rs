@@ -17,7 +17,7 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use callgate_errmap::{map_local_failure, map_sip_failure, FailureEvent, LocalFailure, SipOperation};
+use callgate_errmap::{map_failure, FailureEvent, SipOperation};
 use callgate_hooks::{HookMethod, Origin};
 use callgate_proto::ServerFrame;
 use callgate_sip::transport::{EndpointGone, UaHandle};
@@ -123,15 +123,6 @@ fn raise(ctx: &Arc<SessionCtx>, obj: &Map<String, Value>, status: &str, info: &s
     );
 }
 
-fn failure_event(f: &Failure) -> FailureEvent {
-    match f {
-        Failure::Status { status, reason, raw } => map_sip_failure(SipOperation::Message, *status, reason, raw)
-            .unwrap_or_else(|| callgate_errmap::error_event(format!("MESSAGE: unexpected SIP {status} {reason}"))),
-        Failure::Timeout => map_local_failure(SipOperation::Message, &LocalFailure::Timeout),
-        Failure::Transport(why) => map_local_failure(SipOperation::Message, &LocalFailure::Transport(why.clone())),
-    }
-}
-
 /// `sendMessage {id, from, to, visibleName, body, contentType, isImdnRequired}`.
 pub(super) async fn send(ctx: Arc<SessionCtx>, obj: Map<String, Value>) {
     let mut data = with_context(&ctx, obj);
@@ -209,7 +200,7 @@ pub(super) fn on_result(tables: &MsgTables, msg: MsgId, result: Result<u16, Fail
             if let Some(mid) = &s.imdn_id {
                 tables.awaiting_imdn.remove(mid);
             }
-            let fe = failure_event(&f);
+            let fe = map_failure(SipOperation::Message, &f);
             raise(&s.ctx, &s.obj, FAILED, &fe.info, Some(&fe));
         }
     }

@@ -3,10 +3,10 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use callgate_errmap::{map_local_failure, map_sip_failure, FailureEvent, LocalFailure, SipOperation};
+use callgate_errmap::{map_failure, map_local_failure, FailureEvent, LocalFailure, SipOperation};
 use callgate_hooks::{HookMethod, Origin};
 use callgate_proto::ServerFrame;
-use callgate_sip::ua::{Account, Failure, RegEvent, RegId};
+use callgate_sip::ua::{Account, RegEvent, RegId};
 use dashmap::DashMap;
 use serde_json::{Map, Value};
 
@@ -176,21 +176,13 @@ fn report_failure(ctx: &Arc<SessionCtx>, creds: &SipCredentials, f: FailureEvent
         fail.insert("status".into(), FAILED.into());
         fail.insert("info".into(), f.info.clone().into());
         fail.insert("apiMethod".into(), API_METHOD.into());
+        super::insert_sip_failure(&mut fail, &f);
         ctx.out.send(&ServerFrame::object("fail", fail));
     }
     ctx.raise_event(HookMethod::RegistrationStatusEvent, Origin::Client, ev, None);
     if to_client && creds.register_required == Some(true) {
         // spec/client-protocol.md §2.4: a mandatory registration failed → close the session.
         let _ = ctx.handle.cmd.try_send(SessionCmd::Terminate { info: f.info });
-    }
-}
-
-fn failure_event(f: &Failure) -> FailureEvent {
-    match f {
-        Failure::Status { status, reason, raw } => map_sip_failure(SipOperation::Register, *status, reason, raw)
-            .unwrap_or_else(|| callgate_errmap::error_event(format!("REGISTER: unexpected SIP {status} {reason}"))),
-        Failure::Timeout => map_local_failure(SipOperation::Register, &LocalFailure::Timeout),
-        Failure::Transport(why) => map_local_failure(SipOperation::Register, &LocalFailure::Transport(why.clone())),
     }
 }
 
@@ -287,7 +279,7 @@ pub(super) fn on_event(regs: &DashMap<RegId, RegEntry>, reg: RegId, event: RegEv
             if to_client {
                 e.ctx.shared.calls.by_session.remove(&e.ctx.id);
             }
-            report_failure(&e.ctx, &e.creds, failure_event(&f), to_client);
+            report_failure(&e.ctx, &e.creds, map_failure(SipOperation::Register, &f), to_client);
         }
     }
 }

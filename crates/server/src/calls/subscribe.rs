@@ -18,9 +18,9 @@
 
 use std::sync::Arc;
 
-use callgate_errmap::{map_local_failure, map_sip_failure, FailureEvent, LocalFailure, SipOperation};
+use callgate_errmap::{map_failure, SipOperation};
 use callgate_hooks::{HookMethod, Origin};
-use callgate_sip::ua::{Failure, SubEvent, SubId, UaError};
+use callgate_sip::ua::{SubEvent, SubId, UaError};
 use dashmap::DashMap;
 use serde_json::{Map, Value};
 
@@ -57,15 +57,6 @@ fn raise(ctx: &Arc<SessionCtx>, obj: &Map<String, Value>, status: &str, info: &s
     ev.extend(extra);
     tracing::info!(session = &*ctx.id, id = ?obj.get("id"), status, info, "subscription status");
     ctx.raise_event(HookMethod::SubscriptionStatusEvent, Origin::Client, ev, Some(CLIENT_MESSAGE));
-}
-
-fn failure_event(f: &Failure) -> FailureEvent {
-    match f {
-        Failure::Status { status, reason, raw } => map_sip_failure(SipOperation::Subscribe, *status, reason, raw)
-            .unwrap_or_else(|| callgate_errmap::error_event(format!("SUBSCRIBE: unexpected SIP {status} {reason}"))),
-        Failure::Timeout => map_local_failure(SipOperation::Subscribe, &LocalFailure::Timeout),
-        Failure::Transport(why) => map_local_failure(SipOperation::Subscribe, &LocalFailure::Transport(why.clone())),
-    }
 }
 
 fn failed(ctx: &Arc<SessionCtx>, obj: &Map<String, Value>, info: &str) {
@@ -171,7 +162,7 @@ pub(super) fn on_event(tables: &SubTables, sub: SubId, event: SubEvent) {
         }
         SubEvent::Failed(f) => {
             let Some(e) = forget(tables, sub) else { return };
-            let fe = failure_event(&f);
+            let fe = map_failure(SipOperation::Subscribe, &f);
             let mut extra = Map::new();
             super::insert_sip_failure(&mut extra, &fe);
             raise(&e.ctx, &e.obj, FAILED, &fe.info, extra);

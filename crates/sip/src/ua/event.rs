@@ -85,8 +85,9 @@ pub enum CallEvent {
     /// Our REFER was accepted (2xx).
     TransferAccepted,
     /// A NOTIFY of our REFER's implicit subscription: the sipfrag status line. `terminated`
-    /// when the subscription ended with it.
-    TransferProgress { status: u16, reason: String, terminated: bool },
+    /// when the subscription ended with it; `raw` is the NOTIFY as received (the
+    /// `sipMessageRaw` of a transfer that failed with a 3xx-6xx sipfrag).
+    TransferProgress { status: u16, reason: String, terminated: bool, raw: Bytes },
     /// Our REFER was refused (or timed out).
     TransferFailed(Failure),
     /// The peer asks us to transfer the call (REFER, RFC 3515). Answer with `respond`

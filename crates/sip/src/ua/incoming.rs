@@ -394,7 +394,7 @@ impl UserAgent {
                 if let Some((status, reason)) = parse_sipfrag(msg.body()) {
                     self.events.push_back(UaEvent::Call {
                         call: id,
-                        event: CallEvent::TransferProgress { status, reason, terminated },
+                        event: CallEvent::TransferProgress { status, reason, terminated, raw: msg.to_bytes() },
                     });
                 }
             }

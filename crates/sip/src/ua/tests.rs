@@ -745,13 +745,17 @@ fn hold_unhold_refer_and_dtmf_as_uac() {
     feed(&mut ua, t0, notify(1, "SIP/2.0 100 Trying\r\n", "active;expires=60"));
     feed(&mut ua, t0, notify(2, "SIP/2.0 200 OK\r\n", "terminated;reason=noresource"));
     assert_eq!(sent(&mut ua).iter().map(|m| m.status().unwrap().as_u16()).collect::<Vec<_>>(), [200, 200]);
-    assert_eq!(
-        call_events(&events(&mut ua)),
-        [
-            CallEvent::TransferAccepted,
-            CallEvent::TransferProgress { status: 100, reason: "Trying".into(), terminated: false },
-            CallEvent::TransferProgress { status: 200, reason: "OK".into(), terminated: true },
-        ]
+    let ev = call_events(&events(&mut ua));
+    assert!(
+        matches!(
+            &ev[..],
+            [
+                CallEvent::TransferAccepted,
+                CallEvent::TransferProgress { status: 100, terminated: false, .. },
+                CallEvent::TransferProgress { status: 200, terminated: true, raw, .. },
+            ] if raw.starts_with(b"NOTIFY ") && raw.ends_with(b"SIP/2.0 200 OK\r\n")
+        ),
+        "{ev:?}"
     );
     ua.info_dtmf(t0, call, '5').unwrap();
     let info = one_sent(&mut ua);
