@@ -250,6 +250,14 @@ impl SipLeg {
             }
         }
         self.remote_te_pt = te;
+        if ip.is_unspecified() {
+            // RFC 2543 hold (`c=IN IP4 0.0.0.0`): nothing to send to, nothing to take from,
+            // until an SDP gives an address again.
+            self.remote = None;
+            self.sdp_remote = None;
+            self.latched = false;
+            return Ok(());
+        }
         let addr = SocketAddr::new(ip, port);
         // Under `FirstPacket` a latch survives SDP that repeats the address (session refreshes).
         if !self.latched || self.sdp_remote != Some(addr) {
@@ -424,6 +432,19 @@ mod tests {
         assert_eq!(l.remote, Some("192.0.2.8:7000".parse().unwrap()), "a new address unlatches");
         assert!(l.from_sip(other, &pcmu(4)).is_some(), "and the next packet latches again");
         assert_eq!(l.remote, Some(other));
+    }
+
+    #[test]
+    fn a_zero_address_holds_and_a_new_address_moves_the_media() {
+        let mut l = leg_latching(RtpLatching::FirstPacket);
+        let sdp = |c: &str, port: u16| format!("v=0\r\nc=IN IP4 {c}\r\nm=audio {port} RTP/AVP 0\r\n");
+        l.apply_remote_sdp(&sdp("192.0.2.7", 6000)).unwrap();
+        assert!(l.from_sip("198.51.100.1:7000".parse().unwrap(), &pcmu(1)).is_some(), "latched");
+        l.apply_remote_sdp(&sdp("0.0.0.0", 6000)).unwrap();
+        assert_eq!(l.remote, None, "0.0.0.0 (RFC 2543 hold): nothing is sent");
+        assert!(l.from_browser(160, &[0; 160], Instant::now()).is_none());
+        l.apply_remote_sdp(&sdp("192.0.2.9", 6002)).unwrap();
+        assert_eq!(l.remote, Some("192.0.2.9:6002".parse().unwrap()), "unhold at a new address");
     }
 
     #[test]

@@ -250,6 +250,8 @@ pub struct SipSection {
     pub ring_timeout_ms: u64,
     /// Longest `sendDtmf` string (and most SIP INFO digits queued for one call).
     pub max_dtmf_digits: usize,
+    /// RFC 4028 `Min-SE`, seconds: a peer asking for a shorter session interval gets 422.
+    pub session_min_se: u32,
 }
 
 impl SipSection {
@@ -265,6 +267,7 @@ impl SipSection {
             anyhow::bail!("sip.t1_ms must be 1-4000 (RFC 3261 T1, default 500), got {}", self.t1_ms);
         }
         c.timers.t1 = std::time::Duration::from_millis(self.t1_ms);
+        c.min_se = self.session_min_se;
         c.own_thread = true;
         Ok(c)
     }
@@ -282,6 +285,9 @@ impl SipSection {
         }
         if !(1..=1000).contains(&self.max_dtmf_digits) {
             bail!("sip.max_dtmf_digits must be 1-1000 (default 32), got {}", self.max_dtmf_digits);
+        }
+        if !(1..=86_400).contains(&self.session_min_se) {
+            bail!("sip.session_min_se must be 1-86400 (default 90), got {}", self.session_min_se);
         }
         Ok(())
     }

@@ -48,6 +48,8 @@ pub(super) struct CallEntry {
     pub ringing_in: bool,
     /// DTMF digits waiting to go out as SIP INFO, one transaction at a time.
     pub dtmf: DtmfQueue,
+    /// The SIP peer holds the call (its last offer was sendonly or inactive; `peer.rs`).
+    pub peer_hold: bool,
 }
 
 /// The SIP INFO digits of a call: at most one INFO in flight (RFC 6086 §4.2.1 keeps INFOs of a
@@ -188,6 +190,7 @@ pub(super) async fn outgoing(ctx: Arc<SessionCtx>, obj: Map<String, Value>) {
                     sip_sdp: bytes::Bytes::new(),
                     ringing_in: false,
                     dtmf: Default::default(),
+                    peer_hold: false,
                 });
             }
         }
@@ -430,7 +433,10 @@ pub(super) fn on_event(calls: &super::CallTable, sip: SipCallId, event: CallEven
         CallEvent::IncomingRefer { req, target, referred_by } => {
             tokio::spawn(super::transfer_in::incoming_refer(ctx, obj, sip, req, target, referred_by));
         }
-        other => tracing::debug!(call = &*call_id, event = ?other, "call event not handled yet"),
+        CallEvent::IncomingReInvite { sdp, hold, .. } => super::peer::offer(ctx, call_id, sip, peer, sdp, hold),
+        CallEvent::PeerAnswer { sdp, hold, .. } => super::peer::answer(ctx, call_id, peer, sdp, hold),
+        CallEvent::Dtmf { digit, duration_ms } => super::peer::dtmf(&ctx, &call_id, digit, duration_ms),
+        CallEvent::SessionExpired => super::peer::session_expired(calls, &call_id),
     }
 }
 

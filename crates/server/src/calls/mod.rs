@@ -24,6 +24,7 @@
 mod call;
 mod incoming;
 mod message;
+mod peer;
 mod policy;
 mod register;
 mod rest;

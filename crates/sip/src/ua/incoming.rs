@@ -356,7 +356,22 @@ impl UserAgent {
                 let ct =
                     msg.content_type().ok().flatten().map(|c| format!("{}/{}", c.mtype, c.subtype)).unwrap_or_default();
                 let dtmf = parse_dtmf(&ct, msg.body());
-                // Other INFO packages (keep-alives, media control) are acknowledged and ignored.
+                // RFC 6086 §4.2.2: an Info-Package we do not know gets 469 with our Recv-Info
+                // (none); a legacy INFO (RFC 2976) with a body we cannot read, 415 with Accept.
+                // An empty INFO (a keep-alive) is acknowledged.
+                let package = msg.header_named("Info-Package").next().is_some();
+                let dtmf_type =
+                    ["application/dtmf-relay", "application/dtmf"].iter().any(|t| t.eq_ignore_ascii_case(&ct));
+                if package {
+                    let _ = self.reply_with(now, &key, 469, None, None, |b| b.header_named("Recv-Info", ""));
+                    return;
+                }
+                if !msg.body().is_empty() && !dtmf_type {
+                    let _ = self.reply_with(now, &key, 415, None, None, |b| {
+                        b.header(HeaderName::Accept, "application/dtmf-relay, application/dtmf")
+                    });
+                    return;
+                }
                 self.reply(now, &key, 200, None);
                 if let Some((digit, duration_ms)) = dtmf {
                     self.events.push_back(UaEvent::Call { call: id, event: CallEvent::Dtmf { digit, duration_ms } });

@@ -1263,14 +1263,31 @@ fn peer_updates_glare_and_offerless_reinvites() {
     assert_eq!(r.status().unwrap().as_u16(), 200);
     assert!(r.body().is_empty());
     assert!(events(&mut ua).is_empty());
+    // INFO (RFC 6086): DTMF in both legacy types; an unknown body 415, an Info-Package 469.
+    feed(&mut ua, t0, in_dialog(&Method::Info, 20, &tag, |b| b.body("application/dtmf", "9")));
+    assert_eq!(one_sent(&mut ua).status().unwrap().as_u16(), 200);
+    assert_eq!(call_events(&events(&mut ua)), [CallEvent::Dtmf { digit: '9', duration_ms: 160 }]);
+    feed(&mut ua, t0, in_dialog(&Method::Info, 21, &tag, |b| b.body("text/plain", "hello")));
+    let r = one_sent(&mut ua);
+    assert_eq!(r.status().unwrap().as_u16(), 415);
+    assert_eq!(r.header(HeaderName::Accept).unwrap().value(), b"application/dtmf-relay, application/dtmf");
+    feed(
+        &mut ua,
+        t0,
+        in_dialog(&Method::Info, 22, &tag, |b| b.header_named("Info-Package", "foo").body("application/foo", "x")),
+    );
+    assert_eq!(one_sent(&mut ua).status().unwrap().as_u16(), 469);
+    feed(&mut ua, t0, in_dialog(&Method::Info, 23, &tag, |b| b));
+    assert_eq!(one_sent(&mut ua).status().unwrap().as_u16(), 200, "an empty INFO (keep-alive)");
+    assert!(events(&mut ua).is_empty());
     // An offer-less re-INVITE: our offer (sendrecv, we do not hold) in the 200; the peer's
     // answer in the ACK holds the call: PeerAnswer.
-    feed(&mut ua, t0, in_dialog(&Method::Invite, 13, &tag, |b| b));
+    feed(&mut ua, t0, in_dialog(&Method::Invite, 24, &tag, |b| b));
     let out = sent(&mut ua);
     assert_eq!(out.iter().map(|m| m.status().unwrap().as_u16()).collect::<Vec<_>>(), [100, 200]);
     assert_eq!(super::sdp::direction(out[1].body()), Direction::SendRecv);
     let held = super::sdp::with_direction(SDP, Direction::SendOnly);
-    feed(&mut ua, t0, in_dialog(&Method::Ack, 13, &tag, |b| b.body("application/sdp", held.clone())));
+    feed(&mut ua, t0, in_dialog(&Method::Ack, 24, &tag, |b| b.body("application/sdp", held.clone())));
     assert_eq!(
         call_events(&events(&mut ua)),
         [CallEvent::PeerAnswer { sdp: held, direction: Direction::SendOnly, hold: true }]
@@ -1278,11 +1295,11 @@ fn peer_updates_glare_and_offerless_reinvites() {
     // Glare: our hold re-INVITE is out, the peer's re-INVITE gets 491; ours goes on.
     ua.reinvite_hold(t0, call, SDP).unwrap();
     let ours = one_sent(&mut ua);
-    feed(&mut ua, t0, in_dialog(&Method::Invite, 14, &tag, |b| b.body("application/sdp", Bytes::from_static(SDP))));
+    feed(&mut ua, t0, in_dialog(&Method::Invite, 25, &tag, |b| b.body("application/sdp", Bytes::from_static(SDP))));
     assert_eq!(one_sent(&mut ua).status().unwrap().as_u16(), 491);
     assert!(events(&mut ua).is_empty());
     // The peer's BYE while our re-INVITE is out ends the call; the late 487 is nothing.
-    feed(&mut ua, t0, in_dialog(&Method::Bye, 15, &tag, |b| b));
+    feed(&mut ua, t0, in_dialog(&Method::Bye, 26, &tag, |b| b));
     assert_eq!(one_sent(&mut ua).status().unwrap().as_u16(), 200);
     assert_eq!(call_events(&events(&mut ua)), [CallEvent::Ended { remote: true }]);
     feed(&mut ua, t0, answer(&ours, 487, None, |b| b));
