@@ -47,6 +47,9 @@ pub struct ServerConfig {
     /// connections (the wait for the next request's head is bounded the same way) and bounds
     /// each pause within a request body.
     pub header_read_timeout_ms: u64,
+    /// SIGTERM/SIGINT: how long the graceful shutdown may take (calls BYEd, sessions closed,
+    /// their events delivered) before the process exits anyway, non-zero.
+    pub shutdown_timeout_ms: u64,
     /// Runtime worker threads; 0 = tokio's default (one per core, or `TOKIO_WORKER_THREADS`).
     pub worker_threads: usize,
 }
@@ -381,6 +384,9 @@ impl Config {
                 "server.client_write_timeout_ms, server.login_timeout_ms and server.header_read_timeout_ms must be > 0"
             );
         }
+        if s.shutdown_timeout_ms == 0 {
+            bail!("server.shutdown_timeout_ms must be > 0");
+        }
         self.rest_api.check_exposure(s.http_bind)?;
         self.rest_api.check_cors()?;
         let h = &self.hooks;
@@ -469,6 +475,7 @@ mod tests {
         assert_eq!(c.hooks.max_in_flight_per_session, 16);
         let s = &c.server;
         assert_eq!((s.client_write_timeout_ms, s.login_timeout_ms, s.header_read_timeout_ms), (10000, 10000, 10000));
+        assert_eq!(s.shutdown_timeout_ms, 5000);
         assert!(c.apps.is_empty(), "defaultApp is derived from the HTTP address");
         let apps = c.build_apps(c.server.http_bind).unwrap();
         assert_eq!((&*apps[0].key, &*apps[0].url), ("defaultApp", "http://127.0.0.1:8081/apps/EchoApp"));
@@ -565,7 +572,7 @@ mod tests {
     #[test]
     fn bad_values_are_refused_before_binding() {
         assert!(Config::from_toml("[server]\nping_interval_ms = 0").is_err());
-        for key in ["client_write_timeout_ms", "login_timeout_ms", "header_read_timeout_ms"] {
+        for key in ["client_write_timeout_ms", "login_timeout_ms", "header_read_timeout_ms", "shutdown_timeout_ms"] {
             assert!(Config::from_toml(&format!("[server]\n{key} = 0")).is_err(), "{key}");
         }
         assert!(Config::from_toml("[hooks]\nmax_in_flight_per_session = 0").is_err());

@@ -20,6 +20,7 @@ pub mod registry;
 pub mod rest_api;
 pub mod secrets;
 pub mod session;
+pub mod shutdown;
 pub mod streams;
 pub mod supervise;
 pub mod xcap;
@@ -36,7 +37,6 @@ use axum::Router;
 use callgate_hooks::{AppRegistry, Dispatcher, HookEngine};
 use rand::distr::{Alphanumeric, SampleString};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
@@ -58,6 +58,8 @@ pub struct Shared {
     /// Where the SIP driver and the media task report a panic (`supervise.rs`): the server
     /// must then stop and the process exit non-zero.
     pub supervisor: supervise::Supervisor,
+    /// Whether the node is shutting down, and its live session tasks (`shutdown.rs`).
+    pub lifecycle: shutdown::Lifecycle,
 }
 
 /// A running server.
@@ -65,22 +67,16 @@ pub struct RunningServer {
     pub ws_addr: SocketAddr,
     pub http_addr: SocketAddr,
     pub shared: Arc<Shared>,
-    stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
 
 impl RunningServer {
-    /// Graceful shutdown: stop accepting, tell every client, hang up every call, let sessions
-    /// end (bounded).
-    pub async fn shutdown(self) {
-        let _ = self.stop.send(true);
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        // Calls first (REST-started ones have no session that would end them), while the SIP
-        // endpoint still runs to send the BYEs and hear the answers.
-        self.shared.calls.hang_up_all(deadline).await;
-        for t in self.tasks {
-            let _ = tokio::time::timeout_at(deadline, t).await;
-        }
+    /// Graceful shutdown, bounded by `[server] shutdown_timeout_ms`: stop accepting, close
+    /// every session, hang up every call, stop the SIP driver and the media task, deliver the
+    /// last events, release the node ([`shutdown`] has the steps). The outcome says what was
+    /// left undone, if anything.
+    pub async fn shutdown(self) -> shutdown::Outcome {
+        shutdown::run(self.shared, self.tasks).await
     }
 
     /// Resolves, with the reason, when a part of the server that must never stop (the SIP
@@ -130,11 +126,21 @@ pub async fn start(cfg: Config) -> anyhow::Result<RunningServer> {
     let supervisor = supervise::Supervisor::default();
     supervisor.watch_media(streams.media.panicked.clone());
     let calls = calls::Calls::new(cfg.sip.clone()).supervised(supervisor.clone());
-    let shared = Arc::new(Shared { cfg, engine, apps, sessions: Registry::default(), node_id, streams, calls, supervisor });
+    let lifecycle = shutdown::Lifecycle::default();
+    let shared = Arc::new(Shared {
+        cfg,
+        engine,
+        apps,
+        sessions: Registry::default(),
+        node_id,
+        streams,
+        calls,
+        supervisor,
+        lifecycle,
+    });
     if let Some(ka) = keep_alive {
         streams::spawn_keep_alive(Arc::downgrade(&shared), ka);
     }
-    let (stop, stop_rx) = watch::channel(false);
 
     let ws_router = Router::new().fallback(ws_upgrade).with_state(shared.clone());
     let http_router = Router::new()
@@ -147,23 +153,19 @@ pub async fn start(cfg: Config) -> anyhow::Result<RunningServer> {
         None => http_router,
     };
 
+    // Each session closes itself when the shutdown begins (session.rs).
     let ws_task = {
-        let mut rx = stop_rx.clone();
-        let shared = shared.clone();
+        let mut rx = shared.lifecycle.stopping();
         let header_timeout = Duration::from_millis(shared.cfg.server.header_read_timeout_ms);
         tokio::spawn(async move {
             let graceful = async move {
                 let _ = rx.wait_for(|s| *s).await;
-                // Tell every client; their sessions end and the server's drain can finish.
-                for h in shared.sessions.handles() {
-                    let _ = h.cmd.try_send(session::SessionCmd::Terminate { info: "Server shutdown".into() });
-                }
             };
             listen::serve(ws_listener, ws_router, header_timeout, graceful).await;
         })
     };
     let http_task = {
-        let mut rx = stop_rx.clone();
+        let mut rx = shared.lifecycle.stopping();
         let header_timeout = Duration::from_millis(shared.cfg.server.header_read_timeout_ms);
         tokio::spawn(async move {
             let graceful = async move {
@@ -173,7 +175,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<RunningServer> {
         })
     };
     tracing::info!(%ws_addr, %http_addr, media_addr = %shared.streams.media.advertised_addr, apps = ?shared.apps.keys().collect::<Vec<_>>(), node_id = &*shared.node_id, "callgate started");
-    Ok(RunningServer { ws_addr, http_addr, shared, stop, tasks: vec![ws_task, http_task] })
+    Ok(RunningServer { ws_addr, http_addr, shared, tasks: vec![ws_task, http_task] })
 }
 
 async fn ws_upgrade(
@@ -182,6 +184,8 @@ async fn ws_upgrade(
     ws: WebSocketUpgrade,
 ) -> Response {
     let max = shared.cfg.server.max_client_frame_bytes;
+    // Counted from here: a shutdown waits for the session this upgrade starts.
+    let live = shared.lifecycle.session_started();
     // Signalling frames are small: tungstenite's default 128 KiB read buffer per connection was
     // most of an idle session's memory (docs/benchmarks.md). Larger frames still arrive whole;
     // the buffer grows for them. Writes go out at once instead of being batched.
@@ -189,5 +193,8 @@ async fn ws_upgrade(
         .max_frame_size(max)
         .read_buffer_size(4096)
         .write_buffer_size(0)
-        .on_upgrade(move |socket| session::run(shared, socket, addrs))
+        .on_upgrade(move |socket| async move {
+            session::run(shared, socket, addrs).await;
+            drop(live);
+        })
 }

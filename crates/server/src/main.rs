@@ -1,6 +1,7 @@
 //! `callgate`: a WCS-compatible signaling server whose every action your backend controls.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context;
 use callgate_server::config::{Config, DEFAULT_CONFIG};
@@ -57,7 +58,8 @@ fn main() -> anyhow::Result<()> {
         builder.worker_threads(cfg.server.worker_threads);
     }
     let rt = builder.enable_all().build().context("cannot start the runtime")?;
-    let failure = rt.block_on(async move {
+    let shutdown_timeout = Duration::from_millis(cfg.server.shutdown_timeout_ms);
+    let (failure, complete) = rt.block_on(async move {
         let server = callgate_server::start(cfg).await?;
         #[cfg(debug_assertions)]
         debug_hooks(&server);
@@ -76,14 +78,56 @@ fn main() -> anyhow::Result<()> {
                 supervise::EXIT_CODE
             ),
         }
-        server.shutdown().await;
-        anyhow::Ok(failure)
+        let complete = shut_down(server, shutdown_timeout).await;
+        anyhow::Ok((failure, complete))
     })?;
+    // Tasks still running (a hook waiting on its backend) are not waited for.
+    rt.shutdown_timeout(Duration::from_millis(100));
     if failure.is_some() {
-        rt.shutdown_timeout(std::time::Duration::from_secs(1));
         std::process::exit(supervise::EXIT_CODE);
     }
+    if !complete {
+        std::process::exit(EXIT_SHUTDOWN_INCOMPLETE);
+    }
     Ok(())
+}
+
+/// The exit code after a shutdown that did not finish within `[server] shutdown_timeout_ms`
+/// (or was cut short by a second signal); 0 after a complete one.
+const EXIT_SHUTDOWN_INCOMPLETE: i32 = 1;
+
+/// The server's graceful shutdown, logged; cut short by a second SIGTERM/SIGINT, and by a hard
+/// bound a little after `timeout` should it ever overrun its own deadline. True when complete.
+async fn shut_down(server: callgate_server::RunningServer, timeout: Duration) -> bool {
+    let hard = timeout + callgate_server::shutdown::STOP_GRACE * 4;
+    let outcome = tokio::select! {
+        r = tokio::time::timeout(hard, server.shutdown()) => r.ok(),
+        () = shutdown_signal() => {
+            tracing::warn!("second signal during the shutdown: exiting now with code {EXIT_SHUTDOWN_INCOMPLETE}");
+            return false;
+        }
+    };
+    match outcome {
+        Some(o) if o.complete() => {
+            tracing::info!(elapsed_ms = o.elapsed.as_millis() as u64, "shutdown {o}");
+            true
+        }
+        Some(o) => {
+            tracing::error!(
+                elapsed_ms = o.elapsed.as_millis() as u64,
+                "shutdown {o} (server.shutdown_timeout_ms = {}); exiting anyway with code {EXIT_SHUTDOWN_INCOMPLETE}",
+                timeout.as_millis()
+            );
+            false
+        }
+        None => {
+            tracing::error!(
+                "shutdown did not finish within {} ms; exiting anyway with code {EXIT_SHUTDOWN_INCOMPLETE}",
+                hard.as_millis()
+            );
+            false
+        }
+    }
 }
 
 /// Debug builds only, for tests of the binary: `CALLGATE_DEBUG_PANIC_SIP_DRIVER=1` makes the

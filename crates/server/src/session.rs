@@ -49,6 +49,10 @@ pub enum Out {
 /// `server.login_timeout_ms`; also the reason of its close frame.
 pub const LOGIN_TIMEOUT: &str = "Login timeout";
 
+/// `info` of the `fail` every client gets when the server shuts down; also the reason of its
+/// close frame (1001, going away).
+pub const SERVER_SHUTDOWN: &str = "Server shutdown";
+
 /// How long a connection closed for an oversize message stays open after its close frame: the
 /// client is still sending the rest of that message, and a socket closed with unread data
 /// answers with a TCP reset that can destroy the close frame before the client has read it.
@@ -325,6 +329,8 @@ pub async fn run(shared: Arc<Shared>, socket: WebSocket, addrs: ConnAddrs) {
     let mut missed = 0u32;
     // Until `connection` arrives the connection is nobody's session: it may not stay forever.
     let login_deadline = tokio::time::sleep(Duration::from_millis(shared.cfg.server.login_timeout_ms));
+    // Also a session that connects while the server shuts down sees it (shutdown.rs).
+    let mut stopping = shared.lifecycle.stopping();
     tokio::pin!(login_deadline);
     // The close frame when the server decides to close; a normal close (1000) otherwise.
     let mut close: Option<CloseFrame> = None;
@@ -366,6 +372,12 @@ pub async fn run(shared: Arc<Shared>, socket: WebSocket, addrs: ConnAddrs) {
                     missed += 1;
                     session.out.send(&ServerFrame::new(messages::PING, vec![]));
                 }
+            }
+            _ = async { drop(stopping.wait_for(|s| *s).await) } => {
+                tracing::debug!(session = &*id, "closing session: server shutdown");
+                session.out.send(&ServerFrame::fail("ConnectionStatusEvent", SERVER_SHUTDOWN, None));
+                close = Some(close_frame(1001, SERVER_SHUTDOWN));
+                session.closing = true;
             }
             _ = &mut login_deadline, if session.ctx.is_none() => {
                 tracing::info!(session = &*id, timeout_ms = shared.cfg.server.login_timeout_ms, "no connection message in time; closing");

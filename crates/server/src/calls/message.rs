@@ -67,6 +67,17 @@ pub struct MsgTables {
     received: DashMap<(Arc<str>, String), Received>,
 }
 
+impl MsgTables {
+    /// Server shutdown: forgets every message; returns how many entries there were.
+    pub(super) fn clear(&self) -> usize {
+        let n = self.sent.len() + self.awaiting_imdn.len() + self.received.len();
+        self.sent.clear();
+        self.awaiting_imdn.clear();
+        self.received.clear();
+        n
+    }
+}
+
 pub(super) fn with_context(ctx: &SessionCtx, mut obj: Map<String, Value>) -> Map<String, Value> {
     obj.insert("nodeId".into(), Value::from(&*ctx.shared.node_id));
     obj.insert("appKey".into(), Value::from(&*ctx.app.key));

@@ -60,6 +60,8 @@ pub struct Calls {
     policy: Arc<SipPolicy>,
     /// Told when the SIP driver panics (`crate::supervise`).
     supervisor: crate::supervise::Supervisor,
+    /// The task that delivers the user agent's events; it ends when the driver has stopped.
+    pump: parking_lot::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 /// Live calls by the client's `callId`, and the client's id of each SIP call.
@@ -90,6 +92,7 @@ impl Calls {
             table: Arc::new(CallTable::default()),
             msgs: Arc::new(message::MsgTables::default()),
             subs: Arc::new(subscribe::SubTables::default()),
+            pump: parking_lot::Mutex::new(None),
         }
     }
 
@@ -112,7 +115,7 @@ impl Calls {
                         // exits non-zero): never a silently dead endpoint. The driver itself
                         // goes on after a panic in the user agent, so calls can still be hung up.
                         self.supervisor.watch_sip_driver(ep.panicked, ep.task);
-                        tokio::spawn(pump(
+                        let pump = tokio::spawn(pump(
                             ep.events,
                             ep.handle.clone(),
                             self.regs.clone(),
@@ -121,6 +124,7 @@ impl Calls {
                             self.subs.clone(),
                             self.policy.clone(),
                         ));
+                        *self.pump.lock() = Some(pump);
                         Ok(ep.handle)
                     }
                     Err(e) => {
@@ -165,18 +169,56 @@ impl Calls {
     /// `deadline`, for them to end, so no SIP peer is left with a call nobody will ever end.
     /// WebSocket sessions hang up their own calls when they close; REST-started calls have no
     /// session, so this is what ends them.
+    /// A call recorded meanwhile (a setup that was under way) is hung up too.
     pub async fn hang_up_all(&self, deadline: tokio::time::Instant) {
-        let ids: Vec<Arc<str>> = self.table.calls.iter().map(|e| e.key().clone()).collect();
-        if ids.is_empty() {
-            return;
-        }
-        tracing::info!(calls = ids.len(), "shutdown: hanging up calls");
-        for id in &ids {
-            call::terminate(self, id).await;
-        }
+        let mut done = std::collections::HashSet::new();
         while !self.table.calls.is_empty() && tokio::time::Instant::now() < deadline {
+            let ids: Vec<Arc<str>> =
+                self.table.calls.iter().map(|e| e.key().clone()).filter(|id| !done.contains(id)).collect();
+            if !ids.is_empty() {
+                tracing::info!(calls = ids.len(), "shutdown: hanging up calls");
+            }
+            for id in ids {
+                call::terminate(self, &id).await;
+                done.insert(id);
+            }
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
+    }
+
+    /// Server shutdown, once the calls are over: stops the SIP driver (its sockets close) and
+    /// returns when its last events have been handled. An endpoint that was never started never
+    /// will be (later uses get an error).
+    pub async fn stop_sip(&self) {
+        let endpoint = self
+            .endpoint
+            .get_or_init(|| async { Err("SIP endpoint unavailable: the server is shutting down".to_string()) })
+            .await;
+        let Ok(handle) = endpoint else { return };
+        handle.shutdown();
+        // The pump ends when the driver, the sender of its events, is gone.
+        let pump = self.pump.lock().take();
+        if let Some(pump) = pump {
+            let _ = pump.await;
+        }
+        tracing::info!("SIP endpoint stopped");
+    }
+
+    /// Server shutdown, after [`Calls::stop_sip`]: empties the tables of calls, registrations,
+    /// messages and subscriptions. Their entries hold sessions, which hold the node: left in
+    /// place they would keep it alive. A call still there (its peer never answered the BYE) is
+    /// reported FAILED "Server shutdown" to its owner. Returns how many entries there were.
+    pub fn clear(&self) -> usize {
+        let ids: Vec<Arc<str>> = self.table.calls.iter().map(|e| e.key().clone()).collect();
+        for id in &ids {
+            call::end(&self.table, id, call::FAILED, crate::session::SERVER_SHUTDOWN, None);
+        }
+        let n = ids.len() + self.regs.len() + self.msgs.clear() + self.subs.clear();
+        self.table.calls.clear();
+        self.table.by_sip.clear();
+        self.regs.clear();
+        self.by_session.clear();
+        n
     }
 
     /// Live calls.

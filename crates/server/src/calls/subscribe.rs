@@ -50,6 +50,16 @@ pub struct SubTables {
     by_client: DashMap<(Arc<str>, String), SubId>,
 }
 
+impl SubTables {
+    /// Server shutdown: forgets every subscription; returns how many there were.
+    pub(super) fn clear(&self) -> usize {
+        let n = self.subs.len();
+        self.subs.clear();
+        self.by_client.clear();
+        n
+    }
+}
+
 fn raise(ctx: &Arc<SessionCtx>, obj: &Map<String, Value>, status: &str, info: &str, extra: Map<String, Value>) {
     let mut ev = obj.clone();
     ev.insert("status".into(), status.into());

@@ -95,6 +95,13 @@ impl Streams {
     pub fn is_empty(&self) -> bool {
         self.dir.lock().is_empty()
     }
+
+    /// Server shutdown, after the sessions ended (each removed its own streams): forgets what is
+    /// left, whose owners hold the node. Returns how many streams there were.
+    pub fn clear(&self) -> usize {
+        let old = std::mem::take(&mut *self.dir.lock());
+        old.len()
+    }
 }
 
 /// True for the client messages this module handles.
