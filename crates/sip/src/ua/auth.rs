@@ -63,8 +63,9 @@ pub(crate) fn refuse_challenge(
     learning: bool,
 ) -> Option<&'static str> {
     // The IP only: a proxy may answer from another of its ports (RFC 3261 §18.2.2 sends
-    // responses to the Via, not from the socket that received the request).
-    if source.map(|s| s.ip()) != Some(creds.next_hop.ip()) {
+    // responses to the Via, not from the socket that received the request). Canonical: a
+    // socket bound to `[::]` reports IPv4 sources as `::ffff:a.b.c.d`.
+    if source.map(|s| s.ip().to_canonical()) != Some(creds.next_hop.ip().to_canonical()) {
         return Some("not from the account's next hop");
     }
     if !known_realm && !learning {
@@ -188,6 +189,23 @@ mod tests {
         assert!(pick_challenge(&r).is_none());
         let r = resp("401 Unauthorized", "WWW-Authenticate: Digest realm=\"r\", nonce=\"n\", algorithm=SHA-512\r\n");
         assert!(pick_challenge(&r).is_none());
+    }
+
+    #[test]
+    fn next_hop_matched_across_ipv4_mapped_addresses() {
+        let creds = Creds {
+            user: "u".into(),
+            password: "p".into(),
+            next_hop: "192.0.2.7:5060".parse().unwrap(),
+            domain: "pbx".into(),
+        };
+        // A dual-stack socket (`[::]`) reports the IPv4 next hop as a mapped address.
+        let mapped: std::net::SocketAddr = "[::ffff:192.0.2.7]:5060".parse().unwrap();
+        assert_eq!(refuse_challenge(&creds, Some(mapped), true, false), None);
+        let other: std::net::SocketAddr = "[::ffff:192.0.2.8]:5060".parse().unwrap();
+        assert!(refuse_challenge(&creds, Some(other), true, false).is_some());
+        let v6 = Creds { next_hop: "[::ffff:192.0.2.7]:5060".parse().unwrap(), ..creds };
+        assert_eq!(refuse_challenge(&v6, Some("192.0.2.7:5061".parse().unwrap()), true, false), None);
     }
 
     #[test]
