@@ -210,7 +210,12 @@ pub struct Client {
 
 impl Client {
     pub async fn connect(server: &callgate_server::RunningServer) -> Client {
-        let url = format!("ws://{}/", server.ws_addr);
+        Client::connect_to(server.ws_addr).await
+    }
+
+    /// Connects to the WebSocket port `ws_addr` (a server in another process).
+    pub async fn connect_to(ws_addr: SocketAddr) -> Client {
+        let url = format!("ws://{ws_addr}/");
         let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("websocket connects");
         Client { ws, seen: Vec::new() }
     }
@@ -265,7 +270,12 @@ impl Client {
 
     /// Sends `connection` and waits for `getUserData`.
     pub async fn establish(server: &callgate_server::RunningServer, connection: Value) -> (Client, Map<String, Value>) {
-        let mut c = Client::connect(server).await;
+        Client::establish_at(server.ws_addr, connection).await
+    }
+
+    /// [`Client::establish`] with the server at `ws_addr`.
+    pub async fn establish_at(ws_addr: SocketAddr, connection: Value) -> (Client, Map<String, Value>) {
+        let mut c = Client::connect_to(ws_addr).await;
         c.send("connection", connection).await;
         let data = c.expect("getUserData").await;
         (c, data)
@@ -279,11 +289,16 @@ pub async fn http_post(
     body: &str,
     auth: Option<&str>,
 ) -> (u16, String) {
-    let mut stream = TcpStream::connect(server.http_addr).await.unwrap();
+    http_post_to(server.http_addr, path, body, auth).await
+}
+
+/// [`http_post`] to the HTTP port `http_addr` (a server in another process).
+pub async fn http_post_to(http_addr: SocketAddr, path: &str, body: &str, auth: Option<&str>) -> (u16, String) {
+    let mut stream = TcpStream::connect(http_addr).await.unwrap();
     let auth_line = auth.map(|a| format!("Authorization: {a}\r\n")).unwrap_or_default();
     let req = format!(
         "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{auth_line}Connection: close\r\n\r\n{body}",
-        server.http_addr,
+        http_addr,
         body.len()
     );
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

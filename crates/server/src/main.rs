@@ -109,7 +109,7 @@ async fn shut_down(server: callgate_server::RunningServer, timeout: Duration) ->
     };
     match outcome {
         Some(o) if o.complete() => {
-            tracing::info!(elapsed_ms = o.elapsed.as_millis() as u64, "shutdown {o}");
+            tracing::info!(elapsed_ms = o.elapsed.as_millis() as u64, "shutdown complete");
             true
         }
         Some(o) => {
