@@ -190,7 +190,7 @@ pub enum LocalFailure {
 }
 
 /// `CALL_STATUS_INFO.FAILED_BY_REQUEST_TIMEOUT` of the SDK's constants.
-pub const FAILED_BY_REQUEST_TIMEOUT: &str = "Failed by request timeout";
+pub use callgate_proto::info::FAILED_BY_REQUEST_TIMEOUT;
 
 /// Maps a local failure to its `FAILED` event with a clear `info`.
 pub fn map_local_failure(op: SipOperation, failure: &LocalFailure) -> FailureEvent {

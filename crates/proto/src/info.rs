@@ -1,4 +1,7 @@
-//! `info` strings the client sees (spec/client-protocol.md §6.5, §7.5).
+//! `info` strings the client sees (spec/client-protocol.md §6.5, §7.5), as constants or functions,
+//! so a grep for a client-visible text finds its one home; the server names them from here. The
+//! `info` of a SIP failure (`SIP 403 FORBIDDEN`, `re-INVITE: ...`, `Failed by transport error:
+//! ...`) is built by callgate-errmap, the one table of those (docs/errmap.md).
 
 pub const NORMAL_CALL_CLEARING: &str = "Normal call clearing";
 pub const STREAM_NOT_FOUND: &str = "Stream not found";
@@ -14,3 +17,112 @@ pub const SESSION_NOT_READY: &str = "Session not ready";
 pub const TERMINATED_BY_REST: &str = "Terminated by rest /terminate";
 /// Connection closed because the client stopped answering pings.
 pub const PING_TIMEOUT: &str = "Ping timeout";
+
+// ---- The SDK's `CALL_STATUS_INFO` and media failures (spec/client-protocol.md §6.5, §7.5) ----
+
+pub const FAILED_BY_ERROR: &str = "Failed by error";
+pub const FAILED_BY_ICE_ERROR: &str = "Failed by ICE error";
+pub const FAILED_BY_ICE_TIMEOUT: &str = "Failed by ICE timeout";
+pub const FAILED_BY_KEEP_ALIVE: &str = "Failed by ICE keep alive";
+pub const FAILED_BY_DTLS_ERROR: &str = "Failed by DTLS error";
+/// No final SIP response came (timer B or F; docs/errmap.md).
+pub const FAILED_BY_REQUEST_TIMEOUT: &str = "Failed by request timeout";
+pub const NO_COMMON_CODECS: &str = "No common codecs";
+pub const TRANSCODING_REQUIRED: &str = "Transcoding required, but disabled";
+
+/// `Failed by error: <detail>`: a request the server could not carry out, with the reason.
+pub fn failed_by_error(detail: impl std::fmt::Display) -> String {
+    format!("{FAILED_BY_ERROR}: {detail}")
+}
+
+// ---- Streams (spec/client-protocol.md §7.5) ----
+
+pub const MEDIASESSION_ID_NULL: &str = "MediaSessionId is null";
+pub const MEDIASESSION_ID_ALREADY_IN_USE: &str = "MediaSessionId is already in use";
+pub const STOPPED_BY_USER: &str = "Stopped by user";
+pub const TERMINATED_BY_KEEP_ALIVE: &str = "Terminated by keep-alive";
+pub const PUBLISH_STREAM_IS_NOT_READY: &str = "Publish stream is not ready";
+pub const AVAILABLE: &str = "Available";
+/// A publish, play or call without an SDP offer.
+pub const NO_SDP: &str = "Failed by error: no SDP offer";
+pub const NO_STREAM_NAME: &str = "Failed by error: no stream name";
+/// `playHLS`, `playRTSP` and URL stream names (RTSP/RTMP/HTTP pull) are not implemented.
+pub const PULL_NOT_SUPPORTED: &str = "Playing RTSP, RTMP or HLS sources is not supported by this server";
+pub const SNAPSHOT_NOT_SUPPORTED: &str = "Snapshots are not supported by this server";
+
+// ---- Calls (spec/client-protocol.md §6) ----
+
+pub const CALL_NOT_FOUND: &str = "Call not found";
+pub const CALL_NOT_ESTABLISHED: &str = "Call is not established";
+pub const CALL_NOT_RINGING: &str = "Call is not ringing";
+/// An incoming call the client did not answer in time (`[sip] ring_timeout`).
+pub const NOT_ANSWERED: &str = "Not answered";
+pub const CALL_WITHOUT_SIP_ACCOUNT: &str =
+    "Failed by session creation: the session has no SIP account (sipLogin and sipDomain)";
+pub const CALL_ID_IN_USE: &str = "Failed by error: callId is already in use";
+pub const NO_CALL_ID: &str = "Failed by error: no callId";
+pub const NO_DTMF: &str = "Failed by error: no dtmf";
+pub const TOO_MANY_DTMF: &str = "Failed by error: too many DTMF digits";
+pub const NO_TRANSFER_TARGET: &str = "Failed by error: no transfer target";
+pub const LATE_OFFER: &str = "Failed by error: an INVITE without SDP (late offer) is not supported";
+/// Where SIP may not go (`[sip] allowed_destinations`); followed by `: <target>`.
+pub const SIP_DESTINATION_NOT_ALLOWED: &str = "SIP destination not allowed";
+
+/// `Failed by error: too many DTMF digits (<count>; at most <max>)`.
+pub fn too_many_dtmf(count: usize, max: usize) -> String {
+    format!("{TOO_MANY_DTMF} ({count}; at most {max})")
+}
+
+/// `Failed by error: not a DTMF key: '<key>'`.
+pub fn not_a_dtmf_key(key: char) -> String {
+    failed_by_error(format_args!("not a DTMF key: {key:?}"))
+}
+
+// ---- Messages and subscriptions (SIP MESSAGE, IMDN, SUBSCRIBE) ----
+
+pub const MESSAGE_WITHOUT_SIP_ACCOUNT: &str = "The session has no SIP account (sipLogin and sipDomain)";
+pub const NO_RECIPIENT: &str = "Failed by error: no recipient (to)";
+pub const NO_IMDN_REQUEST: &str = "No received message with this id asked for a delivery notification";
+pub const NO_EVENT_PACKAGE: &str = "Failed by error: no event package (event)";
+pub const NO_SUBSCRIPTION_TARGET: &str = "Failed by error: no subscription target (to)";
+pub const SUBSCRIPTION_NOT_FOUND: &str = "Subscription not found";
+pub const SUBSCRIPTION_ID_IN_USE: &str = "Failed by error: subscription id is already in use";
+
+// ---- XCAP ----
+
+pub const XCAP_URL_NOT_ALLOWED: &str = "XCAP URL not allowed";
+pub const XCAP_TIMEOUT: &str = "XCAP request timed out";
+
+// ---- Sessions ----
+
+/// No `connection` message within `[server] login_timeout_ms`; also the close frame's reason.
+pub const LOGIN_TIMEOUT: &str = "Login timeout";
+/// A direct invocation refused: the session has `[hooks] max_in_flight_per_session` waiting.
+pub const TOO_MANY_IN_FLIGHT: &str = "Too many requests in flight";
+/// Every session when the server shuts down (`fail`, and the reason of the 1001 close frame).
+pub const SERVER_SHUTDOWN: &str = "Server shutdown";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The strings the SDK compares with (constants.js `CALL_STATUS_INFO`, spec §6.5).
+    #[test]
+    fn sdk_constants() {
+        assert_eq!(NORMAL_CALL_CLEARING, "Normal call clearing");
+        assert_eq!(FAILED_BY_ICE_ERROR, "Failed by ICE error");
+        assert_eq!(FAILED_BY_DTLS_ERROR, "Failed by DTLS error");
+        assert_eq!(FAILED_BY_ERROR, "Failed by error");
+        assert_eq!(FAILED_BY_REQUEST_TIMEOUT, "Failed by request timeout");
+        assert_eq!(NO_COMMON_CODECS, "No common codecs");
+        assert_eq!(TRANSCODING_REQUIRED, "Transcoding required, but disabled");
+        assert!(CALL_WITHOUT_SIP_ACCOUNT.starts_with("Failed by session creation"));
+    }
+
+    #[test]
+    fn formatted_infos() {
+        assert_eq!(failed_by_error("x"), "Failed by error: x");
+        assert_eq!(too_many_dtmf(40, 32), "Failed by error: too many DTMF digits (40; at most 32)");
+        assert_eq!(not_a_dtmf_key('x'), "Failed by error: not a DTMF key: 'x'");
+    }
+}

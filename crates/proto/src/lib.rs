@@ -93,6 +93,11 @@ impl ServerFrame {
 
     /// `fail {status:"FAILED", info, apiMethod}` (+ `id` for stream and call failures).
     pub fn fail(api_method: &str, info: &str, id: Option<&str>) -> ServerFrame {
+        ServerFrame::fail_with(api_method, info, id, Map::new())
+    }
+
+    /// [`ServerFrame::fail`] with more fields (`sipStatus`, `sipMessageRaw` of a SIP failure).
+    pub fn fail_with(api_method: &str, info: &str, id: Option<&str>, extra: Map<String, Value>) -> ServerFrame {
         let mut m = Map::new();
         m.insert("status".into(), "FAILED".into());
         m.insert("info".into(), info.into());
@@ -100,6 +105,7 @@ impl ServerFrame {
         if let Some(id) = id {
             m.insert("id".into(), id.into());
         }
+        m.extend(extra);
         ServerFrame::object(messages::FAIL, m)
     }
 
@@ -156,6 +162,12 @@ mod tests {
         assert_eq!(
             ServerFrame::fail("ConnectionStatusEvent", "Forbidden", None).to_text(),
             r#"{"message":"fail","data":[{"status":"FAILED","info":"Forbidden","apiMethod":"ConnectionStatusEvent"}]}"#
+        );
+        let mut sip = Map::new();
+        sip.insert("sipStatus".into(), 488.into());
+        assert_eq!(
+            ServerFrame::fail_with("CallStatusEvent", "x", Some("c1"), sip).to_text(),
+            r#"{"message":"fail","data":[{"status":"FAILED","info":"x","apiMethod":"CallStatusEvent","id":"c1","sipStatus":488}]}"#
         );
     }
 }

@@ -47,11 +47,11 @@ pub enum Out {
 
 /// `info` of the `fail` sent to a client that did not send `connection` within
 /// `server.login_timeout_ms`; also the reason of its close frame.
-pub const LOGIN_TIMEOUT: &str = "Login timeout";
+pub use callgate_proto::info::LOGIN_TIMEOUT;
 
 /// `info` of the `fail` every client gets when the server shuts down; also the reason of its
 /// close frame (1001, going away).
-pub const SERVER_SHUTDOWN: &str = "Server shutdown";
+pub use callgate_proto::info::SERVER_SHUTDOWN;
 
 /// How long a connection closed for an oversize message stays open after its close frame: the
 /// client is still sending the rest of that message, and a socket closed with unread data
@@ -226,12 +226,7 @@ impl SessionCtx {
     }
 
     fn error_event_with(self: &Arc<Self>, info_text: &str, origin: Origin, extra: Map<String, Value>) {
-        let mut fail = Map::new();
-        fail.insert("status".into(), "FAILED".into());
-        fail.insert("info".into(), info_text.into());
-        fail.insert("apiMethod".into(), "ErrorEvent".into());
-        fail.extend(extra.iter().map(|(k, v)| (k.clone(), v.clone())));
-        self.out.send(&ServerFrame::object(callgate_proto::messages::FAIL, fail));
+        self.out.send(&ServerFrame::fail_with("ErrorEvent", info_text, None, extra.clone()));
         let mut data = self.context();
         data.insert("status".into(), "FAILED".into());
         data.insert("info".into(), info_text.into());
@@ -270,7 +265,7 @@ impl SessionCtx {
 }
 
 /// `info` of a client's direct invocation refused because its session has too many waiting.
-pub const TOO_MANY_IN_FLIGHT: &str = "Too many requests in flight";
+pub use callgate_proto::info::TOO_MANY_IN_FLIGHT;
 
 /// One of a session's direct invocations in flight; leaving frees its slot.
 pub(crate) struct DirectSlot<'a>(&'a AtomicUsize);

@@ -35,11 +35,9 @@ use serde_json::{Map, Value};
 use crate::calls::SipCredentials;
 use crate::session::SessionCtx;
 
-pub const ACCEPTED: &str = "ACCEPTED";
-pub const FAILED: &str = "FAILED";
+pub use callgate_proto::info::{XCAP_TIMEOUT as TIMEOUT, XCAP_URL_NOT_ALLOWED as NOT_ALLOWED};
+pub use callgate_proto::status::xcap::{ACCEPTED, FAILED};
 pub const CLIENT_MESSAGE: &str = "notifyXcapResponse";
-pub const NOT_ALLOWED: &str = "XCAP URL not allowed";
-pub const TIMEOUT: &str = "XCAP request timed out";
 
 type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 

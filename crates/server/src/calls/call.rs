@@ -12,26 +12,14 @@ use serde_json::{Map, Value};
 use super::register::SipCredentials;
 use crate::session::SessionCtx;
 
-pub const TRYING: &str = "TRYING";
-pub const RING: &str = "RING";
-pub const RING_MEDIA: &str = "RING_MEDIA";
-pub const SESSION_PROGRESS: &str = "SESSION_PROGRESS";
-pub const ESTABLISHED: &str = "ESTABLISHED";
-pub const FINISH: &str = "FINISH";
-pub const FAILED: &str = "FAILED";
-pub const NORMAL_CALL_CLEARING: &str = "Normal call clearing";
-pub const TRANSCODING_REQUIRED: &str = "Transcoding required, but disabled";
-pub const FAILED_BY_ERROR: &str = "Failed by error";
-pub const FAILED_BY_ICE_ERROR: &str = "Failed by ICE error";
-pub const FAILED_BY_DTLS_ERROR: &str = "Failed by DTLS error";
-pub const HOLD: &str = "HOLD";
-pub const CALL_NOT_FOUND: &str = "Call not found";
-pub const CALL_NOT_ESTABLISHED: &str = "Call is not established";
-pub const NO_SIP_ACCOUNT: &str = "Failed by session creation: the session has no SIP account (sipLogin and sipDomain)";
-pub const CALL_ID_IN_USE: &str = "Failed by error: callId is already in use";
-pub const NO_CALL_ID: &str = "Failed by error: no callId";
-pub const NO_SDP: &str = "Failed by error: no SDP offer";
-pub const NO_DTMF: &str = "Failed by error: no dtmf";
+// The client-visible strings live in callgate-proto; named here for the calls module.
+pub use callgate_proto::info::{
+    CALL_ID_IN_USE, CALL_NOT_ESTABLISHED, CALL_NOT_FOUND, CALL_WITHOUT_SIP_ACCOUNT, FAILED_BY_DTLS_ERROR,
+    FAILED_BY_ERROR, FAILED_BY_ICE_ERROR, NORMAL_CALL_CLEARING, NO_CALL_ID, NO_DTMF, NO_SDP, TOO_MANY_DTMF,
+    TRANSCODING_REQUIRED,
+};
+pub use callgate_proto::status::call::{ESTABLISHED, FAILED, FINISH, HOLD, RING, RING_MEDIA, SESSION_PROGRESS, TRYING};
+use callgate_proto::status::transfer;
 
 /// A live call.
 pub(super) struct CallEntry {
@@ -74,7 +62,7 @@ fn client_message(status: &str) -> &'static str {
         TRYING => "notifyTryingResponse",
         RING | RING_MEDIA | SESSION_PROGRESS => "ring",
         ESTABLISHED => "talk",
-        "HOLD" => "hold",
+        HOLD => "hold",
         _ => "finish",
     }
 }
@@ -161,7 +149,7 @@ pub(super) async fn outgoing(ctx: Arc<SessionCtx>, obj: Map<String, Value>) {
         return raise(&ctx, &data, FAILED, NO_SDP, None);
     }
     let creds = SipCredentials::from_connection(&ctx.handle.data_ref()).filter(|c| !c.domain.is_empty());
-    let Some(creds) = creds else { return raise(&ctx, &data, FAILED, NO_SIP_ACCOUNT, None) };
+    let Some(creds) = creds else { return raise(&ctx, &data, FAILED, CALL_WITHOUT_SIP_ACCOUNT, None) };
     let callee = data.get("callee").and_then(Value::as_str).unwrap_or("").to_string();
     let peer = ctx.shared.streams.media.next_peer_id();
     {
@@ -321,7 +309,7 @@ pub(super) async fn hangup(ctx: Arc<SessionCtx>, obj: Map<String, Value>) {
     let refused = ctx.direct(HookMethod::Hangup, &mut data).await.err();
     let owned = calls.table.calls.get(call_id.as_str()).is_some_and(|e| Arc::ptr_eq(&e.ctx, &ctx));
     if !owned {
-        ctx.out.send(&ServerFrame::fail("CallStatusEvent", "Call not found", Some(&call_id)));
+        ctx.out.send(&ServerFrame::fail("CallStatusEvent", CALL_NOT_FOUND, Some(&call_id)));
         return;
     }
     match refused {
@@ -400,17 +388,13 @@ pub(super) fn on_event(calls: &super::CallTable, sip: SipCallId, event: CallEven
             }
             Err(f) => {
                 let fe = map_failure(SipOperation::ReInvite, &f);
-                let mut fail = Map::new();
-                fail.insert("status".into(), FAILED.into());
-                fail.insert("info".into(), fe.info.clone().into());
-                fail.insert("apiMethod".into(), "CallStatusEvent".into());
-                fail.insert("id".into(), call_id.to_string().into());
-                super::insert_sip_failure(&mut fail, &fe);
-                ctx.out.send(&ServerFrame::object(callgate_proto::messages::FAIL, fail));
+                let mut sip = Map::new();
+                super::insert_sip_failure(&mut sip, &fe);
+                ctx.out.send(&ServerFrame::fail_with("CallStatusEvent", &fe.info, Some(&call_id), sip));
                 ctx.sip_error_event(&fe, Origin::Client);
             }
         },
-        CallEvent::TransferAccepted => transfer_status(&ctx, &obj, "ACCEPTED", "", None),
+        CallEvent::TransferAccepted => transfer_status(&ctx, &obj, transfer::ACCEPTED, "", None),
         CallEvent::TransferProgress { status, reason, raw, .. } => {
             if status >= 300 {
                 transfer_failed(
@@ -418,10 +402,9 @@ pub(super) fn on_event(calls: &super::CallTable, sip: SipCallId, event: CallEven
                     &obj,
                     &map_failure(SipOperation::Refer, &Failure::Status { status, reason, raw }),
                 );
-            } else if status >= 200 {
-                transfer_status(&ctx, &obj, "COMPLETED", &callgate_errmap::sip_info(status, &reason), Some(status));
             } else {
-                transfer_status(&ctx, &obj, TRYING, &callgate_errmap::sip_info(status, &reason), Some(status));
+                let st = if status >= 200 { transfer::COMPLETED } else { transfer::TRYING };
+                transfer_status(&ctx, &obj, st, &callgate_errmap::sip_info(status, &reason), Some(status));
             }
         }
         CallEvent::TransferFailed(f) => transfer_failed(&ctx, &obj, &map_failure(SipOperation::Refer, &f)),
@@ -471,10 +454,8 @@ fn transfer_status(ctx: &Arc<SessionCtx>, obj: &Map<String, Value>, status: &str
 fn transfer_failed(ctx: &Arc<SessionCtx>, obj: &Map<String, Value>, fe: &FailureEvent) {
     let mut o = obj.clone();
     super::insert_sip_failure(&mut o, fe);
-    transfer_status(ctx, &o, FAILED, &fe.info, fe.sip_status);
+    transfer_status(ctx, &o, transfer::FAILED, &fe.info, fe.sip_status);
 }
-
-pub const TOO_MANY_DTMF: &str = "Failed by error: too many DTMF digits";
 
 /// A `dtmf` string we send: 1 to `max` keys of 0-9, *, #, A-D.
 pub(super) fn check_dtmf(digits: &str, max: usize) -> Result<(), ActError> {
@@ -483,10 +464,10 @@ pub(super) fn check_dtmf(digits: &str, max: usize) -> Result<(), ActError> {
     }
     // Counted in bytes first: a huge string is refused without walking it.
     if digits.len() > max * 4 || digits.chars().count() > max {
-        return Err(ActError::BadRequest(format!("{TOO_MANY_DTMF} ({}; at most {max})", digits.chars().count())));
+        return Err(ActError::BadRequest(callgate_proto::info::too_many_dtmf(digits.chars().count(), max)));
     }
     if let Some(bad) = digits.chars().find(|c| callgate_media::rtp::dtmf_event(*c).is_none()) {
-        return Err(ActError::BadRequest(format!("Failed by error: not a DTMF key: {bad:?}")));
+        return Err(ActError::BadRequest(callgate_proto::info::not_a_dtmf_key(bad)));
     }
     Ok(())
 }
@@ -655,7 +636,7 @@ pub(super) async fn act(
                 .map(|c| c.domain)
                 .unwrap_or_default();
             if target.is_empty() {
-                return Err(ActError::BadRequest("Failed by error: no transfer target".to_string()));
+                return Err(ActError::BadRequest(callgate_proto::info::NO_TRANSFER_TARGET.to_string()));
             }
             let uri = target_uri(&target, &domain);
             handle

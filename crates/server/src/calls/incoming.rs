@@ -15,9 +15,7 @@ use serde_json::{Map, Value};
 use super::call::{end, media_info, raise, set_status, watch_media, with_context, CallEntry, FAILED, RING};
 use crate::session::SessionCtx;
 
-pub const LATE_OFFER: &str = "Failed by error: an INVITE without SDP (late offer) is not supported";
-pub const NOT_RINGING: &str = "Call is not ringing";
-pub const NOT_ANSWERED: &str = "Not answered";
+pub use callgate_proto::info::{CALL_NOT_RINGING as NOT_RINGING, LATE_OFFER, NOT_ANSWERED};
 
 /// The user part of a SIP URI (`sip:alice@host;transport=udp` -> `alice`), or the URI itself.
 fn user_of(uri: &str) -> &str {

@@ -28,15 +28,9 @@ use serde_json::{Map, Value};
 use super::register::SipCredentials;
 use crate::session::SessionCtx;
 
-pub const SENT: &str = "SENT";
-pub const ACCEPTED: &str = "ACCEPTED";
-pub const FAILED: &str = "FAILED";
-pub const RECEIVED: &str = "RECEIVED";
-pub const IMDN_NOTIFICATION_SENT: &str = "IMDN_NOTIFICATION_SENT";
+pub use callgate_proto::info::{MESSAGE_WITHOUT_SIP_ACCOUNT as NO_SIP_ACCOUNT, NO_IMDN_REQUEST, NO_RECIPIENT};
+pub use callgate_proto::status::message::{ACCEPTED, FAILED, IMDN_NOTIFICATION_SENT, RECEIVED, SENT};
 pub const CLIENT_MESSAGE: &str = "notifyMessage";
-pub const NO_SIP_ACCOUNT: &str = "The session has no SIP account (sipLogin and sipDomain)";
-pub const NO_RECIPIENT: &str = "Failed by error: no recipient (to)";
-pub const NO_IMDN_REQUEST: &str = "No received message with this id asked for a delivery notification";
 
 /// Sent messages whose IMDNs we keep waiting for, node-wide; beyond this no more are tracked
 /// (their notifications then arrive as ordinary messages).

@@ -24,7 +24,7 @@ use parking_lot::Mutex;
 use serde_json::Value;
 
 /// The `info` of an operation refused by the destination allow-list.
-pub const NOT_ALLOWED: &str = "SIP destination not allowed";
+pub use callgate_proto::info::SIP_DESTINATION_NOT_ALLOWED as NOT_ALLOWED;
 
 /// The connection-object field, set only by the backend's `connect` answer, that widens
 /// `[sip] allowed_destinations` for one session.

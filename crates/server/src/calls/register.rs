@@ -12,9 +12,7 @@ use serde_json::{Map, Value};
 
 use crate::session::{SessionCmd, SessionCtx};
 
-pub const REGISTERED: &str = "REGISTERED";
-pub const UNREGISTERED: &str = "UNREGISTERED";
-pub const FAILED: &str = "FAILED";
+pub use callgate_proto::status::registration::{FAILED, REGISTERED, UNREGISTERED};
 const API_METHOD: &str = "RegistrationStatusEvent";
 const CLIENT_REGISTERED: &str = "registered";
 
@@ -172,12 +170,9 @@ fn report_failure(ctx: &Arc<SessionCtx>, creds: &SipCredentials, f: FailureEvent
     let mut ev = event_body(ctx, creds, FAILED, &f.info);
     super::insert_sip_failure(&mut ev, &f);
     if to_client {
-        let mut fail = Map::new();
-        fail.insert("status".into(), FAILED.into());
-        fail.insert("info".into(), f.info.clone().into());
-        fail.insert("apiMethod".into(), API_METHOD.into());
-        super::insert_sip_failure(&mut fail, &f);
-        ctx.out.send(&ServerFrame::object("fail", fail));
+        let mut sip = Map::new();
+        super::insert_sip_failure(&mut sip, &f);
+        ctx.out.send(&ServerFrame::fail_with(API_METHOD, &f.info, None, sip));
     }
     ctx.raise_event(HookMethod::RegistrationStatusEvent, Origin::Client, ev, None);
     if to_client && creds.register_required == Some(true) {

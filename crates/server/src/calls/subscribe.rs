@@ -27,15 +27,12 @@ use serde_json::{Map, Value};
 use super::message::{session_account, text, with_context};
 use crate::session::SessionCtx;
 
-pub const ACCEPTED: &str = "ACCEPTED";
-pub const NOTIFY: &str = "NOTIFY";
-pub const TERMINATED: &str = "TERMINATED";
-pub const FAILED: &str = "FAILED";
+pub use callgate_proto::info::{
+    NO_EVENT_PACKAGE as NO_EVENT, NO_SUBSCRIPTION_TARGET as NO_TARGET, SUBSCRIPTION_ID_IN_USE as ID_IN_USE,
+    SUBSCRIPTION_NOT_FOUND as NOT_FOUND,
+};
+pub use callgate_proto::status::subscription::{ACCEPTED, FAILED, NOTIFY, TERMINATED};
 pub const CLIENT_MESSAGE: &str = "notifySubscription";
-pub const NO_EVENT: &str = "Failed by error: no event package (event)";
-pub const NO_TARGET: &str = "Failed by error: no subscription target (to)";
-pub const NOT_FOUND: &str = "Subscription not found";
-pub const ID_IN_USE: &str = "Failed by error: subscription id is already in use";
 
 pub(super) struct SubEntry {
     ctx: Arc<SessionCtx>,

@@ -23,8 +23,7 @@ use serde_json::{Map, Value};
 
 use crate::session::SessionCtx;
 
-pub const PENDING: &str = "PENDING";
-pub const FAILED: &str = "FAILED";
+pub use callgate_proto::status::transfer::{FAILED, PENDING};
 const CLIENT_MESSAGE: &str = "notifyTransferEvent";
 
 fn status_event(ctx: &Arc<SessionCtx>, data: &Map<String, Value>, status: &str, info: &str) {

@@ -43,24 +43,14 @@ use crate::session::SessionCtx;
 use crate::Shared;
 use directory::{Directory, Kind, Refusal, Removed};
 
-/// `info` strings (spec/client-protocol.md §7.5) beyond those in `callgate_proto::info`.
+/// The streams' `info` strings (spec/client-protocol.md §7.5), from `callgate_proto::info`.
 pub mod info {
-    pub const FAILED_BY_ICE_TIMEOUT: &str = "Failed by ICE timeout";
-    pub const FAILED_BY_DTLS_ERROR: &str = "Failed by DTLS error";
-    pub const FAILED_BY_KEEP_ALIVE: &str = "Failed by ICE keep alive";
-    pub const FAILED_BY_ERROR: &str = "Failed by error";
-    pub const NO_COMMON_CODECS: &str = "No common codecs";
-    pub const MEDIASESSION_ID_NULL: &str = "MediaSessionId is null";
-    pub const MEDIASESSION_ID_ALREADY_IN_USE: &str = "MediaSessionId is already in use";
-    pub const STOPPED_BY_USER: &str = "Stopped by user";
-    pub const TERMINATED_BY_KEEP_ALIVE: &str = "Terminated by keep-alive";
-    pub const PUBLISH_STREAM_IS_NOT_READY: &str = "Publish stream is not ready";
-    pub const AVAILABLE: &str = "Available";
-    pub const NO_SDP: &str = "Failed by error: no SDP offer";
-    pub const NO_NAME: &str = "Failed by error: no stream name";
-    /// `playHLS`, `playRTSP` and URL stream names (RTSP/RTMP/HTTP pull) are not implemented.
-    pub const PULL_NOT_SUPPORTED: &str = "Playing RTSP, RTMP or HLS sources is not supported by this server";
-    pub const SNAPSHOT_NOT_SUPPORTED: &str = "Snapshots are not supported by this server";
+    pub use callgate_proto::info::{
+        AVAILABLE, FAILED_BY_DTLS_ERROR, FAILED_BY_ERROR, FAILED_BY_ICE_TIMEOUT, FAILED_BY_KEEP_ALIVE,
+        MEDIASESSION_ID_ALREADY_IN_USE, MEDIASESSION_ID_NULL, NO_COMMON_CODECS, NO_SDP, NO_STREAM_NAME as NO_NAME,
+        PUBLISH_STREAM_IS_NOT_READY, PULL_NOT_SUPPORTED, SNAPSHOT_NOT_SUPPORTED, STOPPED_BY_USER,
+        TERMINATED_BY_KEEP_ALIVE,
+    };
 }
 
 const NOTIFY_STREAM_STATUS_EVENT: &str = "notifyStreamStatusEvent";
