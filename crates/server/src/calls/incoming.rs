@@ -57,7 +57,7 @@ pub(super) async fn incoming(ctx: Option<Arc<SessionCtx>>, c: IncomingCall, hand
     let mut data = with_context(&ctx, Map::new());
     data.insert("callId".into(), Value::from(&*call_id));
     data.insert("incoming".into(), true.into());
-    data.insert("status".into(), "PENDING".into());
+    data.insert("status".into(), callgate_proto::status::call::PENDING.into());
     data.insert("caller".into(), caller.clone().into());
     data.insert("callee".into(), user_of(&c.request_uri).into());
     data.insert("visibleName".into(), c.display_name.clone().unwrap_or(caller).into());
@@ -216,7 +216,7 @@ pub(super) async fn answer(ctx: Arc<SessionCtx>, obj: Map<String, Value>) {
         return end(&calls.table, &call_id, FAILED, media_info(&e), None);
     }
     let Some(Ok(handle)) = calls.endpoint.get().cloned() else { return fail(super::call::CALL_NOT_FOUND) };
-    set_status(&calls.table, &call_id, "PENDING");
+    set_status(&calls.table, &call_id, callgate_proto::status::call::PENDING);
     match handle.with(move |ua, now| ua.answer(now, sip, sip_answer)).await {
         Ok(Ok(())) => tracing::info!(session = &*ctx.id, call = &*call_id, "incoming call answered (200 OK)"),
         // The caller cancelled meanwhile: its `Cancelled` event ends the call.

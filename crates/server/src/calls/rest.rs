@@ -140,7 +140,7 @@ pub(super) fn startup(shared: &Arc<Shared>, body: Map<String, Value>) -> Result<
     obj.insert("visibleName".into(), text(&body, "visibleName").unwrap_or(&creds.login).into());
     obj.insert("hasAudio".into(), true.into());
     obj.insert("hasVideo".into(), false.into());
-    obj.insert("status".into(), "PENDING".into());
+    obj.insert("status".into(), callgate_proto::status::call::PENDING.into());
     // The connection object of the detached session: the SIP account (for the INVITE and the
     // domain of a transfer target). It is never shown: no registry entry, no client.
     let mut account = Map::new();

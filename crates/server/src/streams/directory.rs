@@ -34,9 +34,9 @@ pub enum Status {
 impl Status {
     pub fn as_str(self) -> &'static str {
         match self {
-            Status::Pending => "PENDING",
-            Status::Publishing => "PUBLISHING",
-            Status::Playing => "PLAYING",
+            Status::Pending => callgate_proto::status::stream::PENDING,
+            Status::Publishing => callgate_proto::status::stream::PUBLISHING,
+            Status::Playing => callgate_proto::status::stream::PLAYING,
         }
     }
 }

@@ -5,6 +5,7 @@ use std::sync::{Arc, Weak};
 
 use callgate_hooks::{HookMethod, Origin};
 use callgate_media::{MediaError, MediaEvent, PeerId};
+use callgate_proto::status::stream;
 use callgate_proto::{info as proto_info, ServerFrame};
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
@@ -32,7 +33,7 @@ async fn prepare(ctx: &Arc<SessionCtx>, obj: Map<String, Value>, kind: Kind) -> 
     let mut data = with_context(ctx, obj);
     data.entry("published").or_insert(Value::Bool(published));
     let Some(id) = media_session_id(&data) else {
-        raise_status(ctx, stream_object(data), "FAILED", info::MEDIASESSION_ID_NULL, true, Origin::Client);
+        raise_status(ctx, stream_object(data), stream::FAILED, info::MEDIASESSION_ID_NULL, true, Origin::Client);
         return None;
     };
     let is_url = |d: &Map<String, Value>| {
@@ -41,12 +42,12 @@ async fn prepare(ctx: &Arc<SessionCtx>, obj: Map<String, Value>, kind: Kind) -> 
             .is_some_and(|n| ["rtsp://", "rtmp://", "http://", "https://"].iter().any(|p| n.starts_with(p)))
     };
     if kind == Kind::Play && is_url(&data) {
-        raise_status(ctx, stream_object(data), "FAILED", info::PULL_NOT_SUPPORTED, true, Origin::Client);
+        raise_status(ctx, stream_object(data), stream::FAILED, info::PULL_NOT_SUPPORTED, true, Origin::Client);
         return None;
     }
     if let Err(why) = ctx.direct(method, &mut data).await {
         tracing::info!(session = &*ctx.id, stream = &*id, method = method.url_name(), reason = %why, "stream refused by the backend");
-        raise_status(ctx, stream_object(data), "FAILED", &why, true, Origin::Client);
+        raise_status(ctx, stream_object(data), stream::FAILED, &why, true, Origin::Client);
         return None;
     }
     // The backend may rewrite fields, but not move the stream to another id or direction.
@@ -55,19 +56,19 @@ async fn prepare(ctx: &Arc<SessionCtx>, obj: Map<String, Value>, kind: Kind) -> 
     let offer = match data.remove("sdp") {
         Some(Value::String(s)) if !s.is_empty() => s,
         _ => {
-            raise_status(ctx, data, "FAILED", info::NO_SDP, true, Origin::Client);
+            raise_status(ctx, data, stream::FAILED, info::NO_SDP, true, Origin::Client);
             return None;
         }
     };
     let name = match data.get("name") {
         Some(Value::String(n)) if !n.is_empty() => n.clone(),
         _ => {
-            raise_status(ctx, data, "FAILED", info::NO_NAME, true, Origin::Client);
+            raise_status(ctx, data, stream::FAILED, info::NO_NAME, true, Origin::Client);
             return None;
         }
     };
     if kind == Kind::Play && is_url(&data) {
-        raise_status(ctx, data, "FAILED", info::PULL_NOT_SUPPORTED, true, Origin::Client);
+        raise_status(ctx, data, stream::FAILED, info::PULL_NOT_SUPPORTED, true, Origin::Client);
         return None;
     }
     data.insert("status".into(), Status::Pending.as_str().into());
@@ -103,7 +104,7 @@ pub(super) async fn publish(ctx: Arc<SessionCtx>, obj: Map<String, Value>) {
         dir.add_publisher(new_entry(&ctx, &p, Kind::Publish, peer))
     };
     if let Err(r) = added {
-        raise_status(&ctx, p.obj, "FAILED", refusal_info(r), true, Origin::Client);
+        raise_status(&ctx, p.obj, stream::FAILED, refusal_info(r), true, Origin::Client);
         return;
     }
     raise_status(&ctx, p.obj.clone(), Status::Pending.as_str(), "", false, Origin::Client);
@@ -127,7 +128,7 @@ pub(super) async fn play(ctx: Arc<SessionCtx>, obj: Map<String, Value>) {
     let source = match added {
         Ok(source) => source,
         Err(r) => {
-            raise_status(&ctx, p.obj, "FAILED", refusal_info(r), true, Origin::Client);
+            raise_status(&ctx, p.obj, stream::FAILED, refusal_info(r), true, Origin::Client);
             return;
         }
     };
@@ -214,7 +215,7 @@ pub(super) async fn stop(ctx: Arc<SessionCtx>, obj: Map<String, Value>, method: 
         None => {
             // Unknown here (it ended already): still give the SDK a terminal status for the id.
             let mut st = stream_object(data);
-            let stopped = if method == HookMethod::UnPublishStream { "UNPUBLISHED" } else { "STOPPED" };
+            let stopped = if method == HookMethod::UnPublishStream { stream::UNPUBLISHED } else { stream::STOPPED };
             st.insert("status".into(), stopped.into());
             st.insert("info".into(), proto_info::STREAM_NOT_FOUND.into());
             ctx.out.send(&ServerFrame::object(NOTIFY_STREAM_STATUS_EVENT, st));

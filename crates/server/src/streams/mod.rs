@@ -36,6 +36,7 @@ use std::time::Duration;
 use callgate_hooks::{HookMethod, Origin};
 use callgate_media::{FailReason, MediaEndpoint, MediaError, PeerId};
 use callgate_proto::info as proto_info;
+use callgate_proto::status::stream;
 use parking_lot::Mutex;
 use serde_json::{Map, Value};
 
@@ -122,7 +123,7 @@ pub fn dispatch(ctx: Arc<SessionCtx>, message: &str, obj: Map<String, Value>) {
         "snapshot" => events::snapshot_refused(&ctx, &obj),
         "playHLS" | "playRTSP" => {
             let data = with_context(&ctx, obj);
-            raise_status(&ctx, stream_object(data), "FAILED", info::PULL_NOT_SUPPORTED, true, Origin::Client);
+            raise_status(&ctx, stream_object(data), stream::FAILED, info::PULL_NOT_SUPPORTED, true, Origin::Client);
         }
         _ => {}
     }
@@ -236,18 +237,18 @@ pub fn end_stream(shared: &Shared, id: &str, peer: Option<PeerId>, ending: Endin
 fn report_removed(media: &MediaEndpoint, r: Removed<Arc<SessionCtx>>, ending: &Ending<'_>, origin: Origin) {
     let e = r.entry;
     media.close(e.peer);
-    let stopped = if e.kind == Kind::Publish { "UNPUBLISHED" } else { "STOPPED" };
+    let stopped = if e.kind == Kind::Publish { stream::UNPUBLISHED } else { stream::STOPPED };
     let (status, info_text, to_client) = match ending {
         Ending::ByClient { rejected: None } => (stopped, info::STOPPED_BY_USER, true),
-        Ending::ByClient { rejected: Some(why) } => ("FAILED", why.as_str(), true),
-        Ending::MediaFailed(i) => ("FAILED", *i, true),
+        Ending::ByClient { rejected: Some(why) } => (stream::FAILED, why.as_str(), true),
+        Ending::MediaFailed(i) => (stream::FAILED, *i, true),
         Ending::Terminated(i) => (stopped, *i, true),
         Ending::SessionClosed => (stopped, proto_info::STOPPED_BY_SESSION_DISCONNECT, false),
     };
     raise_status(&e.owner, e.obj, status, info_text, to_client, origin);
     for o in r.orphans {
         media.close(o.peer);
-        raise_status(&o.owner, o.obj, "STOPPED", proto_info::STOPPED_BY_PUBLISHER_STOP, true, origin);
+        raise_status(&o.owner, o.obj, stream::STOPPED, proto_info::STOPPED_BY_PUBLISHER_STOP, true, origin);
     }
 }
 
