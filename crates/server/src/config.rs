@@ -255,6 +255,9 @@ pub struct SipSection {
     pub max_dtmf_digits: usize,
     /// RFC 4028 `Min-SE`, seconds: a peer asking for a shorter session interval gets 422.
     pub session_min_se: u32,
+    /// Realms the accounts also answer challenges for (see `UaConfig::digest_realms`).
+    #[serde(deserialize_with = "string_or_list")]
+    pub digest_realms: Vec<String>,
 }
 
 impl SipSection {
@@ -271,6 +274,7 @@ impl SipSection {
         }
         c.timers.t1 = std::time::Duration::from_millis(self.t1_ms);
         c.min_se = self.session_min_se;
+        c.digest_realms = self.digest_realms.clone();
         c.own_thread = true;
         Ok(c)
     }
@@ -646,6 +650,11 @@ mod tests {
         // One comma-separated string, as an environment variable gives it.
         let c = Config::from_toml("[sip]\nallowed_destinations = \"pbx.example.com:5060, 10.0.0.0/8\"").unwrap();
         assert_eq!(c.sip.allowed_destinations, ["pbx.example.com:5060", "10.0.0.0/8"]);
+        assert!(c.sip.digest_realms.is_empty() && c.sip.endpoint_config().unwrap().digest_realms.is_empty());
+        let c = Config::from_toml("[sip]\ndigest_realms = \"asterisk, pbx realm\"").unwrap();
+        assert_eq!(c.sip.endpoint_config().unwrap().digest_realms, ["asterisk", "pbx realm"]);
+        let c = Config::from_toml("[sip]\ndigest_realms = [\"asterisk\"]").unwrap();
+        assert_eq!(c.sip.endpoint_config().unwrap().digest_realms, ["asterisk"]);
     }
 
     #[test]

@@ -26,9 +26,32 @@ const SHUTDOWN_TIMEOUT: Duration = Duration::from_millis(5000);
 struct Callgate {
     child: Child,
     log: Arc<Mutex<Vec<Value>>>,
+    /// Its config file's directory, removed on drop.
+    dir: Option<std::path::PathBuf>,
 }
 
 impl Callgate {
+    /// The binary on 127.0.0.1 ephemeral ports, JSON logs, app `backendApp` on `backend`.
+    fn with_config(name: &str, backend: &Backend, shutdown_timeout: Duration) -> Callgate {
+        let dir = std::env::temp_dir().join(format!("callgate-{name}-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = dir.join("callgate.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[server]\nws_bind = \"127.0.0.1:0\"\nhttp_bind = \"127.0.0.1:0\"\nshutdown_timeout_ms = {}\n\
+                 [media]\nbind = \"127.0.0.1:0\"\n[sip]\nbind = \"127.0.0.1:0\"\n[log]\nformat = \"json\"\n\
+                 [apps.backendApp]\nurl = \"{}\"\n",
+                shutdown_timeout.as_millis(),
+                backend.url("hooks")
+            ),
+        )
+        .unwrap();
+        let mut callgate = Callgate::start(&config);
+        callgate.dir = Some(dir);
+        callgate
+    }
+
     fn start(config: &std::path::Path) -> Callgate {
         let mut child = Command::new(env!("CARGO_BIN_EXE_callgate"))
             .arg("--config")
@@ -46,7 +69,7 @@ impl Callgate {
                 sink.lock().unwrap().push(v);
             }
         });
-        Callgate { child, log }
+        Callgate { child, log, dir: None }
     }
 
     /// The fields of the first log line whose message is `message`.
@@ -71,6 +94,9 @@ impl Drop for Callgate {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Some(dir) = &self.dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 
@@ -96,21 +122,7 @@ async fn sigterm_byes_50_calls_closes_100_sessions_delivers_every_end_event_and_
         .spawn()
         .expect("sipp starts (run `make deps`)");
     let port = sipp.local_addr().port();
-    let dir = std::env::temp_dir().join(format!("callgate-sigterm-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("callgate.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\nws_bind = \"127.0.0.1:0\"\nhttp_bind = \"127.0.0.1:0\"\nshutdown_timeout_ms = {}\n\
-             [media]\nbind = \"127.0.0.1:0\"\n[sip]\nbind = \"127.0.0.1:0\"\n[log]\nformat = \"json\"\n\
-             [apps.backendApp]\nurl = \"{}\"\n",
-            SHUTDOWN_TIMEOUT.as_millis(),
-            backend.url("hooks")
-        ),
-    )
-    .unwrap();
-    let mut callgate = Callgate::start(&config);
+    let mut callgate = Callgate::with_config("sigterm", &backend, SHUTDOWN_TIMEOUT);
     let started = callgate.wait_log("callgate started").await;
     let (ws, http) = (addr(&started, "ws_addr"), addr(&started, "http_addr"));
 
@@ -186,5 +198,45 @@ async fn sigterm_byes_50_calls_closes_100_sessions_delivers_every_end_event_and_
         );
         c.expect_closed().await;
     }
-    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn a_shutdown_that_cannot_complete_exits_1_at_the_timeout_with_a_log_line_of_what_was_left() {
+    let backend = Backend::start().await;
+    let sipp = Sipp::scenario("uas_answer_local_bye.xml").timeout(Duration::from_secs(15)).spawn().unwrap();
+    let timeout = Duration::from_millis(1000);
+    let mut callgate = Callgate::with_config("sigint", &backend, timeout);
+    let ws = addr(&callgate.wait_log("callgate started").await, "ws_addr");
+    let (mut c, _) = Client::establish_at(ws, connection(account(sipp.local_addr().port()))).await;
+    c.send("call", call_msg("lost", "3001")).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while count(&backend, "CallStatusEvent", |b| b["status"] == "ESTABLISHED") < 1 {
+        assert!(Instant::now() < deadline, "the call was not established: {:?}", callgate.messages());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The peer goes away: our BYE is never answered (its transaction would last 32 s).
+    drop(sipp);
+
+    // SIGINT (Ctrl-C) shuts down like SIGTERM.
+    let sigint = Instant::now();
+    assert!(Command::new("kill").arg("-INT").arg(callgate.child.id().to_string()).status().unwrap().success());
+    let exit = loop {
+        if let Some(s) = callgate.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(sigint.elapsed() < timeout + Duration::from_secs(5), "still running after the shutdown timeout");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    println!(
+        "SIGINT -> exit {exit} in {} ms (shutdown_timeout_ms = {})",
+        sigint.elapsed().as_millis(),
+        timeout.as_millis()
+    );
+    assert_eq!(exit.code(), Some(1), "{:?}", callgate.messages());
+    std::thread::sleep(Duration::from_millis(200)); // the last log lines
+    let line = callgate.messages().into_iter().find(|m| m.starts_with("shutdown incomplete")).expect("the log says so");
+    assert!(line.contains("1 calls not ended") && line.contains("exiting anyway with code 1"), "{line}");
+    // The call was dropped at the deadline; its owner (and the backend) heard it.
+    let ev = backend.wait_for("CallStatusEvent", |b| b["callId"] == "lost" && b["status"] == "FAILED").await;
+    assert_eq!(ev.body["info"], "Server shutdown");
 }

@@ -78,6 +78,8 @@ pub struct EndpointConfig {
     pub answer_timeout: Duration,
     /// See [`UaConfig::min_se`].
     pub min_se: u32,
+    /// See [`UaConfig::digest_realms`].
+    pub digest_realms: Vec<String>,
     /// Seed of the user agent's generator; from the OS by default.
     pub seed: Option<u64>,
     /// How long opening a TCP connection may take.
@@ -109,6 +111,7 @@ impl EndpointConfig {
             timers: d.timers,
             answer_timeout: d.answer_timeout,
             min_se: d.min_se,
+            digest_realms: d.digest_realms,
             seed: None,
             connect_timeout: Duration::from_secs(10),
             udp_buffer_bytes: 4 << 20,
@@ -217,6 +220,7 @@ impl Endpoint {
             seed: cfg.seed.unwrap_or_else(os_seed),
             answer_timeout: cfg.answer_timeout,
             min_se: cfg.min_se,
+            digest_realms: cfg.digest_realms.clone(),
         };
         let (tx, cmd_rx) = mpsc::unbounded_channel();
         let (event_tx, events) = mpsc::unbounded_channel();

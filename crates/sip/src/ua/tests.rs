@@ -1232,6 +1232,45 @@ fn the_realm_is_learned_at_register_and_answered_only_from_the_next_hop() {
     assert_eq!(sent(&mut ua).iter().map(method).collect::<Vec<_>>(), ["ACK"]);
 }
 
+/// A realm the node is configured to answer (`UaConfig::digest_realms`, `[sip] digest_realms`):
+/// an INVITE of an account that never registered, challenged by its next hop with that realm,
+/// is answered; a realm not configured is refused, and the 407 does not teach it.
+#[test]
+fn configured_digest_realms_are_answered_without_a_registration() {
+    let t0 = Instant::now();
+    let mut ua = UserAgent::new(UaConfig { digest_realms: vec!["asterisk".into()], ..UaConfig::new(me()) });
+    ua.invite(t0, &account(), "sip:3001@pbx.example.com", Bytes::from_static(SDP), &[]).unwrap();
+    let inv = one_sent(&mut ua);
+    feed(
+        &mut ua,
+        t0,
+        answer(&inv, 407, Some("p"), |b| b.header(HeaderName::ProxyAuthenticate, challenge_for("asterisk", "a1"))),
+    );
+    let out = sent(&mut ua);
+    assert_eq!(out.iter().map(method).collect::<Vec<_>>(), ["ACK", "INVITE"]);
+    assert!(verify(&out[1].proxy_authorization().next().unwrap().unwrap(), "INVITE", "secret"));
+    assert!(events(&mut ua).is_empty());
+
+    for _ in 0..2 {
+        // Another realm is refused, also when asked again (an INVITE's 407 teaches nothing).
+        ua.invite(t0, &account(), "sip:3002@pbx.example.com", Bytes::from_static(SDP), &[]).unwrap();
+        let inv = one_sent(&mut ua);
+        let c = answer(&inv, 407, Some("p"), |b| b.header(HeaderName::ProxyAuthenticate, challenge_for("other", "b")));
+        let r = ua.handle_datagram(t0, pbx(), c);
+        assert!(matches!(&r, Err(UaError::ChallengeRefused { why: "not the account's realm", .. })), "{r:?}");
+        assert_eq!(sent(&mut ua).iter().map(method).collect::<Vec<_>>(), ["ACK"]);
+        assert!(matches!(&call_events(&events(&mut ua))[..], [CallEvent::Failed(f)] if f.status() == Some(407)));
+    }
+
+    // The configured realm from another address than the next hop: refused.
+    ua.invite(t0, &account(), "sip:3003@pbx.example.com", Bytes::from_static(SDP), &[]).unwrap();
+    let inv = one_sent(&mut ua);
+    let elsewhere: SocketAddr = "198.51.100.9:5060".parse().unwrap();
+    let c = answer(&inv, 407, Some("p"), |b| b.header(HeaderName::ProxyAuthenticate, challenge_for("asterisk", "a2")));
+    let r = ua.handle_datagram(t0, elsewhere, c);
+    assert!(matches!(&r, Err(UaError::ChallengeRefused { why: "not from the account's next hop", .. })), "{r:?}");
+}
+
 /// The peer's offers inside a call (issue 10 item 3): UPDATE with and without SDP, glare with
 /// our re-INVITE, an offer-less re-INVITE whose answer comes in the ACK.
 #[test]

@@ -189,6 +189,11 @@ pub struct UaConfig {
     /// The smallest session interval (RFC 4028 `Min-SE`, seconds) we accept: a peer asking
     /// for less gets `422` with this `Min-SE`. 90 by default (RFC 4028 §4); tests lower it.
     pub min_se: u32,
+    /// Realms an account also answers challenges for (from its next hop only), besides its
+    /// domain and the realm its REGISTER was challenged with: a PBX whose realm is not the
+    /// domain (Asterisk's `asterisk`) challenges calls of accounts that never register.
+    /// Compared exactly (digest realms are case-sensitive strings).
+    pub digest_realms: Vec<String>,
 }
 
 impl UaConfig {
@@ -201,6 +206,7 @@ impl UaConfig {
             seed: 0x5eed,
             answer_timeout: Duration::from_secs(16),
             min_se: super::session_timer::DEFAULT_MIN_SE,
+            digest_realms: Vec::new(),
         }
     }
 }
