@@ -258,7 +258,7 @@ impl SipLeg {
             self.latched = false;
             return Ok(());
         }
-        let addr = SocketAddr::new(ip, port);
+        let addr = canonical(SocketAddr::new(ip, port));
         // Under `FirstPacket` a latch survives SDP that repeats the address (session refreshes).
         if !self.latched || self.sdp_remote != Some(addr) {
             self.remote = Some(addr);
@@ -300,6 +300,7 @@ impl SipLeg {
     /// counted in `packets_foreign` and dropped.
     pub fn from_sip<'a>(&mut self, src: SocketAddr, buf: &'a [u8]) -> Option<(u64, &'a [u8])> {
         let (h, payload) = rtp::parse(buf)?;
+        let src = canonical(src);
         if self.latching == RtpLatching::FirstPacket && !self.latched {
             self.remote = Some(src);
             self.latched = true;
@@ -377,6 +378,13 @@ impl SipLeg {
     }
 }
 
+/// An IPv4-mapped IPv6 address as its IPv4 address: a socket bound to `[::]` reports IPv4
+/// sources as `::ffff:a.b.c.d`, while the SDP names them `IN IP4 a.b.c.d` (or `IN IP6
+/// ::ffff:a.b.c.d`); both sides of a latching comparison are canonical.
+fn canonical(a: SocketAddr) -> SocketAddr {
+    SocketAddr::new(a.ip().to_canonical(), a.port())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -409,6 +417,27 @@ mod tests {
         assert!(l.from_sip("192.0.2.5:6002".parse().unwrap(), &pcmu(3)).is_none(), "another port");
         assert!(l.from_sip(sdp_addr, &pcmu(4)).is_some());
         assert_eq!((l.remote, l.packets_in, l.packets_foreign), (Some(sdp_addr), 1, 3));
+    }
+
+    #[test]
+    fn sdp_latching_matches_ipv4_mapped_sources() {
+        let mut l = leg();
+        l.apply_remote_sdp(SIP_ANSWER).unwrap();
+        // A dual-stack RTP socket (`[::]`) reports the SDP's IPv4 address mapped.
+        assert!(l.from_sip("[::ffff:192.0.2.5]:6000".parse().unwrap(), &pcmu(1)).is_some());
+        assert!(l.from_sip("[::ffff:192.0.2.6]:6000".parse().unwrap(), &pcmu(2)).is_none());
+        assert_eq!((l.packets_in, l.packets_foreign), (1, 1));
+        // An SDP naming the mapped form matches the plain IPv4 source; audio goes to IPv4.
+        let mut l = leg();
+        l.apply_remote_sdp("v=0\r\nc=IN IP6 ::ffff:192.0.2.5\r\nm=audio 6000 RTP/AVP 0\r\n").unwrap();
+        assert_eq!(l.remote, Some("192.0.2.5:6000".parse().unwrap()));
+        assert!(l.from_sip("192.0.2.5:6000".parse().unwrap(), &pcmu(1)).is_some());
+        // First-packet latching stores the canonical source: the next mapped packet matches.
+        let mut l = leg_latching(RtpLatching::FirstPacket);
+        l.apply_remote_sdp(SIP_ANSWER).unwrap();
+        assert!(l.from_sip("[::ffff:203.0.113.9]:7000".parse().unwrap(), &pcmu(1)).is_some());
+        assert_eq!(l.remote, Some("203.0.113.9:7000".parse().unwrap()));
+        assert!(l.from_sip("203.0.113.9:7000".parse().unwrap(), &pcmu(2)).is_some());
     }
 
     #[test]
