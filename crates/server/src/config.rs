@@ -67,10 +67,11 @@ pub struct RestApiConfig {
 }
 
 impl RestApiConfig {
-    /// Whether `/rest-api/*` asks for HTTP Basic credentials. Without credentials the API is
+    /// Whether `/rest-api/*` asks for HTTP Basic credentials: whenever credentials are set
+    /// (`auth = false` with credentials is refused at startup). Without credentials the API is
     /// open, which [`Config::validate`] allows only on a loopback bind.
     pub fn requires_auth(&self) -> bool {
-        self.auth && !self.username.is_empty()
+        !self.username.is_empty()
     }
 
     /// Refuses a REST API that other hosts could reach without credentials (issue 14): anyone
@@ -79,12 +80,18 @@ impl RestApiConfig {
         if self.username.is_empty() != self.password.is_empty() {
             bail!("rest_api.username and rest_api.password go together: set both or neither");
         }
+        if !self.auth && !self.username.is_empty() {
+            bail!(
+                "rest_api.auth = false contradicts rest_api.username/password: credentials always turn \
+                 REST API auth on. Remove auth = false (CALLGATE_REST_API__AUTH) to use them, or remove \
+                 the credentials to run the API open (allowed on a loopback server.http_bind only)"
+            );
+        }
         if http_bind.ip().is_loopback() || self.requires_auth() {
             return Ok(());
         }
-        let why = if self.auth { "has no credentials" } else { "has auth = false" };
         bail!(
-            "the REST API on server.http_bind = {http_bind} is reachable from other hosts and {why}. \
+            "the REST API on server.http_bind = {http_bind} is reachable from other hosts and has no credentials. \
              Set rest_api.username and rest_api.password (environment: CALLGATE_REST_API__USERNAME and \
              CALLGATE_REST_API__PASSWORD) with rest_api.auth = true, or bind the HTTP port to loopback \
              (--http-bind 127.0.0.1:8081 or CALLGATE_SERVER__HTTP_BIND)"
@@ -526,6 +533,15 @@ mod tests {
         }
         assert!(Config::from_toml(creds).unwrap().rest_api.requires_auth());
         assert!(Config::from_toml("[rest_api]\nusername = \"admin\"").is_err(), "half credentials");
+        // Credentials always mean auth: `auth = false` with them is refused, on loopback too.
+        for bind in ["127.0.0.1:8081", "0.0.0.0:8081"] {
+            let e = Config::from_toml(&format!("[server]\nhttp_bind = \"{bind}\"\n{creds}auth = false\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("rest_api.auth = false contradicts"), "{bind}: {e}");
+        }
+        let c = Config::from_toml("[rest_api]\nauth = false").unwrap();
+        assert!(!c.rest_api.requires_auth(), "auth = false without credentials: open on loopback");
         assert!(Config::from_toml("[rest_api]\npassword = \"pw\"").is_err(), "half credentials");
     }
 
