@@ -78,6 +78,32 @@ pub fn not_a_dtmf_key(key: char) -> String {
     failed_by_error(format_args!("not a DTMF key: {key:?}"))
 }
 
+/// DTMF digits refused because the call's INFO queue is full.
+pub fn too_many_dtmf_queued(waiting: usize, max: usize) -> String {
+    format!("{TOO_MANY_DTMF}: {waiting} still to send, at most {max} in all")
+}
+
+/// A REST-started call whose `call` hook answer removed the callee.
+pub const CALL_HOOK_REMOVED_CALLEE: &str = "Failed by error: the call hook removed the callee";
+
+/// An incoming INVITE the backend refused (`OnCallEvent`).
+pub fn incoming_call_refused(from: &str, why: &str) -> String {
+    format!("Incoming call from {from} refused: {why}")
+}
+
+/// An incoming REFER the backend refused (`OnTransferEvent`).
+pub fn incoming_transfer_refused(target: &str, why: &str) -> String {
+    format!("Incoming transfer to {target} refused: {why}")
+}
+
+/// An accepted incoming REFER: the server cannot place the new call for the browser.
+pub fn transfer_not_carried_out(target: &str) -> String {
+    format!(
+        "Transfer to {target} not carried out: the server cannot place the new call; the client may call the target \
+         itself"
+    )
+}
+
 // ---- Messages and subscriptions (SIP MESSAGE, IMDN, SUBSCRIBE) ----
 
 pub const MESSAGE_WITHOUT_SIP_ACCOUNT: &str = "The session has no SIP account (sipLogin and sipDomain)";
@@ -87,11 +113,28 @@ pub const NO_EVENT_PACKAGE: &str = "Failed by error: no event package (event)";
 pub const NO_SUBSCRIPTION_TARGET: &str = "Failed by error: no subscription target (to)";
 pub const SUBSCRIPTION_NOT_FOUND: &str = "Subscription not found";
 pub const SUBSCRIPTION_ID_IN_USE: &str = "Failed by error: subscription id is already in use";
+pub const BAD_EXPIRES: &str = "Failed by error: expires must be a number of seconds";
+
+/// An incoming MESSAGE the backend refused (`OnMessageEvent`).
+pub fn incoming_message_refused(from: &str, why: &str) -> String {
+    format!("Incoming message from {from} refused: {why}")
+}
+
+/// `sendIMDN` with a status the server does not know.
+pub fn unknown_imdn_status(asked: &str) -> String {
+    failed_by_error(format_args!("unknown imdnStatus {asked:?} (DELIVERED, FAILED, FORBIDDEN, ERROR)"))
+}
 
 // ---- XCAP ----
 
 pub const XCAP_URL_NOT_ALLOWED: &str = "XCAP URL not allowed";
 pub const XCAP_TIMEOUT: &str = "XCAP request timed out";
+pub const NO_URL: &str = "Failed by error: no url";
+
+/// `sendXcapRequest` with a method other than GET, PUT or DELETE.
+pub fn xcap_method_not_supported(method: &str) -> String {
+    failed_by_error(format_args!("XCAP method {method:?} (GET, PUT or DELETE)"))
+}
 
 // ---- Sessions ----
 
@@ -101,6 +144,20 @@ pub const LOGIN_TIMEOUT: &str = "Login timeout";
 pub const TOO_MANY_IN_FLIGHT: &str = "Too many requests in flight";
 /// Every session when the server shuts down (`fail`, and the reason of the 1001 close frame).
 pub const SERVER_SHUTDOWN: &str = "Server shutdown";
+/// A session whose client does not read what the server sends (its outbox is full).
+pub const CLIENT_TOO_SLOW: &str = "Client too slow";
+/// A second `connection` message on an established session.
+pub const ALREADY_CONNECTED: &str = "Already connected";
+
+/// The reason of the 1009 close frame of a message over `[server] max_message_size`.
+pub fn message_too_big(limit: impl std::fmt::Display) -> String {
+    format!("Message too big: limit {limit} bytes")
+}
+
+/// `sessionDebug` with a command other than start or stop.
+pub fn unknown_session_debug_command(command: &str) -> String {
+    format!("Unknown sessionDebug command {command:?} (start or stop)")
+}
 
 #[cfg(test)]
 mod tests {
@@ -124,5 +181,11 @@ mod tests {
         assert_eq!(failed_by_error("x"), "Failed by error: x");
         assert_eq!(too_many_dtmf(40, 32), "Failed by error: too many DTMF digits (40; at most 32)");
         assert_eq!(not_a_dtmf_key('x'), "Failed by error: not a DTMF key: 'x'");
+        assert_eq!(
+            transfer_not_carried_out("sip:4000@pbx"),
+            "Transfer to sip:4000@pbx not carried out: the server cannot place the new call; the client may call \
+             the target itself"
+        );
+        assert_eq!(xcap_method_not_supported("POST"), "Failed by error: XCAP method \"POST\" (GET, PUT or DELETE)");
     }
 }

@@ -116,7 +116,7 @@ async fn session_debug(ctx: Arc<SessionCtx>, obj: Map<String, Value>) {
     let mut ev = with_context(&ctx, Map::new());
     let outcome = match command.as_str() {
         "start" | "stop" => ctx.direct(HookMethod::SessionDebug, &mut data).await,
-        other => Err(format!("Unknown sessionDebug command {other:?} (start or stop)")),
+        other => Err(callgate_proto::info::unknown_session_debug_command(other)),
     };
     match outcome {
         Ok(()) => {

@@ -90,7 +90,7 @@ impl Outbox {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Closed(_)) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {
-                let _ = self.cmd.try_send(SessionCmd::Terminate { info: "Client too slow".into() });
+                let _ = self.cmd.try_send(SessionCmd::Terminate { info: info::CLIENT_TOO_SLOW.into() });
             }
         }
     }
@@ -435,7 +435,7 @@ fn read_error_close(shared: &Shared, id: &str, e: axum::Error) -> Option<CloseFr
                 "client message over server.max_client_frame_bytes; closing with 1009"
             );
             metrics::counter!("callgate_client_frame_errors_total").increment(1);
-            Some(close_frame(1009, &format!("Message too big: limit {limit} bytes")))
+            Some(close_frame(1009, &info::message_too_big(limit)))
         }
         _ => {
             tracing::debug!(session = id, error = %inner, "WebSocket read error");
@@ -520,7 +520,7 @@ impl Session {
                 Err(e) => self.frame_error(e),
             },
             (messages::CONNECTION, Some(_)) => {
-                self.out.send(&ServerFrame::fail("ConnectionStatusEvent", "Already connected", None))
+                self.out.send(&ServerFrame::fail("ConnectionStatusEvent", info::ALREADY_CONNECTED, None))
             }
             (_, None) => self.out.send(&ServerFrame::fail("ErrorEvent", info::SESSION_NOT_READY, None)),
             (_, Some(ctx)) => {

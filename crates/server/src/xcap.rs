@@ -217,7 +217,7 @@ async fn request(
         }
         None => Bytes::new(),
     };
-    let req = b.body(Full::new(payload)).map_err(|e| format!("Failed by error: {e}"))?;
+    let req = b.body(Full::new(payload)).map_err(callgate_proto::info::failed_by_error)?;
     let resp = client.request(req).await.map_err(|e| format!("XCAP request failed: {e}"))?;
     let status = resp.status();
     let headers = resp.headers().clone();
@@ -337,10 +337,10 @@ async fn run(ctx: Arc<SessionCtx>, obj: Map<String, Value>) {
 
 async fn exchange(ctx: &Arc<SessionCtx>, data: &Map<String, Value>, url: &str, method: &str) -> Result<Answer, String> {
     if url.is_empty() {
-        return Err("Failed by error: no url".into());
+        return Err(callgate_proto::info::NO_URL.into());
     }
     if !matches!(method, "GET" | "PUT" | "DELETE") {
-        return Err(format!("Failed by error: XCAP method {method:?} (GET, PUT or DELETE)"));
+        return Err(callgate_proto::info::xcap_method_not_supported(method));
     }
     let cfg = &ctx.shared.cfg.xcap;
     let bases = cfg.bases().map_err(|e| e.to_string())?;

@@ -15,8 +15,7 @@ use crate::session::SessionCtx;
 // The client-visible strings live in callgate-proto; named here for the calls module.
 pub use callgate_proto::info::{
     CALL_ID_IN_USE, CALL_NOT_ESTABLISHED, CALL_NOT_FOUND, CALL_WITHOUT_SIP_ACCOUNT, FAILED_BY_DTLS_ERROR,
-    FAILED_BY_ERROR, FAILED_BY_ICE_ERROR, NORMAL_CALL_CLEARING, NO_CALL_ID, NO_DTMF, NO_SDP, TOO_MANY_DTMF,
-    TRANSCODING_REQUIRED,
+    FAILED_BY_ERROR, FAILED_BY_ICE_ERROR, NORMAL_CALL_CLEARING, NO_CALL_ID, NO_DTMF, NO_SDP, TRANSCODING_REQUIRED,
 };
 pub use callgate_proto::status::call::{ESTABLISHED, FAILED, FINISH, HOLD, RING, RING_MEDIA, SESSION_PROGRESS, TRYING};
 use callgate_proto::status::transfer;
@@ -610,9 +609,9 @@ pub(super) async fn act(
                     };
                     let q = &mut e.dtmf;
                     if q.waiting.len() + digits.chars().count() > max_dtmf {
-                        return Err(ActError::BadRequest(format!(
-                            "{TOO_MANY_DTMF}: {} still to send, at most {max_dtmf} in all",
-                            q.waiting.len()
+                        return Err(ActError::BadRequest(callgate_proto::info::too_many_dtmf_queued(
+                            q.waiting.len(),
+                            max_dtmf,
                         )));
                     }
                     q.waiting.extend(digits.chars());

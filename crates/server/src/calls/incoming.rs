@@ -75,7 +75,7 @@ pub(super) async fn incoming(ctx: Option<Arc<SessionCtx>>, c: IncomingCall, hand
         let why = inv.client_info();
         ctx.out.send(&ServerFrame::fail(
             "CallStatusEvent",
-            &format!("Incoming call from {} refused: {why}", c.from_uri),
+            &callgate_proto::info::incoming_call_refused(&c.from_uri, &why),
             Some(&call_id),
         ));
         return reject(&handle, &c, 403, "Forbidden").await;

@@ -187,7 +187,7 @@ pub(super) async fn send(ctx: Arc<SessionCtx>, obj: Map<String, Value>) {
 fn raise_if_not_sent(ctx: &Arc<SessionCtx>, data: &Map<String, Value>, r: Result<Result<(), UaError>, EndpointGone>) {
     match r {
         Ok(Ok(())) => {}
-        Ok(Err(e)) => raise(ctx, data, FAILED, &format!("Failed by error: {e}"), None),
+        Ok(Err(e)) => raise(ctx, data, FAILED, &callgate_proto::info::failed_by_error(e), None),
         Err(gone) => raise(ctx, data, FAILED, &gone.to_string(), None),
     }
 }
@@ -287,7 +287,7 @@ pub(super) async fn incoming(
         respond(&handle, m.req, 403, "Forbidden").await;
         ctx.out.send(&ServerFrame::fail(
             "MessageStatusEvent",
-            &format!("Incoming message from {} refused: {why}", m.from_uri),
+            &callgate_proto::info::incoming_message_refused(&m.from_uri, &why),
             Some(&id),
         ));
         return;
@@ -342,13 +342,7 @@ pub(super) async fn send_imdn(ctx: Arc<SessionCtx>, obj: Map<String, Value>) {
         return raise(&ctx, &data, FAILED, &why, None);
     }
     let Some(disposition) = disposition else {
-        return raise(
-            &ctx,
-            &data,
-            FAILED,
-            &format!("Failed by error: unknown imdnStatus {asked:?} (DELIVERED, FAILED, FORBIDDEN, ERROR)"),
-            None,
-        );
+        return raise(&ctx, &data, FAILED, &callgate_proto::info::unknown_imdn_status(&asked), None);
     };
     let (handle, account, _) = match session_account(&ctx).await {
         Ok(x) => x,

@@ -222,7 +222,7 @@ async fn place(ctx: Arc<SessionCtx>, call_id: Arc<str>, creds: SipCredentials, m
         return call::end(&calls.table, &call_id, FAILED, &why, None);
     }
     if callee.is_empty() {
-        return call::end(&calls.table, &call_id, FAILED, "Failed by error: the call hook removed the callee", None);
+        return call::end(&calls.table, &call_id, FAILED, callgate_proto::info::CALL_HOOK_REMOVED_CALLEE, None);
     }
     call::set_status(&calls.table, &call_id, TRYING);
     call::raise(&ctx, &data, TRYING, "", None);

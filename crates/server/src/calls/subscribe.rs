@@ -86,7 +86,7 @@ pub(super) async fn subscribe(ctx: Arc<SessionCtx>, obj: Map<String, Value>) {
     let expires = match text(&data, "expires").map(|e| e.parse::<u32>()) {
         None => 3600,
         Some(Ok(e)) => e,
-        Some(Err(_)) => return failed(&ctx, &data, "Failed by error: expires must be a number of seconds"),
+        Some(Err(_)) => return failed(&ctx, &data, callgate_proto::info::BAD_EXPIRES),
     };
     if expires == 0 {
         // Ends the subscription `id`; TERMINATED follows from the user agent.
@@ -130,7 +130,7 @@ pub(super) async fn subscribe(ctx: Arc<SessionCtx>, obj: Map<String, Value>) {
         .await;
     match r {
         Ok(Ok(())) => {}
-        Ok(Err(e)) => failed(&ctx, &data, &format!("Failed by error: {e}")),
+        Ok(Err(e)) => failed(&ctx, &data, &callgate_proto::info::failed_by_error(e)),
         Err(gone) => failed(&ctx, &data, &gone.to_string()),
     }
 }

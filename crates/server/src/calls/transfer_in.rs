@@ -62,7 +62,7 @@ pub(super) async fn incoming_refer(
     if inv.verdict.aborts() {
         let why = inv.client_info();
         let _ = handle.with(move |ua, now| ua.respond(now, req, 403, Some("Forbidden"))).await;
-        return status_event(&ctx, &data, FAILED, &format!("Incoming transfer to {target} refused: {why}"));
+        return status_event(&ctx, &data, FAILED, &callgate_proto::info::incoming_transfer_refused(&target, &why));
     }
     let accepted = handle.with(move |ua, now| ua.respond(now, req, 202, Some("Accepted"))).await;
     if !matches!(accepted, Ok(Ok(()))) {
@@ -76,12 +76,5 @@ pub(super) async fn incoming_refer(
     if !matches!(notified, Ok(Ok(()))) {
         tracing::info!(?notified, "final NOTIFY of an incoming transfer not sent");
     }
-    status_event(
-        &ctx,
-        &data,
-        FAILED,
-        &format!(
-            "Transfer to {target} not carried out: the server cannot place the new call; the client may call the target itself"
-        ),
-    );
+    status_event(&ctx, &data, FAILED, &callgate_proto::info::transfer_not_carried_out(&target));
 }
