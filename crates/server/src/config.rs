@@ -180,6 +180,7 @@ impl std::fmt::Debug for HooksConfig {
             .field("rest_request_timeout", &self.rest_request_timeout)
             .field("rest_client_request_retry_count", &self.rest_client_request_retry_count)
             .field("max_in_flight_per_app", &self.max_in_flight_per_app)
+            .field("max_in_flight_per_session", &self.max_in_flight_per_session)
             .field("max_response_bytes", &self.max_response_bytes)
             .field("rest_hook_send_hash", &self.rest_hook_send_hash)
             .field("rest_hook_secret_key", &redacted(&self.rest_hook_secret_key))
@@ -587,6 +588,8 @@ mod tests {
             assert!(!text.contains(secret), "{secret} in {text}");
         }
         assert!(text.contains("admin") && text.contains("<redacted>"), "{text}");
+        // The hand-written Debug of [hooks] shows every other field.
+        assert!(format!("{:?}", c.hooks).contains("max_in_flight_per_session: 16"), "{:?}", c.hooks);
     }
 
     #[test]
