@@ -99,7 +99,8 @@ const EXIT_SHUTDOWN_INCOMPLETE: i32 = 1;
 /// The server's graceful shutdown, logged; cut short by a second SIGTERM/SIGINT, and by a hard
 /// bound a little after `timeout` should it ever overrun its own deadline. True when complete.
 async fn shut_down(server: callgate_server::RunningServer, timeout: Duration) -> bool {
-    let hard = timeout + callgate_server::shutdown::STOP_GRACE * 4;
+    // Steps 4-6 of the shutdown get up to 4 x STOP_GRACE after the deadline.
+    let hard = timeout + callgate_server::shutdown::STOP_GRACE * 6;
     let outcome = tokio::select! {
         r = tokio::time::timeout(hard, server.shutdown()) => r.ok(),
         () = shutdown_signal() => {
