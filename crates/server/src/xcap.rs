@@ -100,7 +100,9 @@ impl Base {
 /// asked for: percent-encoded unreserved characters decoded (RFC 3986 §6.2.2.2, so `%2e` is a
 /// dot and `.%2e` a `..` segment), then dot segments resolved (§5.2.4). Encoded slashes and
 /// backslashes (`%2f`, `%5c`, `\`) are refused: servers disagree on whether they separate
-/// segments. Other escapes stay as they are (the server decodes them once, as we would).
+/// segments. So is a dot segment with parameters (`..;x`, `.;`, `..%3Bx`): Tomcat, Jetty and
+/// Spring drop the `;` part and resolve what is left as a dot segment, which RFC 3986 does not.
+/// Other escapes stay as they are (the server decodes them once, as we would).
 fn normalise_path(path: &str) -> Result<String, String> {
     let bytes = path.as_bytes();
     let mut decoded = String::with_capacity(path.len());
@@ -135,6 +137,11 @@ fn normalise_path(path: &str) -> Result<String, String> {
     let segments: Vec<&str> = decoded.split('/').skip(1).collect();
     for (n, seg) in segments.iter().enumerate() {
         let last = n + 1 == segments.len();
+        let before_params = seg.split(';').next().unwrap_or_default();
+        let before_params = before_params.split("%3B").next().unwrap_or_default();
+        if before_params.len() < seg.len() && matches!(before_params, "." | "..") {
+            return Err("a dot segment with parameters (;) in the path".into());
+        }
         match *seg {
             "." | ".." => {
                 if *seg == ".." {
@@ -415,6 +422,13 @@ mod tests {
             "http://127.0.0.1:8080/xcap-root/%2",
             "http://127.0.0.1:8080/xcap-root/%zz",
             "http://127.0.0.1:8080/%78cap-root/../admin",
+            // Path parameters on dot segments (Tomcat, Jetty, Spring resolve `..;x` as `..`).
+            "http://127.0.0.1:8080/xcap-root/..;x/admin",
+            "http://127.0.0.1:8080/xcap-root/..;/admin",
+            "http://127.0.0.1:8080/xcap-root/.;x/../../admin",
+            "http://127.0.0.1:8080/xcap-root/%2e%2e;jsessionid=1/admin",
+            "http://127.0.0.1:8080/xcap-root/.%2E%3bx/admin",
+            "http://127.0.0.1:8080/xcap-root/x/..;",
         ] {
             assert!(ok(bad).is_err(), "{bad} must be refused, got {:?}", ok(bad));
         }
@@ -425,6 +439,10 @@ mod tests {
         );
         assert_eq!(ok("http://127.0.0.1:8080/%78cap-root/x").unwrap(), "http://127.0.0.1:8080/xcap-root/x");
         assert_eq!(ok("http://127.0.0.1:8080/xcap-root/a%20b").unwrap(), "http://127.0.0.1:8080/xcap-root/a%20b");
+        assert_eq!(
+            ok("http://127.0.0.1:8080/xcap-root/a;b/..x;y").unwrap(),
+            "http://127.0.0.1:8080/xcap-root/a;b/..x;y"
+        );
         assert_eq!(ok("http://127.0.0.1:8080/xcap-root/x/..").unwrap(), "http://127.0.0.1:8080/xcap-root/");
         // A base is normalised the same way.
         let bases = vec![Base::parse("http://h/%7Euser/./xcap/").unwrap()];
