@@ -83,6 +83,16 @@ pub fn too_many_dtmf_queued(waiting: usize, max: usize) -> String {
     format!("{TOO_MANY_DTMF}: {waiting} still to send, at most {max} in all")
 }
 
+/// A call ended because the SIP peer, the session refresher, did not refresh it (RFC 4028).
+pub const SESSION_EXPIRED: &str = "Failed by session timer: the SIP peer did not refresh the session (RFC 4028)";
+/// A registration (or a call's account) without `sipDomain`.
+pub const REGISTRATION_NEEDS_DOMAIN: &str = "SIP registration needs sipDomain";
+
+/// The node's SIP user agent could not start (or the server is shutting down).
+pub fn sip_endpoint_unavailable(why: impl std::fmt::Display) -> String {
+    format!("SIP endpoint unavailable: {why}")
+}
+
 /// A REST-started call whose `call` hook answer removed the callee.
 pub const CALL_HOOK_REMOVED_CALLEE: &str = "Failed by error: the call hook removed the callee";
 
@@ -130,6 +140,21 @@ pub fn unknown_imdn_status(asked: &str) -> String {
 pub const XCAP_URL_NOT_ALLOWED: &str = "XCAP URL not allowed";
 pub const XCAP_TIMEOUT: &str = "XCAP request timed out";
 pub const NO_URL: &str = "Failed by error: no url";
+
+/// The XCAP server could not be reached.
+pub fn xcap_request_failed(why: impl std::fmt::Display) -> String {
+    format!("XCAP request failed: {why}")
+}
+
+/// The XCAP answer could not be read, or was over `max` bytes.
+pub fn xcap_answer_unreadable(max: usize, why: impl std::fmt::Display) -> String {
+    format!("XCAP answer unreadable or over {max} bytes: {why}")
+}
+
+/// The XCAP server's non-2xx answer.
+pub fn xcap_http_status(status: u16, reason: &str) -> String {
+    format!("HTTP {status} {reason}")
+}
 
 /// `sendXcapRequest` with a method other than GET, PUT or DELETE.
 pub fn xcap_method_not_supported(method: &str) -> String {

@@ -129,7 +129,7 @@ impl Calls {
                     }
                     Err(e) => {
                         tracing::error!(%bind, error = %e, "cannot start the SIP endpoint");
-                        Err(format!("SIP endpoint unavailable: {e}"))
+                        Err(callgate_proto::info::sip_endpoint_unavailable(e))
                     }
                 }
             })
@@ -192,7 +192,9 @@ impl Calls {
     pub async fn stop_sip(&self) {
         let endpoint = self
             .endpoint
-            .get_or_init(|| async { Err("SIP endpoint unavailable: the server is shutting down".to_string()) })
+            .get_or_init(|| async {
+                Err(callgate_proto::info::sip_endpoint_unavailable("the server is shutting down"))
+            })
             .await;
         let Ok(handle) = endpoint else { return };
         handle.shutdown();

@@ -19,7 +19,7 @@ use super::call::{raise, set_status, ESTABLISHED, HOLD};
 use crate::session::SessionCtx;
 
 /// The `info` of a call ended because the peer, the session refresher, did not refresh it.
-pub const SESSION_EXPIRED: &str = "Failed by session timer: the SIP peer did not refresh the session (RFC 4028)";
+pub use callgate_proto::info::SESSION_EXPIRED;
 
 /// The peer's new offer (re-INVITE or UPDATE): the bridge takes its address and checks its
 /// codec, then the user agent answers 200 with our SDP (its direction mirrored by the user

@@ -115,7 +115,7 @@ impl SipCredentials {
     /// Resolves the next hop (IPv4 first).
     pub async fn resolve(&self) -> Result<SocketAddr, String> {
         if self.domain.is_empty() {
-            return Err("SIP registration needs sipDomain".to_string());
+            return Err(callgate_proto::info::REGISTRATION_NEEDS_DOMAIN.to_string());
         }
         let target = self.next_hop_target();
         let addrs: Vec<SocketAddr> = tokio::net::lookup_host(target.as_str())
