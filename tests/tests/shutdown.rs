@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use callgate_tests::sip_fixtures::{call_msg, connection, sip_server_toml, sipp_uas};
-use callgate_tests::{http_post, start_server, Backend, Client};
+use callgate_tests::{http_post, start_server, Backend, Client, Reply};
 use serde_json::{json, Value};
 
 fn account(port: u16) -> Value {
@@ -96,4 +96,25 @@ async fn a_call_whose_peer_is_gone_bounds_the_shutdown_which_says_so_and_still_r
     let ev = backend.wait_for("CallStatusEvent", |b| b["callId"] == "lost" && b["status"] == "FAILED").await;
     assert_eq!(ev.body["info"], "Server shutdown");
     backend.wait_for("ConnectionStatusEvent", |b| b["status"] == "DISCONNECTED").await;
+}
+
+#[tokio::test]
+async fn a_connect_hook_in_flight_does_not_hold_up_the_shutdown() {
+    let backend = Backend::start().await;
+    // The backend takes 30 s to answer `connect` (the hook timeout is 15 s).
+    backend
+        .answer(|m, b| if m == "connect" { Reply::mirror(b).after(Duration::from_secs(30)) } else { Reply::mirror(b) });
+    let server = start_server(&sip_server_toml(&backend)).await;
+    let mut c = Client::connect(&server).await;
+    c.send("connection", connection(json!({}))).await;
+    backend.wait_for("connect", |_| true).await;
+
+    let node = std::sync::Arc::downgrade(&server.shared);
+    let outcome = server.shutdown().await;
+    println!("shutdown {outcome}");
+    assert!(outcome.complete(), "{outcome}");
+    assert!(node.upgrade().is_none());
+    let fail = c.expect("fail").await;
+    assert_eq!(fail["info"], "Server shutdown");
+    c.expect_closed().await;
 }

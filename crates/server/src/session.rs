@@ -342,7 +342,12 @@ pub async fn run(shared: Arc<Shared>, socket: WebSocket, addrs: ConnAddrs) {
                 };
                 missed = 0;
                 match msg {
-                    Message::Text(t) => session.handle_text(t.as_str()).await,
+                    // `connection` waits for the connect hook here; a shutdown does not wait
+                    // for that hook (the stop branch below closes the session next).
+                    Message::Text(t) => tokio::select! {
+                        () = session.handle_text(t.as_str()) => {}
+                        _ = async { drop(stopping.wait_for(|s| *s).await) } => {}
+                    },
                     Message::Binary(_) => session.frame_error(FrameError::Binary),
                     Message::Close(_) => break,
                     Message::Ping(_) | Message::Pong(_) => {}
@@ -510,7 +515,8 @@ impl Session {
         };
         if let Some(ctx) = &self.ctx {
             if ctx.debug.load(Ordering::Relaxed) {
-                tracing::info!(session = &*self.id, frame = text, "client frame (session debug)");
+                let frame = crate::secrets::redacted_frame(text);
+                tracing::info!(session = &*self.id, frame, "client frame (session debug)");
             }
         }
         match (frame.message.as_str(), &self.ctx) {
