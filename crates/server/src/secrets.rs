@@ -31,6 +31,34 @@ impl<'a> Redacted<'a> {
     }
 }
 
+/// A client's raw frame as it may be logged: every `sipPassword` value, at any depth, replaced
+/// by `<redacted>` (keys are compared after JSON unescaping, so `sip\u0050assword` is caught).
+/// A frame that is not JSON is not logged at all.
+pub fn redacted_frame(text: &str) -> String {
+    fn mask(v: &mut Value) {
+        match v {
+            Value::Object(m) => {
+                for (k, v) in m.iter_mut() {
+                    if is_secret(k) {
+                        *v = Value::String("<redacted>".into());
+                    } else {
+                        mask(v);
+                    }
+                }
+            }
+            Value::Array(a) => a.iter_mut().for_each(mask),
+            _ => {}
+        }
+    }
+    match serde_json::from_str::<Value>(text) {
+        Ok(mut v) => {
+            mask(&mut v);
+            v.to_string()
+        }
+        Err(_) => format!("<{} bytes, not JSON>", text.len()),
+    }
+}
+
 impl Serialize for Redacted<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         // Most objects (stream and call events) hold no secret: the plain path, one lookup each.
@@ -64,5 +92,19 @@ mod tests {
         assert_eq!(s, r#"{"sipLogin":"3000","a":1}"#);
         let Value::Object(plain) = json!({"a": 1, "sipDomain": "d"}) else { unreachable!() };
         assert_eq!(serde_json::to_string(&Redacted { data: &plain, exclude: &ex }).unwrap(), r#"{"a":1}"#);
+    }
+
+    /// Review of issue 14: with client debug logging on, raw frames were logged verbatim.
+    #[test]
+    fn raw_frames_are_logged_without_the_sip_password() {
+        let frame = r#"{"message":"connection","data":[{"sipLogin":"3000","sipPassword":"pw-1","x":{"sip\u0050assword":"pw-2"}}]}"#;
+        let logged = redacted_frame(frame);
+        assert!(!logged.contains("pw-1") && !logged.contains("pw-2"), "{logged}");
+        assert_eq!(
+            logged,
+            r#"{"message":"connection","data":[{"sipLogin":"3000","sipPassword":"<redacted>","x":{"sipPassword":"<redacted>"}}]}"#
+        );
+        assert_eq!(redacted_frame(r#"{"message":"ping"}"#), r#"{"message":"ping"}"#);
+        assert_eq!(redacted_frame("sipPassword=pw-3"), "<16 bytes, not JSON>");
     }
 }

@@ -515,7 +515,8 @@ impl Session {
         };
         if let Some(ctx) = &self.ctx {
             if ctx.debug.load(Ordering::Relaxed) {
-                tracing::info!(session = &*self.id, frame = text, "client frame (session debug)");
+                let frame = crate::secrets::redacted_frame(text);
+                tracing::info!(session = &*self.id, frame, "client frame (session debug)");
             }
         }
         match (frame.message.as_str(), &self.ctx) {
