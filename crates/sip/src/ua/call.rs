@@ -1096,9 +1096,9 @@ impl UserAgent {
             self.send_in_dialog(now, id, CallOp::Refresh { invite: false }, Method::Update, headers, None)
         } else {
             headers.push(("Allow".to_owned(), super::ALLOW.to_owned()));
-            let dir = call.own_direction();
-            let sdp = call.last_sdp.as_deref().map(|s| sdp::with_direction(s, dir));
-            let body = sdp.map(|s| ("application/sdp".to_owned(), call.stamp_sdp(s)));
+            // The very SDP we sent last, same `o=` version: a refresh changes nothing (RFC 4028
+            // §7.4; RFC 3264 §8).
+            let body = call.last_sdp.clone().map(|s| ("application/sdp".to_owned(), s));
             let r = self.send_in_dialog(now, id, CallOp::Refresh { invite: true }, Method::Invite, headers, body);
             if let (Ok(key), Some(c)) = (&r, self.calls.get_mut(&id)) {
                 c.reinvite_out = Some(key.clone());
