@@ -37,6 +37,10 @@ async fn a_sip_driver_panic_is_counted_and_reported_and_the_shutdown_still_byes_
     assert_eq!(status, 200, "{text}");
     backend.wait_for("CallStatusEvent", |b| b["callId"] == "p1" && b["status"] == "ESTABLISHED").await;
     assert_eq!(counter(&metrics(&server).await, "callgate_sip_driver_panics_total"), Some(0), "shown from the start");
+    // The SIP event pump is watched too (its JoinHandle once was dropped: a panic there stopped
+    // SIP events silently); supervise.rs unit-tests the watcher with a task that panics.
+    let pump = r#"callgate_task_panics_total{task="sip_pump"}"#;
+    assert_eq!(counter(&metrics(&server).await, pump), Some(0), "shown from the start");
 
     // A bug in the user agent, as a command that panics inside the driver.
     let ua = server.shared.calls.endpoint().await.unwrap();

@@ -1,8 +1,11 @@
 //! Supervision of the parts the server cannot run without: the SIP driver
-//! (`callgate_sip::transport::Endpoint`) and the media task (`callgate_media::MediaEndpoint`).
-//! Each publishes a panic message on a `watch` channel (and the SIP driver's task ends in a
-//! panic if the driver itself panicked). The [`Supervisor`] logs a panic at `error`, counts it
-//! in `/metrics` (`callgate_sip_driver_panics_total`, `callgate_media_task_panics_total`) and
+//! (`callgate_sip::transport::Endpoint`), the media task (`callgate_media::MediaEndpoint`) and
+//! the server's own long-lived tasks (the SIP event pump, [`Supervisor::watch_task`]).
+//! The first two publish a panic message on a `watch` channel (and the SIP driver's task ends in
+//! a panic if the driver itself panicked); a task is watched through its `JoinHandle`. The
+//! [`Supervisor`] logs a panic at `error`, counts it in `/metrics`
+//! (`callgate_sip_driver_panics_total`, `callgate_media_task_panics_total`,
+//! `callgate_task_panics_total{task="sip_pump"}`, each shown at 0 from the start) and
 //! reports the first one through [`Supervisor::failed`]; the binary then shuts down (clients
 //! told, calls hung up where the SIP side still works) and exits with [`EXIT_CODE`], so that a
 //! process supervisor (systemd, Kubernetes) starts a fresh one. Restarting a part in place would
@@ -45,6 +48,14 @@ impl Default for Supervisor {
 const SIP_DRIVER: &str = "the SIP driver";
 const MEDIA_TASK: &str = "the media task";
 
+/// Panics of the server's own tasks, labelled `task`.
+pub const TASK_PANICS: &str = "callgate_task_panics_total";
+
+/// Shows `task`'s panic counter in `/metrics` at 0, before the task even starts.
+pub fn register_task(task: &'static str) {
+    metrics::counter!(TASK_PANICS, "task" => task).increment(0);
+}
+
 impl Supervisor {
     /// Watches the SIP driver: a user-agent panic it caught (`panicked`), or its task ending in
     /// a panic.
@@ -55,6 +66,24 @@ impl Supervisor {
     /// Watches the media task (`MediaEndpoint::panicked`).
     pub fn watch_media(&self, panicked: watch::Receiver<Option<String>>) {
         self.watch(MEDIA_TASK, "callgate_media_task_panics_total", panicked, None);
+    }
+
+    /// Watches one of the server's own tasks (`task` is its metric label, `component` how the
+    /// log and the [`Failure`] name it): if it ends in a panic, the panic is logged, counted in
+    /// `callgate_task_panics_total{task}` and is the failure, as for the SIP driver. The
+    /// returned handle ends when the task has ended, however it ended (a shutdown awaits it).
+    pub fn watch_task(&self, task: &'static str, component: &'static str, handle: JoinHandle<()>) -> JoinHandle<()> {
+        register_task(task);
+        let sup = self.clone();
+        tokio::spawn(async move {
+            match handle.await {
+                Err(e) if e.is_panic() => {
+                    metrics::counter!(TASK_PANICS, "task" => task).increment(1);
+                    sup.record(component, panic_message(e.into_panic()));
+                }
+                _ => {}
+            }
+        })
     }
 
     /// The first failure, once there is one.
@@ -76,6 +105,11 @@ impl Supervisor {
     /// Logs, counts and records a panic of `component` (only the first failure is kept).
     pub fn report(&self, component: &'static str, panics_metric: &'static str, message: String) {
         metrics::counter!(panics_metric).increment(1);
+        self.record(component, message);
+    }
+
+    /// Logs and records a panic of `component` (only the first failure is kept).
+    fn record(&self, component: &'static str, message: String) {
         tracing::error!(
             component,
             panic = %message,
@@ -168,5 +202,29 @@ mod tests {
         sup.watch_sip_driver(rx, tokio::spawn(async { panic!("driver died") }));
         let f = tokio::time::timeout(Duration::from_secs(5), sup.failed()).await.unwrap();
         assert_eq!(f, Failure { component: SIP_DRIVER, message: "driver died".into() });
+    }
+
+    /// Review of issue 14: the SIP event pump's handle was dropped, so a panic in it stopped
+    /// SIP events silently. A watched task that panics is the failure; its handle still ends.
+    #[tokio::test]
+    async fn a_watched_task_that_panics_is_a_failure() {
+        let sup = Supervisor::default();
+        let done = sup.watch_task("t_ok", "a task", tokio::spawn(async {}));
+        tokio::time::timeout(Duration::from_secs(5), done).await.unwrap().unwrap();
+        assert_eq!(sup.failure(), None, "a task that ends normally is no failure");
+        let (go, wait) = tokio::sync::oneshot::channel::<()>();
+        let watched = sup.watch_task(
+            "t_panic",
+            "the SIP event pump",
+            tokio::spawn(async move {
+                let _ = wait.await;
+                panic!("pump died")
+            }),
+        );
+        assert_eq!(sup.failure(), None);
+        go.send(()).unwrap();
+        let f = tokio::time::timeout(Duration::from_secs(5), sup.failed()).await.unwrap();
+        assert_eq!(f.to_string(), "the SIP event pump panicked: pump died");
+        tokio::time::timeout(Duration::from_secs(5), watched).await.unwrap().unwrap();
     }
 }

@@ -46,6 +46,9 @@ pub use policy::{SipPolicy, NOT_ALLOWED as DESTINATION_NOT_ALLOWED, SESSION_FIEL
 pub use register::SipCredentials;
 pub use rest::RestCallError;
 
+/// The SIP event pump's `task` label in `callgate_task_panics_total`.
+const SIP_PUMP: &str = "sip_pump";
+
 /// The node's SIP side.
 pub struct Calls {
     cfg: SipSection,
@@ -96,8 +99,10 @@ impl Calls {
         }
     }
 
-    /// Reports SIP driver panics to `supervisor` (the server's).
+    /// Reports panics of the SIP driver and of the SIP event pump to `supervisor` (the
+    /// server's); the pump's panic counter shows in `/metrics` from now on.
     pub fn supervised(mut self, supervisor: crate::supervise::Supervisor) -> Calls {
+        crate::supervise::register_task(SIP_PUMP);
         self.supervisor = supervisor;
         self
     }
@@ -124,6 +129,9 @@ impl Calls {
                             self.subs.clone(),
                             self.policy.clone(),
                         ));
+                        // The pump turns every SIP event into calls, messages and registrations:
+                        // its panic ends the server the same way.
+                        let pump = self.supervisor.watch_task(SIP_PUMP, "the SIP event pump", pump);
                         *self.pump.lock() = Some(pump);
                         Ok(ep.handle)
                     }
