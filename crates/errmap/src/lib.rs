@@ -187,6 +187,9 @@ pub enum LocalFailure {
     BadResponse(String),
     /// Media could not be set up for the call (no common codec, ICE/DTLS failure...).
     Media(String),
+    /// The user agent did not send the request (the call or registration is gone, the SIP
+    /// endpoint stopped).
+    NotSent(String),
 }
 
 /// `CALL_STATUS_INFO.FAILED_BY_REQUEST_TIMEOUT` of the SDK's constants.
@@ -201,6 +204,7 @@ pub fn map_local_failure(op: SipOperation, failure: &LocalFailure) -> FailureEve
         LocalFailure::Unresolvable(host) => format!("Failed to resolve SIP host {host}"),
         LocalFailure::BadResponse(why) => format!("Failed by malformed SIP response: {why}"),
         LocalFailure::Media(why) => why.clone(),
+        LocalFailure::NotSent(why) => callgate_proto::info::failed_by_error(why),
     };
     if event == EventKind::ErrorEvent {
         info = format!("{}: {info}", operation_name(op));
@@ -316,6 +320,8 @@ mod tests {
             (EventKind::ErrorEvent, "BYE: Failed by transport error: connection refused")
         );
         assert_eq!(error_event("x").event, EventKind::ErrorEvent);
+        let ev = map_local_failure(SipOperation::InfoDtmf, &LocalFailure::NotSent("no such call: 7".into()));
+        assert_eq!((ev.event, ev.info.as_str()), (EventKind::ErrorEvent, "INFO: Failed by error: no such call: 7"));
     }
 
     #[test]

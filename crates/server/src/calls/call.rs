@@ -511,7 +511,11 @@ fn next_info_dtmf(ctx: &Arc<SessionCtx>, calls: &super::CallTable, call_id: &Arc
     let (table, cid, c2) = (ctx.shared.calls.table.clone(), call_id.clone(), ctx.clone());
     tokio::spawn(async move {
         if let Err(why) = send_info_dtmf(&handle, &table, &cid, sip, d).await {
-            c2.error_event(&format!("INFO DTMF: {why}"), Origin::Client);
+            let fe = callgate_errmap::map_local_failure(
+                SipOperation::InfoDtmf,
+                &callgate_errmap::LocalFailure::NotSent(why),
+            );
+            c2.sip_error_event(&fe, Origin::Client);
         }
     });
 }

@@ -181,6 +181,11 @@ fn report_failure(ctx: &Arc<SessionCtx>, creds: &SipCredentials, f: FailureEvent
     }
 }
 
+/// The user agent did not send the REGISTER.
+fn not_sent(why: impl std::fmt::Display) -> FailureEvent {
+    map_local_failure(SipOperation::Register, &LocalFailure::NotSent(why.to_string()))
+}
+
 /// The session is still in the registry (a REST call's detached session never is).
 pub(super) fn session_alive(ctx: &SessionCtx) -> bool {
     ctx.shared.sessions.get(&ctx.id).is_some_and(|h| Arc::ptr_eq(&h, &ctx.handle))
@@ -221,8 +226,8 @@ pub(super) fn start(ctx: &Arc<SessionCtx>) {
             .await;
         match r {
             Ok(Ok(_)) => {}
-            Ok(Err(e)) => report_failure(&ctx, &creds, callgate_errmap::error_event(format!("REGISTER: {e}")), true),
-            Err(gone) => report_failure(&ctx, &creds, callgate_errmap::error_event(gone.to_string()), true),
+            Ok(Err(e)) => report_failure(&ctx, &creds, not_sent(e), true),
+            Err(gone) => report_failure(&ctx, &creds, not_sent(gone), true),
         }
     });
 }
