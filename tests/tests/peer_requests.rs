@@ -183,15 +183,20 @@ async fn an_incoming_call_survives_an_offerless_reinvite_and_a_bye_during_our_re
 }
 
 /// RFC 4028 with sipp as the refresher: its UPDATEs every 2 s keep a 4 s session up for 10 s;
-/// when they stop, we end the call with BYE, reported FAILED with a clear info.
+/// then the browser holds (works), and with no more refreshes we end the call with BYE,
+/// reported FAILED with a clear info.
 #[tokio::test]
 async fn a_session_the_peer_stops_refreshing_ends_with_bye() {
     let backend = Backend::start().await;
     let (server, mut c, registrar, caller) = incoming(&backend, "uac_session_timer.xml").await;
     let call_id = answer_incoming(&mut c).await;
     let started = std::time::Instant::now();
+    // Five refreshes at 2, 4, 6, 8, 10 s; the last one holds the session until about 12.7 s.
+    tokio::time::sleep(Duration::from_millis(11_000)).await;
+    c.send("hold", json!({"callId": call_id})).await;
+    expect_status(&mut c, "hold", &call_id, "HOLD").await;
     let fin = c.expect("finish").await;
-    assert!(started.elapsed() >= Duration::from_secs(10), "up while refreshed: {:?}", started.elapsed());
+    assert!(started.elapsed() >= Duration::from_secs(11), "up while refreshed: {:?}", started.elapsed());
     assert_eq!(fin["status"], "FAILED");
     assert!(fin["info"].as_str().unwrap().contains("session timer"), "{fin:?}");
     let outcome = caller.wait().await;
@@ -200,7 +205,10 @@ async fn a_session_the_peer_stops_refreshing_ends_with_bye() {
         outcome.received().into_iter().find(|m| m.starts_with("SIP/2.0 200") && m.contains("CSeq: 1 INVITE")).unwrap();
     assert!(ok.contains("Session-Expires: 4;refresher=uac") && ok.contains("Require: timer"), "{ok}");
     backend.wait_for("CallStatusEvent", |b| b["callId"] == call_id && b["status"] == "FAILED").await;
-    assert_eq!(hook_statuses(&backend, "CallStatusEvent", "callId", &call_id), ["RING", "ESTABLISHED", "FAILED"]);
+    assert_eq!(
+        hook_statuses(&backend, "CallStatusEvent", "callId", &call_id),
+        ["RING", "ESTABLISHED", "HOLD", "FAILED"]
+    );
     let _ = registrar.wait().await;
     server.shutdown().await;
 }
