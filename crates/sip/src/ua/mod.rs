@@ -493,7 +493,7 @@ impl UserAgent {
         let (Some(spec), Some(creds)) = (ctx.spec.clone(), ctx.creds.clone()) else { return false };
         let Some((header, challenge)) = auth::pick_challenge(resp) else { return false };
         let known_realm = creds.is_domain(&challenge.realm)
-            || self.cfg.digest_realms.iter().any(|r| *r == challenge.realm)
+            || self.cfg.digest_realms.contains(&challenge.realm)
             || self.learned_realm(&creds, &challenge.realm);
         let learning = spec.method == Method::Register;
         if let Some(why) = auth::refuse_challenge(&creds, ctx.last_from, known_realm, learning) {
