@@ -295,6 +295,53 @@ async fn hold_offer_without_sendonly_fails() {
     assert!(uas.stderr.contains("a=sendonly"), "{}", uas.report());
 }
 
+/// Issue 10 item 3: what a peer sends inside a call (`uas_peer_requests.xml`,
+/// `uac_peer_requests.xml`) against stand-ins of the UA under test.
+#[tokio::test]
+async fn peer_reinvites_updates_info_and_glare_on_an_outgoing_call() {
+    let uac = Sipp::scenario("selfcheck/uac_peer_requests.xml").service("3001");
+    let (uas, uac) = pair(Sipp::scenario("uas_peer_requests.xml"), uac).await;
+    assert_both(&uas, &uac);
+    assert!(find(&uas, false, "SIP/2.0 415").is_some(), "{}", uas.report());
+    assert!(find(&uas, false, "SIP/2.0 491").is_some(), "{}", uas.report());
+    assert!(find(&uac, false, "SIP/2.0 491").is_some(), "{}", uac.report());
+}
+
+#[tokio::test]
+async fn peer_offerless_reinvite_and_bye_during_a_reinvite_on_an_incoming_call() {
+    let uac = Sipp::scenario("uac_peer_requests.xml").service("3001");
+    let (uas, uac) = pair(Sipp::scenario("selfcheck/uas_peer_requests.xml"), uac).await;
+    assert_both(&uas, &uac);
+    let ack = uac.sent().into_iter().find(|m| m.starts_with("ACK ") && m.contains("CSeq: 3 ACK")).unwrap();
+    assert!(ack.contains("m=audio"), "the answer in the ACK: {ack}");
+    assert!(find(&uas, false, "SIP/2.0 487").is_some(), "{}", uas.report());
+}
+
+/// The session-timer scenarios (a 4 s interval refreshed every 2 s for 10 s) take ~12 s.
+async fn long_pair(uas: Sipp, uac: Sipp) -> (SippOutcome, SippOutcome) {
+    let uas = spawn(uas.timeout(Duration::from_secs(25)));
+    let uac = spawn(uac.timeout(Duration::from_secs(25)).remote(uas.local_addr()));
+    let uac = uac.wait().await;
+    (uas.wait().await, uac)
+}
+
+#[tokio::test]
+async fn session_timer_refreshed_by_the_caller() {
+    let uac = Sipp::scenario("uac_session_timer.xml").service("3001");
+    let (uas, uac) = long_pair(Sipp::scenario("selfcheck/uas_session_timer.xml"), uac).await;
+    assert_both(&uas, &uac);
+    assert_eq!(uas.received().iter().filter(|m| m.starts_with("UPDATE ")).count(), 5);
+}
+
+#[tokio::test]
+async fn session_timer_refreshed_by_the_ua_as_the_callee_asks() {
+    let uac = Sipp::scenario("selfcheck/uac_session_timer.xml").service("3001");
+    let (uas, uac) = long_pair(Sipp::scenario("uas_session_timer.xml"), uac).await;
+    assert_both(&uas, &uac);
+    let ok = find(&uac, false, "SIP/2.0 200").unwrap();
+    assert_eq!(header(&ok, "Session-Expires"), ["4;refresher=uac"]);
+}
+
 // ----------------------------------------------------------------------------------------------
 // Kamailio as registrar and proxy
 
