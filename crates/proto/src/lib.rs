@@ -131,6 +131,23 @@ pub mod messages {
     pub const ON_DATA_EVENT: &str = "OnDataEvent";
     pub const NOTIFY_SESSION_DEBUG_EVENT: &str = "notifySessionDebugEvent";
     pub const REGISTERED: &str = "registered";
+    // server -> client: streams (spec/client-protocol.md §7)
+    pub const NOTIFY_STREAM_STATUS_EVENT: &str = "notifyStreamStatusEvent";
+    pub const NOTIFY_STREAM_EVENT: &str = "notifyStreamEvent";
+    pub const SET_REMOTE_SDP: &str = "setRemoteSDP";
+    pub const AVAILABLE_STREAM: &str = "availableStream";
+    // server -> client: calls (§6); the status decides which of the five carries it
+    pub const NOTIFY_TRYING_RESPONSE: &str = "notifyTryingResponse";
+    pub const RING: &str = "ring";
+    pub const TALK: &str = "talk";
+    pub const HOLD: &str = "hold";
+    pub const FINISH: &str = "finish";
+    pub const NOTIFY_INCOMING_CALL: &str = "notifyIncomingCall";
+    pub const NOTIFY_TRANSFER_EVENT: &str = "notifyTransferEvent";
+    // server -> client: SIP messages, subscriptions, XCAP
+    pub const NOTIFY_MESSAGE: &str = "notifyMessage";
+    pub const NOTIFY_SUBSCRIPTION: &str = "notifySubscription";
+    pub const NOTIFY_XCAP_RESPONSE: &str = "notifyXcapResponse";
 }
 
 #[cfg(test)]

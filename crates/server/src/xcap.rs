@@ -37,7 +37,7 @@ use crate::session::SessionCtx;
 
 pub use callgate_proto::info::{XCAP_TIMEOUT as TIMEOUT, XCAP_URL_NOT_ALLOWED as NOT_ALLOWED};
 pub use callgate_proto::status::xcap::{ACCEPTED, FAILED};
-pub const CLIENT_MESSAGE: &str = "notifyXcapResponse";
+pub use callgate_proto::messages::NOTIFY_XCAP_RESPONSE as CLIENT_MESSAGE;
 
 type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 
@@ -225,13 +225,13 @@ async fn request(
         None => Bytes::new(),
     };
     let req = b.body(Full::new(payload)).map_err(callgate_proto::info::failed_by_error)?;
-    let resp = client.request(req).await.map_err(|e| format!("XCAP request failed: {e}"))?;
+    let resp = client.request(req).await.map_err(callgate_proto::info::xcap_request_failed)?;
     let status = resp.status();
     let headers = resp.headers().clone();
     let body = Limited::new(resp.into_body(), max)
         .collect()
         .await
-        .map_err(|e| format!("XCAP answer unreadable or over {max} bytes: {e}"))?
+        .map_err(|e| callgate_proto::info::xcap_answer_unreadable(max, e))?
         .to_bytes();
     Ok(Answer {
         status: status.as_u16(),
@@ -328,7 +328,10 @@ async fn run(ctx: Arc<SessionCtx>, obj: Map<String, Value>) {
         Ok(a) => {
             let ok = (200..300).contains(&a.status);
             ev.insert("status".into(), if ok { ACCEPTED } else { FAILED }.into());
-            ev.insert("info".into(), if ok { String::new() } else { format!("HTTP {} {}", a.status, a.reason) }.into());
+            ev.insert(
+                "info".into(),
+                if ok { String::new() } else { callgate_proto::info::xcap_http_status(a.status, &a.reason) }.into(),
+            );
             ev.insert("httpStatus".into(), a.status.into());
             ev.insert("contentType".into(), a.content_type.unwrap_or_default().into());
             ev.insert("body".into(), String::from_utf8_lossy(&a.body).into_owned().into());

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use callgate_errmap::{map_failure, FailureEvent, SipOperation};
 use callgate_hooks::{HookMethod, Origin};
 use callgate_media::{MediaError, MediaEvent, PeerId};
-use callgate_proto::ServerFrame;
+use callgate_proto::{messages, ServerFrame};
 use callgate_sip::ua::{CallEvent, CallId as SipCallId, Failure};
 use serde_json::{Map, Value};
 
@@ -58,11 +58,11 @@ pub(super) fn with_context(ctx: &SessionCtx, mut obj: Map<String, Value>) -> Map
 /// The client message that carries a status (spec/client-protocol.md §6.1).
 fn client_message(status: &str) -> &'static str {
     match status {
-        TRYING => "notifyTryingResponse",
-        RING | RING_MEDIA | SESSION_PROGRESS => "ring",
-        ESTABLISHED => "talk",
-        HOLD => "hold",
-        _ => "finish",
+        TRYING => messages::NOTIFY_TRYING_RESPONSE,
+        RING | RING_MEDIA | SESSION_PROGRESS => messages::RING,
+        ESTABLISHED => messages::TALK,
+        HOLD => messages::HOLD,
+        _ => messages::FINISH,
     }
 }
 
@@ -199,7 +199,7 @@ pub(super) async fn outgoing(ctx: Arc<SessionCtx>, obj: Map<String, Value>) {
         return; // hung up meanwhile
     }
     ctx.out.send(&ServerFrame::new(
-        "setRemoteSDP",
+        messages::SET_REMOTE_SDP,
         vec![Value::from(&*call_id), Value::from(answer.webrtc_answer), Value::Bool(true)],
     ));
     send_invite(&ctx, &call_id, &creds, &callee, bytes::Bytes::from(answer.sip_sdp)).await;
@@ -445,7 +445,7 @@ fn transfer_status(ctx: &Arc<SessionCtx>, obj: &Map<String, Value>, status: &str
         ev.insert("sipStatus".into(), code.into());
     }
     tracing::info!(session = &*ctx.id, call = ?obj.get("callId"), status, info, "transfer status");
-    ctx.raise_event(HookMethod::TransferStatusEvent, Origin::Client, ev, Some("notifyTransferEvent"));
+    ctx.raise_event(HookMethod::TransferStatusEvent, Origin::Client, ev, Some(messages::NOTIFY_TRANSFER_EVENT));
 }
 
 /// The transfer failed (the REFER's final response, its timeout, or a NOTIFY whose sipfrag is

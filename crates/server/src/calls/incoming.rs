@@ -144,11 +144,11 @@ pub(super) async fn incoming(ctx: Option<Arc<SessionCtx>>, c: IncomingCall, hand
     }
     tracing::info!(session = &*ctx.id, call = &*call_id, from = %c.from_uri, "incoming call offered to the client");
     ctx.out.send(&ServerFrame::new(
-        "setRemoteSDP",
+        callgate_proto::messages::SET_REMOTE_SDP,
         vec![Value::from(&*call_id), Value::from(leg.webrtc_offer), Value::Bool(false)],
     ));
     let exclude = &ctx.rcc.method(HookMethod::OnCallEvent).client_exclude;
-    ctx.out.send_object("notifyIncomingCall", &data, exclude);
+    ctx.out.send_object(callgate_proto::messages::NOTIFY_INCOMING_CALL, &data, exclude);
     raise(&ctx, &data, RING, "", None);
     ring_timeout(&ctx, call_id, sip, peer, handle);
 }

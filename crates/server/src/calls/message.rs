@@ -29,8 +29,8 @@ use super::register::SipCredentials;
 use crate::session::SessionCtx;
 
 pub use callgate_proto::info::{MESSAGE_WITHOUT_SIP_ACCOUNT as NO_SIP_ACCOUNT, NO_IMDN_REQUEST, NO_RECIPIENT};
+pub use callgate_proto::messages::NOTIFY_MESSAGE as CLIENT_MESSAGE;
 pub use callgate_proto::status::message::{ACCEPTED, FAILED, IMDN_NOTIFICATION_SENT, RECEIVED, SENT};
-pub const CLIENT_MESSAGE: &str = "notifyMessage";
 
 /// Sent messages whose IMDNs we keep waiting for, node-wide; beyond this no more are tracked
 /// (their notifications then arrive as ordinary messages).

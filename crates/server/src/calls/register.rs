@@ -14,7 +14,7 @@ use crate::session::{SessionCmd, SessionCtx};
 
 pub use callgate_proto::status::registration::{FAILED, REGISTERED, UNREGISTERED};
 const API_METHOD: &str = "RegistrationStatusEvent";
-const CLIENT_REGISTERED: &str = "registered";
+use callgate_proto::messages::REGISTERED as CLIENT_REGISTERED;
 
 /// The SIP fields of a connection object (spec/client-protocol.md §2.2), from the client or
 /// injected by the backend's `connect` answer. Its `Debug` does not show the password.

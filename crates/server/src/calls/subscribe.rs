@@ -31,8 +31,8 @@ pub use callgate_proto::info::{
     NO_EVENT_PACKAGE as NO_EVENT, NO_SUBSCRIPTION_TARGET as NO_TARGET, SUBSCRIPTION_ID_IN_USE as ID_IN_USE,
     SUBSCRIPTION_NOT_FOUND as NOT_FOUND,
 };
+pub use callgate_proto::messages::NOTIFY_SUBSCRIPTION as CLIENT_MESSAGE;
 pub use callgate_proto::status::subscription::{ACCEPTED, FAILED, NOTIFY, TERMINATED};
-pub const CLIENT_MESSAGE: &str = "notifySubscription";
 
 pub(super) struct SubEntry {
     ctx: Arc<SessionCtx>,

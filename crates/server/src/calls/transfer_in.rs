@@ -23,8 +23,8 @@ use serde_json::{Map, Value};
 
 use crate::session::SessionCtx;
 
+use callgate_proto::messages::NOTIFY_TRANSFER_EVENT as CLIENT_MESSAGE;
 pub use callgate_proto::status::transfer::{FAILED, PENDING};
-const CLIENT_MESSAGE: &str = "notifyTransferEvent";
 
 fn status_event(ctx: &Arc<SessionCtx>, data: &Map<String, Value>, status: &str, info: &str) {
     let mut ev = data.clone();

@@ -36,6 +36,7 @@ use std::time::Duration;
 use callgate_hooks::{HookMethod, Origin};
 use callgate_media::{FailReason, MediaEndpoint, MediaError, PeerId};
 use callgate_proto::info as proto_info;
+use callgate_proto::messages::{AVAILABLE_STREAM, NOTIFY_STREAM_EVENT, NOTIFY_STREAM_STATUS_EVENT, SET_REMOTE_SDP};
 use callgate_proto::status::stream;
 use parking_lot::Mutex;
 use serde_json::{Map, Value};
@@ -53,11 +54,6 @@ pub mod info {
         TERMINATED_BY_KEEP_ALIVE,
     };
 }
-
-const NOTIFY_STREAM_STATUS_EVENT: &str = "notifyStreamStatusEvent";
-const NOTIFY_STREAM_EVENT: &str = "notifyStreamEvent";
-const SET_REMOTE_SDP: &str = "setRemoteSDP";
-const AVAILABLE_STREAM: &str = "availableStream";
 
 /// Keep-alive settings (`[media]` in the config).
 #[derive(Debug, Clone)]
