@@ -147,8 +147,9 @@ async fn answer_incoming(c: &mut Client) -> String {
 }
 
 /// sipp calls us, holds by re-INVITE, sends an offer-less re-INVITE (our offer in the 200, its
-/// answer in the ACK: unhold), INFO DTMF; the browser holds (works), then unholds and sipp hangs
-/// up while that re-INVITE is pending: the call ends FINISH.
+/// answer in the ACK: unhold), INFO DTMF; the browser holds (works); sipp holds and unholds
+/// meanwhile (answered inactive, then sendonly: still held, not reported); the browser unholds
+/// and sipp hangs up while that re-INVITE is pending: the call ends FINISH.
 #[tokio::test]
 async fn an_incoming_call_survives_an_offerless_reinvite_and_a_bye_during_our_reinvite() {
     let backend = Backend::start().await;
@@ -158,6 +159,8 @@ async fn an_incoming_call_survives_an_offerless_reinvite_and_a_bye_during_our_re
     assert_eq!((d["payload"]["dtmf"].as_str(), d["payload"]["duration"].as_u64()), (Some("1"), Some(250)));
     c.send("hold", json!({"callId": call_id})).await;
     expect_status(&mut c, "hold", &call_id, "HOLD").await;
+    // sipp holds too, then unholds: the call stays held by the browser, nothing is reported.
+    tokio::time::sleep(Duration::from_millis(800)).await;
     c.send("unhold", json!({"callId": call_id})).await;
     let fin = c.expect("finish").await;
     assert_eq!((fin["status"].as_str(), fin["info"].as_str()), (Some("FINISH"), Some("Normal call clearing")));
@@ -166,6 +169,10 @@ async fn an_incoming_call_survives_an_offerless_reinvite_and_a_bye_during_our_re
     let offer =
         outcome.received().into_iter().find(|m| m.starts_with("SIP/2.0 200") && m.contains("CSeq: 3 INVITE")).unwrap();
     assert!(offer.contains("m=audio") && offer.contains("a=sendrecv"), "our offer in the 200: {offer}");
+    let answer =
+        |cseq: &str| outcome.received().into_iter().find(|m| m.starts_with("SIP/2.0 200") && m.contains(cseq)).unwrap();
+    assert!(answer("CSeq: 5 INVITE").contains("a=inactive"), "both hold");
+    assert!(answer("CSeq: 6 INVITE").contains("a=sendonly"), "the browser still holds");
     assert_eq!(
         client_statuses(&c, &call_id),
         ["RING", "ESTABLISHED", "HOLD", "ESTABLISHED", "HOLD", "FINISH"],

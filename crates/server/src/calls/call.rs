@@ -35,8 +35,17 @@ pub(super) struct CallEntry {
     pub ringing_in: bool,
     /// DTMF digits waiting to go out as SIP INFO, one transaction at a time.
     pub dtmf: DtmfQueue,
-    /// The SIP peer holds the call (its last offer was sendonly or inactive; `peer.rs`).
-    pub peer_hold: bool,
+    /// Who holds the call (`peer.rs`).
+    pub holds: Holds,
+}
+
+/// Who holds the call: the browser (its hold re-INVITE succeeded) and the SIP peer (its last
+/// offer was sendonly or inactive). The peer's hold and unhold are reported only when they
+/// change whether the call is held at all.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Holds {
+    pub local: bool,
+    pub peer: bool,
 }
 
 /// The SIP INFO digits of a call: at most one INFO in flight (RFC 6086 §4.2.1 keeps INFOs of a
@@ -177,7 +186,7 @@ pub(super) async fn outgoing(ctx: Arc<SessionCtx>, obj: Map<String, Value>) {
                     sip_sdp: bytes::Bytes::new(),
                     ringing_in: false,
                     dtmf: Default::default(),
-                    peer_hold: false,
+                    holds: Holds::default(),
                 });
             }
         }
@@ -381,6 +390,9 @@ pub(super) fn on_event(calls: &super::CallTable, sip: SipCallId, event: CallEven
         CallEvent::HoldResult { hold, result } => match result {
             Ok(sdp) => {
                 remote_sdp(&sdp);
+                if let Some(mut e) = calls.calls.get_mut(&call_id) {
+                    e.holds.local = hold;
+                }
                 let st = if hold { HOLD } else { ESTABLISHED };
                 set_status(calls, &call_id, st);
                 raise(&ctx, &obj, st, "", None);

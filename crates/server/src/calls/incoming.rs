@@ -118,7 +118,7 @@ pub(super) async fn incoming(ctx: Option<Arc<SessionCtx>>, c: IncomingCall, hand
                     sip_sdp: bytes::Bytes::from(leg.sip_answer),
                     ringing_in: true,
                     dtmf: Default::default(),
-                    peer_hold: false,
+                    holds: Default::default(),
                 },
             );
             calls.table.by_sip.insert(c.call, call_id.clone());

@@ -62,12 +62,17 @@ pub(super) fn answer(ctx: Arc<SessionCtx>, call_id: Arc<str>, peer: PeerId, sdp:
 }
 
 /// The peer put the call on hold (`HOLD`) or took it off (`ESTABLISHED`): client (`hold` /
-/// `talk`) and backend (`CallStatusEvent`), only when that changed.
+/// `talk`) and backend (`CallStatusEvent`), only when that changes whether the call is held
+/// (the peer's unhold while the browser holds changes nothing).
 fn report_hold(ctx: &Arc<SessionCtx>, call_id: &str, hold: bool) {
     let table = &ctx.shared.calls.table;
     let obj = match table.calls.get_mut(call_id) {
-        Some(mut e) if e.peer_hold != hold => {
-            e.peer_hold = hold;
+        Some(mut e) if e.holds.peer != hold => {
+            let held_before = e.holds.local || e.holds.peer;
+            e.holds.peer = hold;
+            if held_before == (e.holds.local || hold) {
+                return;
+            }
             e.obj.clone()
         }
         _ => return,

@@ -177,7 +177,7 @@ pub(super) fn startup(shared: &Arc<Shared>, body: Map<String, Value>) -> Result<
                     sip_sdp: bytes::Bytes::new(),
                     ringing_in: false,
                     dtmf: Default::default(),
-                    peer_hold: false,
+                    holds: Default::default(),
                 });
             }
         }
