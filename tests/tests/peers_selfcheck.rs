@@ -338,6 +338,8 @@ async fn session_timer_refreshed_by_the_ua_as_the_callee_asks() {
     let uac = Sipp::scenario("selfcheck/uac_session_timer.xml").service("3001");
     let (uas, uac) = long_pair(Sipp::scenario("uas_session_timer.xml"), uac).await;
     assert_both(&uas, &uac);
+    // Five refreshes, two more before the hold and one before the BYE: all answered.
+    assert_eq!(uas.received().iter().filter(|m| m.starts_with("UPDATE ")).count(), 8);
     let ok = find(&uac, false, "SIP/2.0 200").unwrap();
     assert_eq!(header(&ok, "Session-Expires"), ["4;refresher=uac"]);
 }
