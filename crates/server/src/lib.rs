@@ -143,10 +143,8 @@ pub async fn start(cfg: Config) -> anyhow::Result<RunningServer> {
     }
 
     let ws_router = Router::new().fallback(ws_upgrade).with_state(shared.clone());
-    let http_router = Router::new()
-        .merge(rest_api::router(shared.clone()))
-        .merge(echo_app::router())
-        .merge(metrics_http::router());
+    let http_router =
+        Router::new().merge(rest_api::router(shared.clone())).merge(echo_app::router()).merge(metrics_http::router());
     // No CORS layer at all unless origins are configured: no page may read the REST API.
     let http_router = match rest_api::cors_layer(&shared.cfg.rest_api.cors_allow_origin) {
         Some(cors) => http_router.layer(cors),
@@ -189,12 +187,10 @@ async fn ws_upgrade(
     // Signalling frames are small: tungstenite's default 128 KiB read buffer per connection was
     // most of an idle session's memory (docs/benchmarks.md). Larger frames still arrive whole;
     // the buffer grows for them. Writes go out at once instead of being batched.
-    ws.max_message_size(max)
-        .max_frame_size(max)
-        .read_buffer_size(4096)
-        .write_buffer_size(0)
-        .on_upgrade(move |socket| async move {
+    ws.max_message_size(max).max_frame_size(max).read_buffer_size(4096).write_buffer_size(0).on_upgrade(
+        move |socket| async move {
             session::run(shared, socket, addrs).await;
             drop(live);
-        })
+        },
+    )
 }

@@ -36,8 +36,8 @@ use crate::calls::SipCredentials;
 use crate::session::SessionCtx;
 
 pub use callgate_proto::info::{XCAP_TIMEOUT as TIMEOUT, XCAP_URL_NOT_ALLOWED as NOT_ALLOWED};
-pub use callgate_proto::status::xcap::{ACCEPTED, FAILED};
 pub use callgate_proto::messages::NOTIFY_XCAP_RESPONSE as CLIENT_MESSAGE;
+pub use callgate_proto::status::xcap::{ACCEPTED, FAILED};
 
 type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 
