@@ -1,6 +1,6 @@
 //! The media task supervised (issue 14): when it panics (debug-build hook
 //! `MediaEndpoint::panic_for_test`), the server reports the failure (`RunningServer::failed`,
-//! on which the binary exits non-zero: crates/server/tests/exit_on_media_panic.rs), counts it in
+//! on which the binary exits non-zero: crates/server/tests/exit_on_failure.rs), counts it in
 //! `/metrics`, and a publish afterwards fails instead of waiting on a dead task.
 
 use std::time::Duration;

@@ -144,7 +144,7 @@ fn debug_hooks(server: &callgate_server::RunningServer) {
         });
     }
     // `CALLGATE_DEBUG_PANIC_MEDIA_TASK=1`: the media task panics once the server runs
-    // (tests/exit_on_media_panic.rs).
+    // (tests/exit_on_failure.rs).
     if std::env::var_os("CALLGATE_DEBUG_PANIC_MEDIA_TASK").is_some() {
         let media = server.shared.streams.media.clone();
         tokio::spawn(async move { media.panic_for_test().await });
