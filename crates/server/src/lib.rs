@@ -21,6 +21,7 @@ pub mod rest_api;
 pub mod secrets;
 pub mod session;
 pub mod shutdown;
+pub mod sip_side;
 pub mod streams;
 pub mod supervise;
 pub mod xcap;

@@ -125,7 +125,7 @@ pub async fn run(shared: Arc<Shared>, listeners: Vec<JoinHandle<()>>) -> Outcome
     if timeout_at(grace, shared.calls.stop_sip()).await.is_err() {
         left.push("the SIP driver did not stop".into());
     }
-    let dropped = shared.calls.clear() + shared.streams.clear();
+    let dropped = shared.calls.clear(deadline.max(Instant::now() + STOP_GRACE)).await + shared.streams.clear();
     if dropped > 0 {
         tracing::info!(entries = dropped, "shutdown: SIP and stream state dropped");
     }

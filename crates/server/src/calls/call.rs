@@ -1,15 +1,20 @@
-//! Outgoing calls: `call` -> `call` hook -> media bridge -> INVITE -> statuses; `hangup`.
+//! The calls' entry points: `call`, `hangup`, in-call actions from the client and the REST
+//! API, and the index of live calls. Each call is owned by its [`CallTask`] (`task.rs`); what
+//! is here finds the call, runs the hook of what was asked, and hands it to the task.
 
 use std::sync::Arc;
 
-use callgate_errmap::{map_failure, FailureEvent, SipOperation};
+use callgate_errmap::FailureEvent;
 use callgate_hooks::{HookMethod, Origin};
-use callgate_media::{MediaError, MediaEvent, PeerId};
+use callgate_media::MediaError;
 use callgate_proto::{messages, ServerFrame};
-use callgate_sip::ua::{CallEvent, CallId as SipCallId, Failure};
+use callgate_sip::ua::CallId as SipCallId;
 use serde_json::{Map, Value};
+use tokio::sync::{mpsc, oneshot};
 
+use super::ports::{Dial, SipPort};
 use super::register::SipCredentials;
+use super::task::{CallLimits, CallTask, Input, Leg, Listing, View};
 use crate::session::SessionCtx;
 
 // The client-visible strings live in callgate-proto; named here for the calls module.
@@ -18,25 +23,43 @@ pub use callgate_proto::info::{
     FAILED_BY_ERROR, FAILED_BY_ICE_ERROR, NORMAL_CALL_CLEARING, NO_CALL_ID, NO_DTMF, NO_SDP, TRANSCODING_REQUIRED,
 };
 pub use callgate_proto::status::call::{ESTABLISHED, FAILED, FINISH, HOLD, RING, RING_MEDIA, SESSION_PROGRESS, TRYING};
-use callgate_proto::status::transfer;
 
-/// A live call.
-pub(super) struct CallEntry {
+/// A live call on the index: who owns it, its task's inbox, its view for the REST API.
+pub(super) struct CallHandle {
     pub ctx: Arc<SessionCtx>,
-    /// The call object (the client's fields after the hook, without `sdp`).
-    pub obj: Map<String, Value>,
+    pub inbox: mpsc::UnboundedSender<Input>,
+    pub view: View,
+}
+
+impl CallHandle {
+    /// Whether the call's dialog is established (in-call actions need it).
+    pub fn established(&self) -> bool {
+        self.view.lock().contains_key("sipStatus")
+    }
+}
+
+/// A call's entry on [`super::CallTable`], kept by its task.
+pub(super) struct TableListing {
+    pub table: Arc<super::CallTable>,
+    pub id: Arc<str>,
+    pub view: View,
     pub sip: Option<SipCallId>,
-    pub peer: PeerId,
-    /// The call ends FAILED with this info (a refused `hangup`, a media failure).
-    pub hangup_refused: Option<String>,
-    /// The bridge's SDP for the SIP side (base of hold/unhold re-INVITEs).
-    pub sip_sdp: bytes::Bytes,
-    /// An incoming call not answered yet: rejecting it (486) ends it without a SIP event.
-    pub ringing_in: bool,
-    /// DTMF digits waiting to go out as SIP INFO, one transaction at a time.
-    pub dtmf: DtmfQueue,
-    /// Who holds the call (`peer.rs`).
-    pub holds: Holds,
+}
+
+impl Listing for TableListing {
+    fn sip_known(&mut self, sip: SipCallId) {
+        self.sip = Some(sip);
+        self.table.by_sip.insert(sip, self.id.clone());
+    }
+
+    fn unlist(&mut self) {
+        let view = &self.view;
+        self.table.calls.remove_if(&self.id, |_, h| Arc::ptr_eq(&h.view, view));
+        if let Some(sip) = self.sip.take() {
+            self.table.by_sip.remove_if(&sip, |_, id| *id == self.id);
+        }
+        metrics::gauge!("callgate_calls").set(self.table.calls.len() as f64);
+    }
 }
 
 /// Who holds the call: the browser (its hold re-INVITE succeeded) and the SIP peer (its last
@@ -53,8 +76,8 @@ pub(super) struct Holds {
 /// never more than `[sip] max_dtmf_digits` in all.
 #[derive(Default)]
 pub(super) struct DtmfQueue {
-    waiting: std::collections::VecDeque<char>,
-    in_flight: bool,
+    pub waiting: std::collections::VecDeque<char>,
+    pub in_flight: bool,
 }
 
 pub(super) fn with_context(ctx: &SessionCtx, mut obj: Map<String, Value>) -> Map<String, Value> {
@@ -65,7 +88,7 @@ pub(super) fn with_context(ctx: &SessionCtx, mut obj: Map<String, Value>) -> Map
 }
 
 /// The client message that carries a status (spec/client-protocol.md §6.1).
-fn client_message(status: &str) -> &'static str {
+pub(super) fn client_message(status: &str) -> &'static str {
     match status {
         TRYING => messages::NOTIFY_TRYING_RESPONSE,
         RING | RING_MEDIA | SESSION_PROGRESS => messages::RING,
@@ -75,19 +98,18 @@ fn client_message(status: &str) -> &'static str {
     }
 }
 
-/// Records the call's current status (for the REST API's view).
-pub(super) fn set_status(table: &super::CallTable, call_id: &str, status: &str) {
-    if let Some(mut e) = table.calls.get_mut(call_id) {
-        e.obj.insert("status".into(), status.into());
-    }
-}
-
 /// The REST API's view: call objects matching every field of `filter`.
 pub(super) fn find(table: &super::CallTable, filter: &Map<String, Value>) -> Vec<Map<String, Value>> {
-    table.calls.iter().filter(|e| filter.iter().all(|(k, v)| e.obj.get(k) == Some(v))).map(|e| e.obj.clone()).collect()
+    table
+        .calls
+        .iter()
+        .map(|e| e.view.lock().clone())
+        .filter(|obj| filter.iter().all(|(k, v)| obj.get(k) == Some(v)))
+        .collect()
 }
 
-/// `CallStatusEvent` to the backend and the status message to the client.
+/// `CallStatusEvent` to the backend and the status message to the client, for a call that
+/// never got a task (no `callId`, a `callId` in use).
 pub(super) fn raise(
     ctx: &Arc<SessionCtx>,
     obj: &Map<String, Value>,
@@ -124,17 +146,90 @@ pub fn target_uri(callee: &str, domain: &str) -> String {
     }
 }
 
-/// Removes the call and reports its last status.
-pub(super) fn end(calls: &super::CallTable, call_id: &str, status: &str, info: &str, failure: Option<&FailureEvent>) {
-    let Some((_, e)) = calls.calls.remove(call_id) else { return };
-    if let Some(sip) = e.sip {
-        calls.by_sip.remove(&sip);
-    }
-    e.ctx.shared.streams.media.close(e.peer);
-    raise(&e.ctx, &e.obj, status, info, failure);
+/// Where the session's calls go: its SIP account and the destinations its backend allowed.
+pub(super) fn dial_of(ctx: &SessionCtx, connection: &Map<String, Value>) -> Option<Dial> {
+    let creds = SipCredentials::from_connection(connection).filter(|c| !c.domain.is_empty())?;
+    Some(Dial { creds, session_destinations: super::policy::session_destinations(connection), session: ctx.id.clone() })
 }
 
-/// `call`: the whole outgoing setup.
+/// A call just recorded on the index; [`Recorded::task`] makes its owner.
+pub(super) struct Recorded {
+    inbox: mpsc::UnboundedReceiver<Input>,
+    view: View,
+    listing: TableListing,
+}
+
+/// Why a call was not recorded.
+pub(super) enum NotRecorded {
+    /// The session is gone (its cleanup has run: a call recorded now would never be hung up).
+    SessionGone,
+    /// The `callId` is taken.
+    IdInUse,
+}
+
+/// Records the call `call_id` of `ctx` on the index. A WebSocket session's call only while
+/// the session lives (`session_bound`): checked under the index's admission lock, which the
+/// session's cleanup also takes, so a call is either seen by the cleanup or never recorded.
+pub(super) fn record(
+    calls: &super::Calls,
+    ctx: &Arc<SessionCtx>,
+    call_id: &Arc<str>,
+    obj: &Map<String, Value>,
+    session_bound: bool,
+) -> Result<Recorded, NotRecorded> {
+    use dashmap::mapref::entry::Entry;
+    let view: View = Arc::new(parking_lot::Mutex::new(obj.clone()));
+    let (tx, inbox) = mpsc::unbounded_channel();
+    {
+        let _admission = calls.table.admission.lock();
+        if session_bound && !super::register::session_alive(ctx) {
+            return Err(NotRecorded::SessionGone);
+        }
+        match calls.table.calls.entry(call_id.clone()) {
+            Entry::Occupied(_) => return Err(NotRecorded::IdInUse),
+            Entry::Vacant(v) => {
+                v.insert(CallHandle { ctx: ctx.clone(), inbox: tx, view: view.clone() });
+            }
+        }
+    }
+    metrics::gauge!("callgate_calls").set(calls.table.calls.len() as f64);
+    let listing = TableListing { table: calls.table.clone(), id: call_id.clone(), view: view.clone(), sip: None };
+    Ok(Recorded { inbox, view, listing })
+}
+
+impl Recorded {
+    /// The call's owner, with its ports.
+    pub fn task(
+        self,
+        calls: &super::Calls,
+        port: SipPort,
+        ctx: &Arc<SessionCtx>,
+        call_id: &Arc<str>,
+        obj: Map<String, Value>,
+        peer: callgate_media::PeerId,
+    ) -> CallTask<Arc<SessionCtx>, SipPort, callgate_media::MediaEndpoint> {
+        CallTask::new(
+            ctx.clone(),
+            port,
+            ctx.shared.streams.media.clone(),
+            calls.limits(),
+            call_id.clone(),
+            obj,
+            self.view,
+            Box::new(self.listing),
+            self.inbox,
+            peer,
+        )
+    }
+
+    /// The call ends before it had an owner.
+    pub fn abandon(mut self) {
+        self.listing.unlist();
+    }
+}
+
+/// `call`: recorded at once (so a `hangup` during its hook finds it), then its task runs the
+/// setup and the call's life.
 pub(super) async fn outgoing(ctx: Arc<SessionCtx>, obj: Map<String, Value>) {
     let calls = &ctx.shared.calls;
     let mut data = with_context(&ctx, obj);
@@ -142,330 +237,55 @@ pub(super) async fn outgoing(ctx: Arc<SessionCtx>, obj: Map<String, Value>) {
         Some(Value::String(s)) if !s.is_empty() => s.as_str().into(),
         _ => return raise(&ctx, &data, FAILED, NO_CALL_ID, None),
     };
-    let result = ctx.direct(HookMethod::Call, &mut data).await;
-    // The call id and the direction are ours, whatever the backend answered.
-    data.insert("callId".into(), Value::from(&*call_id));
     data.insert("incoming".into(), false.into());
-    let sdp = match data.remove("sdp") {
-        Some(Value::String(s)) if !s.is_empty() => s,
-        _ => String::new(),
+    let mut view = data.clone();
+    view.remove("sdp");
+    view.insert("status".into(), callgate_proto::status::call::PENDING.into());
+    let port = match calls.sip_port().await {
+        Ok(p) => p,
+        Err(info) => return raise(&ctx, &view, FAILED, &info, None),
     };
-    if let Err(why) = result {
-        return raise(&ctx, &data, FAILED, &why, None);
-    }
-    if sdp.is_empty() {
-        return raise(&ctx, &data, FAILED, NO_SDP, None);
-    }
-    let creds = SipCredentials::from_connection(&ctx.handle.data_ref()).filter(|c| !c.domain.is_empty());
-    let Some(creds) = creds else { return raise(&ctx, &data, FAILED, CALL_WITHOUT_SIP_ACCOUNT, None) };
-    let callee = data.get("callee").and_then(Value::as_str).unwrap_or("").to_string();
     let peer = ctx.shared.streams.media.next_peer_id();
-    {
-        use dashmap::mapref::entry::Entry;
-        // The session may have closed during the hook: its cleanup has run (or waits for this
-        // lock and will see the call), so a call recorded now would place an INVITE nobody
-        // will ever hang up. Like a stream, it is dropped; the backend had DISCONNECTED.
-        let _admission = calls.table.admission.lock();
-        if !super::register::session_alive(&ctx) {
-            tracing::info!(
-                session = &*ctx.id,
-                call = &*call_id,
-                "call dropped: the session closed during the call hook"
-            );
+    let task = match record(calls, &ctx, &call_id, &view, true) {
+        Ok(r) => r.task(calls, port, &ctx, &call_id, view, peer),
+        Err(NotRecorded::IdInUse) => return raise(&ctx, &data, FAILED, CALL_ID_IN_USE, None),
+        Err(NotRecorded::SessionGone) => {
+            tracing::info!(session = &*ctx.id, call = &*call_id, "call dropped: the session is closing");
             return;
         }
-        match calls.table.calls.entry(call_id.clone()) {
-            Entry::Occupied(_) => return raise(&ctx, &data, FAILED, CALL_ID_IN_USE, None),
-            Entry::Vacant(v) => {
-                v.insert(CallEntry {
-                    ctx: ctx.clone(),
-                    obj: data.clone(),
-                    sip: None,
-                    peer,
-                    hangup_refused: None,
-                    sip_sdp: bytes::Bytes::new(),
-                    ringing_in: false,
-                    dtmf: Default::default(),
-                    holds: Holds::default(),
-                });
-            }
-        }
-    }
-    // TRYING at once: it is what lets a later `hangup` reach us (spec §6.1).
-    set_status(&calls.table, &call_id, TRYING);
-    raise(&ctx, &data, TRYING, "", None);
-
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let answer = match ctx.shared.streams.media.bridge(peer, sdp, tx).await {
-        Ok(a) => a,
-        Err(e) => {
-            tracing::info!(session = &*ctx.id, call = &*call_id, error = %e, "call bridge refused");
-            return end(&calls.table, &call_id, FAILED, media_info(&e), None);
-        }
     };
-    watch_media(&ctx, &call_id, rx);
-    if !calls.table.calls.contains_key(&call_id) {
-        return; // hung up meanwhile
-    }
-    ctx.out.send(&ServerFrame::new(
-        messages::SET_REMOTE_SDP,
-        vec![Value::from(&*call_id), Value::from(answer.webrtc_answer), Value::Bool(true)],
-    ));
-    send_invite(&ctx, &call_id, &creds, &callee, bytes::Bytes::from(answer.sip_sdp)).await;
+    let dial = dial_of(&ctx, &ctx.handle.data_ref());
+    task.run_outgoing(Origin::Client, Leg::WebRtc, data, dial).await;
 }
 
-/// Sends the INVITE of the recorded call `call_id` with our SDP `offer`, to `callee` through
-/// the account's next hop; a failure before anything was sent ends the call FAILED.
-pub(super) async fn send_invite(
-    ctx: &Arc<SessionCtx>,
-    call_id: &Arc<str>,
-    creds: &SipCredentials,
-    callee: &str,
-    offer: bytes::Bytes,
-) {
-    let calls = &ctx.shared.calls;
-    let call_id = call_id.clone();
-    let next_hop = match super::next_hop(ctx, creds).await {
-        Ok(a) => a,
-        Err(info) => return end(&calls.table, &call_id, FAILED, &info, None),
-    };
-    let handle = match calls.endpoint().await {
-        Ok(h) => h,
-        Err(info) => return end(&calls.table, &call_id, FAILED, &info, None),
-    };
-    let account = creds.account(next_hop, calls.cfg.register_expires);
-    let to = target_uri(callee, &creds.domain);
-    if let Some(mut e) = calls.table.calls.get_mut(&call_id) {
-        e.sip_sdp = offer.clone();
-    }
-    let (map, by_sip, cid) = (calls.table.calls.clone(), calls.table.by_sip.clone(), call_id.clone());
-    tracing::info!(session = &*ctx.id, call = &*call_id, to, %next_hop, "SIP INVITE");
-    let r = handle
-        .with(move |ua, now| {
-            // Recorded in the driver, before any response can be handled.
-            let Some(mut e) = map.get_mut(&cid) else { return Ok(()) };
-            let id = ua.invite(now, &account, &to, offer, &[])?;
-            e.sip = Some(id);
-            by_sip.insert(id, cid.clone());
-            Ok::<_, callgate_sip::ua::UaError>(())
-        })
-        .await;
-    match r {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => end(&calls.table, &call_id, FAILED, &format!("{FAILED_BY_ERROR}: {e}"), None),
-        Err(gone) => end(&calls.table, &call_id, FAILED, &gone.to_string(), None),
-    }
-}
-
-/// Ends the call when its WebRTC leg fails (ICE or DTLS timeout, a lost browser).
-pub(super) fn watch_media(
-    ctx: &Arc<SessionCtx>,
-    call_id: &Arc<str>,
-    mut rx: tokio::sync::mpsc::UnboundedReceiver<MediaEvent>,
-) {
-    let (cid, c2) = (call_id.clone(), ctx.clone());
-    tokio::spawn(async move {
-        while let Some(ev) = rx.recv().await {
-            if let MediaEvent::Failed(reason) = ev {
-                tracing::info!(call = &*cid, %reason, "call media failed");
-                let info = match reason {
-                    callgate_media::FailReason::IceTimeout | callgate_media::FailReason::IceKeepAlive => {
-                        FAILED_BY_ICE_ERROR
-                    }
-                    callgate_media::FailReason::DtlsTimeout | callgate_media::FailReason::Dtls(_) => {
-                        FAILED_BY_DTLS_ERROR
-                    }
-                    callgate_media::FailReason::Error(_) => FAILED_BY_ERROR,
-                };
-                if let Some(mut e) = c2.shared.calls.table.calls.get_mut(&cid) {
-                    e.hangup_refused = Some(info.to_string());
-                }
-                hang_up_or_end(&c2.shared.calls, &cid, info).await;
-                return;
-            }
-        }
-    });
-}
-
-/// Ends the SIP side (BYE/CANCEL) when there is one; the `Ended` event reports FINISH. Without
-/// a SIP side yet, the call ends here with `status`/`info`.
-pub(super) async fn hang_up_or_end(calls: &super::Calls, call_id: &str, info: &str) {
-    let (sip, refused, ringing_in) = match calls.table.calls.get(call_id) {
-        Some(e) => (e.sip, e.hangup_refused.is_some(), e.ringing_in),
-        None => return,
-    };
-    let status = if refused { FAILED } else { FINISH };
-    let handle = calls.endpoint.get().and_then(|r| r.as_ref().ok()).cloned();
-    match (sip, handle) {
-        (Some(sip), Some(handle)) => {
-            // An unanswered incoming call gets 486 Busy Here, which ends it with no SIP event.
-            let ok = handle.with(move |ua, now| ua.hangup(now, sip)).await;
-            if ringing_in || !matches!(ok, Ok(Ok(()))) {
-                end(&calls.table, call_id, status, info, None);
-            }
-        }
-        _ => end(&calls.table, call_id, status, info, None),
-    }
-}
-
-/// `hangup {callId}`: the `hangup` hook, then BYE/CANCEL; the client gets FINISH too. A refusal
-/// still ends the call (the SDK has closed its side), reported FAILED with the backend's reason.
+/// `hangup {callId}`: the `hangup` hook, then the call's task hangs up (BYE/CANCEL); the
+/// client gets FINISH too. A refusal still ends the call (the SDK has closed its side),
+/// reported FAILED with the backend's reason.
 pub(super) async fn hangup(ctx: Arc<SessionCtx>, obj: Map<String, Value>) {
     let calls = &ctx.shared.calls;
     let call_id = obj.get("callId").and_then(Value::as_str).unwrap_or("").to_string();
     let mut data = with_context(&ctx, obj);
     let refused = ctx.direct(HookMethod::Hangup, &mut data).await.err();
-    let owned = calls.table.calls.get(call_id.as_str()).is_some_and(|e| Arc::ptr_eq(&e.ctx, &ctx));
-    if !owned {
-        ctx.out.send(&ServerFrame::fail("CallStatusEvent", CALL_NOT_FOUND, Some(&call_id)));
-        return;
-    }
-    match refused {
-        None => hang_up_or_end(calls, &call_id, NORMAL_CALL_CLEARING).await,
-        Some(why) => {
-            if let Some(mut e) = calls.table.calls.get_mut(call_id.as_str()) {
-                e.hangup_refused = Some(why.clone());
-            }
-            hang_up_or_end(calls, &call_id, &why).await
-        }
+    let inbox = calls.table.calls.get(call_id.as_str()).filter(|e| Arc::ptr_eq(&e.ctx, &ctx)).map(|e| e.inbox.clone());
+    match inbox {
+        Some(inbox) if inbox.send(Input::Hangup { refused }).is_ok() => {}
+        _ => ctx.out.send(&ServerFrame::fail("CallStatusEvent", CALL_NOT_FOUND, Some(&call_id))),
     }
 }
 
 /// REST `/call/terminate {callId}`: hangs the call up (BYE/CANCEL); false when unknown.
-pub(super) async fn terminate(calls: &super::Calls, call_id: &str) -> bool {
-    if !calls.table.calls.contains_key(call_id) {
-        return false;
-    }
-    hang_up_or_end(calls, call_id, NORMAL_CALL_CLEARING).await;
-    true
-}
-
-/// A SIP event of a call.
-pub(super) fn on_event(calls: &super::CallTable, sip: SipCallId, event: CallEvent) {
-    let Some(call_id) = calls.by_sip.get(&sip).map(|c| c.clone()) else { return };
-    let peer_ctx = calls.calls.get(&call_id).map(|e| (e.peer, e.ctx.clone(), e.obj.clone(), e.hangup_refused.clone()));
-    let Some((peer, ctx, obj, refused)) = peer_ctx else { return };
-    let remote_sdp = |sdp: &Option<bytes::Bytes>| {
-        if let Some(sdp) = sdp {
-            let media = ctx.shared.streams.media.clone();
-            let s = String::from_utf8_lossy(sdp).into_owned();
-            tokio::spawn(async move {
-                if let Err(e) = media.bridge_remote(peer, s).await {
-                    tracing::info!(error = %e, "SIP SDP refused by the bridge");
-                }
-            });
-        }
-    };
-    match event {
-        CallEvent::Trying => {}
-        CallEvent::Ringing { sdp } => {
-            remote_sdp(&sdp);
-            let st = if sdp.is_some() { RING_MEDIA } else { RING };
-            set_status(calls, &call_id, st);
-            raise(&ctx, &obj, st, "", None);
-        }
-        CallEvent::SessionProgress { sdp } => {
-            remote_sdp(&sdp);
-            set_status(calls, &call_id, SESSION_PROGRESS);
-            raise(&ctx, &obj, SESSION_PROGRESS, "", None);
-        }
-        CallEvent::Established { sdp } => {
-            remote_sdp(&sdp);
-            let mut o = obj;
-            o.insert("sipStatus".into(), 200.into());
-            if let Some(mut e) = calls.calls.get_mut(&call_id) {
-                e.obj.insert("sipStatus".into(), 200.into());
-                e.obj.insert("status".into(), ESTABLISHED.into());
-            }
-            raise(&ctx, &o, ESTABLISHED, "", None);
-        }
-        CallEvent::Failed(f) => {
-            let fe = map_failure(SipOperation::Invite, &f);
-            end(calls, &call_id, FAILED, &fe.info.clone(), Some(&fe));
-        }
-        CallEvent::Ended { .. } | CallEvent::Cancelled => match refused {
-            Some(why) => end(calls, &call_id, FAILED, &why, None),
-            None => end(calls, &call_id, FINISH, NORMAL_CALL_CLEARING, None),
-        },
-        CallEvent::HoldResult { hold, result } => match result {
-            Ok(sdp) => {
-                remote_sdp(&sdp);
-                if let Some(mut e) = calls.calls.get_mut(&call_id) {
-                    e.holds.local = hold;
-                }
-                let st = if hold { HOLD } else { ESTABLISHED };
-                set_status(calls, &call_id, st);
-                raise(&ctx, &obj, st, "", None);
-            }
-            Err(f) => {
-                let fe = map_failure(SipOperation::ReInvite, &f);
-                let mut sip = Map::new();
-                super::insert_sip_failure(&mut sip, &fe);
-                ctx.out.send(&ServerFrame::fail_with("CallStatusEvent", &fe.info, Some(&call_id), sip));
-                ctx.sip_error_event(&fe, Origin::Client);
-            }
-        },
-        CallEvent::TransferAccepted => transfer_status(&ctx, &obj, transfer::ACCEPTED, "", None),
-        CallEvent::TransferProgress { status, reason, raw, .. } => {
-            if status >= 300 {
-                transfer_failed(
-                    &ctx,
-                    &obj,
-                    &map_failure(SipOperation::Refer, &Failure::Status { status, reason, raw }),
-                );
-            } else {
-                let st = if status >= 200 { transfer::COMPLETED } else { transfer::TRYING };
-                transfer_status(&ctx, &obj, st, &callgate_errmap::sip_info(status, &reason), Some(status));
-            }
-        }
-        CallEvent::TransferFailed(f) => transfer_failed(&ctx, &obj, &map_failure(SipOperation::Refer, &f)),
-        CallEvent::DtmfResult(Ok(())) => next_info_dtmf(&ctx, calls, &call_id, sip, true),
-        CallEvent::DtmfResult(Err(f)) => {
-            ctx.sip_error_event(&map_failure(SipOperation::InfoDtmf, &f), Origin::Client);
-            next_info_dtmf(&ctx, calls, &call_id, sip, false);
-        }
-        CallEvent::IncomingRefer { req, target, referred_by } => {
-            tokio::spawn(super::transfer_in::incoming_refer(ctx, obj, sip, req, target, referred_by));
-        }
-        CallEvent::IncomingReInvite { sdp, hold, .. } => super::peer::offer(ctx, call_id, sip, peer, sdp, hold),
-        CallEvent::PeerAnswer { sdp, hold, .. } => super::peer::answer(ctx, call_id, peer, sdp, hold),
-        CallEvent::Dtmf { digit, duration_ms } => super::peer::dtmf(&ctx, &call_id, digit, duration_ms),
-        CallEvent::SessionExpired => super::peer::session_expired(calls, &call_id),
-    }
+pub(super) fn terminate(calls: &super::Calls, call_id: &str) -> bool {
+    let Some(inbox) = calls.table.calls.get(call_id).map(|e| e.inbox.clone()) else { return false };
+    inbox.send(Input::Hangup { refused: None }).is_ok()
 }
 
 /// The session is gone: hang up its calls.
 pub(super) fn session_closed(ctx: &Arc<SessionCtx>) {
     let table = &ctx.shared.calls.table;
-    let ids: Vec<Arc<str>> = {
-        let _admission = table.admission.lock();
-        table.calls.iter().filter(|e| Arc::ptr_eq(&e.ctx, ctx)).map(|e| e.key().clone()).collect()
-    };
-    for id in ids {
-        let c = ctx.clone();
-        tokio::spawn(async move { hang_up_or_end(&c.shared.calls, &id, NORMAL_CALL_CLEARING).await });
+    let _admission = table.admission.lock();
+    for e in table.calls.iter().filter(|e| Arc::ptr_eq(&e.ctx, ctx)) {
+        let _ = e.inbox.send(Input::SessionGone);
     }
-}
-
-/// `notifyTransferEvent {callId, status, info}` to the client and `TransferStatusEvent` to the
-/// backend. Statuses: ACCEPTED (202), TRYING (NOTIFY 1xx), COMPLETED (NOTIFY 2xx), FAILED.
-fn transfer_status(ctx: &Arc<SessionCtx>, obj: &Map<String, Value>, status: &str, info: &str, sip_status: Option<u16>) {
-    let mut ev = obj.clone();
-    ev.insert("status".into(), status.into());
-    ev.insert("info".into(), info.into());
-    if let Some(code) = sip_status {
-        ev.insert("sipStatus".into(), code.into());
-    }
-    tracing::info!(session = &*ctx.id, call = ?obj.get("callId"), status, info, "transfer status");
-    ctx.raise_event(HookMethod::TransferStatusEvent, Origin::Client, ev, Some(messages::NOTIFY_TRANSFER_EVENT));
-}
-
-/// The transfer failed (the REFER's final response, its timeout, or a NOTIFY whose sipfrag is
-/// 3xx-6xx): `FAILED` with errmap's `info`, `sipStatus` and `sipMessageRaw` (docs/errmap.md).
-fn transfer_failed(ctx: &Arc<SessionCtx>, obj: &Map<String, Value>, fe: &FailureEvent) {
-    let mut o = obj.clone();
-    super::insert_sip_failure(&mut o, fe);
-    transfer_status(ctx, &o, transfer::FAILED, &fe.info, fe.sip_status);
 }
 
 /// A `dtmf` string we send: 1 to `max` keys of 0-9, *, #, A-D.
@@ -483,68 +303,9 @@ pub(super) fn check_dtmf(digits: &str, max: usize) -> Result<(), ActError> {
     Ok(())
 }
 
-/// Sends one INFO digit of the call's queue; a failure to start it drops the rest of the queue.
-async fn send_info_dtmf(
-    handle: &callgate_sip::transport::UaHandle,
-    table: &super::CallTable,
-    call_id: &str,
-    sip: SipCallId,
-    digit: char,
-) -> Result<(), String> {
-    let r = handle
-        .with(move |ua, now| ua.info_dtmf(now, sip, digit))
-        .await
-        .map_err(|e| e.to_string())
-        .and_then(|r| r.map_err(|e| e.to_string()));
-    if r.is_err() {
-        if let Some(mut e) = table.calls.get_mut(call_id) {
-            e.dtmf = DtmfQueue::default();
-        }
-    }
-    r
-}
-
-/// The outcome of the call's INFO digit arrived: the next one goes, or the sequence is over (a
-/// failure drops the digits still waiting; the owner got an `ErrorEvent`).
-fn next_info_dtmf(ctx: &Arc<SessionCtx>, calls: &super::CallTable, call_id: &Arc<str>, sip: SipCallId, ok: bool) {
-    let next = match calls.calls.get_mut(call_id) {
-        Some(mut e) if ok => {
-            let next = e.dtmf.waiting.pop_front();
-            e.dtmf.in_flight = next.is_some();
-            next
-        }
-        Some(mut e) => {
-            e.dtmf = DtmfQueue::default();
-            None
-        }
-        None => None,
-    };
-    let (Some(d), Some(Ok(handle))) = (next, ctx.shared.calls.endpoint.get().cloned()) else { return };
-    let (table, cid, c2) = (ctx.shared.calls.table.clone(), call_id.clone(), ctx.clone());
-    tokio::spawn(async move {
-        if let Err(why) = send_info_dtmf(&handle, &table, &cid, sip, d).await {
-            let fe = callgate_errmap::map_local_failure(
-                SipOperation::InfoDtmf,
-                &callgate_errmap::LocalFailure::NotSent(why),
-            );
-            c2.sip_error_event(&fe, Origin::Client);
-        }
-    });
-}
-
-/// The established SIP call of this session named by `callId`, or the reason it is not there.
-fn own_call(ctx: &Arc<SessionCtx>, call_id: &str) -> Result<(SipCallId, PeerId, bytes::Bytes), &'static str> {
-    let e = ctx.shared.calls.table.calls.get(call_id).filter(|e| Arc::ptr_eq(&e.ctx, ctx)).ok_or(CALL_NOT_FOUND)?;
-    let established = e.obj.get("sipStatus").is_some();
-    match (e.sip, established) {
-        (Some(sip), true) => Ok((sip, e.peer, e.sip_sdp.clone())),
-        _ => Err(CALL_NOT_ESTABLISHED),
-    }
-}
-
 /// Why an in-call action did not happen.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum ActError {
+pub(crate) enum ActError {
     /// The hook refused it (client-originated only).
     Refused(String),
     /// No such call (or not this session's).
@@ -580,7 +341,7 @@ pub(super) async fn in_call(ctx: Arc<SessionCtx>, method: HookMethod, obj: Map<S
 
 /// One in-call action of the call `data.callId` owned by `ctx`, for the client (origin
 /// `Client`) and the REST API (origin `RestApi`, whose hook cannot refuse): the hook, then the
-/// SIP or media operation. Its result reaches the owner later as `hold`/`talk`
+/// call's task carries it out. Its result reaches the owner later as `hold`/`talk`
 /// (HOLD/ESTABLISHED), `notifyTransferEvent`, or on failure a `fail` + `ErrorEvent`.
 pub(super) async fn act(
     ctx: &Arc<SessionCtx>,
@@ -589,78 +350,31 @@ pub(super) async fn act(
     mut data: Map<String, Value>,
 ) -> Result<(), ActError> {
     let call_id = data.get("callId").and_then(Value::as_str).unwrap_or("").to_string();
-    let max_dtmf = ctx.shared.calls.cfg.max_dtmf_digits;
     if method == HookMethod::SendDtmf {
-        // Refused before the backend is asked (and again after its answer, which may rewrite it).
-        check_dtmf(data.get("dtmf").and_then(Value::as_str).unwrap_or(""), max_dtmf)?;
+        // Refused before the backend is asked (and again by the task after its answer, which
+        // may rewrite it).
+        check_dtmf(data.get("dtmf").and_then(Value::as_str).unwrap_or(""), ctx.shared.calls.cfg.max_dtmf_digits)?;
     }
     ctx.direct_from(method, origin, &mut data).await.map_err(ActError::Refused)?;
-    let (sip, peer, sdp) = own_call(ctx, &call_id).map_err(|why| match why {
-        CALL_NOT_FOUND => ActError::NotFound,
-        _ => ActError::NotEstablished,
-    })?;
-    let Some(Ok(handle)) = ctx.shared.calls.endpoint.get().cloned() else { return Err(ActError::NotFound) };
-    let failed = ActError::Failed;
-    match method {
-        HookMethod::Hold => handle
-            .with(move |ua, now| ua.reinvite_hold(now, sip, &sdp))
-            .await
-            .map_err(|e| e.to_string())
-            .and_then(|r| r.map_err(|e| e.to_string()))
-            .map_err(failed),
-        HookMethod::Unhold => handle
-            .with(move |ua, now| ua.reinvite_unhold(now, sip, &sdp))
-            .await
-            .map_err(|e| e.to_string())
-            .and_then(|r| r.map_err(|e| e.to_string()))
-            .map_err(failed),
-        HookMethod::SendDtmf => {
-            let digits = data.get("dtmf").and_then(Value::as_str).unwrap_or("").to_string();
-            let kind = data.get("type").and_then(Value::as_str).unwrap_or("RFC2833").to_string();
-            check_dtmf(&digits, max_dtmf)?;
-            if kind == "INFO" || kind == "INFO_RELAY" {
-                let first = {
-                    let Some(mut e) = ctx.shared.calls.table.calls.get_mut(call_id.as_str()) else {
-                        return Err(ActError::NotFound);
-                    };
-                    let q = &mut e.dtmf;
-                    if q.waiting.len() + digits.chars().count() > max_dtmf {
-                        return Err(ActError::BadRequest(callgate_proto::info::too_many_dtmf_queued(
-                            q.waiting.len(),
-                            max_dtmf,
-                        )));
-                    }
-                    q.waiting.extend(digits.chars());
-                    if q.in_flight {
-                        return Ok(()); // the running sequence sends them (`next_info_dtmf`)
-                    }
-                    q.in_flight = true;
-                    q.waiting.pop_front()
-                };
-                match first {
-                    Some(d) => send_info_dtmf(&handle, &ctx.shared.calls.table, &call_id, sip, d).await.map_err(failed),
-                    None => Ok(()),
-                }
-            } else {
-                ctx.shared.streams.media.send_dtmf(peer, digits).await.map_err(|e| ActError::Failed(e.to_string()))
-            }
+    let inbox = ctx
+        .shared
+        .calls
+        .table
+        .calls
+        .get(call_id.as_str())
+        .filter(|e| Arc::ptr_eq(&e.ctx, ctx))
+        .map(|e| e.inbox.clone())
+        .ok_or(ActError::NotFound)?;
+    let (reply, rx) = oneshot::channel();
+    inbox.send(Input::Act { method, data, reply }).map_err(|_| ActError::NotFound)?;
+    rx.await.unwrap_or(Err(ActError::NotFound))
+}
+
+impl super::Calls {
+    pub(super) fn limits(&self) -> CallLimits {
+        CallLimits {
+            max_dtmf: self.cfg.max_dtmf_digits,
+            ring_timeout: std::time::Duration::from_millis(self.cfg.ring_timeout_ms),
         }
-        HookMethod::Transfer => {
-            let target = data.get("target").and_then(Value::as_str).unwrap_or("").to_string();
-            let domain = super::register::SipCredentials::from_connection(&ctx.handle.data_ref())
-                .map(|c| c.domain)
-                .unwrap_or_default();
-            if target.is_empty() {
-                return Err(ActError::BadRequest(callgate_proto::info::NO_TRANSFER_TARGET.to_string()));
-            }
-            let uri = target_uri(&target, &domain);
-            handle
-                .with(move |ua, now| ua.refer(now, sip, &uri))
-                .await
-                .map_err(|e| e.to_string())
-                .and_then(|r| r.map_err(|e| e.to_string()))
-                .map_err(failed)
-        }
-        _ => Ok(()),
     }
 }

@@ -6,16 +6,19 @@
 use std::sync::Arc;
 
 use callgate_hooks::{HookMethod, Origin};
-use callgate_media::{MediaError, PeerId};
+use callgate_media::MediaError;
 use callgate_proto::ServerFrame;
-use callgate_sip::transport::UaHandle;
 use callgate_sip::ua::IncomingCall;
 use serde_json::{Map, Value};
+use tokio::sync::oneshot;
 
-use super::call::{end, media_info, raise, set_status, watch_media, with_context, CallEntry, FAILED, RING};
+use super::call::{media_info, with_context, FAILED, RING};
+use super::ports::SipPort;
+use super::task::Input;
 use crate::session::SessionCtx;
+use crate::sip_side::CallEvents;
 
-pub use callgate_proto::info::{CALL_NOT_RINGING as NOT_RINGING, LATE_OFFER, NOT_ANSWERED};
+pub use callgate_proto::info::LATE_OFFER;
 
 /// The user part of a SIP URI (`sip:alice@host;transport=udp` -> `alice`), or the URI itself.
 fn user_of(uri: &str) -> &str {
@@ -34,17 +37,19 @@ fn tell_backend(ctx: &Arc<SessionCtx>, obj: &Map<String, Value>, info: &str) {
     ctx.raise_event(HookMethod::CallStatusEvent, Origin::Sip, ev, None);
 }
 
-pub(super) async fn reject(handle: &UaHandle, c: &IncomingCall, status: u16, reason: &'static str) {
-    let call = c.call;
+/// Refuses the incoming INVITE `c` with `status`; its events are dropped from now on.
+pub(super) async fn reject(port: &SipPort, c: &IncomingCall, status: u16, reason: &'static str) {
     tracing::info!(from = %c.from_uri, to = %c.request_uri, status, "incoming SIP call rejected");
-    let _ = handle.with(move |ua, now| ua.reject(now, call, status, Some(reason))).await;
+    let _ = port.side.reject(c.call, status, reason).await;
+    port.side.unroute(c.call);
 }
 
 /// An incoming INVITE. Without a registered session: `480 Temporarily Unavailable`. The
 /// session's `OnCallEvent` hook decides first: a refusal (FAIL and a non-200) gets the caller
-/// `403 Forbidden` and the client a `fail {apiMethod:"CallStatusEvent"}`.
-pub(super) async fn incoming(ctx: Option<Arc<SessionCtx>>, c: IncomingCall, handle: UaHandle) {
-    let Some(ctx) = ctx else { return reject(&handle, &c, 480, "Temporarily Unavailable").await };
+/// `403 Forbidden` and the client a `fail {apiMethod:"CallStatusEvent"}`. Then a media leg,
+/// `180 Ringing`, the offer to the client, and the call's task (`CallTask::run_ringing`).
+pub(super) async fn incoming(ctx: Option<Arc<SessionCtx>>, c: IncomingCall, events: CallEvents, port: SipPort) {
+    let Some(ctx) = ctx else { return reject(&port, &c, 480, "Temporarily Unavailable").await };
     let calls = &ctx.shared.calls;
     // The SIP Call-ID is the client's callId (as WCS does); a second INVITE with the same
     // Call-ID for this node (a loop, a fork) gets its own id.
@@ -78,14 +83,14 @@ pub(super) async fn incoming(ctx: Option<Arc<SessionCtx>>, c: IncomingCall, hand
             &callgate_proto::info::incoming_call_refused(&c.from_uri, &why),
             Some(&call_id),
         ));
-        return reject(&handle, &c, 403, "Forbidden").await;
+        return reject(&port, &c, 403, "Forbidden").await;
     }
     let Some(sip_offer) = c.sdp.as_ref().filter(|b| !b.is_empty()) else {
         tell_backend(&ctx, &data, LATE_OFFER);
-        return reject(&handle, &c, 488, "Not Acceptable Here").await;
+        return reject(&port, &c, 488, "Not Acceptable Here").await;
     };
     let peer = ctx.shared.streams.media.next_peer_id();
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let (tx, media_rx) = tokio::sync::mpsc::unbounded_channel();
     let sip_offer = String::from_utf8_lossy(sip_offer).into_owned();
     let leg = match ctx.shared.streams.media.incoming_bridge(peer, sip_offer, tx).await {
         Ok(leg) => leg,
@@ -94,54 +99,30 @@ pub(super) async fn incoming(ctx: Option<Arc<SessionCtx>>, c: IncomingCall, hand
             tell_backend(&ctx, &data, media_info(&e));
             return match e {
                 MediaError::TranscodingRequired | MediaError::NoCommonCodecs | MediaError::Negotiation(_) => {
-                    reject(&handle, &c, 488, "Not Acceptable Here").await
+                    reject(&port, &c, 488, "Not Acceptable Here").await
                 }
-                _ => reject(&handle, &c, 500, "Server Internal Error").await,
+                _ => reject(&port, &c, 500, "Server Internal Error").await,
             };
         }
     };
-    data.insert("status".into(), RING.into());
-    // Recorded only while the session lives (see `call::outgoing`): one that closed during the
-    // hook or the media setup must not be rung; the caller hears 480.
-    let admitted = {
-        let _admission = calls.table.admission.lock();
-        let alive = super::register::session_alive(&ctx);
-        if alive {
-            calls.table.calls.insert(
-                call_id.clone(),
-                CallEntry {
-                    ctx: ctx.clone(),
-                    obj: data.clone(),
-                    sip: Some(c.call),
-                    peer,
-                    hangup_refused: None,
-                    sip_sdp: bytes::Bytes::from(leg.sip_answer),
-                    ringing_in: true,
-                    dtmf: Default::default(),
-                    holds: Default::default(),
-                },
-            );
-            calls.table.by_sip.insert(c.call, call_id.clone());
-        }
-        alive
-    };
-    if !admitted {
-        tracing::info!(session = &*ctx.id, call = &*call_id, "incoming call dropped: the session closed");
-        ctx.shared.streams.media.close(peer);
-        return reject(&handle, &c, 480, "Temporarily Unavailable").await;
-    }
-    watch_media(&ctx, &call_id, rx);
-    let sip = c.call;
-    let ringing = handle.with(move |ua, now| ua.provisional(now, sip, 180, None)).await;
-    if !matches!(ringing, Ok(Ok(()))) {
+    if port.side.provisional(c.call, 180).await.is_err() {
         // The caller cancelled before we got here (its CANCEL found no call of ours yet).
         tracing::info!(session = &*ctx.id, call = &*call_id, "incoming call gone before ringing");
-        if let Some((_, e)) = calls.table.calls.remove(&*call_id) {
-            calls.table.by_sip.remove(&sip);
-            ctx.shared.streams.media.close(e.peer);
-        }
+        ctx.shared.streams.media.close(peer);
+        port.side.unroute(c.call);
         return tell_backend(&ctx, &data, super::call::NORMAL_CALL_CLEARING);
     }
+    data.insert("status".into(), RING.into());
+    // Recorded only while the session lives (see `call::admit`): one that closed during the
+    // hook or the media setup must not be rung; the caller hears 480.
+    let task = match super::call::record(calls, &ctx, &call_id, &data, true) {
+        Ok(r) => r.task(calls, port.clone(), &ctx, &call_id, data.clone(), peer),
+        Err(_) => {
+            tracing::info!(session = &*ctx.id, call = &*call_id, "incoming call dropped: the session closed");
+            ctx.shared.streams.media.close(peer);
+            return reject(&port, &c, 480, "Temporarily Unavailable").await;
+        }
+    };
     tracing::info!(session = &*ctx.id, call = &*call_id, from = %c.from_uri, "incoming call offered to the client");
     ctx.out.send(&ServerFrame::new(
         callgate_proto::messages::SET_REMOTE_SDP,
@@ -149,43 +130,13 @@ pub(super) async fn incoming(ctx: Option<Arc<SessionCtx>>, c: IncomingCall, hand
     ));
     let exclude = &ctx.rcc.method(HookMethod::OnCallEvent).client_exclude;
     ctx.out.send_object(callgate_proto::messages::NOTIFY_INCOMING_CALL, &data, exclude);
-    raise(&ctx, &data, RING, "", None);
-    ring_timeout(&ctx, call_id, sip, peer, handle);
-}
-
-/// An incoming call still ringing after `[sip] ring_timeout_ms` is rejected with `480` and
-/// ends `FINISH` [`NOT_ANSWERED`] for client and backend: its WebRTC leg and SIP transaction
-/// are not held for the media layer's 10-minute limit.
-fn ring_timeout(
-    ctx: &Arc<SessionCtx>,
-    call_id: Arc<str>,
-    sip: callgate_sip::ua::CallId,
-    peer: PeerId,
-    handle: UaHandle,
-) {
-    let ctx = ctx.clone();
-    let after = std::time::Duration::from_millis(ctx.shared.calls.cfg.ring_timeout_ms);
-    tokio::spawn(async move {
-        tokio::time::sleep(after).await;
-        let table = &ctx.shared.calls.table;
-        // Claimed under the entry's lock: an `answer` at the same moment either came first
-        // (the call is no longer ringing) or finds it gone.
-        let claimed = table.calls.get_mut(&*call_id).filter(|e| e.ringing_in && e.peer == peer).map(|mut e| {
-            e.ringing_in = false;
-        });
-        if claimed.is_none() {
-            return;
-        }
-        tracing::info!(session = &*ctx.id, call = &*call_id, ?after, "incoming call not answered: 480");
-        let _ = handle.with(move |ua, now| ua.reject(now, sip, 480, Some("Temporarily Unavailable"))).await;
-        let info = format!("{NOT_ANSWERED} within {} s", after.as_secs());
-        end(table, &call_id, super::call::FINISH, &info, None);
-    });
+    task.run_ringing(c.call, events, media_rx, bytes::Bytes::from(leg.sip_answer)).await;
 }
 
 /// `answer {callId, sdp}`: the `answer` hook (a refusal tells the client with `fail` and the
-/// call keeps ringing: the caller may give up, the user may hang up), then the browser's answer
-/// goes to the media leg and the caller gets `200 OK`; its ACK makes the call ESTABLISHED.
+/// call keeps ringing: the caller may give up, the user may hang up), then the call's task
+/// gives the browser's answer to the media leg and the caller gets `200 OK`; its ACK makes the
+/// call ESTABLISHED.
 pub(super) async fn answer(ctx: Arc<SessionCtx>, obj: Map<String, Value>) {
     let calls = &ctx.shared.calls;
     let call_id = obj.get("callId").and_then(Value::as_str).unwrap_or("").to_string();
@@ -198,29 +149,16 @@ pub(super) async fn answer(ctx: Arc<SessionCtx>, obj: Map<String, Value>) {
         Some(Value::String(s)) if !s.is_empty() => s.clone(),
         _ => return fail(super::call::NO_SDP),
     };
-    let target = calls.table.calls.get_mut(call_id.as_str()).filter(|e| Arc::ptr_eq(&e.ctx, &ctx)).map(|mut e| {
-        let was = e.ringing_in;
-        e.ringing_in = false;
-        (was, e.sip, e.peer, e.sip_sdp.clone())
-    });
-    let (sip, peer, sip_answer) = match target {
-        None => return fail(super::call::CALL_NOT_FOUND),
-        Some((false, ..)) | Some((_, None, ..)) => return fail(NOT_RINGING),
-        Some((true, Some(sip), peer, sdp)) => (sip, peer, sdp),
-    };
-    if let Err(e) = ctx.shared.streams.media.bridge_answer(peer, sdp).await {
-        tracing::info!(session = &*ctx.id, call = &*call_id, error = %e, "the browser's answer was refused");
-        if let Some(handle) = calls.endpoint.get().and_then(|r| r.as_ref().ok()).cloned() {
-            let _ = handle.with(move |ua, now| ua.reject(now, sip, 488, Some("Not Acceptable Here"))).await;
-        }
-        return end(&calls.table, &call_id, FAILED, media_info(&e), None);
+    let inbox = calls.table.calls.get(call_id.as_str()).filter(|e| Arc::ptr_eq(&e.ctx, &ctx)).map(|e| e.inbox.clone());
+    let Some(inbox) = inbox else { return fail(super::call::CALL_NOT_FOUND) };
+    let (reply, rx) = oneshot::channel();
+    if inbox.send(Input::Answer { sdp, reply }).is_err() {
+        return fail(super::call::CALL_NOT_FOUND);
     }
-    let Some(Ok(handle)) = calls.endpoint.get().cloned() else { return fail(super::call::CALL_NOT_FOUND) };
-    set_status(&calls.table, &call_id, callgate_proto::status::call::PENDING);
-    match handle.with(move |ua, now| ua.answer(now, sip, sip_answer)).await {
-        Ok(Ok(())) => tracing::info!(session = &*ctx.id, call = &*call_id, "incoming call answered (200 OK)"),
-        // The caller cancelled meanwhile: its `Cancelled` event ends the call.
-        other => tracing::info!(session = &*ctx.id, call = &*call_id, result = ?other, "200 OK not sent"),
+    match rx.await {
+        Ok(Ok(())) => {}
+        Ok(Err(why)) => fail(&why),
+        Err(_) => fail(super::call::CALL_NOT_FOUND),
     }
 }
 

@@ -17,18 +17,22 @@
 //! MESSAGE and IMDN both ways (`message.rs`), SUBSCRIBE (`subscribe.rs`), incoming REFER
 //! (`transfer_in.rs`); docs/hooks.md §14.
 //!
-//! Ownership: the driver task owns the user agent; registrations are recorded in a map *inside*
-//! the driver closures that create or end them, so a session ending while its REGISTER is being
+//! Ownership: each call is owned by its task (`task.rs`, `CallTask`); `CallTable` is only the
+//! index of live calls (call id -> the task's inbox and a view for the REST API; SIP id -> call
+//! id). The SIP side (`crate::sip_side`) owns the routes of SIP events to call tasks. The
+//! driver thread owns the user agent; registrations are still recorded in a map *inside* the
+//! driver closures that create or end them, so a session ending while its REGISTER is being
 //! prepared can never leave a registration behind (both go through the driver in order).
 
 mod call;
 mod incoming;
 mod message;
-mod peer;
 mod policy;
+mod ports;
 mod register;
 mod rest;
 mod subscribe;
+mod task;
 mod transfer_in;
 
 use std::net::SocketAddr;
@@ -41,6 +45,7 @@ use tokio::sync::OnceCell;
 
 use crate::config::SipSection;
 use crate::session::SessionCtx;
+use crate::sip_side::{SipSide, Upward};
 
 pub use policy::{SipPolicy, NOT_ALLOWED as DESTINATION_NOT_ALLOWED, SESSION_FIELD as ALLOWED_DESTINATIONS_FIELD};
 pub use register::SipCredentials;
@@ -52,7 +57,7 @@ const SIP_PUMP: &str = "sip_pump";
 /// The node's SIP side.
 pub struct Calls {
     cfg: SipSection,
-    endpoint: OnceCell<Result<UaHandle, String>>,
+    endpoint: OnceCell<Result<SipSide, String>>,
     regs: Arc<DashMap<RegId, register::RegEntry>>,
     by_session: Arc<DashMap<Arc<str>, RegId>>,
     table: Arc<CallTable>,
@@ -63,15 +68,17 @@ pub struct Calls {
     policy: Arc<SipPolicy>,
     /// Told when the SIP driver panics (`crate::supervise`).
     supervisor: crate::supervise::Supervisor,
-    /// The task that delivers the user agent's events; it ends when the driver has stopped.
-    pump: parking_lot::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The tasks that deliver the user agent's events (the SIP side's route task and the pump
+    /// of what it hands up); they end when the driver has stopped.
+    pump: parking_lot::Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
-/// Live calls by the client's `callId`, and the client's id of each SIP call.
+/// The index of live calls: the client's `callId` -> the call's task, and the client's id of
+/// each SIP call (in-dialog MESSAGEs find their session by it). Each call's state is its task's.
 #[derive(Default)]
 pub struct CallTable {
-    calls: Arc<DashMap<Arc<str>, call::CallEntry>>,
-    by_sip: Arc<DashMap<SipCallId, Arc<str>>>,
+    calls: DashMap<Arc<str>, call::CallHandle>,
+    by_sip: DashMap<SipCallId, Arc<str>>,
     /// Held while a session's call is recorded (after checking the session is alive) and while
     /// a closed session's calls are collected: a call is either seen by the cleanup or never
     /// recorded (as the stream directory's lock does for streams).
@@ -95,7 +102,7 @@ impl Calls {
             table: Arc::new(CallTable::default()),
             msgs: Arc::new(message::MsgTables::default()),
             subs: Arc::new(subscribe::SubTables::default()),
-            pump: parking_lot::Mutex::new(None),
+            pump: parking_lot::Mutex::new(Vec::new()),
         }
     }
 
@@ -109,6 +116,11 @@ impl Calls {
 
     /// The SIP endpoint, started on first use; `Err` with the reason when it cannot bind.
     pub async fn endpoint(&self) -> Result<UaHandle, String> {
+        self.sip_side().await.map(|s| s.handle().clone())
+    }
+
+    /// The SIP side, started on first use.
+    async fn sip_side(&self) -> Result<SipSide, String> {
         self.endpoint
             .get_or_init(|| async {
                 let cfg = self.cfg.endpoint_config().map_err(|e| e.to_string())?;
@@ -120,20 +132,23 @@ impl Calls {
                         // exits non-zero): never a silently dead endpoint. The driver itself
                         // goes on after a panic in the user agent, so calls can still be hung up.
                         self.supervisor.watch_sip_driver(ep.panicked, ep.task);
+                        let (side, upward, routes) = crate::sip_side::start(ep.handle, ep.events);
                         let pump = tokio::spawn(pump(
-                            ep.events,
-                            ep.handle.clone(),
+                            upward,
+                            side.clone(),
                             self.regs.clone(),
                             self.table.clone(),
                             self.msgs.clone(),
                             self.subs.clone(),
                             self.policy.clone(),
+                            self.cfg.register_expires,
                         ));
-                        // The pump turns every SIP event into calls, messages and registrations:
-                        // its panic ends the server the same way.
+                        // The route task and the pump turn every SIP event into calls,
+                        // messages and registrations: a panic in either ends the server too.
+                        let routes = self.supervisor.watch_task(SIP_PUMP, "the SIP route task", routes);
                         let pump = self.supervisor.watch_task(SIP_PUMP, "the SIP event pump", pump);
-                        *self.pump.lock() = Some(pump);
-                        Ok(ep.handle)
+                        self.pump.lock().extend([routes, pump]);
+                        Ok(side)
                     }
                     Err(e) => {
                         tracing::error!(%bind, error = %e, "cannot start the SIP endpoint");
@@ -145,9 +160,23 @@ impl Calls {
             .clone()
     }
 
+    /// The SIP side as a call task sees it.
+    pub(crate) async fn sip_port(&self) -> Result<ports::SipPort, String> {
+        Ok(ports::SipPort {
+            side: self.sip_side().await?,
+            policy: self.policy.clone(),
+            expires: self.cfg.register_expires,
+        })
+    }
+
+    /// The user agent's handle, once the endpoint runs.
+    fn ua_handle(&self) -> Option<UaHandle> {
+        self.endpoint.get().and_then(|r| r.as_ref().ok()).map(|s| s.handle().clone())
+    }
+
     /// The bound SIP address, once the endpoint runs.
     pub fn local_addr(&self) -> Option<SocketAddr> {
-        self.endpoint.get().and_then(|r| r.as_ref().ok()).map(UaHandle::udp_addr)
+        self.endpoint.get().and_then(|r| r.as_ref().ok()).map(|s| s.handle().udp_addr())
     }
 
     /// REST `/call/find`, `/call/find_all`: the call objects matching every field of `filter`.
@@ -160,7 +189,7 @@ impl Calls {
 
     /// REST `/call/terminate`: hangs up `call_id`; false when there is no such call.
     pub async fn terminate(&self, call_id: &str) -> bool {
-        call::terminate(self, call_id).await
+        call::terminate(self, call_id)
     }
 
     /// REST `/call/hold`, `/unhold`, `/transfer`, `/send_dtmf` (`method` = the hook's); see
@@ -181,13 +210,18 @@ impl Calls {
     pub async fn hang_up_all(&self, deadline: tokio::time::Instant) {
         let mut done = std::collections::HashSet::new();
         while !self.table.calls.is_empty() && tokio::time::Instant::now() < deadline {
-            let ids: Vec<Arc<str>> =
-                self.table.calls.iter().map(|e| e.key().clone()).filter(|id| !done.contains(id)).collect();
-            if !ids.is_empty() {
-                tracing::info!(calls = ids.len(), "shutdown: hanging up calls");
+            let fresh: Vec<_> = self
+                .table
+                .calls
+                .iter()
+                .filter(|e| !done.contains(e.key()))
+                .map(|e| (e.key().clone(), e.inbox.clone()))
+                .collect();
+            if !fresh.is_empty() {
+                tracing::info!(calls = fresh.len(), "shutdown: hanging up calls");
             }
-            for id in ids {
-                call::terminate(self, &id).await;
+            for (id, inbox) in fresh {
+                let _ = inbox.send(task::Input::Hangup { refused: None });
                 done.insert(id);
             }
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
@@ -204,26 +238,30 @@ impl Calls {
                 Err(callgate_proto::info::sip_endpoint_unavailable("the server is shutting down"))
             })
             .await;
-        let Ok(handle) = endpoint else { return };
-        handle.shutdown();
-        // The pump ends when the driver, the sender of its events, is gone.
-        let pump = self.pump.lock().take();
-        if let Some(pump) = pump {
-            let _ = pump.await;
+        let Ok(side) = endpoint else { return };
+        side.handle().shutdown();
+        // The route task and the pump end when the driver, the sender of their events, is gone.
+        let tasks = std::mem::take(&mut *self.pump.lock());
+        for t in tasks {
+            let _ = t.await;
         }
         tracing::info!("SIP endpoint stopped");
     }
 
-    /// Server shutdown, after [`Calls::stop_sip`]: empties the tables of calls, registrations,
-    /// messages and subscriptions. Their entries hold sessions, which hold the node: left in
-    /// place they would keep it alive. A call still there (its peer never answered the BYE) is
-    /// reported FAILED "Server shutdown" to its owner. Returns how many entries there were.
-    pub fn clear(&self) -> usize {
-        let ids: Vec<Arc<str>> = self.table.calls.iter().map(|e| e.key().clone()).collect();
-        for id in &ids {
-            call::end(&self.table, id, call::FAILED, crate::session::SERVER_SHUTDOWN, None);
+    /// Server shutdown, after [`Calls::stop_sip`]: ends the calls still there (their peer never
+    /// answered the BYE), each reported FAILED "Server shutdown" to its owner by its task, and
+    /// empties the tables of registrations, messages and subscriptions. Their entries hold
+    /// sessions, which hold the node: left in place they would keep it alive. Returns how many
+    /// entries there were; waits at most until `deadline` for the calls' tasks.
+    pub async fn clear(&self, deadline: tokio::time::Instant) -> usize {
+        let inboxes: Vec<_> = self.table.calls.iter().map(|e| e.inbox.clone()).collect();
+        for inbox in &inboxes {
+            let _ = inbox.send(task::Input::Abort { info: crate::session::SERVER_SHUTDOWN });
         }
-        let n = ids.len() + self.regs.len() + self.msgs.clear() + self.subs.clear();
+        while !self.table.calls.is_empty() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        let n = inboxes.len() + self.regs.len() + self.msgs.clear() + self.subs.clear();
         self.table.calls.clear();
         self.table.by_sip.clear();
         self.regs.clear();
@@ -242,36 +280,40 @@ impl Calls {
     }
 }
 
-/// Delivers the user agent's events.
+/// Delivers what the SIP side hands up: new incoming calls (each to a call task), and the
+/// events of registrations, messages and subscriptions.
+#[allow(clippy::too_many_arguments)]
 async fn pump(
-    mut events: tokio::sync::mpsc::UnboundedReceiver<UaEvent>,
-    handle: UaHandle,
+    mut events: tokio::sync::mpsc::UnboundedReceiver<Upward>,
+    side: SipSide,
     regs: Arc<DashMap<RegId, register::RegEntry>>,
     table: Arc<CallTable>,
     msgs: Arc<message::MsgTables>,
     subs: Arc<subscribe::SubTables>,
     policy: Arc<SipPolicy>,
+    expires: u32,
 ) {
+    let handle = side.handle().clone();
+    let port = ports::SipPort { side: side.clone(), policy: policy.clone(), expires };
     // The registered session a request is addressed to and the next hop of its registration.
     let registered =
         |reg: Option<RegId>| reg.and_then(|r| regs.get(&r).filter(|e| !e.closing).map(|e| (e.ctx.clone(), e.next_hop)));
     while let Some(ev) = events.recv().await {
         match ev {
-            UaEvent::Registration { reg, event } => register::on_event(&regs, reg, event),
-            UaEvent::Call { call, event } => call::on_event(&table, call, event),
-            UaEvent::IncomingCall(c) => {
+            Upward::IncomingCall(c, call_events) => {
                 let to = registered(c.reg);
                 if let Some((_, hop)) = &to {
                     if !policy.source_allowed(c.source, *hop) {
                         policy.note_refused_source(c.source, "INVITE", &c.request_uri);
-                        let h = handle.clone();
-                        tokio::spawn(async move { incoming::reject(&h, &c, 403, "Forbidden").await });
+                        let p = port.clone();
+                        tokio::spawn(async move { incoming::reject(&p, &c, 403, "Forbidden").await });
                         continue;
                     }
                 }
-                tokio::spawn(incoming::incoming(to.map(|t| t.0), c, handle.clone()));
+                tokio::spawn(incoming::incoming(to.map(|t| t.0), c, call_events, port.clone()));
             }
-            UaEvent::IncomingMessage(m) => {
+            Upward::Other(UaEvent::Registration { reg, event }) => register::on_event(&regs, reg, event),
+            Upward::Other(UaEvent::IncomingMessage(m)) => {
                 // The registered session it is addressed to, else the session of its call.
                 let to = if m.call.is_none() { registered(m.reg) } else { None };
                 if let Some((_, hop)) = &to {
@@ -288,8 +330,10 @@ async fn pump(
                 });
                 tokio::spawn(message::incoming(ctx, m, handle.clone(), msgs.clone()));
             }
-            UaEvent::MessageResult { msg, result } => message::on_result(&msgs, msg, result),
-            UaEvent::Subscription { sub, event } => subscribe::on_event(&subs, sub, event),
+            Upward::Other(UaEvent::MessageResult { msg, result }) => message::on_result(&msgs, msg, result),
+            Upward::Other(UaEvent::Subscription { sub, event }) => subscribe::on_event(&subs, sub, event),
+            // The SIP side routes these to the call tasks; they never come up.
+            Upward::Other(UaEvent::Call { .. } | UaEvent::IncomingCall(_)) => {}
         }
     }
 }
@@ -302,19 +346,10 @@ pub fn rest_startup(
     rest::startup(shared, body)
 }
 
-/// The session's next hop, resolved, when `[sip] allowed_destinations` or the session's
-/// backend-given `sipAllowedDestinations` allow it; else [`policy::NOT_ALLOWED`] and nothing is
-/// sent (issue 14 item 8).
+/// The session's next hop for `creds`, resolved and allowed (see [`ports::next_hop`]).
 pub(crate) async fn next_hop(ctx: &SessionCtx, creds: &SipCredentials) -> Result<SocketAddr, String> {
-    let addr = creds.resolve().await?;
     let session = policy::session_destinations(&ctx.handle.data_ref());
-    if ctx.shared.calls.policy.destination_allowed(&session, creds.next_hop_name(), addr) {
-        return Ok(addr);
-    }
-    let target = creds.next_hop_target();
-    tracing::info!(session = &*ctx.id, target, %addr, "SIP destination not allowed ([sip] allowed_destinations)");
-    metrics::counter!("callgate_sip_destinations_refused_total").increment(1);
-    Err(format!("{}: {target}", policy::NOT_ALLOWED))
+    ports::next_hop(&ctx.shared.calls.policy, &ctx.id, creds, &session).await
 }
 
 /// Adds a SIP failure's `sipStatus` and `sipMessageRaw` (the response exactly as received) to

@@ -235,7 +235,7 @@ pub(super) fn start(ctx: &Arc<SessionCtx>) {
 /// Un-REGISTERs the session's account.
 pub(super) fn stop(ctx: &Arc<SessionCtx>) {
     let calls = &ctx.shared.calls;
-    let Some(Ok(handle)) = calls.endpoint.get().cloned() else { return };
+    let Some(handle) = calls.ua_handle() else { return };
     let (regs, by_session, id) = (calls.regs.clone(), calls.by_session.clone(), ctx.id.clone());
     tokio::spawn(async move {
         let _ = handle

@@ -23,11 +23,12 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use callgate_hooks::{HookMethod, Origin, RestClientConfig};
-use callgate_media::bridge::G711;
 use serde_json::{Map, Value};
 
-use super::call::{self, ActError, CallEntry, FAILED, TRYING};
+use super::call::{self, ActError, FAILED};
+use super::ports::Dial;
 use super::register::SipCredentials;
+use super::task::Leg;
 use crate::registry::SessionHandle;
 use crate::session::{Outbox, SessionCtx};
 use crate::Shared;
@@ -163,89 +164,26 @@ pub(super) fn startup(shared: &Arc<Shared>, body: Map<String, Value>) -> Result<
         handle,
     });
     let peer = shared.streams.media.next_peer_id();
-    {
-        use dashmap::mapref::entry::Entry;
-        match calls.table.calls.entry(call_id.clone()) {
-            Entry::Occupied(_) => return Err(RestCallError::Conflict(format!("callId {call_id} is already in use"))),
-            Entry::Vacant(v) => {
-                v.insert(CallEntry {
-                    ctx: ctx.clone(),
-                    obj: obj.clone(),
-                    sip: None,
-                    peer,
-                    hangup_refused: None,
-                    sip_sdp: bytes::Bytes::new(),
-                    ringing_in: false,
-                    dtmf: Default::default(),
-                    holds: Default::default(),
-                });
-            }
-        }
-    }
+    let recorded = match super::call::record(calls, &ctx, &call_id, &obj, false) {
+        Ok(r) => r,
+        Err(_) => return Err(RestCallError::Conflict(format!("callId {call_id} is already in use"))),
+    };
     metrics::counter!("callgate_rest_calls_total").increment(1);
-    tokio::spawn(place(ctx, call_id, creds, obj));
-    Ok(())
-}
-
-/// The rest of a REST call's setup: hook, TRYING, RTP leg, INVITE.
-async fn place(ctx: Arc<SessionCtx>, call_id: Arc<str>, creds: SipCredentials, mut data: Map<String, Value>) {
-    let calls = &ctx.shared.calls;
-    let refused = ctx.direct_from(HookMethod::Call, Origin::RestApi, &mut data).await.err();
-    // Ours, whatever the backend answered.
-    for k in ["callId", "incoming", "nodeId", "appKey", "sessionId", "hasAudio", "hasVideo"] {
-        let v = match k {
-            "callId" => Value::from(&*call_id),
-            "incoming" => false.into(),
-            "nodeId" => Value::from(&*ctx.shared.node_id),
-            "appKey" => Value::from(&*ctx.app.key),
-            "sessionId" => Value::from(&*ctx.id),
-            "hasAudio" => true.into(),
-            _ => false.into(),
+    let shared = shared.clone();
+    tokio::spawn(async move {
+        let calls = &shared.calls;
+        let port = match calls.sip_port().await {
+            Ok(p) => p,
+            Err(info) => {
+                recorded.abandon();
+                return call::raise(&ctx, &obj, FAILED, &info, None);
+            }
         };
-        data.insert(k.into(), v);
-    }
-    let callee = match data.get("callee") {
-        Some(Value::String(s)) if !s.trim().is_empty() => s.trim().to_string(),
-        _ => {
-            data.insert("callee".into(), creds.login.clone().into());
-            String::new()
-        }
-    };
-    match calls.table.calls.get_mut(&call_id) {
-        Some(mut e) => e.obj = data.clone(),
-        None => return, // terminated during the hook (FINISH already reported)
-    }
-    if let Some(why) = refused {
-        // The decision table never aborts a RestApi-origin hook; should it ever, the call is
-        // not placed against the verdict (and the backend hears why).
-        tracing::error!(call = &*call_id, reason = %why, "call hook aborted a REST call");
-        return call::end(&calls.table, &call_id, FAILED, &why, None);
-    }
-    if callee.is_empty() {
-        return call::end(&calls.table, &call_id, FAILED, callgate_proto::info::CALL_HOOK_REMOVED_CALLEE, None);
-    }
-    call::set_status(&calls.table, &call_id, TRYING);
-    call::raise(&ctx, &data, TRYING, "", None);
-    let peer = match calls.table.calls.get(&call_id) {
-        Some(e) => e.peer,
-        None => return,
-    };
-    let offer = match ctx.shared.streams.media.rtp_leg(peer, G711::Pcmu).await {
-        Ok(sdp) => sdp,
-        Err(e) => {
-            tracing::info!(call = &*call_id, error = %e, "RTP leg refused");
-            return call::end(&calls.table, &call_id, FAILED, call::media_info(&e), None);
-        }
-    };
-    if !calls.table.calls.contains_key(&call_id) {
-        // Ended while the leg was being made: `end` closed a peer that did not exist yet.
-        ctx.shared.streams.media.close(peer);
-        return;
-    }
-    if let Some(mut e) = calls.table.calls.get_mut(&call_id) {
-        e.sip_sdp = bytes::Bytes::from(offer.clone());
-    }
-    call::send_invite(&ctx, &call_id, &creds, &callee, bytes::Bytes::from(offer)).await;
+        let dial = Dial { creds, session_destinations: Vec::new(), session: ctx.id.clone() };
+        let task = recorded.task(calls, port, &ctx, &call_id, obj.clone(), peer);
+        task.run_outgoing(Origin::RestApi, Leg::Rtp, obj, Some(dial)).await;
+    });
+    Ok(())
 }
 
 /// `/call/hold`, `/call/unhold`, `/call/transfer {target}`, `/call/send_dtmf {dtmf, type}` on
@@ -286,7 +224,7 @@ pub(super) async fn action(
     let ctx = {
         let e =
             calls.table.calls.get(call_id.as_str()).ok_or_else(|| RestCallError::NotFound("call not found".into()))?;
-        if e.sip.is_none() || !e.obj.contains_key("sipStatus") {
+        if !e.established() {
             return Err(RestCallError::Conflict(call::CALL_NOT_ESTABLISHED.into()));
         }
         e.ctx.clone()

@@ -91,7 +91,7 @@ pub(super) async fn subscribe(ctx: Arc<SessionCtx>, obj: Map<String, Value>) {
     if expires == 0 {
         // Ends the subscription `id`; TERMINATED follows from the user agent.
         let Some(sub) = tables.by_client.get(&key).map(|s| *s) else { return failed(&ctx, &data, NOT_FOUND) };
-        if let Some(Ok(handle)) = ctx.shared.calls.endpoint.get().cloned() {
+        if let Some(handle) = ctx.shared.calls.ua_handle() {
             if let Ok(Err(e)) = handle.with(move |ua, now| ua.unsubscribe(now, sub)).await {
                 tracing::debug!(error = %e, "un-SUBSCRIBE");
             }
@@ -184,7 +184,7 @@ pub(super) fn session_closed(ctx: &Arc<SessionCtx>) {
     if subs.is_empty() {
         return;
     }
-    let Some(Ok(handle)) = calls.endpoint.get().cloned() else { return };
+    let Some(handle) = calls.ua_handle() else { return };
     let tables = calls.subs.clone();
     tokio::spawn(async move {
         let _ = handle

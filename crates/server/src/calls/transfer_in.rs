@@ -15,66 +15,54 @@
 //! carried out: the server cannot place the new call; the client may call the target
 //! itself"`. The call itself goes on.
 
-use std::sync::Arc;
-
 use callgate_hooks::{HookMethod, Origin};
 use callgate_sip::ua::{CallId as SipCallId, ReqId};
 use serde_json::{Map, Value};
 
-use crate::session::SessionCtx;
+use super::task::{CallParty, CallSip};
 
 use callgate_proto::messages::NOTIFY_TRANSFER_EVENT as CLIENT_MESSAGE;
 pub use callgate_proto::status::transfer::{FAILED, PENDING};
 
-fn status_event(ctx: &Arc<SessionCtx>, data: &Map<String, Value>, status: &str, info: &str) {
+fn status_event<P: CallParty>(party: &P, data: &Map<String, Value>, status: &str, info: &str) {
     let mut ev = data.clone();
     ev.insert("status".into(), status.into());
     ev.insert("info".into(), info.into());
-    tracing::info!(session = &*ctx.id, call = ?data.get("callId"), status, info, "incoming transfer status");
-    ctx.raise_event(HookMethod::TransferStatusEvent, Origin::Sip, ev, Some(CLIENT_MESSAGE));
+    tracing::info!(session = party.id(), call = ?data.get("callId"), status, info, "incoming transfer status");
+    party.raise(HookMethod::TransferStatusEvent, Origin::Sip, ev, Some(CLIENT_MESSAGE));
 }
 
-/// Handles `CallEvent::IncomingRefer` of the call `obj` (the call object of the session `ctx`).
-pub(super) async fn incoming_refer(
-    ctx: Arc<SessionCtx>,
-    mut data: Map<String, Value>,
+/// Handles `CallEvent::IncomingRefer` of the call `data` (the call object of `party`'s call).
+pub(super) async fn incoming_refer<P: CallParty, S: CallSip>(
+    party: P,
+    sip_port: S,
+    data: Map<String, Value>,
     sip: SipCallId,
     req: ReqId,
     target: String,
     referred_by: Option<String>,
 ) {
-    let Some(Ok(handle)) = ctx.shared.calls.endpoint.get().cloned() else { return };
-    data.insert("nodeId".into(), Value::from(&*ctx.shared.node_id));
-    data.insert("appKey".into(), Value::from(&*ctx.app.key));
-    data.insert("sessionId".into(), Value::from(&*ctx.id));
+    let mut data = party.with_context(data);
     data.insert("target".into(), target.as_str().into());
     data.insert("referredBy".into(), referred_by.unwrap_or_default().into());
     data.insert("status".into(), PENDING.into());
     let call_id = data.get("callId").cloned().unwrap_or(Value::Null);
-    let inv = ctx
-        .shared
-        .engine
-        .invoke(&ctx.app, &ctx.rcc, HookMethod::OnTransferEvent, Origin::Sip, &mut data, &ctx.id)
-        .await;
+    let refused = party.direct(HookMethod::OnTransferEvent, Origin::Sip, &mut data).await.err();
     // The call and the target are what SIP said, whatever the backend answered.
     data.insert("callId".into(), call_id);
     data.insert("target".into(), target.as_str().into());
-    if inv.verdict.aborts() {
-        let why = inv.client_info();
-        let _ = handle.with(move |ua, now| ua.respond(now, req, 403, Some("Forbidden"))).await;
-        return status_event(&ctx, &data, FAILED, &callgate_proto::info::incoming_transfer_refused(&target, &why));
+    if let Some(why) = refused {
+        let _ = sip_port.respond(req, 403, "Forbidden").await;
+        return status_event(&party, &data, FAILED, &callgate_proto::info::incoming_transfer_refused(&target, &why));
     }
-    let accepted = handle.with(move |ua, now| ua.respond(now, req, 202, Some("Accepted"))).await;
-    if !matches!(accepted, Ok(Ok(()))) {
-        tracing::info!(?accepted, "incoming REFER could not be answered (gone or timed out)");
+    if let Err(e) = sip_port.respond(req, 202, "Accepted").await {
+        tracing::info!(error = %e, "incoming REFER could not be answered (gone or timed out)");
         return;
     }
     data.insert("status".into(), PENDING.into());
-    let mc = ctx.rcc.method(HookMethod::OnTransferEvent);
-    ctx.out.send_object(CLIENT_MESSAGE, &data, &mc.client_exclude);
-    let notified = handle.with(move |ua, now| ua.notify_transfer(now, sip, 503, "Service Unavailable")).await;
-    if !matches!(notified, Ok(Ok(()))) {
-        tracing::info!(?notified, "final NOTIFY of an incoming transfer not sent");
+    party.send_object(CLIENT_MESSAGE, &data, HookMethod::OnTransferEvent);
+    if let Err(e) = sip_port.notify_transfer(sip, 503, "Service Unavailable").await {
+        tracing::info!(error = %e, "final NOTIFY of an incoming transfer not sent");
     }
-    status_event(&ctx, &data, FAILED, &callgate_proto::info::transfer_not_carried_out(&target));
+    status_event(&party, &data, FAILED, &callgate_proto::info::transfer_not_carried_out(&target));
 }

@@ -1,0 +1,207 @@
+//! The SIP side: one task owns the routes from the user agent's calls to the tasks that own
+//! them, and every call operation is a typed command.
+//!
+//! ```text
+//!  sip-driver thread (UserAgent) ──UaEvent──> route task ──CallEvent──> that call's CallTask
+//!         ^                                        │  (routes: SIP call id -> its task's queue)
+//!         │ typed commands (invite, hangup, …)     └──Upward──> calls::pump (registrations,
+//!         └──────────────────── SipSide                          messages, subscriptions,
+//!                                                                new incoming calls)
+//! ```
+//!
+//! Why one owner: the events of a call must reach the task that owns it, including the first
+//! response to an INVITE, which can arrive before the task that sent the INVITE has heard its
+//! SIP id. So an INVITE is sent by the route task itself, and its route is recorded before the
+//! route task looks at the next event; an incoming INVITE gets its route in the same step that
+//! announces it. Nothing else writes the routes, so they are a plain `HashMap` with no lock.
+//!
+//! Every command runs one `UserAgent` method on the driver thread and returns its result: no
+//! server code runs on the SIP thread, and no server state is touched from it.
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use callgate_sip::transport::UaHandle;
+use callgate_sip::ua::{Account, CallEvent, CallId as SipCallId, IncomingCall, ReqId, UaEvent};
+use tokio::sync::{mpsc, oneshot};
+
+/// The events of one SIP call, in the order the user agent produced them.
+pub type CallEvents = mpsc::UnboundedReceiver<CallEvent>;
+
+/// What the route task hands up to the calls layer.
+#[derive(Debug)]
+pub enum Upward {
+    /// A new incoming INVITE, with the events of its call (already routed).
+    IncomingCall(IncomingCall, CallEvents),
+    /// Every other event of the user agent (registrations, messages, subscriptions).
+    Other(UaEvent),
+}
+
+enum Cmd {
+    Invite {
+        account: Box<Account>,
+        to: String,
+        offer: Bytes,
+        reply: oneshot::Sender<Result<(SipCallId, CallEvents), String>>,
+    },
+    Unroute(SipCallId),
+}
+
+/// The server's handle on the SIP side: typed commands to the user agent.
+#[derive(Clone)]
+pub struct SipSide {
+    handle: UaHandle,
+    cmd: mpsc::UnboundedSender<Cmd>,
+}
+
+/// Starts the route task for the driver's `events`; returns the handle, what goes up to the
+/// calls layer, and the task (it ends when the driver has stopped and its events are routed).
+pub fn start(
+    handle: UaHandle,
+    events: mpsc::UnboundedReceiver<UaEvent>,
+) -> (SipSide, mpsc::UnboundedReceiver<Upward>, tokio::task::JoinHandle<()>) {
+    let (cmd, cmds) = mpsc::unbounded_channel();
+    let (up, upward) = mpsc::unbounded_channel();
+    let task = tokio::spawn(route(handle.clone(), events, cmds, up));
+    (SipSide { handle, cmd }, upward, task)
+}
+
+fn flat<T>(
+    r: Result<Result<T, callgate_sip::ua::UaError>, callgate_sip::transport::EndpointGone>,
+) -> Result<T, String> {
+    match r {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(gone) => Err(gone.to_string()),
+    }
+}
+
+impl SipSide {
+    /// The user agent's handle (registrations, messages and subscriptions still use it
+    /// directly; docs/ARCHITECTURE.md).
+    pub fn handle(&self) -> &UaHandle {
+        &self.handle
+    }
+
+    /// Sends an INVITE from `account` to `to` with our SDP `offer`; its events are routed to
+    /// the returned queue from its first response on.
+    pub async fn invite(&self, account: Account, to: String, offer: Bytes) -> Result<(SipCallId, CallEvents), String> {
+        let (reply, rx) = oneshot::channel();
+        self.cmd
+            .send(Cmd::Invite { account: Box::new(account), to, offer, reply })
+            .map_err(|_| callgate_sip::transport::EndpointGone.to_string())?;
+        rx.await.map_err(|_| callgate_sip::transport::EndpointGone.to_string())?
+    }
+
+    /// The call's task is gone: its events are dropped from now on.
+    pub fn unroute(&self, call: SipCallId) {
+        let _ = self.cmd.send(Cmd::Unroute(call));
+    }
+
+    /// BYE, CANCEL, or (an unanswered incoming call) 486.
+    pub async fn hangup(&self, call: SipCallId) -> Result<(), String> {
+        flat(self.handle.with(move |ua, now| ua.hangup(now, call)).await)
+    }
+
+    pub async fn reinvite_hold(&self, call: SipCallId, sdp: Bytes) -> Result<(), String> {
+        flat(self.handle.with(move |ua, now| ua.reinvite_hold(now, call, &sdp)).await)
+    }
+
+    pub async fn reinvite_unhold(&self, call: SipCallId, sdp: Bytes) -> Result<(), String> {
+        flat(self.handle.with(move |ua, now| ua.reinvite_unhold(now, call, &sdp)).await)
+    }
+
+    pub async fn info_dtmf(&self, call: SipCallId, digit: char) -> Result<(), String> {
+        flat(self.handle.with(move |ua, now| ua.info_dtmf(now, call, digit)).await)
+    }
+
+    pub async fn refer(&self, call: SipCallId, target: String) -> Result<(), String> {
+        flat(self.handle.with(move |ua, now| ua.refer(now, call, &target)).await)
+    }
+
+    /// 200 OK with `sdp` to the INVITE (or re-INVITE, UPDATE) waiting for an answer.
+    pub async fn answer(&self, call: SipCallId, sdp: Bytes) -> Result<(), String> {
+        flat(self.handle.with(move |ua, now| ua.answer(now, call, sdp)).await)
+    }
+
+    pub async fn reject(&self, call: SipCallId, status: u16, reason: &'static str) -> Result<(), String> {
+        flat(self.handle.with(move |ua, now| ua.reject(now, call, status, Some(reason))).await)
+    }
+
+    pub async fn provisional(&self, call: SipCallId, status: u16) -> Result<(), String> {
+        flat(self.handle.with(move |ua, now| ua.provisional(now, call, status, None)).await)
+    }
+
+    /// A final response to an in-dialog request (REFER).
+    pub async fn respond(&self, req: ReqId, status: u16, reason: &'static str) -> Result<(), String> {
+        flat(self.handle.with(move |ua, now| ua.respond(now, req, status, Some(reason))).await)
+    }
+
+    pub async fn notify_transfer(&self, call: SipCallId, status: u16, reason: &'static str) -> Result<(), String> {
+        flat(self.handle.with(move |ua, now| ua.notify_transfer(now, call, status, reason)).await)
+    }
+}
+
+/// The route task: the only writer (and reader) of the routes.
+async fn route(
+    handle: UaHandle,
+    mut events: mpsc::UnboundedReceiver<UaEvent>,
+    mut cmds: mpsc::UnboundedReceiver<Cmd>,
+    up: mpsc::UnboundedSender<Upward>,
+) {
+    let mut routes: HashMap<SipCallId, mpsc::UnboundedSender<CallEvent>> = HashMap::new();
+    let mut cmds_open = true;
+    loop {
+        tokio::select! {
+            cmd = cmds.recv(), if cmds_open => match cmd {
+                Some(Cmd::Invite { account, to, offer, reply }) => {
+                    // Awaited here: no event is routed until the route exists.
+                    let r = flat(handle.with(move |ua, now| ua.invite(now, &account, &to, offer, &[])).await);
+                    let r = r.map(|id| {
+                        let (tx, rx) = mpsc::unbounded_channel();
+                        routes.insert(id, tx);
+                        (id, rx)
+                    });
+                    if let Err(Ok((id, _))) = reply.send(r) {
+                        // Its task is gone (hung up meanwhile): nobody will end this call.
+                        routes.remove(&id);
+                        let h = handle.clone();
+                        tokio::spawn(async move { drop(h.with(move |ua, now| ua.hangup(now, id)).await) });
+                    }
+                }
+                Some(Cmd::Unroute(id)) => {
+                    routes.remove(&id);
+                }
+                None => cmds_open = false,
+            },
+            ev = events.recv() => match ev {
+                None => break,
+                Some(UaEvent::Call { call, event }) => {
+                    let last = matches!(event, CallEvent::Failed(_) | CallEvent::Ended { .. } | CallEvent::Cancelled);
+                    match routes.get(&call) {
+                        Some(tx) if tx.send(event).is_ok() => {}
+                        Some(_) => {
+                            routes.remove(&call);
+                        }
+                        None => tracing::debug!(?call, "SIP call event for no call task"),
+                    }
+                    if last {
+                        routes.remove(&call);
+                    }
+                    metrics::gauge!("callgate_sip_call_routes").set(routes.len() as f64);
+                }
+                Some(UaEvent::IncomingCall(c)) => {
+                    let (tx, rx) = mpsc::unbounded_channel();
+                    routes.insert(c.call, tx);
+                    if let Err(mpsc::error::SendError(Upward::IncomingCall(c, _))) = up.send(Upward::IncomingCall(c, rx)) {
+                        routes.remove(&c.call);
+                    }
+                }
+                Some(other) => {
+                    let _ = up.send(Upward::Other(other));
+                }
+            },
+        }
+    }
+    tracing::debug!(routes = routes.len(), "SIP route task ended: the driver stopped");
+}
