@@ -33,6 +33,8 @@ mod register;
 mod rest;
 mod subscribe;
 mod task;
+#[cfg(test)]
+mod task_tests;
 mod transfer_in;
 
 use std::net::SocketAddr;

@@ -1,0 +1,1 @@
+//! Unit tests of `CallTask` (issue 10 item 6): written by a helper.
