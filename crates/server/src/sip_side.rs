@@ -22,7 +22,9 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 use callgate_sip::transport::UaHandle;
-use callgate_sip::ua::{Account, CallEvent, CallId as SipCallId, IncomingCall, ReqId, UaEvent};
+use callgate_sip::ua::{
+    Account, CallEvent, CallId as SipCallId, ImdnStatus, IncomingCall, MsgId, RegId, ReqId, SubId, UaEvent,
+};
 use tokio::sync::{mpsc, oneshot};
 
 /// The events of one SIP call, in the order the user agent produced them.
@@ -135,6 +137,77 @@ impl SipSide {
     /// A final response to an in-dialog request (REFER).
     pub async fn respond(&self, req: ReqId, status: u16, reason: &'static str) -> Result<(), String> {
         flat(self.handle.with(move |ua, now| ua.respond(now, req, status, Some(reason))).await)
+    }
+
+    pub async fn register(&self, account: Account) -> Result<RegId, String> {
+        flat(self.handle.with(move |ua, now| ua.register(now, account)).await)
+    }
+
+    pub async fn unregister(&self, reg: RegId) -> Result<(), String> {
+        flat(self.handle.with(move |ua, now| ua.unregister(now, reg)).await)
+    }
+
+    /// A MESSAGE; with `imdn_id`, a CPIM one asking for delivery notifications.
+    pub async fn message(
+        &self,
+        account: Account,
+        to: String,
+        content_type: String,
+        body: Bytes,
+        imdn_id: Option<String>,
+    ) -> Result<MsgId, String> {
+        flat(
+            self.handle
+                .with(move |ua, now| match &imdn_id {
+                    Some(mid) => {
+                        ua.message_imdn(now, &account, &to, &content_type, body, std::time::SystemTime::now(), mid)
+                    }
+                    None => ua.message(now, &account, &to, &content_type, body, None),
+                })
+                .await,
+        )
+    }
+
+    /// A delivery notification (RFC 5438) for the message `original_id` from `to`.
+    pub async fn send_imdn(
+        &self,
+        account: Account,
+        to: String,
+        original_id: String,
+        original_datetime: Option<String>,
+        status: ImdnStatus,
+    ) -> Result<MsgId, String> {
+        flat(
+            self.handle
+                .with(move |ua, now| {
+                    let at = std::time::SystemTime::now();
+                    ua.send_imdn(now, &account, &to, &original_id, original_datetime.as_deref(), status, at)
+                })
+                .await,
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub async fn subscribe(
+        &self,
+        account: Account,
+        target: String,
+        event: String,
+        expires: u32,
+        accept: Option<String>,
+        body: Option<(String, Bytes)>,
+    ) -> Result<SubId, String> {
+        flat(
+            self.handle
+                .with(move |ua, now| {
+                    ua.subscribe_with_body(now, &account, &target, &event, expires, accept.as_deref(), body)
+                })
+                .await,
+        )
+    }
+
+    pub async fn unsubscribe(&self, sub: SubId) -> Result<(), String> {
+        flat(self.handle.with(move |ua, now| ua.unsubscribe(now, sub)).await)
     }
 
     pub async fn notify_transfer(&self, call: SipCallId, status: u16, reason: &'static str) -> Result<(), String> {

@@ -15,13 +15,12 @@
 //! `status:"OK"` on it and sends it back as `notificationResult`, which is accepted and logged).
 
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use callgate_errmap::{map_failure, FailureEvent, SipOperation};
 use callgate_hooks::{HookMethod, Origin};
 use callgate_proto::ServerFrame;
-use callgate_sip::transport::{EndpointGone, UaHandle};
-use callgate_sip::ua::{Account, Failure, ImdnStatus, IncomingMessage, MsgId, UaError};
+use callgate_sip::transport::UaHandle;
+use callgate_sip::ua::{Account, Failure, ImdnStatus, IncomingMessage, MsgId};
 use dashmap::DashMap;
 use serde_json::{Map, Value};
 
@@ -159,36 +158,69 @@ pub(super) async fn send(ctx: Arc<SessionCtx>, obj: Map<String, Value>) {
     };
     let to_uri = super::call::target_uri(&to, &creds.domain);
     let imdn_id = imdn.then(|| uuid::Uuid::new_v4().simple().to_string());
-    let tables = ctx.shared.calls.msgs.clone();
-    let (c2, obj) = (ctx.clone(), data.clone());
     tracing::info!(session = &*ctx.id, id, to = to_uri, imdn, "SIP MESSAGE");
-    let r = handle
-        .with(move |ua, now| {
-            let body = bytes::Bytes::from(body);
-            let msg = match &imdn_id {
-                Some(mid) => ua.message_imdn(now, &account, &to_uri, &content_type, body, SystemTime::now(), mid)?,
-                None => ua.message(now, &account, &to_uri, &content_type, body, None)?,
-            };
-            // Recorded and reported in the driver, so SENT always precedes the outcome.
-            if let Some(mid) = &imdn_id {
-                if tables.awaiting_imdn.len() < MAX_AWAITING_IMDN {
-                    tables.awaiting_imdn.insert(mid.clone(), (c2.clone(), obj.clone()));
-                }
-            }
-            tables.sent.insert(msg, Sent { ctx: c2.clone(), obj: obj.clone(), ok_status: ACCEPTED, imdn_id });
-            raise(&c2, &obj, SENT, "", None);
-            Ok::<_, UaError>(())
-        })
-        .await;
-    raise_if_not_sent(&ctx, &data, r);
+    let _ = handle;
+    let cmd = super::SipCmd::Message {
+        ctx: ctx.clone(),
+        obj: data.clone(),
+        account: Box::new(account),
+        to: to_uri,
+        content_type,
+        body: bytes::Bytes::from(body),
+        imdn_id,
+    };
+    if let Err(gone) = ctx.shared.calls.sip_cmd(cmd) {
+        raise(&ctx, &data, FAILED, &gone, None);
+    }
 }
 
-/// `FAILED` to the client and backend when the user agent refused to send, or is gone.
-fn raise_if_not_sent(ctx: &Arc<SessionCtx>, data: &Map<String, Value>, r: Result<Result<(), UaError>, EndpointGone>) {
-    match r {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => raise(ctx, data, FAILED, &callgate_proto::info::failed_by_error(e), None),
-        Err(gone) => raise(ctx, data, FAILED, &gone.to_string(), None),
+/// `SipCmd::Message`, on the SIP owner task: the MESSAGE goes, is recorded and reported SENT
+/// before the owner handles its outcome.
+pub(super) async fn on_send(
+    tables: &MsgTables,
+    side: &crate::sip_side::SipSide,
+    ctx: Arc<SessionCtx>,
+    obj: Map<String, Value>,
+    account: Account,
+    to: String,
+    content_type: String,
+    body: bytes::Bytes,
+    imdn_id: Option<String>,
+) {
+    match side.message(account, to, content_type, body, imdn_id.clone()).await {
+        Ok(msg) => {
+            if let Some(mid) = &imdn_id {
+                if tables.awaiting_imdn.len() < MAX_AWAITING_IMDN {
+                    tables.awaiting_imdn.insert(mid.clone(), (ctx.clone(), obj.clone()));
+                }
+            }
+            tables.sent.insert(msg, Sent { ctx: ctx.clone(), obj: obj.clone(), ok_status: ACCEPTED, imdn_id });
+            raise(&ctx, &obj, SENT, "", None);
+        }
+        Err(e) => raise(&ctx, &obj, FAILED, &callgate_proto::info::failed_by_error(e), None),
+    }
+}
+
+/// `SipCmd::Imdn`, on the SIP owner task: the notification goes and is recorded before its
+/// outcome is handled; the received message it answers is forgotten.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn on_send_imdn(
+    tables: &MsgTables,
+    side: &crate::sip_side::SipSide,
+    ctx: Arc<SessionCtx>,
+    obj: Map<String, Value>,
+    account: Account,
+    rec: (String, String, Option<String>),
+    disposition: ImdnStatus,
+    key: (Arc<str>, String),
+) {
+    let (to, original, datetime) = rec;
+    match side.send_imdn(account, to, original, datetime, disposition).await {
+        Ok(msg) => {
+            tables.received.remove(&key);
+            tables.sent.insert(msg, Sent { ctx, obj, ok_status: IMDN_NOTIFICATION_SENT, imdn_id: None });
+        }
+        Err(e) => raise(&ctx, &obj, FAILED, &callgate_proto::info::failed_by_error(e), None),
     }
 }
 
@@ -348,19 +380,12 @@ pub(super) async fn send_imdn(ctx: Arc<SessionCtx>, obj: Map<String, Value>) {
         Ok(x) => x,
         Err(info) => return raise(&ctx, &data, FAILED, &info, None),
     };
-    let tables = ctx.shared.calls.msgs.clone();
-    let (c2, obj) = (ctx.clone(), data.clone());
-    let (to, original, datetime) = rec;
-    let r = handle
-        .with(move |ua, now| {
-            let msg =
-                ua.send_imdn(now, &account, &to, &original, datetime.as_deref(), disposition, SystemTime::now())?;
-            tables.received.remove(&key);
-            tables.sent.insert(msg, Sent { ctx: c2, obj, ok_status: IMDN_NOTIFICATION_SENT, imdn_id: None });
-            Ok::<_, UaError>(())
-        })
-        .await;
-    raise_if_not_sent(&ctx, &data, r);
+    let _ = handle;
+    let cmd =
+        super::SipCmd::Imdn { ctx: ctx.clone(), obj: data.clone(), account: Box::new(account), rec, disposition, key };
+    if let Err(gone) = ctx.shared.calls.sip_cmd(cmd) {
+        raise(&ctx, &data, FAILED, &gone, None);
+    }
 }
 
 /// `notificationResult` (the old API's answer to `notifyMessage`): nothing to do.

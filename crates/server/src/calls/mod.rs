@@ -60,12 +60,13 @@ const SIP_PUMP: &str = "sip_pump";
 pub struct Calls {
     cfg: SipSection,
     endpoint: OnceCell<Result<SipSide, String>>,
-    regs: Arc<DashMap<RegId, register::RegEntry>>,
-    by_session: Arc<DashMap<Arc<str>, RegId>>,
+    /// Commands to the SIP owner task (`pump`), once the endpoint runs.
+    cmd: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<SipCmd>>,
+    /// How many registrations the owner holds.
+    reg_count: Arc<std::sync::atomic::AtomicUsize>,
     table: Arc<CallTable>,
     /// MESSAGE/IMDN state (`message.rs`) and subscriptions (`subscribe.rs`).
     msgs: Arc<message::MsgTables>,
-    subs: Arc<subscribe::SubTables>,
     /// Trusted sources and allowed destinations (`policy.rs`).
     policy: Arc<SipPolicy>,
     /// Told when the SIP driver panics (`crate::supervise`).
@@ -99,11 +100,10 @@ impl Calls {
             supervisor: crate::supervise::Supervisor::default(),
             cfg,
             endpoint: OnceCell::new(),
-            regs: Arc::new(DashMap::new()),
-            by_session: Arc::new(DashMap::new()),
+            cmd: std::sync::OnceLock::new(),
+            reg_count: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
             table: Arc::new(CallTable::default()),
             msgs: Arc::new(message::MsgTables::default()),
-            subs: Arc::new(subscribe::SubTables::default()),
             pump: parking_lot::Mutex::new(Vec::new()),
         }
     }
@@ -135,13 +135,17 @@ impl Calls {
                         // goes on after a panic in the user agent, so calls can still be hung up.
                         self.supervisor.watch_sip_driver(ep.panicked, ep.task);
                         let (side, upward, routes) = crate::sip_side::start(ep.handle, ep.events);
+                        let (cmd, cmds) = tokio::sync::mpsc::unbounded_channel();
+                        let _ = self.cmd.set(cmd);
+                        let accounts =
+                            register::Accounts { count: self.reg_count.clone(), ..register::Accounts::default() };
                         let pump = tokio::spawn(pump(
                             upward,
+                            cmds,
                             side.clone(),
-                            self.regs.clone(),
+                            accounts,
                             self.table.clone(),
                             self.msgs.clone(),
-                            self.subs.clone(),
                             self.policy.clone(),
                             self.cfg.register_expires,
                         ));
@@ -169,11 +173,6 @@ impl Calls {
             policy: self.policy.clone(),
             expires: self.cfg.register_expires,
         })
-    }
-
-    /// The user agent's handle, once the endpoint runs.
-    fn ua_handle(&self) -> Option<UaHandle> {
-        self.endpoint.get().and_then(|r| r.as_ref().ok()).map(|s| s.handle().clone())
     }
 
     /// The bound SIP address, once the endpoint runs.
@@ -263,11 +262,10 @@ impl Calls {
         while !self.table.calls.is_empty() && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
-        let n = inboxes.len() + self.regs.len() + self.msgs.clear() + self.subs.clear();
+        // Registrations and subscriptions ended with the SIP owner task (`stop_sip`).
+        let n = inboxes.len() + self.msgs.clear();
         self.table.calls.clear();
         self.table.by_sip.clear();
-        self.regs.clear();
-        self.by_session.clear();
         n
     }
 
@@ -278,29 +276,102 @@ impl Calls {
 
     /// Live registrations (sessions' and those being removed).
     pub fn registrations(&self) -> usize {
-        self.regs.len()
+        self.reg_count.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// A command to the SIP owner task; `Err` when the SIP side is not running.
+    pub(super) fn sip_cmd(&self, cmd: SipCmd) -> Result<(), String> {
+        let gone = || callgate_sip::transport::EndpointGone.to_string();
+        self.cmd.get().ok_or_else(gone)?.send(cmd).map_err(|_| gone())
     }
 }
 
-/// Delivers what the SIP side hands up: new incoming calls (each to a call task), and the
-/// events of registrations, messages and subscriptions.
+/// What the rest of the calls module asks of the SIP owner task: every request whose state
+/// must be recorded before its first response is handled, and what ends such state.
+pub(crate) enum SipCmd {
+    Register {
+        ctx: Arc<SessionCtx>,
+        creds: SipCredentials,
+        next_hop: SocketAddr,
+        account: callgate_sip::ua::Account,
+    },
+    Message {
+        ctx: Arc<SessionCtx>,
+        obj: serde_json::Map<String, serde_json::Value>,
+        account: Box<callgate_sip::ua::Account>,
+        to: String,
+        content_type: String,
+        body: bytes::Bytes,
+        imdn_id: Option<String>,
+    },
+    Imdn {
+        ctx: Arc<SessionCtx>,
+        obj: serde_json::Map<String, serde_json::Value>,
+        account: Box<callgate_sip::ua::Account>,
+        rec: (String, String, Option<String>),
+        disposition: callgate_sip::ua::ImdnStatus,
+        key: (Arc<str>, String),
+    },
+    Subscribe(Box<subscribe::NewSub>),
+    Unsubscribe {
+        ctx: Arc<SessionCtx>,
+        obj: serde_json::Map<String, serde_json::Value>,
+        key: (Arc<str>, String),
+    },
+    /// The session is gone: un-SUBSCRIBE its subscriptions, un-REGISTER its account.
+    SessionClosed(Arc<SessionCtx>),
+}
+
+/// The SIP owner task. It owns the registrations and subscriptions and carries out every
+/// [`SipCmd`] in turn, awaiting the user agent and recording the result before it looks at the
+/// next event, so no response is ever handled before its request is known. It also delivers
+/// what the SIP side hands up: new incoming calls (each to a call task of its own), and the
+/// events of registrations, messages and subscriptions. No server code runs on the SIP thread.
 #[allow(clippy::too_many_arguments)]
 async fn pump(
     mut events: tokio::sync::mpsc::UnboundedReceiver<Upward>,
+    mut cmds: tokio::sync::mpsc::UnboundedReceiver<SipCmd>,
     side: SipSide,
-    regs: Arc<DashMap<RegId, register::RegEntry>>,
+    mut accounts: register::Accounts,
     table: Arc<CallTable>,
     msgs: Arc<message::MsgTables>,
-    subs: Arc<subscribe::SubTables>,
     policy: Arc<SipPolicy>,
     expires: u32,
 ) {
     let handle = side.handle().clone();
     let port = ports::SipPort { side: side.clone(), policy: policy.clone(), expires };
-    // The registered session a request is addressed to and the next hop of its registration.
-    let registered =
-        |reg: Option<RegId>| reg.and_then(|r| regs.get(&r).filter(|e| !e.closing).map(|e| (e.ctx.clone(), e.next_hop)));
-    while let Some(ev) = events.recv().await {
+    let mut subs = subscribe::SubTables::default();
+    loop {
+        let ev = tokio::select! {
+            ev = events.recv() => match ev {
+                Some(ev) => ev,
+                None => break, // the driver stopped
+            },
+            Some(cmd) = cmds.recv() => {
+                match cmd {
+                    SipCmd::Register { ctx, creds, next_hop, account } => {
+                        accounts.register(&side, ctx, creds, next_hop, account).await
+                    }
+                    SipCmd::Message { ctx, obj, account, to, content_type, body, imdn_id } => {
+                        message::on_send(&msgs, &side, ctx, obj, *account, to, content_type, body, imdn_id).await
+                    }
+                    SipCmd::Imdn { ctx, obj, account, rec, disposition, key } => {
+                        message::on_send_imdn(&msgs, &side, ctx, obj, *account, rec, disposition, key).await
+                    }
+                    SipCmd::Subscribe(n) => subs.subscribe(&side, *n).await,
+                    SipCmd::Unsubscribe { ctx, obj, key } => subs.unsubscribe(&side, &ctx, &obj, &key).await,
+                    SipCmd::SessionClosed(ctx) => {
+                        subs.session_closed(&side, &ctx).await;
+                        accounts.unregister(&side, &ctx.id).await;
+                    }
+                }
+                continue;
+            }
+        };
+        // The registered session a request is addressed to and the next hop of its registration.
+        let registered = |reg: Option<RegId>| {
+            reg.and_then(|r| accounts.regs.get(&r).filter(|e| !e.closing).map(|e| (e.ctx.clone(), e.next_hop)))
+        };
         match ev {
             Upward::IncomingCall(c, call_events) => {
                 let to = registered(c.reg);
@@ -314,7 +385,7 @@ async fn pump(
                 }
                 tokio::spawn(incoming::incoming(to.map(|t| t.0), c, call_events, port.clone()));
             }
-            Upward::Other(UaEvent::Registration { reg, event }) => register::on_event(&regs, reg, event),
+            Upward::Other(UaEvent::Registration { reg, event }) => accounts.on_event(reg, event),
             Upward::Other(UaEvent::IncomingMessage(m)) => {
                 // The registered session it is addressed to, else the session of its call.
                 let to = if m.call.is_none() { registered(m.reg) } else { None };
@@ -333,11 +404,12 @@ async fn pump(
                 tokio::spawn(message::incoming(ctx, m, handle.clone(), msgs.clone()));
             }
             Upward::Other(UaEvent::MessageResult { msg, result }) => message::on_result(&msgs, msg, result),
-            Upward::Other(UaEvent::Subscription { sub, event }) => subscribe::on_event(&subs, sub, event),
+            Upward::Other(UaEvent::Subscription { sub, event }) => subs.on_event(sub, event),
             // The SIP side routes these to the call tasks; they never come up.
             Upward::Other(UaEvent::Call { .. } | UaEvent::IncomingCall(_)) => {}
         }
     }
+    accounts.count.store(0, std::sync::atomic::Ordering::Relaxed);
 }
 
 /// REST `/call/startup`: a SIP call with no browser (see `rest.rs`); `Ok` = accepted.
@@ -376,9 +448,8 @@ pub fn session_established(ctx: &Arc<SessionCtx>) {
 /// The session is gone: un-REGISTER its account.
 pub fn session_closed(ctx: &Arc<SessionCtx>) {
     call::session_closed(ctx);
-    subscribe::session_closed(ctx);
     message::session_closed(&ctx.shared.calls.msgs, ctx);
-    register::stop(ctx);
+    let _ = ctx.shared.calls.sip_cmd(SipCmd::SessionClosed(ctx.clone()));
 }
 
 /// `call` from the client.

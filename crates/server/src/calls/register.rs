@@ -1,16 +1,18 @@
 //! Registrations: the session's SIP account, REGISTER, its outcome, un-REGISTER.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use callgate_errmap::{map_failure, map_local_failure, FailureEvent, LocalFailure, SipOperation};
 use callgate_hooks::{HookMethod, Origin};
 use callgate_proto::ServerFrame;
 use callgate_sip::ua::{Account, RegEvent, RegId};
-use dashmap::DashMap;
 use serde_json::{Map, Value};
 
 use crate::session::{SessionCmd, SessionCtx};
+use crate::sip_side::SipSide;
 
 pub use callgate_proto::status::registration::{FAILED, REGISTERED, UNREGISTERED};
 const API_METHOD: &str = "RegistrationStatusEvent";
@@ -191,6 +193,93 @@ pub(super) fn session_alive(ctx: &SessionCtx) -> bool {
     ctx.shared.sessions.get(&ctx.id).is_some_and(|h| Arc::ptr_eq(&h, &ctx.handle))
 }
 
+/// The clients' registrations, owned by the SIP owner task (`super::pump`): recorded there
+/// right after the user agent took the REGISTER and before the owner handles its response, so
+/// a session ending while its REGISTER is being prepared can never leave a registration behind
+/// (both go through the owner in order).
+#[derive(Default)]
+pub(super) struct Accounts {
+    pub(super) regs: HashMap<RegId, RegEntry>,
+    pub(super) by_session: HashMap<Arc<str>, RegId>,
+    /// `regs.len()`, for [`super::Calls::registrations`].
+    pub(super) count: Arc<AtomicUsize>,
+}
+
+impl Accounts {
+    fn counted(&self) {
+        self.count.store(self.regs.len(), Ordering::Relaxed);
+    }
+
+    /// `SipCmd::Register`: REGISTER, recorded, unless the session is already gone.
+    pub(super) async fn register(
+        &mut self,
+        side: &SipSide,
+        ctx: Arc<SessionCtx>,
+        creds: SipCredentials,
+        next_hop: SocketAddr,
+        account: callgate_sip::ua::Account,
+    ) {
+        if !session_alive(&ctx) {
+            return;
+        }
+        tracing::info!(session = &*ctx.id, login = creds.login, %next_hop, "SIP REGISTER");
+        match side.register(account).await {
+            Ok(id) => {
+                self.by_session.insert(ctx.id.clone(), id);
+                self.regs.insert(id, RegEntry { ctx, creds, next_hop, closing: false });
+                self.counted();
+            }
+            Err(e) => report_failure(&ctx, &creds, not_sent(e), true),
+        }
+    }
+
+    /// `SipCmd::Unregister`: the session is gone; its registration is removed.
+    pub(super) async fn unregister(&mut self, side: &SipSide, session: &str) {
+        let Some(reg) = self.by_session.remove(session) else { return };
+        if let Some(e) = self.regs.get_mut(&reg) {
+            e.closing = true;
+        }
+        if let Err(e) = side.unregister(reg).await {
+            tracing::debug!(error = %e, "un-REGISTER");
+            self.regs.remove(&reg);
+            self.counted();
+        }
+    }
+
+    /// A registration event from the user agent.
+    pub(super) fn on_event(&mut self, reg: RegId, event: RegEvent) {
+        match event {
+            RegEvent::Registered { expires, refresh } => {
+                let Some(e) = self.regs.get(&reg) else { return };
+                if refresh || e.closing {
+                    tracing::debug!(session = &*e.ctx.id, expires, "SIP registration refreshed");
+                    return;
+                }
+                tracing::info!(session = &*e.ctx.id, login = e.creds.login, expires, "SIP registered");
+                metrics::counter!("callgate_sip_registrations_total", "status" => REGISTERED).increment(1);
+                let ev = event_body(&e.ctx, &e.creds, REGISTERED, "");
+                e.ctx.raise_event(HookMethod::RegistrationStatusEvent, Origin::Client, ev, Some(CLIENT_REGISTERED));
+            }
+            RegEvent::Unregistered => {
+                let Some(e) = self.regs.remove(&reg) else { return };
+                self.counted();
+                tracing::info!(session = &*e.ctx.id, login = e.creds.login, "SIP unregistered");
+                let ev = event_body(&e.ctx, &e.creds, UNREGISTERED, "");
+                e.ctx.raise_event(HookMethod::RegistrationStatusEvent, Origin::Client, ev, None);
+            }
+            RegEvent::Failed(f) => {
+                let Some(e) = self.regs.remove(&reg) else { return };
+                self.counted();
+                let to_client = !e.closing && session_alive(&e.ctx);
+                if to_client {
+                    self.by_session.remove(&e.ctx.id);
+                }
+                report_failure(&e.ctx, &e.creds, map_failure(SipOperation::Register, &f), to_client);
+            }
+        }
+    }
+}
+
 /// Starts the session's registration in the background, when it asks for one.
 pub(super) fn start(ctx: &Arc<SessionCtx>) {
     let Some(creds) = SipCredentials::from_connection(&ctx.handle.data_ref()) else { return };
@@ -204,84 +293,15 @@ pub(super) fn start(ctx: &Arc<SessionCtx>) {
             Ok(a) => a,
             Err(info) => return report_failure(&ctx, &creds, callgate_errmap::error_event(info), true),
         };
-        let handle = match calls.endpoint().await {
-            Ok(h) => h,
-            Err(info) => return report_failure(&ctx, &creds, callgate_errmap::error_event(info), true),
-        };
+        if let Err(info) = calls.endpoint().await {
+            return report_failure(&ctx, &creds, callgate_errmap::error_event(info), true);
+        }
         let account = creds.account(next_hop, calls.cfg.register_expires);
-        let (regs, by_session) = (calls.regs.clone(), calls.by_session.clone());
-        let (c2, creds2) = (ctx.clone(), creds.clone());
-        tracing::info!(session = &*ctx.id, login = creds.login, %next_hop, "SIP REGISTER");
-        // Recorded inside the driver: see the module notes.
-        let r = handle
-            .with(move |ua, now| {
-                if !session_alive(&c2) {
-                    return Ok::<_, callgate_sip::ua::UaError>(None);
-                }
-                let id = ua.register(now, account)?;
-                by_session.insert(c2.id.clone(), id);
-                regs.insert(id, RegEntry { ctx: c2, creds: creds2, next_hop, closing: false });
-                Ok(Some(id))
-            })
-            .await;
-        match r {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => report_failure(&ctx, &creds, not_sent(e), true),
-            Err(gone) => report_failure(&ctx, &creds, not_sent(gone), true),
+        let cmd = super::SipCmd::Register { ctx: ctx.clone(), creds: creds.clone(), next_hop, account };
+        if let Err(gone) = calls.sip_cmd(cmd) {
+            report_failure(&ctx, &creds, not_sent(gone), true);
         }
     });
-}
-
-/// Un-REGISTERs the session's account.
-pub(super) fn stop(ctx: &Arc<SessionCtx>) {
-    let calls = &ctx.shared.calls;
-    let Some(handle) = calls.ua_handle() else { return };
-    let (regs, by_session, id) = (calls.regs.clone(), calls.by_session.clone(), ctx.id.clone());
-    tokio::spawn(async move {
-        let _ = handle
-            .with(move |ua, now| {
-                let Some((_, reg)) = by_session.remove(&id) else { return };
-                if let Some(mut e) = regs.get_mut(&reg) {
-                    e.closing = true;
-                }
-                if let Err(e) = ua.unregister(now, reg) {
-                    tracing::debug!(error = %e, "un-REGISTER");
-                    regs.remove(&reg);
-                }
-            })
-            .await;
-    });
-}
-
-/// A registration event from the user agent.
-pub(super) fn on_event(regs: &DashMap<RegId, RegEntry>, reg: RegId, event: RegEvent) {
-    match event {
-        RegEvent::Registered { expires, refresh } => {
-            let Some(e) = regs.get(&reg) else { return };
-            if refresh || e.closing {
-                tracing::debug!(session = &*e.ctx.id, expires, "SIP registration refreshed");
-                return;
-            }
-            tracing::info!(session = &*e.ctx.id, login = e.creds.login, expires, "SIP registered");
-            metrics::counter!("callgate_sip_registrations_total", "status" => REGISTERED).increment(1);
-            let ev = event_body(&e.ctx, &e.creds, REGISTERED, "");
-            e.ctx.raise_event(HookMethod::RegistrationStatusEvent, Origin::Client, ev, Some(CLIENT_REGISTERED));
-        }
-        RegEvent::Unregistered => {
-            let Some((_, e)) = regs.remove(&reg) else { return };
-            tracing::info!(session = &*e.ctx.id, login = e.creds.login, "SIP unregistered");
-            let ev = event_body(&e.ctx, &e.creds, UNREGISTERED, "");
-            e.ctx.raise_event(HookMethod::RegistrationStatusEvent, Origin::Client, ev, None);
-        }
-        RegEvent::Failed(f) => {
-            let Some((_, e)) = regs.remove(&reg) else { return };
-            let to_client = !e.closing && session_alive(&e.ctx);
-            if to_client {
-                e.ctx.shared.calls.by_session.remove(&e.ctx.id);
-            }
-            report_failure(&e.ctx, &e.creds, map_failure(SipOperation::Register, &f), to_client);
-        }
-    }
 }
 
 #[cfg(test)]

@@ -16,16 +16,17 @@
 //! The session's subscriptions are un-SUBSCRIBEd when it ends (the backend then gets
 //! `TERMINATED`).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use callgate_errmap::{map_failure, SipOperation};
 use callgate_hooks::{HookMethod, Origin};
-use callgate_sip::ua::{SubEvent, SubId, UaError};
-use dashmap::DashMap;
+use callgate_sip::ua::{Account, SubEvent, SubId};
 use serde_json::{Map, Value};
 
 use super::message::{session_account, text, with_context};
 use crate::session::SessionCtx;
+use crate::sip_side::SipSide;
 
 pub use callgate_proto::info::{
     NO_EVENT_PACKAGE as NO_EVENT, NO_SUBSCRIPTION_TARGET as NO_TARGET, SUBSCRIPTION_ID_IN_USE as ID_IN_USE,
@@ -40,21 +41,25 @@ pub(super) struct SubEntry {
     accepted: bool,
 }
 
-/// The node's subscriptions.
+/// The node's subscriptions, owned by the SIP owner task (`super::pump`): a SUBSCRIBE is
+/// recorded there before the owner handles its first response.
 #[derive(Default)]
-pub struct SubTables {
-    subs: DashMap<SubId, SubEntry>,
-    by_client: DashMap<(Arc<str>, String), SubId>,
+pub(super) struct SubTables {
+    subs: HashMap<SubId, SubEntry>,
+    by_client: HashMap<(Arc<str>, String), SubId>,
 }
 
-impl SubTables {
-    /// Server shutdown: forgets every subscription; returns how many there were.
-    pub(super) fn clear(&self) -> usize {
-        let n = self.subs.len();
-        self.subs.clear();
-        self.by_client.clear();
-        n
-    }
+/// A new subscription, as the owner needs it.
+pub(crate) struct NewSub {
+    pub ctx: Arc<SessionCtx>,
+    pub obj: Map<String, Value>,
+    pub key: (Arc<str>, String),
+    pub account: Account,
+    pub target: String,
+    pub event: String,
+    pub expires: u32,
+    pub accept: Option<String>,
+    pub body: Option<(String, bytes::Bytes)>,
 }
 
 fn raise(ctx: &Arc<SessionCtx>, obj: &Map<String, Value>, status: &str, info: &str, extra: Map<String, Value>) {
@@ -81,20 +86,17 @@ pub(super) async fn subscribe(ctx: Arc<SessionCtx>, obj: Map<String, Value>) {
     if let Err(why) = result {
         return failed(&ctx, &data, &why);
     }
-    let tables = ctx.shared.calls.subs.clone();
     let key = (ctx.id.clone(), id.clone());
     let expires = match text(&data, "expires").map(|e| e.parse::<u32>()) {
         None => 3600,
         Some(Ok(e)) => e,
         Some(Err(_)) => return failed(&ctx, &data, callgate_proto::info::BAD_EXPIRES),
     };
+    let calls = &ctx.shared.calls;
     if expires == 0 {
         // Ends the subscription `id`; TERMINATED follows from the user agent.
-        let Some(sub) = tables.by_client.get(&key).map(|s| *s) else { return failed(&ctx, &data, NOT_FOUND) };
-        if let Some(handle) = ctx.shared.calls.ua_handle() {
-            if let Ok(Err(e)) = handle.with(move |ua, now| ua.unsubscribe(now, sub)).await {
-                tracing::debug!(error = %e, "un-SUBSCRIBE");
-            }
+        if calls.sip_cmd(super::SipCmd::Unsubscribe { ctx: ctx.clone(), obj: data.clone(), key }).is_err() {
+            failed(&ctx, &data, NOT_FOUND);
         }
         return;
     }
@@ -109,93 +111,98 @@ pub(super) async fn subscribe(ctx: Arc<SessionCtx>, obj: Map<String, Value>) {
         }
         _ => None,
     };
-    if tables.by_client.contains_key(&key) {
-        return failed(&ctx, &data, ID_IN_USE);
-    }
-    let (handle, account, creds) = match session_account(&ctx).await {
+    let (_, account, creds) = match session_account(&ctx).await {
         Ok(x) => x,
         Err(info) => return failed(&ctx, &data, &info),
     };
-    let target_uri = super::call::target_uri(&target, &creds.domain);
-    let (c2, obj, t2) = (ctx.clone(), data.clone(), tables.clone());
-    tracing::info!(session = &*ctx.id, id, event, target = target_uri, expires, "SIP SUBSCRIBE");
-    let r = handle
-        .with(move |ua, now| {
-            let sub = ua.subscribe_with_body(now, &account, &target_uri, &event, expires, accept.as_deref(), body)?;
-            // Recorded in the driver, before any response can be handled.
-            t2.by_client.insert(key, sub);
-            t2.subs.insert(sub, SubEntry { ctx: c2, obj, accepted: false });
-            Ok::<_, UaError>(())
-        })
-        .await;
-    match r {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => failed(&ctx, &data, &callgate_proto::info::failed_by_error(e)),
-        Err(gone) => failed(&ctx, &data, &gone.to_string()),
+    let target = super::call::target_uri(&target, &creds.domain);
+    tracing::info!(session = &*ctx.id, id, event, target, expires, "SIP SUBSCRIBE");
+    let new = NewSub { ctx: ctx.clone(), obj: data.clone(), key, account, target, event, expires, accept, body };
+    if let Err(gone) = calls.sip_cmd(super::SipCmd::Subscribe(Box::new(new))) {
+        failed(&ctx, &data, &gone);
     }
 }
 
-fn forget(tables: &SubTables, sub: SubId) -> Option<SubEntry> {
-    let (_, e) = tables.subs.remove(&sub)?;
-    let id = text(&e.obj, "id").unwrap_or_default();
-    tables.by_client.remove(&(e.ctx.id.clone(), id));
-    Some(e)
-}
-
-/// A subscription event from the user agent.
-pub(super) fn on_event(tables: &SubTables, sub: SubId, event: SubEvent) {
-    match event {
-        SubEvent::Accepted { expires } => {
-            let Some(mut e) = tables.subs.get_mut(&sub) else { return };
-            if std::mem::replace(&mut e.accepted, true) {
-                return; // a refresh
+impl SubTables {
+    /// `SipCmd::Subscribe`: SUBSCRIBE, recorded before its first response is handled.
+    pub(super) async fn subscribe(&mut self, side: &SipSide, n: NewSub) {
+        if self.by_client.contains_key(&n.key) {
+            return failed(&n.ctx, &n.obj, ID_IN_USE);
+        }
+        match side.subscribe(n.account, n.target, n.event, n.expires, n.accept, n.body).await {
+            Ok(sub) => {
+                self.by_client.insert(n.key, sub);
+                self.subs.insert(sub, SubEntry { ctx: n.ctx, obj: n.obj, accepted: false });
             }
-            let mut extra = Map::new();
-            extra.insert("expires".into(), expires.into());
-            raise(&e.ctx, &e.obj, ACCEPTED, "", extra);
-        }
-        SubEvent::Notify { state, content_type, body, raw } => {
-            let Some(e) = tables.subs.get(&sub) else { return };
-            let mut extra = Map::new();
-            extra.insert("subscriptionState".into(), state.into());
-            extra.insert("contentType".into(), content_type.unwrap_or_default().into());
-            extra.insert("body".into(), String::from_utf8_lossy(&body).into_owned().into());
-            extra.insert("sipMessageRaw".into(), String::from_utf8_lossy(&raw).into_owned().into());
-            raise(&e.ctx, &e.obj, NOTIFY, "", extra);
-        }
-        SubEvent::Terminated { reason } => {
-            let Some(e) = forget(tables, sub) else { return };
-            raise(&e.ctx, &e.obj, TERMINATED, reason.as_deref().unwrap_or(""), Map::new());
-        }
-        SubEvent::Failed(f) => {
-            let Some(e) = forget(tables, sub) else { return };
-            let fe = map_failure(SipOperation::Subscribe, &f);
-            let mut extra = Map::new();
-            super::insert_sip_failure(&mut extra, &fe);
-            raise(&e.ctx, &e.obj, FAILED, &fe.info, extra);
+            Err(e) => failed(&n.ctx, &n.obj, &callgate_proto::info::failed_by_error(e)),
         }
     }
-}
 
-/// The session is gone: un-SUBSCRIBE each of its subscriptions.
-pub(super) fn session_closed(ctx: &Arc<SessionCtx>) {
-    let calls = &ctx.shared.calls;
-    let subs: Vec<SubId> = calls.subs.subs.iter().filter(|e| Arc::ptr_eq(&e.ctx, ctx)).map(|e| *e.key()).collect();
-    if subs.is_empty() {
-        return;
+    /// `SipCmd::Unsubscribe`: `expires: 0` for the subscription `key`.
+    pub(super) async fn unsubscribe(
+        &mut self,
+        side: &SipSide,
+        ctx: &Arc<SessionCtx>,
+        obj: &Map<String, Value>,
+        key: &(Arc<str>, String),
+    ) {
+        let Some(sub) = self.by_client.get(key).copied() else { return failed(ctx, obj, NOT_FOUND) };
+        if let Err(e) = side.unsubscribe(sub).await {
+            tracing::debug!(error = %e, "un-SUBSCRIBE");
+        }
     }
-    let Some(handle) = calls.ua_handle() else { return };
-    let tables = calls.subs.clone();
-    tokio::spawn(async move {
-        let _ = handle
-            .with(move |ua, now| {
-                for sub in subs {
-                    if let Err(e) = ua.unsubscribe(now, sub) {
-                        tracing::debug!(error = %e, "un-SUBSCRIBE at session end");
-                        forget(&tables, sub);
-                    }
+
+    /// `SipCmd::SessionClosed`: un-SUBSCRIBE each of the session's subscriptions (the backend
+    /// then gets `TERMINATED`).
+    pub(super) async fn session_closed(&mut self, side: &SipSide, ctx: &Arc<SessionCtx>) {
+        let subs: Vec<SubId> = self.subs.iter().filter(|(_, e)| Arc::ptr_eq(&e.ctx, ctx)).map(|(k, _)| *k).collect();
+        for sub in subs {
+            if let Err(e) = side.unsubscribe(sub).await {
+                tracing::debug!(error = %e, "un-SUBSCRIBE at session end");
+                self.forget(sub);
+            }
+        }
+    }
+
+    fn forget(&mut self, sub: SubId) -> Option<SubEntry> {
+        let e = self.subs.remove(&sub)?;
+        let id = text(&e.obj, "id").unwrap_or_default();
+        self.by_client.remove(&(e.ctx.id.clone(), id));
+        Some(e)
+    }
+
+    /// A subscription event from the user agent.
+    pub(super) fn on_event(&mut self, sub: SubId, event: SubEvent) {
+        match event {
+            SubEvent::Accepted { expires } => {
+                let Some(e) = self.subs.get_mut(&sub) else { return };
+                if std::mem::replace(&mut e.accepted, true) {
+                    return; // a refresh
                 }
-            })
-            .await;
-    });
+                let mut extra = Map::new();
+                extra.insert("expires".into(), expires.into());
+                raise(&e.ctx, &e.obj, ACCEPTED, "", extra);
+            }
+            SubEvent::Notify { state, content_type, body, raw } => {
+                let Some(e) = self.subs.get(&sub) else { return };
+                let mut extra = Map::new();
+                extra.insert("subscriptionState".into(), state.into());
+                extra.insert("contentType".into(), content_type.unwrap_or_default().into());
+                extra.insert("body".into(), String::from_utf8_lossy(&body).into_owned().into());
+                extra.insert("sipMessageRaw".into(), String::from_utf8_lossy(&raw).into_owned().into());
+                raise(&e.ctx, &e.obj, NOTIFY, "", extra);
+            }
+            SubEvent::Terminated { reason } => {
+                let Some(e) = self.forget(sub) else { return };
+                raise(&e.ctx, &e.obj, TERMINATED, reason.as_deref().unwrap_or(""), Map::new());
+            }
+            SubEvent::Failed(f) => {
+                let Some(e) = self.forget(sub) else { return };
+                let fe = map_failure(SipOperation::Subscribe, &f);
+                let mut extra = Map::new();
+                super::insert_sip_failure(&mut extra, &fe);
+                raise(&e.ctx, &e.obj, FAILED, &fe.info, extra);
+            }
+        }
+    }
 }
