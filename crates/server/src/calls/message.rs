@@ -176,6 +176,7 @@ pub(super) async fn send(ctx: Arc<SessionCtx>, obj: Map<String, Value>) {
 
 /// `SipCmd::Message`, on the SIP owner task: the MESSAGE goes, is recorded and reported SENT
 /// before the owner handles its outcome.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn on_send(
     tables: &MsgTables,
     side: &crate::sip_side::SipSide,
