@@ -14,6 +14,7 @@
 //! The second argument of `notifyMessage` is the old API's `notificationResult` object (it sets
 //! `status:"OK"` on it and sends it back as `notificationResult`, which is accepted and logged).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use callgate_errmap::{map_failure, FailureEvent, SipOperation};
@@ -21,7 +22,6 @@ use callgate_hooks::{HookMethod, Origin};
 use callgate_proto::ServerFrame;
 use callgate_sip::transport::UaHandle;
 use callgate_sip::ua::{Account, Failure, ImdnStatus, IncomingMessage, MsgId};
-use dashmap::DashMap;
 use serde_json::{Map, Value};
 
 use super::register::SipCredentials;
@@ -50,24 +50,48 @@ pub(super) struct Received {
     datetime: Option<String>,
 }
 
-/// The node's messaging state.
+/// What `sendIMDN` needs of a received message: its sender, its IMDN Message-ID, its
+/// DateTime.
+pub(crate) type ReceivedRef = (String, String, Option<String>);
+
+/// The node's messaging state, owned by the SIP owner task (`super::pump`).
 #[derive(Default)]
-pub struct MsgTables {
-    sent: DashMap<MsgId, Sent>,
+pub(super) struct MsgTables {
+    sent: HashMap<MsgId, Sent>,
     /// `imdn.Message-ID` of a message we sent -> its sender and message object.
-    awaiting_imdn: DashMap<String, (Arc<SessionCtx>, Map<String, Value>)>,
+    awaiting_imdn: HashMap<String, (Arc<SessionCtx>, Map<String, Value>)>,
     /// (session id, client message id) -> what `sendIMDN` needs.
-    received: DashMap<(Arc<str>, String), Received>,
+    received: HashMap<(Arc<str>, String), Received>,
 }
 
 impl MsgTables {
-    /// Server shutdown: forgets every message; returns how many entries there were.
-    pub(super) fn clear(&self) -> usize {
-        let n = self.sent.len() + self.awaiting_imdn.len() + self.received.len();
-        self.sent.clear();
-        self.awaiting_imdn.clear();
-        self.received.clear();
-        n
+    /// `SipCmd::Received`: an incoming message that asked for a delivery notification.
+    pub(super) fn received(&mut self, key: (Arc<str>, String), r: ReceivedRef) {
+        let (from_uri, imdn_id, datetime) = r;
+        self.received.insert(key, Received { from_uri, imdn_id, datetime });
+    }
+
+    /// `SipCmd::ReceivedLookup`.
+    pub(super) fn lookup(&self, key: &(Arc<str>, String)) -> Option<ReceivedRef> {
+        self.received.get(key).map(|r| (r.from_uri.clone(), r.imdn_id.clone(), r.datetime.clone()))
+    }
+
+    /// The sender of the message an incoming IMDN notification `n` is about, when it is ours
+    /// to report (delivery notifications of a message we sent).
+    pub(super) fn imdn_sender(
+        &mut self,
+        n: &callgate_sip::ua::ImdnNotification,
+    ) -> Option<(Arc<SessionCtx>, Map<String, Value>)> {
+        match n.status {
+            ImdnStatus::Displayed | ImdnStatus::Processed => None,
+            _ => self.awaiting_imdn.remove(&n.message_id),
+        }
+    }
+
+    /// The session is gone: forget what only it could use.
+    pub(super) fn session_closed(&mut self, ctx: &Arc<SessionCtx>) {
+        self.awaiting_imdn.retain(|_, (c, _)| !Arc::ptr_eq(c, ctx));
+        self.received.retain(|(sid, _), _| *sid != ctx.id);
     }
 }
 
@@ -178,7 +202,7 @@ pub(super) async fn send(ctx: Arc<SessionCtx>, obj: Map<String, Value>) {
 /// before the owner handles its outcome.
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn on_send(
-    tables: &MsgTables,
+    tables: &mut MsgTables,
     side: &crate::sip_side::SipSide,
     ctx: Arc<SessionCtx>,
     obj: Map<String, Value>,
@@ -206,7 +230,7 @@ pub(super) async fn on_send(
 /// outcome is handled; the received message it answers is forgotten.
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn on_send_imdn(
-    tables: &MsgTables,
+    tables: &mut MsgTables,
     side: &crate::sip_side::SipSide,
     ctx: Arc<SessionCtx>,
     obj: Map<String, Value>,
@@ -226,8 +250,8 @@ pub(super) async fn on_send_imdn(
 }
 
 /// The final outcome of a MESSAGE we sent.
-pub(super) fn on_result(tables: &MsgTables, msg: MsgId, result: Result<u16, Failure>) {
-    let Some((_, s)) = tables.sent.remove(&msg) else { return };
+pub(super) fn on_result(tables: &mut MsgTables, msg: MsgId, result: Result<u16, Failure>) {
+    let Some(s) = tables.sent.remove(&msg) else { return };
     match result {
         Ok(code) => {
             let mut o = s.obj;
@@ -262,30 +286,21 @@ pub(super) async fn respond(handle: &UaHandle, req: callgate_sip::ua::ReqId, sta
     }
 }
 
+/// An incoming delivery notification for a message we sent (`sender`, found by the SIP
+/// owner): 200, and the IMDN status on the sender's session.
+pub(super) async fn incoming_imdn(
+    sender: (Arc<SessionCtx>, Map<String, Value>),
+    status: ImdnStatus,
+    req: callgate_sip::ua::ReqId,
+    handle: UaHandle,
+) {
+    respond(&handle, req, 200, "OK").await;
+    raise(&sender.0, &sender.1, imdn_client_status(status), "", None);
+}
+
 /// An incoming MESSAGE. `ctx` is the registered session it is addressed to (or the session of
 /// the call it arrived in).
-pub(super) async fn incoming(
-    ctx: Option<Arc<SessionCtx>>,
-    m: IncomingMessage,
-    handle: UaHandle,
-    tables: Arc<MsgTables>,
-) {
-    // A delivery notification for a message we sent: reported on the sender's session.
-    if m.content_type.to_ascii_lowercase().starts_with("message/imdn+xml") {
-        if let Some(n) = callgate_sip::ua::parse_imdn(&m.body) {
-            let sender = match n.status {
-                ImdnStatus::Displayed | ImdnStatus::Processed => None,
-                _ => tables.awaiting_imdn.remove(&n.message_id).map(|(_, v)| v),
-            };
-            if let Some((sctx, obj)) = sender {
-                respond(&handle, m.req, 200, "OK").await;
-                raise(&sctx, &obj, imdn_client_status(n.status), "", None);
-                return;
-            }
-        }
-        // Not ours to interpret (unknown id, display/processing notification): it goes on as
-        // an ordinary message below.
-    }
+pub(super) async fn incoming(ctx: Option<Arc<SessionCtx>>, m: IncomingMessage, handle: UaHandle) {
     let Some(ctx) = ctx else {
         tracing::info!(from = %m.from_uri, "incoming MESSAGE for no registered session");
         respond(&handle, m.req, 480, "Temporarily Unavailable").await;
@@ -332,10 +347,8 @@ pub(super) async fn incoming(
     data.insert("status".into(), RECEIVED.into());
     data.remove("sipMessageRaw");
     if imdn_asked {
-        tables.received.insert(
-            (ctx.id.clone(), id.clone()),
-            Received { from_uri: m.from_uri.clone(), imdn_id: id.clone(), datetime: cpim.datetime.clone() },
-        );
+        let r = (m.from_uri.clone(), id.clone(), cpim.datetime.clone());
+        let _ = ctx.shared.calls.sip_cmd(super::SipCmd::Received { key: (ctx.id.clone(), id.clone()), r });
     }
     tracing::info!(session = &*ctx.id, from = %m.from_uri, id, "incoming MESSAGE delivered");
     let mc = ctx.rcc.method(HookMethod::OnMessageEvent);
@@ -363,9 +376,12 @@ pub(super) async fn send_imdn(ctx: Arc<SessionCtx>, obj: Map<String, Value>) {
     };
     data.insert("imdnStatus".into(), asked.to_ascii_uppercase().into());
     let key = (ctx.id.clone(), id.clone());
-    let Some(rec) =
-        ctx.shared.calls.msgs.received.get(&key).map(|r| (r.from_uri.clone(), r.imdn_id.clone(), r.datetime.clone()))
-    else {
+    let (reply, rx) = tokio::sync::oneshot::channel();
+    let asked_owner = ctx.shared.calls.sip_cmd(super::SipCmd::ReceivedLookup { key: key.clone(), reply });
+    let Some(rec) = (match asked_owner {
+        Ok(()) => rx.await.ok().flatten(),
+        Err(_) => None,
+    }) else {
         return raise(&ctx, &data, FAILED, NO_IMDN_REQUEST, None);
     };
     data.insert("to".into(), rec.0.as_str().into());
@@ -392,12 +408,6 @@ pub(super) async fn send_imdn(ctx: Arc<SessionCtx>, obj: Map<String, Value>) {
 /// `notificationResult` (the old API's answer to `notifyMessage`): nothing to do.
 pub(super) fn notification_result(ctx: &SessionCtx, obj: &Map<String, Value>) {
     tracing::debug!(session = &*ctx.id, result = ?obj, "notificationResult");
-}
-
-/// The session is gone: forget what only it could use.
-pub(super) fn session_closed(tables: &MsgTables, ctx: &Arc<SessionCtx>) {
-    tables.awaiting_imdn.retain(|_, (c, _)| !Arc::ptr_eq(c, ctx));
-    tables.received.retain(|(sid, _), _| *sid != ctx.id);
 }
 
 #[cfg(test)]

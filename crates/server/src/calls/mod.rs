@@ -66,7 +66,6 @@ pub struct Calls {
     reg_count: Arc<std::sync::atomic::AtomicUsize>,
     table: Arc<CallTable>,
     /// MESSAGE/IMDN state (`message.rs`) and subscriptions (`subscribe.rs`).
-    msgs: Arc<message::MsgTables>,
     /// Trusted sources and allowed destinations (`policy.rs`).
     policy: Arc<SipPolicy>,
     /// Told when the SIP driver panics (`crate::supervise`).
@@ -103,7 +102,6 @@ impl Calls {
             cmd: std::sync::OnceLock::new(),
             reg_count: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
             table: Arc::new(CallTable::default()),
-            msgs: Arc::new(message::MsgTables::default()),
             pump: parking_lot::Mutex::new(Vec::new()),
         }
     }
@@ -145,7 +143,6 @@ impl Calls {
                             side.clone(),
                             accounts,
                             self.table.clone(),
-                            self.msgs.clone(),
                             self.policy.clone(),
                             self.cfg.register_expires,
                         ));
@@ -262,8 +259,8 @@ impl Calls {
         while !self.table.calls.is_empty() && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
-        // Registrations and subscriptions ended with the SIP owner task (`stop_sip`).
-        let n = inboxes.len() + self.msgs.clear();
+        // Registrations, messages and subscriptions ended with the SIP owner task (`stop_sip`).
+        let n = inboxes.len();
         self.table.calls.clear();
         self.table.by_sip.clear();
         n
@@ -318,7 +315,18 @@ pub(crate) enum SipCmd {
         obj: serde_json::Map<String, serde_json::Value>,
         key: (Arc<str>, String),
     },
-    /// The session is gone: un-SUBSCRIBE its subscriptions, un-REGISTER its account.
+    /// An incoming message asked for a delivery notification (`sendIMDN` may answer it).
+    Received {
+        key: (Arc<str>, String),
+        r: message::ReceivedRef,
+    },
+    /// What `sendIMDN` needs of the received message `key`, if it asked for one.
+    ReceivedLookup {
+        key: (Arc<str>, String),
+        reply: tokio::sync::oneshot::Sender<Option<message::ReceivedRef>>,
+    },
+    /// The session is gone: forget its messages, un-SUBSCRIBE its subscriptions, un-REGISTER
+    /// its account.
     SessionClosed(Arc<SessionCtx>),
 }
 
@@ -334,13 +342,13 @@ async fn pump(
     side: SipSide,
     mut accounts: register::Accounts,
     table: Arc<CallTable>,
-    msgs: Arc<message::MsgTables>,
     policy: Arc<SipPolicy>,
     expires: u32,
 ) {
     let handle = side.handle().clone();
     let port = ports::SipPort { side: side.clone(), policy: policy.clone(), expires };
     let mut subs = subscribe::SubTables::default();
+    let mut msgs = message::MsgTables::default();
     loop {
         let ev = tokio::select! {
             ev = events.recv() => match ev {
@@ -353,14 +361,17 @@ async fn pump(
                         accounts.register(&side, ctx, creds, next_hop, account).await
                     }
                     SipCmd::Message { ctx, obj, account, to, content_type, body, imdn_id } => {
-                        message::on_send(&msgs, &side, ctx, obj, *account, to, content_type, body, imdn_id).await
+                        message::on_send(&mut msgs, &side, ctx, obj, *account, to, content_type, body, imdn_id).await
                     }
                     SipCmd::Imdn { ctx, obj, account, rec, disposition, key } => {
-                        message::on_send_imdn(&msgs, &side, ctx, obj, *account, rec, disposition, key).await
+                        message::on_send_imdn(&mut msgs, &side, ctx, obj, *account, rec, disposition, key).await
                     }
                     SipCmd::Subscribe(n) => subs.subscribe(&side, *n).await,
                     SipCmd::Unsubscribe { ctx, obj, key } => subs.unsubscribe(&side, &ctx, &obj, &key).await,
+                    SipCmd::Received { key, r } => msgs.received(key, r),
+                    SipCmd::ReceivedLookup { key, reply } => drop(reply.send(msgs.lookup(&key))),
                     SipCmd::SessionClosed(ctx) => {
+                        msgs.session_closed(&ctx);
                         subs.session_closed(&side, &ctx).await;
                         accounts.unregister(&side, &ctx.id).await;
                     }
@@ -401,9 +412,20 @@ async fn pump(
                     let cid = m.call.and_then(|c| table.by_sip.get(&c).map(|id| id.clone()))?;
                     table.calls.get(&cid).map(|e| e.ctx.clone())
                 });
-                tokio::spawn(message::incoming(ctx, m, handle.clone(), msgs.clone()));
+                // A delivery notification for a message we sent: reported on the sender's
+                // session. Anything else (an unknown id, a display/processing notification)
+                // goes on as an ordinary message.
+                if m.content_type.to_ascii_lowercase().starts_with("message/imdn+xml") {
+                    if let Some(n) = callgate_sip::ua::parse_imdn(&m.body) {
+                        if let Some(sender) = msgs.imdn_sender(&n) {
+                            tokio::spawn(message::incoming_imdn(sender, n.status, m.req, handle.clone()));
+                            continue;
+                        }
+                    }
+                }
+                tokio::spawn(message::incoming(ctx, m, handle.clone()));
             }
-            Upward::Other(UaEvent::MessageResult { msg, result }) => message::on_result(&msgs, msg, result),
+            Upward::Other(UaEvent::MessageResult { msg, result }) => message::on_result(&mut msgs, msg, result),
             Upward::Other(UaEvent::Subscription { sub, event }) => subs.on_event(sub, event),
             // The SIP side routes these to the call tasks; they never come up.
             Upward::Other(UaEvent::Call { .. } | UaEvent::IncomingCall(_)) => {}
@@ -448,7 +470,6 @@ pub fn session_established(ctx: &Arc<SessionCtx>) {
 /// The session is gone: un-REGISTER its account.
 pub fn session_closed(ctx: &Arc<SessionCtx>) {
     call::session_closed(ctx);
-    message::session_closed(&ctx.shared.calls.msgs, ctx);
     let _ = ctx.shared.calls.sip_cmd(SipCmd::SessionClosed(ctx.clone()));
 }
 
