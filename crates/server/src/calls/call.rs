@@ -9,8 +9,8 @@ use callgate_proto::{messages, ServerFrame};
 use callgate_sip::ua::{CallEvent, CallId as SipCallId, Failure};
 use serde_json::{Map, Value};
 
-use super::register::SipCredentials;
-use crate::session::SessionCtx;
+use super::Calls;
+use crate::party::{Party, SipCredentials};
 
 // The client-visible strings live in callgate-proto; named here for the calls module.
 pub use callgate_proto::info::{
@@ -22,7 +22,7 @@ use callgate_proto::status::transfer;
 
 /// A live call.
 pub(super) struct CallEntry {
-    pub ctx: Arc<SessionCtx>,
+    pub ctx: Arc<Party>,
     /// The call object (the client's fields after the hook, without `sdp`).
     pub obj: Map<String, Value>,
     pub sip: Option<SipCallId>,
@@ -57,11 +57,8 @@ pub(super) struct DtmfQueue {
     in_flight: bool,
 }
 
-pub(super) fn with_context(ctx: &SessionCtx, mut obj: Map<String, Value>) -> Map<String, Value> {
-    obj.insert("nodeId".into(), Value::from(&*ctx.shared.node_id));
-    obj.insert("appKey".into(), Value::from(&*ctx.app.key));
-    obj.insert("sessionId".into(), Value::from(&*ctx.id));
-    obj
+pub(super) fn with_context(ctx: &Party, obj: Map<String, Value>) -> Map<String, Value> {
+    ctx.with_context(obj)
 }
 
 /// The client message that carries a status (spec/client-protocol.md §6.1).
@@ -89,7 +86,7 @@ pub(super) fn find(table: &super::CallTable, filter: &Map<String, Value>) -> Vec
 
 /// `CallStatusEvent` to the backend and the status message to the client.
 pub(super) fn raise(
-    ctx: &Arc<SessionCtx>,
+    ctx: &Arc<Party>,
     obj: &Map<String, Value>,
     status: &str,
     info: &str,
@@ -99,7 +96,7 @@ pub(super) fn raise(
     ev.insert("status".into(), status.into());
     ev.insert("info".into(), info.into());
     if let Some(f) = failure {
-        super::insert_sip_failure(&mut ev, f);
+        crate::party::insert_sip_failure(&mut ev, f);
     }
     tracing::info!(session = &*ctx.id, call = ?obj.get("callId"), status, info, "call status");
     metrics::counter!("callgate_call_statuses_total", "status" => status.to_string()).increment(1);
@@ -125,18 +122,18 @@ pub fn target_uri(callee: &str, domain: &str) -> String {
 }
 
 /// Removes the call and reports its last status.
-pub(super) fn end(calls: &super::CallTable, call_id: &str, status: &str, info: &str, failure: Option<&FailureEvent>) {
-    let Some((_, e)) = calls.calls.remove(call_id) else { return };
+pub(super) fn end(calls: &Calls, call_id: &str, status: &str, info: &str, failure: Option<&FailureEvent>) {
+    let Some((_, e)) = calls.table.calls.remove(call_id) else { return };
     if let Some(sip) = e.sip {
-        calls.by_sip.remove(&sip);
+        calls.table.by_sip.remove(&sip);
     }
-    e.ctx.shared.streams.media.close(e.peer);
+    calls.media.close(e.peer);
     raise(&e.ctx, &e.obj, status, info, failure);
 }
 
 /// `call`: the whole outgoing setup.
-pub(super) async fn outgoing(ctx: Arc<SessionCtx>, obj: Map<String, Value>) {
-    let calls = &ctx.shared.calls;
+pub(super) async fn outgoing(calls: Arc<Calls>, ctx: Arc<Party>, obj: Map<String, Value>) {
+    let calls = &calls;
     let mut data = with_context(&ctx, obj);
     let call_id: Arc<str> = match data.get("callId") {
         Some(Value::String(s)) if !s.is_empty() => s.as_str().into(),
@@ -156,17 +153,17 @@ pub(super) async fn outgoing(ctx: Arc<SessionCtx>, obj: Map<String, Value>) {
     if sdp.is_empty() {
         return raise(&ctx, &data, FAILED, NO_SDP, None);
     }
-    let creds = SipCredentials::from_connection(&ctx.handle.data_ref()).filter(|c| !c.domain.is_empty());
+    let creds = SipCredentials::from_connection(&ctx.data_ref()).filter(|c| !c.domain.is_empty());
     let Some(creds) = creds else { return raise(&ctx, &data, FAILED, CALL_WITHOUT_SIP_ACCOUNT, None) };
     let callee = data.get("callee").and_then(Value::as_str).unwrap_or("").to_string();
-    let peer = ctx.shared.streams.media.next_peer_id();
+    let peer = calls.media.next_peer_id();
     {
         use dashmap::mapref::entry::Entry;
         // The session may have closed during the hook: its cleanup has run (or waits for this
         // lock and will see the call), so a call recorded now would place an INVITE nobody
         // will ever hang up. Like a stream, it is dropped; the backend had DISCONNECTED.
         let _admission = calls.table.admission.lock();
-        if !super::register::session_alive(&ctx) {
+        if !super::register::session_alive(calls, &ctx) {
             tracing::info!(
                 session = &*ctx.id,
                 call = &*call_id,
@@ -196,42 +193,42 @@ pub(super) async fn outgoing(ctx: Arc<SessionCtx>, obj: Map<String, Value>) {
     raise(&ctx, &data, TRYING, "", None);
 
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let answer = match ctx.shared.streams.media.bridge(peer, sdp, tx).await {
+    let answer = match calls.media.bridge(peer, sdp, tx).await {
         Ok(a) => a,
         Err(e) => {
             tracing::info!(session = &*ctx.id, call = &*call_id, error = %e, "call bridge refused");
-            return end(&calls.table, &call_id, FAILED, media_info(&e), None);
+            return end(calls, &call_id, FAILED, media_info(&e), None);
         }
     };
-    watch_media(&ctx, &call_id, rx);
+    watch_media(calls, &call_id, rx);
     if !calls.table.calls.contains_key(&call_id) {
         return; // hung up meanwhile
     }
-    ctx.out.send(&ServerFrame::new(
+    ctx.send(&ServerFrame::new(
         messages::SET_REMOTE_SDP,
         vec![Value::from(&*call_id), Value::from(answer.webrtc_answer), Value::Bool(true)],
     ));
-    send_invite(&ctx, &call_id, &creds, &callee, bytes::Bytes::from(answer.sip_sdp)).await;
+    send_invite(calls, &ctx, &call_id, &creds, &callee, bytes::Bytes::from(answer.sip_sdp)).await;
 }
 
 /// Sends the INVITE of the recorded call `call_id` with our SDP `offer`, to `callee` through
 /// the account's next hop; a failure before anything was sent ends the call FAILED.
 pub(super) async fn send_invite(
-    ctx: &Arc<SessionCtx>,
+    calls: &Arc<Calls>,
+    ctx: &Arc<Party>,
     call_id: &Arc<str>,
     creds: &SipCredentials,
     callee: &str,
     offer: bytes::Bytes,
 ) {
-    let calls = &ctx.shared.calls;
     let call_id = call_id.clone();
-    let next_hop = match super::next_hop(ctx, creds).await {
+    let next_hop = match super::next_hop(calls, ctx, creds).await {
         Ok(a) => a,
-        Err(info) => return end(&calls.table, &call_id, FAILED, &info, None),
+        Err(info) => return end(calls, &call_id, FAILED, &info, None),
     };
     let handle = match calls.endpoint().await {
         Ok(h) => h,
-        Err(info) => return end(&calls.table, &call_id, FAILED, &info, None),
+        Err(info) => return end(calls, &call_id, FAILED, &info, None),
     };
     let account = creds.account(next_hop, calls.cfg.register_expires);
     let to = target_uri(callee, &creds.domain);
@@ -252,18 +249,18 @@ pub(super) async fn send_invite(
         .await;
     match r {
         Ok(Ok(())) => {}
-        Ok(Err(e)) => end(&calls.table, &call_id, FAILED, &format!("{FAILED_BY_ERROR}: {e}"), None),
-        Err(gone) => end(&calls.table, &call_id, FAILED, &gone.to_string(), None),
+        Ok(Err(e)) => end(calls, &call_id, FAILED, &format!("{FAILED_BY_ERROR}: {e}"), None),
+        Err(gone) => end(calls, &call_id, FAILED, &gone.to_string(), None),
     }
 }
 
 /// Ends the call when its WebRTC leg fails (ICE or DTLS timeout, a lost browser).
 pub(super) fn watch_media(
-    ctx: &Arc<SessionCtx>,
+    calls: &Arc<Calls>,
     call_id: &Arc<str>,
     mut rx: tokio::sync::mpsc::UnboundedReceiver<MediaEvent>,
 ) {
-    let (cid, c2) = (call_id.clone(), ctx.clone());
+    let (cid, calls) = (call_id.clone(), calls.clone());
     tokio::spawn(async move {
         while let Some(ev) = rx.recv().await {
             if let MediaEvent::Failed(reason) = ev {
@@ -277,10 +274,10 @@ pub(super) fn watch_media(
                     }
                     callgate_media::FailReason::Error(_) => FAILED_BY_ERROR,
                 };
-                if let Some(mut e) = c2.shared.calls.table.calls.get_mut(&cid) {
+                if let Some(mut e) = calls.table.calls.get_mut(&cid) {
                     e.hangup_refused = Some(info.to_string());
                 }
-                hang_up_or_end(&c2.shared.calls, &cid, info).await;
+                hang_up_or_end(&calls, &cid, info).await;
                 return;
             }
         }
@@ -289,7 +286,7 @@ pub(super) fn watch_media(
 
 /// Ends the SIP side (BYE/CANCEL) when there is one; the `Ended` event reports FINISH. Without
 /// a SIP side yet, the call ends here with `status`/`info`.
-pub(super) async fn hang_up_or_end(calls: &super::Calls, call_id: &str, info: &str) {
+pub(super) async fn hang_up_or_end(calls: &Calls, call_id: &str, info: &str) {
     let (sip, refused, ringing_in) = match calls.table.calls.get(call_id) {
         Some(e) => (e.sip, e.hangup_refused.is_some(), e.ringing_in),
         None => return,
@@ -301,23 +298,23 @@ pub(super) async fn hang_up_or_end(calls: &super::Calls, call_id: &str, info: &s
             // An unanswered incoming call gets 486 Busy Here, which ends it with no SIP event.
             let ok = handle.with(move |ua, now| ua.hangup(now, sip)).await;
             if ringing_in || !matches!(ok, Ok(Ok(()))) {
-                end(&calls.table, call_id, status, info, None);
+                end(calls, call_id, status, info, None);
             }
         }
-        _ => end(&calls.table, call_id, status, info, None),
+        _ => end(calls, call_id, status, info, None),
     }
 }
 
 /// `hangup {callId}`: the `hangup` hook, then BYE/CANCEL; the client gets FINISH too. A refusal
 /// still ends the call (the SDK has closed its side), reported FAILED with the backend's reason.
-pub(super) async fn hangup(ctx: Arc<SessionCtx>, obj: Map<String, Value>) {
-    let calls = &ctx.shared.calls;
+pub(super) async fn hangup(calls: Arc<Calls>, ctx: Arc<Party>, obj: Map<String, Value>) {
+    let calls = &calls;
     let call_id = obj.get("callId").and_then(Value::as_str).unwrap_or("").to_string();
     let mut data = with_context(&ctx, obj);
     let refused = ctx.direct(HookMethod::Hangup, &mut data).await.err();
     let owned = calls.table.calls.get(call_id.as_str()).is_some_and(|e| Arc::ptr_eq(&e.ctx, &ctx));
     if !owned {
-        ctx.out.send(&ServerFrame::fail("CallStatusEvent", CALL_NOT_FOUND, Some(&call_id)));
+        ctx.send(&ServerFrame::fail("CallStatusEvent", CALL_NOT_FOUND, Some(&call_id)));
         return;
     }
     match refused {
@@ -332,7 +329,7 @@ pub(super) async fn hangup(ctx: Arc<SessionCtx>, obj: Map<String, Value>) {
 }
 
 /// REST `/call/terminate {callId}`: hangs the call up (BYE/CANCEL); false when unknown.
-pub(super) async fn terminate(calls: &super::Calls, call_id: &str) -> bool {
+pub(super) async fn terminate(calls: &Calls, call_id: &str) -> bool {
     if !calls.table.calls.contains_key(call_id) {
         return false;
     }
@@ -341,13 +338,14 @@ pub(super) async fn terminate(calls: &super::Calls, call_id: &str) -> bool {
 }
 
 /// A SIP event of a call.
-pub(super) fn on_event(calls: &super::CallTable, sip: SipCallId, event: CallEvent) {
-    let Some(call_id) = calls.by_sip.get(&sip).map(|c| c.clone()) else { return };
-    let peer_ctx = calls.calls.get(&call_id).map(|e| (e.peer, e.ctx.clone(), e.obj.clone(), e.hangup_refused.clone()));
+pub(super) fn on_event(calls: &Arc<Calls>, sip: SipCallId, event: CallEvent) {
+    let Some(call_id) = calls.table.by_sip.get(&sip).map(|c| c.clone()) else { return };
+    let peer_ctx =
+        calls.table.calls.get(&call_id).map(|e| (e.peer, e.ctx.clone(), e.obj.clone(), e.hangup_refused.clone()));
     let Some((peer, ctx, obj, refused)) = peer_ctx else { return };
     let remote_sdp = |sdp: &Option<bytes::Bytes>| {
         if let Some(sdp) = sdp {
-            let media = ctx.shared.streams.media.clone();
+            let media = calls.media.clone();
             let s = String::from_utf8_lossy(sdp).into_owned();
             tokio::spawn(async move {
                 if let Err(e) = media.bridge_remote(peer, s).await {
@@ -361,19 +359,19 @@ pub(super) fn on_event(calls: &super::CallTable, sip: SipCallId, event: CallEven
         CallEvent::Ringing { sdp } => {
             remote_sdp(&sdp);
             let st = if sdp.is_some() { RING_MEDIA } else { RING };
-            set_status(calls, &call_id, st);
+            set_status(&calls.table, &call_id, st);
             raise(&ctx, &obj, st, "", None);
         }
         CallEvent::SessionProgress { sdp } => {
             remote_sdp(&sdp);
-            set_status(calls, &call_id, SESSION_PROGRESS);
+            set_status(&calls.table, &call_id, SESSION_PROGRESS);
             raise(&ctx, &obj, SESSION_PROGRESS, "", None);
         }
         CallEvent::Established { sdp } => {
             remote_sdp(&sdp);
             let mut o = obj;
             o.insert("sipStatus".into(), 200.into());
-            if let Some(mut e) = calls.calls.get_mut(&call_id) {
+            if let Some(mut e) = calls.table.calls.get_mut(&call_id) {
                 e.obj.insert("sipStatus".into(), 200.into());
                 e.obj.insert("status".into(), ESTABLISHED.into());
             }
@@ -390,18 +388,18 @@ pub(super) fn on_event(calls: &super::CallTable, sip: SipCallId, event: CallEven
         CallEvent::HoldResult { hold, result } => match result {
             Ok(sdp) => {
                 remote_sdp(&sdp);
-                if let Some(mut e) = calls.calls.get_mut(&call_id) {
+                if let Some(mut e) = calls.table.calls.get_mut(&call_id) {
                     e.holds.local = hold;
                 }
                 let st = if hold { HOLD } else { ESTABLISHED };
-                set_status(calls, &call_id, st);
+                set_status(&calls.table, &call_id, st);
                 raise(&ctx, &obj, st, "", None);
             }
             Err(f) => {
                 let fe = map_failure(SipOperation::ReInvite, &f);
                 let mut sip = Map::new();
-                super::insert_sip_failure(&mut sip, &fe);
-                ctx.out.send(&ServerFrame::fail_with("CallStatusEvent", &fe.info, Some(&call_id), sip));
+                crate::party::insert_sip_failure(&mut sip, &fe);
+                ctx.send(&ServerFrame::fail_with("CallStatusEvent", &fe.info, Some(&call_id), sip));
                 ctx.sip_error_event(&fe, Origin::Client);
             }
         },
@@ -425,31 +423,33 @@ pub(super) fn on_event(calls: &super::CallTable, sip: SipCallId, event: CallEven
             next_info_dtmf(&ctx, calls, &call_id, sip, false);
         }
         CallEvent::IncomingRefer { req, target, referred_by } => {
-            tokio::spawn(super::transfer_in::incoming_refer(ctx, obj, sip, req, target, referred_by));
+            tokio::spawn(super::transfer_in::incoming_refer(calls.clone(), ctx, obj, sip, req, target, referred_by));
         }
-        CallEvent::IncomingReInvite { sdp, hold, .. } => super::peer::offer(ctx, call_id, sip, peer, sdp, hold),
-        CallEvent::PeerAnswer { sdp, hold, .. } => super::peer::answer(ctx, call_id, peer, sdp, hold),
+        CallEvent::IncomingReInvite { sdp, hold, .. } => {
+            super::peer::offer(calls.clone(), ctx, call_id, sip, peer, sdp, hold)
+        }
+        CallEvent::PeerAnswer { sdp, hold, .. } => super::peer::answer(calls.clone(), ctx, call_id, peer, sdp, hold),
         CallEvent::Dtmf { digit, duration_ms } => super::peer::dtmf(&ctx, &call_id, digit, duration_ms),
-        CallEvent::SessionExpired => super::peer::session_expired(calls, &call_id),
+        CallEvent::SessionExpired => super::peer::session_expired(&calls.table, &call_id),
     }
 }
 
 /// The session is gone: hang up its calls.
-pub(super) fn session_closed(ctx: &Arc<SessionCtx>) {
-    let table = &ctx.shared.calls.table;
+pub(super) fn session_closed(calls: &Arc<Calls>, ctx: &Arc<Party>) {
+    let table = &calls.table;
     let ids: Vec<Arc<str>> = {
         let _admission = table.admission.lock();
         table.calls.iter().filter(|e| Arc::ptr_eq(&e.ctx, ctx)).map(|e| e.key().clone()).collect()
     };
     for id in ids {
-        let c = ctx.clone();
-        tokio::spawn(async move { hang_up_or_end(&c.shared.calls, &id, NORMAL_CALL_CLEARING).await });
+        let c = calls.clone();
+        tokio::spawn(async move { hang_up_or_end(&c, &id, NORMAL_CALL_CLEARING).await });
     }
 }
 
 /// `notifyTransferEvent {callId, status, info}` to the client and `TransferStatusEvent` to the
 /// backend. Statuses: ACCEPTED (202), TRYING (NOTIFY 1xx), COMPLETED (NOTIFY 2xx), FAILED.
-fn transfer_status(ctx: &Arc<SessionCtx>, obj: &Map<String, Value>, status: &str, info: &str, sip_status: Option<u16>) {
+fn transfer_status(ctx: &Arc<Party>, obj: &Map<String, Value>, status: &str, info: &str, sip_status: Option<u16>) {
     let mut ev = obj.clone();
     ev.insert("status".into(), status.into());
     ev.insert("info".into(), info.into());
@@ -462,9 +462,9 @@ fn transfer_status(ctx: &Arc<SessionCtx>, obj: &Map<String, Value>, status: &str
 
 /// The transfer failed (the REFER's final response, its timeout, or a NOTIFY whose sipfrag is
 /// 3xx-6xx): `FAILED` with errmap's `info`, `sipStatus` and `sipMessageRaw` (docs/errmap.md).
-fn transfer_failed(ctx: &Arc<SessionCtx>, obj: &Map<String, Value>, fe: &FailureEvent) {
+fn transfer_failed(ctx: &Arc<Party>, obj: &Map<String, Value>, fe: &FailureEvent) {
     let mut o = obj.clone();
-    super::insert_sip_failure(&mut o, fe);
+    crate::party::insert_sip_failure(&mut o, fe);
     transfer_status(ctx, &o, transfer::FAILED, &fe.info, fe.sip_status);
 }
 
@@ -506,8 +506,8 @@ async fn send_info_dtmf(
 
 /// The outcome of the call's INFO digit arrived: the next one goes, or the sequence is over (a
 /// failure drops the digits still waiting; the owner got an `ErrorEvent`).
-fn next_info_dtmf(ctx: &Arc<SessionCtx>, calls: &super::CallTable, call_id: &Arc<str>, sip: SipCallId, ok: bool) {
-    let next = match calls.calls.get_mut(call_id) {
+fn next_info_dtmf(ctx: &Arc<Party>, calls: &Calls, call_id: &Arc<str>, sip: SipCallId, ok: bool) {
+    let next = match calls.table.calls.get_mut(call_id) {
         Some(mut e) if ok => {
             let next = e.dtmf.waiting.pop_front();
             e.dtmf.in_flight = next.is_some();
@@ -519,8 +519,8 @@ fn next_info_dtmf(ctx: &Arc<SessionCtx>, calls: &super::CallTable, call_id: &Arc
         }
         None => None,
     };
-    let (Some(d), Some(Ok(handle))) = (next, ctx.shared.calls.endpoint.get().cloned()) else { return };
-    let (table, cid, c2) = (ctx.shared.calls.table.clone(), call_id.clone(), ctx.clone());
+    let (Some(d), Some(Ok(handle))) = (next, calls.endpoint.get().cloned()) else { return };
+    let (table, cid, c2) = (calls.table.clone(), call_id.clone(), ctx.clone());
     tokio::spawn(async move {
         if let Err(why) = send_info_dtmf(&handle, &table, &cid, sip, d).await {
             let fe = callgate_errmap::map_local_failure(
@@ -533,8 +533,8 @@ fn next_info_dtmf(ctx: &Arc<SessionCtx>, calls: &super::CallTable, call_id: &Arc
 }
 
 /// The established SIP call of this session named by `callId`, or the reason it is not there.
-fn own_call(ctx: &Arc<SessionCtx>, call_id: &str) -> Result<(SipCallId, PeerId, bytes::Bytes), &'static str> {
-    let e = ctx.shared.calls.table.calls.get(call_id).filter(|e| Arc::ptr_eq(&e.ctx, ctx)).ok_or(CALL_NOT_FOUND)?;
+fn own_call(calls: &Calls, ctx: &Arc<Party>, call_id: &str) -> Result<(SipCallId, PeerId, bytes::Bytes), &'static str> {
+    let e = calls.table.calls.get(call_id).filter(|e| Arc::ptr_eq(&e.ctx, ctx)).ok_or(CALL_NOT_FOUND)?;
     let established = e.obj.get("sipStatus").is_some();
     match (e.sip, established) {
         (Some(sip), true) => Ok((sip, e.peer, e.sip_sdp.clone())),
@@ -570,11 +570,11 @@ impl ActError {
 
 /// `hold`/`unhold`/`sendDtmf`/`transfer` from the client: [`act`] with origin `Client`; what
 /// did not happen is told with `fail {apiMethod:"CallStatusEvent"}`.
-pub(super) async fn in_call(ctx: Arc<SessionCtx>, method: HookMethod, obj: Map<String, Value>) {
+pub(super) async fn in_call(calls: Arc<Calls>, ctx: Arc<Party>, method: HookMethod, obj: Map<String, Value>) {
     let call_id = obj.get("callId").and_then(Value::as_str).unwrap_or("").to_string();
     let data = with_context(&ctx, obj);
-    if let Err(e) = act(&ctx, method, Origin::Client, data).await {
-        ctx.out.send(&ServerFrame::fail("CallStatusEvent", &e.info(), Some(&call_id)));
+    if let Err(e) = act(&calls, &ctx, method, Origin::Client, data).await {
+        ctx.send(&ServerFrame::fail("CallStatusEvent", &e.info(), Some(&call_id)));
     }
 }
 
@@ -583,23 +583,24 @@ pub(super) async fn in_call(ctx: Arc<SessionCtx>, method: HookMethod, obj: Map<S
 /// SIP or media operation. Its result reaches the owner later as `hold`/`talk`
 /// (HOLD/ESTABLISHED), `notifyTransferEvent`, or on failure a `fail` + `ErrorEvent`.
 pub(super) async fn act(
-    ctx: &Arc<SessionCtx>,
+    calls: &Calls,
+    ctx: &Arc<Party>,
     method: HookMethod,
     origin: Origin,
     mut data: Map<String, Value>,
 ) -> Result<(), ActError> {
     let call_id = data.get("callId").and_then(Value::as_str).unwrap_or("").to_string();
-    let max_dtmf = ctx.shared.calls.cfg.max_dtmf_digits;
+    let max_dtmf = calls.cfg.max_dtmf_digits;
     if method == HookMethod::SendDtmf {
         // Refused before the backend is asked (and again after its answer, which may rewrite it).
         check_dtmf(data.get("dtmf").and_then(Value::as_str).unwrap_or(""), max_dtmf)?;
     }
     ctx.direct_from(method, origin, &mut data).await.map_err(ActError::Refused)?;
-    let (sip, peer, sdp) = own_call(ctx, &call_id).map_err(|why| match why {
+    let (sip, peer, sdp) = own_call(calls, ctx, &call_id).map_err(|why| match why {
         CALL_NOT_FOUND => ActError::NotFound,
         _ => ActError::NotEstablished,
     })?;
-    let Some(Ok(handle)) = ctx.shared.calls.endpoint.get().cloned() else { return Err(ActError::NotFound) };
+    let Some(Ok(handle)) = calls.endpoint.get().cloned() else { return Err(ActError::NotFound) };
     let failed = ActError::Failed;
     match method {
         HookMethod::Hold => handle
@@ -620,7 +621,7 @@ pub(super) async fn act(
             check_dtmf(&digits, max_dtmf)?;
             if kind == "INFO" || kind == "INFO_RELAY" {
                 let first = {
-                    let Some(mut e) = ctx.shared.calls.table.calls.get_mut(call_id.as_str()) else {
+                    let Some(mut e) = calls.table.calls.get_mut(call_id.as_str()) else {
                         return Err(ActError::NotFound);
                     };
                     let q = &mut e.dtmf;
@@ -638,18 +639,16 @@ pub(super) async fn act(
                     q.waiting.pop_front()
                 };
                 match first {
-                    Some(d) => send_info_dtmf(&handle, &ctx.shared.calls.table, &call_id, sip, d).await.map_err(failed),
+                    Some(d) => send_info_dtmf(&handle, &calls.table, &call_id, sip, d).await.map_err(failed),
                     None => Ok(()),
                 }
             } else {
-                ctx.shared.streams.media.send_dtmf(peer, digits).await.map_err(|e| ActError::Failed(e.to_string()))
+                calls.media.send_dtmf(peer, digits).await.map_err(|e| ActError::Failed(e.to_string()))
             }
         }
         HookMethod::Transfer => {
             let target = data.get("target").and_then(Value::as_str).unwrap_or("").to_string();
-            let domain = super::register::SipCredentials::from_connection(&ctx.handle.data_ref())
-                .map(|c| c.domain)
-                .unwrap_or_default();
+            let domain = SipCredentials::from_connection(&ctx.data_ref()).map(|c| c.domain).unwrap_or_default();
             if target.is_empty() {
                 return Err(ActError::BadRequest(callgate_proto::info::NO_TRANSFER_TARGET.to_string()));
             }

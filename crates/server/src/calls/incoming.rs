@@ -13,7 +13,8 @@ use callgate_sip::ua::IncomingCall;
 use serde_json::{Map, Value};
 
 use super::call::{end, media_info, raise, set_status, watch_media, with_context, CallEntry, FAILED, RING};
-use crate::session::SessionCtx;
+use super::Calls;
+use crate::party::Party;
 
 pub use callgate_proto::info::{CALL_NOT_RINGING as NOT_RINGING, LATE_OFFER, NOT_ANSWERED};
 
@@ -27,7 +28,7 @@ fn user_of(uri: &str) -> &str {
 }
 
 /// `CallStatusEvent` to the backend only: for a call the client was never offered.
-fn tell_backend(ctx: &Arc<SessionCtx>, obj: &Map<String, Value>, info: &str) {
+fn tell_backend(ctx: &Arc<Party>, obj: &Map<String, Value>, info: &str) {
     let mut ev = obj.clone();
     ev.insert("status".into(), FAILED.into());
     ev.insert("info".into(), info.into());
@@ -43,9 +44,9 @@ pub(super) async fn reject(handle: &UaHandle, c: &IncomingCall, status: u16, rea
 /// An incoming INVITE. Without a registered session: `480 Temporarily Unavailable`. The
 /// session's `OnCallEvent` hook decides first: a refusal (FAIL and a non-200) gets the caller
 /// `403 Forbidden` and the client a `fail {apiMethod:"CallStatusEvent"}`.
-pub(super) async fn incoming(ctx: Option<Arc<SessionCtx>>, c: IncomingCall, handle: UaHandle) {
+pub(super) async fn incoming(calls: Arc<Calls>, ctx: Option<Arc<Party>>, c: IncomingCall, handle: UaHandle) {
     let Some(ctx) = ctx else { return reject(&handle, &c, 480, "Temporarily Unavailable").await };
-    let calls = &ctx.shared.calls;
+    let calls = &calls;
     // The SIP Call-ID is the client's callId (as WCS does); a second INVITE with the same
     // Call-ID for this node (a loop, a fork) gets its own id.
     let call_id: Arc<str> = if calls.table.calls.contains_key(c.sip_call_id.as_str()) {
@@ -66,14 +67,14 @@ pub(super) async fn incoming(ctx: Option<Arc<SessionCtx>>, c: IncomingCall, hand
     data.insert("mediaProvider".into(), "WebRTC".into());
     data.insert("sipMessageRaw".into(), String::from_utf8_lossy(&c.raw).into_owned().into());
     let inv =
-        ctx.shared.engine.invoke(&ctx.app, &ctx.rcc, HookMethod::OnCallEvent, Origin::Sip, &mut data, &ctx.id).await;
+        ctx.node.engine.invoke(&ctx.app, &ctx.rcc, HookMethod::OnCallEvent, Origin::Sip, &mut data, &ctx.id).await;
     // Ours, whatever the backend answered.
     data.insert("callId".into(), Value::from(&*call_id));
     data.insert("incoming".into(), true.into());
     data.remove("sipMessageRaw");
     if inv.verdict.aborts() {
         let why = inv.client_info();
-        ctx.out.send(&ServerFrame::fail(
+        ctx.send(&ServerFrame::fail(
             "CallStatusEvent",
             &callgate_proto::info::incoming_call_refused(&c.from_uri, &why),
             Some(&call_id),
@@ -84,10 +85,10 @@ pub(super) async fn incoming(ctx: Option<Arc<SessionCtx>>, c: IncomingCall, hand
         tell_backend(&ctx, &data, LATE_OFFER);
         return reject(&handle, &c, 488, "Not Acceptable Here").await;
     };
-    let peer = ctx.shared.streams.media.next_peer_id();
+    let peer = calls.media.next_peer_id();
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let sip_offer = String::from_utf8_lossy(sip_offer).into_owned();
-    let leg = match ctx.shared.streams.media.incoming_bridge(peer, sip_offer, tx).await {
+    let leg = match calls.media.incoming_bridge(peer, sip_offer, tx).await {
         Ok(leg) => leg,
         Err(e) => {
             tracing::info!(session = &*ctx.id, call = &*call_id, error = %e, "incoming call: no media leg");
@@ -105,7 +106,7 @@ pub(super) async fn incoming(ctx: Option<Arc<SessionCtx>>, c: IncomingCall, hand
     // hook or the media setup must not be rung; the caller hears 480.
     let admitted = {
         let _admission = calls.table.admission.lock();
-        let alive = super::register::session_alive(&ctx);
+        let alive = super::register::session_alive(calls, &ctx);
         if alive {
             calls.table.calls.insert(
                 call_id.clone(),
@@ -127,10 +128,10 @@ pub(super) async fn incoming(ctx: Option<Arc<SessionCtx>>, c: IncomingCall, hand
     };
     if !admitted {
         tracing::info!(session = &*ctx.id, call = &*call_id, "incoming call dropped: the session closed");
-        ctx.shared.streams.media.close(peer);
+        calls.media.close(peer);
         return reject(&handle, &c, 480, "Temporarily Unavailable").await;
     }
-    watch_media(&ctx, &call_id, rx);
+    watch_media(calls, &call_id, rx);
     let sip = c.call;
     let ringing = handle.with(move |ua, now| ua.provisional(now, sip, 180, None)).await;
     if !matches!(ringing, Ok(Ok(()))) {
@@ -138,36 +139,37 @@ pub(super) async fn incoming(ctx: Option<Arc<SessionCtx>>, c: IncomingCall, hand
         tracing::info!(session = &*ctx.id, call = &*call_id, "incoming call gone before ringing");
         if let Some((_, e)) = calls.table.calls.remove(&*call_id) {
             calls.table.by_sip.remove(&sip);
-            ctx.shared.streams.media.close(e.peer);
+            calls.media.close(e.peer);
         }
         return tell_backend(&ctx, &data, super::call::NORMAL_CALL_CLEARING);
     }
     tracing::info!(session = &*ctx.id, call = &*call_id, from = %c.from_uri, "incoming call offered to the client");
-    ctx.out.send(&ServerFrame::new(
+    ctx.send(&ServerFrame::new(
         callgate_proto::messages::SET_REMOTE_SDP,
         vec![Value::from(&*call_id), Value::from(leg.webrtc_offer), Value::Bool(false)],
     ));
     let exclude = &ctx.rcc.method(HookMethod::OnCallEvent).client_exclude;
-    ctx.out.send_object(callgate_proto::messages::NOTIFY_INCOMING_CALL, &data, exclude);
+    ctx.send_object(callgate_proto::messages::NOTIFY_INCOMING_CALL, &data, exclude);
     raise(&ctx, &data, RING, "", None);
-    ring_timeout(&ctx, call_id, sip, peer, handle);
+    ring_timeout(calls, &ctx, call_id, sip, peer, handle);
 }
 
 /// An incoming call still ringing after `[sip] ring_timeout_ms` is rejected with `480` and
 /// ends `FINISH` [`NOT_ANSWERED`] for client and backend: its WebRTC leg and SIP transaction
 /// are not held for the media layer's 10-minute limit.
 fn ring_timeout(
-    ctx: &Arc<SessionCtx>,
+    calls: &Arc<Calls>,
+    ctx: &Arc<Party>,
     call_id: Arc<str>,
     sip: callgate_sip::ua::CallId,
     peer: PeerId,
     handle: UaHandle,
 ) {
-    let ctx = ctx.clone();
-    let after = std::time::Duration::from_millis(ctx.shared.calls.cfg.ring_timeout_ms);
+    let (calls, ctx) = (calls.clone(), ctx.clone());
+    let after = std::time::Duration::from_millis(calls.cfg.ring_timeout_ms);
     tokio::spawn(async move {
         tokio::time::sleep(after).await;
-        let table = &ctx.shared.calls.table;
+        let table = &calls.table;
         // Claimed under the entry's lock: an `answer` at the same moment either came first
         // (the call is no longer ringing) or finds it gone.
         let claimed = table.calls.get_mut(&*call_id).filter(|e| e.ringing_in && e.peer == peer).map(|mut e| {
@@ -179,17 +181,17 @@ fn ring_timeout(
         tracing::info!(session = &*ctx.id, call = &*call_id, ?after, "incoming call not answered: 480");
         let _ = handle.with(move |ua, now| ua.reject(now, sip, 480, Some("Temporarily Unavailable"))).await;
         let info = format!("{NOT_ANSWERED} within {} s", after.as_secs());
-        end(table, &call_id, super::call::FINISH, &info, None);
+        end(&calls, &call_id, super::call::FINISH, &info, None);
     });
 }
 
 /// `answer {callId, sdp}`: the `answer` hook (a refusal tells the client with `fail` and the
 /// call keeps ringing: the caller may give up, the user may hang up), then the browser's answer
 /// goes to the media leg and the caller gets `200 OK`; its ACK makes the call ESTABLISHED.
-pub(super) async fn answer(ctx: Arc<SessionCtx>, obj: Map<String, Value>) {
-    let calls = &ctx.shared.calls;
+pub(super) async fn answer(calls: Arc<Calls>, ctx: Arc<Party>, obj: Map<String, Value>) {
+    let calls = &calls;
     let call_id = obj.get("callId").and_then(Value::as_str).unwrap_or("").to_string();
-    let fail = |info: &str| ctx.out.send(&ServerFrame::fail("CallStatusEvent", info, Some(&call_id)));
+    let fail = |info: &str| ctx.send(&ServerFrame::fail("CallStatusEvent", info, Some(&call_id)));
     let mut data = with_context(&ctx, obj);
     if let Err(why) = ctx.direct(HookMethod::Answer, &mut data).await {
         return fail(&why);
@@ -208,12 +210,12 @@ pub(super) async fn answer(ctx: Arc<SessionCtx>, obj: Map<String, Value>) {
         Some((false, ..)) | Some((_, None, ..)) => return fail(NOT_RINGING),
         Some((true, Some(sip), peer, sdp)) => (sip, peer, sdp),
     };
-    if let Err(e) = ctx.shared.streams.media.bridge_answer(peer, sdp).await {
+    if let Err(e) = calls.media.bridge_answer(peer, sdp).await {
         tracing::info!(session = &*ctx.id, call = &*call_id, error = %e, "the browser's answer was refused");
         if let Some(handle) = calls.endpoint.get().and_then(|r| r.as_ref().ok()).cloned() {
             let _ = handle.with(move |ua, now| ua.reject(now, sip, 488, Some("Not Acceptable Here"))).await;
         }
-        return end(&calls.table, &call_id, FAILED, media_info(&e), None);
+        return end(calls, &call_id, FAILED, media_info(&e), None);
     }
     let Some(Ok(handle)) = calls.endpoint.get().cloned() else { return fail(super::call::CALL_NOT_FOUND) };
     set_status(&calls.table, &call_id, callgate_proto::status::call::PENDING);

@@ -25,8 +25,8 @@ use callgate_sip::ua::{Account, Failure, ImdnStatus, IncomingMessage, MsgId, UaE
 use dashmap::DashMap;
 use serde_json::{Map, Value};
 
-use super::register::SipCredentials;
-use crate::session::SessionCtx;
+use super::Calls;
+use crate::party::{Party, SipCredentials};
 
 pub use callgate_proto::info::{MESSAGE_WITHOUT_SIP_ACCOUNT as NO_SIP_ACCOUNT, NO_IMDN_REQUEST, NO_RECIPIENT};
 pub use callgate_proto::messages::NOTIFY_MESSAGE as CLIENT_MESSAGE;
@@ -38,7 +38,7 @@ const MAX_AWAITING_IMDN: usize = 100_000;
 
 /// A MESSAGE in flight: whose it is, and what its 2xx means.
 pub(super) struct Sent {
-    ctx: Arc<SessionCtx>,
+    ctx: Arc<Party>,
     obj: Map<String, Value>,
     ok_status: &'static str,
     imdn_id: Option<String>,
@@ -56,7 +56,7 @@ pub(super) struct Received {
 pub struct MsgTables {
     sent: DashMap<MsgId, Sent>,
     /// `imdn.Message-ID` of a message we sent -> its sender and message object.
-    awaiting_imdn: DashMap<String, (Arc<SessionCtx>, Map<String, Value>)>,
+    awaiting_imdn: DashMap<String, (Arc<Party>, Map<String, Value>)>,
     /// (session id, client message id) -> what `sendIMDN` needs.
     received: DashMap<(Arc<str>, String), Received>,
 }
@@ -72,11 +72,8 @@ impl MsgTables {
     }
 }
 
-pub(super) fn with_context(ctx: &SessionCtx, mut obj: Map<String, Value>) -> Map<String, Value> {
-    obj.insert("nodeId".into(), Value::from(&*ctx.shared.node_id));
-    obj.insert("appKey".into(), Value::from(&*ctx.app.key));
-    obj.insert("sessionId".into(), Value::from(&*ctx.id));
-    obj
+pub(super) fn with_context(ctx: &Party, obj: Map<String, Value>) -> Map<String, Value> {
+    ctx.with_context(obj)
 }
 
 pub(super) fn text(obj: &Map<String, Value>, k: &str) -> Option<String> {
@@ -96,24 +93,26 @@ fn flag(obj: &Map<String, Value>, k: &str) -> bool {
 }
 
 /// The session's SIP account, resolved, and the running endpoint.
-pub(super) async fn session_account(ctx: &Arc<SessionCtx>) -> Result<(UaHandle, Account, SipCredentials), String> {
-    let creds = SipCredentials::from_connection(&ctx.handle.data_ref())
+pub(super) async fn session_account(
+    calls: &Arc<Calls>,
+    ctx: &Arc<Party>,
+) -> Result<(UaHandle, Account, SipCredentials), String> {
+    let creds = SipCredentials::from_connection(&ctx.data_ref())
         .filter(|c| !c.domain.is_empty())
         .ok_or_else(|| NO_SIP_ACCOUNT.to_string())?;
-    let next_hop = super::next_hop(ctx, &creds).await?;
-    let calls = &ctx.shared.calls;
+    let next_hop = super::next_hop(calls, ctx, &creds).await?;
     let handle = calls.endpoint().await?;
     let account = creds.account(next_hop, calls.cfg.register_expires);
     Ok((handle, account, creds))
 }
 
 /// `MessageStatusEvent` to the backend and `notifyMessage [message, {id}]` to the client.
-fn raise(ctx: &Arc<SessionCtx>, obj: &Map<String, Value>, status: &str, info: &str, failure: Option<&FailureEvent>) {
+fn raise(ctx: &Arc<Party>, obj: &Map<String, Value>, status: &str, info: &str, failure: Option<&FailureEvent>) {
     let mut ev = obj.clone();
     ev.insert("status".into(), status.into());
     ev.insert("info".into(), info.into());
     if let Some(f) = failure {
-        super::insert_sip_failure(&mut ev, f);
+        crate::party::insert_sip_failure(&mut ev, f);
     }
     tracing::info!(session = &*ctx.id, id = ?obj.get("id"), status, info, "message status");
     metrics::counter!("callgate_message_statuses_total", "status" => status.to_string()).increment(1);
@@ -129,13 +128,13 @@ fn raise(ctx: &Arc<SessionCtx>, obj: &Map<String, Value>, status: &str, info: &s
 }
 
 /// `sendMessage {id, from, to, visibleName, body, contentType, isImdnRequired}`.
-pub(super) async fn send(ctx: Arc<SessionCtx>, obj: Map<String, Value>) {
+pub(super) async fn send(calls: Arc<Calls>, ctx: Arc<Party>, obj: Map<String, Value>) {
     let mut data = with_context(&ctx, obj);
     let id = text(&data, "id").unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     data.insert("id".into(), id.as_str().into());
     data.remove("status");
     if !data.contains_key("from") {
-        if let Some(c) = SipCredentials::from_connection(&ctx.handle.data_ref()) {
+        if let Some(c) = SipCredentials::from_connection(&ctx.data_ref()) {
             data.insert("from".into(), c.login.into());
         }
     }
@@ -153,13 +152,13 @@ pub(super) async fn send(ctx: Arc<SessionCtx>, obj: Map<String, Value>) {
         Some(other) => other.to_string(),
     };
     let imdn = flag(&data, "isImdnRequired");
-    let (handle, account, creds) = match session_account(&ctx).await {
+    let (handle, account, creds) = match session_account(&calls, &ctx).await {
         Ok(x) => x,
         Err(info) => return raise(&ctx, &data, FAILED, &info, None),
     };
     let to_uri = super::call::target_uri(&to, &creds.domain);
     let imdn_id = imdn.then(|| uuid::Uuid::new_v4().simple().to_string());
-    let tables = ctx.shared.calls.msgs.clone();
+    let tables = calls.msgs.clone();
     let (c2, obj) = (ctx.clone(), data.clone());
     tracing::info!(session = &*ctx.id, id, to = to_uri, imdn, "SIP MESSAGE");
     let r = handle
@@ -184,7 +183,7 @@ pub(super) async fn send(ctx: Arc<SessionCtx>, obj: Map<String, Value>) {
 }
 
 /// `FAILED` to the client and backend when the user agent refused to send, or is gone.
-fn raise_if_not_sent(ctx: &Arc<SessionCtx>, data: &Map<String, Value>, r: Result<Result<(), UaError>, EndpointGone>) {
+fn raise_if_not_sent(ctx: &Arc<Party>, data: &Map<String, Value>, r: Result<Result<(), UaError>, EndpointGone>) {
     match r {
         Ok(Ok(())) => {}
         Ok(Err(e)) => raise(ctx, data, FAILED, &callgate_proto::info::failed_by_error(e), None),
@@ -231,12 +230,7 @@ pub(super) async fn respond(handle: &UaHandle, req: callgate_sip::ua::ReqId, sta
 
 /// An incoming MESSAGE. `ctx` is the registered session it is addressed to (or the session of
 /// the call it arrived in).
-pub(super) async fn incoming(
-    ctx: Option<Arc<SessionCtx>>,
-    m: IncomingMessage,
-    handle: UaHandle,
-    tables: Arc<MsgTables>,
-) {
+pub(super) async fn incoming(ctx: Option<Arc<Party>>, m: IncomingMessage, handle: UaHandle, tables: Arc<MsgTables>) {
     // A delivery notification for a message we sent: reported on the sender's session.
     if m.content_type.to_ascii_lowercase().starts_with("message/imdn+xml") {
         if let Some(n) = callgate_sip::ua::parse_imdn(&m.body) {
@@ -280,12 +274,12 @@ pub(super) async fn incoming(
     data.insert("status".into(), RECEIVED.into());
     data.insert("sipMessageRaw".into(), String::from_utf8_lossy(&m.raw).into_owned().into());
     let inv =
-        ctx.shared.engine.invoke(&ctx.app, &ctx.rcc, HookMethod::OnMessageEvent, Origin::Sip, &mut data, &ctx.id).await;
+        ctx.node.engine.invoke(&ctx.app, &ctx.rcc, HookMethod::OnMessageEvent, Origin::Sip, &mut data, &ctx.id).await;
     if inv.verdict.aborts() {
         let why = inv.client_info();
         tracing::info!(session = &*ctx.id, from = %m.from_uri, reason = %why, "incoming MESSAGE refused by OnMessageEvent");
         respond(&handle, m.req, 403, "Forbidden").await;
-        ctx.out.send(&ServerFrame::fail(
+        ctx.send(&ServerFrame::fail(
             "MessageStatusEvent",
             &callgate_proto::info::incoming_message_refused(&m.from_uri, &why),
             Some(&id),
@@ -310,13 +304,13 @@ pub(super) async fn incoming(
         .expect("JSON values always serialise");
     let mut result = Map::new();
     result.insert("id".into(), id.into());
-    ctx.out.send(&ServerFrame::new(CLIENT_MESSAGE, vec![obj, Value::Object(result)]));
+    ctx.send(&ServerFrame::new(CLIENT_MESSAGE, vec![obj, Value::Object(result)]));
 }
 
 /// `sendIMDN {id, imdnStatus}`: a delivery notification for the received message `id`
 /// (`imdnStatus` `DELIVERED` (default), `FAILED`, `FORBIDDEN`, `ERROR`; also with the `IMDN_`
 /// prefix, or in `status`).
-pub(super) async fn send_imdn(ctx: Arc<SessionCtx>, obj: Map<String, Value>) {
+pub(super) async fn send_imdn(calls: Arc<Calls>, ctx: Arc<Party>, obj: Map<String, Value>) {
     let mut data = with_context(&ctx, obj);
     let id = text(&data, "id").unwrap_or_default();
     let asked = text(&data, "imdnStatus").or_else(|| text(&data, "status")).unwrap_or_else(|| "DELIVERED".into());
@@ -330,8 +324,7 @@ pub(super) async fn send_imdn(ctx: Arc<SessionCtx>, obj: Map<String, Value>) {
     };
     data.insert("imdnStatus".into(), asked.to_ascii_uppercase().into());
     let key = (ctx.id.clone(), id.clone());
-    let Some(rec) =
-        ctx.shared.calls.msgs.received.get(&key).map(|r| (r.from_uri.clone(), r.imdn_id.clone(), r.datetime.clone()))
+    let Some(rec) = calls.msgs.received.get(&key).map(|r| (r.from_uri.clone(), r.imdn_id.clone(), r.datetime.clone()))
     else {
         return raise(&ctx, &data, FAILED, NO_IMDN_REQUEST, None);
     };
@@ -344,11 +337,11 @@ pub(super) async fn send_imdn(ctx: Arc<SessionCtx>, obj: Map<String, Value>) {
     let Some(disposition) = disposition else {
         return raise(&ctx, &data, FAILED, &callgate_proto::info::unknown_imdn_status(&asked), None);
     };
-    let (handle, account, _) = match session_account(&ctx).await {
+    let (handle, account, _) = match session_account(&calls, &ctx).await {
         Ok(x) => x,
         Err(info) => return raise(&ctx, &data, FAILED, &info, None),
     };
-    let tables = ctx.shared.calls.msgs.clone();
+    let tables = calls.msgs.clone();
     let (c2, obj) = (ctx.clone(), data.clone());
     let (to, original, datetime) = rec;
     let r = handle
@@ -364,12 +357,12 @@ pub(super) async fn send_imdn(ctx: Arc<SessionCtx>, obj: Map<String, Value>) {
 }
 
 /// `notificationResult` (the old API's answer to `notifyMessage`): nothing to do.
-pub(super) fn notification_result(ctx: &SessionCtx, obj: &Map<String, Value>) {
+pub(super) fn notification_result(ctx: &Party, obj: &Map<String, Value>) {
     tracing::debug!(session = &*ctx.id, result = ?obj, "notificationResult");
 }
 
 /// The session is gone: forget what only it could use.
-pub(super) fn session_closed(tables: &MsgTables, ctx: &Arc<SessionCtx>) {
+pub(super) fn session_closed(tables: &MsgTables, ctx: &Arc<Party>) {
     tables.awaiting_imdn.retain(|_, (c, _)| !Arc::ptr_eq(c, ctx));
     tables.received.retain(|(sid, _), _| *sid != ctx.id);
 }

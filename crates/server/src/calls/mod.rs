@@ -39,11 +39,14 @@ use callgate_sip::ua::{CallId as SipCallId, RegId, UaEvent};
 use dashmap::DashMap;
 use tokio::sync::OnceCell;
 
-use crate::config::SipSection;
-use crate::session::SessionCtx;
+use callgate_media::MediaEndpoint;
 
+use crate::config::SipSection;
+use crate::party::Party;
+use crate::registry::Registry;
+
+pub use crate::party::SipCredentials;
 pub use policy::{SipPolicy, NOT_ALLOWED as DESTINATION_NOT_ALLOWED, SESSION_FIELD as ALLOWED_DESTINATIONS_FIELD};
-pub use register::SipCredentials;
 pub use rest::RestCallError;
 
 /// The SIP event pump's `task` label in `callgate_task_panics_total`.
@@ -61,6 +64,10 @@ pub struct Calls {
     subs: Arc<subscribe::SubTables>,
     /// Trusted sources and allowed destinations (`policy.rs`).
     policy: Arc<SipPolicy>,
+    /// The media endpoint: every call's bridge leg.
+    media: MediaEndpoint,
+    /// The live sessions: a call is recorded only while its owner is one of them.
+    sessions: Arc<Registry<Party>>,
     /// Told when the SIP driver panics (`crate::supervise`).
     supervisor: crate::supervise::Supervisor,
     /// The task that delivers the user agent's events; it ends when the driver has stopped.
@@ -79,14 +86,16 @@ pub struct CallTable {
 }
 
 impl Calls {
-    pub fn new(cfg: SipSection) -> Calls {
-        let policy = cfg.policy().unwrap_or_else(|e| {
-            // Config::validate refuses this before; never fall back to something more open.
+    pub fn new(cfg: SipSection, media: MediaEndpoint, sessions: Arc<Registry<Party>>) -> Calls {
+        let policy = SipPolicy::from_config(&cfg).unwrap_or_else(|e| {
+            // `validate` (lib.rs) refuses this before; never fall back to something more open.
             tracing::error!(error = %e, "[sip] policy invalid: no destination allowed");
             SipPolicy::new(&[], &[]).expect("empty lists are valid")
         });
         Calls {
             policy: Arc::new(policy),
+            media,
+            sessions,
             supervisor: crate::supervise::Supervisor::default(),
             cfg,
             endpoint: OnceCell::new(),
@@ -108,7 +117,7 @@ impl Calls {
     }
 
     /// The SIP endpoint, started on first use; `Err` with the reason when it cannot bind.
-    pub async fn endpoint(&self) -> Result<UaHandle, String> {
+    pub async fn endpoint(self: &Arc<Self>) -> Result<UaHandle, String> {
         self.endpoint
             .get_or_init(|| async {
                 let cfg = self.cfg.endpoint_config().map_err(|e| e.to_string())?;
@@ -120,15 +129,7 @@ impl Calls {
                         // exits non-zero): never a silently dead endpoint. The driver itself
                         // goes on after a panic in the user agent, so calls can still be hung up.
                         self.supervisor.watch_sip_driver(ep.panicked, ep.task);
-                        let pump = tokio::spawn(pump(
-                            ep.events,
-                            ep.handle.clone(),
-                            self.regs.clone(),
-                            self.table.clone(),
-                            self.msgs.clone(),
-                            self.subs.clone(),
-                            self.policy.clone(),
-                        ));
+                        let pump = tokio::spawn(pump(ep.events, ep.handle.clone(), self.clone()));
                         // The pump turns every SIP event into calls, messages and registrations:
                         // its panic ends the server the same way.
                         let pump = self.supervisor.watch_task(SIP_PUMP, "the SIP event pump", pump);
@@ -159,14 +160,14 @@ impl Calls {
     }
 
     /// REST `/call/terminate`: hangs up `call_id`; false when there is no such call.
-    pub async fn terminate(&self, call_id: &str) -> bool {
+    pub async fn terminate(self: &Arc<Self>, call_id: &str) -> bool {
         call::terminate(self, call_id).await
     }
 
     /// REST `/call/hold`, `/unhold`, `/transfer`, `/send_dtmf` (`method` = the hook's); see
     /// `rest.rs`.
     pub async fn rest_action(
-        &self,
+        self: &Arc<Self>,
         method: callgate_hooks::HookMethod,
         body: serde_json::Map<String, serde_json::Value>,
     ) -> Result<(), RestCallError> {
@@ -178,7 +179,7 @@ impl Calls {
     /// WebSocket sessions hang up their own calls when they close; REST-started calls have no
     /// session, so this is what ends them.
     /// A call recorded meanwhile (a setup that was under way) is hung up too.
-    pub async fn hang_up_all(&self, deadline: tokio::time::Instant) {
+    pub async fn hang_up_all(self: &Arc<Self>, deadline: tokio::time::Instant) {
         let mut done = std::collections::HashSet::new();
         while !self.table.calls.is_empty() && tokio::time::Instant::now() < deadline {
             let ids: Vec<Arc<str>> =
@@ -221,7 +222,7 @@ impl Calls {
     pub fn clear(&self) -> usize {
         let ids: Vec<Arc<str>> = self.table.calls.iter().map(|e| e.key().clone()).collect();
         for id in &ids {
-            call::end(&self.table, id, call::FAILED, crate::session::SERVER_SHUTDOWN, None);
+            call::end(self, id, call::FAILED, callgate_proto::info::SERVER_SHUTDOWN, None);
         }
         let n = ids.len() + self.regs.len() + self.msgs.clear() + self.subs.clear();
         self.table.calls.clear();
@@ -243,22 +244,15 @@ impl Calls {
 }
 
 /// Delivers the user agent's events.
-async fn pump(
-    mut events: tokio::sync::mpsc::UnboundedReceiver<UaEvent>,
-    handle: UaHandle,
-    regs: Arc<DashMap<RegId, register::RegEntry>>,
-    table: Arc<CallTable>,
-    msgs: Arc<message::MsgTables>,
-    subs: Arc<subscribe::SubTables>,
-    policy: Arc<SipPolicy>,
-) {
+async fn pump(mut events: tokio::sync::mpsc::UnboundedReceiver<UaEvent>, handle: UaHandle, calls: Arc<Calls>) {
+    let (regs, table, msgs, subs, policy) = (&calls.regs, &calls.table, &calls.msgs, &calls.subs, &calls.policy);
     // The registered session a request is addressed to and the next hop of its registration.
     let registered =
         |reg: Option<RegId>| reg.and_then(|r| regs.get(&r).filter(|e| !e.closing).map(|e| (e.ctx.clone(), e.next_hop)));
     while let Some(ev) = events.recv().await {
         match ev {
-            UaEvent::Registration { reg, event } => register::on_event(&regs, reg, event),
-            UaEvent::Call { call, event } => call::on_event(&table, call, event),
+            UaEvent::Registration { reg, event } => register::on_event(&calls, reg, event),
+            UaEvent::Call { call, event } => call::on_event(&calls, call, event),
             UaEvent::IncomingCall(c) => {
                 let to = registered(c.reg);
                 if let Some((_, hop)) = &to {
@@ -269,7 +263,7 @@ async fn pump(
                         continue;
                     }
                 }
-                tokio::spawn(incoming::incoming(to.map(|t| t.0), c, handle.clone()));
+                tokio::spawn(incoming::incoming(calls.clone(), to.map(|t| t.0), c, handle.clone()));
             }
             UaEvent::IncomingMessage(m) => {
                 // The registered session it is addressed to, else the session of its call.
@@ -288,27 +282,29 @@ async fn pump(
                 });
                 tokio::spawn(message::incoming(ctx, m, handle.clone(), msgs.clone()));
             }
-            UaEvent::MessageResult { msg, result } => message::on_result(&msgs, msg, result),
-            UaEvent::Subscription { sub, event } => subscribe::on_event(&subs, sub, event),
+            UaEvent::MessageResult { msg, result } => message::on_result(msgs, msg, result),
+            UaEvent::Subscription { sub, event } => subscribe::on_event(subs, sub, event),
         }
     }
 }
 
 /// REST `/call/startup`: a SIP call with no browser (see `rest.rs`); `Ok` = accepted.
 pub fn rest_startup(
-    shared: &Arc<crate::Shared>,
+    calls: &Arc<Calls>,
+    node: &Arc<crate::party::NodeInfo>,
+    apps: &callgate_hooks::AppRegistry,
     body: serde_json::Map<String, serde_json::Value>,
 ) -> Result<(), RestCallError> {
-    rest::startup(shared, body)
+    rest::startup(calls, node, apps, body)
 }
 
 /// The session's next hop, resolved, when `[sip] allowed_destinations` or the session's
 /// backend-given `sipAllowedDestinations` allow it; else [`policy::NOT_ALLOWED`] and nothing is
 /// sent (issue 14 item 8).
-pub(crate) async fn next_hop(ctx: &SessionCtx, creds: &SipCredentials) -> Result<SocketAddr, String> {
+pub(crate) async fn next_hop(calls: &Calls, ctx: &Party, creds: &SipCredentials) -> Result<SocketAddr, String> {
     let addr = creds.resolve().await?;
-    let session = policy::session_destinations(&ctx.handle.data_ref());
-    if ctx.shared.calls.policy.destination_allowed(&session, creds.next_hop_name(), addr) {
+    let session = policy::session_destinations(&ctx.data_ref());
+    if calls.policy.destination_allowed(&session, creds.next_hop_name(), addr) {
         return Ok(addr);
     }
     let target = creds.next_hop_target();
@@ -317,73 +313,61 @@ pub(crate) async fn next_hop(ctx: &SessionCtx, creds: &SipCredentials) -> Result
     Err(format!("{}: {target}", policy::NOT_ALLOWED))
 }
 
-/// Adds a SIP failure's `sipStatus` and `sipMessageRaw` (the response exactly as received) to
-/// a status event's body, when a SIP response caused the failure.
-pub(crate) fn insert_sip_failure(
-    ev: &mut serde_json::Map<String, serde_json::Value>,
-    f: &callgate_errmap::FailureEvent,
-) {
-    if let Some(code) = f.sip_status {
-        ev.insert("sipStatus".into(), code.into());
-    }
-    if let Some(raw) = &f.sip_message_raw {
-        ev.insert("sipMessageRaw".into(), raw.clone().into());
-    }
-}
-
 /// The session is established: register its SIP account when it asks for it.
-pub fn session_established(ctx: &Arc<SessionCtx>) {
-    register::start(ctx);
+pub fn session_established(calls: &Arc<Calls>, ctx: &Arc<Party>) {
+    register::start(calls, ctx);
 }
 
-/// The session is gone: un-REGISTER its account.
-pub fn session_closed(ctx: &Arc<SessionCtx>) {
-    call::session_closed(ctx);
-    subscribe::session_closed(ctx);
-    message::session_closed(&ctx.shared.calls.msgs, ctx);
-    register::stop(ctx);
+/// The session is gone: hang up its calls, end its subscriptions and messages, un-REGISTER
+/// its account.
+pub fn session_closed(calls: &Arc<Calls>, ctx: &Arc<Party>) {
+    call::session_closed(calls, ctx);
+    subscribe::session_closed(calls, ctx);
+    message::session_closed(&calls.msgs, ctx);
+    register::stop(calls, ctx);
 }
 
 /// `call` from the client.
-pub fn call(ctx: Arc<SessionCtx>, obj: serde_json::Map<String, serde_json::Value>) {
-    tokio::spawn(call::outgoing(ctx, obj));
+pub fn call(calls: &Arc<Calls>, ctx: Arc<Party>, obj: serde_json::Map<String, serde_json::Value>) {
+    tokio::spawn(call::outgoing(calls.clone(), ctx, obj));
 }
 
-/// `hold`, `unhold`, `sendDtmf` from the client.
+/// `hold`, `unhold`, `sendDtmf`, `transfer` from the client.
 pub fn in_call(
-    ctx: Arc<SessionCtx>,
+    calls: &Arc<Calls>,
+    ctx: Arc<Party>,
     method: callgate_hooks::HookMethod,
     obj: serde_json::Map<String, serde_json::Value>,
 ) {
-    tokio::spawn(call::in_call(ctx, method, obj));
+    tokio::spawn(call::in_call(calls.clone(), ctx, method, obj));
 }
 
 /// `answer` from the client (an incoming call).
-pub fn answer(ctx: Arc<SessionCtx>, obj: serde_json::Map<String, serde_json::Value>) {
-    tokio::spawn(incoming::answer(ctx, obj));
+pub fn answer(calls: &Arc<Calls>, ctx: Arc<Party>, obj: serde_json::Map<String, serde_json::Value>) {
+    tokio::spawn(incoming::answer(calls.clone(), ctx, obj));
 }
 
 /// `hangup` from the client.
-pub fn hangup(ctx: Arc<SessionCtx>, obj: serde_json::Map<String, serde_json::Value>) {
-    tokio::spawn(call::hangup(ctx, obj));
+pub fn hangup(calls: &Arc<Calls>, ctx: Arc<Party>, obj: serde_json::Map<String, serde_json::Value>) {
+    tokio::spawn(call::hangup(calls.clone(), ctx, obj));
 }
 
 /// `sendMessage` from the client.
-pub fn send_message(ctx: Arc<SessionCtx>, obj: serde_json::Map<String, serde_json::Value>) {
-    tokio::spawn(message::send(ctx, obj));
+pub fn send_message(calls: &Arc<Calls>, ctx: Arc<Party>, obj: serde_json::Map<String, serde_json::Value>) {
+    tokio::spawn(message::send(calls.clone(), ctx, obj));
 }
 
 /// `sendIMDN` from the client.
-pub fn send_imdn(ctx: Arc<SessionCtx>, obj: serde_json::Map<String, serde_json::Value>) {
-    tokio::spawn(message::send_imdn(ctx, obj));
+pub fn send_imdn(calls: &Arc<Calls>, ctx: Arc<Party>, obj: serde_json::Map<String, serde_json::Value>) {
+    tokio::spawn(message::send_imdn(calls.clone(), ctx, obj));
 }
 
 /// `notificationResult` from the client (the old API's answer to `notifyMessage`).
-pub fn notification_result(ctx: &SessionCtx, obj: &serde_json::Map<String, serde_json::Value>) {
+pub fn notification_result(ctx: &Party, obj: &serde_json::Map<String, serde_json::Value>) {
     message::notification_result(ctx, obj);
 }
 
 /// `subscribe` from the client.
-pub fn subscribe(ctx: Arc<SessionCtx>, obj: serde_json::Map<String, serde_json::Value>) {
-    tokio::spawn(subscribe::subscribe(ctx, obj));
+pub fn subscribe(calls: &Arc<Calls>, ctx: Arc<Party>, obj: serde_json::Map<String, serde_json::Value>) {
+    tokio::spawn(subscribe::subscribe(calls.clone(), ctx, obj));
 }

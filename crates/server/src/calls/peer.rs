@@ -16,7 +16,8 @@ use callgate_sip::ua::CallId as SipCallId;
 use serde_json::{Map, Value};
 
 use super::call::{raise, set_status, ESTABLISHED, HOLD};
-use crate::session::SessionCtx;
+use super::Calls;
+use crate::party::Party;
 
 /// The `info` of a call ended because the peer, the session refresher, did not refresh it.
 pub use callgate_proto::info::SESSION_EXPIRED;
@@ -25,7 +26,8 @@ pub use callgate_proto::info::SESSION_EXPIRED;
 /// codec, then the user agent answers 200 with our SDP (its direction mirrored by the user
 /// agent); a refused SDP gets `488` and the call goes on as it was.
 pub(super) fn offer(
-    ctx: Arc<SessionCtx>,
+    calls: Arc<Calls>,
+    ctx: Arc<Party>,
     call_id: Arc<str>,
     sip: SipCallId,
     peer: PeerId,
@@ -33,29 +35,29 @@ pub(super) fn offer(
     hold: bool,
 ) {
     tokio::spawn(async move {
-        let Some(Ok(handle)) = ctx.shared.calls.endpoint.get().cloned() else { return };
+        let Some(Ok(handle)) = calls.endpoint.get().cloned() else { return };
         if let Some(sdp) = sdp {
             let text = String::from_utf8_lossy(&sdp).into_owned();
-            if let Err(e) = ctx.shared.streams.media.bridge_remote(peer, text).await {
+            if let Err(e) = calls.media.bridge_remote(peer, text).await {
                 tracing::info!(session = &*ctx.id, call = &*call_id, error = %e, "peer's re-offer refused: 488");
                 let _ = handle.with(move |ua, now| ua.reject(now, sip, 488, Some("Not Acceptable Here"))).await;
                 return;
             }
         }
-        let Some(ours) = ctx.shared.calls.table.calls.get(&call_id).map(|e| e.sip_sdp.clone()) else { return };
+        let Some(ours) = calls.table.calls.get(&call_id).map(|e| e.sip_sdp.clone()) else { return };
         match handle.with(move |ua, now| ua.answer(now, sip, ours)).await {
-            Ok(Ok(())) => report_hold(&ctx, &call_id, hold),
+            Ok(Ok(())) => report_hold(&calls, &ctx, &call_id, hold),
             other => tracing::info!(session = &*ctx.id, call = &*call_id, result = ?other, "re-offer not answered"),
         }
     });
 }
 
 /// The peer's answer in its ACK (to the offer of our 2xx to its offer-less re-INVITE).
-pub(super) fn answer(ctx: Arc<SessionCtx>, call_id: Arc<str>, peer: PeerId, sdp: Bytes, hold: bool) {
+pub(super) fn answer(calls: Arc<Calls>, ctx: Arc<Party>, call_id: Arc<str>, peer: PeerId, sdp: Bytes, hold: bool) {
     tokio::spawn(async move {
         let text = String::from_utf8_lossy(&sdp).into_owned();
-        match ctx.shared.streams.media.bridge_remote(peer, text).await {
-            Ok(()) => report_hold(&ctx, &call_id, hold),
+        match calls.media.bridge_remote(peer, text).await {
+            Ok(()) => report_hold(&calls, &ctx, &call_id, hold),
             Err(e) => tracing::info!(session = &*ctx.id, call = &*call_id, error = %e, "peer's answer in ACK refused"),
         }
     });
@@ -64,8 +66,8 @@ pub(super) fn answer(ctx: Arc<SessionCtx>, call_id: Arc<str>, peer: PeerId, sdp:
 /// The peer put the call on hold (`HOLD`) or took it off (`ESTABLISHED`): client (`hold` /
 /// `talk`) and backend (`CallStatusEvent`), only when that changes whether the call is held
 /// (the peer's unhold while the browser holds changes nothing).
-fn report_hold(ctx: &Arc<SessionCtx>, call_id: &str, hold: bool) {
-    let table = &ctx.shared.calls.table;
+fn report_hold(calls: &Calls, ctx: &Arc<Party>, call_id: &str, hold: bool) {
+    let table = &calls.table;
     let obj = match table.calls.get_mut(call_id) {
         Some(mut e) if e.holds.peer != hold => {
             let held_before = e.holds.local || e.holds.peer;
@@ -87,7 +89,7 @@ fn report_hold(ctx: &Arc<SessionCtx>, call_id: &str, hold: bool) {
 /// already answered 200). The SDK has no call event for it: the client gets `OnDataEvent`
 /// (SDK `APP_DATA`) and the backend the `OnDataEvent` hook, both with
 /// `payload: {type:"DTMF", callId, dtmf, duration, method:"INFO"}` (docs/hooks.md §12).
-pub(super) fn dtmf(ctx: &Arc<SessionCtx>, call_id: &str, digit: char, duration_ms: u32) {
+pub(super) fn dtmf(ctx: &Arc<Party>, call_id: &str, digit: char, duration_ms: u32) {
     let mut payload = Map::new();
     payload.insert("type".into(), "DTMF".into());
     payload.insert("callId".into(), call_id.into());

@@ -5,7 +5,7 @@
 //! The seed: an action started through the REST API still calls its hook, but the backend
 //! cannot reject it (origin `RestApi` in the decision table); an OVERWRITE answer still applies.
 //!
-//! A REST call belongs to no WebSocket session. It gets a detached [`SessionCtx`] of its own:
+//! A REST call belongs to no WebSocket session. It gets a [`Party`] of its own, with no client:
 //! - `sessionId` = `rest-api:<callId>` (unique while the call lives; `/call/find` filters on it),
 //!   `nodeId` = this node's id, `appKey` = the body's `appKey` (default `defaultApp`), whose
 //!   application receives the hooks;
@@ -19,7 +19,6 @@
 //! | `/call/startup` | checked (400/409), recorded (visible to `/call/find`), `200` |
 //! | then | `call` hook (origin RestApi: a refusal is logged, the call goes on; OVERWRITE may rewrite `callee`) -> `TRYING` -> RTP leg (PCMU + telephone-event) -> INVITE -> RING/ESTABLISHED/FAILED/FINISH as for a client's call |
 
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use callgate_hooks::{HookMethod, Origin, RestClientConfig};
@@ -27,10 +26,8 @@ use callgate_media::bridge::G711;
 use serde_json::{Map, Value};
 
 use super::call::{self, ActError, CallEntry, FAILED, TRYING};
-use super::register::SipCredentials;
-use crate::registry::SessionHandle;
-use crate::session::{Outbox, SessionCtx};
-use crate::Shared;
+use super::Calls;
+use crate::party::{NodeInfo, Party, SipCredentials};
 
 /// Why a REST call request was not carried out (the REST API maps it to an HTTP status).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,7 +82,12 @@ pub fn session_id(call_id: &str) -> String {
 
 /// `/call/startup`: checks and records the call, then places it in a task. `Ok` = accepted
 /// (its progress reaches the backend as `CallStatusEvent`s).
-pub(super) fn startup(shared: &Arc<Shared>, body: Map<String, Value>) -> Result<(), RestCallError> {
+pub(super) fn startup(
+    calls: &Arc<Calls>,
+    node: &Arc<NodeInfo>,
+    apps: &callgate_hooks::AppRegistry,
+    body: Map<String, Value>,
+) -> Result<(), RestCallError> {
     let call_id: Arc<str> = text(&body, "callId").ok_or_else(|| bad("callId is required"))?.into();
     let callee = text(&body, "callee").ok_or_else(|| bad("callee is required"))?.to_string();
     for k in ["rtmpUrl", "rtmpStream", "toStream"] {
@@ -107,11 +109,11 @@ pub(super) fn startup(shared: &Arc<Shared>, body: Map<String, Value>) -> Result<
     // `[sip] allowed_destinations` only (a REST body cannot widen it). What the name alone
     // decides is refused here; a host name is checked again once resolved, before the INVITE.
     let port = creds.next_hop_target().rsplit_once(':').and_then(|(_, p)| p.parse().ok()).unwrap_or(creds.port);
-    if shared.calls.policy.destination_allowed_unresolved(&[], creds.next_hop_name(), port) == Some(false) {
+    if calls.policy.destination_allowed_unresolved(&[], creds.next_hop_name(), port) == Some(false) {
         return Err(bad(format!("{}: {}", super::policy::NOT_ALLOWED, creds.next_hop_target())));
     }
     let app_key = text(&body, "appKey").unwrap_or("defaultApp");
-    let app = shared.apps.get(app_key).cloned().ok_or_else(|| bad(format!("unknown appKey: {app_key}")))?;
+    let app = apps.get(app_key).cloned().ok_or_else(|| bad(format!("unknown appKey: {app_key}")))?;
     let rcc = match body.get("restClientConfig") {
         None | Some(Value::Null) => RestClientConfig::default(),
         Some(v) => {
@@ -122,7 +124,6 @@ pub(super) fn startup(shared: &Arc<Shared>, body: Map<String, Value>) -> Result<
             rcc
         }
     };
-    let calls = &shared.calls;
     if calls.table.calls.contains_key(&call_id) {
         return Err(RestCallError::Conflict(format!("callId {call_id} is already in use")));
     }
@@ -130,7 +131,7 @@ pub(super) fn startup(shared: &Arc<Shared>, body: Map<String, Value>) -> Result<
     let sid: Arc<str> = session_id(&call_id).into();
     let rcc = Arc::new(rcc);
     let mut obj = Map::new();
-    obj.insert("nodeId".into(), Value::from(&*shared.node_id));
+    obj.insert("nodeId".into(), Value::from(&*node.id));
     obj.insert("appKey".into(), Value::from(&*app.key));
     obj.insert("sessionId".into(), Value::from(&*sid));
     obj.insert("callId".into(), Value::from(&*call_id));
@@ -141,28 +142,16 @@ pub(super) fn startup(shared: &Arc<Shared>, body: Map<String, Value>) -> Result<
     obj.insert("hasAudio".into(), true.into());
     obj.insert("hasVideo".into(), false.into());
     obj.insert("status".into(), callgate_proto::status::call::PENDING.into());
-    // The connection object of the detached session: the SIP account (for the INVITE and the
-    // domain of a transfer target). It is never shown: no registry entry, no client.
+    // The connection object of the REST leg: the SIP account (for the INVITE and the domain
+    // of a transfer target). It is never shown: no registry entry, no client.
     let mut account = Map::new();
     for k in ["sipLogin", "sipAuthenticationName", "sipPassword", "sipDomain", "sipOutboundProxy", "sipPort"] {
         if let Some(v) = body.get(k) {
             account.insert(k.into(), v.clone());
         }
     }
-    let (out, cmd) = Outbox::detached();
-    let events = callgate_hooks::EventQueue::spawn(shared.engine.clone(), app.clone(), rcc.clone(), sid.clone());
-    let handle = Arc::new(SessionHandle::new(sid.clone(), app.key.clone(), account, cmd, out.clone()));
-    let ctx = Arc::new(SessionCtx {
-        shared: shared.clone(),
-        id: sid,
-        app,
-        rcc,
-        out,
-        events,
-        debug: AtomicBool::new(false),
-        handle,
-    });
-    let peer = shared.streams.media.next_peer_id();
+    let ctx = Arc::new(Party::new(node.clone(), sid, app, rcc, account, None));
+    let peer = calls.media.next_peer_id();
     {
         use dashmap::mapref::entry::Entry;
         match calls.table.calls.entry(call_id.clone()) {
@@ -183,20 +172,26 @@ pub(super) fn startup(shared: &Arc<Shared>, body: Map<String, Value>) -> Result<
         }
     }
     metrics::counter!("callgate_rest_calls_total").increment(1);
-    tokio::spawn(place(ctx, call_id, creds, obj));
+    tokio::spawn(place(calls.clone(), ctx, call_id, creds, obj));
     Ok(())
 }
 
 /// The rest of a REST call's setup: hook, TRYING, RTP leg, INVITE.
-async fn place(ctx: Arc<SessionCtx>, call_id: Arc<str>, creds: SipCredentials, mut data: Map<String, Value>) {
-    let calls = &ctx.shared.calls;
+async fn place(
+    calls: Arc<Calls>,
+    ctx: Arc<Party>,
+    call_id: Arc<str>,
+    creds: SipCredentials,
+    mut data: Map<String, Value>,
+) {
+    let calls = &calls;
     let refused = ctx.direct_from(HookMethod::Call, Origin::RestApi, &mut data).await.err();
     // Ours, whatever the backend answered.
     for k in ["callId", "incoming", "nodeId", "appKey", "sessionId", "hasAudio", "hasVideo"] {
         let v = match k {
             "callId" => Value::from(&*call_id),
             "incoming" => false.into(),
-            "nodeId" => Value::from(&*ctx.shared.node_id),
+            "nodeId" => Value::from(&*ctx.node.id),
             "appKey" => Value::from(&*ctx.app.key),
             "sessionId" => Value::from(&*ctx.id),
             "hasAudio" => true.into(),
@@ -219,10 +214,10 @@ async fn place(ctx: Arc<SessionCtx>, call_id: Arc<str>, creds: SipCredentials, m
         // The decision table never aborts a RestApi-origin hook; should it ever, the call is
         // not placed against the verdict (and the backend hears why).
         tracing::error!(call = &*call_id, reason = %why, "call hook aborted a REST call");
-        return call::end(&calls.table, &call_id, FAILED, &why, None);
+        return call::end(calls, &call_id, FAILED, &why, None);
     }
     if callee.is_empty() {
-        return call::end(&calls.table, &call_id, FAILED, callgate_proto::info::CALL_HOOK_REMOVED_CALLEE, None);
+        return call::end(calls, &call_id, FAILED, callgate_proto::info::CALL_HOOK_REMOVED_CALLEE, None);
     }
     call::set_status(&calls.table, &call_id, TRYING);
     call::raise(&ctx, &data, TRYING, "", None);
@@ -230,33 +225,29 @@ async fn place(ctx: Arc<SessionCtx>, call_id: Arc<str>, creds: SipCredentials, m
         Some(e) => e.peer,
         None => return,
     };
-    let offer = match ctx.shared.streams.media.rtp_leg(peer, G711::Pcmu).await {
+    let offer = match calls.media.rtp_leg(peer, G711::Pcmu).await {
         Ok(sdp) => sdp,
         Err(e) => {
             tracing::info!(call = &*call_id, error = %e, "RTP leg refused");
-            return call::end(&calls.table, &call_id, FAILED, call::media_info(&e), None);
+            return call::end(calls, &call_id, FAILED, call::media_info(&e), None);
         }
     };
     if !calls.table.calls.contains_key(&call_id) {
         // Ended while the leg was being made: `end` closed a peer that did not exist yet.
-        ctx.shared.streams.media.close(peer);
+        calls.media.close(peer);
         return;
     }
     if let Some(mut e) = calls.table.calls.get_mut(&call_id) {
         e.sip_sdp = bytes::Bytes::from(offer.clone());
     }
-    call::send_invite(&ctx, &call_id, &creds, &callee, bytes::Bytes::from(offer)).await;
+    call::send_invite(calls, &ctx, &call_id, &creds, &callee, bytes::Bytes::from(offer)).await;
 }
 
 /// `/call/hold`, `/call/unhold`, `/call/transfer {target}`, `/call/send_dtmf {dtmf, type}` on
 /// any established call: the owner's hook with origin RestApi (never refused), then the same
 /// operation as the client's message ([`call::act`]); the owner (a client, if any) gets the
 /// same `hold`/`talk`/`notifyTransferEvent` as if it had asked. `Ok` = the operation started.
-pub(super) async fn action(
-    calls: &super::Calls,
-    method: HookMethod,
-    body: Map<String, Value>,
-) -> Result<(), RestCallError> {
+pub(super) async fn action(calls: &Calls, method: HookMethod, body: Map<String, Value>) -> Result<(), RestCallError> {
     let call_id = text(&body, "callId").ok_or_else(|| bad("callId is required"))?.to_string();
     let mut req = Map::new();
     req.insert("callId".into(), Value::from(call_id.as_str()));
@@ -292,7 +283,7 @@ pub(super) async fn action(
         e.ctx.clone()
     };
     let data = call::with_context(&ctx, req);
-    call::act(&ctx, method, Origin::RestApi, data).await.map_err(|e| match e {
+    call::act(calls, &ctx, method, Origin::RestApi, data).await.map_err(|e| match e {
         ActError::NotFound => RestCallError::NotFound("call not found".into()),
         ActError::NotEstablished => RestCallError::Conflict(e.info()),
         ActError::BadRequest(why) => RestCallError::BadRequest(why),

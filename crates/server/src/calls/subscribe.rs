@@ -25,7 +25,8 @@ use dashmap::DashMap;
 use serde_json::{Map, Value};
 
 use super::message::{session_account, text, with_context};
-use crate::session::SessionCtx;
+use super::Calls;
+use crate::party::Party;
 
 pub use callgate_proto::info::{
     NO_EVENT_PACKAGE as NO_EVENT, NO_SUBSCRIPTION_TARGET as NO_TARGET, SUBSCRIPTION_ID_IN_USE as ID_IN_USE,
@@ -35,7 +36,7 @@ pub use callgate_proto::messages::NOTIFY_SUBSCRIPTION as CLIENT_MESSAGE;
 pub use callgate_proto::status::subscription::{ACCEPTED, FAILED, NOTIFY, TERMINATED};
 
 pub(super) struct SubEntry {
-    ctx: Arc<SessionCtx>,
+    ctx: Arc<Party>,
     obj: Map<String, Value>,
     accepted: bool,
 }
@@ -57,7 +58,7 @@ impl SubTables {
     }
 }
 
-fn raise(ctx: &Arc<SessionCtx>, obj: &Map<String, Value>, status: &str, info: &str, extra: Map<String, Value>) {
+fn raise(ctx: &Arc<Party>, obj: &Map<String, Value>, status: &str, info: &str, extra: Map<String, Value>) {
     let mut ev = obj.clone();
     ev.insert("status".into(), status.into());
     ev.insert("info".into(), info.into());
@@ -66,12 +67,12 @@ fn raise(ctx: &Arc<SessionCtx>, obj: &Map<String, Value>, status: &str, info: &s
     ctx.raise_event(HookMethod::SubscriptionStatusEvent, Origin::Client, ev, Some(CLIENT_MESSAGE));
 }
 
-fn failed(ctx: &Arc<SessionCtx>, obj: &Map<String, Value>, info: &str) {
+fn failed(ctx: &Arc<Party>, obj: &Map<String, Value>, info: &str) {
     raise(ctx, obj, FAILED, info, Map::new());
 }
 
 /// `subscribe {id, event, to|target, expires, accept, body, contentType}`.
-pub(super) async fn subscribe(ctx: Arc<SessionCtx>, obj: Map<String, Value>) {
+pub(super) async fn subscribe(calls: Arc<Calls>, ctx: Arc<Party>, obj: Map<String, Value>) {
     let mut data = with_context(&ctx, obj);
     let id = text(&data, "id").unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     data.insert("id".into(), id.as_str().into());
@@ -81,7 +82,7 @@ pub(super) async fn subscribe(ctx: Arc<SessionCtx>, obj: Map<String, Value>) {
     if let Err(why) = result {
         return failed(&ctx, &data, &why);
     }
-    let tables = ctx.shared.calls.subs.clone();
+    let tables = calls.subs.clone();
     let key = (ctx.id.clone(), id.clone());
     let expires = match text(&data, "expires").map(|e| e.parse::<u32>()) {
         None => 3600,
@@ -91,7 +92,7 @@ pub(super) async fn subscribe(ctx: Arc<SessionCtx>, obj: Map<String, Value>) {
     if expires == 0 {
         // Ends the subscription `id`; TERMINATED follows from the user agent.
         let Some(sub) = tables.by_client.get(&key).map(|s| *s) else { return failed(&ctx, &data, NOT_FOUND) };
-        if let Some(Ok(handle)) = ctx.shared.calls.endpoint.get().cloned() {
+        if let Some(Ok(handle)) = calls.endpoint.get().cloned() {
             if let Ok(Err(e)) = handle.with(move |ua, now| ua.unsubscribe(now, sub)).await {
                 tracing::debug!(error = %e, "un-SUBSCRIBE");
             }
@@ -112,7 +113,7 @@ pub(super) async fn subscribe(ctx: Arc<SessionCtx>, obj: Map<String, Value>) {
     if tables.by_client.contains_key(&key) {
         return failed(&ctx, &data, ID_IN_USE);
     }
-    let (handle, account, creds) = match session_account(&ctx).await {
+    let (handle, account, creds) = match session_account(&calls, &ctx).await {
         Ok(x) => x,
         Err(info) => return failed(&ctx, &data, &info),
     };
@@ -171,15 +172,14 @@ pub(super) fn on_event(tables: &SubTables, sub: SubId, event: SubEvent) {
             let Some(e) = forget(tables, sub) else { return };
             let fe = map_failure(SipOperation::Subscribe, &f);
             let mut extra = Map::new();
-            super::insert_sip_failure(&mut extra, &fe);
+            crate::party::insert_sip_failure(&mut extra, &fe);
             raise(&e.ctx, &e.obj, FAILED, &fe.info, extra);
         }
     }
 }
 
 /// The session is gone: un-SUBSCRIBE each of its subscriptions.
-pub(super) fn session_closed(ctx: &Arc<SessionCtx>) {
-    let calls = &ctx.shared.calls;
+pub(super) fn session_closed(calls: &Calls, ctx: &Arc<Party>) {
     let subs: Vec<SubId> = calls.subs.subs.iter().filter(|e| Arc::ptr_eq(&e.ctx, ctx)).map(|e| *e.key()).collect();
     if subs.is_empty() {
         return;

@@ -21,12 +21,13 @@ use callgate_hooks::{HookMethod, Origin};
 use callgate_sip::ua::{CallId as SipCallId, ReqId};
 use serde_json::{Map, Value};
 
-use crate::session::SessionCtx;
+use super::Calls;
+use crate::party::Party;
 
 use callgate_proto::messages::NOTIFY_TRANSFER_EVENT as CLIENT_MESSAGE;
 pub use callgate_proto::status::transfer::{FAILED, PENDING};
 
-fn status_event(ctx: &Arc<SessionCtx>, data: &Map<String, Value>, status: &str, info: &str) {
+fn status_event(ctx: &Arc<Party>, data: &Map<String, Value>, status: &str, info: &str) {
     let mut ev = data.clone();
     ev.insert("status".into(), status.into());
     ev.insert("info".into(), info.into());
@@ -36,26 +37,24 @@ fn status_event(ctx: &Arc<SessionCtx>, data: &Map<String, Value>, status: &str, 
 
 /// Handles `CallEvent::IncomingRefer` of the call `obj` (the call object of the session `ctx`).
 pub(super) async fn incoming_refer(
-    ctx: Arc<SessionCtx>,
+    calls: Arc<Calls>,
+    ctx: Arc<Party>,
     mut data: Map<String, Value>,
     sip: SipCallId,
     req: ReqId,
     target: String,
     referred_by: Option<String>,
 ) {
-    let Some(Ok(handle)) = ctx.shared.calls.endpoint.get().cloned() else { return };
-    data.insert("nodeId".into(), Value::from(&*ctx.shared.node_id));
+    let Some(Ok(handle)) = calls.endpoint.get().cloned() else { return };
+    data.insert("nodeId".into(), Value::from(&*ctx.node.id));
     data.insert("appKey".into(), Value::from(&*ctx.app.key));
     data.insert("sessionId".into(), Value::from(&*ctx.id));
     data.insert("target".into(), target.as_str().into());
     data.insert("referredBy".into(), referred_by.unwrap_or_default().into());
     data.insert("status".into(), PENDING.into());
     let call_id = data.get("callId").cloned().unwrap_or(Value::Null);
-    let inv = ctx
-        .shared
-        .engine
-        .invoke(&ctx.app, &ctx.rcc, HookMethod::OnTransferEvent, Origin::Sip, &mut data, &ctx.id)
-        .await;
+    let inv =
+        ctx.node.engine.invoke(&ctx.app, &ctx.rcc, HookMethod::OnTransferEvent, Origin::Sip, &mut data, &ctx.id).await;
     // The call and the target are what SIP said, whatever the backend answered.
     data.insert("callId".into(), call_id);
     data.insert("target".into(), target.as_str().into());
@@ -71,7 +70,7 @@ pub(super) async fn incoming_refer(
     }
     data.insert("status".into(), PENDING.into());
     let mc = ctx.rcc.method(HookMethod::OnTransferEvent);
-    ctx.out.send_object(CLIENT_MESSAGE, &data, &mc.client_exclude);
+    ctx.send_object(CLIENT_MESSAGE, &data, &mc.client_exclude);
     let notified = handle.with(move |ua, now| ua.notify_transfer(now, sip, 503, "Service Unavailable")).await;
     if !matches!(notified, Ok(Ok(()))) {
         tracing::info!(?notified, "final NOTIFY of an incoming transfer not sent");
