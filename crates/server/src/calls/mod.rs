@@ -216,8 +216,8 @@ impl Calls {
     }
 
     /// Server shutdown, after [`Calls::stop_sip`]: empties the tables of calls, registrations,
-    /// messages and subscriptions. Their entries hold sessions, which hold the node: left in
-    /// place they would keep it alive. A call still there (its peer never answered the BYE) is
+    /// messages and subscriptions. Their entries hold parties (and each party its event queue):
+    /// nothing is left to a process that may live on (an embedder, a test). A call still there (its peer never answered the BYE) is
     /// reported FAILED "Server shutdown" to its owner. Returns how many entries there were.
     pub fn clear(&self) -> usize {
         let ids: Vec<Arc<str>> = self.table.calls.iter().map(|e| e.key().clone()).collect();

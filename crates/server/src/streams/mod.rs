@@ -97,7 +97,7 @@ impl Streams {
     }
 
     /// Server shutdown, after the sessions ended (each removed its own streams): forgets what is
-    /// left, whose owners hold the node. Returns how many streams there were.
+    /// left (and the parties that own it). Returns how many streams there were.
     pub fn clear(&self) -> usize {
         let old = std::mem::take(&mut *self.dir.lock());
         old.len()
