@@ -4,7 +4,7 @@ CARGO ?= cargo
 APT_PACKAGES := chromium sip-tester kamailio
 E2E := tests/e2e
 
-.PHONY: run build test deps test-rust test-e2e bench bench-build load-calls fmt clippy fuzz fuzz-build cargo-fuzz
+.PHONY: run build test deps floors test-rust test-e2e bench bench-build load-calls fmt clippy fuzz fuzz-build cargo-fuzz
 
 ## Build and start callgate with its embedded defaults (ws://0.0.0.0:8080; REST API, EchoApp and
 ## /metrics on http://127.0.0.1:8081, loopback only: README.md "Security").
@@ -15,7 +15,7 @@ build:
 	$(CARGO) build -p callgate-server
 
 ## Install what the tests need, then run every test.
-test: deps clippy test-rust bench-build fuzz-build test-e2e
+test: deps floors clippy test-rust bench-build fuzz-build test-e2e
 
 ## System packages (Debian) and the e2e npm project. Idempotent; apt only runs when something is missing.
 deps:
@@ -26,6 +26,11 @@ deps:
 		$$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q $$missing; \
 	fi
 	cd $(E2E) && npm ci --no-audit --no-fund
+
+## The server crate's floors point one way (docs/ARCHITECTURE.md "Floors"): fails on a module
+## that names a higher floor or a sibling of its own floor, and on a file placed on no floor.
+floors:
+	python3 scripts/floors.py
 
 test-rust:
 	$(CARGO) test --workspace --all-targets --exclude callgate-benches

@@ -22,7 +22,7 @@ use callgate_benches::PUBLISH_STREAM_DATA;
 use callgate_hooks::dispatch::parse_answer;
 use callgate_hooks::rules::{apply_answer, Excluding};
 use callgate_hooks::{decide, DataEffect, HookMethod, HookResult, MethodConfig, Origin, RestClientConfig, Verdict};
-use callgate_server::session::frame_text;
+use callgate_server::party::frame_text;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use serde_json::{Map, Value};
 

@@ -7,10 +7,12 @@
 //! | `sessionDebug` | `sessionDebug` (direct) | `notifySessionDebugEvent {status}` (+ `SessionDebugStatusEvent` event hook) |
 //! | `pushLogs` | `pushLogs` (direct) | nothing; the lines go to the server log |
 //!
-//! Stream messages (`publishStream`, `playStream`, …) are handled in [`crate::streams`];
+//! Every client message of an established session is routed here, by ONE exhaustive match over
+//! [`Msg`] (a new kind of message cannot be forgotten): the session-level ones above are handled
+//! in this file; stream messages (`publishStream`, `playStream`, …) in [`crate::streams`];
 //! `call`, `answer`, `hangup`, `hold`, `unhold`, `sendDtmf`, `transfer`, `sendMessage`,
 //! `sendIMDN`, `notificationResult`, `subscribe` in [`crate::calls`]; `sendXcapRequest` in
-//! [`crate::xcap`].
+//! [`crate::xcap`]. Each gets the part of the node it uses, never the node.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -19,59 +21,131 @@ use callgate_hooks::{FieldList, HookMethod, Origin};
 use callgate_proto::{messages, status, ClientFrame, FrameError, ServerFrame};
 use serde_json::{Map, Value};
 
-use crate::session::SessionCtx;
+use crate::calls::Calls;
+use crate::config::XcapSection;
+use crate::party::Party;
+use crate::streams::Streams;
+use crate::{calls, streams, xcap};
 
-/// Handles one client frame of an established session. Work that waits on a backend runs in its
-/// own task.
-pub fn dispatch(ctx: Arc<SessionCtx>, frame: ClientFrame) -> Result<(), FrameError> {
+/// The client messages of an established session (`connection`, `ping` and `pong` are the
+/// session task's own).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Msg {
+    SendData,
+    SubmitBugReport,
+    SessionDebug,
+    PushLogs,
+    PublishStream,
+    PlayStream,
+    UnPublishStream,
+    StopStream,
+    AvailableStream,
+    SendStreamEvent,
+    Snapshot,
+    PlayHls,
+    PlayRtsp,
+    Call,
+    Answer,
+    Hangup,
+    Hold,
+    Unhold,
+    SendDtmf,
+    Transfer,
+    SendMessage,
+    SendImdn,
+    NotificationResult,
+    Subscribe,
+    SendXcapRequest,
+}
+
+impl Msg {
+    /// The kind of the message named `name`; `None` for a message this server does not know.
+    pub fn from_name(name: &str) -> Option<Msg> {
+        Some(match name {
+            messages::SEND_DATA => Msg::SendData,
+            messages::SUBMIT_BUG_REPORT => Msg::SubmitBugReport,
+            messages::SESSION_DEBUG => Msg::SessionDebug,
+            messages::PUSH_LOGS => Msg::PushLogs,
+            "publishStream" => Msg::PublishStream,
+            "playStream" => Msg::PlayStream,
+            "unPublishStream" => Msg::UnPublishStream,
+            "stopStream" => Msg::StopStream,
+            "availableStream" => Msg::AvailableStream,
+            "sendStreamEvent" => Msg::SendStreamEvent,
+            "snapshot" => Msg::Snapshot,
+            "playHLS" => Msg::PlayHls,
+            "playRTSP" => Msg::PlayRtsp,
+            "call" => Msg::Call,
+            "answer" => Msg::Answer,
+            "hangup" => Msg::Hangup,
+            "hold" => Msg::Hold,
+            "unhold" => Msg::Unhold,
+            "sendDtmf" => Msg::SendDtmf,
+            "transfer" => Msg::Transfer,
+            "sendMessage" => Msg::SendMessage,
+            "sendIMDN" => Msg::SendImdn,
+            "notificationResult" => Msg::NotificationResult,
+            "subscribe" => Msg::Subscribe,
+            "sendXcapRequest" => Msg::SendXcapRequest,
+            _ => return None,
+        })
+    }
+}
+
+/// The parts of the node the client messages reach.
+pub struct Features<'a> {
+    pub streams: &'a Arc<Streams>,
+    pub calls: &'a Arc<Calls>,
+    pub xcap: &'a Arc<XcapSection>,
+}
+
+/// Handles one client frame of the established session `ctx`. Work that waits on a backend
+/// runs in its own task.
+pub fn dispatch(to: Features<'_>, ctx: Arc<Party>, frame: ClientFrame) -> Result<(), FrameError> {
     let message = frame.message.clone();
     let obj = frame.into_object()?;
-    if crate::streams::handles(&message) {
-        crate::streams::dispatch(ctx, &message, obj);
-        return Ok(());
-    }
-    match message.as_str() {
-        messages::SEND_DATA => {
+    let Some(msg) = Msg::from_name(&message) else { return Err(FrameError::Unknown(message)) };
+    let (st, calls) = (to.streams, to.calls);
+    match msg {
+        Msg::SendData => {
             let Some(op) = obj.get("operationId").cloned().filter(|v| !v.is_null()) else {
                 return Err(FrameError::MissingField { message, field: "operationId" });
             };
             tokio::spawn(send_data(ctx, op, obj));
         }
-        messages::SUBMIT_BUG_REPORT => {
-            tokio::spawn(bug_report(ctx, obj));
-        }
-        messages::SESSION_DEBUG => {
-            tokio::spawn(session_debug(ctx, obj));
-        }
-        messages::PUSH_LOGS => {
-            tokio::spawn(push_logs(ctx, obj));
-        }
-        "call" => crate::calls::call(ctx, obj),
-        "hangup" => crate::calls::hangup(ctx, obj),
-        "hold" => crate::calls::in_call(ctx, HookMethod::Hold, obj),
-        "unhold" => crate::calls::in_call(ctx, HookMethod::Unhold, obj),
-        "sendDtmf" => crate::calls::in_call(ctx, HookMethod::SendDtmf, obj),
-        "transfer" => crate::calls::in_call(ctx, HookMethod::Transfer, obj),
-        "answer" => crate::calls::answer(ctx, obj),
-        "sendMessage" => crate::calls::send_message(ctx, obj),
-        "sendIMDN" => crate::calls::send_imdn(ctx, obj),
-        "notificationResult" => crate::calls::notification_result(&ctx, &obj),
-        "subscribe" => crate::calls::subscribe(ctx, obj),
-        "sendXcapRequest" => crate::xcap::send(ctx, obj),
-        _ => return Err(FrameError::Unknown(message)),
+        Msg::SubmitBugReport => drop(tokio::spawn(bug_report(ctx, obj))),
+        Msg::SessionDebug => drop(tokio::spawn(session_debug(ctx, obj))),
+        Msg::PushLogs => drop(tokio::spawn(push_logs(ctx, obj))),
+        Msg::PublishStream => streams::publish(st, ctx, obj),
+        Msg::PlayStream => streams::play(st, ctx, obj),
+        Msg::UnPublishStream => streams::stop(st, ctx, obj, HookMethod::UnPublishStream),
+        Msg::StopStream => streams::stop(st, ctx, obj, HookMethod::StopStream),
+        Msg::AvailableStream => streams::available(st, &ctx, &obj),
+        Msg::SendStreamEvent => streams::send_stream_event(st, &ctx, obj),
+        Msg::Snapshot => streams::snapshot(&ctx, &obj),
+        Msg::PlayHls | Msg::PlayRtsp => streams::pull_refused(&ctx, obj),
+        Msg::Call => calls::call(calls, ctx, obj),
+        Msg::Answer => calls::answer(calls, ctx, obj),
+        Msg::Hangup => calls::hangup(calls, ctx, obj),
+        Msg::Hold => calls::in_call(calls, ctx, HookMethod::Hold, obj),
+        Msg::Unhold => calls::in_call(calls, ctx, HookMethod::Unhold, obj),
+        Msg::SendDtmf => calls::in_call(calls, ctx, HookMethod::SendDtmf, obj),
+        Msg::Transfer => calls::in_call(calls, ctx, HookMethod::Transfer, obj),
+        Msg::SendMessage => calls::send_message(calls, ctx, obj),
+        Msg::SendImdn => calls::send_imdn(calls, ctx, obj),
+        Msg::NotificationResult => calls::notification_result(&ctx, &obj),
+        Msg::Subscribe => calls::subscribe(calls, ctx, obj),
+        Msg::SendXcapRequest => xcap::send(to.xcap.clone(), ctx, obj),
     }
     Ok(())
 }
 
-fn with_context(ctx: &SessionCtx, mut obj: Map<String, Value>) -> Map<String, Value> {
-    obj.insert("nodeId".into(), Value::from(&*ctx.shared.node_id));
-    obj.insert("appKey".into(), Value::from(&*ctx.app.key));
-    obj.insert("sessionId".into(), Value::from(&*ctx.id));
-    obj
+fn with_context(ctx: &Party, obj: Map<String, Value>) -> Map<String, Value> {
+    ctx.with_context(obj)
 }
 
 /// `sendData` -> `OnDataEvent` hook -> `DataStatusEvent` (event hook + client), exactly once.
-async fn send_data(ctx: Arc<SessionCtx>, operation_id: Value, obj: Map<String, Value>) {
+async fn send_data(ctx: Arc<Party>, operation_id: Value, obj: Map<String, Value>) {
     let mut data = with_context(&ctx, obj);
     let result = ctx.direct(HookMethod::OnDataEvent, &mut data).await;
     let mut ev = with_context(&ctx, Map::new());
@@ -88,7 +162,7 @@ async fn send_data(ctx: Arc<SessionCtx>, operation_id: Value, obj: Map<String, V
     ctx.raise_event(HookMethod::DataStatusEvent, Origin::Client, ev, Some(messages::DATA_STATUS_EVENT));
 }
 
-async fn bug_report(ctx: Arc<SessionCtx>, obj: Map<String, Value>) {
+async fn bug_report(ctx: Arc<Party>, obj: Map<String, Value>) {
     let mut data = with_context(&ctx, obj);
     let result = ctx.direct(HookMethod::SubmitBugReport, &mut data).await;
     let mut ev = with_context(&ctx, Map::new());
@@ -100,7 +174,7 @@ async fn bug_report(ctx: Arc<SessionCtx>, obj: Map<String, Value>) {
             ctx.raise_event(HookMethod::BugReportStatusEvent, Origin::Client, ev, None);
         }
         Err(why) => {
-            ctx.out.send(&ServerFrame::fail("BugReportStatusEvent", &why, None));
+            ctx.send(&ServerFrame::fail("BugReportStatusEvent", &why, None));
             ev.insert("status".into(), status::bug_report::FAILED.into());
             ev.insert("info".into(), why.into());
             ctx.raise_event(HookMethod::BugReportStatusEvent, Origin::Client, ev, None);
@@ -110,7 +184,7 @@ async fn bug_report(ctx: Arc<SessionCtx>, obj: Map<String, Value>) {
 
 /// `sessionDebug {command:"start"|"stop"}`: while on, every client frame of the session is
 /// logged at info level.
-async fn session_debug(ctx: Arc<SessionCtx>, obj: Map<String, Value>) {
+async fn session_debug(ctx: Arc<Party>, obj: Map<String, Value>) {
     let command = obj.get("command").and_then(Value::as_str).unwrap_or("").to_string();
     let mut data = with_context(&ctx, obj);
     let mut ev = with_context(&ctx, Map::new());
@@ -138,7 +212,7 @@ async fn session_debug(ctx: Arc<SessionCtx>, obj: Map<String, Value>) {
     );
 }
 
-async fn push_logs(ctx: Arc<SessionCtx>, obj: Map<String, Value>) {
+async fn push_logs(ctx: Arc<Party>, obj: Map<String, Value>) {
     let mut data = with_context(&ctx, obj);
     if ctx.direct(HookMethod::PushLogs, &mut data).await.is_ok() {
         if let Some(Value::String(lines)) = data.get("logs") {
@@ -151,5 +225,5 @@ async fn push_logs(ctx: Arc<SessionCtx>, obj: Map<String, Value>) {
 
 /// Frame text for the REST API's `/data/send`.
 pub fn on_data_event(obj: &Map<String, Value>) -> String {
-    crate::session::frame_text(messages::ON_DATA_EVENT, obj, &FieldList::default())
+    crate::party::frame_text(messages::ON_DATA_EVENT, obj, &FieldList::default())
 }

@@ -16,6 +16,8 @@ pub mod echo_app;
 pub mod handlers;
 pub mod listen;
 pub mod metrics_http;
+pub mod node;
+pub mod party;
 pub mod registry;
 pub mod rest_api;
 pub mod secrets;
@@ -24,6 +26,7 @@ pub mod shutdown;
 pub mod sip_side;
 pub mod streams;
 pub mod supervise;
+pub mod wire;
 pub mod xcap;
 
 use std::net::SocketAddr;
@@ -41,27 +44,11 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
+use crate::party::NodeInfo;
 use crate::registry::Registry;
-use crate::session::ConnAddrs;
+use crate::wire::ConnAddrs;
 
-/// What every session and handler shares.
-pub struct Shared {
-    pub cfg: Config,
-    pub engine: HookEngine,
-    pub apps: AppRegistry,
-    pub sessions: Registry,
-    /// `<32 random chars>@<node ip>` (WCS nodeId shape).
-    pub node_id: Arc<str>,
-    /// Published and played streams, and the WebRTC media endpoint.
-    pub streams: streams::Streams,
-    /// The SIP user agent and the clients' registrations.
-    pub calls: calls::Calls,
-    /// Where the SIP driver and the media task report a panic (`supervise.rs`): the server
-    /// must then stop and the process exit non-zero.
-    pub supervisor: supervise::Supervisor,
-    /// Whether the node is shutting down, and its live session tasks (`shutdown.rs`).
-    pub lifecycle: shutdown::Lifecycle,
-}
+pub use node::Shared;
 
 /// A running server.
 pub struct RunningServer {
@@ -96,8 +83,21 @@ impl RunningServer {
     }
 }
 
-/// Binds the ports and starts serving. Configuration must already be validated.
+/// Checks everything in `cfg` that can be checked before binding ports: [`Config::validate`]
+/// (the sections' own keys) and what only the modules that use a section can check
+/// (`[sip] trusted_networks`/`allowed_destinations` as a [`calls::SipPolicy`], `[xcap]
+/// allowed_base_urls` as [`xcap::Base`]s). `config.rs` is a leaf and cannot name them.
+pub fn validate(cfg: &Config) -> anyhow::Result<()> {
+    cfg.validate()?;
+    calls::SipPolicy::from_config(&cfg.sip)?;
+    xcap::bases(&cfg.xcap)?;
+    Ok(())
+}
+
+/// Binds the ports and starts serving; `cfg` is [`validate`]d first (nothing is bound when it
+/// is invalid).
 pub async fn start(cfg: Config) -> anyhow::Result<RunningServer> {
+    validate(&cfg)?;
     metrics_http::install_recorder();
     metrics_http::spawn_upkeep();
     let ws_listener = TcpListener::bind(cfg.server.ws_bind)
@@ -111,7 +111,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<RunningServer> {
     let media = callgate_media::MediaEndpoint::start(cfg.media.media_config()?)
         .await
         .with_context(|| format!("cannot bind the media UDP port {}", cfg.media.bind))?;
-    let keep_alive = cfg.media.keep_alive();
+    let keep_alive = streams::KeepAlive::from_config(&cfg.media);
     let apps = AppRegistry::new(cfg.build_apps(http_addr)?);
     let dispatcher = Dispatcher::new(cfg.dispatcher_config()).context("cannot build the hook HTTP client")?;
     let engine = HookEngine::new(dispatcher, cfg.hooks.disable_rest_requests);
@@ -123,24 +123,28 @@ pub async fn start(cfg: Config) -> anyhow::Result<RunningServer> {
         ws_addr.ip().to_string()
     };
     let node_id: Arc<str> = format!("{}@{}", Alphanumeric.sample_string(&mut rand::rng(), 32), node_ip).into();
-    let streams = streams::Streams::new(media);
+    let sessions = Arc::new(Registry::default());
+    let streams = Arc::new(streams::Streams::new(media.clone(), sessions.clone()));
     let supervisor = supervise::Supervisor::default();
     supervisor.watch_media(streams.media.panicked.clone());
-    let calls = calls::Calls::new(cfg.sip.clone()).supervised(supervisor.clone());
-    let lifecycle = shutdown::Lifecycle::default();
+    let calls = Arc::new(calls::Calls::new(cfg.sip.clone(), media, sessions.clone()).supervised(supervisor.clone()));
+    let lifecycle = node::Lifecycle::default();
+    let node = Arc::new(NodeInfo { id: node_id.clone(), engine: engine.clone(), hooks: cfg.hooks.clone() });
     let shared = Arc::new(Shared {
+        xcap: Arc::new(cfg.xcap.clone()),
         cfg,
         engine,
         apps,
-        sessions: Registry::default(),
+        node,
         node_id,
+        sessions,
         streams,
         calls,
         supervisor,
         lifecycle,
     });
     if let Some(ka) = keep_alive {
-        streams::spawn_keep_alive(Arc::downgrade(&shared), ka);
+        streams::spawn_keep_alive(Arc::downgrade(&shared.streams), ka);
     }
 
     let ws_router = Router::new().fallback(ws_upgrade).with_state(shared.clone());
@@ -194,4 +198,74 @@ async fn ws_upgrade(
             drop(live);
         },
     )
+}
+
+/// The configuration tests that need the modules using a section (config.rs is a leaf).
+#[cfg(test)]
+mod config_tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// `Config::from_toml` and [`validate`], as a server start sees it.
+    fn checked(text: &str) -> anyhow::Result<Config> {
+        let c = Config::from_toml(text)?;
+        validate(&c)?;
+        Ok(c)
+    }
+
+    #[test]
+    fn media_defaults_and_overrides() {
+        let c = checked("").unwrap();
+        assert_eq!(c.media.bind.port(), 31000);
+        assert!(streams::KeepAlive::from_config(&c.media).is_none());
+        let m = c.media.media_config().unwrap();
+        assert_eq!((m.candidate_ip, m.public_ip), (None, None));
+        let c = checked(
+            "[media]\nbind = \"127.0.0.1:0\"\npublic_ip = \"203.0.113.9\"\nkeep_alive_enabled = true\nkeep_alive_interval_ms = 500\nkeep_alive_app_keys = [\"a\"]",
+        )
+        .unwrap();
+        let m = c.media.media_config().unwrap();
+        assert_eq!(m.public_ip, Some("203.0.113.9".parse().unwrap()));
+        assert_eq!(m.advertised_addr("127.0.0.1:4242".parse().unwrap()), "203.0.113.9:4242".parse().unwrap());
+        let ka = streams::KeepAlive::from_config(&c.media).unwrap();
+        assert_eq!((ka.interval, ka.app_keys), (Duration::from_millis(500), vec!["a".to_string()]));
+    }
+
+    #[test]
+    fn sip_sources_destinations_ring_and_dtmf_limits() {
+        let c = checked("").unwrap();
+        assert!(c.sip.trusted_networks.is_empty());
+        assert_eq!(c.sip.allowed_destinations, ["127.0.0.0/8", "::1"]);
+        assert_eq!((c.sip.ring_timeout_ms, c.sip.max_dtmf_digits), (90_000, 32));
+        let p = calls::SipPolicy::from_config(&c.sip).unwrap();
+        assert!(p.destination_allowed(&[], "127.0.0.1", "127.0.0.1:5060".parse().unwrap()));
+        assert!(!p.destination_allowed(&[], "192.0.2.1", "192.0.2.1:5060".parse().unwrap()));
+        assert!(checked("[sip]\ntrusted_networks = [\"10.0.0.0/8\", \"192.0.2.1\"]").is_ok());
+        assert!(checked("[sip]\ntrusted_networks = [\"pbx.example.com\"]").is_err());
+        assert!(checked("[sip]\nallowed_destinations = [\"a b\"]").is_err());
+        assert!(checked("[sip]\nring_timeout_ms = 0").is_err());
+        assert!(checked("[sip]\nmax_dtmf_digits = 0").is_err());
+        // One comma-separated string, as an environment variable gives it.
+        let c = checked("[sip]\nallowed_destinations = \"pbx.example.com:5060, 10.0.0.0/8\"").unwrap();
+        assert_eq!(c.sip.allowed_destinations, ["pbx.example.com:5060", "10.0.0.0/8"]);
+        assert!(c.sip.digest_realms.is_empty() && c.sip.endpoint_config().unwrap().digest_realms.is_empty());
+        let c = checked("[sip]\ndigest_realms = \"asterisk, pbx realm\"").unwrap();
+        assert_eq!(c.sip.endpoint_config().unwrap().digest_realms, ["asterisk", "pbx realm"]);
+        let c = checked("[sip]\ndigest_realms = [\"asterisk\"]").unwrap();
+        assert_eq!(c.sip.endpoint_config().unwrap().digest_realms, ["asterisk"]);
+    }
+
+    #[test]
+    fn xcap_defaults_and_checks() {
+        let c = checked("").unwrap();
+        assert!(c.xcap.allowed_base_urls.is_empty(), "no XCAP host is allowed by default");
+        assert_eq!(c.xcap.timeout_ms, 10000);
+        let c = checked("[xcap]\nallowed_base_urls = [\"http://127.0.0.1:8080/xcap-root/\"]").unwrap();
+        assert_eq!(xcap::bases(&c.xcap).unwrap().len(), 1);
+        assert!(checked("[xcap]\nallowed_base_urls = [\"ftp://h/\"]").is_err());
+        assert!(checked("[xcap]\nallowed_base_urls = [\"http://user:pw@h/\"]").is_err());
+        assert!(checked("[xcap]\nallowed_base_urls = [\"not a url\"]").is_err());
+        assert!(checked("[xcap]\ntimeout_ms = 0").is_err());
+    }
 }

@@ -19,7 +19,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::session::ConnAddrs;
+use crate::wire::ConnAddrs;
 
 /// Serves `router` on `listener` until `stop` completes; then stops accepting, lets every
 /// connection finish the request it is on, and returns when all have ended. Each request carries

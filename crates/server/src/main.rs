@@ -47,7 +47,7 @@ fn main() -> anyhow::Result<()> {
     if let Some(a) = cli.http_bind {
         cfg.server.http_bind = a;
     }
-    cfg.validate()?;
+    callgate_server::validate(&cfg)?;
     if cli.check_config {
         println!("configuration is valid");
         return Ok(());

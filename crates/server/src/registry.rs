@@ -1,68 +1,26 @@
-//! The index of live sessions: session id -> handle. A concurrent map is used for this one
-//! read-mostly index (REST API lookups); each session's state stays owned by its own task.
+//! The index of live WebSocket sessions: session id -> [`Party`]. A concurrent map is used for
+//! this one read-mostly index (REST API lookups, "is this party still here" checks); each
+//! session's connection state stays owned by its own task. REST-started legs are not in it.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::Arc;
 
 use dashmap::DashMap;
-use parking_lot::RwLock;
-use serde_json::{Map, Value};
-use tokio::sync::mpsc;
 
-use crate::session::{Outbox, SessionCmd};
-
-/// What the rest of the server may know of and do to a session.
-pub struct SessionHandle {
-    pub id: Arc<str>,
-    pub app_key: Arc<str>,
-    /// The connection object as established (client fields + connect answer).
-    data: RwLock<Arc<Map<String, Value>>>,
-    pub cmd: mpsc::Sender<SessionCmd>,
-    pub out: Outbox,
-    /// The session's direct invocations waiting on the backend (bounded by
-    /// `hooks.max_in_flight_per_session`, see [`crate::session::SessionCtx::direct`]).
-    pub(crate) direct_in_flight: AtomicUsize,
-    /// Refusals for that bound are logged once per session.
-    pub(crate) direct_refusal_logged: AtomicBool,
+/// Live entries by id; `P` is `party::Party` (generic so that this index, beside the party on
+/// its floor, need not name it).
+pub struct Registry<P> {
+    sessions: DashMap<Arc<str>, Arc<P>>,
 }
 
-impl SessionHandle {
-    pub fn new(
-        id: Arc<str>,
-        app_key: Arc<str>,
-        data: Map<String, Value>,
-        cmd: mpsc::Sender<SessionCmd>,
-        out: Outbox,
-    ) -> SessionHandle {
-        SessionHandle {
-            id,
-            app_key,
-            data: RwLock::new(Arc::new(data)),
-            cmd,
-            out,
-            direct_in_flight: AtomicUsize::new(0),
-            direct_refusal_logged: AtomicBool::new(false),
-        }
-    }
-
-    /// A copy of the connection object.
-    pub fn data(&self) -> Map<String, Value> {
-        (**self.data.read()).clone()
-    }
-
-    pub fn data_ref(&self) -> Arc<Map<String, Value>> {
-        self.data.read().clone()
+impl<P> Default for Registry<P> {
+    fn default() -> Self {
+        Registry { sessions: DashMap::new() }
     }
 }
 
-#[derive(Default)]
-pub struct Registry {
-    sessions: DashMap<Arc<str>, Arc<SessionHandle>>,
-}
-
-impl Registry {
-    pub fn insert(&self, h: Arc<SessionHandle>) {
-        self.sessions.insert(h.id.clone(), h);
+impl<P> Registry<P> {
+    pub fn insert(&self, id: Arc<str>, p: Arc<P>) {
+        self.sessions.insert(id, p);
         metrics::gauge!("callgate_sessions").set(self.sessions.len() as f64);
     }
 
@@ -71,13 +29,24 @@ impl Registry {
         metrics::gauge!("callgate_sessions").set(self.sessions.len() as f64);
     }
 
-    pub fn get(&self, id: &str) -> Option<Arc<SessionHandle>> {
+    pub fn get(&self, id: &str) -> Option<Arc<P>> {
         self.sessions.get(id).map(|h| h.clone())
     }
 
-    /// Every live session's handle (a snapshot).
-    pub fn handles(&self) -> Vec<Arc<SessionHandle>> {
+    /// Whether `p` is (still) the registered entry of `id`: checked under the lock of a table
+    /// before adding a stream or a call, so a closed session's cleanup never misses one.
+    pub fn holds(&self, id: &str, p: &Arc<P>) -> bool {
+        self.get(id).is_some_and(|e| Arc::ptr_eq(&e, p))
+    }
+
+    /// Every live entry (a snapshot).
+    pub fn all(&self) -> Vec<Arc<P>> {
         self.sessions.iter().map(|e| e.value().clone()).collect()
+    }
+
+    /// What `f` picks of each live entry.
+    pub fn select<R>(&self, mut f: impl FnMut(&P) -> Option<R>) -> Vec<R> {
+        self.sessions.iter().filter_map(|e| f(e.value())).collect()
     }
 
     pub fn len(&self) -> usize {
@@ -86,14 +55,5 @@ impl Registry {
 
     pub fn is_empty(&self) -> bool {
         self.sessions.is_empty()
-    }
-
-    /// Sessions whose connection object has every field of `filter` with an equal value.
-    pub fn find(&self, filter: &Map<String, Value>) -> Vec<Arc<Map<String, Value>>> {
-        self.sessions
-            .iter()
-            .map(|e| e.value().data_ref())
-            .filter(|d| filter.iter().all(|(k, v)| d.get(k) == Some(v)))
-            .collect()
     }
 }

@@ -37,7 +37,7 @@ use base64::Engine as _;
 use callgate_proto::info;
 use serde_json::{Map, Value};
 
-use crate::Shared;
+use crate::node::Shared;
 
 pub fn router(shared: Arc<Shared>) -> Router {
     let r = Router::new()
@@ -223,7 +223,7 @@ fn rest_call_answer(r: Result<(), crate::calls::RestCallError>) -> Response {
 /// `/call/startup`: a SIP call placed by the server, with no browser (docs/hooks.md §12).
 async fn call_startup(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
     match parse_object(&body) {
-        Ok(obj) => rest_call_answer(crate::calls::rest_startup(&s, obj)),
+        Ok(obj) => rest_call_answer(crate::calls::rest_startup(&s.calls, &s.node, &s.apps, obj)),
         Err(r) => r.into_response(),
     }
 }
@@ -253,13 +253,13 @@ async fn call_send_dtmf(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
 
 async fn find(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
     match filter_object(&body) {
-        Ok(filter) => list_or_404(s.sessions.find(&filter)),
+        Ok(filter) => list_or_404(s.sessions.select(|p| p.data_matching(&filter))),
         Err(r) => r.into_response(),
     }
 }
 
 async fn find_all(State(s): State<Arc<Shared>>) -> Response {
-    list_or_404(s.sessions.find(&Map::new()))
+    list_or_404(s.sessions.select(|p| Some(p.data_ref())))
 }
 
 fn required_str<'a>(m: &'a Map<String, Value>, field: &str) -> Result<&'a str, BadRequest> {
@@ -279,7 +279,7 @@ async fn terminate(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
         Err(r) => return r.into_response(),
     };
     let Some(h) = s.sessions.get(id) else { return error(StatusCode::NOT_FOUND, "session not found") };
-    let _ = h.cmd.try_send(crate::session::SessionCmd::Terminate { info: info::TERMINATED_BY_REST.into() });
+    h.terminate(info::TERMINATED_BY_REST.into());
     StatusCode::OK.into_response()
 }
 
@@ -306,7 +306,7 @@ async fn data_send(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
     );
     ev.insert("sessionId".into(), Value::from(id));
     ev.insert("payload".into(), req["payload"].clone());
-    h.out.send_text(crate::handlers::on_data_event(&ev));
+    h.send_text(crate::handlers::on_data_event(&ev));
     StatusCode::OK.into_response()
 }
 
@@ -316,13 +316,13 @@ fn objects_or_404(items: Vec<Map<String, Value>>) -> Response {
 
 async fn stream_find(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
     match parse_object(&body) {
-        Ok(filter) => objects_or_404(crate::streams::find(&s, filter)),
+        Ok(filter) => objects_or_404(crate::streams::find(&s.streams, filter)),
         Err(r) => r.into_response(),
     }
 }
 
 async fn stream_find_all(State(s): State<Arc<Shared>>) -> Response {
-    objects_or_404(crate::streams::find(&s, Map::new()))
+    objects_or_404(crate::streams::find(&s.streams, Map::new()))
 }
 
 /// `/stream/terminate`: REST-originated, so no hook can refuse it; the clients get
@@ -332,7 +332,7 @@ async fn stream_terminate(State(s): State<Arc<Shared>>, body: Bytes) -> Response
         Ok(m) => m,
         Err(r) => return r.into_response(),
     };
-    if crate::streams::terminate(&s, filter) == 0 {
+    if crate::streams::terminate(&s.streams, filter) == 0 {
         return error(StatusCode::NOT_FOUND, "stream not found");
     }
     StatusCode::OK.into_response()

@@ -14,36 +14,21 @@
 //! event reaches the client after the backend's answer (with the overwritten fields); otherwise at
 //! once.
 
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
-use callgate_hooks::{EventJob, EventQueue, FieldList, HookMethod, Origin, RestClientConfig, RestPolicy, Verdict};
+use callgate_hooks::{EventJob, EventQueue, HookMethod, Origin, RestClientConfig};
 use callgate_proto::{info, messages, status, ClientFrame, FrameError, ServerFrame};
 use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Map, Value};
 use tokio::sync::{mpsc, Notify};
 
-use crate::registry::SessionHandle;
-use crate::Shared;
-
-/// Commands from outside the session task (REST API).
-#[derive(Debug)]
-pub enum SessionCmd {
-    /// Close the session, telling the client why.
-    Terminate { info: String },
-}
-
-/// What the writer task sends.
-#[derive(Debug)]
-pub enum Out {
-    Text(String),
-    /// Sent after everything queued before it; the writer stops after it.
-    Close(CloseFrame),
-}
+use crate::node::Shared;
+use crate::party::{Client, Party};
+use crate::wire::{close_frame, ConnAddrs, Out, Outbox, SessionCmd};
 
 /// `info` of the `fail` sent to a client that did not send `connection` within
 /// `server.login_timeout_ms`; also the reason of its close frame.
@@ -58,251 +43,10 @@ pub use callgate_proto::info::SERVER_SHUTDOWN;
 /// answers with a TCP reset that can destroy the close frame before the client has read it.
 const OVERSIZE_CLOSE_LINGER: Duration = Duration::from_secs(1);
 
-/// A close frame; the reason is cut to the 123 bytes a close frame can carry.
-fn close_frame(code: u16, reason: &str) -> CloseFrame {
-    let mut end = reason.len().min(123);
-    while !reason.is_char_boundary(end) {
-        end -= 1;
-    }
-    CloseFrame { code, reason: reason[..end].into() }
-}
-
-/// The sending side towards one client. Never blocks: a client that does not read its frames
-/// fast enough is disconnected instead of making the server buffer without bound.
-#[derive(Clone)]
-pub struct Outbox {
-    tx: mpsc::Sender<Out>,
-    cmd: mpsc::Sender<SessionCmd>,
-}
-
-impl Outbox {
-    /// An outbox with no client behind it (a call started through the REST API belongs to no
-    /// WebSocket session): frames are dropped unserialised. Also returns the command sender
-    /// a [`SessionHandle`] needs (nobody listens to it).
-    pub fn detached() -> (Outbox, mpsc::Sender<SessionCmd>) {
-        let (tx, _) = mpsc::channel(1);
-        let (cmd, _) = mpsc::channel(1);
-        (Outbox { tx, cmd: cmd.clone() }, cmd)
-    }
-
-    pub fn send_text(&self, text: String) {
-        match self.tx.try_send(Out::Text(text)) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Closed(_)) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                let _ = self.cmd.try_send(SessionCmd::Terminate { info: info::CLIENT_TOO_SLOW.into() });
-            }
-        }
-    }
-
-    pub fn send(&self, frame: &ServerFrame) {
-        if self.tx.is_closed() {
-            return;
-        }
-        self.send_text(frame.to_text());
-    }
-
-    /// Sends `{message, data:[obj without `exclude`]}`.
-    pub fn send_object(&self, message: &str, obj: &Map<String, Value>, exclude: &FieldList) {
-        if self.tx.is_closed() {
-            return;
-        }
-        self.send_text(frame_text(message, obj, exclude));
-    }
-}
-
-/// Serialises a one-object frame without copying the object.
-pub fn frame_text(message: &str, obj: &Map<String, Value>, exclude: &FieldList) -> String {
-    // One buffer, written once: this runs for every event a client gets.
-    let mut out = Vec::with_capacity(64 + message.len() + 16 * obj.len());
-    out.extend_from_slice(br#"{"message":"#);
-    serde_json::to_writer(&mut out, message).expect("strings serialise");
-    out.extend_from_slice(br#","data":["#);
-    // Never a secret (sipPassword) to a client, whatever the backend's clientExclude says.
-    serde_json::to_writer(&mut out, &crate::secrets::Redacted { data: obj, exclude })
-        .expect("JSON values always serialise");
-    out.extend_from_slice(b"]}");
-    String::from_utf8(out).expect("serde_json writes UTF-8")
-}
-
-/// Addresses of the TCP connection, for the WCS-style session id.
-#[derive(Debug, Clone, Copy)]
-pub struct ConnAddrs {
-    pub remote: SocketAddr,
-    pub local: SocketAddr,
-}
-
-/// State shared with the tasks a session spawns. Exists once the session is established.
-pub struct SessionCtx {
-    pub shared: Arc<Shared>,
-    pub id: Arc<str>,
-    pub app: Arc<callgate_hooks::App>,
-    pub rcc: Arc<RestClientConfig>,
-    pub out: Outbox,
-    pub events: EventQueue,
-    pub debug: AtomicBool,
-    pub handle: Arc<SessionHandle>,
-}
-
-impl SessionCtx {
-    /// The context fields of every hook body.
-    fn context(&self) -> Map<String, Value> {
-        let mut m = Map::new();
-        m.insert("nodeId".into(), Value::from(&*self.shared.node_id));
-        m.insert("appKey".into(), Value::from(&*self.app.key));
-        m.insert("sessionId".into(), Value::from(&*self.id));
-        m
-    }
-
-    /// Raises an event: hook to the backend (ordered), and `client_message` to the client
-    /// (now under NOTIFY/DISABLE, after the backend's answer under OVERWRITE).
-    pub fn raise_event(
-        self: &Arc<Self>,
-        method: HookMethod,
-        origin: Origin,
-        data: Map<String, Value>,
-        client_message: Option<&'static str>,
-    ) {
-        self.raise_event_with(method, origin, data, client_message, Vec::new());
-    }
-
-    /// [`SessionCtx::raise_event`] whose client message carries `extra` positional arguments
-    /// after the event object (`notifyMessage [message, notificationResult]` of the old API).
-    pub fn raise_event_with(
-        self: &Arc<Self>,
-        method: HookMethod,
-        origin: Origin,
-        data: Map<String, Value>,
-        client_message: Option<&'static str>,
-        extra: Vec<Value>,
-    ) {
-        let mc = self.rcc.method(method);
-        let wait_for_backend = mc.rest_policy == RestPolicy::Overwrite;
-        let send =
-            |ctx: &SessionCtx, msg: &'static str, data: &Map<String, Value>, exclude: &FieldList, extra: &[Value]| {
-                if extra.is_empty() {
-                    ctx.out.send_object(msg, data, exclude);
-                } else {
-                    let obj = serde_json::to_value(crate::secrets::Redacted { data, exclude })
-                        .expect("JSON values always serialise");
-                    let mut args = vec![obj];
-                    args.extend_from_slice(extra);
-                    ctx.out.send(&ServerFrame::new(msg, args));
-                }
-            };
-        if let (Some(msg), false) = (client_message, wait_for_backend) {
-            send(self, msg, &data, &mc.client_exclude, &extra);
-        }
-        let ctx = self.clone();
-        self.events.push(EventJob {
-            method,
-            origin,
-            data,
-            then: Box::new(move |done| {
-                let mc = ctx.rcc.method(method);
-                if let (Some(msg), true) = (client_message, wait_for_backend) {
-                    send(&ctx, msg, &done.data, &mc.client_exclude, &extra);
-                }
-                if done.invocation.verdict == Verdict::ProceedWithErrorEvent && method != HookMethod::ErrorEvent {
-                    ctx.error_event(&format!("{method}: {}", done.invocation.client_info()), origin);
-                }
-            }),
-        });
-    }
-
-    /// An `ErrorEvent`: to the client as `fail {apiMethod:"ErrorEvent"}` (the SDK fires WARN) and
-    /// to the backend as the `ErrorEvent` hook.
-    pub fn error_event(self: &Arc<Self>, info_text: &str, origin: Origin) {
-        self.error_event_with(info_text, origin, Map::new());
-    }
-
-    /// [`SessionCtx::error_event`] for a SIP failure that has no status event of its own (a
-    /// re-INVITE's, an INFO's; docs/errmap.md): client and backend also get its `sipStatus` and
-    /// `sipMessageRaw`.
-    pub(crate) fn sip_error_event(self: &Arc<Self>, f: &callgate_errmap::FailureEvent, origin: Origin) {
-        let mut sip = Map::new();
-        crate::calls::insert_sip_failure(&mut sip, f);
-        self.error_event_with(&f.info, origin, sip);
-    }
-
-    fn error_event_with(self: &Arc<Self>, info_text: &str, origin: Origin, extra: Map<String, Value>) {
-        self.out.send(&ServerFrame::fail_with("ErrorEvent", info_text, None, extra.clone()));
-        let mut data = self.context();
-        data.insert("status".into(), "FAILED".into());
-        data.insert("info".into(), info_text.into());
-        data.extend(extra);
-        self.raise_event(HookMethod::ErrorEvent, origin, data, None);
-    }
-
-    /// Runs a direct invocation hook on `data`; returns `Err(info)` when the verdict rejects it.
-    pub(crate) async fn direct(&self, method: HookMethod, data: &mut Map<String, Value>) -> Result<(), String> {
-        self.direct_from(method, Origin::Client, data).await
-    }
-
-    /// [`SessionCtx::direct`] for an action of `origin` (the REST API's cannot be rejected).
-    ///
-    /// A client's invocation is refused at once with [`TOO_MANY_IN_FLIGHT`] while the session
-    /// already has `hooks.max_in_flight_per_session` waiting on the backend: the app's hook
-    /// permits are shared by all its sessions, and one session flooding `sendData` at a backend
-    /// that hangs would otherwise hold them all and starve every other session's hooks.
-    pub(crate) async fn direct_from(
-        &self,
-        method: HookMethod,
-        origin: Origin,
-        data: &mut Map<String, Value>,
-    ) -> Result<(), String> {
-        let _slot = match origin {
-            Origin::Client => Some(self.enter_direct(method)?),
-            _ => None,
-        };
-        let inv = self.shared.engine.invoke(&self.app, &self.rcc, method, origin, data, &self.id).await;
-        if inv.verdict.aborts() {
-            Err(inv.client_info())
-        } else {
-            Ok(())
-        }
-    }
-}
-
-/// `info` of a client's direct invocation refused because its session has too many waiting.
-pub use callgate_proto::info::TOO_MANY_IN_FLIGHT;
-
-/// One of a session's direct invocations in flight; leaving frees its slot.
-pub(crate) struct DirectSlot<'a>(&'a AtomicUsize);
-
-impl Drop for DirectSlot<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-impl SessionCtx {
-    fn enter_direct(&self, method: HookMethod) -> Result<DirectSlot<'_>, String> {
-        let max = self.shared.cfg.hooks.max_in_flight_per_session;
-        let counter = &self.handle.direct_in_flight;
-        match counter.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1)) {
-            Ok(_) => Ok(DirectSlot(counter)),
-            Err(_) => {
-                metrics::counter!("callgate_hook_refused_in_flight_total").increment(1);
-                // Once per session, not once per refused frame: a flood would flood the log too.
-                if !self.handle.direct_refusal_logged.swap(true, Ordering::Relaxed) {
-                    tracing::warn!(
-                        session = &*self.id,
-                        method = method.url_name(),
-                        max,
-                        "too many direct invocations in flight; refusing until some finish"
-                    );
-                }
-                Err(TOO_MANY_IN_FLIGHT.to_string())
-            }
-        }
-    }
-}
-
 /// Runs one connection to its end.
 ///
 /// Whatever way it ends (the client leaves, closes, stops reading, sends too much, never logs
-/// in, or is terminated), [`Session::finish`] runs and nothing waits on the client without a
+/// in, or is terminated), [`Connection::finish`] runs and nothing waits on the client without a
 /// bound: a client that does not read makes the writer give up after
 /// `server.client_write_timeout_ms`, and a full outbox is not waited on for room.
 pub async fn run(shared: Arc<Shared>, socket: WebSocket, addrs: ConnAddrs) {
@@ -310,7 +54,7 @@ pub async fn run(shared: Arc<Shared>, socket: WebSocket, addrs: ConnAddrs) {
     let (sink, mut stream) = socket.split();
     let (out_tx, out_rx) = mpsc::channel::<Out>(shared.cfg.server.client_send_queue);
     let (cmd_tx, mut cmd_rx) = mpsc::channel::<SessionCmd>(16);
-    let out = Outbox { tx: out_tx, cmd: cmd_tx.clone() };
+    let out = Outbox::new(out_tx, cmd_tx.clone());
     let abort = Arc::new(Notify::new());
     let write_timeout = Duration::from_millis(shared.cfg.server.client_write_timeout_ms);
     let mut writer = tokio::spawn(write_loop(sink, out_rx, abort.clone(), write_timeout, id.clone()));
@@ -318,7 +62,7 @@ pub async fn run(shared: Arc<Shared>, socket: WebSocket, addrs: ConnAddrs) {
 
     metrics::gauge!("callgate_ws_connections").increment(1.0);
     let mut session =
-        Session { shared: shared.clone(), id: id.clone(), out: out.clone(), cmd_tx, ctx: None, closing: false };
+        Connection { shared: shared.clone(), id: id.clone(), out: out.clone(), cmd_tx, ctx: None, closing: false };
     let ping_every = Duration::from_millis(shared.cfg.server.ping_interval_ms);
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
     let mut missed = 0u32;
@@ -403,7 +147,7 @@ pub async fn run(shared: Arc<Shared>, socket: WebSocket, addrs: ConnAddrs) {
     // is not worth waiting for (it is the reason for most closes of that kind).
     if !writer_done {
         let frame = close.unwrap_or_else(|| close_frame(1000, ""));
-        if let Err(mpsc::error::TrySendError::Full(_)) = out.tx.try_send(Out::Close(frame)) {
+        if !out.close(frame) {
             abort.notify_one();
         }
     }
@@ -492,16 +236,17 @@ async fn write_loop(
     let _ = tokio::time::timeout(write_timeout, sink.close()).await;
 }
 
-struct Session {
+/// The session task's own state: the connection, and its party once established.
+struct Connection {
     shared: Arc<Shared>,
     id: Arc<str>,
     out: Outbox,
     cmd_tx: mpsc::Sender<SessionCmd>,
-    ctx: Option<Arc<SessionCtx>>,
+    ctx: Option<Arc<Party>>,
     closing: bool,
 }
 
-impl Session {
+impl Connection {
     fn frame_error(&self, e: FrameError) {
         tracing::debug!(session = &*self.id, error = %e, "bad client frame");
         metrics::counter!("callgate_client_frame_errors_total").increment(1);
@@ -531,7 +276,9 @@ impl Session {
             (_, None) => self.out.send(&ServerFrame::fail("ErrorEvent", info::SESSION_NOT_READY, None)),
             (_, Some(ctx)) => {
                 let ctx = ctx.clone();
-                if let Err(e) = crate::handlers::dispatch(ctx, frame) {
+                let s = &self.shared;
+                let to = crate::handlers::Features { streams: &s.streams, calls: &s.calls, xcap: &s.xcap };
+                if let Err(e) = crate::handlers::dispatch(to, ctx, frame) {
                     self.frame_error(e);
                 }
             }
@@ -595,30 +342,14 @@ impl Session {
         for flag in ["useWsTunnel", "useWsTunnelPacketization2", "useBase64BinaryEncoding"] {
             obj.entry(flag).or_insert(Value::Bool(false));
         }
-        let events = EventQueue::spawn(shared.engine.clone(), app.clone(), rcc.clone(), self.id.clone());
-        let handle = Arc::new(SessionHandle::new(
-            self.id.clone(),
-            app.key.clone(),
-            obj.clone(),
-            self.cmd_tx.clone(),
-            self.out.clone(),
-        ));
-        shared.sessions.insert(handle.clone());
-        let ctx = Arc::new(SessionCtx {
-            shared: shared.clone(),
-            id: self.id.clone(),
-            app,
-            rcc,
-            out: self.out.clone(),
-            events,
-            debug: AtomicBool::new(false),
-            handle,
-        });
+        let client = Client { out: self.out.clone(), cmd: self.cmd_tx.clone() };
+        let ctx = Arc::new(Party::new(shared.node.clone(), self.id.clone(), app, rcc, obj.clone(), Some(client)));
+        shared.sessions.insert(ctx.id.clone(), ctx.clone());
         tracing::info!(session = &*self.id, app = &*ctx.app.key, "session established");
         let mut ev = obj;
         ev.insert("status".into(), status::connection::ESTABLISHED.into());
         ctx.raise_event(HookMethod::ConnectionStatusEvent, Origin::Client, ev, Some(messages::GET_USER_DATA));
-        crate::calls::session_established(&ctx);
+        crate::calls::session_established(&shared.calls, &ctx);
         self.ctx = Some(ctx);
     }
 
@@ -628,9 +359,9 @@ impl Session {
         if let Some(ctx) = self.ctx.take() {
             self.shared.sessions.remove(&ctx.id);
             // After leaving the registry (no stream can be added any more), before DISCONNECTED.
-            crate::streams::session_closed(&ctx);
-            crate::calls::session_closed(&ctx);
-            let mut ev = ctx.handle.data();
+            crate::streams::session_closed(&self.shared.streams, &ctx);
+            crate::calls::session_closed(&self.shared.calls, &ctx);
+            let mut ev = ctx.data();
             ev.insert("status".into(), status::connection::DISCONNECTED.into());
             ctx.raise_event(HookMethod::ConnectionStatusEvent, Origin::Client, ev, None);
             tracing::info!(session = &*ctx.id, "session closed");

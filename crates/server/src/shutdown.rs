@@ -12,8 +12,9 @@
 //! 4. **SIP and media stop**: the SIP driver stops (its sockets close) and the tables of the SIP
 //!    side and the stream directory are emptied; the media task stops;
 //! 5. **events**: every session's event queue drains: the backend has every end event;
-//! 6. **released**: nothing holds the node any more. The tables hold `Arc<SessionCtx>`, which
-//!    hold `Arc<Shared>`, which holds the tables: a cycle that step 4 breaks by emptying them.
+//! 6. **released**: nothing holds the node any more. The tables hold parties (`Arc<Party>`),
+//!    which hold only the small `NodeInfo`, never `Arc<Shared>` (node.rs): once the sessions and
+//!    the tasks working for them are gone, the node is released.
 //!
 //! Steps 1-3 may take until the deadline; what is not done by then is named in the [`Outcome`]
 //! (the binary then exits with code 1 instead of 0), and a call still up is reported FAILED
@@ -23,56 +24,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::{timeout_at, Instant};
 
-use crate::Shared;
+use crate::node::Shared;
 
 /// How long stopping the SIP driver and the media task and the release of the node may take
 /// when the deadline has already passed.
 pub const STOP_GRACE: Duration = Duration::from_millis(500);
 
-/// Whether the node is stopping, and which sessions still run. Part of [`Shared`].
-pub struct Lifecycle {
-    stopping: watch::Sender<bool>,
-    /// Each session's task holds a receiver ([`SessionLive`]) for its whole life.
-    sessions: watch::Sender<()>,
-}
-
-/// Held by a session's task while it runs (see [`Lifecycle::session_started`]).
-pub struct SessionLive(#[allow(dead_code)] watch::Receiver<()>);
-
-impl Default for Lifecycle {
-    fn default() -> Self {
-        Lifecycle { stopping: watch::channel(false).0, sessions: watch::channel(()).0 }
-    }
-}
-
-impl Lifecycle {
-    /// Changes to `true` when the shutdown begins.
-    pub fn stopping(&self) -> watch::Receiver<bool> {
-        self.stopping.subscribe()
-    }
-
-    pub fn is_stopping(&self) -> bool {
-        *self.stopping.borrow()
-    }
-
-    /// A session's task starts (or a WebSocket upgrade that will start one is answered).
-    pub fn session_started(&self) -> SessionLive {
-        SessionLive(self.sessions.subscribe())
-    }
-
-    /// Session tasks still running.
-    pub fn sessions(&self) -> usize {
-        self.sessions.receiver_count()
-    }
-
-    fn begin(&self) {
-        self.stopping.send_replace(true);
-    }
-}
+pub use crate::node::{Lifecycle, SessionLive};
 
 /// How a shutdown went.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -32,8 +32,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{Map, Value};
 
-use crate::calls::SipCredentials;
-use crate::session::SessionCtx;
+use crate::config::XcapSection;
+use crate::party::{Party, SipCredentials};
 
 pub use callgate_proto::info::{XCAP_TIMEOUT as TIMEOUT, XCAP_URL_NOT_ALLOWED as NOT_ALLOWED};
 pub use callgate_proto::messages::NOTIFY_XCAP_RESPONSE as CLIENT_MESSAGE;
@@ -155,6 +155,15 @@ fn normalise_path(path: &str) -> Result<String, String> {
         }
     }
     Ok(format!("/{}", out.join("/")))
+}
+
+/// The allowed bases of `[xcap] allowed_base_urls`, parsed (`callgate_server::validate` refuses
+/// a bad one before any port is bound).
+pub fn bases(cfg: &XcapSection) -> anyhow::Result<Vec<Base>> {
+    cfg.allowed_base_urls
+        .iter()
+        .map(|u| Base::parse(u).map_err(|e| anyhow::anyhow!("xcap.allowed_base_urls: {e}")))
+        .collect()
 }
 
 /// The request URI when `url` is under one of `bases`: the normalised URL, so the request
@@ -291,9 +300,9 @@ fn answer_challenge(
     None
 }
 
-/// `sendXcapRequest` from the client.
-pub fn send(ctx: Arc<SessionCtx>, obj: Map<String, Value>) {
-    tokio::spawn(run(ctx, obj));
+/// `sendXcapRequest` from the client, under `[xcap]` `cfg`.
+pub fn send(cfg: Arc<XcapSection>, ctx: Arc<Party>, obj: Map<String, Value>) {
+    tokio::spawn(run(cfg, ctx, obj));
 }
 
 fn text(obj: &Map<String, Value>, k: &str) -> Option<String> {
@@ -303,11 +312,8 @@ fn text(obj: &Map<String, Value>, k: &str) -> Option<String> {
     }
 }
 
-async fn run(ctx: Arc<SessionCtx>, obj: Map<String, Value>) {
-    let mut data = obj;
-    data.insert("nodeId".into(), Value::from(&*ctx.shared.node_id));
-    data.insert("appKey".into(), Value::from(&*ctx.app.key));
-    data.insert("sessionId".into(), Value::from(&*ctx.id));
+async fn run(cfg: Arc<XcapSection>, ctx: Arc<Party>, obj: Map<String, Value>) {
+    let mut data = ctx.with_context(obj);
     let id = text(&data, "id").unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     data.insert("id".into(), id.as_str().into());
     let hook = ctx.direct(HookMethod::SendXcapRequest, &mut data).await;
@@ -322,7 +328,7 @@ async fn run(ctx: Arc<SessionCtx>, obj: Map<String, Value>) {
     ev.insert("method".into(), method.as_str().into());
     let outcome = match hook {
         Err(why) => Err(why),
-        Ok(()) => exchange(&ctx, &data, &url, &method).await,
+        Ok(()) => exchange(&cfg, &ctx, &data, &url, &method).await,
     };
     match outcome {
         Ok(a) => {
@@ -345,15 +351,20 @@ async fn run(ctx: Arc<SessionCtx>, obj: Map<String, Value>) {
     ctx.raise_event(HookMethod::XcapStatusEvent, Origin::Client, ev, Some(CLIENT_MESSAGE));
 }
 
-async fn exchange(ctx: &Arc<SessionCtx>, data: &Map<String, Value>, url: &str, method: &str) -> Result<Answer, String> {
+async fn exchange(
+    cfg: &XcapSection,
+    ctx: &Party,
+    data: &Map<String, Value>,
+    url: &str,
+    method: &str,
+) -> Result<Answer, String> {
     if url.is_empty() {
         return Err(callgate_proto::info::NO_URL.into());
     }
     if !matches!(method, "GET" | "PUT" | "DELETE") {
         return Err(callgate_proto::info::xcap_method_not_supported(method));
     }
-    let cfg = &ctx.shared.cfg.xcap;
-    let bases = cfg.bases().map_err(|e| e.to_string())?;
+    let bases = bases(cfg).map_err(|e| e.to_string())?;
     let uri = allowed(&bases, url)?;
     let body = match data.get("body") {
         Some(Value::String(s)) if !s.is_empty() => {
@@ -361,7 +372,7 @@ async fn exchange(ctx: &Arc<SessionCtx>, data: &Map<String, Value>, url: &str, m
         }
         _ => None,
     };
-    let creds = SipCredentials::from_connection(&ctx.handle.data_ref());
+    let creds = SipCredentials::from_connection(&ctx.data_ref());
     let client = client()?;
     let max = cfg.max_response_bytes;
     let work = async {

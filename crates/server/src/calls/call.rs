@@ -13,9 +13,10 @@ use serde_json::{Map, Value};
 use tokio::sync::{mpsc, oneshot};
 
 use super::ports::{Dial, SipPort};
-use super::register::SipCredentials;
 use super::task::{CallLimits, CallTask, Input, Leg, Listing, View};
-use crate::session::SessionCtx;
+use super::Calls;
+use crate::party::Party;
+use crate::party::SipCredentials;
 
 // The client-visible strings live in callgate-proto; named here for the calls module.
 pub use callgate_proto::info::{
@@ -26,7 +27,7 @@ pub use callgate_proto::status::call::{ESTABLISHED, FAILED, FINISH, HOLD, RING, 
 
 /// A live call on the index: who owns it, its task's inbox, its view for the REST API.
 pub(super) struct CallHandle {
-    pub ctx: Arc<SessionCtx>,
+    pub ctx: Arc<Party>,
     pub inbox: mpsc::UnboundedSender<Input>,
     pub view: View,
 }
@@ -80,8 +81,8 @@ pub(super) struct DtmfQueue {
     pub in_flight: bool,
 }
 
-pub(super) fn with_context(ctx: &SessionCtx, mut obj: Map<String, Value>) -> Map<String, Value> {
-    obj.insert("nodeId".into(), Value::from(&*ctx.shared.node_id));
+pub(super) fn with_context(ctx: &Party, mut obj: Map<String, Value>) -> Map<String, Value> {
+    obj.insert("nodeId".into(), Value::from(&*ctx.node.id));
     obj.insert("appKey".into(), Value::from(&*ctx.app.key));
     obj.insert("sessionId".into(), Value::from(&*ctx.id));
     obj
@@ -111,7 +112,7 @@ pub(super) fn find(table: &super::CallTable, filter: &Map<String, Value>) -> Vec
 /// `CallStatusEvent` to the backend and the status message to the client, for a call that
 /// never got a task (no `callId`, a `callId` in use).
 pub(super) fn raise(
-    ctx: &Arc<SessionCtx>,
+    ctx: &Arc<Party>,
     obj: &Map<String, Value>,
     status: &str,
     info: &str,
@@ -121,7 +122,7 @@ pub(super) fn raise(
     ev.insert("status".into(), status.into());
     ev.insert("info".into(), info.into());
     if let Some(f) = failure {
-        super::insert_sip_failure(&mut ev, f);
+        crate::party::insert_sip_failure(&mut ev, f);
     }
     tracing::info!(session = &*ctx.id, call = ?obj.get("callId"), status, info, "call status");
     metrics::counter!("callgate_call_statuses_total", "status" => status.to_string()).increment(1);
@@ -147,7 +148,7 @@ pub fn target_uri(callee: &str, domain: &str) -> String {
 }
 
 /// Where the session's calls go: its SIP account and the destinations its backend allowed.
-pub(super) fn dial_of(ctx: &SessionCtx, connection: &Map<String, Value>) -> Option<Dial> {
+pub(super) fn dial_of(ctx: &Party, connection: &Map<String, Value>) -> Option<Dial> {
     let creds = SipCredentials::from_connection(connection).filter(|c| !c.domain.is_empty())?;
     Some(Dial { creds, session_destinations: super::policy::session_destinations(connection), session: ctx.id.clone() })
 }
@@ -171,8 +172,8 @@ pub(super) enum NotRecorded {
 /// the session lives (`session_bound`): checked under the index's admission lock, which the
 /// session's cleanup also takes, so a call is either seen by the cleanup or never recorded.
 pub(super) fn record(
-    calls: &super::Calls,
-    ctx: &Arc<SessionCtx>,
+    calls: &Calls,
+    ctx: &Arc<Party>,
     call_id: &Arc<str>,
     obj: &Map<String, Value>,
     session_bound: bool,
@@ -182,7 +183,7 @@ pub(super) fn record(
     let (tx, inbox) = mpsc::unbounded_channel();
     {
         let _admission = calls.table.admission.lock();
-        if session_bound && !super::register::session_alive(ctx) {
+        if session_bound && !calls.sessions.holds(&ctx.id, ctx) {
             return Err(NotRecorded::SessionGone);
         }
         match calls.table.calls.entry(call_id.clone()) {
@@ -203,15 +204,15 @@ impl Recorded {
         self,
         calls: &super::Calls,
         port: SipPort,
-        ctx: &Arc<SessionCtx>,
+        ctx: &Arc<Party>,
         call_id: &Arc<str>,
         obj: Map<String, Value>,
         peer: callgate_media::PeerId,
-    ) -> CallTask<Arc<SessionCtx>, SipPort, callgate_media::MediaEndpoint> {
+    ) -> CallTask<Arc<Party>, SipPort, callgate_media::MediaEndpoint> {
         CallTask::new(
             ctx.clone(),
             port,
-            ctx.shared.streams.media.clone(),
+            calls.media.clone(),
             calls.limits(),
             call_id.clone(),
             obj,
@@ -230,8 +231,8 @@ impl Recorded {
 
 /// `call`: recorded at once (so a `hangup` during its hook finds it), then its task runs the
 /// setup and the call's life.
-pub(super) async fn outgoing(ctx: Arc<SessionCtx>, obj: Map<String, Value>) {
-    let calls = &ctx.shared.calls;
+pub(super) async fn outgoing(calls: Arc<Calls>, ctx: Arc<Party>, obj: Map<String, Value>) {
+    let calls = &calls;
     let mut data = with_context(&ctx, obj);
     let call_id: Arc<str> = match data.get("callId") {
         Some(Value::String(s)) if !s.is_empty() => s.as_str().into(),
@@ -245,7 +246,7 @@ pub(super) async fn outgoing(ctx: Arc<SessionCtx>, obj: Map<String, Value>) {
         Ok(p) => p,
         Err(info) => return raise(&ctx, &view, FAILED, &info, None),
     };
-    let peer = ctx.shared.streams.media.next_peer_id();
+    let peer = calls.media.next_peer_id();
     let task = match record(calls, &ctx, &call_id, &view, true) {
         Ok(r) => r.task(calls, port, &ctx, &call_id, view, peer),
         Err(NotRecorded::IdInUse) => return raise(&ctx, &data, FAILED, CALL_ID_IN_USE, None),
@@ -254,22 +255,22 @@ pub(super) async fn outgoing(ctx: Arc<SessionCtx>, obj: Map<String, Value>) {
             return;
         }
     };
-    let dial = dial_of(&ctx, &ctx.handle.data_ref());
+    let dial = dial_of(&ctx, &ctx.data_ref());
     task.run_outgoing(Origin::Client, Leg::WebRtc, data, dial).await;
 }
 
 /// `hangup {callId}`: the `hangup` hook, then the call's task hangs up (BYE/CANCEL); the
 /// client gets FINISH too. A refusal still ends the call (the SDK has closed its side),
 /// reported FAILED with the backend's reason.
-pub(super) async fn hangup(ctx: Arc<SessionCtx>, obj: Map<String, Value>) {
-    let calls = &ctx.shared.calls;
+pub(super) async fn hangup(calls: Arc<Calls>, ctx: Arc<Party>, obj: Map<String, Value>) {
+    let calls = &calls;
     let call_id = obj.get("callId").and_then(Value::as_str).unwrap_or("").to_string();
     let mut data = with_context(&ctx, obj);
     let refused = ctx.direct(HookMethod::Hangup, &mut data).await.err();
     let inbox = calls.table.calls.get(call_id.as_str()).filter(|e| Arc::ptr_eq(&e.ctx, &ctx)).map(|e| e.inbox.clone());
     match inbox {
         Some(inbox) if inbox.send(Input::Hangup { refused }).is_ok() => {}
-        _ => ctx.out.send(&ServerFrame::fail("CallStatusEvent", CALL_NOT_FOUND, Some(&call_id))),
+        _ => ctx.send(&ServerFrame::fail("CallStatusEvent", CALL_NOT_FOUND, Some(&call_id))),
     }
 }
 
@@ -280,8 +281,8 @@ pub(super) fn terminate(calls: &super::Calls, call_id: &str) -> bool {
 }
 
 /// The session is gone: hang up its calls.
-pub(super) fn session_closed(ctx: &Arc<SessionCtx>) {
-    let table = &ctx.shared.calls.table;
+pub(super) fn session_closed(calls: &Calls, ctx: &Arc<Party>) {
+    let table = &calls.table;
     let _admission = table.admission.lock();
     for e in table.calls.iter().filter(|e| Arc::ptr_eq(&e.ctx, ctx)) {
         let _ = e.inbox.send(Input::SessionGone);
@@ -331,11 +332,11 @@ impl ActError {
 
 /// `hold`/`unhold`/`sendDtmf`/`transfer` from the client: [`act`] with origin `Client`; what
 /// did not happen is told with `fail {apiMethod:"CallStatusEvent"}`.
-pub(super) async fn in_call(ctx: Arc<SessionCtx>, method: HookMethod, obj: Map<String, Value>) {
+pub(super) async fn in_call(calls: Arc<Calls>, ctx: Arc<Party>, method: HookMethod, obj: Map<String, Value>) {
     let call_id = obj.get("callId").and_then(Value::as_str).unwrap_or("").to_string();
     let data = with_context(&ctx, obj);
-    if let Err(e) = act(&ctx, method, Origin::Client, data).await {
-        ctx.out.send(&ServerFrame::fail("CallStatusEvent", &e.info(), Some(&call_id)));
+    if let Err(e) = act(&calls, &ctx, method, Origin::Client, data).await {
+        ctx.send(&ServerFrame::fail("CallStatusEvent", &e.info(), Some(&call_id)));
     }
 }
 
@@ -344,7 +345,8 @@ pub(super) async fn in_call(ctx: Arc<SessionCtx>, method: HookMethod, obj: Map<S
 /// call's task carries it out. Its result reaches the owner later as `hold`/`talk`
 /// (HOLD/ESTABLISHED), `notifyTransferEvent`, or on failure a `fail` + `ErrorEvent`.
 pub(super) async fn act(
-    ctx: &Arc<SessionCtx>,
+    calls: &Calls,
+    ctx: &Arc<Party>,
     method: HookMethod,
     origin: Origin,
     mut data: Map<String, Value>,
@@ -353,12 +355,10 @@ pub(super) async fn act(
     if method == HookMethod::SendDtmf {
         // Refused before the backend is asked (and again by the task after its answer, which
         // may rewrite it).
-        check_dtmf(data.get("dtmf").and_then(Value::as_str).unwrap_or(""), ctx.shared.calls.cfg.max_dtmf_digits)?;
+        check_dtmf(data.get("dtmf").and_then(Value::as_str).unwrap_or(""), calls.cfg.max_dtmf_digits)?;
     }
     ctx.direct_from(method, origin, &mut data).await.map_err(ActError::Refused)?;
-    let inbox = ctx
-        .shared
-        .calls
+    let inbox = calls
         .table
         .calls
         .get(call_id.as_str())

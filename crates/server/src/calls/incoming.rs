@@ -15,7 +15,7 @@ use tokio::sync::oneshot;
 use super::call::{media_info, with_context, FAILED, RING};
 use super::ports::SipPort;
 use super::task::Input;
-use crate::session::SessionCtx;
+use crate::party::Party;
 use crate::sip_side::CallEvents;
 
 pub use callgate_proto::info::LATE_OFFER;
@@ -30,7 +30,7 @@ fn user_of(uri: &str) -> &str {
 }
 
 /// `CallStatusEvent` to the backend only: for a call the client was never offered.
-fn tell_backend(ctx: &Arc<SessionCtx>, obj: &Map<String, Value>, info: &str) {
+fn tell_backend(ctx: &Arc<Party>, obj: &Map<String, Value>, info: &str) {
     let mut ev = obj.clone();
     ev.insert("status".into(), FAILED.into());
     ev.insert("info".into(), info.into());
@@ -48,9 +48,15 @@ pub(super) async fn reject(port: &SipPort, c: &IncomingCall, status: u16, reason
 /// session's `OnCallEvent` hook decides first: a refusal (FAIL and a non-200) gets the caller
 /// `403 Forbidden` and the client a `fail {apiMethod:"CallStatusEvent"}`. Then a media leg,
 /// `180 Ringing`, the offer to the client, and the call's task (`CallTask::run_ringing`).
-pub(super) async fn incoming(ctx: Option<Arc<SessionCtx>>, c: IncomingCall, events: CallEvents, port: SipPort) {
+pub(super) async fn incoming(
+    ctx: Option<Arc<Party>>,
+    c: IncomingCall,
+    events: CallEvents,
+    port: SipPort,
+    calls: Arc<super::Calls>,
+) {
     let Some(ctx) = ctx else { return reject(&port, &c, 480, "Temporarily Unavailable").await };
-    let calls = &ctx.shared.calls;
+    let calls = &calls;
     // The SIP Call-ID is the client's callId (as WCS does); a second INVITE with the same
     // Call-ID for this node (a loop, a fork) gets its own id.
     let call_id: Arc<str> = if calls.table.calls.contains_key(c.sip_call_id.as_str()) {
@@ -71,14 +77,14 @@ pub(super) async fn incoming(ctx: Option<Arc<SessionCtx>>, c: IncomingCall, even
     data.insert("mediaProvider".into(), "WebRTC".into());
     data.insert("sipMessageRaw".into(), String::from_utf8_lossy(&c.raw).into_owned().into());
     let inv =
-        ctx.shared.engine.invoke(&ctx.app, &ctx.rcc, HookMethod::OnCallEvent, Origin::Sip, &mut data, &ctx.id).await;
+        ctx.node.engine.invoke(&ctx.app, &ctx.rcc, HookMethod::OnCallEvent, Origin::Sip, &mut data, &ctx.id).await;
     // Ours, whatever the backend answered.
     data.insert("callId".into(), Value::from(&*call_id));
     data.insert("incoming".into(), true.into());
     data.remove("sipMessageRaw");
     if inv.verdict.aborts() {
         let why = inv.client_info();
-        ctx.out.send(&ServerFrame::fail(
+        ctx.send(&ServerFrame::fail(
             "CallStatusEvent",
             &callgate_proto::info::incoming_call_refused(&c.from_uri, &why),
             Some(&call_id),
@@ -89,10 +95,10 @@ pub(super) async fn incoming(ctx: Option<Arc<SessionCtx>>, c: IncomingCall, even
         tell_backend(&ctx, &data, LATE_OFFER);
         return reject(&port, &c, 488, "Not Acceptable Here").await;
     };
-    let peer = ctx.shared.streams.media.next_peer_id();
+    let peer = calls.media.next_peer_id();
     let (tx, media_rx) = tokio::sync::mpsc::unbounded_channel();
     let sip_offer = String::from_utf8_lossy(sip_offer).into_owned();
-    let leg = match ctx.shared.streams.media.incoming_bridge(peer, sip_offer, tx).await {
+    let leg = match calls.media.incoming_bridge(peer, sip_offer, tx).await {
         Ok(leg) => leg,
         Err(e) => {
             tracing::info!(session = &*ctx.id, call = &*call_id, error = %e, "incoming call: no media leg");
@@ -108,7 +114,7 @@ pub(super) async fn incoming(ctx: Option<Arc<SessionCtx>>, c: IncomingCall, even
     if port.side.provisional(c.call, 180).await.is_err() {
         // The caller cancelled before we got here (its CANCEL found no call of ours yet).
         tracing::info!(session = &*ctx.id, call = &*call_id, "incoming call gone before ringing");
-        ctx.shared.streams.media.close(peer);
+        calls.media.close(peer);
         port.side.unroute(c.call);
         return tell_backend(&ctx, &data, super::call::NORMAL_CALL_CLEARING);
     }
@@ -119,17 +125,17 @@ pub(super) async fn incoming(ctx: Option<Arc<SessionCtx>>, c: IncomingCall, even
         Ok(r) => r.task(calls, port.clone(), &ctx, &call_id, data.clone(), peer),
         Err(_) => {
             tracing::info!(session = &*ctx.id, call = &*call_id, "incoming call dropped: the session closed");
-            ctx.shared.streams.media.close(peer);
+            calls.media.close(peer);
             return reject(&port, &c, 480, "Temporarily Unavailable").await;
         }
     };
     tracing::info!(session = &*ctx.id, call = &*call_id, from = %c.from_uri, "incoming call offered to the client");
-    ctx.out.send(&ServerFrame::new(
+    ctx.send(&ServerFrame::new(
         callgate_proto::messages::SET_REMOTE_SDP,
         vec![Value::from(&*call_id), Value::from(leg.webrtc_offer), Value::Bool(false)],
     ));
     let exclude = &ctx.rcc.method(HookMethod::OnCallEvent).client_exclude;
-    ctx.out.send_object(callgate_proto::messages::NOTIFY_INCOMING_CALL, &data, exclude);
+    ctx.send_object(callgate_proto::messages::NOTIFY_INCOMING_CALL, &data, exclude);
     task.run_ringing(c.call, events, media_rx, bytes::Bytes::from(leg.sip_answer)).await;
 }
 
@@ -137,10 +143,10 @@ pub(super) async fn incoming(ctx: Option<Arc<SessionCtx>>, c: IncomingCall, even
 /// call keeps ringing: the caller may give up, the user may hang up), then the call's task
 /// gives the browser's answer to the media leg and the caller gets `200 OK`; its ACK makes the
 /// call ESTABLISHED.
-pub(super) async fn answer(ctx: Arc<SessionCtx>, obj: Map<String, Value>) {
-    let calls = &ctx.shared.calls;
+pub(super) async fn answer(calls: Arc<super::Calls>, ctx: Arc<Party>, obj: Map<String, Value>) {
+    let calls = &calls;
     let call_id = obj.get("callId").and_then(Value::as_str).unwrap_or("").to_string();
-    let fail = |info: &str| ctx.out.send(&ServerFrame::fail("CallStatusEvent", info, Some(&call_id)));
+    let fail = |info: &str| ctx.send(&ServerFrame::fail("CallStatusEvent", info, Some(&call_id)));
     let mut data = with_context(&ctx, obj);
     if let Err(why) = ctx.direct(HookMethod::Answer, &mut data).await {
         return fail(&why);

@@ -24,8 +24,9 @@ use callgate_sip::transport::UaHandle;
 use callgate_sip::ua::{Account, Failure, ImdnStatus, IncomingMessage, MsgId};
 use serde_json::{Map, Value};
 
-use super::register::SipCredentials;
-use crate::session::SessionCtx;
+use super::Calls;
+use crate::party::Party;
+use crate::party::SipCredentials;
 
 pub use callgate_proto::info::{MESSAGE_WITHOUT_SIP_ACCOUNT as NO_SIP_ACCOUNT, NO_IMDN_REQUEST, NO_RECIPIENT};
 pub use callgate_proto::messages::NOTIFY_MESSAGE as CLIENT_MESSAGE;
@@ -37,7 +38,7 @@ const MAX_AWAITING_IMDN: usize = 100_000;
 
 /// A MESSAGE in flight: whose it is, and what its 2xx means.
 pub(super) struct Sent {
-    ctx: Arc<SessionCtx>,
+    ctx: Arc<Party>,
     obj: Map<String, Value>,
     ok_status: &'static str,
     imdn_id: Option<String>,
@@ -59,7 +60,7 @@ pub(crate) type ReceivedRef = (String, String, Option<String>);
 pub(super) struct MsgTables {
     sent: HashMap<MsgId, Sent>,
     /// `imdn.Message-ID` of a message we sent -> its sender and message object.
-    awaiting_imdn: HashMap<String, (Arc<SessionCtx>, Map<String, Value>)>,
+    awaiting_imdn: HashMap<String, (Arc<Party>, Map<String, Value>)>,
     /// (session id, client message id) -> what `sendIMDN` needs.
     received: HashMap<(Arc<str>, String), Received>,
 }
@@ -81,7 +82,7 @@ impl MsgTables {
     pub(super) fn imdn_sender(
         &mut self,
         n: &callgate_sip::ua::ImdnNotification,
-    ) -> Option<(Arc<SessionCtx>, Map<String, Value>)> {
+    ) -> Option<(Arc<Party>, Map<String, Value>)> {
         match n.status {
             ImdnStatus::Displayed | ImdnStatus::Processed => None,
             _ => self.awaiting_imdn.remove(&n.message_id),
@@ -89,14 +90,14 @@ impl MsgTables {
     }
 
     /// The session is gone: forget what only it could use.
-    pub(super) fn session_closed(&mut self, ctx: &Arc<SessionCtx>) {
+    pub(super) fn session_closed(&mut self, ctx: &Arc<Party>) {
         self.awaiting_imdn.retain(|_, (c, _)| !Arc::ptr_eq(c, ctx));
         self.received.retain(|(sid, _), _| *sid != ctx.id);
     }
 }
 
-pub(super) fn with_context(ctx: &SessionCtx, mut obj: Map<String, Value>) -> Map<String, Value> {
-    obj.insert("nodeId".into(), Value::from(&*ctx.shared.node_id));
+pub(super) fn with_context(ctx: &Party, mut obj: Map<String, Value>) -> Map<String, Value> {
+    obj.insert("nodeId".into(), Value::from(&*ctx.node.id));
     obj.insert("appKey".into(), Value::from(&*ctx.app.key));
     obj.insert("sessionId".into(), Value::from(&*ctx.id));
     obj
@@ -119,24 +120,26 @@ fn flag(obj: &Map<String, Value>, k: &str) -> bool {
 }
 
 /// The session's SIP account, resolved, and the running endpoint.
-pub(super) async fn session_account(ctx: &Arc<SessionCtx>) -> Result<(UaHandle, Account, SipCredentials), String> {
-    let creds = SipCredentials::from_connection(&ctx.handle.data_ref())
+pub(super) async fn session_account(
+    calls: &Arc<Calls>,
+    ctx: &Arc<Party>,
+) -> Result<(UaHandle, Account, SipCredentials), String> {
+    let creds = SipCredentials::from_connection(&ctx.data_ref())
         .filter(|c| !c.domain.is_empty())
         .ok_or_else(|| NO_SIP_ACCOUNT.to_string())?;
-    let next_hop = super::next_hop(ctx, &creds).await?;
-    let calls = &ctx.shared.calls;
+    let next_hop = super::next_hop(calls, ctx, &creds).await?;
     let handle = calls.endpoint().await?;
     let account = creds.account(next_hop, calls.cfg.register_expires);
     Ok((handle, account, creds))
 }
 
 /// `MessageStatusEvent` to the backend and `notifyMessage [message, {id}]` to the client.
-fn raise(ctx: &Arc<SessionCtx>, obj: &Map<String, Value>, status: &str, info: &str, failure: Option<&FailureEvent>) {
+fn raise(ctx: &Arc<Party>, obj: &Map<String, Value>, status: &str, info: &str, failure: Option<&FailureEvent>) {
     let mut ev = obj.clone();
     ev.insert("status".into(), status.into());
     ev.insert("info".into(), info.into());
     if let Some(f) = failure {
-        super::insert_sip_failure(&mut ev, f);
+        crate::party::insert_sip_failure(&mut ev, f);
     }
     tracing::info!(session = &*ctx.id, id = ?obj.get("id"), status, info, "message status");
     metrics::counter!("callgate_message_statuses_total", "status" => status.to_string()).increment(1);
@@ -152,13 +155,13 @@ fn raise(ctx: &Arc<SessionCtx>, obj: &Map<String, Value>, status: &str, info: &s
 }
 
 /// `sendMessage {id, from, to, visibleName, body, contentType, isImdnRequired}`.
-pub(super) async fn send(ctx: Arc<SessionCtx>, obj: Map<String, Value>) {
+pub(super) async fn send(calls: Arc<Calls>, ctx: Arc<Party>, obj: Map<String, Value>) {
     let mut data = with_context(&ctx, obj);
     let id = text(&data, "id").unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     data.insert("id".into(), id.as_str().into());
     data.remove("status");
     if !data.contains_key("from") {
-        if let Some(c) = SipCredentials::from_connection(&ctx.handle.data_ref()) {
+        if let Some(c) = SipCredentials::from_connection(&ctx.data_ref()) {
             data.insert("from".into(), c.login.into());
         }
     }
@@ -176,7 +179,7 @@ pub(super) async fn send(ctx: Arc<SessionCtx>, obj: Map<String, Value>) {
         Some(other) => other.to_string(),
     };
     let imdn = flag(&data, "isImdnRequired");
-    let (handle, account, creds) = match session_account(&ctx).await {
+    let (handle, account, creds) = match session_account(&calls, &ctx).await {
         Ok(x) => x,
         Err(info) => return raise(&ctx, &data, FAILED, &info, None),
     };
@@ -193,7 +196,7 @@ pub(super) async fn send(ctx: Arc<SessionCtx>, obj: Map<String, Value>) {
         body: bytes::Bytes::from(body),
         imdn_id,
     };
-    if let Err(gone) = ctx.shared.calls.sip_cmd(cmd) {
+    if let Err(gone) = calls.sip_cmd(cmd) {
         raise(&ctx, &data, FAILED, &gone, None);
     }
 }
@@ -204,7 +207,7 @@ pub(super) async fn send(ctx: Arc<SessionCtx>, obj: Map<String, Value>) {
 pub(super) async fn on_send(
     tables: &mut MsgTables,
     side: &crate::sip_side::SipSide,
-    ctx: Arc<SessionCtx>,
+    ctx: Arc<Party>,
     obj: Map<String, Value>,
     account: Account,
     to: String,
@@ -232,7 +235,7 @@ pub(super) async fn on_send(
 pub(super) async fn on_send_imdn(
     tables: &mut MsgTables,
     side: &crate::sip_side::SipSide,
-    ctx: Arc<SessionCtx>,
+    ctx: Arc<Party>,
     obj: Map<String, Value>,
     account: Account,
     rec: (String, String, Option<String>),
@@ -289,7 +292,7 @@ pub(super) async fn respond(handle: &UaHandle, req: callgate_sip::ua::ReqId, sta
 /// An incoming delivery notification for a message we sent (`sender`, found by the SIP
 /// owner): 200, and the IMDN status on the sender's session.
 pub(super) async fn incoming_imdn(
-    sender: (Arc<SessionCtx>, Map<String, Value>),
+    sender: (Arc<Party>, Map<String, Value>),
     status: ImdnStatus,
     req: callgate_sip::ua::ReqId,
     handle: UaHandle,
@@ -300,7 +303,7 @@ pub(super) async fn incoming_imdn(
 
 /// An incoming MESSAGE. `ctx` is the registered session it is addressed to (or the session of
 /// the call it arrived in).
-pub(super) async fn incoming(ctx: Option<Arc<SessionCtx>>, m: IncomingMessage, handle: UaHandle) {
+pub(super) async fn incoming(ctx: Option<Arc<Party>>, m: IncomingMessage, handle: UaHandle, calls: Arc<Calls>) {
     let Some(ctx) = ctx else {
         tracing::info!(from = %m.from_uri, "incoming MESSAGE for no registered session");
         respond(&handle, m.req, 480, "Temporarily Unavailable").await;
@@ -328,12 +331,12 @@ pub(super) async fn incoming(ctx: Option<Arc<SessionCtx>>, m: IncomingMessage, h
     data.insert("status".into(), RECEIVED.into());
     data.insert("sipMessageRaw".into(), String::from_utf8_lossy(&m.raw).into_owned().into());
     let inv =
-        ctx.shared.engine.invoke(&ctx.app, &ctx.rcc, HookMethod::OnMessageEvent, Origin::Sip, &mut data, &ctx.id).await;
+        ctx.node.engine.invoke(&ctx.app, &ctx.rcc, HookMethod::OnMessageEvent, Origin::Sip, &mut data, &ctx.id).await;
     if inv.verdict.aborts() {
         let why = inv.client_info();
         tracing::info!(session = &*ctx.id, from = %m.from_uri, reason = %why, "incoming MESSAGE refused by OnMessageEvent");
         respond(&handle, m.req, 403, "Forbidden").await;
-        ctx.out.send(&ServerFrame::fail(
+        ctx.send(&ServerFrame::fail(
             "MessageStatusEvent",
             &callgate_proto::info::incoming_message_refused(&m.from_uri, &why),
             Some(&id),
@@ -348,7 +351,7 @@ pub(super) async fn incoming(ctx: Option<Arc<SessionCtx>>, m: IncomingMessage, h
     data.remove("sipMessageRaw");
     if imdn_asked {
         let r = (m.from_uri.clone(), id.clone(), cpim.datetime.clone());
-        let _ = ctx.shared.calls.sip_cmd(super::SipCmd::Received { key: (ctx.id.clone(), id.clone()), r });
+        let _ = calls.sip_cmd(super::SipCmd::Received { key: (ctx.id.clone(), id.clone()), r });
     }
     tracing::info!(session = &*ctx.id, from = %m.from_uri, id, "incoming MESSAGE delivered");
     let mc = ctx.rcc.method(HookMethod::OnMessageEvent);
@@ -356,13 +359,13 @@ pub(super) async fn incoming(ctx: Option<Arc<SessionCtx>>, m: IncomingMessage, h
         .expect("JSON values always serialise");
     let mut result = Map::new();
     result.insert("id".into(), id.into());
-    ctx.out.send(&ServerFrame::new(CLIENT_MESSAGE, vec![obj, Value::Object(result)]));
+    ctx.send(&ServerFrame::new(CLIENT_MESSAGE, vec![obj, Value::Object(result)]));
 }
 
 /// `sendIMDN {id, imdnStatus}`: a delivery notification for the received message `id`
 /// (`imdnStatus` `DELIVERED` (default), `FAILED`, `FORBIDDEN`, `ERROR`; also with the `IMDN_`
 /// prefix, or in `status`).
-pub(super) async fn send_imdn(ctx: Arc<SessionCtx>, obj: Map<String, Value>) {
+pub(super) async fn send_imdn(calls: Arc<Calls>, ctx: Arc<Party>, obj: Map<String, Value>) {
     let mut data = with_context(&ctx, obj);
     let id = text(&data, "id").unwrap_or_default();
     let asked = text(&data, "imdnStatus").or_else(|| text(&data, "status")).unwrap_or_else(|| "DELIVERED".into());
@@ -377,7 +380,7 @@ pub(super) async fn send_imdn(ctx: Arc<SessionCtx>, obj: Map<String, Value>) {
     data.insert("imdnStatus".into(), asked.to_ascii_uppercase().into());
     let key = (ctx.id.clone(), id.clone());
     let (reply, rx) = tokio::sync::oneshot::channel();
-    let asked_owner = ctx.shared.calls.sip_cmd(super::SipCmd::ReceivedLookup { key: key.clone(), reply });
+    let asked_owner = calls.sip_cmd(super::SipCmd::ReceivedLookup { key: key.clone(), reply });
     let Some(rec) = (match asked_owner {
         Ok(()) => rx.await.ok().flatten(),
         Err(_) => None,
@@ -393,20 +396,20 @@ pub(super) async fn send_imdn(ctx: Arc<SessionCtx>, obj: Map<String, Value>) {
     let Some(disposition) = disposition else {
         return raise(&ctx, &data, FAILED, &callgate_proto::info::unknown_imdn_status(&asked), None);
     };
-    let (handle, account, _) = match session_account(&ctx).await {
+    let (handle, account, _) = match session_account(&calls, &ctx).await {
         Ok(x) => x,
         Err(info) => return raise(&ctx, &data, FAILED, &info, None),
     };
     let _ = handle;
     let cmd =
         super::SipCmd::Imdn { ctx: ctx.clone(), obj: data.clone(), account: Box::new(account), rec, disposition, key };
-    if let Err(gone) = ctx.shared.calls.sip_cmd(cmd) {
+    if let Err(gone) = calls.sip_cmd(cmd) {
         raise(&ctx, &data, FAILED, &gone, None);
     }
 }
 
 /// `notificationResult` (the old API's answer to `notifyMessage`): nothing to do.
-pub(super) fn notification_result(ctx: &SessionCtx, obj: &Map<String, Value>) {
+pub(super) fn notification_result(ctx: &Party, obj: &Map<String, Value>) {
     tracing::debug!(session = &*ctx.id, result = ?obj, "notificationResult");
 }
 

@@ -45,12 +45,15 @@ use callgate_sip::ua::{CallId as SipCallId, RegId, UaEvent};
 use dashmap::DashMap;
 use tokio::sync::OnceCell;
 
+use callgate_media::MediaEndpoint;
+
 use crate::config::SipSection;
-use crate::session::SessionCtx;
+use crate::party::Party;
+use crate::registry::Registry;
 use crate::sip_side::{SipSide, Upward};
 
+pub use crate::party::SipCredentials;
 pub use policy::{SipPolicy, NOT_ALLOWED as DESTINATION_NOT_ALLOWED, SESSION_FIELD as ALLOWED_DESTINATIONS_FIELD};
-pub use register::SipCredentials;
 pub use rest::RestCallError;
 
 /// The SIP event pump's `task` label in `callgate_task_panics_total`.
@@ -68,6 +71,10 @@ pub struct Calls {
     /// MESSAGE/IMDN state (`message.rs`) and subscriptions (`subscribe.rs`).
     /// Trusted sources and allowed destinations (`policy.rs`).
     policy: Arc<SipPolicy>,
+    /// The media endpoint: every call's bridge leg.
+    media: MediaEndpoint,
+    /// The live sessions: a call is recorded only while its owner is one of them.
+    sessions: Arc<Registry<Party>>,
     /// Told when the SIP driver panics (`crate::supervise`).
     supervisor: crate::supervise::Supervisor,
     /// The tasks that deliver the user agent's events (the SIP side's route task and the pump
@@ -88,14 +95,16 @@ pub struct CallTable {
 }
 
 impl Calls {
-    pub fn new(cfg: SipSection) -> Calls {
-        let policy = cfg.policy().unwrap_or_else(|e| {
-            // Config::validate refuses this before; never fall back to something more open.
+    pub fn new(cfg: SipSection, media: MediaEndpoint, sessions: Arc<Registry<Party>>) -> Calls {
+        let policy = SipPolicy::from_config(&cfg).unwrap_or_else(|e| {
+            // `validate` (lib.rs) refuses this before; never fall back to something more open.
             tracing::error!(error = %e, "[sip] policy invalid: no destination allowed");
             SipPolicy::new(&[], &[]).expect("empty lists are valid")
         });
         Calls {
             policy: Arc::new(policy),
+            media,
+            sessions,
             supervisor: crate::supervise::Supervisor::default(),
             cfg,
             endpoint: OnceCell::new(),
@@ -115,12 +124,12 @@ impl Calls {
     }
 
     /// The SIP endpoint, started on first use; `Err` with the reason when it cannot bind.
-    pub async fn endpoint(&self) -> Result<UaHandle, String> {
+    pub async fn endpoint(self: &Arc<Self>) -> Result<UaHandle, String> {
         self.sip_side().await.map(|s| s.handle().clone())
     }
 
     /// The SIP side, started on first use.
-    async fn sip_side(&self) -> Result<SipSide, String> {
+    async fn sip_side(self: &Arc<Self>) -> Result<SipSide, String> {
         self.endpoint
             .get_or_init(|| async {
                 let cfg = self.cfg.endpoint_config().map_err(|e| e.to_string())?;
@@ -144,7 +153,9 @@ impl Calls {
                             accounts,
                             self.table.clone(),
                             self.policy.clone(),
+                            self.sessions.clone(),
                             self.cfg.register_expires,
+                            self.clone(),
                         ));
                         // The route task and the pump turn every SIP event into calls,
                         // messages and registrations: a panic in either ends the server too.
@@ -164,7 +175,7 @@ impl Calls {
     }
 
     /// The SIP side as a call task sees it.
-    pub(crate) async fn sip_port(&self) -> Result<ports::SipPort, String> {
+    pub(crate) async fn sip_port(self: &Arc<Self>) -> Result<ports::SipPort, String> {
         Ok(ports::SipPort {
             side: self.sip_side().await?,
             policy: self.policy.clone(),
@@ -254,7 +265,7 @@ impl Calls {
     pub async fn clear(&self, deadline: tokio::time::Instant) -> usize {
         let inboxes: Vec<_> = self.table.calls.iter().map(|e| e.inbox.clone()).collect();
         for inbox in &inboxes {
-            let _ = inbox.send(task::Input::Abort { info: crate::session::SERVER_SHUTDOWN });
+            let _ = inbox.send(task::Input::Abort { info: callgate_proto::info::SERVER_SHUTDOWN });
         }
         while !self.table.calls.is_empty() && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
@@ -287,13 +298,13 @@ impl Calls {
 /// must be recorded before its first response is handled, and what ends such state.
 pub(crate) enum SipCmd {
     Register {
-        ctx: Arc<SessionCtx>,
+        ctx: Arc<Party>,
         creds: SipCredentials,
         next_hop: SocketAddr,
         account: callgate_sip::ua::Account,
     },
     Message {
-        ctx: Arc<SessionCtx>,
+        ctx: Arc<Party>,
         obj: serde_json::Map<String, serde_json::Value>,
         account: Box<callgate_sip::ua::Account>,
         to: String,
@@ -302,7 +313,7 @@ pub(crate) enum SipCmd {
         imdn_id: Option<String>,
     },
     Imdn {
-        ctx: Arc<SessionCtx>,
+        ctx: Arc<Party>,
         obj: serde_json::Map<String, serde_json::Value>,
         account: Box<callgate_sip::ua::Account>,
         rec: (String, String, Option<String>),
@@ -311,7 +322,7 @@ pub(crate) enum SipCmd {
     },
     Subscribe(Box<subscribe::NewSub>),
     Unsubscribe {
-        ctx: Arc<SessionCtx>,
+        ctx: Arc<Party>,
         obj: serde_json::Map<String, serde_json::Value>,
         key: (Arc<str>, String),
     },
@@ -327,7 +338,7 @@ pub(crate) enum SipCmd {
     },
     /// The session is gone: forget its messages, un-SUBSCRIBE its subscriptions, un-REGISTER
     /// its account.
-    SessionClosed(Arc<SessionCtx>),
+    SessionClosed(Arc<Party>),
 }
 
 /// The SIP owner task. It owns the registrations and subscriptions and carries out every
@@ -343,7 +354,9 @@ async fn pump(
     mut accounts: register::Accounts,
     table: Arc<CallTable>,
     policy: Arc<SipPolicy>,
+    sessions: Arc<Registry<Party>>,
     expires: u32,
+    calls: Arc<Calls>,
 ) {
     let handle = side.handle().clone();
     let port = ports::SipPort { side: side.clone(), policy: policy.clone(), expires };
@@ -358,7 +371,7 @@ async fn pump(
             Some(cmd) = cmds.recv() => {
                 match cmd {
                     SipCmd::Register { ctx, creds, next_hop, account } => {
-                        accounts.register(&side, ctx, creds, next_hop, account).await
+                        accounts.register(&side, &sessions, ctx, creds, next_hop, account).await
                     }
                     SipCmd::Message { ctx, obj, account, to, content_type, body, imdn_id } => {
                         message::on_send(&mut msgs, &side, ctx, obj, *account, to, content_type, body, imdn_id).await
@@ -394,9 +407,9 @@ async fn pump(
                         continue;
                     }
                 }
-                tokio::spawn(incoming::incoming(to.map(|t| t.0), c, call_events, port.clone()));
+                tokio::spawn(incoming::incoming(to.map(|t| t.0), c, call_events, port.clone(), calls.clone()));
             }
-            Upward::Other(UaEvent::Registration { reg, event }) => accounts.on_event(reg, event),
+            Upward::Other(UaEvent::Registration { reg, event }) => accounts.on_event(&sessions, reg, event),
             Upward::Other(UaEvent::IncomingMessage(m)) => {
                 // The registered session it is addressed to, else the session of its call.
                 let to = if m.call.is_none() { registered(m.reg) } else { None };
@@ -423,7 +436,7 @@ async fn pump(
                         }
                     }
                 }
-                tokio::spawn(message::incoming(ctx, m, handle.clone()));
+                tokio::spawn(message::incoming(ctx, m, handle.clone(), calls.clone()));
             }
             Upward::Other(UaEvent::MessageResult { msg, result }) => message::on_result(&mut msgs, msg, result),
             Upward::Other(UaEvent::Subscription { sub, event }) => subs.on_event(sub, event),
@@ -436,83 +449,73 @@ async fn pump(
 
 /// REST `/call/startup`: a SIP call with no browser (see `rest.rs`); `Ok` = accepted.
 pub fn rest_startup(
-    shared: &Arc<crate::Shared>,
+    calls: &Arc<Calls>,
+    node: &Arc<crate::party::NodeInfo>,
+    apps: &callgate_hooks::AppRegistry,
     body: serde_json::Map<String, serde_json::Value>,
 ) -> Result<(), RestCallError> {
-    rest::startup(shared, body)
+    rest::startup(calls, node, apps, body)
 }
 
 /// The session's next hop for `creds`, resolved and allowed (see [`ports::next_hop`]).
-pub(crate) async fn next_hop(ctx: &SessionCtx, creds: &SipCredentials) -> Result<SocketAddr, String> {
-    let session = policy::session_destinations(&ctx.handle.data_ref());
-    ports::next_hop(&ctx.shared.calls.policy, &ctx.id, creds, &session).await
-}
-
-/// Adds a SIP failure's `sipStatus` and `sipMessageRaw` (the response exactly as received) to
-/// a status event's body, when a SIP response caused the failure.
-pub(crate) fn insert_sip_failure(
-    ev: &mut serde_json::Map<String, serde_json::Value>,
-    f: &callgate_errmap::FailureEvent,
-) {
-    if let Some(code) = f.sip_status {
-        ev.insert("sipStatus".into(), code.into());
-    }
-    if let Some(raw) = &f.sip_message_raw {
-        ev.insert("sipMessageRaw".into(), raw.clone().into());
-    }
+pub(crate) async fn next_hop(calls: &Calls, ctx: &Party, creds: &SipCredentials) -> Result<SocketAddr, String> {
+    let session = policy::session_destinations(&ctx.data_ref());
+    ports::next_hop(&calls.policy, &ctx.id, creds, &session).await
 }
 
 /// The session is established: register its SIP account when it asks for it.
-pub fn session_established(ctx: &Arc<SessionCtx>) {
-    register::start(ctx);
+pub fn session_established(calls: &Arc<Calls>, ctx: &Arc<Party>) {
+    register::start(calls, ctx);
 }
 
-/// The session is gone: un-REGISTER its account.
-pub fn session_closed(ctx: &Arc<SessionCtx>) {
-    call::session_closed(ctx);
-    let _ = ctx.shared.calls.sip_cmd(SipCmd::SessionClosed(ctx.clone()));
+/// The session is gone: hang up its calls, end its subscriptions and messages, un-REGISTER
+/// its account.
+pub fn session_closed(calls: &Arc<Calls>, ctx: &Arc<Party>) {
+    call::session_closed(calls, ctx);
+    let _ = calls.sip_cmd(SipCmd::SessionClosed(ctx.clone()));
 }
 
 /// `call` from the client.
-pub fn call(ctx: Arc<SessionCtx>, obj: serde_json::Map<String, serde_json::Value>) {
-    tokio::spawn(call::outgoing(ctx, obj));
+pub fn call(calls: &Arc<Calls>, ctx: Arc<Party>, obj: serde_json::Map<String, serde_json::Value>) {
+    tokio::spawn(call::outgoing(calls.clone(), ctx, obj));
 }
 
-/// `hold`, `unhold`, `sendDtmf` from the client.
+/// `hold`, `unhold`, `sendDtmf`, `transfer` from the client.
 pub fn in_call(
-    ctx: Arc<SessionCtx>,
+    calls: &Arc<Calls>,
+    ctx: Arc<Party>,
     method: callgate_hooks::HookMethod,
     obj: serde_json::Map<String, serde_json::Value>,
 ) {
-    tokio::spawn(call::in_call(ctx, method, obj));
+    tokio::spawn(call::in_call(calls.clone(), ctx, method, obj));
 }
 
 /// `answer` from the client (an incoming call).
-pub fn answer(ctx: Arc<SessionCtx>, obj: serde_json::Map<String, serde_json::Value>) {
-    tokio::spawn(incoming::answer(ctx, obj));
+pub fn answer(calls: &Arc<Calls>, ctx: Arc<Party>, obj: serde_json::Map<String, serde_json::Value>) {
+    tokio::spawn(incoming::answer(calls.clone(), ctx, obj));
 }
 
 /// `hangup` from the client.
-pub fn hangup(ctx: Arc<SessionCtx>, obj: serde_json::Map<String, serde_json::Value>) {
-    tokio::spawn(call::hangup(ctx, obj));
+pub fn hangup(calls: &Arc<Calls>, ctx: Arc<Party>, obj: serde_json::Map<String, serde_json::Value>) {
+    tokio::spawn(call::hangup(calls.clone(), ctx, obj));
 }
 
 /// `sendMessage` from the client.
-pub fn send_message(ctx: Arc<SessionCtx>, obj: serde_json::Map<String, serde_json::Value>) {
-    tokio::spawn(message::send(ctx, obj));
+pub fn send_message(calls: &Arc<Calls>, ctx: Arc<Party>, obj: serde_json::Map<String, serde_json::Value>) {
+    tokio::spawn(message::send(calls.clone(), ctx, obj));
 }
 
 /// `sendIMDN` from the client.
-pub fn send_imdn(ctx: Arc<SessionCtx>, obj: serde_json::Map<String, serde_json::Value>) {
-    tokio::spawn(message::send_imdn(ctx, obj));
+pub fn send_imdn(calls: &Arc<Calls>, ctx: Arc<Party>, obj: serde_json::Map<String, serde_json::Value>) {
+    tokio::spawn(message::send_imdn(calls.clone(), ctx, obj));
 }
 
 /// `notificationResult` from the client (the old API's answer to `notifyMessage`).
-pub fn notification_result(ctx: &SessionCtx, obj: &serde_json::Map<String, serde_json::Value>) {
+pub fn notification_result(ctx: &Party, obj: &serde_json::Map<String, serde_json::Value>) {
     message::notification_result(ctx, obj);
 }
 
 /// `subscribe` from the client.
-pub fn subscribe(ctx: Arc<SessionCtx>, obj: serde_json::Map<String, serde_json::Value>) {
-    tokio::spawn(subscribe::subscribe(ctx, obj));
+pub fn subscribe(calls: &Arc<Calls>, ctx: Arc<Party>, obj: serde_json::Map<String, serde_json::Value>) {
+    tokio::spawn(subscribe::subscribe(calls.clone(), ctx, obj));
 }

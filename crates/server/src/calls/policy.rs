@@ -163,6 +163,12 @@ pub fn session_destinations(connection: &serde_json::Map<String, Value>) -> Vec<
 }
 
 impl SipPolicy {
+    /// The rules of `[sip]` (`trusted_networks`, `allowed_destinations`); the error names the
+    /// bad entry (`callgate_server::validate` refuses it before any port is bound).
+    pub fn from_config(sip: &crate::config::SipSection) -> anyhow::Result<SipPolicy> {
+        SipPolicy::new(&sip.trusted_networks, &sip.allowed_destinations).map_err(anyhow::Error::msg)
+    }
+
     pub fn new(trusted: &[String], destinations: &[String]) -> Result<SipPolicy, String> {
         let trusted = trusted
             .iter()

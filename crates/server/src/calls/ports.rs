@@ -15,19 +15,19 @@ use callgate_sip::ua::{CallEvent, CallId as SipCallId, ReqId};
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
-use super::register::SipCredentials;
 use super::task::{CallMedia, CallParty, CallSip};
 use super::SipPolicy;
-use crate::session::SessionCtx;
+use crate::party::Party;
+use crate::party::SipCredentials;
 use crate::sip_side::SipSide;
 
-impl CallParty for Arc<SessionCtx> {
+impl CallParty for Arc<Party> {
     fn id(&self) -> &str {
         &self.id
     }
 
     fn with_context(&self, obj: Map<String, Value>) -> Map<String, Value> {
-        super::call::with_context(self, obj)
+        Party::with_context(self, obj)
     }
 
     fn raise(
@@ -41,15 +41,15 @@ impl CallParty for Arc<SessionCtx> {
     }
 
     fn send(&self, frame: &ServerFrame) {
-        self.out.send(frame);
+        Party::send(self, frame);
     }
 
     fn send_object(&self, message: &'static str, obj: &Map<String, Value>, method: HookMethod) {
-        self.out.send_object(message, obj, &self.rcc.method(method).client_exclude);
+        Party::send_object(self, message, obj, &self.rcc.method(method).client_exclude);
     }
 
     fn sip_error_event(&self, f: &FailureEvent, origin: Origin) {
-        SessionCtx::sip_error_event(self, f, origin);
+        Party::sip_error_event(self, f, origin);
     }
 
     fn direct<'a>(

@@ -5,7 +5,7 @@
 //! The seed: an action started through the REST API still calls its hook, but the backend
 //! cannot reject it (origin `RestApi` in the decision table); an OVERWRITE answer still applies.
 //!
-//! A REST call belongs to no WebSocket session. It gets a detached [`SessionCtx`] of its own:
+//! A REST call belongs to no WebSocket session. It gets a detached [`Party`] of its own:
 //! - `sessionId` = `rest-api:<callId>` (unique while the call lives; `/call/find` filters on it),
 //!   `nodeId` = this node's id, `appKey` = the body's `appKey` (default `defaultApp`), whose
 //!   application receives the hooks;
@@ -19,7 +19,6 @@
 //! | `/call/startup` | checked (400/409), recorded (visible to `/call/find`), `200` |
 //! | then | `call` hook (origin RestApi: a refusal is logged, the call goes on; OVERWRITE may rewrite `callee`) -> `TRYING` -> RTP leg (PCMU + telephone-event) -> INVITE -> RING/ESTABLISHED/FAILED/FINISH as for a client's call |
 
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use callgate_hooks::{HookMethod, Origin, RestClientConfig};
@@ -27,11 +26,9 @@ use serde_json::{Map, Value};
 
 use super::call::{self, ActError, FAILED};
 use super::ports::Dial;
-use super::register::SipCredentials;
 use super::task::Leg;
-use crate::registry::SessionHandle;
-use crate::session::{Outbox, SessionCtx};
-use crate::Shared;
+use super::Calls;
+use crate::party::{NodeInfo, Party, SipCredentials};
 
 /// Why a REST call request was not carried out (the REST API maps it to an HTTP status).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,7 +83,12 @@ pub fn session_id(call_id: &str) -> String {
 
 /// `/call/startup`: checks and records the call, then places it in a task. `Ok` = accepted
 /// (its progress reaches the backend as `CallStatusEvent`s).
-pub(super) fn startup(shared: &Arc<Shared>, body: Map<String, Value>) -> Result<(), RestCallError> {
+pub(super) fn startup(
+    calls: &Arc<Calls>,
+    node: &Arc<NodeInfo>,
+    apps: &callgate_hooks::AppRegistry,
+    body: Map<String, Value>,
+) -> Result<(), RestCallError> {
     let call_id: Arc<str> = text(&body, "callId").ok_or_else(|| bad("callId is required"))?.into();
     let callee = text(&body, "callee").ok_or_else(|| bad("callee is required"))?.to_string();
     for k in ["rtmpUrl", "rtmpStream", "toStream"] {
@@ -108,11 +110,11 @@ pub(super) fn startup(shared: &Arc<Shared>, body: Map<String, Value>) -> Result<
     // `[sip] allowed_destinations` only (a REST body cannot widen it). What the name alone
     // decides is refused here; a host name is checked again once resolved, before the INVITE.
     let port = creds.next_hop_target().rsplit_once(':').and_then(|(_, p)| p.parse().ok()).unwrap_or(creds.port);
-    if shared.calls.policy.destination_allowed_unresolved(&[], creds.next_hop_name(), port) == Some(false) {
+    if calls.policy.destination_allowed_unresolved(&[], creds.next_hop_name(), port) == Some(false) {
         return Err(bad(format!("{}: {}", super::policy::NOT_ALLOWED, creds.next_hop_target())));
     }
     let app_key = text(&body, "appKey").unwrap_or("defaultApp");
-    let app = shared.apps.get(app_key).cloned().ok_or_else(|| bad(format!("unknown appKey: {app_key}")))?;
+    let app = apps.get(app_key).cloned().ok_or_else(|| bad(format!("unknown appKey: {app_key}")))?;
     let rcc = match body.get("restClientConfig") {
         None | Some(Value::Null) => RestClientConfig::default(),
         Some(v) => {
@@ -123,7 +125,6 @@ pub(super) fn startup(shared: &Arc<Shared>, body: Map<String, Value>) -> Result<
             rcc
         }
     };
-    let calls = &shared.calls;
     if calls.table.calls.contains_key(&call_id) {
         return Err(RestCallError::Conflict(format!("callId {call_id} is already in use")));
     }
@@ -131,7 +132,7 @@ pub(super) fn startup(shared: &Arc<Shared>, body: Map<String, Value>) -> Result<
     let sid: Arc<str> = session_id(&call_id).into();
     let rcc = Arc::new(rcc);
     let mut obj = Map::new();
-    obj.insert("nodeId".into(), Value::from(&*shared.node_id));
+    obj.insert("nodeId".into(), Value::from(&*node.id));
     obj.insert("appKey".into(), Value::from(&*app.key));
     obj.insert("sessionId".into(), Value::from(&*sid));
     obj.insert("callId".into(), Value::from(&*call_id));
@@ -142,36 +143,24 @@ pub(super) fn startup(shared: &Arc<Shared>, body: Map<String, Value>) -> Result<
     obj.insert("hasAudio".into(), true.into());
     obj.insert("hasVideo".into(), false.into());
     obj.insert("status".into(), callgate_proto::status::call::PENDING.into());
-    // The connection object of the detached session: the SIP account (for the INVITE and the
-    // domain of a transfer target). It is never shown: no registry entry, no client.
+    // The connection object of the REST leg: the SIP account (for the INVITE and the domain
+    // of a transfer target). It is never shown: no registry entry, no client.
     let mut account = Map::new();
     for k in ["sipLogin", "sipAuthenticationName", "sipPassword", "sipDomain", "sipOutboundProxy", "sipPort"] {
         if let Some(v) = body.get(k) {
             account.insert(k.into(), v.clone());
         }
     }
-    let (out, cmd) = Outbox::detached();
-    let events = callgate_hooks::EventQueue::spawn(shared.engine.clone(), app.clone(), rcc.clone(), sid.clone());
-    let handle = Arc::new(SessionHandle::new(sid.clone(), app.key.clone(), account, cmd, out.clone()));
-    let ctx = Arc::new(SessionCtx {
-        shared: shared.clone(),
-        id: sid,
-        app,
-        rcc,
-        out,
-        events,
-        debug: AtomicBool::new(false),
-        handle,
-    });
-    let peer = shared.streams.media.next_peer_id();
+    let ctx = Arc::new(Party::new(node.clone(), sid, app, rcc, account, None));
+    let peer = calls.media.next_peer_id();
     let recorded = match super::call::record(calls, &ctx, &call_id, &obj, false) {
         Ok(r) => r,
         Err(_) => return Err(RestCallError::Conflict(format!("callId {call_id} is already in use"))),
     };
     metrics::counter!("callgate_rest_calls_total").increment(1);
-    let shared = shared.clone();
+    let calls = calls.clone();
     tokio::spawn(async move {
-        let calls = &shared.calls;
+        let calls = &calls;
         let port = match calls.sip_port().await {
             Ok(p) => p,
             Err(info) => {
@@ -230,7 +219,7 @@ pub(super) async fn action(
         e.ctx.clone()
     };
     let data = call::with_context(&ctx, req);
-    call::act(&ctx, method, Origin::RestApi, data).await.map_err(|e| match e {
+    call::act(calls, &ctx, method, Origin::RestApi, data).await.map_err(|e| match e {
         ActError::NotFound => RestCallError::NotFound("call not found".into()),
         ActError::NotEstablished => RestCallError::Conflict(e.info()),
         ActError::BadRequest(why) => RestCallError::BadRequest(why),

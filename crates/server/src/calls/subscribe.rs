@@ -25,7 +25,7 @@ use callgate_sip::ua::{Account, SubEvent, SubId};
 use serde_json::{Map, Value};
 
 use super::message::{session_account, text, with_context};
-use crate::session::SessionCtx;
+use crate::party::Party;
 use crate::sip_side::SipSide;
 
 pub use callgate_proto::info::{
@@ -36,7 +36,7 @@ pub use callgate_proto::messages::NOTIFY_SUBSCRIPTION as CLIENT_MESSAGE;
 pub use callgate_proto::status::subscription::{ACCEPTED, FAILED, NOTIFY, TERMINATED};
 
 pub(super) struct SubEntry {
-    ctx: Arc<SessionCtx>,
+    ctx: Arc<Party>,
     obj: Map<String, Value>,
     accepted: bool,
 }
@@ -51,7 +51,7 @@ pub(super) struct SubTables {
 
 /// A new subscription, as the owner needs it.
 pub(crate) struct NewSub {
-    pub ctx: Arc<SessionCtx>,
+    pub ctx: Arc<Party>,
     pub obj: Map<String, Value>,
     pub key: (Arc<str>, String),
     pub account: Account,
@@ -62,7 +62,7 @@ pub(crate) struct NewSub {
     pub body: Option<(String, bytes::Bytes)>,
 }
 
-fn raise(ctx: &Arc<SessionCtx>, obj: &Map<String, Value>, status: &str, info: &str, extra: Map<String, Value>) {
+fn raise(ctx: &Arc<Party>, obj: &Map<String, Value>, status: &str, info: &str, extra: Map<String, Value>) {
     let mut ev = obj.clone();
     ev.insert("status".into(), status.into());
     ev.insert("info".into(), info.into());
@@ -71,12 +71,12 @@ fn raise(ctx: &Arc<SessionCtx>, obj: &Map<String, Value>, status: &str, info: &s
     ctx.raise_event(HookMethod::SubscriptionStatusEvent, Origin::Client, ev, Some(CLIENT_MESSAGE));
 }
 
-fn failed(ctx: &Arc<SessionCtx>, obj: &Map<String, Value>, info: &str) {
+fn failed(ctx: &Arc<Party>, obj: &Map<String, Value>, info: &str) {
     raise(ctx, obj, FAILED, info, Map::new());
 }
 
 /// `subscribe {id, event, to|target, expires, accept, body, contentType}`.
-pub(super) async fn subscribe(ctx: Arc<SessionCtx>, obj: Map<String, Value>) {
+pub(super) async fn subscribe(calls: Arc<super::Calls>, ctx: Arc<Party>, obj: Map<String, Value>) {
     let mut data = with_context(&ctx, obj);
     let id = text(&data, "id").unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     data.insert("id".into(), id.as_str().into());
@@ -92,7 +92,6 @@ pub(super) async fn subscribe(ctx: Arc<SessionCtx>, obj: Map<String, Value>) {
         Some(Ok(e)) => e,
         Some(Err(_)) => return failed(&ctx, &data, callgate_proto::info::BAD_EXPIRES),
     };
-    let calls = &ctx.shared.calls;
     if expires == 0 {
         // Ends the subscription `id`; TERMINATED follows from the user agent.
         if calls.sip_cmd(super::SipCmd::Unsubscribe { ctx: ctx.clone(), obj: data.clone(), key }).is_err() {
@@ -111,7 +110,7 @@ pub(super) async fn subscribe(ctx: Arc<SessionCtx>, obj: Map<String, Value>) {
         }
         _ => None,
     };
-    let (_, account, creds) = match session_account(&ctx).await {
+    let (_, account, creds) = match session_account(&calls, &ctx).await {
         Ok(x) => x,
         Err(info) => return failed(&ctx, &data, &info),
     };
@@ -142,7 +141,7 @@ impl SubTables {
     pub(super) async fn unsubscribe(
         &mut self,
         side: &SipSide,
-        ctx: &Arc<SessionCtx>,
+        ctx: &Arc<Party>,
         obj: &Map<String, Value>,
         key: &(Arc<str>, String),
     ) {
@@ -154,7 +153,7 @@ impl SubTables {
 
     /// `SipCmd::SessionClosed`: un-SUBSCRIBE each of the session's subscriptions (the backend
     /// then gets `TERMINATED`).
-    pub(super) async fn session_closed(&mut self, side: &SipSide, ctx: &Arc<SessionCtx>) {
+    pub(super) async fn session_closed(&mut self, side: &SipSide, ctx: &Arc<Party>) {
         let subs: Vec<SubId> = self.subs.iter().filter(|(_, e)| Arc::ptr_eq(&e.ctx, ctx)).map(|(k, _)| *k).collect();
         for sub in subs {
             if let Err(e) = side.unsubscribe(sub).await {
@@ -200,7 +199,7 @@ impl SubTables {
                 let Some(e) = self.forget(sub) else { return };
                 let fe = map_failure(SipOperation::Subscribe, &f);
                 let mut extra = Map::new();
-                super::insert_sip_failure(&mut extra, &fe);
+                crate::party::insert_sip_failure(&mut extra, &fe);
                 raise(&e.ctx, &e.obj, FAILED, &fe.info, extra);
             }
         }

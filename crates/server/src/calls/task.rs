@@ -254,7 +254,7 @@ impl<P: CallParty, S: CallSip, M: CallMedia> CallTask<P, S, M> {
         ev.insert("status".into(), status.into());
         ev.insert("info".into(), info.into());
         if let Some(f) = failure {
-            super::insert_sip_failure(&mut ev, f);
+            crate::party::insert_sip_failure(&mut ev, f);
         }
         tracing::info!(session = self.party.id(), call = &*self.id, status, info, "call status");
         metrics::counter!("callgate_call_statuses_total", "status" => status.to_string()).increment(1);
@@ -629,7 +629,7 @@ impl<P: CallParty, S: CallSip, M: CallMedia> CallTask<P, S, M> {
                     Err(f) => {
                         let fe = map_failure(SipOperation::ReInvite, &f);
                         let mut sip = Map::new();
-                        super::insert_sip_failure(&mut sip, &fe);
+                        crate::party::insert_sip_failure(&mut sip, &fe);
                         self.party.send(&ServerFrame::fail_with("CallStatusEvent", &fe.info, Some(&self.id), sip));
                         self.party.sip_error_event(&fe, Origin::Client);
                     }
@@ -752,7 +752,7 @@ impl<P: CallParty, S: CallSip, M: CallMedia> CallTask<P, S, M> {
     fn transfer_status(&self, status: &str, info: &str, sip_status: Option<u16>, failure: Option<&FailureEvent>) {
         let mut ev = self.obj.clone();
         if let Some(f) = failure {
-            super::insert_sip_failure(&mut ev, f);
+            crate::party::insert_sip_failure(&mut ev, f);
         }
         ev.insert("status".into(), status.into());
         ev.insert("info".into(), info.into());

@@ -8,22 +8,20 @@ use serde_json::{Map, Value};
 
 use super::directory::Status;
 use super::*;
-use crate::session::SessionCtx;
-use crate::Shared;
+use crate::party::Party;
 
 /// One keep-alive to send: the owner, the stream id, its peer, its object.
-type KeepAliveDue = (Arc<SessionCtx>, Arc<str>, PeerId, Map<String, Value>);
+type KeepAliveDue = (Arc<Party>, Arc<str>, PeerId, Map<String, Value>);
 
 /// Sends `StreamKeepAliveEvent` for every connected stream each `interval`; a `403` answer ends
 /// that stream (`Terminated by keep-alive`). Stops when the server is gone.
-pub fn spawn_keep_alive(shared: Weak<Shared>, ka: KeepAlive) {
+pub fn spawn_keep_alive(streams: Weak<Streams>, ka: KeepAlive) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + ka.interval, ka.interval);
         loop {
             tick.tick().await;
-            let Some(shared) = shared.upgrade() else { return };
-            let due: Vec<KeepAliveDue> = shared
-                .streams
+            let Some(streams) = streams.upgrade() else { return };
+            let due: Vec<KeepAliveDue> = streams
                 .dir
                 .lock()
                 .all()
@@ -32,7 +30,7 @@ pub fn spawn_keep_alive(shared: Weak<Shared>, ka: KeepAlive) {
                 .map(|e| (e.owner.clone(), e.id.clone(), e.peer, e.obj.clone()))
                 .collect();
             for (ctx, id, peer, obj) in due {
-                let job_ctx = ctx.clone();
+                let (job_ctx, streams) = (ctx.clone(), streams.clone());
                 ctx.events.push(EventJob {
                     method: HookMethod::StreamKeepAliveEvent,
                     origin: Origin::Client,
@@ -47,7 +45,7 @@ pub fn spawn_keep_alive(shared: Weak<Shared>, ka: KeepAlive) {
                                 "keep-alive answered 403; stream ends"
                             );
                             end_stream(
-                                &job_ctx.shared,
+                                &streams,
                                 &id,
                                 Some(peer),
                                 Ending::Terminated(info::TERMINATED_BY_KEEP_ALIVE),

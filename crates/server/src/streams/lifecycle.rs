@@ -12,8 +12,7 @@ use tokio::sync::mpsc;
 
 use super::directory::{Entry, Kind, Status};
 use super::*;
-use crate::session::SessionCtx;
-use crate::Shared;
+use crate::party::Party;
 
 /// What the hook, the checks and the client's data give before a stream is added.
 struct Prepared {
@@ -25,7 +24,7 @@ struct Prepared {
 
 /// The common front of publish and play: id check, the direct hook (which may rewrite `name`
 /// under OVERWRITE), SDP and name checks. `Err` has been reported to the client already.
-async fn prepare(ctx: &Arc<SessionCtx>, obj: Map<String, Value>, kind: Kind) -> Option<Prepared> {
+async fn prepare(ctx: &Arc<Party>, obj: Map<String, Value>, kind: Kind) -> Option<Prepared> {
     let (method, published) = match kind {
         Kind::Publish => (HookMethod::PublishStream, true),
         Kind::Play => (HookMethod::PlayStream, false),
@@ -76,7 +75,7 @@ async fn prepare(ctx: &Arc<SessionCtx>, obj: Map<String, Value>, kind: Kind) -> 
     Some(Prepared { id, name, offer, obj: data })
 }
 
-fn new_entry(ctx: &Arc<SessionCtx>, p: &Prepared, kind: Kind, peer: PeerId) -> Entry<Arc<SessionCtx>> {
+fn new_entry(ctx: &Arc<Party>, p: &Prepared, kind: Kind, peer: PeerId) -> Entry<Arc<Party>> {
     Entry {
         id: p.id.clone(),
         name: p.name.clone(),
@@ -92,13 +91,12 @@ fn new_entry(ctx: &Arc<SessionCtx>, p: &Prepared, kind: Kind, peer: PeerId) -> E
 }
 
 /// `publishStream`: hook, reserve the name, answer the offer, then wait for the media events.
-pub(super) async fn publish(ctx: Arc<SessionCtx>, obj: Map<String, Value>) {
+pub(super) async fn publish(streams: Arc<Streams>, ctx: Arc<Party>, obj: Map<String, Value>) {
     let Some(p) = prepare(&ctx, obj, Kind::Publish).await else { return };
-    let streams = &ctx.shared.streams;
     let peer = streams.media.next_peer_id();
     let added = {
         let mut dir = streams.dir.lock();
-        if !session_alive(&ctx) {
+        if !session_alive(&streams, &ctx) {
             return;
         }
         dir.add_publisher(new_entry(&ctx, &p, Kind::Publish, peer))
@@ -110,17 +108,16 @@ pub(super) async fn publish(ctx: Arc<SessionCtx>, obj: Map<String, Value>) {
     raise_status(&ctx, p.obj.clone(), Status::Pending.as_str(), "", false, Origin::Client);
     let (tx, rx) = mpsc::unbounded_channel();
     let answer = streams.media.publish(peer, p.offer, tx).await;
-    answered(&ctx, &p.id, peer, answer, rx);
+    answered(&streams, &ctx, &p.id, peer, answer, rx);
 }
 
 /// `playStream`: hook, find the publisher, answer the offer, then wait for the media events.
-pub(super) async fn play(ctx: Arc<SessionCtx>, obj: Map<String, Value>) {
+pub(super) async fn play(streams: Arc<Streams>, ctx: Arc<Party>, obj: Map<String, Value>) {
     let Some(p) = prepare(&ctx, obj, Kind::Play).await else { return };
-    let streams = &ctx.shared.streams;
     let peer = streams.media.next_peer_id();
     let added = {
         let mut dir = streams.dir.lock();
-        if !session_alive(&ctx) {
+        if !session_alive(&streams, &ctx) {
             return;
         }
         dir.add_player(new_entry(&ctx, &p, Kind::Play, peer))
@@ -135,44 +132,44 @@ pub(super) async fn play(ctx: Arc<SessionCtx>, obj: Map<String, Value>) {
     raise_status(&ctx, p.obj.clone(), Status::Pending.as_str(), "", false, Origin::Client);
     let (tx, rx) = mpsc::unbounded_channel();
     let answer = streams.media.play(peer, source, p.offer, tx).await;
-    answered(&ctx, &p.id, peer, answer, rx);
+    answered(&streams, &ctx, &p.id, peer, answer, rx);
 }
 
 /// After the media endpoint answered: `setRemoteSDP` and a watcher for the peer's events, or
 /// `FAILED`. A stream that ended meanwhile (session closed, publisher gone) only closes its peer.
 fn answered(
-    ctx: &Arc<SessionCtx>,
+    streams: &Arc<Streams>,
+    ctx: &Arc<Party>,
     id: &Arc<str>,
     peer: PeerId,
     answer: Result<String, MediaError>,
     rx: mpsc::UnboundedReceiver<MediaEvent>,
 ) {
-    let shared = &ctx.shared;
     match answer {
         Err(e) => {
             tracing::info!(session = &*ctx.id, stream = &**id, error = %e, "offer not answered");
-            end_stream(shared, id, Some(peer), Ending::MediaFailed(media_error_info(&e)), Origin::Client);
+            end_stream(streams, id, Some(peer), Ending::MediaFailed(media_error_info(&e)), Origin::Client);
         }
         Ok(sdp) => {
-            let live = shared.streams.dir.lock().get(id).is_some_and(|e| e.peer == peer);
+            let live = streams.dir.lock().get(id).is_some_and(|e| e.peer == peer);
             if !live {
-                shared.streams.media.close(peer);
+                streams.media.close(peer);
                 return;
             }
-            ctx.out.send(&ServerFrame::new(SET_REMOTE_SDP, vec![Value::from(&**id), sdp.into(), Value::Bool(true)]));
-            tokio::spawn(watch(Arc::downgrade(shared), id.clone(), peer, rx));
+            ctx.send(&ServerFrame::new(SET_REMOTE_SDP, vec![Value::from(&**id), sdp.into(), Value::Bool(true)]));
+            tokio::spawn(watch(Arc::downgrade(streams), id.clone(), peer, rx));
         }
     }
 }
 
 /// Turns the media events of one peer into statuses, until the peer is gone.
-async fn watch(shared: Weak<Shared>, id: Arc<str>, peer: PeerId, mut rx: mpsc::UnboundedReceiver<MediaEvent>) {
+async fn watch(streams: Weak<Streams>, id: Arc<str>, peer: PeerId, mut rx: mpsc::UnboundedReceiver<MediaEvent>) {
     while let Some(ev) = rx.recv().await {
-        let Some(shared) = shared.upgrade() else { return };
+        let Some(streams) = streams.upgrade() else { return };
         match ev {
             MediaEvent::Connected => {
                 let up = {
-                    let mut dir = shared.streams.dir.lock();
+                    let mut dir = streams.dir.lock();
                     match dir.get(&id) {
                         Some(e) if e.peer == peer => {
                             let st = if e.kind == Kind::Publish { Status::Publishing } else { Status::Playing };
@@ -187,7 +184,7 @@ async fn watch(shared: Weak<Shared>, id: Arc<str>, peer: PeerId, mut rx: mpsc::U
                 }
             }
             MediaEvent::Failed(reason) => {
-                end_stream(&shared, &id, Some(peer), Ending::MediaFailed(fail_info(&reason)), Origin::Client);
+                end_stream(&streams, &id, Some(peer), Ending::MediaFailed(fail_info(&reason)), Origin::Client);
                 return;
             }
         }
@@ -195,13 +192,13 @@ async fn watch(shared: Weak<Shared>, id: Arc<str>, peer: PeerId, mut rx: mpsc::U
 }
 
 /// `unPublishStream` / `stopStream`: the hook, then the stream ends (see [`Ending::ByClient`]).
-pub(super) async fn stop(ctx: Arc<SessionCtx>, obj: Map<String, Value>, method: HookMethod) {
+pub(super) async fn stop(streams: Arc<Streams>, ctx: Arc<Party>, obj: Map<String, Value>, method: HookMethod) {
     let id = media_session_id(&obj);
     let mut data = with_context(&ctx, obj);
     let verdict = ctx.direct(method, &mut data).await;
     let Some(id) = id else { return };
     let removed = {
-        let mut dir = ctx.shared.streams.dir.lock();
+        let mut dir = streams.dir.lock();
         match dir.get(&id) {
             // A session can only stop its own streams.
             Some(e) if e.session_id == ctx.id => dir.remove(&id),
@@ -209,16 +206,14 @@ pub(super) async fn stop(ctx: Arc<SessionCtx>, obj: Map<String, Value>, method: 
         }
     };
     match removed {
-        Some(r) => {
-            report_removed(&ctx.shared.streams.media, r, &Ending::ByClient { rejected: verdict.err() }, Origin::Client)
-        }
+        Some(r) => report_removed(&streams.media, r, &Ending::ByClient { rejected: verdict.err() }, Origin::Client),
         None => {
             // Unknown here (it ended already): still give the SDK a terminal status for the id.
             let mut st = stream_object(data);
             let stopped = if method == HookMethod::UnPublishStream { stream::UNPUBLISHED } else { stream::STOPPED };
             st.insert("status".into(), stopped.into());
             st.insert("info".into(), proto_info::STREAM_NOT_FOUND.into());
-            ctx.out.send(&ServerFrame::object(NOTIFY_STREAM_STATUS_EVENT, st));
+            ctx.send(&ServerFrame::object(NOTIFY_STREAM_STATUS_EVENT, st));
         }
     }
 }

@@ -11,11 +11,11 @@
 //! | `sendStreamEvent` | `sendStreamEvent` (event) | each player: `notifyStreamEvent` under its own `mediaSessionId` (+ `StreamEvent` hook on the player's session) |
 //!
 //! Every status goes to the backend as `StreamStatusEvent` (PENDING only there) and to the client
-//! as `notifyStreamStatusEvent`, through [`SessionCtx::raise_event`].
+//! as `notifyStreamStatusEvent`, through [`Party::raise_event`].
 //!
 //! Layout: `lifecycle` (publish, play, stop, the media-event watcher), `events` (availability,
 //! stream events, snapshot), `keep_alive`, `rest` (the REST views), `directory` (pure); this
-//! file has the dispatch, the status reporting and the one way a stream ends ([`end_stream`]).
+//! file has the entry points, the status reporting and the one way a stream ends ([`end_stream`]).
 //!
 //! Ownership: the [`directory::Directory`] (one short lock, never held across `.await`) knows
 //! the streams; the media task owns the str0m peers; a small task per stream turns the media
@@ -41,8 +41,9 @@ use callgate_proto::status::stream;
 use parking_lot::Mutex;
 use serde_json::{Map, Value};
 
-use crate::session::SessionCtx;
-use crate::Shared;
+use crate::config::MediaSection;
+use crate::party::Party;
+use crate::registry::Registry;
 use directory::{Directory, Kind, Refusal, Removed};
 
 /// The streams' `info` strings (spec/client-protocol.md §7.5), from `callgate_proto::info`.
@@ -63,15 +64,27 @@ pub struct KeepAlive {
     pub app_keys: Vec<String>,
 }
 
+impl KeepAlive {
+    /// `Some` when stream keep-alives are on (`[media] keep_alive_*`).
+    pub fn from_config(m: &MediaSection) -> Option<KeepAlive> {
+        m.keep_alive_enabled.then(|| KeepAlive {
+            interval: Duration::from_millis(m.keep_alive_interval_ms),
+            app_keys: m.keep_alive_app_keys.clone(),
+        })
+    }
+}
+
 /// The node's streams: the directory and the media endpoint.
 pub struct Streams {
-    dir: Mutex<Directory<Arc<SessionCtx>>>,
+    dir: Mutex<Directory<Arc<Party>>>,
     pub media: MediaEndpoint,
+    /// The live sessions: a stream is added only while its owner is one of them.
+    sessions: Arc<Registry<Party>>,
 }
 
 impl Streams {
-    pub fn new(media: MediaEndpoint) -> Streams {
-        Streams { dir: Mutex::new(Directory::default()), media }
+    pub fn new(media: MediaEndpoint, sessions: Arc<Registry<Party>>) -> Streams {
+        Streams { dir: Mutex::new(Directory::default()), media, sessions }
     }
 
     /// Number of live streams.
@@ -84,52 +97,51 @@ impl Streams {
     }
 
     /// Server shutdown, after the sessions ended (each removed its own streams): forgets what is
-    /// left, whose owners hold the node. Returns how many streams there were.
+    /// left (and the parties that own it). Returns how many streams there were.
     pub fn clear(&self) -> usize {
         let old = std::mem::take(&mut *self.dir.lock());
         old.len()
     }
 }
 
-/// True for the client messages this module handles.
-pub fn handles(message: &str) -> bool {
-    matches!(
-        message,
-        "publishStream"
-            | "playStream"
-            | "unPublishStream"
-            | "stopStream"
-            | "availableStream"
-            | "sendStreamEvent"
-            | "snapshot"
-            | "playHLS"
-            | "playRTSP"
-    )
+/// `publishStream`: hook, directory, media answer, watcher (in a task).
+pub fn publish(streams: &Arc<Streams>, ctx: Arc<Party>, obj: Map<String, Value>) {
+    tokio::spawn(lifecycle::publish(streams.clone(), ctx, obj));
 }
 
-/// Handles one stream message of an established session. Hook waits run in their own tasks.
-pub fn dispatch(ctx: Arc<SessionCtx>, message: &str, obj: Map<String, Value>) {
-    match message {
-        "publishStream" => drop(tokio::spawn(lifecycle::publish(ctx, obj))),
-        "playStream" => drop(tokio::spawn(lifecycle::play(ctx, obj))),
-        "unPublishStream" => drop(tokio::spawn(lifecycle::stop(ctx, obj, HookMethod::UnPublishStream))),
-        "stopStream" => drop(tokio::spawn(lifecycle::stop(ctx, obj, HookMethod::StopStream))),
-        "availableStream" => events::available(&ctx, &obj),
-        "sendStreamEvent" => events::send_stream_event(&ctx, obj),
-        "snapshot" => events::snapshot_refused(&ctx, &obj),
-        "playHLS" | "playRTSP" => {
-            let data = with_context(&ctx, obj);
-            raise_status(&ctx, stream_object(data), stream::FAILED, info::PULL_NOT_SUPPORTED, true, Origin::Client);
-        }
-        _ => {}
-    }
+/// `playStream` (in a task).
+pub fn play(streams: &Arc<Streams>, ctx: Arc<Party>, obj: Map<String, Value>) {
+    tokio::spawn(lifecycle::play(streams.clone(), ctx, obj));
 }
 
-fn with_context(ctx: &SessionCtx, mut obj: Map<String, Value>) -> Map<String, Value> {
-    obj.insert("nodeId".into(), Value::from(&*ctx.shared.node_id));
-    obj.insert("appKey".into(), Value::from(&*ctx.app.key));
-    obj.insert("sessionId".into(), Value::from(&*ctx.id));
-    obj
+/// `unPublishStream` / `stopStream` (`method` = its hook), in a task.
+pub fn stop(streams: &Arc<Streams>, ctx: Arc<Party>, obj: Map<String, Value>, method: HookMethod) {
+    tokio::spawn(lifecycle::stop(streams.clone(), ctx, obj, method));
+}
+
+/// `availableStream`.
+pub fn available(streams: &Streams, ctx: &Arc<Party>, obj: &Map<String, Value>) {
+    events::available(streams, ctx, obj);
+}
+
+/// `sendStreamEvent`.
+pub fn send_stream_event(streams: &Streams, ctx: &Arc<Party>, obj: Map<String, Value>) {
+    events::send_stream_event(streams, ctx, obj);
+}
+
+/// `snapshot`: refused (not supported).
+pub fn snapshot(ctx: &Arc<Party>, obj: &Map<String, Value>) {
+    events::snapshot_refused(ctx, obj);
+}
+
+/// `playHLS`, `playRTSP`: refused (pulling sources is not supported).
+pub fn pull_refused(ctx: &Arc<Party>, obj: Map<String, Value>) {
+    let data = with_context(ctx, obj);
+    raise_status(ctx, stream_object(data), stream::FAILED, info::PULL_NOT_SUPPORTED, true, Origin::Client);
+}
+
+fn with_context(ctx: &Party, obj: Map<String, Value>) -> Map<String, Value> {
+    ctx.with_context(obj)
 }
 
 fn media_session_id(obj: &Map<String, Value>) -> Option<Arc<str>> {
@@ -148,7 +160,7 @@ fn stream_object(mut data: Map<String, Value>) -> Map<String, Value> {
 /// `StreamStatusEvent {status, info}` to the backend, and `notifyStreamStatusEvent` to the
 /// client when `to_client` (not for PENDING, nor once the client's socket is gone).
 fn raise_status(
-    ctx: &Arc<SessionCtx>,
+    ctx: &Arc<Party>,
     mut obj: Map<String, Value>,
     status: &str,
     info_text: &str,
@@ -164,8 +176,8 @@ fn raise_status(
 
 /// The session is still registered (checked under the directory lock, so a stream is either
 /// added before the session's cleanup runs, or not at all).
-fn session_alive(ctx: &SessionCtx) -> bool {
-    ctx.shared.sessions.get(&ctx.id).is_some_and(|h| Arc::ptr_eq(&h, &ctx.handle))
+fn session_alive(streams: &Streams, ctx: &Arc<Party>) -> bool {
+    streams.sessions.holds(&ctx.id, ctx)
 }
 
 fn refusal_info(r: Refusal) -> &'static str {
@@ -213,9 +225,9 @@ pub enum Ending<'a> {
 }
 
 /// Removes stream `id` (only if it still has `peer`, when given) and reports it.
-pub fn end_stream(shared: &Shared, id: &str, peer: Option<PeerId>, ending: Ending<'_>, origin: Origin) -> bool {
+pub fn end_stream(streams: &Streams, id: &str, peer: Option<PeerId>, ending: Ending<'_>, origin: Origin) -> bool {
     let removed = {
-        let mut dir = shared.streams.dir.lock();
+        let mut dir = streams.dir.lock();
         match dir.get(id) {
             Some(e) if peer.is_none_or(|p| p == e.peer) => dir.remove(id),
             _ => None,
@@ -223,14 +235,14 @@ pub fn end_stream(shared: &Shared, id: &str, peer: Option<PeerId>, ending: Endin
     };
     match removed {
         Some(r) => {
-            report_removed(&shared.streams.media, r, &ending, origin);
+            report_removed(&streams.media, r, &ending, origin);
             true
         }
         None => false,
     }
 }
 
-fn report_removed(media: &MediaEndpoint, r: Removed<Arc<SessionCtx>>, ending: &Ending<'_>, origin: Origin) {
+fn report_removed(media: &MediaEndpoint, r: Removed<Arc<Party>>, ending: &Ending<'_>, origin: Origin) {
     let e = r.entry;
     media.close(e.peer);
     let stopped = if e.kind == Kind::Publish { stream::UNPUBLISHED } else { stream::STOPPED };
@@ -251,9 +263,9 @@ fn report_removed(media: &MediaEndpoint, r: Removed<Arc<SessionCtx>>, ending: &E
 /// The session's socket is gone: its streams end (the backend hears `Stopped by session
 /// disconnect`, before the session's `ConnectionStatusEvent DISCONNECTED`), players of its
 /// publishers elsewhere get `STOPPED` `Stopped by publisher stop`.
-pub fn session_closed(ctx: &Arc<SessionCtx>) {
-    let removed = ctx.shared.streams.dir.lock().remove_session(&ctx.id);
+pub fn session_closed(streams: &Streams, ctx: &Arc<Party>) {
+    let removed = streams.dir.lock().remove_session(&ctx.id);
     for r in removed {
-        report_removed(&ctx.shared.streams.media, r, &Ending::SessionClosed, Origin::Client);
+        report_removed(&streams.media, r, &Ending::SessionClosed, Origin::Client);
     }
 }

@@ -8,7 +8,6 @@ use serde_json::{Map, Value};
 
 use super::directory::Kind;
 use super::*;
-use crate::Shared;
 
 /// WCS examples pass JSON values as strings (`"published":"false"`): accept both.
 fn normalize_filter(filter: &mut Map<String, Value>) {
@@ -26,24 +25,23 @@ fn normalize_filter(filter: &mut Map<String, Value>) {
 
 /// REST `/stream/find` and `/find_all`: the stream objects matching `filter` (every field equal;
 /// `display` is ignored).
-pub fn find(shared: &Shared, mut filter: Map<String, Value>) -> Vec<Map<String, Value>> {
+pub fn find(streams: &Streams, mut filter: Map<String, Value>) -> Vec<Map<String, Value>> {
     filter.remove("display");
     normalize_filter(&mut filter);
-    shared.streams.dir.lock().find(&filter).into_iter().map(|e| e.obj.clone()).collect()
+    streams.dir.lock().find(&filter).into_iter().map(|e| e.obj.clone()).collect()
 }
 
 /// REST `/stream/terminate`: ends every stream matching `filter` (`{}` = all; `mediaSessionIds`
 /// = any of these ids; other fields must be equal) with `Stopped by rest /terminate`. Returns
 /// how many matched.
-pub fn terminate(shared: &Shared, mut filter: Map<String, Value>) -> usize {
+pub fn terminate(streams: &Streams, mut filter: Map<String, Value>) -> usize {
     normalize_filter(&mut filter);
     let ids_filter: Option<Vec<String>> = filter.remove("mediaSessionIds").map(|v| match v {
         Value::Array(a) => a.into_iter().filter_map(|x| x.as_str().map(String::from)).collect(),
         Value::String(s) => vec![s],
         _ => vec![],
     });
-    let mut matched: Vec<(Kind, Arc<str>)> = shared
-        .streams
+    let mut matched: Vec<(Kind, Arc<str>)> = streams
         .dir
         .lock()
         .find(&filter)
@@ -54,7 +52,7 @@ pub fn terminate(shared: &Shared, mut filter: Map<String, Value>) -> usize {
     // Players first: a matched player hears the REST reason, not "Stopped by publisher stop".
     matched.sort_by_key(|(k, _)| *k == Kind::Publish);
     for (_, id) in &matched {
-        end_stream(shared, id, None, Ending::Terminated(proto_info::STOPPED_BY_REST_TERMINATE), Origin::RestApi);
+        end_stream(streams, id, None, Ending::Terminated(proto_info::STOPPED_BY_REST_TERMINATE), Origin::RestApi);
     }
     matched.len()
 }
