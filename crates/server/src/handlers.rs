@@ -140,15 +140,11 @@ pub fn dispatch(to: Features<'_>, ctx: Arc<Party>, frame: ClientFrame) -> Result
     Ok(())
 }
 
-fn with_context(ctx: &Party, obj: Map<String, Value>) -> Map<String, Value> {
-    ctx.with_context(obj)
-}
-
 /// `sendData` -> `OnDataEvent` hook -> `DataStatusEvent` (event hook + client), exactly once.
 async fn send_data(ctx: Arc<Party>, operation_id: Value, obj: Map<String, Value>) {
-    let mut data = with_context(&ctx, obj);
+    let mut data = ctx.with_context(obj);
     let result = ctx.direct(HookMethod::OnDataEvent, &mut data).await;
-    let mut ev = with_context(&ctx, Map::new());
+    let mut ev = ctx.with_context(Map::new());
     ev.insert("operationId".into(), operation_id);
     match result {
         Ok(()) => {
@@ -163,9 +159,9 @@ async fn send_data(ctx: Arc<Party>, operation_id: Value, obj: Map<String, Value>
 }
 
 async fn bug_report(ctx: Arc<Party>, obj: Map<String, Value>) {
-    let mut data = with_context(&ctx, obj);
+    let mut data = ctx.with_context(obj);
     let result = ctx.direct(HookMethod::SubmitBugReport, &mut data).await;
-    let mut ev = with_context(&ctx, Map::new());
+    let mut ev = ctx.with_context(Map::new());
     match result {
         Ok(()) => {
             let report = Value::Object(data).to_string();
@@ -186,8 +182,8 @@ async fn bug_report(ctx: Arc<Party>, obj: Map<String, Value>) {
 /// logged at info level.
 async fn session_debug(ctx: Arc<Party>, obj: Map<String, Value>) {
     let command = obj.get("command").and_then(Value::as_str).unwrap_or("").to_string();
-    let mut data = with_context(&ctx, obj);
-    let mut ev = with_context(&ctx, Map::new());
+    let mut data = ctx.with_context(obj);
+    let mut ev = ctx.with_context(Map::new());
     let outcome = match command.as_str() {
         "start" | "stop" => ctx.direct(HookMethod::SessionDebug, &mut data).await,
         other => Err(callgate_proto::info::unknown_session_debug_command(other)),
@@ -213,7 +209,7 @@ async fn session_debug(ctx: Arc<Party>, obj: Map<String, Value>) {
 }
 
 async fn push_logs(ctx: Arc<Party>, obj: Map<String, Value>) {
-    let mut data = with_context(&ctx, obj);
+    let mut data = ctx.with_context(obj);
     if ctx.direct(HookMethod::PushLogs, &mut data).await.is_ok() {
         if let Some(Value::String(lines)) = data.get("logs") {
             for line in lines.lines() {

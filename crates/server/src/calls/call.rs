@@ -81,13 +81,6 @@ pub(super) struct DtmfQueue {
     pub in_flight: bool,
 }
 
-pub(super) fn with_context(ctx: &Party, mut obj: Map<String, Value>) -> Map<String, Value> {
-    obj.insert("nodeId".into(), Value::from(&*ctx.node.id));
-    obj.insert("appKey".into(), Value::from(&*ctx.app.key));
-    obj.insert("sessionId".into(), Value::from(&*ctx.id));
-    obj
-}
-
 /// The client message that carries a status (spec/client-protocol.md §6.1).
 pub(super) fn client_message(status: &str) -> &'static str {
     match status {
@@ -233,7 +226,7 @@ impl Recorded {
 /// setup and the call's life.
 pub(super) async fn outgoing(calls: Arc<Calls>, ctx: Arc<Party>, obj: Map<String, Value>) {
     let calls = &calls;
-    let mut data = with_context(&ctx, obj);
+    let mut data = ctx.with_context(obj);
     let call_id: Arc<str> = match data.get("callId") {
         Some(Value::String(s)) if !s.is_empty() => s.as_str().into(),
         _ => return raise(&ctx, &data, FAILED, NO_CALL_ID, None),
@@ -265,7 +258,7 @@ pub(super) async fn outgoing(calls: Arc<Calls>, ctx: Arc<Party>, obj: Map<String
 pub(super) async fn hangup(calls: Arc<Calls>, ctx: Arc<Party>, obj: Map<String, Value>) {
     let calls = &calls;
     let call_id = obj.get("callId").and_then(Value::as_str).unwrap_or("").to_string();
-    let mut data = with_context(&ctx, obj);
+    let mut data = ctx.with_context(obj);
     let refused = ctx.direct(HookMethod::Hangup, &mut data).await.err();
     let inbox = calls.table.calls.get(call_id.as_str()).filter(|e| Arc::ptr_eq(&e.ctx, &ctx)).map(|e| e.inbox.clone());
     match inbox {
@@ -334,7 +327,7 @@ impl ActError {
 /// did not happen is told with `fail {apiMethod:"CallStatusEvent"}`.
 pub(super) async fn in_call(calls: Arc<Calls>, ctx: Arc<Party>, method: HookMethod, obj: Map<String, Value>) {
     let call_id = obj.get("callId").and_then(Value::as_str).unwrap_or("").to_string();
-    let data = with_context(&ctx, obj);
+    let data = ctx.with_context(obj);
     if let Err(e) = act(&calls, &ctx, method, Origin::Client, data).await {
         ctx.send(&ServerFrame::fail("CallStatusEvent", &e.info(), Some(&call_id)));
     }

@@ -12,7 +12,7 @@ use callgate_sip::ua::IncomingCall;
 use serde_json::{Map, Value};
 use tokio::sync::oneshot;
 
-use super::call::{media_info, with_context, FAILED, RING};
+use super::call::{media_info, FAILED, RING};
 use super::ports::SipPort;
 use super::task::Input;
 use crate::party::Party;
@@ -65,7 +65,7 @@ pub(super) async fn incoming(
         c.sip_call_id.as_str().into()
     };
     let caller = user_of(&c.from_uri).to_string();
-    let mut data = with_context(&ctx, Map::new());
+    let mut data = ctx.with_context(Map::new());
     data.insert("callId".into(), Value::from(&*call_id));
     data.insert("incoming".into(), true.into());
     data.insert("status".into(), callgate_proto::status::call::PENDING.into());
@@ -147,7 +147,7 @@ pub(super) async fn answer(calls: Arc<super::Calls>, ctx: Arc<Party>, obj: Map<S
     let calls = &calls;
     let call_id = obj.get("callId").and_then(Value::as_str).unwrap_or("").to_string();
     let fail = |info: &str| ctx.send(&ServerFrame::fail("CallStatusEvent", info, Some(&call_id)));
-    let mut data = with_context(&ctx, obj);
+    let mut data = ctx.with_context(obj);
     if let Err(why) = ctx.direct(HookMethod::Answer, &mut data).await {
         return fail(&why);
     }

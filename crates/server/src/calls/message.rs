@@ -96,13 +96,6 @@ impl MsgTables {
     }
 }
 
-pub(super) fn with_context(ctx: &Party, mut obj: Map<String, Value>) -> Map<String, Value> {
-    obj.insert("nodeId".into(), Value::from(&*ctx.node.id));
-    obj.insert("appKey".into(), Value::from(&*ctx.app.key));
-    obj.insert("sessionId".into(), Value::from(&*ctx.id));
-    obj
-}
-
 pub(super) fn text(obj: &Map<String, Value>, k: &str) -> Option<String> {
     match obj.get(k) {
         Some(Value::String(s)) if !s.trim().is_empty() => Some(s.trim().to_string()),
@@ -156,7 +149,7 @@ fn raise(ctx: &Arc<Party>, obj: &Map<String, Value>, status: &str, info: &str, f
 
 /// `sendMessage {id, from, to, visibleName, body, contentType, isImdnRequired}`.
 pub(super) async fn send(calls: Arc<Calls>, ctx: Arc<Party>, obj: Map<String, Value>) {
-    let mut data = with_context(&ctx, obj);
+    let mut data = ctx.with_context(obj);
     let id = text(&data, "id").unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     data.insert("id".into(), id.as_str().into());
     data.remove("status");
@@ -317,7 +310,7 @@ pub(super) async fn incoming(ctx: Option<Arc<Party>>, m: IncomingMessage, handle
     let from = callgate_sip::NameAddr::parse(&m.from).ok();
     let to_uri =
         callgate_sip::NameAddr::parse(&m.to).map(|a| a.uri.as_str().to_owned()).unwrap_or_else(|_| m.to.clone());
-    let mut data = with_context(&ctx, Map::new());
+    let mut data = ctx.with_context(Map::new());
     data.insert("id".into(), id.as_str().into());
     data.insert("from".into(), m.from_uri.as_str().into());
     data.insert("to".into(), to_uri.into());
@@ -366,7 +359,7 @@ pub(super) async fn incoming(ctx: Option<Arc<Party>>, m: IncomingMessage, handle
 /// (`imdnStatus` `DELIVERED` (default), `FAILED`, `FORBIDDEN`, `ERROR`; also with the `IMDN_`
 /// prefix, or in `status`).
 pub(super) async fn send_imdn(calls: Arc<Calls>, ctx: Arc<Party>, obj: Map<String, Value>) {
-    let mut data = with_context(&ctx, obj);
+    let mut data = ctx.with_context(obj);
     let id = text(&data, "id").unwrap_or_default();
     let asked = text(&data, "imdnStatus").or_else(|| text(&data, "status")).unwrap_or_else(|| "DELIVERED".into());
     data.remove("status");

@@ -33,10 +33,7 @@ pub(super) struct RegEntry {
 
 /// The hook body: context + `sipLogin`, `sipDomain`, `status`, `info`.
 fn event_body(ctx: &Party, creds: &SipCredentials, status: &str, info: &str) -> Map<String, Value> {
-    let mut m = Map::new();
-    m.insert("nodeId".into(), Value::from(&*ctx.node.id));
-    m.insert("appKey".into(), Value::from(&*ctx.app.key));
-    m.insert("sessionId".into(), Value::from(&*ctx.id));
+    let mut m = ctx.with_context(Map::new());
     m.insert("sipLogin".into(), Value::from(creds.login.as_str()));
     m.insert("sipDomain".into(), Value::from(creds.domain.as_str()));
     m.insert("status".into(), status.into());

@@ -218,7 +218,7 @@ pub(super) async fn action(
         }
         e.ctx.clone()
     };
-    let data = call::with_context(&ctx, req);
+    let data = ctx.with_context(req);
     call::act(calls, &ctx, method, Origin::RestApi, data).await.map_err(|e| match e {
         ActError::NotFound => RestCallError::NotFound("call not found".into()),
         ActError::NotEstablished => RestCallError::Conflict(e.info()),

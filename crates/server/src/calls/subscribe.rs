@@ -24,7 +24,7 @@ use callgate_hooks::{HookMethod, Origin};
 use callgate_sip::ua::{Account, SubEvent, SubId};
 use serde_json::{Map, Value};
 
-use super::message::{session_account, text, with_context};
+use super::message::{session_account, text};
 use crate::party::Party;
 use crate::sip_side::SipSide;
 
@@ -77,7 +77,7 @@ fn failed(ctx: &Arc<Party>, obj: &Map<String, Value>, info: &str) {
 
 /// `subscribe {id, event, to|target, expires, accept, body, contentType}`.
 pub(super) async fn subscribe(calls: Arc<super::Calls>, ctx: Arc<Party>, obj: Map<String, Value>) {
-    let mut data = with_context(&ctx, obj);
+    let mut data = ctx.with_context(obj);
     let id = text(&data, "id").unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     data.insert("id".into(), id.as_str().into());
     data.remove("status");

@@ -37,7 +37,7 @@ pub(super) fn send_stream_event(streams: &Streams, ctx: &Arc<Party>, obj: Map<St
     let id = media_session_id(&obj);
     let kind = obj.get("type").cloned().unwrap_or(Value::Null);
     let payload = obj.get("payload").cloned();
-    ctx.raise_event(HookMethod::SendStreamEvent, Origin::Client, with_context(ctx, obj), None);
+    ctx.raise_event(HookMethod::SendStreamEvent, Origin::Client, ctx.with_context(obj), None);
     let Some(id) = id else { return };
     let (name, players) = {
         let mut dir = streams.dir.lock();
@@ -62,7 +62,7 @@ pub(super) fn send_stream_event(streams: &Streams, ctx: &Arc<Party>, obj: Map<St
         (name, players)
     };
     for (pctx, pid) in players {
-        let mut ev = with_context(&pctx, Map::new());
+        let mut ev = pctx.with_context(Map::new());
         ev.insert("mediaSessionId".into(), Value::from(&*pid));
         ev.insert("name".into(), Value::from(name.as_str()));
         ev.insert("type".into(), kind.clone());

@@ -29,7 +29,7 @@ async fn prepare(ctx: &Arc<Party>, obj: Map<String, Value>, kind: Kind) -> Optio
         Kind::Publish => (HookMethod::PublishStream, true),
         Kind::Play => (HookMethod::PlayStream, false),
     };
-    let mut data = with_context(ctx, obj);
+    let mut data = ctx.with_context(obj);
     data.entry("published").or_insert(Value::Bool(published));
     let Some(id) = media_session_id(&data) else {
         raise_status(ctx, stream_object(data), stream::FAILED, info::MEDIASESSION_ID_NULL, true, Origin::Client);
@@ -194,7 +194,7 @@ async fn watch(streams: Weak<Streams>, id: Arc<str>, peer: PeerId, mut rx: mpsc:
 /// `unPublishStream` / `stopStream`: the hook, then the stream ends (see [`Ending::ByClient`]).
 pub(super) async fn stop(streams: Arc<Streams>, ctx: Arc<Party>, obj: Map<String, Value>, method: HookMethod) {
     let id = media_session_id(&obj);
-    let mut data = with_context(&ctx, obj);
+    let mut data = ctx.with_context(obj);
     let verdict = ctx.direct(method, &mut data).await;
     let Some(id) = id else { return };
     let removed = {

@@ -136,12 +136,8 @@ pub fn snapshot(ctx: &Arc<Party>, obj: &Map<String, Value>) {
 
 /// `playHLS`, `playRTSP`: refused (pulling sources is not supported).
 pub fn pull_refused(ctx: &Arc<Party>, obj: Map<String, Value>) {
-    let data = with_context(ctx, obj);
+    let data = ctx.with_context(obj);
     raise_status(ctx, stream_object(data), stream::FAILED, info::PULL_NOT_SUPPORTED, true, Origin::Client);
-}
-
-fn with_context(ctx: &Party, obj: Map<String, Value>) -> Map<String, Value> {
-    ctx.with_context(obj)
 }
 
 fn media_session_id(obj: &Map<String, Value>) -> Option<Arc<str>> {
