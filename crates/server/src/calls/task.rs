@@ -420,25 +420,35 @@ impl<P: CallParty, S: CallSip, M: CallMedia> CallTask<P, S, M> {
         self.sip_sdp = Bytes::from(offer);
         // The INVITE (with the next hop's resolution): a hangup meanwhile is kept and carried
         // out (CANCEL) as soon as the INVITE has left.
+        // An abort (or the index letting go) ends the call once the INVITE returns, with no
+        // further word to the peer.
         let mut pending: Option<Option<String>> = None;
+        let mut aborted: Option<&'static str> = None;
+        let mut inbox_open = true;
         let invited = {
             let invite = self.sip.invite(&dial, &callee, self.sip_sdp.clone());
             tokio::pin!(invite);
             loop {
                 tokio::select! {
                     r = &mut invite => break r,
-                    input = self.inbox.recv() => match input {
+                    input = self.inbox.recv(), if inbox_open => match input {
                         Some(Input::Hangup { refused }) => pending = Some(refused),
-                        Some(Input::Abort { info }) => pending = Some(Some(info.to_string())),
+                        Some(Input::Abort { info }) => aborted = Some(info),
                         Some(Input::SessionGone) => pending = Some(None),
                         Some(other) => refuse_early(other),
-                        None => pending = Some(None),
+                        None => {
+                            inbox_open = false;
+                            aborted = Some(callgate_proto::info::SERVER_SHUTDOWN);
+                        }
                     },
-                    ev = recv_opt(&mut self.media_rx) => {
-                        if let Some(MediaEvent::Failed(reason)) = ev {
+                    ev = recv_opt(&mut self.media_rx) => match ev {
+                        Some(MediaEvent::Failed(reason)) => {
                             pending = Some(Some(media_failure_info(&reason).to_string()));
                         }
-                    }
+                        Some(MediaEvent::Connected) => {}
+                        // The endpoint drops a peer's sender after its last event.
+                        None => self.media_rx = None,
+                    },
                 }
             }
         };
@@ -452,6 +462,10 @@ impl<P: CallParty, S: CallSip, M: CallMedia> CallTask<P, S, M> {
                 self.end(FAILED, &info, None);
                 return;
             }
+        }
+        if let Some(info) = aborted {
+            self.end(FAILED, info, None);
+            return;
         }
         if let Some(refused) = pending {
             self.end_info = refused.clone();
@@ -589,17 +603,17 @@ impl<P: CallParty, S: CallSip, M: CallMedia> CallTask<P, S, M> {
         match event {
             CallEvent::Trying => Flow::Go,
             CallEvent::Ringing { sdp } => {
-                self.bridge_remote(&sdp).await;
+                self.bridge_remote(&sdp);
                 self.status(if sdp.is_some() { RING_MEDIA } else { RING });
                 Flow::Go
             }
             CallEvent::SessionProgress { sdp } => {
-                self.bridge_remote(&sdp).await;
+                self.bridge_remote(&sdp);
                 self.status(SESSION_PROGRESS);
                 Flow::Go
             }
             CallEvent::Established { sdp } => {
-                self.bridge_remote(&sdp).await;
+                self.bridge_remote(&sdp);
                 self.established = true;
                 self.ringing_until = None;
                 self.obj.insert("sipStatus".into(), 200.into());
@@ -622,7 +636,7 @@ impl<P: CallParty, S: CallSip, M: CallMedia> CallTask<P, S, M> {
             CallEvent::HoldResult { hold, result } => {
                 match result {
                     Ok(sdp) => {
-                        self.bridge_remote(&sdp).await;
+                        self.bridge_remote(&sdp);
                         self.holds.local = hold;
                         self.status(if hold { HOLD } else { ESTABLISHED });
                     }
@@ -694,10 +708,18 @@ impl<P: CallParty, S: CallSip, M: CallMedia> CallTask<P, S, M> {
         }
     }
 
-    async fn bridge_remote(&self, sdp: &Option<Bytes>) {
-        if let Err(e) = self.remote_sdp(sdp).await {
-            tracing::info!(call = &*self.id, error = %e, "SIP SDP refused by the bridge");
-        }
+    /// Gives the bridge the SIP side's SDP of a response without waiting for the media task:
+    /// under load its queue is long, and the call's next event (its end, which frees its RTP
+    /// port) must not wait behind it. Only logged when refused: the response is already taken.
+    fn bridge_remote(&self, sdp: &Option<Bytes>) {
+        let Some(sdp) = sdp else { return };
+        let (media, peer, id) = (self.media.clone(), self.peer, self.id.clone());
+        let sdp = String::from_utf8_lossy(sdp).into_owned();
+        tokio::spawn(async move {
+            if let Err(e) = media.remote(peer, sdp).await {
+                tracing::info!(call = &*id, error = %e, "SIP SDP refused by the bridge");
+            }
+        });
     }
 
     /// The peer's new offer (re-INVITE or UPDATE): the bridge takes its address and checks its
