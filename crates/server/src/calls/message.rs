@@ -112,18 +112,16 @@ fn flag(obj: &Map<String, Value>, k: &str) -> bool {
     }
 }
 
-/// The session's SIP account, resolved, and the running endpoint.
-pub(super) async fn session_account(
-    calls: &Arc<Calls>,
-    ctx: &Arc<Party>,
-) -> Result<(UaHandle, Account, SipCredentials), String> {
+/// The session's SIP account, resolved, once the SIP side runs (its owner task carries out
+/// what is sent from it).
+pub(super) async fn session_account(calls: &Arc<Calls>, ctx: &Arc<Party>) -> Result<(Account, SipCredentials), String> {
     let creds = SipCredentials::from_connection(&ctx.data_ref())
         .filter(|c| !c.domain.is_empty())
         .ok_or_else(|| NO_SIP_ACCOUNT.to_string())?;
     let next_hop = super::next_hop(calls, ctx, &creds).await?;
-    let handle = calls.endpoint().await?;
+    calls.endpoint().await?;
     let account = creds.account(next_hop, calls.cfg.register_expires);
-    Ok((handle, account, creds))
+    Ok((account, creds))
 }
 
 /// `MessageStatusEvent` to the backend and `notifyMessage [message, {id}]` to the client.
@@ -172,14 +170,13 @@ pub(super) async fn send(calls: Arc<Calls>, ctx: Arc<Party>, obj: Map<String, Va
         Some(other) => other.to_string(),
     };
     let imdn = flag(&data, "isImdnRequired");
-    let (handle, account, creds) = match session_account(&calls, &ctx).await {
+    let (account, creds) = match session_account(&calls, &ctx).await {
         Ok(x) => x,
         Err(info) => return raise(&ctx, &data, FAILED, &info, None),
     };
     let to_uri = super::call::target_uri(&to, &creds.domain);
     let imdn_id = imdn.then(|| uuid::Uuid::new_v4().simple().to_string());
     tracing::info!(session = &*ctx.id, id, to = to_uri, imdn, "SIP MESSAGE");
-    let _ = handle;
     let cmd = super::SipCmd::Message {
         ctx: ctx.clone(),
         obj: data.clone(),
@@ -389,11 +386,10 @@ pub(super) async fn send_imdn(calls: Arc<Calls>, ctx: Arc<Party>, obj: Map<Strin
     let Some(disposition) = disposition else {
         return raise(&ctx, &data, FAILED, &callgate_proto::info::unknown_imdn_status(&asked), None);
     };
-    let (handle, account, _) = match session_account(&calls, &ctx).await {
+    let (account, _) = match session_account(&calls, &ctx).await {
         Ok(x) => x,
         Err(info) => return raise(&ctx, &data, FAILED, &info, None),
     };
-    let _ = handle;
     let cmd =
         super::SipCmd::Imdn { ctx: ctx.clone(), obj: data.clone(), account: Box::new(account), rec, disposition, key };
     if let Err(gone) = calls.sip_cmd(cmd) {

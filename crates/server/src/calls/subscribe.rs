@@ -110,7 +110,7 @@ pub(super) async fn subscribe(calls: Arc<super::Calls>, ctx: Arc<Party>, obj: Ma
         }
         _ => None,
     };
-    let (_, account, creds) = match session_account(&calls, &ctx).await {
+    let (account, creds) = match session_account(&calls, &ctx).await {
         Ok(x) => x,
         Err(info) => return failed(&ctx, &data, &info),
     };
