@@ -23,7 +23,7 @@ FLOORS = {
     5: ("node", ["node", "handlers"]),
     4: ("features", ["calls", "streams", "xcap"]),
     3: ("sip side", ["sip_side"]),  # reserved: the SIP side's single owner (issue 10 item 1)
-    2: ("party", ["party", "registry"]),
+    2: ("party", ["party", "registry", "admission"]),
     1: ("wire, config", ["wire", "config", "secrets", "supervise"]),
 }
 

@@ -130,6 +130,13 @@ pub fn incoming_message_refused(from: &str, why: &str) -> String {
     format!("Incoming message from {from} refused: {why}")
 }
 
+/// A limit of `[limits]` refused a new session, call, stream or REST request: "Too many calls
+/// (limit 5000, limits.max_calls); try again later". The client sees it as `info`, the REST API
+/// as its 503 body.
+pub fn too_many(what: &str, limit: usize, key: &str) -> String {
+    format!("Too many {what} (limit {limit}, {key}); try again later")
+}
+
 /// `sendIMDN` with a status the server does not know.
 pub fn unknown_imdn_status(asked: &str) -> String {
     failed_by_error(format_args!("unknown imdnStatus {asked:?} (DELIVERED, FAILED, FORBIDDEN, ERROR)"))
@@ -210,6 +217,10 @@ mod tests {
             transfer_not_carried_out("sip:4000@pbx"),
             "Transfer to sip:4000@pbx not carried out: the server cannot place the new call; the client may call \
              the target itself"
+        );
+        assert_eq!(
+            too_many("calls", 5, "limits.max_calls"),
+            "Too many calls (limit 5, limits.max_calls); try again later"
         );
         assert_eq!(xcap_method_not_supported("POST"), "Failed by error: XCAP method \"POST\" (GET, PUT or DELETE)");
     }

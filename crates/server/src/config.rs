@@ -24,6 +24,7 @@ pub struct Config {
     pub media: MediaSection,
     pub sip: SipSection,
     pub xcap: XcapSection,
+    pub limits: LimitsSection,
     #[serde(default)]
     pub apps: BTreeMap<String, AppConfig>,
     pub log: LogConfig,
@@ -295,6 +296,50 @@ impl SipSection {
     }
 }
 
+/// `[limits]`: admission control (`admission.rs`). Past a limit a new session, call, stream or
+/// REST request is refused with a clear reason; nothing already admitted is disturbed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSection {
+    /// WebSocket connections (logged in or not) at once.
+    pub max_sessions: usize,
+    /// WebSocket connections at once from one client address.
+    pub max_sessions_per_ip: usize,
+    /// SIP calls at once (client, REST and incoming).
+    pub max_calls: usize,
+    /// Published and played streams at once.
+    pub max_streams: usize,
+    /// `/rest-api/*` requests being handled at once.
+    pub max_rest_in_flight: usize,
+    /// Largest `/rest-api/*` request body, bytes.
+    pub max_rest_body_bytes: usize,
+    /// `Retry-After` of a `503`, seconds.
+    pub retry_after_s: u32,
+}
+
+impl LimitsSection {
+    fn check(&self) -> anyhow::Result<()> {
+        for (k, v) in [
+            ("max_sessions", self.max_sessions),
+            ("max_sessions_per_ip", self.max_sessions_per_ip),
+            ("max_calls", self.max_calls),
+            ("max_streams", self.max_streams),
+            ("max_rest_in_flight", self.max_rest_in_flight),
+        ] {
+            if v == 0 {
+                bail!("limits.{k} must be > 0");
+            }
+        }
+        if self.max_rest_body_bytes < 1024 {
+            bail!("limits.max_rest_body_bytes must be >= 1024, got {}", self.max_rest_body_bytes);
+        }
+        if !(1..=3600).contains(&self.retry_after_s) {
+            bail!("limits.retry_after_s must be 1-3600, got {}", self.retry_after_s);
+        }
+        Ok(())
+    }
+}
+
 /// `[xcap]`: the HTTP requests `sendXcapRequest` makes for clients.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -405,6 +450,7 @@ impl Config {
         if self.xcap.timeout_ms == 0 || self.xcap.max_response_bytes == 0 {
             bail!("xcap.timeout_ms and xcap.max_response_bytes must be > 0");
         }
+        self.limits.check()?;
         if !matches!(self.log.format.as_str(), "text" | "json") {
             bail!("log.format must be \"text\" or \"json\"");
         }

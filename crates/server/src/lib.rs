@@ -10,6 +10,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod admission;
 pub mod calls;
 pub mod config;
 pub mod echo_app;
@@ -124,14 +125,17 @@ pub async fn start(cfg: Config) -> anyhow::Result<RunningServer> {
     };
     let node_id: Arc<str> = format!("{}@{}", Alphanumeric.sample_string(&mut rand::rng(), 32), node_ip).into();
     let sessions = Arc::new(Registry::default());
-    let streams = Arc::new(streams::Streams::new(media.clone(), sessions.clone()));
+    let streams = Arc::new(streams::Streams::new(media.clone(), sessions.clone()).limited(cfg.limits.max_streams));
     let supervisor = supervise::Supervisor::default();
     supervisor.watch_media(streams.media.panicked.clone());
-    let calls = Arc::new(calls::Calls::new(cfg.sip.clone(), media, sessions.clone()).supervised(supervisor.clone()));
+    let calls = Arc::new(
+        calls::Calls::new(cfg.sip.clone(), media, sessions.clone()).limited(&cfg.limits).supervised(supervisor.clone()),
+    );
     let lifecycle = node::Lifecycle::default();
     let node = Arc::new(NodeInfo { id: node_id.clone(), engine: engine.clone(), hooks: cfg.hooks.clone() });
     let shared = Arc::new(Shared {
         xcap: Arc::new(cfg.xcap.clone()),
+        admission: Arc::new(admission::Admission::new(&cfg.limits)),
         cfg,
         engine,
         apps,
@@ -189,13 +193,30 @@ async fn ws_upgrade(
     let max = shared.cfg.server.max_client_frame_bytes;
     // Counted from here: a shutdown waits for the session this upgrade starts.
     let live = shared.lifecycle.session_started();
+    // `[limits]`: past max_sessions (or per address), the client still gets its WebSocket, to
+    // read why: `fail` with the limit as `info`, then close code 1013 (try again later).
+    let slot = match shared.admission.session(addrs.remote.ip()) {
+        Ok(slot) => slot,
+        Err(refused) => {
+            refused.record();
+            return ws
+                .max_message_size(max)
+                .max_frame_size(max)
+                .read_buffer_size(4096)
+                .write_buffer_size(0)
+                .on_upgrade(move |socket| async move {
+                    session::refuse(socket, &refused.info()).await;
+                    drop(live);
+                });
+        }
+    };
     // Signalling frames are small: tungstenite's default 128 KiB read buffer per connection was
     // most of an idle session's memory (docs/benchmarks.md). Larger frames still arrive whole;
     // the buffer grows for them. Writes go out at once instead of being batched.
     ws.max_message_size(max).max_frame_size(max).read_buffer_size(4096).write_buffer_size(0).on_upgrade(
         move |socket| async move {
             session::run(shared, socket, addrs).await;
-            drop(live);
+            drop((slot, live));
         },
     )
 }

@@ -34,6 +34,34 @@ struct Cli {
     check_config: bool,
 }
 
+/// Raises the open-file soft limit to the hard one (as nginx's `worker_rlimit_nofile` or
+/// systemd's `LimitNOFILE` would): each session and each call's RTP leg holds a file. Warns when
+/// `[limits]` admits more than fit: past the file limit, new sockets fail ("Too many open
+/// files") instead of being refused cleanly.
+fn open_files(limits: &callgate_server::config::LimitsSection) {
+    let soft = match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read or raise the open-file limit");
+            return;
+        }
+    };
+    // Each session: its socket; each call: its RTP socket and a share of hook connections;
+    // plus a reserve for listeners, hooks, logs and the runtime.
+    let need = limits.max_sessions as u64 + 2 * limits.max_calls as u64 + 1024;
+    if soft < need {
+        tracing::warn!(
+            open_file_limit = soft,
+            needed = need,
+            "the open-file limit is below limits.max_sessions + 2 x limits.max_calls + 1024: under full load \
+             new sockets fail before the limits refuse cleanly; raise the hard limit (ulimit -Hn, LimitNOFILE) \
+             or lower [limits]"
+        );
+    } else {
+        tracing::debug!(open_file_limit = soft, "open-file limit");
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     if cli.print_default_config {
@@ -53,6 +81,7 @@ fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     init_tracing(&cfg);
+    open_files(&cfg.limits);
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if cfg.server.worker_threads > 0 {
         builder.worker_threads(cfg.server.worker_threads);

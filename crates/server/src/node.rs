@@ -39,6 +39,8 @@ pub struct Shared {
     pub supervisor: Supervisor,
     /// Whether the node is shutting down, and its live session tasks (`shutdown.rs`).
     pub lifecycle: Lifecycle,
+    /// `[limits]` on sessions (`admission.rs`).
+    pub admission: Arc<crate::admission::Admission>,
 }
 
 /// Whether the node is stopping, and which sessions still run. Part of [`Shared`].

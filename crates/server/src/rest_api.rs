@@ -55,7 +55,12 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/rest-api/call/hold", post(call_hold))
         .route("/rest-api/call/unhold", post(call_unhold))
         .route("/rest-api/call/transfer", post(call_transfer))
-        .route("/rest-api/call/send_dtmf", post(call_send_dtmf));
+        .route("/rest-api/call/send_dtmf", post(call_send_dtmf))
+        // `[limits]`: a body over `max_rest_body_bytes` gets 413; past `max_rest_in_flight`
+        // requests at once, 503 with Retry-After (checked after auth: refused requests cost
+        // nothing here).
+        .layer(axum::extract::DefaultBodyLimit::max(shared.cfg.limits.max_rest_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(InFlight::new(&shared.cfg.limits), in_flight_guard));
     let r = if shared.cfg.rest_api.requires_auth() {
         r.layer(axum::middleware::from_fn_with_state(shared.clone(), basic_auth))
     } else {
@@ -209,9 +214,46 @@ async fn call_terminate(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
     }
 }
 
-fn rest_call_answer(r: Result<(), crate::calls::RestCallError>) -> Response {
+/// The REST API's share of `[limits]`: requests being handled at once.
+#[derive(Clone)]
+struct InFlight {
+    permits: Arc<tokio::sync::Semaphore>,
+    limit: usize,
+    retry_after_s: u32,
+}
+
+impl InFlight {
+    fn new(l: &crate::config::LimitsSection) -> InFlight {
+        InFlight {
+            permits: Arc::new(tokio::sync::Semaphore::new(l.max_rest_in_flight)),
+            limit: l.max_rest_in_flight,
+            retry_after_s: l.retry_after_s,
+        }
+    }
+}
+
+/// Past `max_rest_in_flight` requests at once: `503` with `Retry-After` at once (a request is
+/// never queued: under overload a queue only makes every answer late).
+async fn in_flight_guard(State(g): State<InFlight>, req: Request, next: Next) -> Response {
+    let Ok(_permit) = g.permits.try_acquire() else {
+        let r = crate::admission::Refused::RestInFlight { limit: g.limit };
+        r.record();
+        return overloaded(g.retry_after_s, r.info());
+    };
+    next.run(req).await
+}
+
+/// `503 Service Unavailable` with `Retry-After` and the reason.
+fn overloaded(retry_after_s: u32, reason: String) -> Response {
+    let mut r = error(StatusCode::SERVICE_UNAVAILABLE, reason);
+    r.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from(retry_after_s));
+    r
+}
+
+fn rest_call_answer(s: &Shared, r: Result<(), crate::calls::RestCallError>) -> Response {
     use crate::calls::RestCallError as E;
     match r {
+        Err(E::Overloaded(why)) => overloaded(s.cfg.limits.retry_after_s, why),
         Ok(()) => StatusCode::OK.into_response(),
         Err(E::BadRequest(why)) => error(StatusCode::BAD_REQUEST, why),
         Err(E::NotFound(why)) => error(StatusCode::NOT_FOUND, why),
@@ -223,14 +265,14 @@ fn rest_call_answer(r: Result<(), crate::calls::RestCallError>) -> Response {
 /// `/call/startup`: a SIP call placed by the server, with no browser (docs/hooks.md §12).
 async fn call_startup(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
     match parse_object(&body) {
-        Ok(obj) => rest_call_answer(crate::calls::rest_startup(&s.calls, &s.node, &s.apps, obj)),
+        Ok(obj) => rest_call_answer(&s, crate::calls::rest_startup(&s.calls, &s.node, &s.apps, obj)),
         Err(r) => r.into_response(),
     }
 }
 
 async fn call_action(s: &Shared, method: callgate_hooks::HookMethod, body: &Bytes) -> Response {
     match parse_object(body) {
-        Ok(obj) => rest_call_answer(s.calls.rest_action(method, obj).await),
+        Ok(obj) => rest_call_answer(s, s.calls.rest_action(method, obj).await),
         Err(r) => r.into_response(),
     }
 }

@@ -165,6 +165,26 @@ pub async fn run(shared: Arc<Shared>, socket: WebSocket, addrs: ConnAddrs) {
     metrics::gauge!("callgate_ws_connections").decrement(1.0);
 }
 
+/// A connection refused by `[limits]` (`admission.rs`): `fail` (ConnectionStatusEvent) with
+/// `why`, then close code 1013 (try again later), within [`CLOSE_FLUSH_BOUND`]. It never
+/// becomes a session: no hook, no registry entry.
+pub async fn refuse(mut socket: WebSocket, why: &str) {
+    let fail = ServerFrame::fail("ConnectionStatusEvent", why, None).to_text();
+    let _ = tokio::time::timeout(CLOSE_FLUSH_BOUND, async {
+        socket.send(Message::Text(fail.into())).await?;
+        socket.send(Message::Close(Some(close_frame(1013, why)))).await?;
+        // Wait for the client's close (or its going away) so the frames are read before the
+        // socket closes.
+        while let Some(Ok(m)) = socket.next().await {
+            if matches!(m, Message::Close(_)) {
+                break;
+            }
+        }
+        Ok::<(), axum::Error>(())
+    })
+    .await;
+}
+
 /// Bound on flushing a closing session's queued frames.
 const CLOSE_FLUSH_BOUND: Duration = Duration::from_secs(5);
 

@@ -135,6 +135,15 @@ impl SipSide {
         flat(self.handle.with(move |ua, now| ua.reject(now, call, status, Some(reason))).await)
     }
 
+    /// `503 Service Unavailable` with `Retry-After` to an incoming INVITE (admission control).
+    pub async fn reject_busy(&self, call: SipCallId, retry_after_s: u32) -> Result<(), String> {
+        flat(
+            self.handle
+                .with(move |ua, now| ua.reject_with(now, call, 503, Some("Service Unavailable"), Some(retry_after_s)))
+                .await,
+        )
+    }
+
     pub async fn provisional(&self, call: SipCallId, status: u16) -> Result<(), String> {
         flat(self.handle.with(move |ua, now| ua.provisional(now, call, status, None)).await)
     }

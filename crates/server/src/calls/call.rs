@@ -159,6 +159,8 @@ pub(super) enum NotRecorded {
     SessionGone,
     /// The `callId` is taken.
     IdInUse,
+    /// `[limits] max_calls` calls are live.
+    TooMany(crate::admission::Refused),
 }
 
 /// Records the call `call_id` of `ctx` on the index. A WebSocket session's call only while
@@ -179,6 +181,10 @@ pub(super) fn record(
         if session_bound && !calls.sessions.holds(&ctx.id, ctx) {
             return Err(NotRecorded::SessionGone);
         }
+        calls.table.room().map_err(|r| {
+            r.record();
+            NotRecorded::TooMany(r)
+        })?;
         match calls.table.calls.entry(call_id.clone()) {
             Entry::Occupied(_) => return Err(NotRecorded::IdInUse),
             Entry::Vacant(v) => {
@@ -243,6 +249,7 @@ pub(super) async fn outgoing(calls: Arc<Calls>, ctx: Arc<Party>, obj: Map<String
     let task = match record(calls, &ctx, &call_id, &view, true) {
         Ok(r) => r.task(calls, port, &ctx, &call_id, view, peer),
         Err(NotRecorded::IdInUse) => return raise(&ctx, &data, FAILED, CALL_ID_IN_USE, None),
+        Err(NotRecorded::TooMany(r)) => return raise(&ctx, &data, FAILED, &r.info(), None),
         Err(NotRecorded::SessionGone) => {
             tracing::info!(session = &*ctx.id, call = &*call_id, "call dropped: the session is closing");
             return;

@@ -44,6 +44,13 @@ pub(super) async fn reject(port: &SipPort, c: &IncomingCall, status: u16, reason
     port.side.unroute(c.call);
 }
 
+/// Refuses the incoming INVITE `c` with `503` and `Retry-After` (`[limits] max_calls`).
+async fn reject_busy(port: &SipPort, c: &IncomingCall, retry_after_s: u32) {
+    tracing::debug!(from = %c.from_uri, to = %c.request_uri, "incoming SIP call refused: too many calls");
+    let _ = port.side.reject_busy(c.call, retry_after_s).await;
+    port.side.unroute(c.call);
+}
+
 /// An incoming INVITE. Without a registered session: `480 Temporarily Unavailable`. The
 /// session's `OnCallEvent` hook decides first: a refusal (FAIL and a non-200) gets the caller
 /// `403 Forbidden` and the client a `fail {apiMethod:"CallStatusEvent"}`. Then a media leg,
@@ -57,6 +64,11 @@ pub(super) async fn incoming(
 ) {
     let Some(ctx) = ctx else { return reject(&port, &c, 480, "Temporarily Unavailable").await };
     let calls = &calls;
+    // `[limits] max_calls`: refused before the hook and the media leg cost anything.
+    if let Err(r) = calls.table.room() {
+        r.record();
+        return reject_busy(&port, &c, calls.table.retry_after_s).await;
+    }
     // The SIP Call-ID is the client's callId (as WCS does); a second INVITE with the same
     // Call-ID for this node (a loop, a fork) gets its own id.
     let call_id: Arc<str> = if calls.table.calls.contains_key(c.sip_call_id.as_str()) {
@@ -123,6 +135,11 @@ pub(super) async fn incoming(
     // hook or the media setup must not be rung; the caller hears 480.
     let task = match super::call::record(calls, &ctx, &call_id, &data, true) {
         Ok(r) => r.task(calls, port.clone(), &ctx, &call_id, data.clone(), peer),
+        Err(super::call::NotRecorded::TooMany(r)) => {
+            calls.media.close(peer);
+            tell_backend(&ctx, &data, &r.info());
+            return reject_busy(&port, &c, calls.table.retry_after_s).await;
+        }
         Err(_) => {
             tracing::info!(session = &*ctx.id, call = &*call_id, "incoming call dropped: the session closed");
             calls.media.close(peer);

@@ -84,7 +84,6 @@ pub struct Calls {
 
 /// The index of live calls: the client's `callId` -> the call's task, and the client's id of
 /// each SIP call (in-dialog MESSAGEs find their session by it). Each call's state is its task's.
-#[derive(Default)]
 pub struct CallTable {
     calls: DashMap<Arc<str>, call::CallHandle>,
     by_sip: DashMap<SipCallId, Arc<str>>,
@@ -92,6 +91,33 @@ pub struct CallTable {
     /// a closed session's calls are collected: a call is either seen by the cleanup or never
     /// recorded (as the stream directory's lock does for streams).
     admission: parking_lot::Mutex<()>,
+    /// `[limits] max_calls`: a call past it is not recorded (checked under `admission`).
+    max: usize,
+    /// `[limits] retry_after_s`, for the `503` of an incoming INVITE past `max`.
+    retry_after_s: u32,
+}
+
+impl Default for CallTable {
+    fn default() -> Self {
+        CallTable {
+            calls: DashMap::new(),
+            by_sip: DashMap::new(),
+            admission: parking_lot::Mutex::new(()),
+            max: usize::MAX,
+            retry_after_s: 1,
+        }
+    }
+}
+
+impl CallTable {
+    /// `Err` when `[limits] max_calls` calls are live (a cheap early check; the authoritative
+    /// one is `call::record`'s, under the admission lock).
+    pub(crate) fn room(&self) -> Result<(), crate::admission::Refused> {
+        if self.calls.len() >= self.max {
+            return Err(crate::admission::Refused::Calls { limit: self.max });
+        }
+        Ok(())
+    }
 }
 
 impl Calls {
@@ -113,6 +139,14 @@ impl Calls {
             table: Arc::new(CallTable::default()),
             pump: parking_lot::Mutex::new(Vec::new()),
         }
+    }
+
+    /// `[limits] max_calls` and `retry_after_s` (the default is no limit).
+    pub fn limited(mut self, limits: &crate::config::LimitsSection) -> Calls {
+        let table = Arc::get_mut(&mut self.table).expect("the table is not shared before the node starts");
+        table.max = limits.max_calls;
+        table.retry_after_s = limits.retry_after_s;
+        self
     }
 
     /// Reports panics of the SIP driver and of the SIP event pump to `supervisor` (the

@@ -41,6 +41,8 @@ pub enum RestCallError {
     Conflict(String),
     /// `500`: the SIP or media operation could not be started.
     Failed(String),
+    /// `503` with `Retry-After`: `[limits] max_calls` calls are live.
+    Overloaded(String),
 }
 
 pub const NOT_REPUBLISHED: &str = "rtmpUrl, rtmpStream and toStream are not supported by this server: \
@@ -125,6 +127,10 @@ pub(super) fn startup(
             rcc
         }
     };
+    calls.table.room().map_err(|r| {
+        r.record();
+        RestCallError::Overloaded(r.info())
+    })?;
     if calls.table.calls.contains_key(&call_id) {
         return Err(RestCallError::Conflict(format!("callId {call_id} is already in use")));
     }
@@ -155,6 +161,7 @@ pub(super) fn startup(
     let peer = calls.media.next_peer_id();
     let recorded = match super::call::record(calls, &ctx, &call_id, &obj, false) {
         Ok(r) => r,
+        Err(super::call::NotRecorded::TooMany(r)) => return Err(RestCallError::Overloaded(r.info())),
         Err(_) => return Err(RestCallError::Conflict(format!("callId {call_id} is already in use"))),
     };
     metrics::counter!("callgate_rest_calls_total").increment(1);

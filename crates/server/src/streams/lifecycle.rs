@@ -99,6 +99,10 @@ pub(super) async fn publish(streams: Arc<Streams>, ctx: Arc<Party>, obj: Map<Str
         if !session_alive(&streams, &ctx) {
             return;
         }
+        if let Err(r) = streams.room(&dir) {
+            drop(dir);
+            return raise_status(&ctx, p.obj, stream::FAILED, &r.info(), true, Origin::Client);
+        }
         dir.add_publisher(new_entry(&ctx, &p, Kind::Publish, peer))
     };
     if let Err(r) = added {
@@ -119,6 +123,10 @@ pub(super) async fn play(streams: Arc<Streams>, ctx: Arc<Party>, obj: Map<String
         let mut dir = streams.dir.lock();
         if !session_alive(&streams, &ctx) {
             return;
+        }
+        if let Err(r) = streams.room(&dir) {
+            drop(dir);
+            return raise_status(&ctx, p.obj, stream::FAILED, &r.info(), true, Origin::Client);
         }
         dir.add_player(new_entry(&ctx, &p, Kind::Play, peer))
     };

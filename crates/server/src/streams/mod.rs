@@ -80,11 +80,29 @@ pub struct Streams {
     pub media: MediaEndpoint,
     /// The live sessions: a stream is added only while its owner is one of them.
     sessions: Arc<Registry<Party>>,
+    /// `[limits] max_streams`: a stream past it is not added (checked under `dir`'s lock).
+    max: usize,
 }
 
 impl Streams {
     pub fn new(media: MediaEndpoint, sessions: Arc<Registry<Party>>) -> Streams {
-        Streams { dir: Mutex::new(Directory::default()), media, sessions }
+        Streams { dir: Mutex::new(Directory::default()), media, sessions, max: usize::MAX }
+    }
+
+    /// `[limits] max_streams` (the default is no limit).
+    pub fn limited(mut self, max_streams: usize) -> Streams {
+        self.max = max_streams;
+        self
+    }
+
+    /// `Err` when `max_streams` streams are live; `dir` is the locked directory.
+    fn room(&self, dir: &Directory<Arc<Party>>) -> Result<(), crate::admission::Refused> {
+        if dir.len() >= self.max {
+            let r = crate::admission::Refused::Streams { limit: self.max };
+            r.record();
+            return Err(r);
+        }
+        Ok(())
     }
 
     /// Number of live streams.

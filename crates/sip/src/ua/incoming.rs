@@ -651,6 +651,19 @@ impl UserAgent {
     /// Rejects an incoming call (or a pending re-INVITE of an established one, which goes
     /// on) with a final 3xx-6xx: `403` when the backend refuses, `486`, `603`...
     pub fn reject(&mut self, now: Instant, id: CallId, status: u16, reason: Option<&str>) -> Result<(), UaError> {
+        self.reject_with(now, id, status, reason, None)
+    }
+
+    /// [`UserAgent::reject`] with `Retry-After: retry_after` seconds (RFC 3261 §20.33): a `503`
+    /// of a server that refuses new calls for now (admission control).
+    pub fn reject_with(
+        &mut self,
+        now: Instant,
+        id: CallId,
+        status: u16,
+        reason: Option<&str>,
+        retry_after: Option<u32>,
+    ) -> Result<(), UaError> {
         if !(300..700).contains(&status) {
             return Err(UaError::InvalidArgument { what: "status", why: format!("{status} is not 300-699") });
         }
@@ -660,7 +673,10 @@ impl UserAgent {
         };
         let initial = call.state == State::Incoming;
         let tag = call.local_tag.clone();
-        let r = self.reply_with(now, &key, status, reason, Some(&tag), |b| b);
+        let r = self.reply_with(now, &key, status, reason, Some(&tag), |b| match retry_after {
+            Some(s) => b.header(HeaderName::RetryAfter, s.to_string()),
+            None => b,
+        });
         if initial {
             self.remove_call(id);
         }
