@@ -66,9 +66,12 @@ fn main() -> anyhow::Result<()> {
         // A part that must never stop (the SIP driver, the media task) panicked: shut down as
         // on SIGTERM (calls hung up while the SIP driver still runs, clients told), then exit
         // non-zero so that the process supervisor starts a fresh callgate (supervise.rs).
+        // SIGHUP re-reads the [tls] certificate; it never ends the process (without a handler
+        // its default action would), also when TLS is off.
         let failure = tokio::select! {
             () = shutdown_signal() => None,
             f = server.failed() => Some(f),
+            () = reload_on_sighup(&server) => unreachable!("the SIGHUP loop never ends"),
         };
         match &failure {
             None => tracing::info!("shutting down"),
@@ -160,6 +163,19 @@ fn init_tracing(cfg: &Config) {
     } else {
         builder.init();
     }
+}
+
+/// Reloads the TLS certificate on every SIGHUP (`RunningServer::reload_tls` logs the outcome).
+async fn reload_on_sighup(server: &callgate_server::RunningServer) {
+    #[cfg(unix)]
+    {
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).expect("SIGHUP handler");
+        while hup.recv().await.is_some() {
+            server.reload_tls();
+        }
+    }
+    std::future::pending::<()>().await;
+    let _ = server;
 }
 
 async fn shutdown_signal() {
