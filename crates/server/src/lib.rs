@@ -223,7 +223,9 @@ pub async fn start(cfg: Config) -> anyhow::Result<RunningServer> {
     if let Some(l) = https_listener {
         tasks.push(spawn_listener(l, http_router, acceptor));
     }
-    tracing::info!(%ws_addr, %http_addr, wss_addr = ?wss_addr, https_addr = ?https_addr, media_addr = %shared.streams.media.advertised_addr, apps = ?shared.apps.keys().collect::<Vec<_>>(), node_id = &*shared.node_id, "callgate started");
+    // The TLS addresses as plain text ("" when off), as the plain ones are: tests read them.
+    let shown = |a: Option<SocketAddr>| a.map(|a| a.to_string()).unwrap_or_default();
+    tracing::info!(%ws_addr, %http_addr, wss_addr = shown(wss_addr), https_addr = shown(https_addr), media_addr = %shared.streams.media.advertised_addr, apps = ?shared.apps.keys().collect::<Vec<_>>(), node_id = &*shared.node_id, "callgate started");
     Ok(RunningServer { ws_addr, http_addr, wss_addr, https_addr, tls: cert_store, shared, tasks })
 }
 
