@@ -44,7 +44,7 @@ pub struct ServerConfig {
     pub client_write_timeout_ms: u64,
     /// A WebSocket that has not sent `connection` by then is closed ("Login timeout").
     pub login_timeout_ms: u64,
-    /// Both listeners: a request head must arrive within this; also closes idle keep-alive
+    /// Every listener (also the TLS handshake of the `[tls]` ones): a request head must arrive within this; also closes idle keep-alive
     /// connections (the wait for the next request's head is bounded the same way) and bounds
     /// each pause within a request body.
     pub header_read_timeout_ms: u64,
