@@ -129,6 +129,14 @@ pub async fn start(cfg: Config) -> anyhow::Result<RunningServer> {
     validate(&cfg)?;
     metrics_http::install_recorder();
     metrics_http::spawn_upkeep();
+    // The certificate first: a file that does not load stops the start before any port is bound.
+    let (wss_bind, https_bind) = cfg.tls.binds()?;
+    let cert_store =
+        if cfg.tls.enabled() { Some(tls::CertStore::load(cfg.tls.cert.as_ref(), cfg.tls.key.as_ref())?) } else { None };
+    let acceptor = match &cert_store {
+        Some(store) => Some(tokio_rustls::TlsAcceptor::from(Arc::new(store.server_config()?))),
+        None => None,
+    };
     let ws_listener = TcpListener::bind(cfg.server.ws_bind)
         .await
         .with_context(|| format!("cannot bind WebSocket port {}", cfg.server.ws_bind))?;
@@ -137,13 +145,6 @@ pub async fn start(cfg: Config) -> anyhow::Result<RunningServer> {
         .with_context(|| format!("cannot bind HTTP port {}", cfg.server.http_bind))?;
     let ws_addr = ws_listener.local_addr()?;
     let http_addr = http_listener.local_addr()?;
-    let (wss_bind, https_bind) = cfg.tls.binds()?;
-    let cert_store =
-        if cfg.tls.enabled() { Some(tls::CertStore::load(cfg.tls.cert.as_ref(), cfg.tls.key.as_ref())?) } else { None };
-    let acceptor = match &cert_store {
-        Some(store) => Some(tokio_rustls::TlsAcceptor::from(Arc::new(store.server_config()?))),
-        None => None,
-    };
     let bind_tls = |addr: Option<SocketAddr>, what: &'static str| async move {
         match addr {
             Some(a) => TcpListener::bind(a).await.map(Some).with_context(|| format!("cannot bind {what} port {a}")),
