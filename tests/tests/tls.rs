@@ -1,7 +1,7 @@
 //! The wss:// and https:// listeners (`[tls]`) with a certificate made at test time by a test
 //! CA: a `connection` login over wss, REST and the EchoApp over https, the certificate reload
 //! (new connections get the new certificate, an open one keeps working, bad files keep the old
-//! one), the bounded handshake, and the configuration errors. The SIGHUP path through the
+//! one), the bounded handshake, the shutdown, and the configuration errors. The SIGHUP path through the
 //! binary is crates/server/tests/tls_sighup.rs.
 
 use std::path::{Path, PathBuf};
@@ -57,7 +57,13 @@ async fn wss_login_and_https_rest_with_a_test_certificate() {
     assert_eq!(plain_user["status"], "ESTABLISHED");
     // A client that does not trust the certificate gets no session.
     assert!(TestCa::new().connect(wss).await.is_err(), "a client trusting another CA is refused");
-    server.shutdown().await;
+    // The graceful shutdown reaches the wss session as any other, and stops the TLS listeners.
+    let outcome = server.shutdown().await;
+    assert!(outcome.complete(), "{outcome}");
+    let fail = c.expect("fail").await;
+    assert_eq!(fail["info"], "Server shutdown");
+    assert!(tokio::net::TcpStream::connect(wss).await.is_err(), "the wss port is closed after the shutdown");
+    assert!(tokio::net::TcpStream::connect(https).await.is_err(), "the https port is closed after the shutdown");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
