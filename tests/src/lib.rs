@@ -18,6 +18,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 pub mod peers;
 pub mod sip_fixtures;
+pub mod tls;
 pub mod webrtc;
 
 /// Bound on every wait in the tests.

@@ -25,6 +25,7 @@ pub struct Config {
     pub sip: SipSection,
     pub xcap: XcapSection,
     pub limits: LimitsSection,
+    pub tls: TlsSection,
     #[serde(default)]
     pub apps: BTreeMap<String, AppConfig>,
     pub log: LogConfig,
@@ -44,7 +45,7 @@ pub struct ServerConfig {
     pub client_write_timeout_ms: u64,
     /// A WebSocket that has not sent `connection` by then is closed ("Login timeout").
     pub login_timeout_ms: u64,
-    /// Both listeners: a request head must arrive within this; also closes idle keep-alive
+    /// Every listener (also the TLS handshake of the `[tls]` ones): a request head must arrive within this; also closes idle keep-alive
     /// connections (the wait for the next request's head is bounded the same way) and bounds
     /// each pause within a request body.
     pub header_read_timeout_ms: u64,
@@ -364,6 +365,40 @@ pub fn echo_app_url(http_addr: SocketAddr) -> String {
     format!("http://{}/apps/{}", SocketAddr::new(ip, http_addr.port()), callgate_hooks::app::ECHO_APP)
 }
 
+/// `[tls]`: the wss:// and https:// listeners (off unless a bind address is set) and their
+/// certificate, reloaded on SIGHUP.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    /// WebSocket over TLS (wss://); empty: none. WCS: wss.port = 8443.
+    pub wss_bind: String,
+    /// The HTTP port's routes over TLS (https://); empty: none. WCS: https.port = 8444.
+    pub https_bind: String,
+    /// PEM file: the certificate chain, leaf first.
+    pub cert: String,
+    /// PEM file: the private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: String,
+}
+
+impl TlsSection {
+    /// `wss_bind` and `https_bind`, parsed; `None` for an empty one.
+    pub fn binds(&self) -> anyhow::Result<(Option<SocketAddr>, Option<SocketAddr>)> {
+        let parse = |key: &str, v: &str| -> anyhow::Result<Option<SocketAddr>> {
+            let v = v.trim();
+            if v.is_empty() {
+                return Ok(None);
+            }
+            v.parse().map(Some).with_context(|| format!("tls.{key} = {v:?} is not an address such as 0.0.0.0:8443"))
+        };
+        Ok((parse("wss_bind", &self.wss_bind)?, parse("https_bind", &self.https_bind)?))
+    }
+
+    /// True when a TLS listener is configured.
+    pub fn enabled(&self) -> bool {
+        !self.wss_bind.trim().is_empty() || !self.https_bind.trim().is_empty()
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogConfig {
@@ -424,6 +459,14 @@ impl Config {
             bail!("server.shutdown_timeout_ms must be > 0");
         }
         self.rest_api.check_exposure(s.http_bind)?;
+        let (wss, https) = self.tls.binds()?;
+        if let Some(a) = https {
+            // The https listener serves the same REST API.
+            self.rest_api.check_exposure(a).context("tls.https_bind serves the REST API too")?;
+        }
+        if (wss.is_some() || https.is_some()) && (self.tls.cert.trim().is_empty() || self.tls.key.trim().is_empty()) {
+            bail!("tls.wss_bind / tls.https_bind need tls.cert and tls.key (PEM files)");
+        }
         self.rest_api.check_cors()?;
         let h = &self.hooks;
         if h.max_in_flight_per_app == 0 || h.max_response_bytes == 0 || h.max_in_flight_per_session == 0 {

@@ -27,6 +27,7 @@ pub mod shutdown;
 pub mod sip_side;
 pub mod streams;
 pub mod supervise;
+pub mod tls;
 pub mod wire;
 pub mod xcap;
 
@@ -55,6 +56,12 @@ pub use node::Shared;
 pub struct RunningServer {
     pub ws_addr: SocketAddr,
     pub http_addr: SocketAddr,
+    /// `[tls] wss_bind`, bound; `None` when not configured.
+    pub wss_addr: Option<SocketAddr>,
+    /// `[tls] https_bind`, bound; `None` when not configured.
+    pub https_addr: Option<SocketAddr>,
+    /// The TLS listeners' certificate; `None` when `[tls]` is off.
+    pub tls: Option<Arc<tls::CertStore>>,
     pub shared: Arc<Shared>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -74,6 +81,28 @@ impl RunningServer {
     /// exit non-zero; the binary exits with [`supervise::EXIT_CODE`].
     pub async fn failed(&self) -> supervise::Failure {
         self.shared.supervisor.failed().await
+    }
+
+    /// SIGHUP: re-reads `[tls] cert` and `key`. Logs the outcome (once); on an error the old
+    /// certificate stays in use. Returns false when the reload failed; true also when TLS is off.
+    pub fn reload_tls(&self) -> bool {
+        let Some(store) = &self.tls else {
+            tracing::info!("SIGHUP: no [tls] listener configured, nothing to reload");
+            return true;
+        };
+        match store.reload() {
+            Ok(()) => {
+                tracing::info!(cert = %self.shared.cfg.tls.cert, "TLS certificate reloaded");
+                true
+            }
+            Err(e) => {
+                tracing::error!(
+                    error = format!("{e:#}"),
+                    "TLS certificate reload failed; the previous certificate stays in use"
+                );
+                false
+            }
+        }
     }
 
     /// Waits until the server stops (it stops only through [`RunningServer::shutdown`]).
@@ -101,6 +130,14 @@ pub async fn start(cfg: Config) -> anyhow::Result<RunningServer> {
     validate(&cfg)?;
     metrics_http::install_recorder();
     metrics_http::spawn_upkeep();
+    // The certificate first: a file that does not load stops the start before any port is bound.
+    let (wss_bind, https_bind) = cfg.tls.binds()?;
+    let cert_store =
+        if cfg.tls.enabled() { Some(tls::CertStore::load(cfg.tls.cert.as_ref(), cfg.tls.key.as_ref())?) } else { None };
+    let acceptor = match &cert_store {
+        Some(store) => Some(tokio_rustls::TlsAcceptor::from(Arc::new(store.server_config()?))),
+        None => None,
+    };
     let ws_listener = TcpListener::bind(cfg.server.ws_bind)
         .await
         .with_context(|| format!("cannot bind WebSocket port {}", cfg.server.ws_bind))?;
@@ -109,6 +146,16 @@ pub async fn start(cfg: Config) -> anyhow::Result<RunningServer> {
         .with_context(|| format!("cannot bind HTTP port {}", cfg.server.http_bind))?;
     let ws_addr = ws_listener.local_addr()?;
     let http_addr = http_listener.local_addr()?;
+    let bind_tls = |addr: Option<SocketAddr>, what: &'static str| async move {
+        match addr {
+            Some(a) => TcpListener::bind(a).await.map(Some).with_context(|| format!("cannot bind {what} port {a}")),
+            None => Ok(None),
+        }
+    };
+    let wss_listener = bind_tls(wss_bind, "the wss (tls.wss_bind)").await?;
+    let https_listener = bind_tls(https_bind, "the https (tls.https_bind)").await?;
+    let wss_addr = wss_listener.as_ref().map(|l| l.local_addr()).transpose()?;
+    let https_addr = https_listener.as_ref().map(|l| l.local_addr()).transpose()?;
     let media = callgate_media::MediaEndpoint::start(cfg.media.media_config()?)
         .await
         .with_context(|| format!("cannot bind the media UDP port {}", cfg.media.bind))?;
@@ -161,28 +208,30 @@ pub async fn start(cfg: Config) -> anyhow::Result<RunningServer> {
     };
 
     // Each session closes itself when the shutdown begins (session.rs).
-    let ws_task = {
+    let header_timeout = Duration::from_millis(shared.cfg.server.header_read_timeout_ms);
+    let spawn_listener = |listener: TcpListener, router: Router, tls: Option<tokio_rustls::TlsAcceptor>| {
         let mut rx = shared.lifecycle.stopping();
-        let header_timeout = Duration::from_millis(shared.cfg.server.header_read_timeout_ms);
         tokio::spawn(async move {
             let graceful = async move {
                 let _ = rx.wait_for(|s| *s).await;
             };
-            listen::serve(ws_listener, ws_router, header_timeout, graceful).await;
+            listen::serve(listener, router, header_timeout, tls, graceful).await;
         })
     };
-    let http_task = {
-        let mut rx = shared.lifecycle.stopping();
-        let header_timeout = Duration::from_millis(shared.cfg.server.header_read_timeout_ms);
-        tokio::spawn(async move {
-            let graceful = async move {
-                let _ = rx.wait_for(|s| *s).await;
-            };
-            listen::serve(http_listener, http_router, header_timeout, graceful).await;
-        })
-    };
-    tracing::info!(%ws_addr, %http_addr, media_addr = %shared.streams.media.advertised_addr, apps = ?shared.apps.keys().collect::<Vec<_>>(), node_id = &*shared.node_id, "callgate started");
-    Ok(RunningServer { ws_addr, http_addr, shared, tasks: vec![ws_task, http_task] })
+    let mut tasks = vec![
+        spawn_listener(ws_listener, ws_router.clone(), None),
+        spawn_listener(http_listener, http_router.clone(), None),
+    ];
+    if let Some(l) = wss_listener {
+        tasks.push(spawn_listener(l, ws_router, acceptor.clone()));
+    }
+    if let Some(l) = https_listener {
+        tasks.push(spawn_listener(l, http_router, acceptor));
+    }
+    // The TLS addresses as plain text ("" when off), as the plain ones are: tests read them.
+    let shown = |a: Option<SocketAddr>| a.map(|a| a.to_string()).unwrap_or_default();
+    tracing::info!(%ws_addr, %http_addr, wss_addr = shown(wss_addr), https_addr = shown(https_addr), media_addr = %shared.streams.media.advertised_addr, apps = ?shared.apps.keys().collect::<Vec<_>>(), node_id = &*shared.node_id, "callgate started");
+    Ok(RunningServer { ws_addr, http_addr, wss_addr, https_addr, tls: cert_store, shared, tasks })
 }
 
 async fn ws_upgrade(

@@ -8,6 +8,10 @@
 //! answer, so it is also the idle timeout of keep-alive connections, and a request body may not
 //! pause longer than that between its bytes either. A connection upgraded to a
 //! WebSocket leaves hyper: the session's login deadline and pings bound it from then on.
+//!
+//! The TLS listeners (`[tls]`, wss:// and https://) are the same loop with a rustls handshake
+//! first, bounded by the same timeout: a client that opens TCP and never finishes a
+//! ClientHello is closed.
 
 use std::future::Future;
 use std::time::Duration;
@@ -16,18 +20,22 @@ use axum::extract::ConnectInfo;
 use axum::{Extension, Router};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
 
 use crate::wire::ConnAddrs;
 
 /// Serves `router` on `listener` until `stop` completes; then stops accepting, lets every
 /// connection finish the request it is on, and returns when all have ended. Each request carries
-/// `ConnectInfo<ConnAddrs>`.
+/// `ConnectInfo<ConnAddrs>`. With `tls`, each connection is a TLS handshake first, which must
+/// end within `header_read_timeout`.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     header_read_timeout: Duration,
+    tls: Option<TlsAcceptor>,
     stop: impl Future<Output = ()>,
 ) {
     tokio::pin!(stop);
@@ -55,26 +63,16 @@ pub async fn serve(
         let svc = TowerToHyperService::new(router.clone().layer(Extension(ConnectInfo(ConnAddrs { remote, local }))));
         let mut stop_rx = stop_rx.clone();
         let open_rx = open_rx.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            let mut builder = hyper::server::conn::http1::Builder::new();
-            builder.timer(TokioTimer::new()).header_read_timeout(header_read_timeout);
-            let conn = builder.serve_connection(TokioIo::new(tcp), svc).with_upgrades();
-            tokio::pin!(conn);
-            let mut draining = false;
-            loop {
-                tokio::select! {
-                    r = conn.as_mut() => {
-                        if let Err(e) = r {
-                            // A header timeout or a client that went away: nothing to act on.
-                            tracing::debug!(%remote, error = %e, "HTTP connection ended with an error");
-                        }
-                        break;
-                    }
-                    _ = stop_rx.wait_for(|s| *s), if !draining => {
-                        draining = true;
-                        conn.as_mut().graceful_shutdown();
-                    }
-                }
+            match tls {
+                None => serve_conn(tcp, svc, header_read_timeout, &mut stop_rx, remote).await,
+                Some(acceptor) => match tokio::time::timeout(header_read_timeout, acceptor.accept(tcp)).await {
+                    Ok(Ok(stream)) => serve_conn(stream, svc, header_read_timeout, &mut stop_rx, remote).await,
+                    // Scanners and clients that do not trust the certificate: debug, not warn.
+                    Ok(Err(e)) => tracing::debug!(%remote, error = %e, "TLS handshake failed"),
+                    Err(_) => tracing::debug!(%remote, "TLS handshake timed out"),
+                },
             }
             drop(open_rx);
         });
@@ -83,4 +81,43 @@ pub async fn serve(
     let _ = stopping.send(true);
     drop(open_rx);
     open.closed().await;
+}
+
+/// One connection's HTTP/1.1 (with upgrades) until it ends; shut down gracefully once `stop_rx`
+/// turns true.
+async fn serve_conn<I, S>(
+    io: I,
+    svc: S,
+    header_read_timeout: Duration,
+    stop_rx: &mut watch::Receiver<bool>,
+    remote: std::net::SocketAddr,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::Service<hyper::Request<hyper::body::Incoming>, Response = axum::response::Response>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder.timer(TokioTimer::new()).header_read_timeout(header_read_timeout);
+    let conn = builder.serve_connection(TokioIo::new(io), svc).with_upgrades();
+    tokio::pin!(conn);
+    let mut draining = false;
+    loop {
+        tokio::select! {
+            r = conn.as_mut() => {
+                if let Err(e) = r {
+                    // A header timeout or a client that went away: nothing to act on.
+                    tracing::debug!(%remote, error = %e, "HTTP connection ended with an error");
+                }
+                break;
+            }
+            _ = stop_rx.wait_for(|s| *s), if !draining => {
+                draining = true;
+                conn.as_mut().graceful_shutdown();
+            }
+        }
+    }
 }

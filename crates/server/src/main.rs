@@ -89,15 +89,20 @@ fn main() -> anyhow::Result<()> {
     let rt = builder.enable_all().build().context("cannot start the runtime")?;
     let shutdown_timeout = Duration::from_millis(cfg.server.shutdown_timeout_ms);
     let (failure, complete) = rt.block_on(async move {
+        // Registered before the ports open: a SIGHUP from then on never finds its default action.
+        let hup = Hangups::register();
         let server = callgate_server::start(cfg).await?;
         #[cfg(debug_assertions)]
         debug_hooks(&server);
         // A part that must never stop (the SIP driver, the media task) panicked: shut down as
         // on SIGTERM (calls hung up while the SIP driver still runs, clients told), then exit
         // non-zero so that the process supervisor starts a fresh callgate (supervise.rs).
+        // SIGHUP re-reads the [tls] certificate; it never ends the process (without a handler
+        // its default action would), also when TLS is off.
         let failure = tokio::select! {
             () = shutdown_signal() => None,
             f = server.failed() => Some(f),
+            () = reload_on_sighup(hup, &server) => unreachable!("the SIGHUP loop never ends"),
         };
         match &failure {
             None => tracing::info!("shutting down"),
@@ -189,6 +194,34 @@ fn init_tracing(cfg: &Config) {
     } else {
         builder.init();
     }
+}
+
+/// SIGHUP, caught (unix only).
+struct Hangups(#[cfg(unix)] tokio::signal::unix::Signal);
+
+impl Hangups {
+    fn register() -> Hangups {
+        #[cfg(unix)]
+        return Hangups(
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).expect("SIGHUP handler"),
+        );
+        #[cfg(not(unix))]
+        Hangups()
+    }
+}
+
+/// Reloads the TLS certificate on every SIGHUP (`RunningServer::reload_tls` logs the outcome).
+async fn reload_on_sighup(hup: Hangups, server: &callgate_server::RunningServer) {
+    #[cfg(unix)]
+    {
+        let mut hup = hup;
+        while hup.0.recv().await.is_some() {
+            server.reload_tls();
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (hup, server);
+    std::future::pending::<()>().await;
 }
 
 async fn shutdown_signal() {

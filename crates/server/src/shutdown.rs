@@ -1,7 +1,7 @@
 //! The node's graceful shutdown (SIGTERM, SIGINT, or a supervised part's failure), bounded by
 //! `[server] shutdown_timeout_ms`. In order:
 //!
-//! 1. **stop**: both listeners stop accepting (HTTP requests in flight finish); every session,
+//! 1. **stop**: every listener (ws, http, wss, https) stops accepting (HTTP requests in flight finish); every session,
 //!    also one still logging in or one that logs in now, gets `fail ConnectionStatusEvent
 //!    "Server shutdown"` and a close frame 1001 (going away), and ends: the backend gets its
 //!    `ConnectionStatusEvent DISCONNECTED` after its other events;

@@ -7,16 +7,17 @@ import { startStaticServer } from './static-server.js';
 import { show } from './util.js';
 
 /**
- * Call once at the top of a test file; returns `e2eTest(name, fn)`.
+ * Call once at the top of a test file; returns `e2eTest(name, fn)`. `browserArgs`: extra
+ * Chromium flags for this file's browser.
  * `fn(env)` gets env = {callgate, backend, sdk, session(opts)}, where callgate has apps
  * `defaultApp` (built-in EchoApp) and `backendApp` (the recording backend), and
  * `env.session({appKey, custom})` creates the SDK session against this callgate.
  */
-export function e2eSuite() {
+export function e2eSuite({ browserArgs = [] } = {}) {
   let browser;
   let staticServer;
   before(async () => {
-    browser = await launchBrowser();
+    browser = await launchBrowser(browserArgs);
     staticServer = await startStaticServer();
   });
   after(async () => {
