@@ -26,8 +26,9 @@ async fn capture_backend() -> (String, Captured) {
         .route(
             "/{*path}",
             axum::routing::post(|State(seen): State<Captured>, headers: HeaderMap, body: Bytes| async move {
-                seen.lock().push((headers, body));
-                ([("content-type", "application/json")], "{}")
+                seen.lock().push((headers, body.clone()));
+                // A mirroring backend, as WCS's EchoApp answers.
+                ([("content-type", "application/json")], body)
             }),
         )
         .with_state(seen.clone());
@@ -181,6 +182,39 @@ async fn no_secrets_no_webhook_headers() {
     for h in ["webhook-id", "webhook-timestamp", "webhook-signature"] {
         assert!(seen[0].0.get(h).is_none(), "{h} sent without secrets");
     }
+}
+
+#[tokio::test]
+async fn the_server_signs_its_hooks_from_the_config() {
+    let (url, seen) = capture_backend().await;
+    let server = callgate_tests::start_server(&format!(
+        "[hooks]\nwebhook_secrets = [\"{KEY_NEW}\"]\n[apps.signedApp]\nurl = \"{url}\"\n"
+    ))
+    .await;
+    let conn = serde_json::json!({"appKey": "signedApp", "clientVersion": "2.0"});
+    let (c, _) = callgate_tests::Client::establish(&server, conn).await;
+    drop(c);
+    // connect, then ConnectionStatusEvent ESTABLISHED (and DISCONNECTED): bounded wait.
+    let deadline = tokio::time::Instant::now() + callgate_tests::WAIT;
+    while seen.lock().len() < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "the backend got {} request(s)", seen.lock().len());
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let sent: Vec<(HeaderMap, Bytes)> = seen.lock().clone();
+    let dir = scratch_dir("webhook-server");
+    for (h, body) in sent {
+        let get = |n: &str| h.get(n).unwrap_or_else(|| panic!("no {n} header")).to_str().unwrap().to_string();
+        let req = Request {
+            id: get("webhook-id"),
+            timestamp: get("webhook-timestamp"),
+            signature: get("webhook-signature"),
+            body,
+        };
+        assert!(run_snippet("python", &dir, KEY_NEW, &req), "python rejects the server's signature");
+        assert!(!run_snippet("python", &dir, KEY_WRONG, &req), "python accepts a wrong key");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    server.shutdown().await;
 }
 
 fn clone_req(r: &Request) -> Request {
