@@ -13,7 +13,9 @@
 //! - a request that could not be sent (connection refused/reset before sending) is retried up to
 //!   `retries` times; a request that was sent is never repeated (hooks are not idempotent);
 //! - `timeout` bounds the whole hook, waiting for a free in-flight slot included;
-//! - optional body signature `Authorization: WCS <hex hmac-md5(body)>` (`rest_hook_send_hash`).
+//! - optional body signature `Authorization: WCS <hex hmac-md5(body)>` (`rest_hook_send_hash`);
+//! - optional Standard Webhooks signature (`webhook_secrets`, see [`crate::webhooks`]): one
+//!   `webhook-id` per request, the same on every connect retry of that request.
 
 use std::time::Duration;
 
@@ -29,6 +31,7 @@ use serde_json::{Map, Value};
 use crate::app::App;
 use crate::catalogue::HookMethod;
 use crate::client_config::FieldList;
+use crate::webhooks::WebhookKeys;
 
 type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 
@@ -45,6 +48,8 @@ pub struct DispatcherConfig {
     pub signing_key: Option<Vec<u8>>,
     /// Idle keep-alive connections kept per backend host.
     pub pool_max_idle_per_host: usize,
+    /// Standard Webhooks keys (`webhook_secrets`); empty = no `webhook-*` headers.
+    pub webhook_keys: WebhookKeys,
 }
 
 impl std::fmt::Debug for DispatcherConfig {
@@ -55,6 +60,7 @@ impl std::fmt::Debug for DispatcherConfig {
             .field("max_response_bytes", &self.max_response_bytes)
             .field("signing_key", &self.signing_key.as_ref().map(|_| "<redacted>"))
             .field("pool_max_idle_per_host", &self.pool_max_idle_per_host)
+            .field("webhook_keys", &self.webhook_keys)
             .finish()
     }
 }
@@ -67,6 +73,7 @@ impl Default for DispatcherConfig {
             max_response_bytes: 1 << 20,
             signing_key: None,
             pool_max_idle_per_host: 256,
+            webhook_keys: WebhookKeys::default(),
         }
     }
 }
@@ -193,6 +200,11 @@ impl Dispatcher {
         let _permit =
             app.in_flight.acquire().await.map_err(|_| InteractionError::Transport("dispatcher closed".into()))?;
         let signature = self.cfg.signing_key.as_deref().map(|k| sign(k, &body));
+        let mut webhook_headers = http::HeaderMap::new();
+        if !self.cfg.webhook_keys.is_empty() {
+            let id = format!("msg_{}", uuid::Uuid::new_v4().simple());
+            self.cfg.webhook_keys.sign_into(&mut webhook_headers, &id, crate::webhooks::now_unix(), &body);
+        }
         let mut attempt = 0u32;
         let response = loop {
             attempt += 1;
@@ -203,6 +215,9 @@ impl Dispatcher {
             *req.headers_mut() = app.request_headers().clone();
             if let (None, Some(sig)) = (app.basic_auth(), &signature) {
                 req.headers_mut().insert(header::AUTHORIZATION, sig.clone());
+            }
+            for (name, value) in &webhook_headers {
+                req.headers_mut().insert(name.clone(), value.clone());
             }
             match self.client.request(req).await {
                 Ok(resp) => break resp,

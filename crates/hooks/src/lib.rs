@@ -10,6 +10,7 @@
 //! - [`rules`]: `restExclude`, `clientExclude`, `restOverwrite`, connect merge, custom reasons;
 //! - [`app`]: applications (`appKey` -> URL, credentials, enabled methods);
 //! - [`dispatch`]: the HTTP client (pooled keep-alive, timeout, retries, in-flight bound, body limit, signing);
+//! - [`webhooks`]: Standard Webhooks signing (`webhook-id`, `webhook-timestamp`, `webhook-signature`);
 //! - [`engine`]: one hook end to end, and the per-session ordered [`engine::EventQueue`].
 //!
 //! Driving it:
@@ -32,6 +33,7 @@ pub mod decision;
 pub mod dispatch;
 pub mod engine;
 pub mod rules;
+pub mod webhooks;
 
 pub use app::{App, AppConfig, AppConfigError, AppRegistry, MethodSelection, ECHO_APP};
 pub use catalogue::{HookKind, HookMethod};
@@ -39,3 +41,4 @@ pub use client_config::{ConfigWarning, FieldList, MethodConfig, RestClientConfig
 pub use decision::{decide, DataEffect, HookResult, Origin, Verdict};
 pub use dispatch::{Dispatcher, DispatcherConfig, InteractionError};
 pub use engine::{EventDone, EventJob, EventQueue, HookEngine, Invocation};
+pub use webhooks::WebhookKeys;

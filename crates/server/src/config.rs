@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use callgate_hooks::{App, AppConfig, DispatcherConfig};
+use callgate_hooks::{App, AppConfig, DispatcherConfig, WebhookKeys};
 use figment::providers::{Env, Format, Toml};
 use figment::Figment;
 use serde::Deserialize;
@@ -172,6 +172,8 @@ pub struct HooksConfig {
     pub max_response_bytes: usize,
     pub rest_hook_send_hash: bool,
     pub rest_hook_secret_key: String,
+    /// Standard Webhooks secrets (`whsec_<base64>`); empty = off.
+    pub webhook_secrets: Vec<String>,
     pub disable_rest_requests: bool,
     pub echo_fast_path: bool,
 }
@@ -186,6 +188,7 @@ impl std::fmt::Debug for HooksConfig {
             .field("max_response_bytes", &self.max_response_bytes)
             .field("rest_hook_send_hash", &self.rest_hook_send_hash)
             .field("rest_hook_secret_key", &redacted(&self.rest_hook_secret_key))
+            .field("webhook_secrets", &format_args!("{} secret(s), redacted", self.webhook_secrets.len()))
             .field("disable_rest_requests", &self.disable_rest_requests)
             .field("echo_fast_path", &self.echo_fast_path)
             .finish()
@@ -477,6 +480,7 @@ impl Config {
         if h.rest_hook_send_hash && h.rest_hook_secret_key.is_empty() {
             bail!("hooks.rest_hook_send_hash = true needs hooks.rest_hook_secret_key");
         }
+        WebhookKeys::parse(&h.webhook_secrets).context("hooks.webhook_secrets")?;
         let m = &self.media;
         m.media_config()?;
         if m.connect_timeout_ms == 0 {
@@ -514,6 +518,8 @@ impl Config {
             max_response_bytes: h.max_response_bytes,
             signing_key: h.rest_hook_send_hash.then(|| h.rest_hook_secret_key.clone().into_bytes()),
             pool_max_idle_per_host: h.max_in_flight_per_app,
+            // Checked in validate(); a config that was not validated signs with nothing.
+            webhook_keys: WebhookKeys::parse(&h.webhook_secrets).unwrap_or_default(),
         }
     }
 
@@ -670,6 +676,11 @@ mod tests {
         assert!(Config::from_toml("[apps.x]\nurl = \"ftp://x\"").is_err());
         assert!(Config::from_toml("[rest_api]\nusername = \"only-the-name\"").is_err());
         assert!(Config::from_toml("[hooks]\nrest_hook_send_hash = true").is_err());
+        assert!(Config::from_toml("[hooks]\nwebhook_secrets = [\"not-whsec\"]").is_err());
+        assert!(Config::from_toml("[hooks]\nwebhook_secrets = [\"whsec_!!\"]").is_err());
+        let c = Config::from_toml("[hooks]\nwebhook_secrets = [\"whsec_AAEC\", \"whsec_AwQF\"]").unwrap();
+        assert!(!c.dispatcher_config().webhook_keys.is_empty());
+        assert!(!format!("{:?}", c.hooks).contains("whsec_"));
         assert!(Config::from_toml("[media]\npublic_ip = \"not-an-ip\"").is_err());
         assert!(Config::from_toml("[media]\ncandidate_ip = \"0.0.0.0\"").is_err());
         assert!(Config::from_toml("[media]\nkeep_alive_enabled = true\nkeep_alive_interval_ms = 0").is_err());
