@@ -54,6 +54,10 @@ pub struct ServerConfig {
     pub shutdown_timeout_ms: u64,
     /// Runtime worker threads; 0 = tokio's default (one per core, or `TOKIO_WORKER_THREADS`).
     pub worker_threads: usize,
+    /// Origins whose pages may open the client WebSocket; empty = any (issue 11). A handshake
+    /// with another `Origin` is refused `403`; one without `Origin` (not a browser) is accepted.
+    #[serde(deserialize_with = "string_or_list")]
+    pub allowed_origins: Vec<String>,
 }
 
 /// `[rest_api]`. Its `Debug` does not show the password.
@@ -63,6 +67,9 @@ pub struct RestApiConfig {
     pub auth: bool,
     pub username: String,
     pub password: String,
+    /// Bearer tokens (`Authorization: Bearer <token>`), any one of them accepted (issue 11).
+    #[serde(deserialize_with = "string_or_list")]
+    pub tokens: Vec<String>,
     /// Origins a browser page may call the HTTP port from; empty = none (no CORS headers).
     #[serde(deserialize_with = "string_or_list")]
     pub cors_allow_origin: Vec<String>,
@@ -73,7 +80,7 @@ impl RestApiConfig {
     /// (`auth = false` with credentials is refused at startup). Without credentials the API is
     /// open, which [`Config::validate`] allows only on a loopback bind.
     pub fn requires_auth(&self) -> bool {
-        !self.username.is_empty()
+        !self.username.is_empty() || !self.tokens.is_empty()
     }
 
     /// Refuses a REST API that other hosts could reach without credentials (issue 14): anyone
@@ -82,9 +89,9 @@ impl RestApiConfig {
         if self.username.is_empty() != self.password.is_empty() {
             bail!("rest_api.username and rest_api.password go together: set both or neither");
         }
-        if !self.auth && !self.username.is_empty() {
+        if !self.auth && self.requires_auth() {
             bail!(
-                "rest_api.auth = false contradicts rest_api.username/password: credentials always turn \
+                "rest_api.auth = false contradicts rest_api.username/password/tokens: credentials always turn \
                  REST API auth on. Remove auth = false (CALLGATE_REST_API__AUTH) to use them, or remove \
                  the credentials to run the API open (allowed on a loopback server.http_bind only)"
             );
@@ -110,19 +117,23 @@ impl RestApiConfig {
             return Ok(());
         }
         for v in o {
-            let ok = http::HeaderValue::from_str(v).is_ok()
-                && v.parse::<http::Uri>().is_ok_and(|u| {
-                    matches!(u.scheme_str(), Some("http" | "https"))
-                        && u.host().is_some()
-                        && u.path_and_query().is_none_or(|p| p.as_str() == "/" || p.as_str().is_empty())
-                })
-                && !v.ends_with('/');
-            if !ok {
+            if !is_origin(v) {
                 bail!("rest_api.cors_allow_origin: {v:?} is not an origin like \"https://app.example.com:8443\" (scheme://host[:port], no path)");
             }
         }
         Ok(())
     }
+}
+
+/// A browser origin: `scheme://host[:port]`, http(s), no path, no trailing slash.
+fn is_origin(v: &str) -> bool {
+    http::HeaderValue::from_str(v).is_ok()
+        && v.parse::<http::Uri>().is_ok_and(|u| {
+            matches!(u.scheme_str(), Some("http" | "https"))
+                && u.host().is_some()
+                && u.path_and_query().is_none_or(|p| p.as_str() == "/" || p.as_str().is_empty())
+        })
+        && !v.ends_with('/')
 }
 
 impl std::fmt::Debug for RestApiConfig {
@@ -131,6 +142,7 @@ impl std::fmt::Debug for RestApiConfig {
             .field("auth", &self.auth)
             .field("username", &self.username)
             .field("password", &redacted(&self.password))
+            .field("tokens", &format_args!("[{} redacted]", self.tokens.len()))
             .field("cors_allow_origin", &self.cors_allow_origin)
             .finish()
     }
@@ -471,6 +483,9 @@ impl Config {
             bail!("tls.wss_bind / tls.https_bind need tls.cert and tls.key (PEM files)");
         }
         self.rest_api.check_cors()?;
+        if let Some(v) = s.allowed_origins.iter().find(|v| !is_origin(v)) {
+            bail!("server.allowed_origins: {v:?} is not an origin like \"https://app.example.com:8443\" (scheme://host[:port], no path)");
+        }
         let h = &self.hooks;
         if h.max_in_flight_per_app == 0 || h.max_response_bytes == 0 || h.max_in_flight_per_session == 0 {
             bail!(

@@ -38,7 +38,7 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{ConnectInfo, State};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::Router;
 use callgate_hooks::{AppRegistry, Dispatcher, HookEngine};
 use rand::distr::{Alphanumeric, SampleString};
@@ -237,8 +237,16 @@ pub async fn start(cfg: Config) -> anyhow::Result<RunningServer> {
 async fn ws_upgrade(
     State(shared): State<Arc<Shared>>,
     ConnectInfo(addrs): ConnectInfo<ConnAddrs>,
+    headers: axum::http::HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
+    let allowed = &shared.cfg.server.allowed_origins;
+    if let Some(origin) = headers.get(axum::http::header::ORIGIN) {
+        if !allowed.is_empty() && !allowed.iter().any(|a| a.as_bytes() == origin.as_bytes()) {
+            tracing::info!(?origin, remote = %addrs.remote, "WebSocket handshake from an origin not in server.allowed_origins refused");
+            return (axum::http::StatusCode::FORBIDDEN, "origin not allowed").into_response();
+        }
+    }
     let max = shared.cfg.server.max_client_frame_bytes;
     // Counted from here: a shutdown waits for the session this upgrade starts.
     let live = shared.lifecycle.session_started();

@@ -19,8 +19,8 @@
 //!
 //! A body that is not a JSON object, or lacks a required field, gets `400` with a reason.
 //!
-//! Secure defaults (issue 14): HTTP Basic auth (`[rest_api] username/password`) whenever
-//! credentials are set, and always on a non-loopback bind (the config refuses to start without
+//! Secure defaults (issue 14, issue 11): HTTP Basic auth (`[rest_api] username/password`) or a
+//! bearer token (`[rest_api] tokens`) whenever credentials are set, and always on a non-loopback bind (the config refuses to start without
 //! them there); no CORS headers unless `cors_allow_origin` lists origins; connection objects are
 //! shown without `sipPassword` ([`crate::secrets`]), and cannot be searched by it.
 
@@ -381,19 +381,32 @@ async fn stream_terminate(State(s): State<Arc<Shared>>, body: Bytes) -> Response
 }
 
 async fn basic_auth(State(s): State<Arc<Shared>>, req: Request, next: Next) -> Response {
-    let expected = format!("{}:{}", s.cfg.rest_api.username, s.cfg.rest_api.password);
-    let ok = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Basic "))
-        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b.trim()).ok())
-        .is_some_and(|d| constant_time_eq(&d, expected.as_bytes()));
+    let cfg = &s.cfg.rest_api;
+    let given = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let ok = given.is_some_and(|v| {
+        if let Some(b) = v.strip_prefix("Basic ") {
+            !cfg.username.is_empty()
+                && base64::engine::general_purpose::STANDARD
+                    .decode(b.trim())
+                    .is_ok_and(|d| constant_time_eq(&d, format!("{}:{}", cfg.username, cfg.password).as_bytes()))
+        } else if let Some(t) = v.strip_prefix("Bearer ") {
+            // Every token is compared, so the time taken does not tell which one came close.
+            cfg.tokens.iter().fold(false, |hit, k| constant_time_eq(t.trim().as_bytes(), k.as_bytes()) | hit)
+        } else {
+            false
+        }
+    });
     if ok {
         next.run(req).await
     } else {
         let mut r = error(StatusCode::UNAUTHORIZED, "authentication required");
-        r.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Basic realm=\"callgate\""));
+        let h = r.headers_mut();
+        if !cfg.username.is_empty() {
+            h.append(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Basic realm=\"callgate\""));
+        }
+        if !cfg.tokens.is_empty() {
+            h.append(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer realm=\"callgate\""));
+        }
         r
     }
 }
