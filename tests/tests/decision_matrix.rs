@@ -123,17 +123,16 @@ async fn every_cell_of_the_decision_table() {
             "Deny403Custom" => Reply::json(403, json!({"status": 403, "reason": "Bad token"})),
             "Deny403Plain" => Reply::json(403, json!({"status": 403, "reason": "x", "more": 1})),
             "Err500" => Reply::json(500, json!({})),
-            "Timeout" => Reply::mirror(body).after(Duration::from_secs(3)),
+            "Timeout" => Reply::mirror(body).after(Duration::from_secs(10)),
             "Garbage" => Reply::raw(200, b"<html>not json</html>"),
             other => panic!("unexpected case {other:?}"),
         }
     });
-    let dispatcher = Dispatcher::new(DispatcherConfig {
-        timeout: Some(Duration::from_millis(400)),
-        retries: 1,
-        ..Default::default()
-    })
-    .unwrap();
+    // 504 hooks at once: a timeout well above their answer time on a loaded 2-core machine
+    // (400 ms once timed out a 403 cell during a parallel build), well below the 10 s stall.
+    let dispatcher =
+        Dispatcher::new(DispatcherConfig { timeout: Some(Duration::from_secs(2)), retries: 1, ..Default::default() })
+            .unwrap();
     let engine = HookEngine::new(dispatcher, false);
     let app_cfg = |url: String| AppConfig { url, username: None, password: None, methods: MethodSelection::default() };
     let live = Arc::new(App::new("live", &app_cfg(backend.url("h")), false, 1024).unwrap());

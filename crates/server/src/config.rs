@@ -275,6 +275,8 @@ pub struct SipSection {
     /// Realms the accounts also answer challenges for (see `UaConfig::digest_realms`).
     #[serde(deserialize_with = "string_or_list")]
     pub digest_realms: Vec<String>,
+    /// Largest SIP message taken (UDP: 513 past it; TCP: the connection closes).
+    pub max_message_bytes: usize,
 }
 
 impl SipSection {
@@ -292,6 +294,7 @@ impl SipSection {
         c.timers.t1 = std::time::Duration::from_millis(self.t1_ms);
         c.min_se = self.session_min_se;
         c.digest_realms = self.digest_realms.clone();
+        c.max_message_bytes = self.max_message_bytes;
         c.own_thread = true;
         Ok(c)
     }
@@ -307,6 +310,9 @@ impl SipSection {
         }
         if !(1..=86_400).contains(&self.session_min_se) {
             bail!("sip.session_min_se must be 1-86400 (default 90), got {}", self.session_min_se);
+        }
+        if !(1024..=65_535).contains(&self.max_message_bytes) {
+            bail!("sip.max_message_bytes must be 1024-65535 (default 65535), got {}", self.max_message_bytes);
         }
         Ok(())
     }

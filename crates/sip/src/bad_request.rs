@@ -14,8 +14,8 @@ use crate::method::StatusCode;
 use crate::name::HeaderName;
 use crate::typed::{addr, via};
 
-/// The `400 Bad Request` to send back for `raw`, which failed with `err`, or `None` when it
-/// cannot be answered.
+/// The `400 Bad Request` (`513 Message Too Large` for [`ParseError::TooLarge`]) to send back
+/// for `raw`, which failed with `err`, or `None` when it cannot be answered.
 ///
 /// A response needs what the client matches it by (RFC 3261 §8.2.6.2, §17.1.3): a readable top
 /// Via (the response is also routed by it), From, To, Call-ID, and a CSeq of the form
@@ -50,10 +50,15 @@ pub fn bad_request_for(raw: &[u8], err: &ParseError) -> Option<Bytes> {
         to_value.extend_from_slice(tag.as_bytes());
     }
 
-    let mut reason = err.reason_phrase();
+    // Over the size limit: 513 (RFC 3261 §21.5.14) with its canonical phrase; any other fault
+    // is a 400 whose phrase names it.
+    let (status, mut reason) = match err {
+        ParseError::TooLarge { .. } => (StatusCode::MESSAGE_TOO_LARGE, "Message Too Large".to_owned()),
+        _ => (StatusCode::BAD_REQUEST, err.reason_phrase()),
+    };
     reason.retain(|c| !c.is_control());
     reason.truncate(reason.char_indices().nth(120).map_or(reason.len(), |(i, _)| i));
-    let mut resp = MessageBuilder::response(StatusCode::BAD_REQUEST, Some(&reason));
+    let mut resp = MessageBuilder::response(status, Some(&reason));
     for v in head.all(HeaderName::Via) {
         resp = resp.header(HeaderName::Via, unfold(v));
     }

@@ -104,6 +104,7 @@ impl StatusCode {
     pub const REQUEST_TERMINATED: StatusCode = StatusCode(487);
     pub const SERVER_INTERNAL_ERROR: StatusCode = StatusCode(500);
     pub const SERVICE_UNAVAILABLE: StatusCode = StatusCode(503);
+    pub const MESSAGE_TOO_LARGE: StatusCode = StatusCode(513);
     pub const DECLINE: StatusCode = StatusCode(603);
 
     /// `Some` for 100 to 699.

@@ -58,7 +58,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::framer::{Framed, StreamFramer};
+use crate::framer::{Framed, FramerConfig, StreamFramer};
 use crate::txn::TimerConfig;
 use crate::ua::{Transmit, Transport, UaConfig, UaError, UaEvent, UserAgent};
 
@@ -90,6 +90,9 @@ pub struct EndpointConfig {
     /// driver is descheduled, and a lost provisional response means an INVITE retransmission
     /// that strict peers treat as a new, unexpected request.
     pub udp_buffer_bytes: usize,
+    /// See [`UaConfig::max_message_bytes`]; also the TCP framer's limit (a longer message on
+    /// a connection ends the connection: its framing cannot be trusted past it).
+    pub max_message_bytes: usize,
     /// Run the driver on a thread of its own (with a one-thread runtime) instead of as a task of
     /// the caller's runtime. The SIP sockets are then read and transactions answered (ACKs,
     /// retransmissions absorbed, timers) however busy the caller's runtime is with other work
@@ -115,6 +118,7 @@ impl EndpointConfig {
             seed: None,
             connect_timeout: Duration::from_secs(10),
             udp_buffer_bytes: 4 << 20,
+            max_message_bytes: d.max_message_bytes,
             own_thread: false,
         }
     }
@@ -221,6 +225,7 @@ impl Endpoint {
             answer_timeout: cfg.answer_timeout,
             min_se: cfg.min_se,
             digest_realms: cfg.digest_realms.clone(),
+            max_message_bytes: cfg.max_message_bytes,
         };
         let (tx, cmd_rx) = mpsc::unbounded_channel();
         let (event_tx, events) = mpsc::unbounded_channel();
@@ -265,6 +270,7 @@ impl DriverParts {
     /// The driver, its sockets registered with the current runtime.
     fn into_driver(self, udp: std::net::UdpSocket, listener: Option<std::net::TcpListener>) -> io::Result<Driver> {
         let (stream_tx, stream_rx) = mpsc::unbounded_channel();
+        let framer = FramerConfig { max_message_size: self.ua.config().max_message_bytes };
         Ok(Driver {
             ua: self.ua,
             udp: UdpSocket::from_std(udp)?,
@@ -277,6 +283,7 @@ impl DriverParts {
             conns: HashMap::new(),
             warned: HashSet::new(),
             connect_timeout: self.connect_timeout,
+            framer,
             buf: vec![0u8; 65_536],
         })
     }
@@ -377,6 +384,7 @@ struct Driver {
     /// Sources already warned about (bounded): later drops from them are logged at debug.
     warned: HashSet<SocketAddr>,
     connect_timeout: Duration,
+    framer: FramerConfig,
     buf: Vec<u8>,
 }
 
@@ -493,6 +501,7 @@ impl Driver {
         let (tx, rx) = mpsc::unbounded_channel();
         let events = self.stream_tx.clone();
         let connect_timeout = self.connect_timeout;
+        let framer = self.framer;
         let task = tokio::spawn(async move {
             let stream = match stream {
                 Some(s) => s,
@@ -510,7 +519,7 @@ impl Driver {
                     }
                 },
             };
-            let failed = serve_conn(peer, stream, rx, &events).await;
+            let failed = serve_conn(peer, stream, rx, &events, framer).await;
             let _ = events.send(StreamEvent::Closed { peer, failed });
         });
         if let Some(old) = self.conns.insert(peer, Conn { tx, task }) {
@@ -579,9 +588,10 @@ async fn serve_conn(
     stream: TcpStream,
     mut rx: mpsc::UnboundedReceiver<Bytes>,
     events: &mpsc::UnboundedSender<StreamEvent>,
+    framer: FramerConfig,
 ) -> bool {
     let (mut rd, mut wr) = stream.into_split();
-    let mut framer = StreamFramer::default();
+    let mut framer = StreamFramer::new(framer);
     let mut buf = vec![0u8; 16 * 1024];
     loop {
         tokio::select! {

@@ -243,7 +243,13 @@ impl UserAgent {
     /// A UDP datagram from `from`. A malformed request is answered `400` when it can be; the
     /// returned error is for the driver to log (nothing else is needed: the UA carries on).
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, datagram: Bytes) -> Result<(), UaError> {
-        let msg = match parse_datagram(datagram.clone()) {
+        let limit = self.config().max_message_bytes;
+        let parsed = if datagram.len() > limit {
+            Err(ParseError::TooLarge { size: datagram.len(), limit })
+        } else {
+            parse_datagram(datagram.clone())
+        };
+        let msg = match parsed {
             Ok(m) => m,
             // Keep-alives (a bare CRLF, RFC 5626 §4.4.1) are not errors.
             Err(ParseError::Empty) => return Ok(()),

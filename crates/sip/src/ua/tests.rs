@@ -584,6 +584,43 @@ fn options_malformed_and_unknown_dialogs() {
 }
 
 #[test]
+fn a_datagram_over_the_size_limit_gets_513_and_is_dropped() {
+    let t0 = Instant::now();
+    let mut cfg = UaConfig::new(me());
+    cfg.max_message_bytes = 1024;
+    let mut ua = UserAgent::new(cfg);
+    let options = |pad: usize| {
+        MessageBuilder::request(&Method::Options, "sip:3000@192.0.2.10:5070")
+            .header(HeaderName::Via, "SIP/2.0/UDP 10.1.1.1:5060;branch=z9hG4bKbig")
+            .header(HeaderName::From, "<sip:probe@h>;tag=p")
+            .header(HeaderName::To, "<sip:3000@h>")
+            .header(HeaderName::CallId, "big")
+            .header(HeaderName::CSeq, "1 OPTIONS")
+            .body("text/plain", "x".repeat(pad))
+            .to_bytes()
+            .unwrap()
+    };
+    let peer: SocketAddr = "10.1.1.1:5060".parse().unwrap();
+    let big = options(2000);
+    assert!(big.len() > 1024);
+    let err = ua.handle_datagram(t0, peer, big).unwrap_err();
+    assert!(
+        matches!(&err, UaError::Malformed { error: crate::ParseError::TooLarge { limit: 1024, .. }, .. }),
+        "{err:?}"
+    );
+    let r = one_sent(&mut ua);
+    assert_eq!(r.status().unwrap().as_u16(), 513);
+    assert_eq!(r.reason_phrase(), Some(&b"Message Too Large"[..]));
+    assert!(events(&mut ua).is_empty());
+
+    // At the limit it is taken.
+    // (Content-Length grows by digits, so find the padding that lands on 1024 exactly.)
+    let fits = (0..1024).map(options).find(|m| m.len() == 1024).unwrap();
+    ua.handle_datagram(t0, peer, fits).unwrap();
+    assert_eq!(one_sent(&mut ua).status().unwrap().as_u16(), 200);
+}
+
+#[test]
 fn in_dialog_requests_from_the_peer() {
     let t0 = Instant::now();
     let (mut ua, call, tag, _) = answered_incoming(t0);

@@ -194,6 +194,10 @@ pub struct UaConfig {
     /// domain (Asterisk's `asterisk`) challenges calls of accounts that never register.
     /// Compared exactly (digest realms are case-sensitive strings).
     pub digest_realms: Vec<String>,
+    /// The largest message taken, bytes (head and body). A longer UDP request is answered
+    /// `513 Message Too Large` (RFC 3261 §21.5.14) and dropped; the transport frames TCP with
+    /// the same limit. 65 535 (a UDP datagram's most) by default.
+    pub max_message_bytes: usize,
 }
 
 impl UaConfig {
@@ -207,6 +211,7 @@ impl UaConfig {
             answer_timeout: Duration::from_secs(16),
             min_se: super::session_timer::DEFAULT_MIN_SE,
             digest_realms: Vec::new(),
+            max_message_bytes: 65_535,
         }
     }
 }
