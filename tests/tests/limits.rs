@@ -279,6 +279,18 @@ async fn a_stream_past_max_streams_fails_with_the_limit_and_the_first_keeps_publ
     let list: Vec<Value> = serde_json::from_str(&list).unwrap();
     assert_eq!(list.len(), 1);
     assert_eq!((list[0]["name"].as_str(), list[0]["status"].as_str()), (Some("one"), Some("PUBLISHING")));
+    // Use against the limit in /metrics. (The recorder is the process's: another test's server
+    // may set the same gauges between this one's setting and rendering them; retry, bounded.)
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let m = get(server.http_addr, "/metrics").await;
+        if m.lines().any(|l| l == "callgate_streams 1") && m.lines().any(|l| l == "callgate_limit{what=\"streams\"} 1")
+        {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{m}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     drop(b1);
     server.shutdown().await;
 }

@@ -199,8 +199,10 @@ pub async fn start(cfg: Config) -> anyhow::Result<RunningServer> {
     }
 
     let ws_router = Router::new().fallback(ws_upgrade).with_state(shared.clone());
-    let http_router =
-        Router::new().merge(rest_api::router(shared.clone())).merge(echo_app::router()).merge(metrics_http::router());
+    let http_router = Router::new()
+        .merge(rest_api::router(shared.clone()))
+        .merge(echo_app::router())
+        .merge(metrics_http::router(shared.clone()));
     // No CORS layer at all unless origins are configured: no page may read the REST API.
     let http_router = match rest_api::cors_layer(&shared.cfg.rest_api.cors_allow_origin) {
         Some(cors) => http_router.layer(cors),

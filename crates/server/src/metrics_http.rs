@@ -6,12 +6,19 @@
 //! messages included); clients dropped for not reading: `callgate_ws_write_timeouts_total`; for
 //! not logging in: `callgate_ws_login_timeouts_total`; direct invocations refused by
 //! `hooks.max_in_flight_per_session`: `callgate_hook_refused_in_flight_total`.
+//!
+//! Admission (`[limits]`, `admission.rs`): `callgate_limit{what}` (each configured limit, so a
+//! dashboard can show use against limit), `callgate_admitted_sessions`, `callgate_calls`,
+//! `callgate_streams` (read at scrape time), `callgate_rest_in_flight`, and refusals by kind in
+//! `callgate_admission_refused_total{what}`.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use axum::routing::get;
 use axum::Router;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::node::Shared;
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -50,6 +57,30 @@ pub fn spawn_upkeep() {
         .expect("spawning the metrics upkeep thread");
 }
 
-pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
-    Router::new().route("/metrics", get(|| async { install_recorder().render() }))
+pub fn router<S: Clone + Send + Sync + 'static>(shared: Arc<Shared>) -> Router<S> {
+    Router::new().route(
+        "/metrics",
+        get(move || {
+            let shared = shared.clone();
+            async move {
+                scrape_gauges(&shared);
+                install_recorder().render()
+            }
+        }),
+    )
+}
+
+/// Gauges read at scrape time rather than kept up to date on every change.
+fn scrape_gauges(shared: &Shared) {
+    let l = &shared.cfg.limits;
+    for (what, limit) in [
+        ("sessions", l.max_sessions),
+        ("sessions_per_ip", l.max_sessions_per_ip),
+        ("calls", l.max_calls),
+        ("streams", l.max_streams),
+        ("rest_in_flight", l.max_rest_in_flight),
+    ] {
+        metrics::gauge!("callgate_limit", "what" => what).set(limit as f64);
+    }
+    metrics::gauge!("callgate_streams").set(shared.streams.len() as f64);
 }

@@ -240,6 +240,16 @@ async fn in_flight_guard(State(g): State<InFlight>, req: Request, next: Next) ->
         r.record();
         return overloaded(g.retry_after_s, r.info());
     };
+    let gauge = metrics::gauge!("callgate_rest_in_flight");
+    gauge.increment(1.0);
+    // Decremented however the request ends (its future may be dropped mid-way).
+    struct Done(metrics::Gauge);
+    impl Drop for Done {
+        fn drop(&mut self) {
+            self.0.decrement(1.0);
+        }
+    }
+    let _done = Done(gauge);
     next.run(req).await
 }
 
