@@ -15,7 +15,8 @@
 //! - `timeout` bounds the whole hook, waiting for a free in-flight slot included;
 //! - optional body signature `Authorization: WCS <hex hmac-md5(body)>` (`rest_hook_send_hash`);
 //! - optional Standard Webhooks signature (`webhook_secrets`, see [`crate::webhooks`]): one
-//!   `webhook-id` per request, the same on every connect retry of that request.
+//!   `webhook-id` per request, the same on every connect retry of that request; an event's is
+//!   its `eventId`, the same on every retry of that event ([`crate::delivery`]).
 
 use std::time::Duration;
 
@@ -182,11 +183,24 @@ impl Dispatcher {
         body: Bytes,
         want: AnswerUse<'_>,
     ) -> Result<Map<String, Value>, InteractionError> {
+        self.post_with_id(app, method, body, want, None).await
+    }
+
+    /// [`Dispatcher::post_for`] whose Standard Webhooks `webhook-id` is `webhook_id` (an event's
+    /// `eventId`, the same on each of its retries) instead of a fresh one.
+    pub async fn post_with_id(
+        &self,
+        app: &App,
+        method: HookMethod,
+        body: Bytes,
+        want: AnswerUse<'_>,
+        webhook_id: Option<&str>,
+    ) -> Result<Map<String, Value>, InteractionError> {
         match self.cfg.timeout {
-            Some(t) => tokio::time::timeout(t, self.post_unbounded(app, method, body, want))
+            Some(t) => tokio::time::timeout(t, self.post_unbounded(app, method, body, want, webhook_id))
                 .await
                 .unwrap_or(Err(InteractionError::Timeout(t))),
-            None => self.post_unbounded(app, method, body, want).await,
+            None => self.post_unbounded(app, method, body, want, webhook_id).await,
         }
     }
 
@@ -196,14 +210,22 @@ impl Dispatcher {
         method: HookMethod,
         body: Bytes,
         want: AnswerUse<'_>,
+        webhook_id: Option<&str>,
     ) -> Result<Map<String, Value>, InteractionError> {
         let _permit =
             app.in_flight.acquire().await.map_err(|_| InteractionError::Transport("dispatcher closed".into()))?;
         let signature = self.cfg.signing_key.as_deref().map(|k| sign(k, &body));
         let mut webhook_headers = http::HeaderMap::new();
         if !self.cfg.webhook_keys.is_empty() {
-            let id = format!("msg_{}", uuid::Uuid::new_v4().simple());
-            self.cfg.webhook_keys.sign_into(&mut webhook_headers, &id, crate::webhooks::now_unix(), &body);
+            let fresh;
+            let id = match webhook_id {
+                Some(id) => id,
+                None => {
+                    fresh = format!("msg_{}", uuid::Uuid::new_v4().simple());
+                    &fresh
+                }
+            };
+            self.cfg.webhook_keys.sign_into(&mut webhook_headers, id, crate::webhooks::now_unix(), &body);
         }
         let mut attempt = 0u32;
         let response = loop {

@@ -11,7 +11,9 @@
 //! - [`app`]: applications (`appKey` -> URL, credentials, enabled methods);
 //! - [`dispatch`]: the HTTP client (pooled keep-alive, timeout, retries, in-flight bound, body limit, signing);
 //! - [`webhooks`]: Standard Webhooks signing (`webhook-id`, `webhook-timestamp`, `webhook-signature`);
-//! - [`engine`]: one hook end to end, and the per-session ordered [`engine::EventQueue`].
+//! - [`engine`]: one hook end to end, and the per-session ordered [`engine::EventQueue`];
+//! - [`delivery`]: events at least once (retry schedule with jitter, `sequence`, `eventId`);
+//! - [`dead_letter`]: the dead-letter file of events given up, and its replay.
 //!
 //! Driving it:
 //!
@@ -29,7 +31,9 @@
 pub mod app;
 pub mod catalogue;
 pub mod client_config;
+pub mod dead_letter;
 pub mod decision;
+pub mod delivery;
 pub mod dispatch;
 pub mod engine;
 pub mod rules;
@@ -38,7 +42,9 @@ pub mod webhooks;
 pub use app::{App, AppConfig, AppConfigError, AppRegistry, MethodSelection, ECHO_APP};
 pub use catalogue::{HookKind, HookMethod};
 pub use client_config::{ConfigWarning, FieldList, MethodConfig, RestClientConfig, RestOnError, RestPolicy};
+pub use dead_letter::{DeadEvent, DeadLetter, ReplayReport};
 pub use decision::{decide, DataEffect, HookResult, Origin, Verdict};
+pub use delivery::DeliveryConfig;
 pub use dispatch::{Dispatcher, DispatcherConfig, InteractionError};
 pub use engine::{EventDone, EventJob, EventQueue, HookEngine, Invocation};
 pub use webhooks::WebhookKeys;
