@@ -220,3 +220,328 @@ async fn the_server_signs_its_hooks_from_the_config() {
 fn clone_req(r: &Request) -> Request {
     Request { id: r.id.clone(), timestamp: r.timestamp.clone(), signature: r.signature.clone(), body: r.body.clone() }
 }
+
+// ---- At-least-once event delivery (issue 11 item 2) ----
+
+type Seen = Arc<Mutex<Vec<(String, HeaderMap, serde_json::Value)>>>;
+
+/// A backend on 127.0.0.1 that can be stopped (its port then refuses connections) and started
+/// again on the same port. Records `(method, headers, body)` and mirrors each body with 200.
+struct Flaky {
+    port: u16,
+    seen: Seen,
+    stop: Option<(tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>)>,
+}
+
+impl Flaky {
+    async fn start() -> Flaky {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let mut f = Flaky { port, seen: Arc::default(), stop: None };
+        f.serve(listener);
+        f
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/hooks", self.port)
+    }
+
+    fn serve(&mut self, listener: tokio::net::TcpListener) {
+        let app = axum::Router::new()
+            .route(
+                "/{*path}",
+                axum::routing::post(
+                    |State(seen): State<Seen>,
+                     axum::extract::Path(path): axum::extract::Path<String>,
+                     headers: HeaderMap,
+                     body: Bytes| async move {
+                        let method = path.rsplit('/').next().unwrap_or("").to_string();
+                        let json = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+                        seen.lock().push((method, headers, json));
+                        ([("content-type", "application/json")], body)
+                    },
+                ),
+            )
+            .with_state(self.seen.clone());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = rx.await;
+                })
+                .await
+                .unwrap()
+        });
+        self.stop = Some((tx, task));
+    }
+
+    /// Stops listening and closes every connection: from now on connections are refused.
+    async fn stop(&mut self) {
+        let (tx, task) = self.stop.take().expect("running");
+        let _ = tx.send(());
+        tokio::time::timeout(callgate_tests::WAIT, task).await.expect("the backend stops").unwrap();
+    }
+
+    /// Listens again on the same port.
+    async fn restart(&mut self) {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port)).await.unwrap();
+        self.serve(listener);
+    }
+
+    fn events(&self) -> Vec<(String, HeaderMap, serde_json::Value)> {
+        let is_event = |m: &str| HookMethod::from_name(m).is_some_and(|m| m.kind() == HookKind::Event);
+        self.seen.lock().iter().filter(|(m, _, _)| is_event(m)).cloned().collect()
+    }
+}
+
+/// Checks the at-least-once contract on what the backend got: per session, duplicates only with
+/// the same `eventId` (and body and `webhook-id`), `sequence` contiguous from 1, and first
+/// arrivals in sequence order. Returns each session's events (first copies) in arrival order.
+fn check_event_stream(
+    got: &[(String, HeaderMap, serde_json::Value)],
+) -> std::collections::BTreeMap<String, Vec<serde_json::Value>> {
+    use std::collections::{BTreeMap, HashMap};
+    let mut by_id: HashMap<String, serde_json::Value> = HashMap::new();
+    let mut sessions: BTreeMap<String, Vec<serde_json::Value>> = BTreeMap::new();
+    for (method, headers, body) in got {
+        let id = body["eventId"].as_str().unwrap_or_else(|| panic!("{method} without eventId: {body}")).to_string();
+        assert!(id.starts_with("evt_"), "{id}");
+        if let Some(h) = headers.get("webhook-id") {
+            assert_eq!(h.to_str().unwrap(), id, "webhook-id is the eventId");
+        }
+        match by_id.get(&id) {
+            Some(first) => assert_eq!(first, body, "a duplicate is the same event"),
+            None => {
+                by_id.insert(id, body.clone());
+                let sid = body["sessionId"].as_str().unwrap().to_string();
+                sessions.entry(sid).or_default().push(body.clone());
+            }
+        }
+    }
+    for (sid, evs) in &sessions {
+        let seqs: Vec<u64> = evs.iter().map(|b| b["sequence"].as_u64().unwrap()).collect();
+        let want: Vec<u64> = (1..=evs.len() as u64).collect();
+        assert_eq!(seqs, want, "session {sid}: sequence contiguous from 1, in order");
+    }
+    sessions
+}
+
+/// The real server, sessions of real clients, and a backend that refuses connections for 5 s
+/// while the sessions go on raising events (each `sendData` fails, so its `DataStatusEvent
+/// FAILED` is raised during the outage; some sessions close: `DISCONNECTED`). Once the backend
+/// is back on the same port every event arrives: no loss, order kept per session, duplicates
+/// only as the same `eventId`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_down_for_5_s_loses_no_event() {
+    const SESSIONS: usize = 4;
+    const OPS: usize = 5;
+    let mut backend = Flaky::start().await;
+    let server = callgate_tests::start_server(&format!(
+        "[hooks]\nwebhook_secrets = [\"{KEY_NEW}\"]\nevent_retry_initial_delay_ms = 100\nevent_retry_max_delay_ms = 1000\n\
+         event_attempts = 100\n[apps.flakyApp]\nurl = \"{}\"\n",
+        backend.url()
+    ))
+    .await;
+    let mut clients = Vec::new();
+    for _ in 0..SESSIONS {
+        let conn = serde_json::json!({"appKey": "flakyApp", "clientVersion": "2.0"});
+        clients.push(callgate_tests::Client::establish(&server, conn).await.0);
+    }
+    // Every session's ESTABLISHED arrived before the outage.
+    let deadline = tokio::time::Instant::now() + callgate_tests::WAIT;
+    while backend.events().len() < SESSIONS {
+        assert!(tokio::time::Instant::now() < deadline, "ESTABLISHED events: {:?}", backend.events().len());
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    backend.stop().await;
+    let down_at = tokio::time::Instant::now();
+    for (i, c) in clients.iter_mut().enumerate() {
+        for op in 0..OPS {
+            c.send("sendData", serde_json::json!({"operationId": format!("op-{op}"), "payload": {"i": i}})).await;
+            // Its onDataEvent hook cannot reach the backend (restOnError decides the status).
+            c.expect("DataStatusEvent").await;
+        }
+    }
+    // Half the sessions end during the outage.
+    for c in clients.drain(..SESSIONS / 2) {
+        drop(c);
+    }
+    // Nothing can have arrived: the port refuses.
+    let during = backend.events().len();
+    assert_eq!(during, SESSIONS, "no event arrived while down");
+    tokio::time::sleep_until(down_at + std::time::Duration::from_secs(5)).await;
+    backend.restart().await;
+    drop(clients);
+    // Every session's DISCONNECTED arrives (bounded wait: retries pause at most 1 s).
+    let deadline = tokio::time::Instant::now() + callgate_tests::WAIT * 2;
+    loop {
+        let ended = backend
+            .events()
+            .iter()
+            .filter(|(m, _, b)| m == "ConnectionStatusEvent" && b["status"] == "DISCONNECTED")
+            .map(|(_, _, b)| b["sessionId"].as_str().unwrap().to_string())
+            .collect::<std::collections::HashSet<_>>()
+            .len();
+        if ended == SESSIONS {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{ended} of {SESSIONS} DISCONNECTED arrived");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let got = backend.events();
+    let sessions = check_event_stream(&got);
+    assert_eq!(sessions.len(), SESSIONS);
+    for (sid, evs) in &sessions {
+        let first = &evs[0];
+        assert_eq!((first["status"].as_str(), first["sequence"].as_u64()), (Some("ESTABLISHED"), Some(1)), "{sid}");
+        assert_eq!(evs.last().unwrap()["status"], "DISCONNECTED", "{sid}: the end event comes last");
+        let ops: Vec<&str> =
+            evs.iter().filter(|b| b.get("operationId").is_some()).map(|b| b["operationId"].as_str().unwrap()).collect();
+        let want: Vec<String> = (0..OPS).map(|i| format!("op-{i}")).collect();
+        assert_eq!(ops, want, "{sid}: every DataStatusEvent of the outage, in the order raised");
+    }
+    let retries = got.len() - sessions.values().map(Vec::len).sum::<usize>();
+    eprintln!("{} events, {retries} duplicate deliveries", got.len());
+    server.shutdown().await;
+}
+
+fn engine_with(delivery: DeliveryConfig, dead_letter: Option<DeadLetter>) -> HookEngine {
+    let dispatcher = Dispatcher::new(DispatcherConfig {
+        timeout: Some(std::time::Duration::from_secs(2)),
+        retries: 0,
+        ..Default::default()
+    })
+    .unwrap();
+    HookEngine::new(dispatcher, false).with_delivery(delivery, dead_letter)
+}
+
+fn event_job(n: u64, done: &Arc<Mutex<Vec<EventDone>>>) -> EventJob {
+    let done = done.clone();
+    EventJob {
+        method: HookMethod::CallStatusEvent,
+        origin: Origin::Client,
+        data: serde_json::json!({"sessionId": "s1", "status": "ESTABLISHED", "n": n}).as_object().unwrap().clone(),
+        then: Box::new(move |d| done.lock().push(d)),
+    }
+}
+
+async fn wait_done(done: &Arc<Mutex<Vec<EventDone>>>, n: usize) {
+    let deadline = tokio::time::Instant::now() + callgate_tests::WAIT;
+    while done.lock().len() < n {
+        assert!(tokio::time::Instant::now() < deadline, "{} of {n} events done", done.lock().len());
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+fn read_dead(path: &std::path::Path) -> Vec<DeadEvent> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad dead-letter line {l}: {e}")))
+        .collect()
+}
+
+/// 503 is retried `event_attempts` times with the same eventId, then the event goes to the
+/// dead-letter file; a 400 is the backend's answer: neither retried nor dead-lettered. The
+/// decision (restOnError) is taken once, on the last attempt.
+#[tokio::test]
+async fn retries_then_dead_letter_and_replay() {
+    let backend = callgate_tests::Backend::start().await;
+    backend.answer(|_, b| match b["n"].as_u64() {
+        Some(2) => callgate_tests::Reply::json(400, serde_json::json!({})),
+        _ => callgate_tests::Reply::json(503, serde_json::json!({})),
+    });
+    let dir = scratch_dir("dead-letter");
+    let path = dir.join("dead.jsonl");
+    let _ = std::fs::remove_file(&path);
+    let delivery = DeliveryConfig {
+        attempts: 3,
+        initial_delay: std::time::Duration::from_millis(5),
+        max_delay: std::time::Duration::from_millis(20),
+        ..Default::default()
+    };
+    let engine = engine_with(delivery, Some(DeadLetter::open(&path, 1 << 20).unwrap()));
+    let cfg = AppConfig { url: backend.url("h"), username: None, password: None, methods: MethodSelection::default() };
+    let app = Arc::new(App::new("dlApp", &cfg, false, 16).unwrap());
+    let (rcc, _) = RestClientConfig::parse(Some(&serde_json::json!({"CallStatusEvent": {"restOnError": "FAIL"}})));
+    let queue = EventQueue::spawn(engine.clone(), app.clone(), Arc::new(rcc), "s1".into());
+    let done = Arc::new(Mutex::new(Vec::new()));
+    for n in 1..=3 {
+        queue.push(event_job(n, &done));
+    }
+    wait_done(&done, 3).await;
+    for d in done.lock().iter() {
+        assert_eq!(d.invocation.verdict, Verdict::ProceedWithErrorEvent, "FAIL: an ErrorEvent, as the seed says");
+        assert!(
+            d.data.get("sequence").is_none() && d.data.get("eventId").is_none(),
+            "delivery fields stay out of the data"
+        );
+    }
+    let reqs = backend.requests();
+    let ns: Vec<u64> = reqs.iter().map(|r| r.body["n"].as_u64().unwrap()).collect();
+    assert_eq!(ns, vec![1, 1, 1, 2, 3, 3, 3], "503 tried 3 times, 400 once, in order");
+    let id_of = |n: u64| reqs.iter().find(|r| r.body["n"] == n).unwrap().body["eventId"].clone();
+    assert!(reqs.iter().all(|r| r.body["eventId"] == id_of(r.body["n"].as_u64().unwrap())), "same eventId on retries");
+    let dead = read_dead(&path);
+    assert_eq!(dead.len(), 2, "{dead:?}");
+    assert_eq!((dead[0].sequence, dead[1].sequence), (1, 3));
+    assert_eq!(dead[0].event_id, id_of(1).as_str().unwrap());
+    assert_eq!((dead[0].attempts, dead[0].method.as_str(), dead[0].app.as_str()), (3, "CallStatusEvent", "dlApp"));
+    assert!(dead[0].error.contains("503"), "{}", dead[0].error);
+    assert_eq!(dead[0].body["n"], 1);
+
+    // Replay (the library function behind `callgate events replay`): the backend is healthy now.
+    backend.answer(|_, b| callgate_tests::Reply::mirror(b));
+    let before = backend.requests().len();
+    let report = callgate_hooks::dead_letter::replay(&path, engine.dispatcher(), &AppRegistry::new([])).await.unwrap();
+    assert_eq!((report.delivered, report.failed.len()), (2, 0), "{:?}", report.failed);
+    let replayed: Vec<serde_json::Value> = backend.requests()[before..].iter().map(|r| r.body.clone()).collect();
+    assert_eq!(replayed, vec![dead[0].body.clone().into(), serde_json::Value::Object(dead[1].body.clone())]);
+    drop(queue);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// At the shutdown's deadline (`abandon_events`), the event being retried and those queued
+/// behind it go to the dead-letter file at once, in order; the queue then ends.
+#[tokio::test]
+async fn abandoned_events_are_dead_lettered_in_order() {
+    let port = callgate_tests::closed_port().await;
+    let dir = scratch_dir("dead-letter-abandon");
+    let path = dir.join("dead.jsonl");
+    let _ = std::fs::remove_file(&path);
+    let delivery = DeliveryConfig {
+        attempts: 1000,
+        initial_delay: std::time::Duration::from_millis(10),
+        max_delay: std::time::Duration::from_millis(50),
+        ..Default::default()
+    };
+    let engine = engine_with(delivery, Some(DeadLetter::open(&path, 1 << 20).unwrap()));
+    let cfg = AppConfig {
+        url: format!("http://127.0.0.1:{port}/h"),
+        username: None,
+        password: None,
+        methods: MethodSelection::default(),
+    };
+    let app = Arc::new(App::new("downApp", &cfg, false, 16).unwrap());
+    let queue = EventQueue::spawn(engine.clone(), app, Arc::new(RestClientConfig::default()), "s1".into());
+    let done = Arc::new(Mutex::new(Vec::new()));
+    for n in 1..=4 {
+        queue.push(event_job(n, &done));
+    }
+    drop(queue);
+    let idle = engine.event_queues_idle();
+    tokio::pin!(idle);
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_millis(300), &mut idle).await.is_err(),
+        "still retrying the head"
+    );
+    assert!(done.lock().is_empty(), "nothing given up yet");
+    engine.abandon_events();
+    tokio::time::timeout(callgate_tests::WAIT, idle).await.expect("the queue ends once abandoned");
+    let dead = read_dead(&path);
+    assert_eq!(dead.iter().map(|d| d.sequence).collect::<Vec<_>>(), vec![1, 2, 3, 4]);
+    assert!(dead[0].attempts >= 1 && dead[1..].iter().all(|d| d.attempts == 0), "{dead:?}");
+    assert_eq!(dead.iter().map(|d| d.body["n"].as_u64().unwrap()).collect::<Vec<_>>(), vec![1, 2, 3, 4]);
+    assert_eq!(done.lock().len(), 4, "every event's continuation ran");
+    let _ = std::fs::remove_dir_all(&dir);
+}
