@@ -103,12 +103,7 @@ struct Setup {
 
 impl Setup {
     fn new(backend: SocketAddr) -> Setup {
-        let cfg = AppConfig {
-            url: format!("http://{backend}/rest"),
-            username: None,
-            password: None,
-            methods: MethodSelection::default(),
-        };
+        let cfg = AppConfig { url: format!("http://{backend}/rest"), ..Default::default() };
         let app = App::new("bench", &cfg, false, 512).expect("valid app");
         let dcfg = DispatcherConfig::default();
         let dispatcher = Dispatcher::new(dcfg.clone()).expect("dispatcher");

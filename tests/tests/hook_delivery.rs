@@ -104,7 +104,7 @@ async fn send_signed(secrets: &[&str]) -> Vec<Request> {
     let dispatcher =
         Dispatcher::new(DispatcherConfig { webhook_keys: WebhookKeys::parse(secrets).unwrap(), ..Default::default() })
             .unwrap();
-    let cfg = AppConfig { url, username: None, password: None, methods: MethodSelection::default() };
+    let cfg = AppConfig { url, ..Default::default() };
     let app = App::new("signed", &cfg, false, 16).unwrap();
     for i in 0..2 {
         let body = serde_json::to_vec(&serde_json::json!({
@@ -174,7 +174,7 @@ async fn rotated_keys_each_verify() {
 async fn no_secrets_no_webhook_headers() {
     let (url, seen) = capture_backend().await;
     let dispatcher = Dispatcher::new(DispatcherConfig::default()).unwrap();
-    let cfg = AppConfig { url, username: None, password: None, methods: MethodSelection::default() };
+    let cfg = AppConfig { url, ..Default::default() };
     let app = App::new("plain", &cfg, false, 16).unwrap();
     dispatcher.post(&app, HookMethod::ConnectionStatusEvent, Bytes::from_static(b"{}")).await.unwrap();
     let seen = seen.lock().clone();
@@ -358,7 +358,7 @@ async fn a_backend_down_for_5_s_loses_no_event() {
     for (i, c) in clients.iter_mut().enumerate() {
         for op in 0..OPS {
             c.send("sendData", serde_json::json!({"operationId": format!("op-{op}"), "payload": {"i": i}})).await;
-            // Its onDataEvent hook cannot reach the backend (restOnError decides the status).
+            // Its OnDataEvent hook cannot reach the backend (restOnError decides the status).
             c.expect("DataStatusEvent").await;
         }
     }
@@ -461,7 +461,7 @@ async fn retries_then_dead_letter_and_replay() {
         ..Default::default()
     };
     let engine = engine_with(delivery, Some(DeadLetter::open(&path, 1 << 20).unwrap()));
-    let cfg = AppConfig { url: backend.url("h"), username: None, password: None, methods: MethodSelection::default() };
+    let cfg = AppConfig { url: backend.url("h"), ..Default::default() };
     let app = Arc::new(App::new("dlApp", &cfg, false, 16).unwrap());
     let (rcc, _) = RestClientConfig::parse(Some(&serde_json::json!({"CallStatusEvent": {"restOnError": "FAIL"}})));
     let queue = EventQueue::spawn(engine.clone(), app.clone(), Arc::new(rcc), "s1".into());
@@ -516,12 +516,7 @@ async fn abandoned_events_are_dead_lettered_in_order() {
         ..Default::default()
     };
     let engine = engine_with(delivery, Some(DeadLetter::open(&path, 1 << 20).unwrap()));
-    let cfg = AppConfig {
-        url: format!("http://127.0.0.1:{port}/h"),
-        username: None,
-        password: None,
-        methods: MethodSelection::default(),
-    };
+    let cfg = AppConfig { url: format!("http://127.0.0.1:{port}/h"), ..Default::default() };
     let app = Arc::new(App::new("downApp", &cfg, false, 16).unwrap());
     let queue = EventQueue::spawn(engine.clone(), app, Arc::new(RestClientConfig::default()), "s1".into());
     let done = Arc::new(Mutex::new(Vec::new()));
@@ -544,4 +539,160 @@ async fn abandoned_events_are_dead_lettered_in_order() {
     assert_eq!(dead.iter().map(|d| d.body["n"].as_u64().unwrap()).collect::<Vec<_>>(), vec![1, 2, 3, 4]);
     assert_eq!(done.lock().len(), 4, "every event's continuation ran");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+// ---- Timeouts, fail-open/closed, circuit breaker, failover (issue 11 item 2) ----
+
+/// `GET /metrics` of the server.
+async fn metrics_text(server: &callgate_server::RunningServer) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(server.http_addr).await.unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out
+}
+
+/// The value of the series `name` whose labels include every one of `labels` (0 if absent).
+fn metric(text: &str, name: &str, labels: &[&str]) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) && labels.iter().all(|x| l.contains(x)))
+        .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
+        .sum()
+}
+
+/// The breaker of a backend that answers 503 opens after `breaker_failures` failures (hooks
+/// then fail fast: `callgate_hook_breaker_rejected_total`), lets one probe through after the
+/// cool-down (`to="half_open"`), and closes when a probe succeeds once the backend is healthy
+/// (`to="closed"`). Observed on /metrics; every wait is bounded by the outcome, not by time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn circuit_breaker_opens_probes_and_closes() {
+    let backend = callgate_tests::Backend::start().await;
+    let server = callgate_tests::start_server(&format!(
+        "[hooks]\nbreaker_failures = 3\nbreaker_cooldown_ms = 1000\nevent_attempts = 1\n[apps.brkApp]\nurl = \"{}\"\n",
+        backend.url("hooks")
+    ))
+    .await;
+    let label = format!("backend=\"{}\"", backend.addr);
+    let conn = serde_json::json!({"appKey": "brkApp", "clientVersion": "2.0"});
+    let (mut c, _) = callgate_tests::Client::establish(&server, conn).await;
+    backend.wait_for("ConnectionStatusEvent", |b| b["status"] == "ESTABLISHED").await;
+    backend.answer(|_, _| callgate_tests::Reply::json(503, serde_json::json!({})));
+    let mut op = 0;
+    let mut send_data = async |c: &mut callgate_tests::Client| {
+        op += 1;
+        c.send("sendData", serde_json::json!({"operationId": format!("op-{op}"), "payload": {}})).await;
+        c.expect("DataStatusEvent").await
+    };
+    let deadline = tokio::time::Instant::now() + callgate_tests::WAIT;
+    loop {
+        send_data(&mut c).await;
+        let m = metrics_text(&server).await;
+        let rejected = metric(&m, "callgate_hook_breaker_rejected_total", &[&label]);
+        if metric(&m, "callgate_hook_breaker_transitions_total", &[&label, "to=\"open\""]) >= 1.0 && rejected >= 1.0 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the breaker did not open and reject:\n{m}");
+    }
+    assert_eq!(metric(&metrics_text(&server).await, "callgate_hook_breaker_open", &[&label]), 1.0);
+    backend.answer(|_, b| callgate_tests::Reply::mirror(b));
+    let deadline = tokio::time::Instant::now() + callgate_tests::WAIT;
+    loop {
+        send_data(&mut c).await;
+        let m = metrics_text(&server).await;
+        if metric(&m, "callgate_hook_breaker_transitions_total", &[&label, "to=\"closed\""]) >= 1.0 {
+            assert!(metric(&m, "callgate_hook_breaker_transitions_total", &[&label, "to=\"half_open\""]) >= 1.0);
+            assert_eq!(metric(&m, "callgate_hook_breaker_open", &[&label]), 0.0);
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the breaker did not close:\n{m}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // Closed again: hooks reach the backend.
+    let before = backend.requests_for("OnDataEvent").len();
+    send_data(&mut c).await;
+    assert_eq!(backend.requests_for("OnDataEvent").len(), before + 1);
+    drop(c);
+    server.shutdown().await;
+}
+
+/// An app whose URL is down (and whose breaker opens at the first failure) is served by its
+/// `failover_urls`: sessions establish, every hook reaches the second URL.
+#[tokio::test]
+async fn failover_url_is_used_when_the_first_is_down() {
+    let backend = callgate_tests::Backend::start().await;
+    let down = callgate_tests::closed_port().await;
+    let server = callgate_tests::start_server(&format!(
+        "[hooks]\nbreaker_failures = 1\nbreaker_cooldown_ms = 60000\n[apps.foApp]\nurl = \"http://127.0.0.1:{down}/hooks\"\n\
+         failover_urls = [\"{}\"]\n",
+        backend.url("hooks")
+    ))
+    .await;
+    for i in 0..3 {
+        let conn = serde_json::json!({"appKey": "foApp", "clientVersion": "2.0", "custom": {"i": i}});
+        let (c, user) = callgate_tests::Client::establish(&server, conn).await;
+        assert_eq!(user["status"], "ESTABLISHED");
+        drop(c);
+    }
+    assert_eq!(backend.requests_for("connect").len(), 3, "every connect went to the failover URL");
+    let m = metrics_text(&server).await;
+    let down_label = format!("backend=\"127.0.0.1:{down}\"");
+    assert_eq!(metric(&m, "callgate_hook_breaker_transitions_total", &[&down_label, "to=\"open\""]), 1.0, "{m}");
+    assert!(metric(&m, "callgate_hook_breaker_rejected_total", &[&down_label]) >= 2.0, "later hooks skip it: {m}");
+    server.shutdown().await;
+}
+
+/// `on_unreachable` beside restOnError: "closed" refuses a direct invocation also under LOG,
+/// "open" lets it go on also under FAIL, never for a REST API action or an event; the
+/// per-method timeout wins over the app's, which wins over the dispatcher's.
+#[tokio::test]
+async fn fail_open_closed_and_per_method_timeouts() {
+    let down = callgate_tests::closed_port().await;
+    let engine = engine_with(DeliveryConfig::default(), None);
+    let dead_cfg = AppConfig {
+        url: format!("http://127.0.0.1:{down}/h"),
+        on_unreachable: [("default".to_string(), "closed".to_string()), ("OnDataEvent".into(), "open".into())].into(),
+        ..Default::default()
+    };
+    let dead = App::new("dead", &dead_cfg, false, 16).unwrap();
+    let rcc = |on: &str| {
+        let v = serde_json::json!({"call": {"restOnError": on}, "OnDataEvent": {"restOnError": on},
+                                   "CallStatusEvent": {"restOnError": on}});
+        RestClientConfig::parse(Some(&v)).0
+    };
+    let run = async |app: &App, rcc: &RestClientConfig, m: HookMethod, origin: Origin| {
+        let mut data = serde_json::Map::new();
+        engine.invoke(app, rcc, m, origin, &mut data, "s").await
+    };
+    let inv = run(&dead, &rcc("LOG"), HookMethod::Call, Origin::Client).await;
+    assert_eq!(inv.verdict, Verdict::Reject, "closed wins over LOG");
+    assert_eq!(inv.client_info(), "Backend unreachable");
+    let inv = run(&dead, &rcc("FAIL"), HookMethod::OnDataEvent, Origin::Client).await;
+    assert_eq!(inv.verdict, Verdict::LogAndProceed, "open wins over FAIL");
+    let inv = run(&dead, &rcc("FAIL"), HookMethod::Call, Origin::RestApi).await;
+    assert_eq!(inv.verdict, Verdict::LogAndProceed, "a REST API action is never refused");
+    let inv = run(&dead, &rcc("FAIL"), HookMethod::CallStatusEvent, Origin::Client).await;
+    assert_eq!(inv.verdict, Verdict::ProceedWithErrorEvent, "events keep the seed's row");
+    let plain = App::new("plain", &AppConfig { url: dead_cfg.url.clone(), ..Default::default() }, false, 16).unwrap();
+    let inv = run(&plain, &rcc("LOG"), HookMethod::Call, Origin::Client).await;
+    assert_eq!(inv.verdict, Verdict::LogAndProceed, "without on_unreachable, restOnError decides");
+    // A backend answers `call` after 1 s and `answer` after 300 ms.
+    let slow = callgate_tests::Backend::start().await;
+    slow.answer(|m, b| {
+        let d = if m == "call" { 1000 } else { 300 };
+        callgate_tests::Reply::mirror(b).after(std::time::Duration::from_millis(d))
+    });
+    let cfg = AppConfig {
+        url: slow.url("h"),
+        timeout_ms: Some(5000),
+        method_timeout_ms: [("call".to_string(), 100)].into(),
+        ..Default::default()
+    };
+    let app = App::new("slow", &cfg, false, 16).unwrap();
+    let inv = run(&app, &rcc("FAIL"), HookMethod::Call, Origin::Client).await;
+    assert_eq!(inv.error, Some(InteractionError::Timeout(std::time::Duration::from_millis(100))));
+    let inv = run(&app, &rcc("FAIL"), HookMethod::Answer, Origin::Client).await;
+    assert_eq!(inv.error, None, "answer: the app's 5 s, not the method's 100 ms");
+    let bad = AppConfig { on_unreachable: [("CallStatusEvent".to_string(), "open".to_string())].into(), ..cfg };
+    assert!(matches!(App::new("x", &bad, false, 1), Err(AppConfigError::BadSetting { .. })), "events have no policy");
 }

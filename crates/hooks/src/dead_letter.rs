@@ -21,7 +21,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::app::{App, AppConfig, AppRegistry, MethodSelection};
+use crate::app::{App, AppConfig, AppRegistry};
 use crate::catalogue::HookMethod;
 use crate::dispatch::{AnswerUse, Dispatcher};
 
@@ -161,12 +161,7 @@ pub async fn replay(path: &Path, dispatcher: &Dispatcher, apps: &AppRegistry) ->
                 None => match by_url.get(&(ev.app.clone(), ev.url.clone())) {
                     Some(a) => a.clone(),
                     None => {
-                        let cfg = AppConfig {
-                            url: ev.url.clone(),
-                            username: None,
-                            password: None,
-                            methods: MethodSelection::default(),
-                        };
+                        let cfg = AppConfig { url: ev.url.clone(), ..Default::default() };
                         let a = Arc::new(App::new(&ev.app, &cfg, false, 16).map_err(|e| e.to_string())?);
                         by_url.insert((ev.app.clone(), ev.url.clone()), a.clone());
                         a

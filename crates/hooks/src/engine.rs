@@ -20,7 +20,7 @@ use bytes::Bytes;
 use serde_json::{Map, Value};
 use tokio::sync::{mpsc, watch};
 
-use crate::app::App;
+use crate::app::{App, OnUnreachable};
 use crate::catalogue::{HookKind, HookMethod};
 use crate::client_config::{MethodConfig, RestClientConfig, RestPolicy};
 use crate::dead_letter::{DeadEvent, DeadLetter};
@@ -194,6 +194,7 @@ impl HookEngine {
         let started = Instant::now();
         let (result, answer, error) = self.call(app, mc, method, data).await;
         let verdict = decide(method.kind(), origin, mc.rest_on_error, mc.rest_policy, result);
+        let verdict = on_unreachable(app, method, origin, error.as_ref(), verdict);
         record_metrics(&self.metrics, method, result, error.as_ref(), started);
         if let Some(e) = &error {
             tracing::warn!(session, app = &*app.key, method = method.url_name(), error = %e, ?verdict, "REST hook interaction error");
@@ -379,6 +380,30 @@ impl HookEngine {
     }
 }
 
+/// The app's `on_unreachable` policy over the seed's verdict: only for a direct invocation of
+/// client (or SIP) origin whose backend could not be reached (or whose breaker is open). An
+/// action of REST API origin is never refused, so "closed" does not apply to it.
+fn on_unreachable(
+    app: &App,
+    method: HookMethod,
+    origin: Origin,
+    error: Option<&InteractionError>,
+    verdict: Verdict,
+) -> Verdict {
+    match error {
+        Some(InteractionError::Unreachable { .. })
+            if method.kind() == HookKind::DirectInvocation && origin != Origin::RestApi =>
+        {
+            match app.on_unreachable(method) {
+                OnUnreachable::RestOnError => verdict,
+                OnUnreachable::Open => Verdict::LogAndProceed,
+                OnUnreachable::Closed => Verdict::Reject,
+            }
+        }
+        _ => verdict,
+    }
+}
+
 fn config_default() -> &'static MethodConfig {
     static D: std::sync::LazyLock<MethodConfig> = std::sync::LazyLock::new(MethodConfig::default);
     &D
@@ -500,12 +525,7 @@ mod tests {
     async fn event_queues_idle_waits_for_every_queued_event() {
         // Hooks disabled: each event "completes" without HTTP, after a yield.
         let engine = HookEngine::new(Dispatcher::new(DispatcherConfig::default()).unwrap(), true);
-        let cfg = AppConfig {
-            url: "http://127.0.0.1:9/hooks".into(),
-            username: None,
-            password: None,
-            methods: Default::default(),
-        };
+        let cfg = AppConfig { url: "http://127.0.0.1:9/hooks".into(), ..Default::default() };
         let app = Arc::new(App::new("a", &cfg, false, 4).unwrap());
         let rcc = Arc::new(RestClientConfig::default());
         let done = Arc::new(AtomicUsize::new(0));

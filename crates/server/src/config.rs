@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use callgate_hooks::{App, AppConfig, DeliveryConfig, DispatcherConfig, WebhookKeys};
+use callgate_hooks::{App, AppConfig, BreakerConfig, DeliveryConfig, DispatcherConfig, WebhookKeys};
 use figment::providers::{Env, Format, Toml};
 use figment::Figment;
 use serde::Deserialize;
@@ -197,6 +197,9 @@ pub struct HooksConfig {
     /// JSON-lines file of events given up; empty = none (they are lost, counted and logged).
     pub dead_letter_file: String,
     pub dead_letter_max_bytes: u64,
+    /// Circuit breaker per backend: consecutive failures that open it (0 = off), cool-down.
+    pub breaker_failures: u32,
+    pub breaker_cooldown_ms: u64,
 }
 
 impl std::fmt::Debug for HooksConfig {
@@ -219,6 +222,8 @@ impl std::fmt::Debug for HooksConfig {
             .field("event_queue_capacity", &self.event_queue_capacity)
             .field("dead_letter_file", &self.dead_letter_file)
             .field("dead_letter_max_bytes", &self.dead_letter_max_bytes)
+            .field("breaker_failures", &self.breaker_failures)
+            .field("breaker_cooldown_ms", &self.breaker_cooldown_ms)
             .finish()
     }
 }
@@ -554,6 +559,10 @@ impl Config {
             pool_max_idle_per_host: h.max_in_flight_per_app,
             // Checked in validate(); a config that was not validated signs with nothing.
             webhook_keys: WebhookKeys::parse(&h.webhook_secrets).unwrap_or_default(),
+            breaker: BreakerConfig {
+                failures: h.breaker_failures,
+                cooldown: Duration::from_millis(h.breaker_cooldown_ms),
+            },
         }
     }
 
@@ -574,7 +583,7 @@ impl Config {
     pub fn build_apps(&self, http_addr: SocketAddr) -> anyhow::Result<Vec<App>> {
         let own_echo = (!self.apps.contains_key(DEFAULT_APP)).then(|| {
             let url = echo_app_url(http_addr);
-            let cfg = AppConfig { url, username: None, password: None, methods: Default::default() };
+            let cfg = AppConfig { url, ..Default::default() };
             (DEFAULT_APP.to_string(), cfg)
         });
         let mut apps: Vec<App> = self
