@@ -34,8 +34,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use callgate_benches::CALL_HOOK_BODY;
 use callgate_hooks::{
-    App, AppConfig, Dispatcher, DispatcherConfig, HookEngine, HookMethod, MethodSelection, Origin, RestClientConfig,
-    Verdict,
+    App, AppConfig, Dispatcher, DispatcherConfig, HookEngine, HookMethod, Origin, RestClientConfig, Verdict,
 };
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use futures_util::stream::{self, StreamExt};

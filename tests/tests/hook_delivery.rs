@@ -696,3 +696,29 @@ async fn fail_open_closed_and_per_method_timeouts() {
     let bad = AppConfig { on_unreachable: [("CallStatusEvent".to_string(), "open".to_string())].into(), ..cfg };
     assert!(matches!(App::new("x", &bad, false, 1), Err(AppConfigError::BadSetting { .. })), "events have no policy");
 }
+
+/// A session's queue holds `queue_capacity` events: past it an event is dropped at once (its
+/// continuation runs with `QueueFull`, as the decision table says for an interaction error),
+/// and the events kept are still numbered contiguously.
+#[tokio::test]
+async fn a_full_queue_drops_and_the_rest_stay_contiguous() {
+    let backend = callgate_tests::Backend::start().await;
+    backend.answer(|_, b| callgate_tests::Reply::mirror(b).after(std::time::Duration::from_millis(300)));
+    let engine = engine_with(DeliveryConfig { queue_capacity: 2, ..Default::default() }, None);
+    let app = Arc::new(App::new("q", &AppConfig { url: backend.url("h"), ..Default::default() }, false, 16).unwrap());
+    let queue = EventQueue::spawn(engine.clone(), app, Arc::new(RestClientConfig::default()), "s1".into());
+    let done = Arc::new(Mutex::new(Vec::new()));
+    for n in 1..=10 {
+        queue.push(event_job(n, &done));
+    }
+    // At most 3 are kept (one taken by the worker, two waiting); the others are refused at once.
+    let dropped = done.lock().iter().filter(|d| d.invocation.error == Some(InteractionError::QueueFull)).count();
+    assert!((7..=8).contains(&dropped), "{dropped} dropped");
+    drop(queue);
+    tokio::time::timeout(callgate_tests::WAIT, engine.event_queues_idle()).await.unwrap();
+    assert_eq!(done.lock().len(), 10, "every event's continuation ran");
+    let got = backend.requests();
+    assert_eq!(got.len(), 10 - dropped);
+    let seqs: Vec<u64> = got.iter().map(|r| r.body["sequence"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, (1..=got.len() as u64).collect::<Vec<_>>(), "dropped events take no number");
+}

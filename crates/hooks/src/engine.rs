@@ -336,8 +336,9 @@ impl HookEngine {
                 tracing::warn!(session, app = &*app.key, method = method.url_name(), event_id, error = %e, ?verdict, "REST hook interaction error");
             }
         }
-        job.data.remove(SEQUENCE);
-        job.data.remove(EVENT_ID);
+        // shift_remove: the data keeps its field order (the client may get it under OVERWRITE).
+        job.data.shift_remove(SEQUENCE);
+        job.data.shift_remove(EVENT_ID);
         if let (Verdict::Proceed(effect), Some(answer)) = (verdict, answer) {
             apply_answer(effect, &mut job.data, answer, &mc.rest_overwrite);
         }
