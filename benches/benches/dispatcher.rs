@@ -34,8 +34,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use callgate_benches::CALL_HOOK_BODY;
 use callgate_hooks::{
-    App, AppConfig, Dispatcher, DispatcherConfig, HookEngine, HookMethod, MethodSelection, Origin, RestClientConfig,
-    Verdict,
+    App, AppConfig, Dispatcher, DispatcherConfig, HookEngine, HookMethod, Origin, RestClientConfig, Verdict,
 };
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use futures_util::stream::{self, StreamExt};
@@ -103,12 +102,7 @@ struct Setup {
 
 impl Setup {
     fn new(backend: SocketAddr) -> Setup {
-        let cfg = AppConfig {
-            url: format!("http://{backend}/rest"),
-            username: None,
-            password: None,
-            methods: MethodSelection::default(),
-        };
+        let cfg = AppConfig { url: format!("http://{backend}/rest"), ..Default::default() };
         let app = App::new("bench", &cfg, false, 512).expect("valid app");
         let dcfg = DispatcherConfig::default();
         let dispatcher = Dispatcher::new(dcfg.clone()).expect("dispatcher");

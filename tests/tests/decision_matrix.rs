@@ -134,7 +134,7 @@ async fn every_cell_of_the_decision_table() {
         Dispatcher::new(DispatcherConfig { timeout: Some(Duration::from_secs(2)), retries: 1, ..Default::default() })
             .unwrap();
     let engine = HookEngine::new(dispatcher, false);
-    let app_cfg = |url: String| AppConfig { url, username: None, password: None, methods: MethodSelection::default() };
+    let app_cfg = |url: String| AppConfig { url, ..Default::default() };
     let live = Arc::new(App::new("live", &app_cfg(backend.url("h")), false, 1024).unwrap());
     let dead = Arc::new(
         App::new("dead", &app_cfg(format!("http://127.0.0.1:{}/h", closed_port().await)), false, 1024).unwrap(),

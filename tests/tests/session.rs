@@ -286,7 +286,12 @@ async fn event_error_under_fail_gives_error_event_and_continues() {
         "DataStatusEvent" => Reply::json(500, json!({})),
         _ => Reply::mirror(req),
     });
-    let server = start_server(&app_toml("backendApp", &backend.url("hooks"))).await;
+    // A 500 is retried (docs/hooks.md §7.1); the decision comes after the last attempt.
+    let server = start_server(&format!(
+        "[hooks]\nevent_attempts = 2\nevent_retry_initial_delay_ms = 10\n{}",
+        app_toml("backendApp", &backend.url("hooks"))
+    ))
+    .await;
     let (mut c, _) = Client::establish(&server, connection("backendApp", json!({}))).await;
     c.send("sendData", json!({"operationId":"op-1","payload":{}})).await;
     assert_eq!(c.expect("DataStatusEvent").await["status"], "ACCEPTED");
@@ -294,6 +299,9 @@ async fn event_error_under_fail_gives_error_event_and_continues() {
     assert_eq!(err["apiMethod"], "ErrorEvent");
     assert_eq!(err["info"], "DataStatusEvent: Internal Server Error");
     backend.wait_for("ErrorEvent", |b| b["info"] == "DataStatusEvent: Internal Server Error").await;
+    let tries = backend.requests_for("DataStatusEvent");
+    assert_eq!(tries.len(), 2, "sent twice (event_attempts = 2)");
+    assert_eq!(tries[0].body["eventId"], tries[1].body["eventId"], "a retry is the same event");
     server.shutdown().await;
 }
 

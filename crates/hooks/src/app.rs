@@ -6,15 +6,16 @@
 //! until added in the CLI), an app in callgate's config has every method enabled unless it lists
 //! them: a config file is written on purpose, and a silent "nothing is called" is the worse surprise.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::time::Duration;
 
 use base64::Engine as _;
 use http::{HeaderValue, Uri};
 use serde::Deserialize;
 use tokio::sync::Semaphore;
 
-use crate::catalogue::HookMethod;
+use crate::catalogue::{HookKind, HookMethod};
 
 /// The built-in echo application's name in URLs: `/apps/EchoApp/{method}`.
 pub const ECHO_APP: &str = "EchoApp";
@@ -34,7 +35,7 @@ impl Default for MethodSelection {
 }
 
 /// One application as written in the config file. Its `Debug` does not show the password.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AppConfig {
     /// REST URL; hooks go to `{url}/{method}`.
@@ -47,6 +48,34 @@ pub struct AppConfig {
     /// Enabled methods (default: all).
     #[serde(default)]
     pub methods: MethodSelection,
+    /// Answer timeout of this app's hooks, ms (default: `[hooks] rest_request_timeout`).
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    /// Answer timeout per method, ms (`{ connect = 2000, OnDataEvent = 500 }`); wins over `timeout_ms`.
+    #[serde(default)]
+    pub method_timeout_ms: BTreeMap<String, u64>,
+    /// Direct invocations when the backend is unreachable (could not connect, or its circuit
+    /// breaker is open): `{ default = "closed", OnDataEvent = "open" }`. `"rest_on_error"` (the
+    /// default): the session's `restOnError` decides, as the seed says; `"open"`: the action goes
+    /// on; `"closed"`: it is refused.
+    #[serde(default)]
+    pub on_unreachable: BTreeMap<String, String>,
+    /// Other URLs of the same backend, tried in order when the one before is unreachable or its
+    /// circuit breaker is open.
+    #[serde(default)]
+    pub failover_urls: Vec<String>,
+}
+
+/// What a direct invocation does when its backend is unreachable (`on_unreachable`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnUnreachable {
+    /// The session's `restOnError` decides (the seed's rule).
+    #[default]
+    RestOnError,
+    /// Fail open: the action goes on (logged).
+    Open,
+    /// Fail closed: the action is refused, also under `restOnError=LOG`.
+    Closed,
 }
 
 impl std::fmt::Debug for AppConfig {
@@ -56,6 +85,10 @@ impl std::fmt::Debug for AppConfig {
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("methods", &self.methods)
+            .field("timeout_ms", &self.timeout_ms)
+            .field("method_timeout_ms", &self.method_timeout_ms)
+            .field("on_unreachable", &self.on_unreachable)
+            .field("failover_urls", &self.failover_urls)
             .finish()
     }
 }
@@ -71,6 +104,21 @@ pub enum AppConfigError {
     BadMethodKeyword { app: String, value: String },
     #[error("app {app:?}: `username` and `password` go together")]
     HalfCredentials { app: String },
+    #[error("app {app:?}: `{key}`: {reason}")]
+    BadSetting { app: String, key: &'static str, reason: String },
+}
+
+/// One URL of an app: its `host:port` (the circuit breaker's key) and each method's URI.
+#[derive(Debug)]
+pub struct Target {
+    pub authority: Arc<str>,
+    method_uris: Box<[Uri]>,
+}
+
+impl Target {
+    pub fn uri(&self, method: HookMethod) -> &Uri {
+        &self.method_uris[method.index()]
+    }
 }
 
 /// A configured application, ready for the dispatcher.
@@ -79,7 +127,11 @@ pub struct App {
     pub key: Arc<str>,
     pub url: Arc<str>,
     enabled: [bool; HookMethod::COUNT],
-    method_uris: Box<[Uri]>,
+    /// `url`, then the `failover_urls`.
+    targets: Box<[Target]>,
+    /// Per method: its answer timeout, when the app sets one.
+    timeouts: [Option<Duration>; HookMethod::COUNT],
+    on_unreachable: [OnUnreachable; HookMethod::COUNT],
     basic_auth: Option<HeaderValue>,
     /// Content-Type, Accept, User-Agent and (when configured) Basic auth: the same on every hook.
     request_headers: http::HeaderMap,
@@ -94,22 +146,12 @@ impl App {
     /// own HTTP address and whether the fast path is enabled).
     pub fn new(key: &str, cfg: &AppConfig, echo_in_process: bool, max_in_flight: usize) -> Result<App, AppConfigError> {
         let base = cfg.url.trim_end_matches('/');
-        let bad = |reason: String| AppConfigError::BadUrl { app: key.into(), url: cfg.url.clone(), reason };
-        let parsed: Uri = base.parse().map_err(|e: http::uri::InvalidUri| bad(e.to_string()))?;
-        match parsed.scheme_str() {
-            Some("http") | Some("https") => {}
-            _ => return Err(bad("the scheme must be http or https".into())),
-        }
-        if parsed.host().is_none() {
-            return Err(bad("no host".into()));
-        }
-        let mut method_uris = Vec::with_capacity(HookMethod::COUNT);
-        for m in HookMethod::ALL {
-            let u: Uri =
-                format!("{base}/{}", m.url_name()).parse().map_err(|e: http::uri::InvalidUri| bad(e.to_string()))?;
-            method_uris.push(u);
-        }
+        let targets = std::iter::once(&cfg.url)
+            .chain(&cfg.failover_urls)
+            .map(|url| target(key, url))
+            .collect::<Result<Box<[Target]>, _>>()?;
         let enabled = enabled_methods(key, &cfg.methods)?;
+        let (timeouts, on_unreachable) = method_settings(key, cfg)?;
         let basic_auth = match (&cfg.username, &cfg.password) {
             (None, None) => None,
             (Some(u), Some(p)) => {
@@ -124,7 +166,9 @@ impl App {
             key: key.into(),
             url: base.into(),
             enabled,
-            method_uris: method_uris.into_boxed_slice(),
+            targets,
+            timeouts,
+            on_unreachable,
             request_headers: {
                 use http::header;
                 let mut h = http::HeaderMap::with_capacity(4);
@@ -147,7 +191,21 @@ impl App {
     }
 
     pub fn uri(&self, method: HookMethod) -> &Uri {
-        &self.method_uris[method.index()]
+        self.targets[0].uri(method)
+    }
+
+    /// The app's URL, then its failover URLs.
+    pub fn targets(&self) -> &[Target] {
+        &self.targets
+    }
+
+    /// The app's own answer timeout for `method` (`None`: the dispatcher's).
+    pub fn timeout(&self, method: HookMethod) -> Option<Duration> {
+        self.timeouts[method.index()]
+    }
+
+    pub fn on_unreachable(&self, method: HookMethod) -> OnUnreachable {
+        self.on_unreachable[method.index()]
     }
 
     /// The headers every hook request of this app carries.
@@ -170,6 +228,68 @@ impl App {
         let port = u.port_u16().unwrap_or(if u.scheme_str() == Some("https") { 443 } else { 80 });
         u.scheme_str() == Some("http") && local && port == http_port && u.path() == format!("/apps/{ECHO_APP}")
     }
+}
+
+/// Parses one URL of an app.
+fn target(key: &str, url: &str) -> Result<Target, AppConfigError> {
+    let base = url.trim_end_matches('/');
+    let bad = |reason: String| AppConfigError::BadUrl { app: key.into(), url: url.to_string(), reason };
+    let parsed: Uri = base.parse().map_err(|e: http::uri::InvalidUri| bad(e.to_string()))?;
+    let port = match parsed.scheme_str() {
+        Some("http") => 80,
+        Some("https") => 443,
+        _ => return Err(bad("the scheme must be http or https".into())),
+    };
+    let Some(host) = parsed.host() else { return Err(bad("no host".into())) };
+    let mut method_uris = Vec::with_capacity(HookMethod::COUNT);
+    for m in HookMethod::ALL {
+        let u: Uri =
+            format!("{base}/{}", m.url_name()).parse().map_err(|e: http::uri::InvalidUri| bad(e.to_string()))?;
+        method_uris.push(u);
+    }
+    let authority = format!("{host}:{}", parsed.port_u16().unwrap_or(port)).into();
+    Ok(Target { authority, method_uris: method_uris.into_boxed_slice() })
+}
+
+type MethodSettings = ([Option<Duration>; HookMethod::COUNT], [OnUnreachable; HookMethod::COUNT]);
+
+/// `timeout_ms`, `method_timeout_ms` and `on_unreachable`, resolved per method.
+fn method_settings(app: &str, cfg: &AppConfig) -> Result<MethodSettings, AppConfigError> {
+    let bad = |key: &'static str, reason: String| AppConfigError::BadSetting { app: app.into(), key, reason };
+    let method = |key: &'static str, name: &str| {
+        HookMethod::from_name(name.trim()).ok_or_else(|| bad(key, format!("unknown hook method {name:?}")))
+    };
+    let mut timeouts = [None; HookMethod::COUNT];
+    if let Some(ms) = cfg.timeout_ms {
+        if ms == 0 {
+            return Err(bad("timeout_ms", "must be > 0".into()));
+        }
+        timeouts = [Some(Duration::from_millis(ms)); HookMethod::COUNT];
+    }
+    for (name, ms) in &cfg.method_timeout_ms {
+        if *ms == 0 {
+            return Err(bad("method_timeout_ms", format!("{name}: must be > 0")));
+        }
+        timeouts[method("method_timeout_ms", name)?.index()] = Some(Duration::from_millis(*ms));
+    }
+    let policy = |name: &str, v: &str| match v.trim().to_ascii_lowercase().as_str() {
+        "open" => Ok(OnUnreachable::Open),
+        "closed" => Ok(OnUnreachable::Closed),
+        "rest_on_error" => Ok(OnUnreachable::RestOnError),
+        _ => Err(bad("on_unreachable", format!("{name}: {v:?} is not \"open\", \"closed\" or \"rest_on_error\""))),
+    };
+    let mut on_unreachable = [OnUnreachable::RestOnError; HookMethod::COUNT];
+    if let Some(v) = cfg.on_unreachable.get("default") {
+        on_unreachable = [policy("default", v)?; HookMethod::COUNT];
+    }
+    for (name, v) in cfg.on_unreachable.iter().filter(|(k, _)| k.as_str() != "default") {
+        let m = method("on_unreachable", name)?;
+        if m.kind() != HookKind::DirectInvocation {
+            return Err(bad("on_unreachable", format!("{name} is not a direct invocation")));
+        }
+        on_unreachable[m.index()] = policy(name, v)?;
+    }
+    Ok((timeouts, on_unreachable))
 }
 
 fn enabled_methods(app: &str, sel: &MethodSelection) -> Result<[bool; HookMethod::COUNT], AppConfigError> {
@@ -214,7 +334,7 @@ mod tests {
     use super::*;
 
     fn cfg(url: &str, methods: MethodSelection) -> AppConfig {
-        AppConfig { url: url.into(), username: None, password: None, methods }
+        AppConfig { url: url.into(), methods, ..Default::default() }
     }
 
     #[test]
@@ -254,6 +374,44 @@ mod tests {
         ));
         let half = AppConfig { username: Some("u".into()), ..cfg("http://h", MethodSelection::default()) };
         assert!(matches!(App::new("k", &half, false, 1), Err(AppConfigError::HalfCredentials { .. })));
+    }
+
+    #[test]
+    fn timeouts_policies_and_failover_urls() {
+        let c = AppConfig {
+            url: "http://a.example/h".into(),
+            failover_urls: vec!["https://b.example/h/".into(), "http://127.0.0.1:9/h".into()],
+            timeout_ms: Some(3000),
+            method_timeout_ms: [("connect".to_string(), 500)].into(),
+            on_unreachable: [("default".to_string(), "open".to_string()), ("call".into(), "CLOSED".into())].into(),
+            ..Default::default()
+        };
+        let app = App::new("k", &c, false, 1).unwrap();
+        let hosts: Vec<&str> = app.targets().iter().map(|t| &*t.authority).collect();
+        assert_eq!(hosts, ["a.example:80", "b.example:443", "127.0.0.1:9"]);
+        assert_eq!(app.targets()[1].uri(HookMethod::Call).to_string(), "https://b.example/h/call");
+        assert_eq!(app.timeout(HookMethod::Connect), Some(Duration::from_millis(500)));
+        assert_eq!(app.timeout(HookMethod::Call), Some(Duration::from_secs(3)));
+        assert_eq!(app.on_unreachable(HookMethod::Call), OnUnreachable::Closed);
+        assert_eq!(app.on_unreachable(HookMethod::Hold), OnUnreachable::Open);
+        let plain = App::new("k", &cfg("http://h", MethodSelection::default()), false, 1).unwrap();
+        assert_eq!((plain.timeout(HookMethod::Call), plain.targets().len()), (None, 1));
+        assert_eq!(plain.on_unreachable(HookMethod::Call), OnUnreachable::RestOnError);
+        let bad = |c: AppConfig| App::new("k", &c, false, 1).unwrap_err();
+        let base = || cfg("http://h", MethodSelection::default());
+        assert!(matches!(bad(AppConfig { timeout_ms: Some(0), ..base() }), AppConfigError::BadSetting { .. }));
+        assert!(matches!(
+            bad(AppConfig { method_timeout_ms: [("nope".to_string(), 1)].into(), ..base() }),
+            AppConfigError::BadSetting { .. }
+        ));
+        assert!(matches!(
+            bad(AppConfig { on_unreachable: [("call".to_string(), "maybe".to_string())].into(), ..base() }),
+            AppConfigError::BadSetting { .. }
+        ));
+        assert!(matches!(
+            bad(AppConfig { failover_urls: vec!["ftp://x".into()], ..base() }),
+            AppConfigError::BadUrl { .. }
+        ));
     }
 
     #[test]

@@ -12,10 +12,15 @@
 //!   not a JSON object, or one larger than the limit;
 //! - a request that could not be sent (connection refused/reset before sending) is retried up to
 //!   `retries` times; a request that was sent is never repeated (hooks are not idempotent);
-//! - `timeout` bounds the whole hook, waiting for a free in-flight slot included;
+//! - `timeout` bounds the whole hook, waiting for a free in-flight slot included (an app's
+//!   `timeout_ms` / `method_timeout_ms` replaces it for that app / method);
+//! - an app's `failover_urls` are tried in order when the URL before could not be reached or its
+//!   circuit breaker ([`crate::breaker`], per `host:port`) is open; a request that was sent is
+//!   never sent to another URL;
 //! - optional body signature `Authorization: WCS <hex hmac-md5(body)>` (`rest_hook_send_hash`);
 //! - optional Standard Webhooks signature (`webhook_secrets`, see [`crate::webhooks`]): one
-//!   `webhook-id` per request, the same on every connect retry of that request.
+//!   `webhook-id` per request, the same on every connect retry of that request; an event's is
+//!   its `eventId`, the same on every retry of that event ([`crate::delivery`]).
 
 use std::time::Duration;
 
@@ -29,6 +34,7 @@ use hyper_util::rt::TokioExecutor;
 use serde_json::{Map, Value};
 
 use crate::app::App;
+use crate::breaker::{BreakerConfig, Breakers};
 use crate::catalogue::HookMethod;
 use crate::client_config::FieldList;
 use crate::webhooks::WebhookKeys;
@@ -50,6 +56,8 @@ pub struct DispatcherConfig {
     pub pool_max_idle_per_host: usize,
     /// Standard Webhooks keys (`webhook_secrets`); empty = no `webhook-*` headers.
     pub webhook_keys: WebhookKeys,
+    /// Circuit breakers per backend (off by default).
+    pub breaker: BreakerConfig,
 }
 
 impl std::fmt::Debug for DispatcherConfig {
@@ -61,6 +69,7 @@ impl std::fmt::Debug for DispatcherConfig {
             .field("signing_key", &self.signing_key.as_ref().map(|_| "<redacted>"))
             .field("pool_max_idle_per_host", &self.pool_max_idle_per_host)
             .field("webhook_keys", &self.webhook_keys)
+            .field("breaker", &self.breaker)
             .finish()
     }
 }
@@ -74,6 +83,7 @@ impl Default for DispatcherConfig {
             signing_key: None,
             pool_max_idle_per_host: 256,
             webhook_keys: WebhookKeys::default(),
+            breaker: BreakerConfig::default(),
         }
     }
 }
@@ -133,6 +143,7 @@ impl InteractionError {
 pub struct Dispatcher {
     client: Client<Connector, Full<Bytes>>,
     cfg: DispatcherConfig,
+    breakers: std::sync::Arc<Breakers>,
 }
 
 impl Dispatcher {
@@ -154,7 +165,7 @@ impl Dispatcher {
             .pool_max_idle_per_host(cfg.pool_max_idle_per_host)
             .pool_idle_timeout(Duration::from_secs(60))
             .build(https);
-        Ok(Dispatcher { client, cfg })
+        Ok(Dispatcher { client, breakers: std::sync::Arc::new(Breakers::new(cfg.breaker)), cfg })
     }
 
     pub fn config(&self) -> &DispatcherConfig {
@@ -182,11 +193,24 @@ impl Dispatcher {
         body: Bytes,
         want: AnswerUse<'_>,
     ) -> Result<Map<String, Value>, InteractionError> {
-        match self.cfg.timeout {
-            Some(t) => tokio::time::timeout(t, self.post_unbounded(app, method, body, want))
+        self.post_with_id(app, method, body, want, None).await
+    }
+
+    /// [`Dispatcher::post_for`] whose Standard Webhooks `webhook-id` is `webhook_id` (an event's
+    /// `eventId`, the same on each of its retries) instead of a fresh one.
+    pub async fn post_with_id(
+        &self,
+        app: &App,
+        method: HookMethod,
+        body: Bytes,
+        want: AnswerUse<'_>,
+        webhook_id: Option<&str>,
+    ) -> Result<Map<String, Value>, InteractionError> {
+        match app.timeout(method).or(self.cfg.timeout) {
+            Some(t) => tokio::time::timeout(t, self.post_unbounded(app, method, body, want, webhook_id))
                 .await
                 .unwrap_or(Err(InteractionError::Timeout(t))),
-            None => self.post_unbounded(app, method, body, want).await,
+            None => self.post_unbounded(app, method, body, want, webhook_id).await,
         }
     }
 
@@ -196,27 +220,71 @@ impl Dispatcher {
         method: HookMethod,
         body: Bytes,
         want: AnswerUse<'_>,
+        webhook_id: Option<&str>,
     ) -> Result<Map<String, Value>, InteractionError> {
         let _permit =
             app.in_flight.acquire().await.map_err(|_| InteractionError::Transport("dispatcher closed".into()))?;
         let signature = self.cfg.signing_key.as_deref().map(|k| sign(k, &body));
         let mut webhook_headers = http::HeaderMap::new();
         if !self.cfg.webhook_keys.is_empty() {
-            let id = format!("msg_{}", uuid::Uuid::new_v4().simple());
-            self.cfg.webhook_keys.sign_into(&mut webhook_headers, &id, crate::webhooks::now_unix(), &body);
+            let fresh;
+            let id = match webhook_id {
+                Some(id) => id,
+                None => {
+                    fresh = format!("msg_{}", uuid::Uuid::new_v4().simple());
+                    &fresh
+                }
+            };
+            self.cfg.webhook_keys.sign_into(&mut webhook_headers, id, crate::webhooks::now_unix(), &body);
         }
+        let mut last = None;
+        for target in app.targets() {
+            let probe = match self.breakers.get(&target.authority) {
+                None => None,
+                Some(b) => match b.admit() {
+                    Some(p) => Some(p),
+                    None => {
+                        let cause = format!("circuit breaker open for {}", target.authority);
+                        last = Some(InteractionError::Unreachable { attempts: 0, cause });
+                        continue;
+                    }
+                },
+            };
+            let r = self.send_to(app, target.uri(method), &body, signature.as_ref(), &webhook_headers, want).await;
+            if let Some(p) = probe {
+                p.finish(!breaker_failure(&r));
+            }
+            match r {
+                // Not sent: the next URL (failover_urls) may take it.
+                Err(e @ InteractionError::Unreachable { .. }) => last = Some(e),
+                r => return r,
+            }
+        }
+        Err(last.expect("an app has at least one URL"))
+    }
+
+    /// One URL: sends (trying again while the request could not be sent) and reads the answer.
+    async fn send_to(
+        &self,
+        app: &App,
+        uri: &http::Uri,
+        body: &Bytes,
+        signature: Option<&HeaderValue>,
+        webhook_headers: &http::HeaderMap,
+        want: AnswerUse<'_>,
+    ) -> Result<Map<String, Value>, InteractionError> {
         let mut attempt = 0u32;
         let response = loop {
             attempt += 1;
             // The fixed headers are built once per app; per request only the map is cloned.
             let mut req = Request::new(Full::new(body.clone()));
             *req.method_mut() = Method::POST;
-            *req.uri_mut() = app.uri(method).clone();
+            *req.uri_mut() = uri.clone();
             *req.headers_mut() = app.request_headers().clone();
-            if let (None, Some(sig)) = (app.basic_auth(), &signature) {
+            if let (None, Some(sig)) = (app.basic_auth(), signature) {
                 req.headers_mut().insert(header::AUTHORIZATION, sig.clone());
             }
-            for (name, value) in &webhook_headers {
+            for (name, value) in webhook_headers {
                 req.headers_mut().insert(name.clone(), value.clone());
             }
             match self.client.request(req).await {
@@ -258,6 +326,19 @@ impl Dispatcher {
             });
         }
         parse_answer_for(&bytes, want)
+    }
+}
+
+/// What a circuit breaker counts as its backend failing: not reached, connection error,
+/// timeout (counted when the timeout drops the probe), 5xx.
+fn breaker_failure(r: &Result<Map<String, Value>, InteractionError>) -> bool {
+    match r {
+        Ok(_) => false,
+        Err(InteractionError::Status { code, .. }) => *code >= 500,
+        Err(InteractionError::Unreachable { .. } | InteractionError::Transport(_) | InteractionError::Timeout(_)) => {
+            true
+        }
+        Err(_) => false,
     }
 }
 

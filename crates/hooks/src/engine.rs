@@ -9,8 +9,10 @@
 //!   -> Proceed(effect): apply_answer(effect, data, answer)
 //! ```
 //!
-//! Events go through [`EventQueue`] instead, which keeps them in order per session.
+//! Events go through [`EventQueue`] instead, which keeps them in order per session and delivers
+//! each at least once ([`crate::delivery`]: retries, `sequence`, `eventId`, dead letters).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
@@ -18,10 +20,12 @@ use bytes::Bytes;
 use serde_json::{Map, Value};
 use tokio::sync::{mpsc, watch};
 
-use crate::app::App;
+use crate::app::{App, OnUnreachable};
 use crate::catalogue::{HookKind, HookMethod};
 use crate::client_config::{MethodConfig, RestClientConfig, RestPolicy};
+use crate::dead_letter::{DeadEvent, DeadLetter};
 use crate::decision::{decide, HookResult, Origin, Verdict};
+use crate::delivery::{new_event_id, retryable, DeliveryConfig, EVENT_ID, SEQUENCE};
 use crate::dispatch::{AnswerUse, Dispatcher, InteractionError};
 use crate::rules::{apply_answer, Excluding};
 
@@ -52,6 +56,28 @@ pub struct HookEngine {
     /// Each event queue's worker holds a receiver until it ends: a server's shutdown waits for
     /// them ([`HookEngine::event_queues_idle`]) so that the last events reach the backend.
     queues: Arc<watch::Sender<()>>,
+    delivery: Arc<Delivery>,
+}
+
+/// How events are delivered, shared by every queue of an engine.
+struct Delivery {
+    cfg: DeliveryConfig,
+    dead_letter: Option<DeadLetter>,
+    /// Set by [`HookEngine::abandon_events`]: no more attempts, the rest is dead-lettered.
+    abandon: watch::Sender<bool>,
+}
+
+impl Delivery {
+    fn new(cfg: DeliveryConfig, dead_letter: Option<DeadLetter>) -> Delivery {
+        Delivery { cfg, dead_letter, abandon: watch::channel(false).0 }
+    }
+}
+
+/// Resolves once [`HookEngine::abandon_events`] was called (never if the engine is gone).
+async fn abandoned(rx: &mut watch::Receiver<bool>) {
+    if rx.wait_for(|a| *a).await.is_err() {
+        std::future::pending::<()>().await;
+    }
 }
 
 /// Every `outcome` label of the hook metrics.
@@ -74,11 +100,22 @@ const OUTCOMES: [&str; 10] = [
 /// recorder installed when they are made, so the server installs it before the engine.
 struct HookMetrics {
     slots: Box<[OnceLock<(metrics::Counter, metrics::Histogram)>]>,
+    retries: Box<[OnceLock<metrics::Counter>]>,
 }
 
 impl HookMetrics {
     fn new() -> HookMetrics {
-        HookMetrics { slots: (0..HookMethod::COUNT * OUTCOMES.len()).map(|_| OnceLock::new()).collect() }
+        HookMetrics {
+            slots: (0..HookMethod::COUNT * OUTCOMES.len()).map(|_| OnceLock::new()).collect(),
+            retries: (0..HookMethod::COUNT).map(|_| OnceLock::new()).collect(),
+        }
+    }
+
+    /// An event's attempt failed and it will be sent again.
+    fn retry(&self, method: HookMethod) {
+        self.retries[method.index()]
+            .get_or_init(|| metrics::counter!("callgate_hook_event_retries_total", "method" => method.url_name()))
+            .increment(1);
     }
 
     fn record(&self, method: HookMethod, outcome: &'static str, elapsed: Option<f64>) {
@@ -104,7 +141,25 @@ impl HookEngine {
             disabled,
             metrics: Arc::new(HookMetrics::new()),
             queues: Arc::new(watch::channel(()).0),
+            delivery: Arc::new(Delivery::new(DeliveryConfig::default(), None)),
         }
+    }
+
+    /// This engine with the events' retry schedule and queue bound `cfg`, and the dead-letter
+    /// file for events given up (`None`: such events are lost, counted and logged).
+    pub fn with_delivery(mut self, cfg: DeliveryConfig, dead_letter: Option<DeadLetter>) -> HookEngine {
+        self.delivery = Arc::new(Delivery::new(cfg, dead_letter));
+        self
+    }
+
+    pub fn delivery(&self) -> &DeliveryConfig {
+        &self.delivery.cfg
+    }
+
+    /// The shutdown's deadline has passed: events stop being retried; the one being sent and
+    /// every one still queued (or queued later) is written to the dead-letter file at once.
+    pub fn abandon_events(&self) {
+        self.delivery.abandon.send_replace(true);
     }
 
     /// Event queues whose worker still runs. A queue's worker ends once every handle of the
@@ -139,6 +194,7 @@ impl HookEngine {
         let started = Instant::now();
         let (result, answer, error) = self.call(app, mc, method, data).await;
         let verdict = decide(method.kind(), origin, mc.rest_on_error, mc.rest_policy, result);
+        let verdict = on_unreachable(app, method, origin, error.as_ref(), verdict);
         record_metrics(&self.metrics, method, result, error.as_ref(), started);
         if let Some(e) = &error {
             tracing::warn!(session, app = &*app.key, method = method.url_name(), error = %e, ?verdict, "REST hook interaction error");
@@ -161,12 +217,29 @@ impl HookEngine {
         method: HookMethod,
         data: &Map<String, Value>,
     ) -> (HookResult, Option<Map<String, Value>>, Option<InteractionError>) {
-        let skip = self.disabled
-            || !app.is_enabled(method)
-            || (method.kind() != HookKind::Connect && mc.rest_policy == RestPolicy::Disable);
-        if skip {
+        if self.skips(app, mc, method) {
             return (HookResult::NotCalled, None, None);
         }
+        self.send(app, mc, method, data, None).await
+    }
+
+    /// True when the hook is not sent at all (hooks off, method not enabled, policy DISABLE).
+    fn skips(&self, app: &App, mc: &MethodConfig, method: HookMethod) -> bool {
+        self.disabled
+            || !app.is_enabled(method)
+            || (method.kind() != HookKind::Connect && mc.rest_policy == RestPolicy::Disable)
+    }
+
+    /// Sends the hook (or answers it in process for the echo app); `webhook_id` as in
+    /// [`Dispatcher::post_with_id`].
+    async fn send(
+        &self,
+        app: &App,
+        mc: &MethodConfig,
+        method: HookMethod,
+        data: &Map<String, Value>,
+        webhook_id: Option<&str>,
+    ) -> (HookResult, Option<Map<String, Value>>, Option<InteractionError>) {
         let want = if method == HookMethod::Connect {
             AnswerUse::Full
         } else if mc.rest_policy == RestPolicy::Overwrite {
@@ -192,10 +265,143 @@ impl HookEngine {
             Ok(b) => Bytes::from(b),
             Err(e) => return (HookResult::InteractionError, None, Some(InteractionError::Transport(e.to_string()))),
         };
-        match self.dispatcher.post_for(app, method, body, want).await {
+        match self.dispatcher.post_with_id(app, method, body, want, webhook_id).await {
             Ok(answer) => (HookResult::Answered, Some(answer), None),
             Err(e) => (HookResult::InteractionError, None, Some(e)),
         }
+    }
+}
+
+impl HookEngine {
+    /// One event of a session's queue, delivered at least once (module docs of
+    /// [`crate::delivery`]): numbered `*sequence + 1` when it is sent, retried while it may not
+    /// have been handled, dead-lettered when given up. The decision is taken on the last attempt.
+    async fn deliver(
+        &self,
+        app: &App,
+        config: &RestClientConfig,
+        job: &mut EventJob,
+        sequence: &mut u64,
+        session: &str,
+    ) -> Invocation {
+        let (method, origin) = (job.method, job.origin);
+        let mc = config.method(method);
+        let cfg = &self.delivery.cfg;
+        if self.skips(app, mc, method) {
+            record_metrics(&self.metrics, method, HookResult::NotCalled, None, Instant::now());
+            let verdict = decide(method.kind(), origin, mc.rest_on_error, mc.rest_policy, HookResult::NotCalled);
+            return Invocation { verdict, error: None, rest_client_config: None };
+        }
+        *sequence += 1;
+        let event_id = new_event_id();
+        job.data.insert(SEQUENCE.into(), Value::from(*sequence));
+        job.data.insert(EVENT_ID.into(), Value::from(event_id.as_str()));
+        let first = Instant::now();
+        let mut abandon = self.delivery.abandon.subscribe();
+        let mut attempts = 0u32;
+        let (result, answer, error) = loop {
+            if *abandon.borrow() {
+                let e = InteractionError::Transport("not sent: the server shut down with the event queued".into());
+                break (HookResult::InteractionError, None, Some(e));
+            }
+            attempts += 1;
+            let started = Instant::now();
+            let r = tokio::select! {
+                biased;
+                r = self.send(app, mc, method, &job.data, Some(&event_id)) => r,
+                () = abandoned(&mut abandon) => {
+                    let e = InteractionError::Transport("cut at the shutdown's deadline".into());
+                    (HookResult::InteractionError, None, Some(e))
+                }
+            };
+            record_metrics(&self.metrics, method, r.0, r.2.as_ref(), started);
+            let Some(e) = r.2.as_ref().filter(|e| retryable(e)) else { break r };
+            let pause = cfg.pause(attempts);
+            if attempts >= cfg.attempts || first.elapsed() + pause > cfg.total || *abandon.borrow() {
+                break r;
+            }
+            self.metrics.retry(method);
+            tracing::debug!(session, app = &*app.key, method = method.url_name(), attempt = attempts, error = %e, pause_ms = pause.as_millis() as u64, "event not delivered; retrying");
+            tokio::select! {
+                () = tokio::time::sleep(pause) => {}
+                () = abandoned(&mut abandon) => {}
+            }
+        };
+        let verdict = decide(method.kind(), origin, mc.rest_on_error, mc.rest_policy, result);
+        if let Some(e) = &error {
+            if retryable(e) {
+                let fate = self.dead_letter(app, mc, job, session, attempts, e);
+                tracing::warn!(session, app = &*app.key, method = method.url_name(), event_id, attempts, error = %e, ?verdict, fate, "REST hook event given up");
+            } else {
+                tracing::warn!(session, app = &*app.key, method = method.url_name(), event_id, error = %e, ?verdict, "REST hook interaction error");
+            }
+        }
+        // shift_remove: the data keeps its field order (the client may get it under OVERWRITE).
+        job.data.shift_remove(SEQUENCE);
+        job.data.shift_remove(EVENT_ID);
+        if let (Verdict::Proceed(effect), Some(answer)) = (verdict, answer) {
+            apply_answer(effect, &mut job.data, answer, &mc.rest_overwrite);
+        }
+        Invocation { verdict, error, rest_client_config: None }
+    }
+
+    /// Writes a given-up event to the dead-letter file; says where it went, for the log.
+    fn dead_letter(
+        &self,
+        app: &App,
+        mc: &MethodConfig,
+        job: &EventJob,
+        session: &str,
+        attempts: u32,
+        e: &InteractionError,
+    ) -> &'static str {
+        let Some(dl) = &self.delivery.dead_letter else {
+            metrics::counter!("callgate_hook_events_dropped_total", "reason" => "no_dead_letter").increment(1);
+            return "lost (no dead_letter_file configured)";
+        };
+        let body = crate::rules::without(&job.data, &mc.rest_exclude);
+        let ev = DeadEvent {
+            app: app.key.to_string(),
+            url: app.url.to_string(),
+            method: job.method.url_name().into(),
+            event_id: body.get(EVENT_ID).and_then(Value::as_str).unwrap_or_default().into(),
+            session_id: session.into(),
+            sequence: body.get(SEQUENCE).and_then(Value::as_u64).unwrap_or_default(),
+            attempts,
+            error: e.to_string(),
+            dead_at: crate::webhooks::now_unix(),
+            body,
+        };
+        if dl.append(&ev) {
+            metrics::counter!("callgate_hook_events_dead_lettered_total").increment(1);
+            "written to the dead-letter file"
+        } else {
+            "lost (the dead-letter file refused it)"
+        }
+    }
+}
+
+/// The app's `on_unreachable` policy over the seed's verdict: only for a direct invocation of
+/// client (or SIP) origin whose backend could not be reached (or whose breaker is open). An
+/// action of REST API origin is never refused, so "closed" does not apply to it.
+fn on_unreachable(
+    app: &App,
+    method: HookMethod,
+    origin: Origin,
+    error: Option<&InteractionError>,
+    verdict: Verdict,
+) -> Verdict {
+    match error {
+        Some(InteractionError::Unreachable { .. })
+            if method.kind() == HookKind::DirectInvocation && origin != Origin::RestApi =>
+        {
+            match app.on_unreachable(method) {
+                OnUnreachable::RestOnError => verdict,
+                OnUnreachable::Open => Verdict::LogAndProceed,
+                OnUnreachable::Closed => Verdict::Reject,
+            }
+        }
+        _ => verdict,
     }
 }
 
@@ -246,32 +452,44 @@ pub struct EventJob {
 pub struct EventQueue {
     tx: mpsc::Sender<EventJob>,
     config: Arc<RestClientConfig>,
+    delivery: Arc<Delivery>,
+    /// Set while this queue refuses events (full): the refusals of a burst are logged once.
+    dropping: Arc<AtomicBool>,
 }
-
-/// Events that may wait per session before new ones are refused (a backend that hangs for
-/// `rest_request_timeout` on each event must not make a session grow without bound).
-pub const EVENT_QUEUE_CAPACITY: usize = 1024;
 
 impl EventQueue {
     /// Starts the worker for one session, with the session's `restClientConfig`.
     pub fn spawn(engine: HookEngine, app: Arc<App>, config: Arc<RestClientConfig>, session: Arc<str>) -> EventQueue {
-        let (tx, mut rx) = mpsc::channel::<EventJob>(EVENT_QUEUE_CAPACITY);
+        // Events that may wait per session before new ones are refused: a backend that is down
+        // must not make a session grow without bound.
+        let (tx, mut rx) = mpsc::channel::<EventJob>(engine.delivery.cfg.queue_capacity.max(1));
         let cfg = config.clone();
         let live = engine.queues.subscribe();
+        let delivery = engine.delivery.clone();
         tokio::spawn(async move {
+            let mut sequence = 0u64;
             while let Some(mut job) = rx.recv().await {
-                let invocation = engine.invoke(&app, &cfg, job.method, job.origin, &mut job.data, &session).await;
+                let invocation = engine.deliver(&app, &cfg, &mut job, &mut sequence, &session).await;
                 (job.then)(EventDone { method: job.method, data: job.data, invocation });
             }
             drop(live);
         });
-        EventQueue { tx, config }
+        EventQueue { tx, config, delivery, dropping: Arc::default() }
     }
 
     /// Queues an event. When the queue is full, the event is not delivered to the backend and
-    /// `then` runs at once with a [`InteractionError::QueueFull`] interaction error.
+    /// `then` runs at once with a [`InteractionError::QueueFull`] interaction error; it is counted
+    /// in `callgate_hook_events_dropped_total{reason="queue_full"}`, and the first refusal of a
+    /// burst (until this queue accepts again) is logged.
     pub fn push(&self, job: EventJob) {
-        if let Err(e) = self.tx.try_send(job) {
+        let refused = self.tx.try_send(job);
+        if refused.is_ok() {
+            if self.dropping.load(Ordering::Relaxed) && self.dropping.swap(false, Ordering::Relaxed) {
+                tracing::info!("event queue accepts events again");
+            }
+            return;
+        }
+        if let Err(e) = refused {
             let job = match e {
                 mpsc::error::TrySendError::Full(j) | mpsc::error::TrySendError::Closed(j) => j,
             };
@@ -279,7 +497,14 @@ impl EventQueue {
             let verdict =
                 decide(job.method.kind(), job.origin, mc.rest_on_error, mc.rest_policy, HookResult::InteractionError);
             metrics::counter!("callgate_hook_requests_total", "method" => job.method.url_name(), "outcome" => "queue_full").increment(1);
-            tracing::error!(method = job.method.url_name(), "event queue full; event not sent to the backend");
+            metrics::counter!("callgate_hook_events_dropped_total", "reason" => "queue_full").increment(1);
+            if !self.dropping.swap(true, Ordering::Relaxed) {
+                tracing::error!(
+                    method = job.method.url_name(),
+                    capacity = self.delivery.cfg.queue_capacity,
+                    "event queue full: events are dropped, not sent to the backend (counted in callgate_hook_events_dropped_total{{reason=\"queue_full\"}}; logged once until this queue accepts again)"
+                );
+            }
             (job.then)(EventDone {
                 method: job.method,
                 data: job.data,
@@ -301,12 +526,7 @@ mod tests {
     async fn event_queues_idle_waits_for_every_queued_event() {
         // Hooks disabled: each event "completes" without HTTP, after a yield.
         let engine = HookEngine::new(Dispatcher::new(DispatcherConfig::default()).unwrap(), true);
-        let cfg = AppConfig {
-            url: "http://127.0.0.1:9/hooks".into(),
-            username: None,
-            password: None,
-            methods: Default::default(),
-        };
+        let cfg = AppConfig { url: "http://127.0.0.1:9/hooks".into(), ..Default::default() };
         let app = Arc::new(App::new("a", &cfg, false, 4).unwrap());
         let rcc = Arc::new(RestClientConfig::default());
         let done = Arc::new(AtomicUsize::new(0));

@@ -9,9 +9,13 @@
 //! - [`decision`]: the seed's error table as a pure function;
 //! - [`rules`]: `restExclude`, `clientExclude`, `restOverwrite`, connect merge, custom reasons;
 //! - [`app`]: applications (`appKey` -> URL, credentials, enabled methods);
-//! - [`dispatch`]: the HTTP client (pooled keep-alive, timeout, retries, in-flight bound, body limit, signing);
+//! - [`dispatch`]: the HTTP client (pooled keep-alive, timeout, retries, in-flight bound, body limit, signing,
+//!   failover URLs);
+//! - [`breaker`]: a circuit breaker per backend `host:port` with half-open probing;
 //! - [`webhooks`]: Standard Webhooks signing (`webhook-id`, `webhook-timestamp`, `webhook-signature`);
-//! - [`engine`]: one hook end to end, and the per-session ordered [`engine::EventQueue`].
+//! - [`engine`]: one hook end to end, and the per-session ordered [`engine::EventQueue`];
+//! - [`delivery`]: events at least once (retry schedule with jitter, `sequence`, `eventId`);
+//! - [`dead_letter`]: the dead-letter file of events given up, and its replay.
 //!
 //! Driving it:
 //!
@@ -27,18 +31,24 @@
 //! Only [`dispatch`] and [`engine`] do I/O; everything else is pure and benchable in ns.
 
 pub mod app;
+pub mod breaker;
 pub mod catalogue;
 pub mod client_config;
+pub mod dead_letter;
 pub mod decision;
+pub mod delivery;
 pub mod dispatch;
 pub mod engine;
 pub mod rules;
 pub mod webhooks;
 
-pub use app::{App, AppConfig, AppConfigError, AppRegistry, MethodSelection, ECHO_APP};
+pub use app::{App, AppConfig, AppConfigError, AppRegistry, MethodSelection, OnUnreachable, ECHO_APP};
+pub use breaker::BreakerConfig;
 pub use catalogue::{HookKind, HookMethod};
 pub use client_config::{ConfigWarning, FieldList, MethodConfig, RestClientConfig, RestOnError, RestPolicy};
+pub use dead_letter::{DeadEvent, DeadLetter, ReplayReport};
 pub use decision::{decide, DataEffect, HookResult, Origin, Verdict};
+pub use delivery::DeliveryConfig;
 pub use dispatch::{Dispatcher, DispatcherConfig, InteractionError};
 pub use engine::{EventDone, EventJob, EventQueue, HookEngine, Invocation};
 pub use webhooks::WebhookKeys;

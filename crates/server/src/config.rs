@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use callgate_hooks::{App, AppConfig, DispatcherConfig, WebhookKeys};
+use callgate_hooks::{App, AppConfig, BreakerConfig, DeliveryConfig, DispatcherConfig, WebhookKeys};
 use figment::providers::{Env, Format, Toml};
 use figment::Figment;
 use serde::Deserialize;
@@ -188,6 +188,18 @@ pub struct HooksConfig {
     pub webhook_secrets: Vec<String>,
     pub disable_rest_requests: bool,
     pub echo_fast_path: bool,
+    /// Events (`*StatusEvent`, ...): attempts per event, retry pauses, give-up time, queue bound.
+    pub event_attempts: u32,
+    pub event_retry_initial_delay_ms: u64,
+    pub event_retry_max_delay_ms: u64,
+    pub event_retry_total_ms: u64,
+    pub event_queue_capacity: usize,
+    /// JSON-lines file of events given up; empty = none (they are lost, counted and logged).
+    pub dead_letter_file: String,
+    pub dead_letter_max_bytes: u64,
+    /// Circuit breaker per backend: consecutive failures that open it (0 = off), cool-down.
+    pub breaker_failures: u32,
+    pub breaker_cooldown_ms: u64,
 }
 
 impl std::fmt::Debug for HooksConfig {
@@ -203,6 +215,15 @@ impl std::fmt::Debug for HooksConfig {
             .field("webhook_secrets", &format_args!("{} secret(s), redacted", self.webhook_secrets.len()))
             .field("disable_rest_requests", &self.disable_rest_requests)
             .field("echo_fast_path", &self.echo_fast_path)
+            .field("event_attempts", &self.event_attempts)
+            .field("event_retry_initial_delay_ms", &self.event_retry_initial_delay_ms)
+            .field("event_retry_max_delay_ms", &self.event_retry_max_delay_ms)
+            .field("event_retry_total_ms", &self.event_retry_total_ms)
+            .field("event_queue_capacity", &self.event_queue_capacity)
+            .field("dead_letter_file", &self.dead_letter_file)
+            .field("dead_letter_max_bytes", &self.dead_letter_max_bytes)
+            .field("breaker_failures", &self.breaker_failures)
+            .field("breaker_cooldown_ms", &self.breaker_cooldown_ms)
             .finish()
     }
 }
@@ -502,6 +523,9 @@ impl Config {
             bail!("hooks.rest_hook_send_hash = true needs hooks.rest_hook_secret_key");
         }
         WebhookKeys::parse(&h.webhook_secrets).context("hooks.webhook_secrets")?;
+        if h.event_attempts == 0 || h.event_queue_capacity == 0 || h.dead_letter_max_bytes == 0 {
+            bail!("hooks.event_attempts, hooks.event_queue_capacity and hooks.dead_letter_max_bytes must be > 0");
+        }
         let m = &self.media;
         m.media_config()?;
         if m.connect_timeout_ms == 0 {
@@ -541,6 +565,22 @@ impl Config {
             pool_max_idle_per_host: h.max_in_flight_per_app,
             // Checked in validate(); a config that was not validated signs with nothing.
             webhook_keys: WebhookKeys::parse(&h.webhook_secrets).unwrap_or_default(),
+            breaker: BreakerConfig {
+                failures: h.breaker_failures,
+                cooldown: Duration::from_millis(h.breaker_cooldown_ms),
+            },
+        }
+    }
+
+    /// The events' retry schedule and queue bound (`[hooks] event_*`).
+    pub fn delivery_config(&self) -> DeliveryConfig {
+        let h = &self.hooks;
+        DeliveryConfig {
+            attempts: h.event_attempts,
+            initial_delay: Duration::from_millis(h.event_retry_initial_delay_ms),
+            max_delay: Duration::from_millis(h.event_retry_max_delay_ms),
+            total: Duration::from_millis(h.event_retry_total_ms),
+            queue_capacity: h.event_queue_capacity,
         }
     }
 
@@ -549,7 +589,7 @@ impl Config {
     pub fn build_apps(&self, http_addr: SocketAddr) -> anyhow::Result<Vec<App>> {
         let own_echo = (!self.apps.contains_key(DEFAULT_APP)).then(|| {
             let url = echo_app_url(http_addr);
-            let cfg = AppConfig { url, username: None, password: None, methods: Default::default() };
+            let cfg = AppConfig { url, ..Default::default() };
             (DEFAULT_APP.to_string(), cfg)
         });
         let mut apps: Vec<App> = self
@@ -687,12 +727,26 @@ mod tests {
     }
 
     #[test]
+    fn event_delivery_defaults() {
+        let c = Config::from_toml("").unwrap();
+        let d = c.delivery_config();
+        assert_eq!(d, callgate_hooks::DeliveryConfig::default(), "callgate.toml and the library agree");
+        assert_eq!((d.attempts, d.queue_capacity), (12, 1024));
+        assert_eq!(c.hooks.dead_letter_file, "", "no dead-letter file unless configured");
+        let c = Config::from_toml("[hooks]\nevent_attempts = 3\nevent_retry_max_delay_ms = 700").unwrap();
+        assert_eq!((c.delivery_config().attempts, c.delivery_config().max_delay), (3, Duration::from_millis(700)));
+    }
+
+    #[test]
     fn bad_values_are_refused_before_binding() {
         assert!(Config::from_toml("[server]\nping_interval_ms = 0").is_err());
         for key in ["client_write_timeout_ms", "login_timeout_ms", "header_read_timeout_ms", "shutdown_timeout_ms"] {
             assert!(Config::from_toml(&format!("[server]\n{key} = 0")).is_err(), "{key}");
         }
         assert!(Config::from_toml("[hooks]\nmax_in_flight_per_session = 0").is_err());
+        assert!(Config::from_toml("[hooks]\nevent_attempts = 0").is_err());
+        assert!(Config::from_toml("[hooks]\nevent_queue_capacity = 0").is_err());
+        assert!(Config::from_toml("[hooks]\ndead_letter_max_bytes = 0").is_err());
         assert!(Config::from_toml("[server]\nnope = 1").is_err());
         assert!(Config::from_toml("[apps.x]\nurl = \"ftp://x\"").is_err());
         assert!(Config::from_toml("[rest_api]\nusername = \"only-the-name\"").is_err());

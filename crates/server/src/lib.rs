@@ -162,7 +162,15 @@ pub async fn start(cfg: Config) -> anyhow::Result<RunningServer> {
     let keep_alive = streams::KeepAlive::from_config(&cfg.media);
     let apps = AppRegistry::new(cfg.build_apps(http_addr)?);
     let dispatcher = Dispatcher::new(cfg.dispatcher_config()).context("cannot build the hook HTTP client")?;
-    let engine = HookEngine::new(dispatcher, cfg.hooks.disable_rest_requests);
+    let dead_letter = match cfg.hooks.dead_letter_file.trim() {
+        "" => None,
+        path => Some(
+            callgate_hooks::DeadLetter::open(std::path::Path::new(path), cfg.hooks.dead_letter_max_bytes)
+                .with_context(|| format!("cannot open hooks.dead_letter_file {path:?}"))?,
+        ),
+    };
+    let engine =
+        HookEngine::new(dispatcher, cfg.hooks.disable_rest_requests).with_delivery(cfg.delivery_config(), dead_letter);
     let node_ip = if !cfg.server.node_ip.is_empty() {
         cfg.server.node_ip.clone()
     } else if ws_addr.ip().is_unspecified() {

@@ -32,6 +32,28 @@ struct Cli {
     /// Load and validate the configuration, then exit.
     #[arg(long)]
     check_config: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum Command {
+    /// Hook events: `events replay FILE` sends a dead-letter file's events again.
+    #[command(subcommand)]
+    Events(EventsCommand),
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum EventsCommand {
+    /// Sends the events of a dead-letter file ([hooks] dead_letter_file) to their backends again,
+    /// in order, once each; prints how many were delivered and failed; exits 1 if any failed.
+    Replay {
+        /// The dead-letter file (JSON lines).
+        file: PathBuf,
+        /// Config whose [apps] (URL, credentials) and [hooks] (timeout, signing) are used.
+        #[arg(short, long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
 }
 
 /// Raises the open-file soft limit to the hard one (as nginx's `worker_rlimit_nofile` or
@@ -64,6 +86,9 @@ fn open_files(limits: &callgate_server::config::LimitsSection) {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Some(Command::Events(EventsCommand::Replay { file, config })) = &cli.command {
+        return replay_events(file, config.as_deref().or(cli.config.as_deref()));
+    }
     if cli.print_default_config {
         print!("{DEFAULT_CONFIG}");
         return Ok(());
@@ -122,6 +147,30 @@ fn main() -> anyhow::Result<()> {
     }
     if !complete {
         std::process::exit(EXIT_SHUTDOWN_INCOMPLETE);
+    }
+    Ok(())
+}
+
+/// `callgate events replay FILE`: exits 1 when an event was not delivered.
+fn replay_events(file: &std::path::Path, config: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let cfg = Config::load(config, "CALLGATE_")?;
+    callgate_server::validate(&cfg)?;
+    tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter("warn").init();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the runtime")?;
+    let report = rt.block_on(async {
+        let apps = callgate_hooks::AppRegistry::new(cfg.build_apps(cfg.server.http_bind)?);
+        let dispatcher =
+            callgate_hooks::Dispatcher::new(cfg.dispatcher_config()).context("cannot build the hook HTTP client")?;
+        callgate_hooks::dead_letter::replay(file, &dispatcher, &apps)
+            .await
+            .with_context(|| format!("cannot read {}", file.display()))
+    })?;
+    for (id, why) in &report.failed {
+        eprintln!("not delivered: {id}: {why}");
+    }
+    println!("{}: {} delivered, {} failed", file.display(), report.delivered, report.failed.len());
+    if !report.failed.is_empty() {
+        std::process::exit(1);
     }
     Ok(())
 }

@@ -11,7 +11,9 @@
 //! 3. **registrations**: the closed sessions' un-REGISTERs are answered;
 //! 4. **SIP and media stop**: the SIP driver stops (its sockets close) and the tables of the SIP
 //!    side and the stream directory are emptied; the media task stops;
-//! 5. **events**: every session's event queue drains: the backend has every end event;
+//! 5. **events**: every session's event queue drains: the backend has every end event (events
+//!    are retried until the deadline; what is still not delivered then, or still queued, is
+//!    written to the dead-letter file at once, `[hooks] dead_letter_file`);
 //! 6. **released**: nothing holds the node any more. The tables hold parties (`Arc<Party>`),
 //!    which hold only the small `NodeInfo`, never `Arc<Shared>` (node.rs): once the sessions and
 //!    the tasks working for them are gone, the node is released.
@@ -99,7 +101,14 @@ pub async fn run(shared: Arc<Shared>, listeners: Vec<JoinHandle<()>>) -> Outcome
     let engine = shared.engine.clone();
     let grace = deadline.max(Instant::now() + STOP_GRACE);
     if timeout_at(grace, engine.event_queues_idle()).await.is_err() {
-        note(&mut left, engine.event_queues(), "event queues not drained");
+        tracing::warn!(
+            queues = engine.event_queues(),
+            "shutdown: events still undelivered at the deadline; dead-lettering them"
+        );
+        engine.abandon_events();
+        if timeout_at(Instant::now() + STOP_GRACE, engine.event_queues_idle()).await.is_err() {
+            note(&mut left, engine.event_queues(), "event queues not drained");
+        }
     }
     for t in listeners {
         if timeout_at(deadline, t).await.is_err() {
