@@ -22,7 +22,6 @@ use callgate_proto::{messages, status, ClientFrame, FrameError, ServerFrame};
 use serde_json::{Map, Value};
 
 use crate::calls::Calls;
-use crate::config::XcapSection;
 use crate::party::Party;
 use crate::streams::Streams;
 use crate::{calls, streams, xcap};
@@ -96,7 +95,7 @@ impl Msg {
 pub struct Features<'a> {
     pub streams: &'a Arc<Streams>,
     pub calls: &'a Arc<Calls>,
-    pub xcap: &'a Arc<XcapSection>,
+    pub xcap: &'a Arc<xcap::Xcap>,
 }
 
 /// Handles one client frame of the established session `ctx`. Work that waits on a backend
