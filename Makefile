@@ -54,12 +54,13 @@ load-calls:
 ## Fuzzing (docs/fuzzing.md): `make fuzz FUZZ_TARGET=<target> FUZZ_SECONDS=<n>` runs one target
 ## (sip_codec by default) from its seeds; `make fuzz-build` builds every target. Installs cargo-fuzz
 ## when missing; its nightly-only flags run on the stable toolchain through RUSTC_BOOTSTRAP.
-FUZZ_TARGETS := sip_codec sip_ua client_frames
+FUZZ_TARGETS := sip_codec sip_ua client_frames rest_api
 FUZZ_TARGET ?= sip_codec
 FUZZ_SECONDS ?= 60
 FUZZ_FLAGS_sip_codec := -dict=fuzz/sip.dict -max_len=4096
 FUZZ_FLAGS_sip_ua := -dict=fuzz/sip_ua.dict -max_len=4096
 FUZZ_FLAGS_client_frames := -dict=fuzz/json.dict -max_len=4096
+FUZZ_FLAGS_rest_api := -dict=fuzz/rest_api.dict -max_len=4096
 cargo-fuzz:
 	@command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
 

@@ -24,7 +24,7 @@ FLOORS = {
     4: ("features", ["calls", "streams", "xcap"]),
     3: ("sip side", ["sip_side"]),  # reserved: the SIP side's single owner (issue 10 item 1)
     2: ("party", ["party", "registry", "admission"]),
-    1: ("wire, config", ["wire", "config", "secrets", "supervise", "tls"]),
+    1: ("wire, config", ["wire", "config", "secrets", "supervise", "tls", "netguard"]),
 }
 
 FLOOR_OF = {m: n for n, (_, mods) in FLOORS.items() for m in mods}

@@ -415,7 +415,10 @@ async fn xcap_server() -> (std::net::SocketAddr, XcapLog) {
 async fn xcap_request_to_an_allowed_server_with_the_sip_credentials_and_a_refused_host() {
     let (addr, log) = xcap_server().await;
     let backend = Backend::start().await;
-    let extra = format!("[xcap]\nallowed_base_urls = [\"http://{addr}/xcap-root/\"]\n");
+    // The XCAP server is on loopback: the SSRF guard must be told it may be reached.
+    let extra = format!(
+        "[xcap]\nallowed_base_urls = [\"http://{addr}/xcap-root/\"]\n[security]\nallowed_private_ranges = [\"127.0.0.0/8\"]\n"
+    );
     let server = start_server(&server_toml(&backend, &extra)).await;
     let sip = json!({"sipLogin": "3000", "sipPassword": "secret", "sipDomain": "127.0.0.1",
                      "sipRegisterRequired": false});

@@ -131,3 +131,135 @@ async fn websocket_origin_allow_list() {
     assert_eq!(ws_handshake(&server, Some("https://evil.example")).await, Ok(()));
     server.shutdown().await;
 }
+
+// ----- SSRF guard (security.allowed_private_ranges) ------------------------------------------
+
+/// A plain TCP listener on 127.0.0.1 that counts the connections it accepts and answers each
+/// request `200` with a small XCAP document.
+async fn counting_xcap_server() -> (std::net::SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let count = std::sync::Arc::new(AtomicUsize::new(0));
+    let c = count.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            c.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let body = "<ok/>";
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/xcap-el+xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = s.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    (addr, count)
+}
+
+/// `sendXcapRequest` for `url` from `c`: the client's `notifyXcapResponse`.
+async fn xcap(c: &mut callgate_tests::Client, id: &str, url: &str) -> serde_json::Map<String, serde_json::Value> {
+    c.send("sendXcapRequest", serde_json::json!({"id": id, "url": url})).await;
+    let r = c.expect("notifyXcapResponse").await;
+    assert_eq!(r["id"], id, "{r:?}");
+    r
+}
+
+/// Issue 11 item 3: URLs a client chooses may not reach loopback, private or link-local
+/// addresses (cloud metadata at 169.254.169.254) even when an allowed base names them, and no
+/// connection is attempted: the 127.0.0.1 listener sees none.
+#[tokio::test]
+async fn xcap_to_internal_addresses_is_refused_without_a_connection() {
+    use std::sync::atomic::Ordering;
+    let (addr, count) = counting_xcap_server().await;
+    let port = addr.port();
+    let bases = [
+        format!("http://127.0.0.1:{port}/xcap-root/"),
+        format!("http://localhost:{port}/xcap-root/"),
+        format!("http://[::ffff:127.0.0.1]:{port}/xcap-root/"),
+        format!("http://10.0.0.1:{port}/xcap-root/"),
+        "http://169.254.169.254/xcap-root/".to_string(),
+    ];
+    let list = bases.iter().map(|b| format!("\"{b}\"")).collect::<Vec<_>>().join(", ");
+    let server = start_server(&format!("[xcap]\nallowed_base_urls = [{list}]\n")).await;
+    let (mut c, _) = callgate_tests::Client::establish(&server, serde_json::json!({})).await;
+    for (n, (base, class)) in bases
+        .iter()
+        .zip([
+            "a loopback address",
+            "a loopback address",
+            "a loopback address",
+            "a private address",
+            "a link-local address",
+        ])
+        .enumerate()
+    {
+        let url = format!("{base}doc");
+        let r = xcap(&mut c, &format!("s{n}"), &url).await;
+        assert_eq!(r["status"], "FAILED", "{r:?}");
+        let info = r["info"].as_str().unwrap();
+        assert!(info.starts_with(&format!("XCAP URL not allowed: {url}: ")), "{info}");
+        assert!(info.contains(class) && info.contains("security.allowed_private_ranges"), "{info}");
+    }
+    assert_eq!(count.load(Ordering::SeqCst), 0, "no connection reached the loopback listener");
+    server.shutdown().await;
+}
+
+/// The same loopback target with `[security] allowed_private_ranges` listing it: fetched, by
+/// address and by name (`localhost`, whose every address must be listed).
+#[tokio::test]
+async fn xcap_to_a_configured_private_range_is_allowed() {
+    use std::sync::atomic::Ordering;
+    let (addr, count) = counting_xcap_server().await;
+    let port = addr.port();
+    let server = start_server(&format!(
+        "[xcap]\nallowed_base_urls = [\"http://127.0.0.1:{port}/xcap-root/\", \"http://localhost:{port}/xcap-root/\"]\n\
+         [security]\nallowed_private_ranges = [\"127.0.0.0/8\", \"::1\"]\n"
+    ))
+    .await;
+    let (mut c, _) = callgate_tests::Client::establish(&server, serde_json::json!({})).await;
+    let r = xcap(&mut c, "a1", &format!("http://127.0.0.1:{port}/xcap-root/doc")).await;
+    assert_eq!((r["status"].as_str(), r["body"].as_str()), (Some("ACCEPTED"), Some("<ok/>")), "{r:?}");
+    assert_eq!(count.load(Ordering::SeqCst), 1);
+    let r = xcap(&mut c, "a2", &format!("http://localhost:{port}/xcap-root/doc")).await;
+    assert_eq!((r["status"].as_str(), r["body"].as_str()), (Some("ACCEPTED"), Some("<ok/>")), "{r:?}");
+    assert!(count.load(Ordering::SeqCst) >= 2);
+    server.shutdown().await;
+
+    // A range that does not cover the target allows nothing more.
+    let server = start_server(&format!(
+        "[xcap]\nallowed_base_urls = [\"http://127.0.0.1:{port}/xcap-root/\"]\n\
+         [security]\nallowed_private_ranges = \"10.0.0.0/8, 169.254.169.254\"\n"
+    ))
+    .await;
+    let before = count.load(Ordering::SeqCst);
+    let (mut c, _) = callgate_tests::Client::establish(&server, serde_json::json!({})).await;
+    let r = xcap(&mut c, "a3", &format!("http://127.0.0.1:{port}/xcap-root/doc")).await;
+    assert_eq!(r["status"], "FAILED", "{r:?}");
+    assert_eq!(count.load(Ordering::SeqCst), before);
+    server.shutdown().await;
+}
+
+#[test]
+fn allowed_private_ranges_checked() {
+    use callgate_server::config::Config;
+    let c = Config::from_toml("").unwrap();
+    assert!(c.security.allowed_private_ranges.is_empty(), "nothing internal is reachable by default");
+    let c = Config::from_toml("[security]\nallowed_private_ranges = [\"10.0.0.0/8\", \"fd00::/8\", \"127.0.0.1\"]")
+        .unwrap();
+    callgate_server::validate(&c).unwrap();
+    for bad in ["10.0.0.0/33", "localhost", "10.0.0.0/8/8"] {
+        let c = Config::from_toml(&format!("[security]\nallowed_private_ranges = [\"{bad}\"]")).unwrap();
+        let e = callgate_server::validate(&c).unwrap_err().to_string();
+        assert!(e.contains("security.allowed_private_ranges") && e.contains(bad), "{e}");
+    }
+}

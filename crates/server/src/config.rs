@@ -24,6 +24,7 @@ pub struct Config {
     pub media: MediaSection,
     pub sip: SipSection,
     pub xcap: XcapSection,
+    pub security: SecuritySection,
     pub limits: LimitsSection,
     pub tls: TlsSection,
     #[serde(default)]
@@ -391,6 +392,16 @@ pub struct XcapSection {
     pub allowed_base_urls: Vec<String>,
     pub timeout_ms: u64,
     pub max_response_bytes: usize,
+}
+
+/// `[security]`: what URLs chosen by clients or backends' answers may reach (`netguard.rs`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecuritySection {
+    /// CIDR ranges (or addresses) of the refused classes (loopback, private, link-local, ...)
+    /// that such URLs may reach after all; checked by `callgate_server::validate`.
+    #[serde(deserialize_with = "string_or_list")]
+    pub allowed_private_ranges: Vec<String>,
 }
 
 /// The app clients get without an `appKey`.

@@ -22,7 +22,6 @@ use callgate_proto::{messages, status, ClientFrame, FrameError, ServerFrame};
 use serde_json::{Map, Value};
 
 use crate::calls::Calls;
-use crate::config::XcapSection;
 use crate::party::Party;
 use crate::streams::Streams;
 use crate::{calls, streams, xcap};
@@ -96,7 +95,7 @@ impl Msg {
 pub struct Features<'a> {
     pub streams: &'a Arc<Streams>,
     pub calls: &'a Arc<Calls>,
-    pub xcap: &'a Arc<XcapSection>,
+    pub xcap: &'a Arc<xcap::Xcap>,
 }
 
 /// Handles one client frame of the established session `ctx`. Work that waits on a backend
@@ -164,7 +163,9 @@ async fn bug_report(ctx: Arc<Party>, obj: Map<String, Value>) {
     let mut ev = ctx.with_context(Map::new());
     match result {
         Ok(()) => {
-            let report = Value::Object(data).to_string();
+            let mut report = Value::Object(data);
+            crate::secrets::redact_value(&mut report);
+            let report = report.to_string();
             tracing::info!(session = &*ctx.id, report, "bug report");
             ev.insert("status".into(), status::bug_report::ACCEPTED.into());
             ctx.raise_event(HookMethod::BugReportStatusEvent, Origin::Client, ev, None);
@@ -213,6 +214,7 @@ async fn push_logs(ctx: Arc<Party>, obj: Map<String, Value>) {
     if ctx.direct(HookMethod::PushLogs, &mut data).await.is_ok() {
         if let Some(Value::String(lines)) = data.get("logs") {
             for line in lines.lines() {
+                let line = crate::secrets::scrub_text(line);
                 tracing::info!(target: "callgate::client_log", session = &*ctx.id, "{line}");
             }
         }

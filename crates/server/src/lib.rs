@@ -17,6 +17,7 @@ pub mod echo_app;
 pub mod handlers;
 pub mod listen;
 pub mod metrics_http;
+pub mod netguard;
 pub mod node;
 pub mod party;
 pub mod registry;
@@ -121,6 +122,7 @@ pub fn validate(cfg: &Config) -> anyhow::Result<()> {
     cfg.validate()?;
     calls::SipPolicy::from_config(&cfg.sip)?;
     xcap::bases(&cfg.xcap)?;
+    netguard::Guard::new(&cfg.security.allowed_private_ranges)?;
     Ok(())
 }
 
@@ -189,7 +191,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<RunningServer> {
     let lifecycle = node::Lifecycle::default();
     let node = Arc::new(NodeInfo { id: node_id.clone(), engine: engine.clone(), hooks: cfg.hooks.clone() });
     let shared = Arc::new(Shared {
-        xcap: Arc::new(cfg.xcap.clone()),
+        xcap: Arc::new(xcap::Xcap::new(&cfg.xcap, &cfg.security)?),
         admission: Arc::new(admission::Admission::new(&cfg.limits)),
         cfg,
         engine,

@@ -235,13 +235,17 @@ fn debug_hooks(server: &callgate_server::RunningServer) {
 }
 
 fn init_tracing(cfg: &Config) {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&cfg.log.filter));
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // Whatever the filter: no raw client frames in the log (README "Security", "Secrets").
+    let raw = callgate_server::secrets::no_raw_payloads();
     if cfg.log.format == "json" {
-        builder.json().init();
+        builder.json().finish().with(raw).init();
     } else {
-        builder.init();
+        builder.finish().with(raw).init();
     }
 }
 

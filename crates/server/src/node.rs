@@ -12,7 +12,7 @@ use callgate_hooks::{AppRegistry, HookEngine};
 use tokio::sync::watch;
 
 use crate::calls::Calls;
-use crate::config::{Config, XcapSection};
+use crate::config::Config;
 use crate::party::{NodeInfo, Party};
 use crate::registry::Registry;
 use crate::streams::Streams;
@@ -32,8 +32,8 @@ pub struct Shared {
     pub streams: Arc<Streams>,
     /// The SIP user agent and the clients' registrations and calls.
     pub calls: Arc<Calls>,
-    /// `[xcap]`, for `sendXcapRequest`.
-    pub xcap: Arc<XcapSection>,
+    /// `[xcap]` and its guarded HTTP client, for `sendXcapRequest`.
+    pub xcap: Arc<crate::xcap::Xcap>,
     /// Where the SIP driver and the media task report a panic (`supervise.rs`): the server
     /// must then stop and the process exit non-zero.
     pub supervisor: Supervisor,

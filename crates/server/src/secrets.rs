@@ -5,6 +5,11 @@
 //! rest-hooks.md §4.1/§4.2). It never goes back to a client (`getUserData` and every other frame)
 //! nor into a `/rest-api` view: a page that can read the REST API, or one client's frames, must
 //! not learn a SIP password. A view is serialised without the fields here rather than copied.
+//!
+//! Nor does a secret reach the log: client data that is logged (session-debug frames, bug
+//! reports, `pushLogs` lines) is masked first ([`redact_value`], [`redacted_frame`],
+//! [`scrub_text`]), and [`no_raw_payloads`] keeps tungstenite's `trace` dump of every frame out
+//! (docs/hooks.md §6 "Secrets"; `tests/tests/security_logs.rs`).
 
 use callgate_hooks::FieldList;
 use serde::ser::{Serialize, SerializeMap, Serializer};
@@ -31,32 +36,146 @@ impl<'a> Redacted<'a> {
     }
 }
 
-/// A client's raw frame as it may be logged: every `sipPassword` value, at any depth, replaced
-/// by `<redacted>` (keys are compared after JSON unescaping, so `sip\u0050assword` is caught).
-/// A frame that is not JSON is not logged at all.
-pub fn redacted_frame(text: &str) -> String {
-    fn mask(v: &mut Value) {
-        match v {
-            Value::Object(m) => {
-                for (k, v) in m.iter_mut() {
-                    if is_secret(k) {
-                        *v = Value::String("<redacted>".into());
-                    } else {
-                        mask(v);
-                    }
+/// Whether a field of client-supplied data is masked in the log: the [`SECRET_FIELDS`], and any
+/// key that names a password, a token, a secret or an authorization (`authToken`,
+/// `password`, `apiSecret`, ...), compared case-insensitively. Wider than [`SECRET_FIELDS`]:
+/// masking a log line costs nothing, while `authToken` must reach the client (`getUserData`).
+pub fn is_log_secret(field: &str) -> bool {
+    is_secret(field) || {
+        let k = field.to_ascii_lowercase();
+        LOG_SECRET_WORDS.iter().any(|w| k.contains(w))
+    }
+}
+
+/// What a key contains to be masked in the log ([`is_log_secret`]).
+const LOG_SECRET_WORDS: [&str; 5] = ["password", "passwd", "token", "secret", "authorization"];
+
+/// The text a masked value is replaced with.
+pub const MASK: &str = "<redacted>";
+
+/// Replaces, at any depth, the value of every key [`is_log_secret`] names by [`MASK`], and
+/// masks secrets in the text of other strings ([`scrub_text`]: a client's log lines, a bug
+/// report's text).
+pub fn redact_value(v: &mut Value) {
+    match v {
+        Value::String(s) => {
+            if let std::borrow::Cow::Owned(t) = scrub_text(s) {
+                *s = t;
+            }
+        }
+        Value::Object(m) => {
+            for (k, v) in m.iter_mut() {
+                if is_log_secret(k) {
+                    *v = Value::String(MASK.into());
+                } else {
+                    redact_value(v);
                 }
             }
-            Value::Array(a) => a.iter_mut().for_each(mask),
-            _ => {}
         }
+        Value::Array(a) => a.iter_mut().for_each(redact_value),
+        Value::Null | Value::Bool(_) | Value::Number(_) => {}
     }
+}
+
+/// A client's raw frame as it may be logged: every secret's value ([`is_log_secret`]), at any
+/// depth, replaced by `<redacted>` (keys are compared after JSON unescaping, so
+/// `sip\u0050assword` is caught). A frame that is not JSON is not logged at all.
+pub fn redacted_frame(text: &str) -> String {
     match serde_json::from_str::<Value>(text) {
         Ok(mut v) => {
-            mask(&mut v);
+            redact_value(&mut v);
             v.to_string()
         }
         Err(_) => format!("<{} bytes, not JSON>", text.len()),
     }
+}
+
+/// A line of free text from a client (`pushLogs`) as it may be logged: the value after each
+/// secret-looking key ([`is_log_secret`]'s words, with `sipPassword`) followed by `:` or `=`
+/// (JSON `"sipPassword":"x"`, `password=x`, `Authorization: Basic x`) replaced by
+/// `<redacted>`. A quoted value is masked up to its closing quote, an `Authorization` to the
+/// end of the line, any other up to a space, `,`, `;`, `&` or a closing bracket. Hand-written
+/// (no regex crate in the server): one pass over the bytes, keys compared ASCII
+/// case-insensitively.
+pub fn scrub_text(line: &str) -> std::borrow::Cow<'_, str> {
+    let lower = line.to_ascii_lowercase();
+    let lower = lower.as_bytes();
+    let b = line.as_bytes();
+    let mut out = String::new();
+    let mut copied = 0; // bytes of `line` already in `out`
+    let mut i = 0;
+    while i < b.len() {
+        let Some(word) = LOG_SECRET_WORDS.iter().find(|w| lower[i..].starts_with(w.as_bytes())) else {
+            i += 1;
+            continue;
+        };
+        // The rest of the key (`password` in `sipPasswordHash`...), then `"`/`'`, spaces, `:`/`=`.
+        let mut j = i + word.len();
+        while j < b.len() && (b[j].is_ascii_alphanumeric() || b[j] == b'_') {
+            j += 1;
+        }
+        while j < b.len() && matches!(b[j], b'"' | b'\'' | b'\\') {
+            j += 1;
+        }
+        while j < b.len() && b[j] == b' ' {
+            j += 1;
+        }
+        if j >= b.len() || !matches!(b[j], b':' | b'=') {
+            i += word.len();
+            continue;
+        }
+        j += 1;
+        while j < b.len() && b[j] == b' ' {
+            j += 1;
+        }
+        let (start, end) = match b.get(j) {
+            _ if *word == "authorization" => (j, b.len()),
+            Some(q @ (b'"' | b'\'')) => {
+                // Inside the quotes (a backslash escapes the next byte); unclosed: to the end.
+                let mut k = j + 1;
+                while k < b.len() && b[k] != *q {
+                    k += if b[k] == b'\\' { 2 } else { 1 };
+                }
+                (j + 1, k.min(b.len()))
+            }
+            _ => {
+                let mut k = j;
+                while k < b.len() && !matches!(b[k], b' ' | b',' | b';' | b'&' | b'}' | b']' | b')') {
+                    k += 1;
+                }
+                (j, k)
+            }
+        };
+        if end > start {
+            out.push_str(&line[copied..start]);
+            out.push_str(MASK);
+            copied = end;
+        }
+        i = end.max(i + 1);
+    }
+    if copied == 0 {
+        return std::borrow::Cow::Borrowed(line);
+    }
+    out.push_str(&line[copied..]);
+    std::borrow::Cow::Owned(out)
+}
+
+/// Crates whose `trace` events print whole messages: tungstenite logs every WebSocket frame it
+/// sends or receives (`Received message {...}`), a client's `connection` with its
+/// `sipPassword` among them.
+pub const RAW_PAYLOAD_TARGETS: [&str; 2] = ["tungstenite", "tokio_tungstenite"];
+
+/// A global log filter, beside the configured one (`[log] filter`, `RUST_LOG`), that drops the
+/// `trace` events of [`RAW_PAYLOAD_TARGETS`] whatever that filter says: their other levels stay
+/// available, and `trace` on everything (`RUST_LOG=trace`) still cannot put a client's frames,
+/// unmasked, in the log. The binary's subscriber and `tests/tests/security_logs.rs` use it.
+pub fn no_raw_payloads() -> tracing_subscriber::filter::FilterFn<impl Fn(&tracing::Metadata<'_>) -> bool> {
+    tracing_subscriber::filter::filter_fn(|m| {
+        *m.level() != tracing::Level::TRACE
+            || !RAW_PAYLOAD_TARGETS
+                .iter()
+                .any(|t| m.target().strip_prefix(t).is_some_and(|rest| rest.is_empty() || rest.starts_with("::")))
+    })
 }
 
 impl Serialize for Redacted<'_> {
@@ -106,5 +225,48 @@ mod tests {
         );
         assert_eq!(redacted_frame(r#"{"message":"ping"}"#), r#"{"message":"ping"}"#);
         assert_eq!(redacted_frame("sipPassword=pw-3"), "<16 bytes, not JSON>");
+        let logged =
+            redacted_frame(r#"{"message":"connection","data":[{"authToken":"t-1","custom":{"apiPassword":"p-4"}}]}"#);
+        assert!(!logged.contains("t-1") && !logged.contains("p-4"), "{logged}");
+        // Text in a string value (pushLogs lines) is scrubbed too.
+        let logged = redacted_frame(r#"{"message":"pushLogs","data":[{"logs":"a\nGET /?password=p-5 HTTP/1.1\nb"}]}"#);
+        assert_eq!(logged, r#"{"message":"pushLogs","data":[{"logs":"a\nGET /?password=<redacted> HTTP/1.1\nb"}]}"#);
+    }
+
+    #[test]
+    fn log_secrets_are_wider_than_the_hidden_fields() {
+        for k in ["sipPassword", "authToken", "password", "PASSWORD", "apiSecret", "Authorization", "token", "passwd"] {
+            assert!(is_log_secret(k), "{k}");
+        }
+        for k in ["sipLogin", "sipDomain", "appKey", "payload", "sessionId"] {
+            assert!(!is_log_secret(k), "{k}");
+        }
+        assert!(!is_secret("authToken"), "the client gets its authToken (getUserData)");
+    }
+
+    /// Client log lines (`pushLogs`) are free text: secrets in JSON, in query strings and in
+    /// HTTP headers are masked; everything else is kept as it is.
+    #[test]
+    fn secrets_in_free_text_are_masked() {
+        let cases = [
+            (
+                r#"Send: {"message":"connection","data":[{"sipLogin":"3000","sipPassword":"pw-1"}]}"#,
+                r#"Send: {"message":"connection","data":[{"sipLogin":"3000","sipPassword":"<redacted>"}]}"#,
+            ),
+            (r#"{"sipPassword" : "p\"w-2", "x": 1}"#, r#"{"sipPassword" : "<redacted>", "x": 1}"#),
+            ("url?user=3000&password=pw-3&x=1", "url?user=3000&password=<redacted>&x=1"),
+            ("Authorization: Basic YWRtaW46cHc=", "Authorization: <redacted>"),
+            ("authToken='t-4'; next", "authToken='<redacted>'; next"),
+            ("password=\"unclosed", "password=\"<redacted>"),
+            ("sipPassword=", "sipPassword="),
+            ("a password is needed", "a password is needed"),
+            ("tokens:", "tokens:"),
+            ("no secret here", "no secret here"),
+            ("mixed Pässword=1 ünïcode SECRET=é-5 end", "mixed Pässword=1 ünïcode SECRET=<redacted> end"),
+        ];
+        for (line, want) in cases {
+            assert_eq!(scrub_text(line), want, "{line}");
+        }
+        assert!(matches!(scrub_text("plain"), std::borrow::Cow::Borrowed(_)));
     }
 }

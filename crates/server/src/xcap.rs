@@ -11,6 +11,13 @@
 //! a path that starts with the base's path on a segment boundary. Anything else is `FAILED`
 //! `XCAP URL not allowed: <url>` and nothing is sent. Redirects are not followed.
 //!
+//! **Not a way into the server's network (SSRF).** The host must then also pass
+//! [`crate::netguard`]: an IP literal, or every address a name resolves to, outside loopback,
+//! private, link-local, CGNAT, multicast and the other internal ranges unless `[security]
+//! allowed_private_ranges` lists it, and the connection goes to the checked address. A refused
+//! one is `FAILED` `XCAP URL not allowed: <url>: 10.0.0.1 is a private address (not in
+//! security.allowed_private_ranges)`, and no connection is attempted.
+//!
 //! A `401` with `WWW-Authenticate: Digest` (MD5/SHA-256, qop auth) is answered once with the
 //! session's `sipAuthenticationName` (else `sipLogin`) and `sipPassword`; `Basic` only over
 //! https. The path is normalised (encoded dots decoded, dot segments resolved) before the check.
@@ -21,25 +28,25 @@
 //! | HTTP ≥ 300 | `FAILED`, `info: "HTTP 404 Not Found"` | same |
 //! | refused hook / URL not allowed / timeout (`[xcap] timeout_ms`) / connection error / answer over `max_response_bytes` | `FAILED` with the reason | — |
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use callgate_hooks::{HookMethod, Origin};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{Map, Value};
 
-use crate::config::XcapSection;
+use crate::config::{SecuritySection, XcapSection};
+use crate::netguard::{self, GuardedConnector};
 use crate::party::{Party, SipCredentials};
 
 pub use callgate_proto::info::{XCAP_TIMEOUT as TIMEOUT, XCAP_URL_NOT_ALLOWED as NOT_ALLOWED};
 pub use callgate_proto::messages::NOTIFY_XCAP_RESPONSE as CLIENT_MESSAGE;
 pub use callgate_proto::status::xcap::{ACCEPTED, FAILED};
 
-type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
+type Connector = hyper_rustls::HttpsConnector<GuardedConnector>;
 
 /// One allowed base URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -183,24 +190,33 @@ pub fn allowed(bases: &[Base], url: &str) -> Result<http::Uri, String> {
     http::Uri::from_parts(parts).map_err(|e| format!("{NOT_ALLOWED}: {url}: {e}"))
 }
 
-fn client() -> Result<Client<Connector, Full<Bytes>>, String> {
-    static CLIENT: OnceLock<Result<Client<Connector, Full<Bytes>>, String>> = OnceLock::new();
-    CLIENT
-        .get_or_init(|| {
-            let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-            let https = hyper_rustls::HttpsConnectorBuilder::new()
-                .with_provider_and_webpki_roots(provider)
-                .map_err(|e| e.to_string())?
-                .https_or_http()
-                .enable_http1()
-                .wrap_connector({
-                    let mut c = HttpConnector::new();
-                    c.enforce_http(false);
-                    c
-                });
-            Ok(Client::builder(TokioExecutor::new()).build(https))
-        })
-        .clone()
+/// `[xcap]` as the node uses it: the allowed bases, parsed once, and the HTTP client whose
+/// connector is guarded by `[security]` ([`crate::netguard`]).
+pub struct Xcap {
+    cfg: XcapSection,
+    bases: Vec<Base>,
+    client: Client<Connector, Full<Bytes>>,
+}
+
+impl Xcap {
+    pub fn new(cfg: &XcapSection, security: &SecuritySection) -> anyhow::Result<Xcap> {
+        let guard = netguard::Guard::new(&security.allowed_private_ranges)?;
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_provider_and_webpki_roots(provider)?
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(GuardedConnector::new(guard));
+        Ok(Xcap { cfg: cfg.clone(), bases: bases(cfg)?, client: Client::builder(TokioExecutor::new()).build(https) })
+    }
+}
+
+/// The client-facing text of a failed request: a guard refusal says which address and why.
+fn request_failed(url: &http::Uri, e: hyper_util::client::legacy::Error) -> String {
+    match netguard::refusal(&e) {
+        Some(r) => format!("{NOT_ALLOWED}: {url}: {r}"),
+        None => callgate_proto::info::xcap_request_failed(e),
+    }
 }
 
 struct Answer {
@@ -234,7 +250,7 @@ async fn request(
         None => Bytes::new(),
     };
     let req = b.body(Full::new(payload)).map_err(callgate_proto::info::failed_by_error)?;
-    let resp = client.request(req).await.map_err(callgate_proto::info::xcap_request_failed)?;
+    let resp = client.request(req).await.map_err(|e| request_failed(uri, e))?;
     let status = resp.status();
     let headers = resp.headers().clone();
     let body = Limited::new(resp.into_body(), max)
@@ -300,9 +316,9 @@ fn answer_challenge(
     None
 }
 
-/// `sendXcapRequest` from the client, under `[xcap]` `cfg`.
-pub fn send(cfg: Arc<XcapSection>, ctx: Arc<Party>, obj: Map<String, Value>) {
-    tokio::spawn(run(cfg, ctx, obj));
+/// `sendXcapRequest` from the client.
+pub fn send(xcap: Arc<Xcap>, ctx: Arc<Party>, obj: Map<String, Value>) {
+    tokio::spawn(run(xcap, ctx, obj));
 }
 
 fn text(obj: &Map<String, Value>, k: &str) -> Option<String> {
@@ -312,7 +328,7 @@ fn text(obj: &Map<String, Value>, k: &str) -> Option<String> {
     }
 }
 
-async fn run(cfg: Arc<XcapSection>, ctx: Arc<Party>, obj: Map<String, Value>) {
+async fn run(xcap: Arc<Xcap>, ctx: Arc<Party>, obj: Map<String, Value>) {
     let mut data = ctx.with_context(obj);
     let id = text(&data, "id").unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     data.insert("id".into(), id.as_str().into());
@@ -328,7 +344,7 @@ async fn run(cfg: Arc<XcapSection>, ctx: Arc<Party>, obj: Map<String, Value>) {
     ev.insert("method".into(), method.as_str().into());
     let outcome = match hook {
         Err(why) => Err(why),
-        Ok(()) => exchange(&cfg, &ctx, &data, &url, &method).await,
+        Ok(()) => exchange(&xcap, &ctx, &data, &url, &method).await,
     };
     match outcome {
         Ok(a) => {
@@ -352,7 +368,7 @@ async fn run(cfg: Arc<XcapSection>, ctx: Arc<Party>, obj: Map<String, Value>) {
 }
 
 async fn exchange(
-    cfg: &XcapSection,
+    xcap: &Xcap,
     ctx: &Party,
     data: &Map<String, Value>,
     url: &str,
@@ -364,8 +380,8 @@ async fn exchange(
     if !matches!(method, "GET" | "PUT" | "DELETE") {
         return Err(callgate_proto::info::xcap_method_not_supported(method));
     }
-    let bases = bases(cfg).map_err(|e| e.to_string())?;
-    let uri = allowed(&bases, url)?;
+    let cfg = &xcap.cfg;
+    let uri = allowed(&xcap.bases, url)?;
     let body = match data.get("body") {
         Some(Value::String(s)) if !s.is_empty() => {
             Some((text(data, "contentType").unwrap_or_else(|| "application/xml".into()), Bytes::from(s.clone())))
@@ -373,17 +389,17 @@ async fn exchange(
         _ => None,
     };
     let creds = SipCredentials::from_connection(&ctx.data_ref());
-    let client = client()?;
+    let client = &xcap.client;
     let max = cfg.max_response_bytes;
     let work = async {
-        let first = request(&client, method, &uri, &body, None, max).await?;
+        let first = request(client, method, &uri, &body, None, max).await?;
         if first.status != 401 {
             return Ok(first);
         }
         let Some(c) = creds.filter(|c| !c.password.is_empty()) else { return Ok(first) };
         let user = c.auth_name.clone().unwrap_or_else(|| c.login.clone());
         match answer_challenge(&first.www_authenticate, &user, &c.password, method, &uri) {
-            Some(auth) => request(&client, method, &uri, &body, Some(auth), max).await,
+            Some(auth) => request(client, method, &uri, &body, Some(auth), max).await,
             None => Ok(first),
         }
     };
