@@ -10,6 +10,7 @@
 //! - [`rules`]: `restExclude`, `clientExclude`, `restOverwrite`, connect merge, custom reasons;
 //! - [`app`]: applications (`appKey` -> URL, credentials, enabled methods);
 //! - [`dispatch`]: the HTTP client (pooled keep-alive, timeout, retries, in-flight bound, body limit, signing);
+//! - [`schema`]: JSON Schemas of every hook body and answer, and an example body per method;
 //! - [`webhooks`]: Standard Webhooks signing (`webhook-id`, `webhook-timestamp`, `webhook-signature`);
 //! - [`engine`]: one hook end to end, and the per-session ordered [`engine::EventQueue`].
 //!
@@ -33,6 +34,7 @@ pub mod decision;
 pub mod dispatch;
 pub mod engine;
 pub mod rules;
+pub mod schema;
 pub mod webhooks;
 
 pub use app::{App, AppConfig, AppConfigError, AppRegistry, MethodSelection, ECHO_APP};
