@@ -15,6 +15,7 @@ pub mod calls;
 pub mod config;
 pub mod echo_app;
 pub mod handlers;
+pub mod hooks_cli;
 pub mod listen;
 pub mod metrics_http;
 pub mod node;

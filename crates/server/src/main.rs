@@ -32,6 +32,16 @@ struct Cli {
     /// Load and validate the configuration, then exit.
     #[arg(long)]
     check_config: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+/// Tools besides the server (without one, callgate runs the server).
+#[derive(clap::Subcommand, Debug)]
+enum Command {
+    /// For backend authors: the hook bodies' JSON Schemas, and a contract test of a backend.
+    #[command(subcommand)]
+    Hooks(callgate_server::hooks_cli::HooksCommand),
 }
 
 /// Raises the open-file soft limit to the hard one (as nginx's `worker_rlimit_nofile` or
@@ -64,6 +74,9 @@ fn open_files(limits: &callgate_server::config::LimitsSection) {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Some(Command::Hooks(cmd)) = cli.command {
+        std::process::exit(callgate_server::hooks_cli::run(cmd)?);
+    }
     if cli.print_default_config {
         print!("{DEFAULT_CONFIG}");
         return Ok(());
