@@ -177,6 +177,14 @@ async fn the_document_is_openapi_3_1_and_matches_the_router() {
             documented_statuses.contains(&status.to_string()),
             "{method} {path} answered {status}, not among the documented {documented_statuses:?}: {text}"
         );
+        // The documented body and the handler agree on what `{}` lacks.
+        let body_schema = &doc["paths"][path][method]["requestBody"]["content"]["application/json"]["schema"];
+        if method == "post" && body_schema.is_object() {
+            let mut s = body_schema.as_object().unwrap().clone();
+            s.insert("components".into(), doc["components"].clone());
+            let accepted = jsonschema::is_valid(&Value::Object(s), &json!({}));
+            assert_eq!(accepted, status != 400, "POST {path} {{}}: schema says {accepted}, the server {status} {text}");
+        }
         let (status, _, _) = request(server.http_addr, "PUT", path, "{}", None).await;
         assert_eq!(status, 405, "PUT {path}: the path should be routed for other methods only");
     }

@@ -96,6 +96,7 @@ impl Modify for Common {
                     op.security = Some(Vec::new());
                     continue;
                 }
+                optional_body(op);
                 op.security = Some(vec![
                     SecurityRequirement::default(),
                     SecurityRequirement::new("basicAuth", Vec::<String>::new()),
@@ -113,6 +114,26 @@ impl Modify for Common {
                     .or_insert_with(|| text("Over [limits] max_rest_in_flight requests at once (with Retry-After)"));
             }
         }
+    }
+}
+
+/// A handler that reads no body as `{}` is annotated with `Option<T>`, which utoipa writes as
+/// "`null` or T"; but a JSON `null` body is refused (`400`). Written instead: the body T, not
+/// required.
+fn optional_body(op: &mut utoipa::openapi::path::Operation) {
+    use utoipa::openapi::schema::Schema;
+    let Some(body) = op.request_body.as_mut() else { return };
+    let mut optional = false;
+    for content in body.content.values_mut() {
+        if let Some(RefOr::T(Schema::OneOf(one_of))) = &content.schema {
+            if let Some(r) = one_of.items.iter().find(|i| matches!(i, RefOr::Ref(_))) {
+                content.schema = Some(r.clone());
+                optional = true;
+            }
+        }
+    }
+    if optional {
+        body.required = Some(utoipa::openapi::Required::False);
     }
 }
 
