@@ -211,3 +211,31 @@ async fn schema_prints_every_method_by_kind() {
     assert_eq!(code, 1);
     assert!(err.contains("unknown hook method \"nope\""), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_apps_credentials_and_enabled_methods_come_from_the_config() {
+    let backend = Backend::start().await;
+    let config = config_file(
+        "app",
+        "[apps.myApp]\nurl = \"http://127.0.0.1:9/unused\"\nusername = \"u\"\npassword = \"p\"\n\
+         methods = [\"connect\", \"OnDataEvent\"]\n",
+    );
+    let (code, out, err) = callgate(args(&[
+        "hooks",
+        "test",
+        &backend.url("real"),
+        "--app",
+        "myApp",
+        "--config",
+        config.to_str().unwrap(),
+    ]))
+    .await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains(&format!("{} skipped", HookMethod::COUNT - 2)), "{out}");
+    assert!(row(&out, "call").contains("not in [apps.myApp] methods"), "{out}");
+    let got: Vec<String> = backend.requests().iter().map(|r| r.path.clone()).collect();
+    assert_eq!(got, ["real/connect", "real/OnDataEvent"], "the URL given wins over [apps.myApp] url");
+    for r in backend.requests() {
+        assert_eq!(r.headers["authorization"], "Basic dTpw", "[apps.myApp] credentials");
+    }
+}
