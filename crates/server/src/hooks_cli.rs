@@ -48,8 +48,9 @@ pub enum HooksCommand {
     },
 }
 
-/// Runs a `hooks` command; returns the process exit code.
-pub fn run(cmd: HooksCommand) -> anyhow::Result<i32> {
+/// Runs a `hooks` command; returns the process exit code. `main_config`: callgate's own
+/// `--config` (before the command), used when `hooks test` has none of its own.
+pub fn run(cmd: HooksCommand, main_config: Option<&std::path::Path>) -> anyhow::Result<i32> {
     match cmd {
         HooksCommand::Schema { method: None } => {
             emit(&(serde_json::to_string_pretty(&schema::document())? + "\n"))?;
@@ -61,7 +62,7 @@ pub fn run(cmd: HooksCommand) -> anyhow::Result<i32> {
             Ok(0)
         }
         HooksCommand::Test { url, app, config } => {
-            let cfg = Config::load(config.as_deref(), "CALLGATE_")?;
+            let cfg = Config::load(config.as_deref().or(main_config), "CALLGATE_")?;
             cfg.validate()?;
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             let report = rt.block_on(test_backend(&cfg, &url, &app))?;

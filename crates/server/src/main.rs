@@ -75,7 +75,7 @@ fn open_files(limits: &callgate_server::config::LimitsSection) {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     if let Some(Command::Hooks(cmd)) = cli.command {
-        std::process::exit(callgate_server::hooks_cli::run(cmd)?);
+        std::process::exit(callgate_server::hooks_cli::run(cmd, cli.config.as_deref())?);
     }
     if cli.print_default_config {
         print!("{DEFAULT_CONFIG}");

@@ -113,9 +113,11 @@ async fn a_broken_backend_fails_with_a_table_of_violations() {
         _ => Reply::mirror(body),
     });
     let config = config_file("broken", "[hooks]\nrest_request_timeout = 1\n");
+    // callgate's own --config (before the command) serves hooks test too.
     let (code, out, err) =
-        callgate(args(&["hooks", "test", &backend.url("h"), "--config", config.to_str().unwrap()])).await;
+        callgate(args(&["--config", config.to_str().unwrap(), "hooks", "test", &backend.url("h")])).await;
     assert_eq!(code, 1, "{out}\n{err}");
+    assert!(out.contains("timeout 1000 ms"), "{out}");
     let connect = row(&out, "connect");
     assert!(connect.contains("VIOLATION"), "{connect}");
     assert!(connect.contains("changes sessionId"), "{connect}");
