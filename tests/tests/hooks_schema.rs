@@ -5,9 +5,11 @@
 //! schemas are strict where callgate is (context fields, statuses).
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use callgate_hooks::schema::{example, request_schema, ExampleContext};
 use callgate_hooks::HookMethod;
+use callgate_tests::peers::Sipp;
 use callgate_tests::sip_fixtures::{call_msg, connection, registrar, sip_server_toml, sipp_uas};
 use callgate_tests::{start_server, Backend, Client, Reply};
 use serde_json::{json, Value};
@@ -134,15 +136,34 @@ async fn a_sessions_hook_bodies_match_their_schemas() {
 #[tokio::test]
 async fn sip_hook_bodies_match_their_schemas() {
     let backend = Backend::start().await;
+    backend.answer(|method, body| match method {
+        "connect" => {
+            let mut a = body.clone();
+            a["restClientConfig"] = json!({"OnCallEvent": {"restOnError": "FAIL"}});
+            Reply::json(200, a)
+        }
+        "OnCallEvent" => Reply::json(403, json!({"status": 403, "reason": "no calls"})),
+        _ => Reply::mirror(body),
+    });
     let server = start_server(&sip_server_toml(&backend)).await;
 
-    // A registration.
+    // A registration, then a call (refused by OnCallEvent) and a MESSAGE for it.
     let reg = registrar("secret");
     let fields = json!({"sipLogin": "3000", "sipPassword": "secret", "sipDomain": "127.0.0.1",
                         "sipPort": reg.local_addr().port().to_string()});
     let (mut r, _) = Client::establish(&server, connection(fields)).await;
     r.expect("registered").await;
     backend.wait_for("RegistrationStatusEvent", |b| b["status"] == "REGISTERED").await;
+    let sip_addr = server.shared.calls.local_addr().expect("the SIP endpoint runs");
+    let uac = |scenario: &str| {
+        Sipp::scenario(scenario).remote(sip_addr).service("3000").timeout(Duration::from_secs(15)).spawn().unwrap()
+    };
+    let caller = uac("uac_call_expect_403.xml");
+    backend.wait_for("OnCallEvent", |b| b["incoming"] == true).await;
+    caller.wait().await.assert_success();
+    let sender = uac("uac_message.xml");
+    backend.wait_for("OnMessageEvent", |b| b["status"] == "RECEIVED").await;
+    sender.wait().await.assert_success();
 
     // A call answered, DTMF, hung up by the client.
     let sipp = sipp_uas("uas_answer_local_bye.xml");
@@ -158,6 +179,9 @@ async fn sip_hook_bodies_match_their_schemas() {
     sipp.wait().await.assert_success();
 
     let seen = check_recorded(&backend);
-    assert_seen(&seen, &["RegistrationStatusEvent", "call", "CallStatusEvent", "sendDtmf", "hangup"]);
+    assert_seen(
+        &seen,
+        &["RegistrationStatusEvent", "OnCallEvent", "OnMessageEvent", "call", "CallStatusEvent", "sendDtmf", "hangup"],
+    );
     server.shutdown().await;
 }
