@@ -12,6 +12,7 @@
 //! - [`dispatch`]: the HTTP client (pooled keep-alive, timeout, retries, in-flight bound, body limit, signing,
 //!   failover URLs);
 //! - [`breaker`]: a circuit breaker per backend `host:port` with half-open probing;
+//! - [`schema`]: JSON Schemas of every hook body and answer, and an example body per method;
 //! - [`webhooks`]: Standard Webhooks signing (`webhook-id`, `webhook-timestamp`, `webhook-signature`);
 //! - [`engine`]: one hook end to end, and the per-session ordered [`engine::EventQueue`];
 //! - [`delivery`]: events at least once (retry schedule with jitter, `sequence`, `eventId`);
@@ -40,6 +41,7 @@ pub mod delivery;
 pub mod dispatch;
 pub mod engine;
 pub mod rules;
+pub mod schema;
 pub mod webhooks;
 
 pub use app::{App, AppConfig, AppConfigError, AppRegistry, MethodSelection, OnUnreachable, ECHO_APP};

@@ -15,13 +15,16 @@ pub mod calls;
 pub mod config;
 pub mod echo_app;
 pub mod handlers;
+pub mod hooks_cli;
 pub mod listen;
 pub mod metrics_http;
 pub mod netguard;
 pub mod node;
+pub mod openapi;
 pub mod party;
 pub mod registry;
 pub mod rest_api;
+pub mod rest_types;
 pub mod secrets;
 pub mod session;
 pub mod shutdown;
@@ -211,6 +214,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<RunningServer> {
     let ws_router = Router::new().fallback(ws_upgrade).with_state(shared.clone());
     let http_router = Router::new()
         .merge(rest_api::router(shared.clone()))
+        .merge(openapi::router())
         .merge(echo_app::router())
         .merge(metrics_http::router(shared.clone()));
     // No CORS layer at all unless origins are configured: no page may read the REST API.

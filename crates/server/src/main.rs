@@ -36,8 +36,12 @@ struct Cli {
     command: Option<Command>,
 }
 
+/// Tools besides the server (without one, callgate runs the server).
 #[derive(clap::Subcommand, Debug)]
 enum Command {
+    /// For backend authors: the hook bodies' JSON Schemas, and a contract test of a backend.
+    #[command(subcommand)]
+    Hooks(callgate_server::hooks_cli::HooksCommand),
     /// Hook events: `events replay FILE` sends a dead-letter file's events again.
     #[command(subcommand)]
     Events(EventsCommand),
@@ -88,6 +92,9 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     if let Some(Command::Events(EventsCommand::Replay { file, config })) = &cli.command {
         return replay_events(file, config.as_deref().or(cli.config.as_deref()));
+    }
+    if let Some(Command::Hooks(cmd)) = cli.command {
+        std::process::exit(callgate_server::hooks_cli::run(cmd, cli.config.as_deref())?);
     }
     if cli.print_default_config {
         print!("{DEFAULT_CONFIG}");

@@ -19,6 +19,9 @@
 //!
 //! A body that is not a JSON object, or lacks a required field, gets `400` with a reason.
 //!
+//! Each handler's `#[utoipa::path]` annotation is its OpenAPI description (`crate::openapi`,
+//! served at `/rest-api/openapi.json`); a new route needs one (tests/tests/openapi.rs).
+//!
 //! Secure defaults (issue 14, issue 11): HTTP Basic auth (`[rest_api] username/password`) or a
 //! bearer token (`[rest_api] tokens`) whenever credentials are set, and always on a non-loopback bind (the config refuses to start without
 //! them there); no CORS headers unless `cors_allow_origin` lists origins; connection objects are
@@ -188,6 +191,18 @@ fn calls_or_404(items: Vec<Map<String, Value>>) -> Response {
     redacted_or_404(items.iter())
 }
 
+#[utoipa::path(
+    post,
+    path = "/rest-api/call/find",
+    tag = "call",
+    summary = "Calls matching a filter",
+    request_body(content = Option<crate::rest_types::Filter>, description = "Any call fields; all must be equal"),
+    responses(
+        (status = 200, description = "The matching calls", body = Vec<crate::rest_types::CallObject>),
+        (status = 400, description = "The body is not a JSON object or lacks a required field; the reason as text", body = String, content_type = "text/plain"),
+        (status = 404, description = "No call matched", body = String, content_type = "text/plain"),
+    ),
+)]
 async fn call_find(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
     match filter_object(&body) {
         Ok(filter) => calls_or_404(s.calls.find(&filter)),
@@ -195,10 +210,32 @@ async fn call_find(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
     }
 }
 
+#[utoipa::path(
+    method(get, post),
+    path = "/rest-api/call/find_all",
+    tag = "call",
+    summary = "Every call",
+    responses(
+        (status = 200, description = "Every call", body = Vec<crate::rest_types::CallObject>),
+        (status = 404, description = "No call", body = String, content_type = "text/plain"),
+    ),
+)]
 async fn call_find_all(State(s): State<Arc<Shared>>) -> Response {
     calls_or_404(s.calls.find(&Map::new()))
 }
 
+#[utoipa::path(
+    post,
+    path = "/rest-api/call/terminate",
+    tag = "call",
+    summary = "End a call",
+    request_body = crate::rest_types::CallIdRequest,
+    responses(
+        (status = 200, description = "BYE or CANCEL sent; the client gets `finish FINISH`"),
+        (status = 400, description = "The body is not a JSON object or lacks a required field; the reason as text", body = String, content_type = "text/plain"),
+        (status = 404, description = "Unknown call", body = String, content_type = "text/plain"),
+    ),
+)]
 async fn call_terminate(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
     let obj = match parse_object(&body) {
         Ok(o) => o,
@@ -273,6 +310,20 @@ fn rest_call_answer(s: &Shared, r: Result<(), crate::calls::RestCallError>) -> R
 }
 
 /// `/call/startup`: a SIP call placed by the server, with no browser (docs/hooks.md §12).
+#[utoipa::path(
+    post,
+    path = "/rest-api/call/startup",
+    tag = "call",
+    summary = "Place a SIP call with no browser",
+    request_body = crate::rest_types::CallStartupRequest,
+    responses(
+        (status = 200, description = "The call is placed; its progress goes to the backend as `CallStatusEvent`s"),
+        (status = 400, description = "A missing or unsupported field, an unknown appKey, a destination not allowed; the reason as text", body = String, content_type = "text/plain"),
+        (status = 409, description = "The callId is in use", body = String, content_type = "text/plain"),
+        (status = 500, description = "The SIP or media side could not start the call", body = String, content_type = "text/plain"),
+        (status = 503, description = "[limits] max_calls calls are live (with Retry-After)", body = String, content_type = "text/plain"),
+    ),
+)]
 async fn call_startup(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
     match parse_object(&body) {
         Ok(obj) => rest_call_answer(&s, crate::calls::rest_startup(&s.calls, &s.node, &s.apps, obj)),
@@ -287,22 +338,90 @@ async fn call_action(s: &Shared, method: callgate_hooks::HookMethod, body: &Byte
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/rest-api/call/hold",
+    tag = "call",
+    summary = "Put a call on hold",
+    request_body = crate::rest_types::CallIdRequest,
+    responses(
+        (status = 200, description = "re-INVITE (sendonly) sent"),
+        (status = 400, description = "The body is not a JSON object or lacks a required field; the reason as text", body = String, content_type = "text/plain"),
+        (status = 404, description = "Unknown call", body = String, content_type = "text/plain"),
+        (status = 409, description = "The call is not established", body = String, content_type = "text/plain"),
+        (status = 500, description = "The SIP side could not carry it out", body = String, content_type = "text/plain"),
+    ),
+)]
 async fn call_hold(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
     call_action(&s, callgate_hooks::HookMethod::Hold, &body).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/rest-api/call/unhold",
+    tag = "call",
+    summary = "Take a call off hold",
+    request_body = crate::rest_types::CallIdRequest,
+    responses(
+        (status = 200, description = "re-INVITE (sendrecv) sent"),
+        (status = 400, description = "The body is not a JSON object or lacks a required field; the reason as text", body = String, content_type = "text/plain"),
+        (status = 404, description = "Unknown call", body = String, content_type = "text/plain"),
+        (status = 409, description = "The call is not established", body = String, content_type = "text/plain"),
+        (status = 500, description = "The SIP side could not carry it out", body = String, content_type = "text/plain"),
+    ),
+)]
 async fn call_unhold(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
     call_action(&s, callgate_hooks::HookMethod::Unhold, &body).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/rest-api/call/transfer",
+    tag = "call",
+    summary = "Transfer a call",
+    request_body = crate::rest_types::CallTransferRequest,
+    responses(
+        (status = 200, description = "REFER sent; progress as `TransferStatusEvent`s"),
+        (status = 400, description = "The body is not a JSON object or lacks a required field; the reason as text", body = String, content_type = "text/plain"),
+        (status = 404, description = "Unknown call", body = String, content_type = "text/plain"),
+        (status = 409, description = "The call is not established", body = String, content_type = "text/plain"),
+        (status = 500, description = "The SIP side could not carry it out", body = String, content_type = "text/plain"),
+    ),
+)]
 async fn call_transfer(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
     call_action(&s, callgate_hooks::HookMethod::Transfer, &body).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/rest-api/call/send_dtmf",
+    tag = "call",
+    summary = "Send DTMF in a call",
+    request_body = crate::rest_types::CallDtmfRequest,
+    responses(
+        (status = 200, description = "The digits are sent"),
+        (status = 400, description = "The body is not a JSON object or lacks a required field; the reason as text", body = String, content_type = "text/plain"),
+        (status = 404, description = "Unknown call", body = String, content_type = "text/plain"),
+        (status = 409, description = "The call is not established", body = String, content_type = "text/plain"),
+        (status = 500, description = "The SIP side could not carry it out", body = String, content_type = "text/plain"),
+    ),
+)]
 async fn call_send_dtmf(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
     call_action(&s, callgate_hooks::HookMethod::SendDtmf, &body).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/rest-api/connection/find",
+    tag = "connection",
+    summary = "Connections matching a filter",
+    request_body(content = Option<crate::rest_types::Filter>, description = "Any connection fields; all must be equal"),
+    responses(
+        (status = 200, description = "The matching connections", body = Vec<crate::rest_types::ConnectionObject>),
+        (status = 400, description = "The body is not a JSON object or lacks a required field; the reason as text", body = String, content_type = "text/plain"),
+        (status = 404, description = "No connection matched", body = String, content_type = "text/plain"),
+    ),
+)]
 async fn find(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
     match filter_object(&body) {
         Ok(filter) => list_or_404(s.sessions.select(|p| p.data_matching(&filter))),
@@ -310,6 +429,16 @@ async fn find(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
     }
 }
 
+#[utoipa::path(
+    method(get, post),
+    path = "/rest-api/connection/find_all",
+    tag = "connection",
+    summary = "Every connection",
+    responses(
+        (status = 200, description = "Every connection", body = Vec<crate::rest_types::ConnectionObject>),
+        (status = 404, description = "No connection", body = String, content_type = "text/plain"),
+    ),
+)]
 async fn find_all(State(s): State<Arc<Shared>>) -> Response {
     list_or_404(s.sessions.select(|p| Some(p.data_ref())))
 }
@@ -321,6 +450,18 @@ fn required_str<'a>(m: &'a Map<String, Value>, field: &str) -> Result<&'a str, B
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/rest-api/connection/terminate",
+    tag = "connection",
+    summary = "End a session",
+    request_body = crate::rest_types::SessionIdRequest,
+    responses(
+        (status = 200, description = "The client gets `fail` with `Terminated by rest /terminate` and is closed"),
+        (status = 400, description = "The body is not a JSON object or lacks a required field; the reason as text", body = String, content_type = "text/plain"),
+        (status = 404, description = "Unknown session", body = String, content_type = "text/plain"),
+    ),
+)]
 async fn terminate(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
     let req = match parse_object(&body) {
         Ok(m) => m,
@@ -337,6 +478,18 @@ async fn terminate(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
 
 /// `/data/send`: delivered to the client as `OnDataEvent` (SDK `APP_DATA`). REST-originated, so no
 /// hook can refuse it.
+#[utoipa::path(
+    post,
+    path = "/rest-api/data/send",
+    tag = "data",
+    summary = "Send data to a client",
+    request_body = crate::rest_types::DataSendRequest,
+    responses(
+        (status = 200, description = "The client gets `OnDataEvent`"),
+        (status = 400, description = "The body is not a JSON object or lacks a required field; the reason as text", body = String, content_type = "text/plain"),
+        (status = 404, description = "Unknown session", body = String, content_type = "text/plain"),
+    ),
+)]
 async fn data_send(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
     let req = match parse_object(&body) {
         Ok(m) => m,
@@ -366,6 +519,18 @@ fn objects_or_404(items: Vec<Map<String, Value>>) -> Response {
     redacted_or_404(items.iter())
 }
 
+#[utoipa::path(
+    post,
+    path = "/rest-api/stream/find",
+    tag = "stream",
+    summary = "Streams matching a filter",
+    request_body(content = Option<crate::rest_types::Filter>, description = "Any stream-object fields; all must be equal; `display` is ignored"),
+    responses(
+        (status = 200, description = "The matching streams", body = Vec<crate::rest_types::StreamObject>),
+        (status = 400, description = "The body is not a JSON object or lacks a required field; the reason as text", body = String, content_type = "text/plain"),
+        (status = 404, description = "No stream matched", body = String, content_type = "text/plain"),
+    ),
+)]
 async fn stream_find(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
     match parse_object(&body) {
         Ok(filter) => objects_or_404(crate::streams::find(&s.streams, filter)),
@@ -373,12 +538,34 @@ async fn stream_find(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
     }
 }
 
+#[utoipa::path(
+    method(get, post),
+    path = "/rest-api/stream/find_all",
+    tag = "stream",
+    summary = "Every stream",
+    responses(
+        (status = 200, description = "Every stream", body = Vec<crate::rest_types::StreamObject>),
+        (status = 404, description = "No stream", body = String, content_type = "text/plain"),
+    ),
+)]
 async fn stream_find_all(State(s): State<Arc<Shared>>) -> Response {
     objects_or_404(crate::streams::find(&s.streams, Map::new()))
 }
 
 /// `/stream/terminate`: REST-originated, so no hook can refuse it; the clients get
 /// `UNPUBLISHED`/`STOPPED` with `Stopped by rest /terminate`.
+#[utoipa::path(
+    post,
+    path = "/rest-api/stream/terminate",
+    tag = "stream",
+    summary = "End streams",
+    request_body(content = Option<crate::rest_types::StreamTerminateRequest>, description = "No body, or `{}`, ends every stream"),
+    responses(
+        (status = 200, description = "The streams end; their clients get `Stopped by rest /terminate`"),
+        (status = 400, description = "The body is not a JSON object or lacks a required field; the reason as text", body = String, content_type = "text/plain"),
+        (status = 404, description = "No stream matched", body = String, content_type = "text/plain"),
+    ),
+)]
 async fn stream_terminate(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
     let filter = match parse_object(&body) {
         Ok(m) => m,
