@@ -52,7 +52,7 @@ load-calls:
 	CALLGATE_LOAD_RATE=$(LOAD_RATE) CALLGATE_LOAD_SECONDS=$(LOAD_SECONDS) $(CARGO) bench -p callgate-benches --bench call_load
 
 ## Fault soak (issue 11 item 4; docs/benchmarks.md "Fault soak"): SOAK_OPS mixed operations (after
-## 2,000 of warm-up) against the release binary with 30 % of the hooks broken by a fault-injecting
+## 4,000 of warm-up) against the release binary with 30 % of the hooks broken by a fault-injecting
 ## backend; fails on any outcome the decision table does not allow, on leaks or RSS growth.
 ## Bounded: SOAK_SECONDS for the operations, 60 s more for the drains (about 1-2 min here).
 SOAK_OPS ?= 10000
