@@ -4,7 +4,7 @@ CARGO ?= cargo
 APT_PACKAGES := chromium sip-tester kamailio openssl
 E2E := tests/e2e
 
-.PHONY: run build test deps floors test-rust test-e2e bench bench-build load-calls fmt clippy fuzz fuzz-build cargo-fuzz
+.PHONY: run build test deps floors test-rust test-e2e bench bench-build load-calls soak overload fmt clippy fuzz fuzz-build cargo-fuzz
 
 ## Build and start callgate with its embedded defaults (ws://0.0.0.0:8080; REST API, EchoApp and
 ## /metrics on http://127.0.0.1:8081, loopback only: README.md "Security").
@@ -50,6 +50,23 @@ LOAD_SECONDS ?= 20
 load-calls:
 	$(CARGO) build --release -p callgate-server --bin callgate
 	CALLGATE_LOAD_RATE=$(LOAD_RATE) CALLGATE_LOAD_SECONDS=$(LOAD_SECONDS) $(CARGO) bench -p callgate-benches --bench call_load
+
+## Fault soak (issue 11 item 4; docs/benchmarks.md "Fault soak"): SOAK_OPS mixed operations (after
+## 4,000 of warm-up) against the release binary with 30 % of the hooks broken by a fault-injecting
+## backend; fails on any outcome the decision table does not allow, on leaks or RSS growth.
+## Bounded: SOAK_SECONDS for the operations, 60 s more for the drains (about 1-2 min here).
+SOAK_OPS ?= 10000
+SOAK_SECONDS ?= 300
+soak:
+	$(CARGO) build --release -p callgate-server --bin callgate
+	CALLGATE_SOAK_OPS=$(SOAK_OPS) CALLGATE_SOAK_SECONDS=$(SOAK_SECONDS) $(CARGO) bench -p callgate-benches --bench soak
+
+## Overload (issue 11 item 4; docs/benchmarks.md "Overload"): unloaded p99 of /call/startup and of
+## WebSocket connect+login, then a 10x over-capacity flood of each beside a steady in-capacity
+## stream (3 alternating rounds); refusals, p99 ratios, no crash. Bounded: about 2.5 min.
+overload:
+	$(CARGO) build --release -p callgate-server --bin callgate
+	$(CARGO) bench -p callgate-benches --bench overload
 
 ## Fuzzing (docs/fuzzing.md): `make fuzz FUZZ_TARGET=<target> FUZZ_SECONDS=<n>` runs one target
 ## (sip_codec by default) from its seeds; `make fuzz-build` builds every target. Installs cargo-fuzz

@@ -9,6 +9,9 @@
 //! pause longer than that between its bytes either. A connection upgraded to a
 //! WebSocket leaves hyper: the session's login deadline and pings bound it from then on.
 //!
+//! Every accepted socket has TCP_NODELAY: the signalling is small messages, often several in a
+//! row, which Nagle's algorithm would hold back until the peer's (delayed) ACK.
+//!
 //! The TLS listeners (`[tls]`, wss:// and https://) are the same loop with a rustls handshake
 //! first, bounded by the same timeout: a client that opens TCP and never finishes a
 //! ClientHello is closed.
@@ -59,6 +62,12 @@ pub async fn serve(
             },
             _ = &mut stop => break,
         };
+        // Small frames go out at once: without TCP_NODELAY a frame written right after another
+        // (`fail` then the close frame of a refused connection, `ring` then `talk`) waited for
+        // the client's delayed ACK, up to 40 ms on Linux (docs/benchmarks.md, "Overload").
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(%remote, error = %e, "cannot set TCP_NODELAY");
+        }
         let local = tcp.local_addr().unwrap_or(remote);
         let svc = TowerToHyperService::new(router.clone().layer(Extension(ConnectInfo(ConnAddrs { remote, local }))));
         let mut stop_rx = stop_rx.clone();
