@@ -66,7 +66,8 @@ async fn a_sessions_hook_bodies_match_their_schemas() {
         "DataStatusEvent" => Reply::raw(500, b""),
         _ => Reply::mirror(body),
     });
-    let server = start_server(&sip_server_toml(&backend)).await;
+    // One attempt per event: a 500 then goes to restOnError at once instead of being retried.
+    let server = start_server(&format!("[hooks]\nevent_attempts = 1\n{}", sip_server_toml(&backend))).await;
     let (mut c, _) = Client::establish(&server, connection(json!({"custom": {"token": "t"}}))).await;
     backend.wait_for("ConnectionStatusEvent", |b| b["status"] == "ESTABLISHED").await;
 

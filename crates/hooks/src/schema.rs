@@ -348,6 +348,15 @@ pub fn request_schema(method: HookMethod) -> Value {
     }
     let mut required: Vec<&str> = context().iter().map(|(k, _)| *k).collect();
     required.extend(extra);
+    if method.kind() == crate::HookKind::Event {
+        // At-least-once delivery (crate::delivery): the same eventId on every retry.
+        properties.insert(
+            "sequence".into(),
+            json!({"type": "integer", "minimum": 1, "description": "Per session, from 1, without gaps"}),
+        );
+        properties.insert("eventId".into(), s("Idempotency id: the same on every retry (= webhook-id)"));
+        required.extend(["sequence", "eventId"]);
+    }
     json!({
         "$schema": DIALECT,
         "title": format!("{} request", method.url_name()),
@@ -576,6 +585,10 @@ pub fn example(method: HookMethod, ctx: &ExampleContext) -> Map<String, Value> {
     out.insert("sessionId".into(), ctx.session_id.clone().into());
     if let Value::Object(m) = body {
         out.extend(m);
+    }
+    if method.kind() == crate::HookKind::Event {
+        out.insert("sequence".into(), 1.into());
+        out.insert("eventId".into(), "evt_5f0c2d9e8b7a41c3a6e4d2b1f0e9c8a7".into());
     }
     out
 }
