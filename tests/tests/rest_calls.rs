@@ -254,6 +254,25 @@ async fn rest_actions_on_a_ringing_call_get_409_and_terminate_cancels_it() {
 }
 
 #[tokio::test]
+async fn a_rest_call_nobody_answers_is_cancelled_after_the_outgoing_ring_timeout() {
+    // sipp sends 100 and 180, then nothing until a CANCEL: without a bound the call (which has no
+    // client to hang it up) would ring for ever.
+    let backend = Backend::start().await;
+    let toml = sip_server_toml(&backend).replace("[sip]\n", "[sip]\noutgoing_ring_timeout_ms = 2000\n");
+    let server = start_server(&toml).await;
+    let sipp = sipp_uas("uas_cancel.xml");
+    assert_eq!(post(&server, "startup", &startup("na1", &sipp)).await.0, 200);
+    wait_status(&backend, "na1", "RING").await;
+    let failed = wait_status(&backend, "na1", "FAILED").await;
+    assert_eq!(failed["info"], "Not answered within 2 s", "{failed}");
+    sipp.wait().await.assert_success();
+    assert_eq!(statuses(&backend, "na1"), ["TRYING", "RING", "FAILED"]);
+    let (status, list) = post(&server, "find", &json!({"callId": "na1"})).await;
+    assert_eq!(status, 404, "the call is gone: {list}");
+    server.shutdown().await;
+}
+
+#[tokio::test]
 async fn rest_send_dtmf_by_sip_info_and_rfc2833_on_a_rest_call() {
     let backend = Backend::start().await;
     let server = start_server(&sip_server_toml(&backend)).await;

@@ -156,6 +156,7 @@ pub fn map_failure(op: SipOperation, failure: &Failure) -> FailureEvent {
         Failure::Status { status, reason, raw } => response_event(op, *status, reason, raw),
         Failure::Timeout => map_local_failure(op, &LocalFailure::Timeout),
         Failure::Transport(why) => map_local_failure(op, &LocalFailure::Transport(why.clone())),
+        Failure::NoAnswer(after) => map_local_failure(op, &LocalFailure::NoAnswer(*after)),
     }
 }
 
@@ -181,6 +182,9 @@ pub enum LocalFailure {
     Timeout,
     /// The transport could not send (connection refused, reset, unreachable).
     Transport(String),
+    /// Our INVITE got no final response in this time and was cancelled
+    /// (`[sip] outgoing_ring_timeout_ms`).
+    NoAnswer(std::time::Duration),
     /// The destination host name did not resolve.
     Unresolvable(String),
     /// The SIP response could not be parsed.
@@ -201,6 +205,7 @@ pub fn map_local_failure(op: SipOperation, failure: &LocalFailure) -> FailureEve
     let mut info = match failure {
         LocalFailure::Timeout => FAILED_BY_REQUEST_TIMEOUT.to_string(),
         LocalFailure::Transport(why) => format!("Failed by transport error: {why}"),
+        LocalFailure::NoAnswer(after) => callgate_proto::info::not_answered_within(*after),
         LocalFailure::Unresolvable(host) => format!("Failed to resolve SIP host {host}"),
         LocalFailure::BadResponse(why) => format!("Failed by malformed SIP response: {why}"),
         LocalFailure::Media(why) => why.clone(),

@@ -57,6 +57,16 @@ pub const CALL_NOT_ESTABLISHED: &str = "Call is not established";
 pub const CALL_NOT_RINGING: &str = "Call is not ringing";
 /// An incoming call the client did not answer in time (`[sip] ring_timeout`).
 pub const NOT_ANSWERED: &str = "Not answered";
+
+/// `Not answered within 90 s` (whole seconds; `1.5 s` otherwise): a call nobody answered in time,
+/// incoming (`[sip] ring_timeout_ms`) or outgoing (`[sip] outgoing_ring_timeout_ms`).
+pub fn not_answered_within(after: std::time::Duration) -> String {
+    if after.subsec_millis() == 0 {
+        format!("{NOT_ANSWERED} within {} s", after.as_secs())
+    } else {
+        format!("{NOT_ANSWERED} within {:.1} s", after.as_secs_f64())
+    }
+}
 pub const CALL_WITHOUT_SIP_ACCOUNT: &str =
     "Failed by session creation: the session has no SIP account (sipLogin and sipDomain)";
 pub const CALL_ID_IN_USE: &str = "Failed by error: callId is already in use";

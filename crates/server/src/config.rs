@@ -290,6 +290,8 @@ pub struct SipSection {
     pub allowed_destinations: Vec<String>,
     /// An unanswered incoming call is rejected (480) after this long.
     pub ring_timeout_ms: u64,
+    /// An unanswered outgoing call is cancelled (FAILED "Not answered within N s") after this long.
+    pub outgoing_ring_timeout_ms: u64,
     /// Longest `sendDtmf` string (and most SIP INFO digits queued for one call).
     pub max_dtmf_digits: usize,
     /// RFC 4028 `Min-SE`, seconds: a peer asking for a shorter session interval gets 422.
@@ -317,6 +319,7 @@ impl SipSection {
         c.min_se = self.session_min_se;
         c.digest_realms = self.digest_realms.clone();
         c.max_message_bytes = self.max_message_bytes;
+        c.no_answer_timeout = std::time::Duration::from_millis(self.outgoing_ring_timeout_ms);
         c.own_thread = true;
         Ok(c)
     }
@@ -326,6 +329,12 @@ impl SipSection {
     fn check_calls(&self) -> anyhow::Result<()> {
         if !(1000..=600_000).contains(&self.ring_timeout_ms) {
             bail!("sip.ring_timeout_ms must be 1000-600000 (default 90000), got {}", self.ring_timeout_ms);
+        }
+        if !(1000..=3_600_000).contains(&self.outgoing_ring_timeout_ms) {
+            bail!(
+                "sip.outgoing_ring_timeout_ms must be 1000-3600000 (default 180000), got {}",
+                self.outgoing_ring_timeout_ms
+            );
         }
         if !(1..=1000).contains(&self.max_dtmf_digits) {
             bail!("sip.max_dtmf_digits must be 1-1000 (default 32), got {}", self.max_dtmf_digits);

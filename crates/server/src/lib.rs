@@ -339,6 +339,8 @@ mod config_tests {
         assert!(checked("[sip]\ntrusted_networks = [\"pbx.example.com\"]").is_err());
         assert!(checked("[sip]\nallowed_destinations = [\"a b\"]").is_err());
         assert!(checked("[sip]\nring_timeout_ms = 0").is_err());
+        assert_eq!(c.sip.outgoing_ring_timeout_ms, 180_000);
+        assert!(checked("[sip]\noutgoing_ring_timeout_ms = 999").is_err());
         assert!(checked("[sip]\nmax_dtmf_digits = 0").is_err());
         // One comma-separated string, as an environment variable gives it.
         let c = checked("[sip]\nallowed_destinations = \"pbx.example.com:5060, 10.0.0.0/8\"").unwrap();

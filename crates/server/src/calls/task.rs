@@ -37,7 +37,7 @@ use super::call::{
     FAILED_BY_DTLS_ERROR, FAILED_BY_ERROR, FAILED_BY_ICE_ERROR, FINISH, HOLD, NORMAL_CALL_CLEARING, RING, RING_MEDIA,
     SESSION_PROGRESS, TRYING,
 };
-use callgate_proto::info::{CALL_NOT_RINGING as NOT_RINGING, NOT_ANSWERED, SESSION_EXPIRED};
+use callgate_proto::info::{CALL_NOT_RINGING as NOT_RINGING, SESSION_EXPIRED};
 use callgate_proto::status::transfer;
 
 /// Who the call belongs to: a WebSocket session, or the party of a REST-started call.
@@ -543,7 +543,7 @@ impl<P: CallParty, S: CallSip, M: CallMedia> CallTask<P, S, M> {
         let after = self.limits.ring_timeout;
         tracing::info!(session = self.party.id(), call = &*self.id, ?after, "incoming call not answered: 480");
         let _ = self.sip.reject(sip, 480, "Temporarily Unavailable").await;
-        let info = format!("{NOT_ANSWERED} within {} s", after.as_secs());
+        let info = callgate_proto::info::not_answered_within(after);
         self.end(FINISH, &info, None)
     }
 

@@ -93,6 +93,8 @@ pub struct EndpointConfig {
     /// See [`UaConfig::max_message_bytes`]; also the TCP framer's limit (a longer message on
     /// a connection ends the connection: its framing cannot be trusted past it).
     pub max_message_bytes: usize,
+    /// See [`UaConfig::no_answer_timeout`].
+    pub no_answer_timeout: Duration,
     /// Run the driver on a thread of its own (with a one-thread runtime) instead of as a task of
     /// the caller's runtime. The SIP sockets are then read and transactions answered (ACKs,
     /// retransmissions absorbed, timers) however busy the caller's runtime is with other work
@@ -119,6 +121,7 @@ impl EndpointConfig {
             connect_timeout: Duration::from_secs(10),
             udp_buffer_bytes: 4 << 20,
             max_message_bytes: d.max_message_bytes,
+            no_answer_timeout: d.no_answer_timeout,
             own_thread: false,
         }
     }
@@ -226,6 +229,7 @@ impl Endpoint {
             min_se: cfg.min_se,
             digest_realms: cfg.digest_realms.clone(),
             max_message_bytes: cfg.max_message_bytes,
+            no_answer_timeout: cfg.no_answer_timeout,
         };
         let (tx, cmd_rx) = mpsc::unbounded_channel();
         let (event_tx, events) = mpsc::unbounded_channel();

@@ -123,6 +123,10 @@ pub(super) struct Call {
     pub refer_in_cseq: Option<u32>,
     /// After our CANCEL, the INVITE must end within 64*T1 (§9.1).
     cancel_deadline: Option<Instant>,
+    /// UAC: no final response by then: the INVITE is cancelled (`UaConfig::no_answer_timeout`).
+    answer_deadline: Option<Instant>,
+    /// The answer deadline passed: the call ends `Failed(NoAnswer)`, however the INVITE ends.
+    no_answer: Option<Duration>,
     bye_wanted: bool,
     /// The last SDP we sent in this call (offer or answer), for `o=` versions.
     pub last_sdp: Option<Bytes>,
@@ -183,6 +187,8 @@ impl Call {
             reinvite_out: None,
             refer_in_cseq: None,
             cancel_deadline: None,
+            answer_deadline: None,
+            no_answer: None,
             bye_wanted: false,
             last_sdp: None,
             remote_sdp: None,
@@ -285,7 +291,8 @@ impl Call {
     /// The next deadline of this call's own timers.
     fn deadline(&self) -> Option<Instant> {
         let retx = self.retx.as_ref().map(|r| r.next.min(r.until));
-        [retx, self.cancel_deadline, self.retry.as_ref().map(|r| r.at), self.timer.map(|t| t.due)]
+        let answer = self.answer_deadline.filter(|_| matches!(self.state, State::Calling | State::Early));
+        [retx, self.cancel_deadline, answer, self.retry.as_ref().map(|r| r.at), self.timer.map(|t| t.due)]
             .into_iter()
             .flatten()
             .min()
@@ -369,6 +376,7 @@ impl UserAgent {
         call.account = Some(account.clone());
         call.last_sdp = offer;
         call.contact = contact;
+        call.answer_deadline = Some(now + self.cfg.no_answer_timeout);
         let creds = call.creds();
         self.calls.insert(id, call);
         match self.start_client(now, Owner::Call(id, CallOp::Invite), spec, account.next_hop, ClientAuth::new(creds)) {
@@ -384,6 +392,7 @@ impl UserAgent {
             }
         }
         self.dialogs.insert((call_id, local_tag), DialogOwner::Call(id));
+        self.arm_call(id);
         self.pump(now);
         Ok(id)
     }
@@ -639,11 +648,12 @@ impl UserAgent {
                     self.on_invite_2xx(now, id, resp);
                 } else {
                     let cancelled = call.cancel_sent && status == 487;
+                    let no_answer = call.no_answer;
                     self.remove_call(id);
-                    let event = if cancelled {
-                        CallEvent::Ended { remote: false }
-                    } else {
-                        CallEvent::Failed(Failure::from_response(resp))
+                    let event = match no_answer {
+                        Some(after) if cancelled => CallEvent::Failed(Failure::NoAnswer(after)),
+                        _ if cancelled => CallEvent::Ended { remote: false },
+                        _ => CallEvent::Failed(Failure::from_response(resp)),
                     };
                     self.call_event(id, event);
                 }
@@ -720,9 +730,14 @@ impl UserAgent {
         match op {
             CallOp::Invite => {
                 // The user hung up before anything came back: for them the call just ended.
-                let hung_up = self.calls.get(&id).is_some_and(|c| c.cancel_wanted);
+                let (hung_up, no_answer) =
+                    self.calls.get(&id).map_or((false, None), |c| (c.cancel_wanted, c.no_answer));
                 self.remove_call(id);
-                let event = if hung_up { CallEvent::Ended { remote: false } } else { CallEvent::Failed(failure) };
+                let event = match no_answer {
+                    Some(after) => CallEvent::Failed(Failure::NoAnswer(after)),
+                    None if hung_up => CallEvent::Ended { remote: false },
+                    None => CallEvent::Failed(failure),
+                };
                 self.call_event(id, event);
             }
             CallOp::ReInvite { hold } => {
@@ -823,11 +838,23 @@ impl UserAgent {
         call.dialog = Some(dialog);
         call.state = State::Confirmed;
         call.cancel_deadline = None;
+        call.answer_deadline = None;
+        let no_answer = call.no_answer;
         call.remote_sdp = sdp_of(resp).or(call.remote_sdp.take());
         let cancelled = call.cancel_wanted;
         self.send_ack(id, &invite, resp);
         self.on_refreshed(now, id, Some(resp), true);
-        if cancelled {
+        if let Some(after) = no_answer {
+            // The answer crossed the CANCEL of a call that was already given up: it ends with a
+            // BYE of its own, and the failure is reported now (the user was told nothing yet).
+            if let Ok(key) = self.send_in_dialog(now, id, CallOp::Bye, Method::Bye, Vec::new(), None) {
+                if let Some(c) = self.clients.get_mut(&key) {
+                    c.owner = Owner::Detached;
+                }
+            }
+            self.remove_call(id);
+            self.call_event(id, CallEvent::Failed(Failure::NoAnswer(after)));
+        } else if cancelled {
             // The 2xx crossed our CANCEL (§9.1): the call is up, so it ends with BYE.
             let _ = self.bye(now, id);
         } else {
@@ -998,10 +1025,27 @@ impl UserAgent {
         let Some(call) = self.calls.get_mut(&id) else { return };
         if call.cancel_deadline.is_some_and(|d| d <= now) {
             // §9.1: no final response 64*T1 after the CANCEL: the INVITE is over.
+            let no_answer = call.no_answer;
             self.remove_call(id);
-            self.call_event(id, CallEvent::Ended { remote: false });
+            let event = match no_answer {
+                Some(after) => CallEvent::Failed(Failure::NoAnswer(after)),
+                None => CallEvent::Ended { remote: false },
+            };
+            self.call_event(id, event);
             return;
         }
+        if matches!(call.state, State::Calling | State::Early) && call.answer_deadline.is_some_and(|d| d <= now) {
+            // No final response in time: give the call up with CANCEL. Before any provisional
+            // response the CANCEL waits for one (§9.1), and Timer B ends the INVITE if none
+            // comes; either way the call fails `NoAnswer`.
+            call.answer_deadline = None;
+            call.no_answer = Some(self.cfg.no_answer_timeout);
+            call.cancel_wanted = true;
+            if call.state == State::Early && !call.cancel_sent {
+                self.send_cancel(now, id);
+            }
+        }
+        let Some(call) = self.calls.get_mut(&id) else { return };
         let mut give_up = None;
         if let Some(r) = call.retx.as_mut() {
             if r.until <= now {

@@ -397,6 +397,108 @@ fn cancel_without_final_response_gives_up_after_64_t1() {
     assert_eq!(call_events(&events(&mut ua)), [CallEvent::Ended { remote: false }]);
 }
 
+/// A user agent that gives outgoing calls up after 10 s without a final response.
+fn ua_with_no_answer_timeout() -> UserAgent {
+    let mut cfg = UaConfig::new(me());
+    cfg.no_answer_timeout = Duration::from_secs(10);
+    UserAgent::new(cfg)
+}
+
+/// Runs the user agent's timers up to `until`, returning what it sent.
+fn run_timers(ua: &mut UserAgent, until: Instant) -> Vec<Message> {
+    let mut out = Vec::new();
+    while let Some(at) = ua.poll_timeout().filter(|at| *at <= until) {
+        ua.handle_timeout(at);
+        out.extend(sent(ua));
+    }
+    out
+}
+
+#[test]
+fn a_call_ringing_past_the_no_answer_timeout_is_cancelled_and_fails() {
+    let t0 = Instant::now();
+    let mut ua = ua_with_no_answer_timeout();
+    let call = ua.invite(t0, &account(), "sip:3001@pbx.example.com", Bytes::from_static(SDP), &[]).unwrap();
+    let inv = one_sent(&mut ua);
+    feed(&mut ua, t0 + MS, answer(&inv, 180, Some("r"), |b| b));
+    assert!(run_timers(&mut ua, t0 + Duration::from_millis(9_999)).is_empty(), "nothing before 10 s");
+    let out = run_timers(&mut ua, t0 + Duration::from_secs(10));
+    assert_eq!(out.iter().map(method).collect::<Vec<_>>(), ["CANCEL"]);
+    assert_eq!(out[0].via().unwrap().branch, inv.via().unwrap().branch);
+    feed(&mut ua, t0 + Duration::from_secs(11), answer(&out[0], 200, Some("r"), |b| b));
+    feed(&mut ua, t0 + Duration::from_secs(11), answer(&inv, 487, Some("r"), |b| b));
+    assert_eq!(method(&one_sent(&mut ua)), "ACK");
+    assert_eq!(
+        call_events(&events(&mut ua)),
+        [CallEvent::Ringing { sdp: None }, CallEvent::Failed(Failure::NoAnswer(Duration::from_secs(10)))]
+    );
+    assert!(!ua.calls.contains_key(&call));
+}
+
+#[test]
+fn no_answer_before_any_provisional_cancels_at_the_first_one_or_ends_at_timer_b() {
+    let t0 = Instant::now();
+    // A provisional response after the deadline: the waiting CANCEL goes at once.
+    let mut ua = ua_with_no_answer_timeout();
+    ua.invite(t0, &account(), "sip:3001@pbx.example.com", Bytes::from_static(SDP), &[]).unwrap();
+    let inv = one_sent(&mut ua);
+    let retransmissions = run_timers(&mut ua, t0 + Duration::from_secs(10));
+    assert!(retransmissions.iter().all(|m| method(m) == "INVITE"), "no CANCEL before a provisional (§9.1)");
+    feed(&mut ua, t0 + Duration::from_secs(11), answer(&inv, 100, None, |b| b));
+    let cancel = one_sent(&mut ua);
+    assert_eq!(method(&cancel), "CANCEL");
+    feed(&mut ua, t0 + Duration::from_secs(11), answer(&inv, 487, Some("r"), |b| b));
+    assert_eq!(
+        call_events(&events(&mut ua)),
+        [CallEvent::Trying, CallEvent::Failed(Failure::NoAnswer(Duration::from_secs(10)))]
+    );
+
+    // Nothing at all: Timer B ends the INVITE at 64*T1, reported as no answer.
+    let mut ua = ua_with_no_answer_timeout();
+    let call = ua.invite(t0, &account(), "sip:3001@pbx.example.com", Bytes::from_static(SDP), &[]).unwrap();
+    sent(&mut ua);
+    run_timers(&mut ua, t0 + Duration::from_secs(40));
+    assert!(!ua.calls.contains_key(&call));
+    assert_eq!(call_events(&events(&mut ua)), [CallEvent::Failed(Failure::NoAnswer(Duration::from_secs(10)))]);
+}
+
+#[test]
+fn an_answer_crossing_the_no_answer_cancel_is_byed_and_the_call_fails_once() {
+    let t0 = Instant::now();
+    let mut ua = ua_with_no_answer_timeout();
+    let call = ua.invite(t0, &account(), "sip:3001@pbx.example.com", Bytes::from_static(SDP), &[]).unwrap();
+    let inv = one_sent(&mut ua);
+    feed(&mut ua, t0, answer(&inv, 180, Some("r"), |b| b));
+    assert_eq!(run_timers(&mut ua, t0 + Duration::from_secs(10)).iter().map(method).collect::<Vec<_>>(), ["CANCEL"]);
+    let ok = answer(&inv, 200, Some("r"), |b| b.header(HeaderName::Contact, "<sip:3001@192.0.2.30>"));
+    feed(&mut ua, t0 + Duration::from_secs(10), ok);
+    let out = sent(&mut ua);
+    assert_eq!(out.iter().map(method).collect::<Vec<_>>(), ["ACK", "BYE"]);
+    assert!(!ua.calls.contains_key(&call));
+    assert_eq!(
+        call_events(&events(&mut ua)),
+        [CallEvent::Ringing { sdp: None }, CallEvent::Failed(Failure::NoAnswer(Duration::from_secs(10)))]
+    );
+    // The BYE's answer ends nothing more.
+    feed(&mut ua, t0 + Duration::from_secs(11), answer(&out[1], 200, None, |b| b));
+    assert!(call_events(&events(&mut ua)).is_empty());
+}
+
+#[test]
+fn a_call_answered_in_time_is_not_cancelled_later() {
+    let t0 = Instant::now();
+    let mut ua = ua_with_no_answer_timeout();
+    let call = ua.invite(t0, &account(), "sip:3001@pbx.example.com", Bytes::from_static(SDP), &[]).unwrap();
+    let inv = one_sent(&mut ua);
+    feed(&mut ua, t0, answer(&inv, 180, Some("r"), |b| b));
+    let ok = answer(&inv, 200, Some("r"), |b| b.header(HeaderName::Contact, "<sip:3001@192.0.2.30>"));
+    feed(&mut ua, t0 + Duration::from_secs(9), ok);
+    assert_eq!(method(&one_sent(&mut ua)), "ACK");
+    assert!(run_timers(&mut ua, t0 + Duration::from_secs(60)).is_empty());
+    assert!(ua.calls.contains_key(&call));
+    assert!(matches!(call_events(&events(&mut ua)).last(), Some(CallEvent::Established { .. })));
+}
+
 fn incoming_invite(branch: &str, body: &[u8]) -> Bytes {
     MessageBuilder::request(&Method::Invite, "sip:3000@192.0.2.10:5070")
         .header(HeaderName::Via, format!("SIP/2.0/UDP 192.0.2.20:5060;branch={branch};rport"))

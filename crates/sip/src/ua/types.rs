@@ -198,6 +198,12 @@ pub struct UaConfig {
     /// `513 Message Too Large` (RFC 3261 §21.5.14) and dropped; the transport frames TCP with
     /// the same limit. 65 535 (a UDP datagram's most) by default.
     pub max_message_bytes: usize,
+    /// An outgoing call with no final response this long after its INVITE is cancelled and
+    /// fails with [`Failure::NoAnswer`]. Without it, a peer that sent a provisional response and
+    /// then nothing would keep the call ringing for ever: Timer B stops at the first
+    /// provisional response (RFC 3261 §17.1.1.2), and a UA has no Timer C (§16.6, proxies
+    /// only). 180 s by default (Timer C's floor).
+    pub no_answer_timeout: Duration,
 }
 
 impl UaConfig {
@@ -212,6 +218,7 @@ impl UaConfig {
             min_se: super::session_timer::DEFAULT_MIN_SE,
             digest_realms: Vec::new(),
             max_message_bytes: 65_535,
+            no_answer_timeout: Duration::from_secs(180),
         }
     }
 }
@@ -226,6 +233,9 @@ pub enum Failure {
     Timeout,
     /// The transport could not send.
     Transport(String),
+    /// No final response to our INVITE within [`UaConfig::no_answer_timeout`] (given here):
+    /// the INVITE was cancelled.
+    NoAnswer(Duration),
 }
 
 impl Failure {
