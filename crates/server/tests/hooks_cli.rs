@@ -31,13 +31,24 @@ fn args(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| s.to_string()).collect()
 }
 
-/// A config file with `text`, in a directory of its own.
-fn config_file(name: &str, text: &str) -> PathBuf {
+/// A config file with `text`, in a directory of its own, removed when dropped.
+struct ConfigFile {
+    dir: PathBuf,
+    path: PathBuf,
+}
+
+impl Drop for ConfigFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn config_file(name: &str, text: &str) -> ConfigFile {
     let dir = std::env::temp_dir().join(format!("callgate-hooks-cli-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("callgate.toml");
     std::fs::write(&path, text).unwrap();
-    path
+    ConfigFile { dir, path }
 }
 
 /// The table row of `method` (its first column), or a panic naming the table.
@@ -115,7 +126,7 @@ async fn a_broken_backend_fails_with_a_table_of_violations() {
     let config = config_file("broken", "[hooks]\nrest_request_timeout = 1\n");
     // callgate's own --config (before the command) serves hooks test too.
     let (code, out, err) =
-        callgate(args(&["--config", config.to_str().unwrap(), "hooks", "test", &backend.url("h")])).await;
+        callgate(args(&["--config", config.path.to_str().unwrap(), "hooks", "test", &backend.url("h")])).await;
     assert_eq!(code, 1, "{out}\n{err}");
     assert!(out.contains("timeout 1000 ms"), "{out}");
     let connect = row(&out, "connect");
@@ -176,17 +187,27 @@ async fn signatures_are_sent_and_a_backend_that_ignores_them_is_named() {
     const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
     let config = config_file("signed", &format!("[hooks]\nwebhook_secrets = [\"{SECRET}\"]\n"));
     let verifying = signing_backend(SECRET, true).await;
-    let (code, out, err) =
-        callgate(args(&["hooks", "test", &format!("http://{verifying}/hooks"), "--config", config.to_str().unwrap()]))
-            .await;
+    let (code, out, err) = callgate(args(&[
+        "hooks",
+        "test",
+        &format!("http://{verifying}/hooks"),
+        "--config",
+        config.path.to_str().unwrap(),
+    ]))
+    .await;
     assert_eq!(code, 0, "every signed hook verifies, the badly signed one is refused: {out}\n{err}");
     let check = out.lines().find(|l| l.contains("wrong signature")).expect("a signature row");
     assert!(check.contains("401") && check.contains("refused, as a backend that verifies"), "{check}");
 
     let careless = signing_backend(SECRET, false).await;
-    let (code, out, _) =
-        callgate(args(&["hooks", "test", &format!("http://{careless}/hooks"), "--config", config.to_str().unwrap()]))
-            .await;
+    let (code, out, _) = callgate(args(&[
+        "hooks",
+        "test",
+        &format!("http://{careless}/hooks"),
+        "--config",
+        config.path.to_str().unwrap(),
+    ]))
+    .await;
     assert_eq!(code, 1, "{out}");
     let check = out.lines().find(|l| l.contains("wrong signature")).expect("a signature row");
     assert!(check.contains("VIOLATION") && check.contains("does not check signatures"), "{check}");
@@ -229,7 +250,7 @@ async fn the_apps_credentials_and_enabled_methods_come_from_the_config() {
         "--app",
         "myApp",
         "--config",
-        config.to_str().unwrap(),
+        config.path.to_str().unwrap(),
     ]))
     .await;
     assert_eq!(code, 0, "{out}\n{err}");
