@@ -17,7 +17,9 @@ build:
 ## Install what the tests need, then run every test.
 test: deps floors clippy test-rust bench-build fuzz-build test-e2e
 
-## System packages (Debian) and the e2e npm project. Idempotent; apt only runs when something is missing.
+## System packages (Debian), the e2e npm project and the Python example backend's packages
+## (examples/python-backend/requirements.txt, pinned; PIP_FIND_LINKS is honoured). Idempotent; apt
+## only runs when something is missing.
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
@@ -26,6 +28,11 @@ deps:
 		$$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q $$missing; \
 	fi
 	cd $(E2E) && npm ci --no-audit --no-fund
+	@command -v node >/dev/null || { echo "node (Node.js 20) is needed by tests/e2e and examples/node-backend"; exit 1; }
+	@python3 -m pip --version >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+		$$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q python3-pip; }
+	PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore -r examples/python-backend/requirements.txt
 
 ## The server crate's floors point one way (docs/ARCHITECTURE.md "Floors"): fails on a module
 ## that names a higher floor or a sibling of its own floor, and on a file placed on no floor.

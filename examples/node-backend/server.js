@@ -91,7 +91,7 @@ function userForToken(token) {
 
 function send(res, status, body) {
   const text = body === undefined ? "" : JSON.stringify(body);
-  res.writeHead(status, { "Content-Type": "application/json" });
+  res.writeHead(status, { "Content-Type": "application/json", "Content-Length": Buffer.byteLength(text) });
   res.end(text);
 }
 
