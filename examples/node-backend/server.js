@@ -24,6 +24,21 @@ const port = Number(process.env.PORT || config.port || 3000);
 const host = process.env.HOST || config.host || "127.0.0.1";
 const restUrl = (process.env.CALLGATE_REST_URL || config.callgateRestUrl || "http://127.0.0.1:8081").replace(/\/+$/, "");
 
+// Standard Webhooks secrets (`whsec_<base64>`, as in callgate's [hooks] webhook_secrets): when
+// set, a hook whose signature does not verify with one of them is refused (docs/hooks.md §1).
+const webhookKeys = (process.env.WEBHOOK_SECRETS ? process.env.WEBHOOK_SECRETS.split(",") : config.webhookSecrets || [])
+  .map((s) => s.trim())
+  .filter(Boolean)
+  .map((s) => {
+    const b64 = s.replace(/^whsec_/, "");
+    if (!/^[A-Za-z0-9+/]+={0,2}$/.test(b64)) {
+      console.error(`webhook secret ${s.slice(0, 10)}... is not whsec_<base64>`);
+      process.exit(2);
+    }
+    return Buffer.from(b64, "base64");
+  });
+const MAX_CLOCK_SKEW_S = 300;
+
 // The SIP fields this backend sets on every session, whatever the client sent, and hides from it.
 const SIP_FIELDS = ["sipLogin", "sipAuthenticationName", "sipPassword", "sipDomain", "sipOutboundProxy", "sipPort",
   "sipRegisterRequired"];
@@ -87,6 +102,28 @@ function userForToken(token) {
     if (got.length === want.length && crypto.timingSafeEqual(got, want)) found = user;
   }
   return found;
+}
+
+// Why a hook's Standard Webhooks signature does not verify, or null when it does.
+function signatureProblem(headers, body) {
+  const id = headers["webhook-id"];
+  const timestamp = headers["webhook-timestamp"];
+  const signature = headers["webhook-signature"];
+  if (!id || !timestamp || !signature) return "Missing signature";
+  const ts = Number(timestamp);
+  if (!Number.isInteger(ts) || Math.abs(Date.now() / 1000 - ts) > MAX_CLOCK_SKEW_S) return "Stale signature";
+  const signed = Buffer.concat([Buffer.from(`${id}.${timestamp}.`), body]);
+  for (const key of webhookKeys) {
+    const expected = crypto.createHmac("sha256", key).update(signed).digest();
+    const ok = signature.split(" ").some((part) => {
+      const [version, sig] = part.split(",", 2);
+      if (version !== "v1" || !sig) return false;
+      const got = Buffer.from(sig, "base64");
+      return got.length === expected.length && crypto.timingSafeEqual(got, expected);
+    });
+    if (ok) return null;
+  }
+  return "Bad signature";
 }
 
 function send(res, status, body) {
@@ -237,12 +274,19 @@ const server = http.createServer(async (req, res) => {
     const hook = url.pathname.match(/^\/hooks\/([A-Za-z]+)$/);
     if (req.method === "POST" && hook) {
       const method = hook[1];
+      let raw;
       let body;
       try {
-        body = parseObject(await readBody(req));
+        raw = await readBody(req);
+        body = parseObject(raw);
       } catch (e) {
         console.log(`hook ${method}: bad request: ${e.message}`);
         return refuse(res, 400, `Bad request: ${e.message}`);
+      }
+      const problem = webhookKeys.length ? signatureProblem(req.headers, raw) : null;
+      if (problem) {
+        logHook(method, body, `401 ${problem}`);
+        return refuse(res, 401, problem);
       }
       if (method === "connect") return onConnect(body, res);
       if (method === "call") return onCall(body, res);
@@ -260,6 +304,7 @@ const server = http.createServer(async (req, res) => {
 
 server.listen(port, host, () => {
   const a = server.address();
-  console.log(`node-backend listening on http://${a.address}:${a.port} (hooks at /hooks, app ${config.appKey}, callgate REST ${restUrl})`);
+  const signed = webhookKeys.length ? `, signatures checked with ${webhookKeys.length} key(s)` : "";
+  console.log(`node-backend listening on http://${a.address}:${a.port} (hooks at /hooks, app ${config.appKey}, callgate REST ${restUrl}${signed})`);
 });
 for (const sig of ["SIGINT", "SIGTERM"]) process.on(sig, () => server.close(() => process.exit(0)));

@@ -14,8 +14,13 @@ Hooks arrive as POST {url}/{method} (docs/hooks.md); this backend serves them un
 - playStream: allowed for a listed name or "<user>-<listed name>"; others get 403 + reason.
 - every event (ConnectionStatusEvent, StreamStatusEvent, ...): one JSON line in EVENT_LOG,
   duplicates (a retried event, by its eventId) written once.
+- with WEBHOOK_SECRETS (callgate's [hooks] webhook_secrets), a hook whose Standard Webhooks
+  signature does not verify is refused with 401.
 """
 
+import base64
+import hashlib
+import hmac
 import json
 import logging
 import os
@@ -31,6 +36,22 @@ logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(mess
 
 ALLOWED = frozenset(n.strip() for n in os.environ.get("ALLOWED_STREAMS", "lobby,stage").split(",") if n.strip())
 EVENT_LOG = os.environ.get("EVENT_LOG", "events.jsonl")
+# Standard Webhooks secrets (`whsec_<base64>`, as in callgate's [hooks] webhook_secrets): when
+# set, a hook whose signature does not verify with one of them is refused (docs/hooks.md §1).
+def _webhook_keys(text: str) -> list:
+    keys = []
+    for secret in (s.strip() for s in text.split(",")):
+        if not secret:
+            continue
+        try:
+            keys.append(base64.b64decode(secret.removeprefix("whsec_"), validate=True))
+        except ValueError:
+            raise SystemExit(f"WEBHOOK_SECRETS: {secret[:10]}... is not whsec_<base64>") from None
+    return keys
+
+
+WEBHOOK_KEYS = _webhook_keys(os.environ.get("WEBHOOK_SECRETS", ""))
+MAX_CLOCK_SKEW_S = 300
 USER_RE = re.compile(r"^[A-Za-z0-9_]{1,32}$")
 MAX_SEEN_EVENTS = 10_000
 MAX_SESSIONS = 100_000
@@ -53,6 +74,25 @@ seen_events: "OrderedDict[str, None]" = OrderedDict()
 def refuse(status: int, reason: str) -> JSONResponse:
     """A refusal callgate passes on to the client as its `info` (docs/hooks.md §1)."""
     return JSONResponse({"status": status, "reason": reason}, status_code=status)
+
+
+def signature_problem(headers, body: bytes):
+    """Why a hook's Standard Webhooks signature does not verify, or None when it does."""
+    msg_id = headers.get("webhook-id")
+    timestamp = headers.get("webhook-timestamp")
+    signature = headers.get("webhook-signature")
+    if not msg_id or not timestamp or not signature:
+        return "Missing signature"
+    if not timestamp.isdigit() or abs(time.time() - int(timestamp)) > MAX_CLOCK_SKEW_S:
+        return "Stale signature"
+    signed = msg_id.encode() + b"." + timestamp.encode() + b"." + body
+    for key in WEBHOOK_KEYS:
+        expected = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+        for part in signature.split(" "):
+            version, _, sig = part.partition(",")
+            if version == "v1" and hmac.compare_digest(sig, expected):
+                return None
+    return "Bad signature"
 
 
 def prefix_for(body: dict) -> str:
@@ -91,6 +131,11 @@ async def health() -> dict:
 @app.post("/hooks/{method}")
 async def hook(method: str, request: Request):
     raw = await request.body()
+    if WEBHOOK_KEYS:
+        problem = signature_problem(request.headers, raw)
+        if problem:
+            log.warning("hook %s: %s -> 401", method, problem)
+            return refuse(401, problem)
     try:
         body = json.loads(raw) if raw else {}
     except ValueError as e:

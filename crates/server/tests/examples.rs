@@ -1,8 +1,9 @@
 //! The example backends of `examples/` (issue 13 item 5) as real processes against the real
 //! server: `node examples/node-backend/server.js` and `python3 -m uvicorn` serving
 //! `examples/python-backend/app.py`, each on a free 127.0.0.1 port, with callgate's apps pointing
-//! at them, protocol clients, str0m "browsers", a sipp UAS; then `callgate hooks test` (this
-//! crate's binary) passes against both. A missing `node`, `python3` or FastAPI fails the test
+//! at them, every hook signed (Standard Webhooks) and checked by the backends, protocol clients,
+//! str0m "browsers", a sipp UAS; then `callgate hooks test` (this crate's binary) passes against
+//! both. A missing `node`, `python3` or FastAPI fails the test
 //! with what to install, never skips it.
 
 use std::net::SocketAddr;
@@ -109,11 +110,23 @@ async fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)
     Ok((status, text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default()))
 }
 
-/// `callgate hooks test <url> --app <app>` (the real binary): (exit code, stdout).
-async fn hooks_test(url: String, app: &'static str) -> (i32, String) {
+/// The Standard Webhooks secret callgate signs with and the examples check (`WEBHOOK_SECRETS`).
+const SECRET: &str = "whsec_ZXhhbXBsZXMtdGVzdC1zZWNyZXQtMzItYnl0ZXM=";
+
+/// callgate's `[hooks]` section that signs every hook with [`SECRET`].
+fn signing_toml() -> String {
+    format!("[hooks]\nwebhook_secrets = [\"{SECRET}\"]\n")
+}
+
+/// `callgate hooks test <url> --app <app> --config <signing config>` (the real binary): (exit
+/// code, stdout and stderr).
+async fn hooks_test(url: String, app: &'static str, dir: &Path) -> (i32, String) {
+    let config = dir.join("callgate.toml");
+    std::fs::write(&config, signing_toml()).unwrap();
     let run = tokio::task::spawn_blocking(move || {
         Command::new(env!("CARGO_BIN_EXE_callgate"))
-            .args(["hooks", "test", &url, "--app", app])
+            .args(["hooks", "test", &url, "--app", app, "--config"])
+            .arg(&config)
             .env_remove("RUST_LOG")
             .output()
             .unwrap()
@@ -121,6 +134,21 @@ async fn hooks_test(url: String, app: &'static str) -> (i32, String) {
     let out = tokio::time::timeout(Duration::from_secs(120), run).await.expect("hooks test ends").unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     (out.status.code().expect("an exit code"), stdout + &String::from_utf8_lossy(&out.stderr))
+}
+
+/// Asserts `hooks test` passed, the connect answer was read and the badly signed request refused.
+fn assert_passed(code: i32, table: &str) {
+    assert_eq!(code, 0, "{table}");
+    assert!(table.contains("0 violations"), "{table}");
+    assert!(row(table, "connect").contains("restClientConfig read"), "{table}");
+    let check = table.lines().find(|l| l.contains("wrong signature")).expect("a signature row");
+    assert!(check.contains("401") && check.contains("refused, as a backend that verifies"), "{check}");
+}
+
+/// An unsigned hook straight to the backend is refused.
+async fn assert_unsigned_refused(backend: &Example) {
+    let (status, text) = http_post_to(backend.addr, "/hooks/connect", r#"{"custom":{"token":"x"}}"#, None).await;
+    assert_eq!((status, text.as_str()), (401, r#"{"status":401,"reason":"Missing signature"}"#));
 }
 
 /// The table row of `method` printed by `hooks test`.
@@ -149,7 +177,8 @@ async fn node_backend_checks_tokens_hides_the_injected_sip_account_and_places_cl
     let sipp = sipp_uas("uas_answer_remote_bye.xml");
     let port = free_port();
     let server = start_server(&format!(
-        "[sip]\nbind = \"127.0.0.1:0\"\n[apps.clickToCall]\nurl = \"http://127.0.0.1:{port}/hooks\"\n"
+        "[sip]\nbind = \"127.0.0.1:0\"\n[apps.clickToCall]\nurl = \"http://127.0.0.1:{port}/hooks\"\n{}",
+        signing_toml()
     ))
     .await;
     // The backend's own table: the SIP account of alice is the sipp UAS's user 3000. "example" is
@@ -167,9 +196,11 @@ async fn node_backend_checks_tokens_hides_the_injected_sip_account_and_places_cl
     let mut cmd = Command::new(node);
     cmd.arg(repo_root().join("examples/node-backend/server.js"))
         .env("CONFIG", &config_path)
-        .env("PORT", port.to_string());
+        .env("PORT", port.to_string())
+        .env("WEBHOOK_SECRETS", SECRET);
     let mut backend = Example::spawn("node", cmd, port, &dir);
     backend.wait_ready().await;
+    assert_unsigned_refused(&backend).await;
 
     // A wrong token and no token: refused with the backend's reason, then closed.
     for custom in [json!({"token": "wrong"}), json!({})] {
@@ -251,11 +282,9 @@ async fn node_backend_checks_tokens_hides_the_injected_sip_account_and_places_cl
         assert!(log.contains(line), "no {line:?} in the backend's log:\n{log}");
     }
 
-    // `callgate hooks test` passes against it.
-    let (code, table) = hooks_test(backend.url(), "clickToCall").await;
-    assert_eq!(code, 0, "{table}");
-    assert!(table.contains("0 violations"), "{table}");
-    assert!(row(&table, "connect").contains("restClientConfig read"), "{table}");
+    // `callgate hooks test` passes against it, signatures included.
+    let (code, table) = hooks_test(backend.url(), "clickToCall", &dir).await;
+    assert_passed(code, &table);
     server.shutdown().await;
 }
 
@@ -327,14 +356,17 @@ async fn python_backend_allows_listed_streams_renames_them_and_logs_every_event(
     let dir = scratch_dir("python");
     let events = dir.join("events.jsonl");
     let port = free_port();
-    let server = start_server(&format!("[apps.streams]\nurl = \"http://127.0.0.1:{port}/hooks\"\n")).await;
+    let server =
+        start_server(&format!("[apps.streams]\nurl = \"http://127.0.0.1:{port}/hooks\"\n{}", signing_toml())).await;
     let mut cmd = Command::new(python);
     cmd.args(["-m", "uvicorn", "app:app", "--host", "127.0.0.1", "--port", &port.to_string(), "--app-dir"])
         .arg(repo_root().join("examples/python-backend"))
         .env("ALLOWED_STREAMS", "lobby,stage")
-        .env("EVENT_LOG", &events);
+        .env("EVENT_LOG", &events)
+        .env("WEBHOOK_SECRETS", SECRET);
     let mut backend = Example::spawn("python", cmd, port, &dir);
     backend.wait_ready().await;
+    assert_unsigned_refused(&backend).await;
 
     // An allowed name is published under the backend's name: "<user>-lobby".
     let (mut pc, pud) = Client::establish(&server, connection("streams", json!({"user": "alice"}))).await;
@@ -415,10 +447,8 @@ async fn python_backend_allows_listed_streams_renames_them_and_logs_every_event(
     assert!(backend.log_text().contains("hook publishStream"), "{}", backend.log_text());
 
     // `callgate hooks test` passes against it; its example stream name is not on the list.
-    let (code, table) = hooks_test(backend.url(), "streams").await;
-    assert_eq!(code, 0, "{table}");
-    assert!(table.contains("0 violations"), "{table}");
-    assert!(row(&table, "connect").contains("restClientConfig read"), "{table}");
+    let (code, table) = hooks_test(backend.url(), "streams", &dir).await;
+    assert_passed(code, &table);
     let publish = row(&table, "publishStream");
     assert!(publish.contains("refused") && publish.contains("Stream name not allowed: stream1"), "{publish}");
     server.shutdown().await;
