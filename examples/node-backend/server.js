@@ -70,6 +70,9 @@ function loadConfig(file) {
     for (const f of ["sipLogin", "sipPassword", "sipDomain"]) {
       if (typeof u[f] !== "string" || !u[f]) problems.push(`users.${name}.${f}: a non-empty string`);
     }
+    if (u.callee !== undefined && (typeof u.callee !== "string" || !u.callee)) {
+      problems.push(`users.${name}.callee: a non-empty string when set`);
+    }
   }
   if (problems.length) {
     console.error(`invalid config ${file}:\n  ${problems.join("\n  ")}`);
@@ -184,8 +187,11 @@ function onConnect(body, res) {
   answer.restClientConfig = {
     // getUserData is built from ConnectionStatusEvent: the page never sees the account.
     ConnectionStatusEvent: { clientExclude: HIDDEN },
-    // Calls of a session this backend let in may be refused (see onCall).
-    call: { restOnError: "FAIL" },
+    // Calls of a session this backend let in may be refused (see onCall); with a `callee` in
+    // the user's entry, the page's calls go there whatever it dialled (WCS's click-to-call).
+    call: config.users[user].callee
+      ? { restOnError: "FAIL", restPolicy: "OVERWRITE", restOverwrite: "callee" }
+      : { restOnError: "FAIL" },
   };
   logHook("connect", body, `200 user=${user}`);
   send(res, 200, answer);
@@ -197,6 +203,12 @@ function onCall(body, res) {
   if (!rest && body.sessionId && !sessions.has(body.sessionId)) {
     logHook("call", body, "403 Unknown session");
     return refuse(res, 403, "Unknown session");
+  }
+  const user = sessions.get(body.sessionId);
+  const callee = user && config.users[user].callee;
+  if (callee) {
+    logHook("call", body, `200 callee=${JSON.stringify(callee)}`);
+    return send(res, 200, { ...body, callee });
   }
   logHook("call", body, "200");
   send(res, 200, body);

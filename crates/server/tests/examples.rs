@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use callgate_tests::sip_fixtures::sipp_uas;
+use callgate_tests::peers::Sipp;
+use callgate_tests::sip_fixtures::call_msg;
 use callgate_tests::webrtc::FakeBrowser;
 use callgate_tests::{http_post, http_post_to, start_server, Client};
 use serde_json::{json, Map, Value};
@@ -174,7 +175,12 @@ const SIP_FIELDS: [&str; 6] =
 async fn node_backend_checks_tokens_hides_the_injected_sip_account_and_places_click_to_call_calls() {
     let node = require("node", "Node.js 20 (the Debian package nodejs, or nodejs.org)");
     let dir = scratch_dir("node");
-    let sipp = sipp_uas("uas_answer_remote_bye.xml");
+    // Answers two calls (the page's, then the click-to-call), hanging each up itself.
+    let sipp = Sipp::scenario("uas_answer_remote_bye.xml")
+        .calls(2)
+        .timeout(Duration::from_secs(20))
+        .spawn()
+        .expect("sipp starts (run `make deps`)");
     let port = free_port();
     let server = start_server(&format!(
         "[sip]\nbind = \"127.0.0.1:0\"\n[apps.clickToCall]\nurl = \"http://127.0.0.1:{port}/hooks\"\n{}",
@@ -189,7 +195,8 @@ async fn node_backend_checks_tokens_hides_the_injected_sip_account_and_places_cl
         "callgateRestUrl": format!("http://{}", server.http_addr),
         "tokens": {"alice-token": "alice", "example": "alice"},
         "users": {"alice": {"sipLogin": "3000", "sipPassword": "alice-sip-secret", "sipDomain": "127.0.0.1",
-                            "sipOutboundProxy": "127.0.0.1", "sipPort": sipp.local_addr().port()}}
+                            "sipOutboundProxy": "127.0.0.1", "sipPort": sipp.local_addr().port(),
+                            "callee": "5000"}}
     });
     let config_path = dir.join("config.json");
     std::fs::write(&config_path, config.to_string()).unwrap();
@@ -219,7 +226,7 @@ async fn node_backend_checks_tokens_hides_the_injected_sip_account_and_places_cl
     let mut conn = connection("clickToCall", json!({"token": "alice-token"}));
     conn["sipLogin"] = "9999".into();
     conn["sipPassword"] = "client-chosen".into();
-    let (client, user_data) = Client::establish(&server, conn).await;
+    let (mut client, user_data) = Client::establish(&server, conn).await;
     for f in SIP_FIELDS {
         assert!(!user_data.contains_key(f), "getUserData carries {f}: {user_data:?}");
     }
@@ -237,6 +244,14 @@ async fn node_backend_checks_tokens_hides_the_injected_sip_account_and_places_cl
         "the session carries the backend's account: {found}"
     );
 
+    // The page calls through the account it cannot see, and the backend picks the callee (the
+    // user's `callee`, under OVERWRITE) whatever the page dialled. sipp answers, then hangs up.
+    client.send("call", call_msg("b1", "override_by_rest")).await;
+    for (message, status) in [("talk", "ESTABLISHED"), ("finish", "FINISH")] {
+        let m = client.expect(message).await;
+        assert_eq!((m["callId"].as_str(), m["status"].as_str()), (Some("b1"), Some(status)), "{m:?}");
+    }
+
     // Click-to-call: refused without a known token or with a bad callee, then placed.
     let (status, text) =
         http_post_to(backend.addr, "/click-to-call", r#"{"callee":"3001"}"#, Some("Bearer nope")).await;
@@ -249,12 +264,16 @@ async fn node_backend_checks_tokens_hides_the_injected_sip_account_and_places_cl
     assert_eq!(status, 200, "{text}\n{}", backend.log_text());
     let call_id = serde_json::from_str::<Value>(&text).unwrap()["callId"].as_str().expect("a callId").to_string();
 
-    // sipp answers, then hangs up: the call ends normally.
+    // sipp answers, then hangs up: the call ends normally. Both calls came from alice's account.
     let outcome = sipp.wait().await;
     outcome.assert_success();
-    let invite = outcome.received().into_iter().find(|m| m.starts_with("INVITE ")).expect("INVITE at sipp");
-    assert!(invite.starts_with("INVITE sip:3001@127.0.0.1 SIP/2.0"), "{invite}");
-    assert!(invite.lines().any(|l| l.starts_with("From:") && l.contains("sip:3000@")), "{invite}");
+    let invites: Vec<String> = outcome.received().into_iter().filter(|m| m.starts_with("INVITE ")).collect();
+    assert_eq!(invites.len(), 2, "{invites:?}");
+    assert!(invites[0].starts_with("INVITE sip:5000@127.0.0.1 SIP/2.0"), "the backend's callee: {}", invites[0]);
+    assert!(invites[1].starts_with("INVITE sip:3001@127.0.0.1 SIP/2.0"), "{}", invites[1]);
+    for invite in &invites {
+        assert!(invite.lines().any(|l| l.starts_with("From:") && l.contains("sip:3000@")), "{invite}");
+    }
     let deadline = tokio::time::Instant::now() + START;
     let statuses = loop {
         let (status, text) = http_get(backend.addr, &format!("/click-to-call/{call_id}")).await.unwrap();
@@ -278,7 +297,9 @@ async fn node_backend_checks_tokens_hides_the_injected_sip_account_and_places_cl
 
     // The backend logs each hook it gets.
     let log = backend.log_text();
-    for line in ["hook connect", "-> 403 Invalid token", "-> 200 user=alice", "hook call ", "hook CallStatusEvent"] {
+    for line in
+        ["hook connect", "-> 403 Invalid token", "-> 200 user=alice", "-> 200 callee=\"5000\"", "hook CallStatusEvent"]
+    {
         assert!(log.contains(line), "no {line:?} in the backend's log:\n{log}");
     }
 
