@@ -45,6 +45,7 @@ const SIP_FIELDS = ["sipLogin", "sipAuthenticationName", "sipPassword", "sipDoma
 const HIDDEN = SIP_FIELDS.filter((f) => f !== "sipRegisterRequired").join(",");
 const MAX_BODY = 1 << 20;
 const MAX_TRACKED_CALLS = 10000;
+const MAX_SESSIONS = 100000;
 
 // sessionId -> user name, for sessions this backend let in.
 const sessions = new Map();
@@ -180,6 +181,7 @@ function onConnect(body, res) {
     logHook("connect", body, "403 Invalid token");
     return refuse(res, 403, "Invalid token");
   }
+  if (sessions.size >= MAX_SESSIONS) sessions.delete(sessions.keys().next().value);
   sessions.set(body.sessionId, user);
   // Mirror the connection (as WCS asks), with this backend's SIP account over whatever the
   // client sent, and the session's hook settings.
@@ -215,8 +217,11 @@ function onCall(body, res) {
 }
 
 function onEvent(method, body, res) {
-  if (method === "CallStatusEvent" && calls.has(body.callId)) {
-    calls.get(body.callId).statuses.push(body.status);
+  const call = method === "CallStatusEvent" && calls.get(body.callId);
+  // A retried event comes again with the same eventId (docs/hooks.md §7.1): counted once.
+  if (call && !call.eventIds.has(body.eventId)) {
+    call.eventIds.add(body.eventId);
+    call.statuses.push(body.status);
   }
   if (method === "ConnectionStatusEvent" && (body.status === "DISCONNECTED" || body.status === "FAILED")) {
     sessions.delete(body.sessionId);
@@ -243,13 +248,13 @@ async function onClickToCall(req, res) {
   const callId = crypto.randomUUID();
   const account = sipAccount(user);
   const startup = {
-    callId, callee, appKey: config.appKey, visibleName: body.visibleName || account.sipLogin,
+    callId, callee, appKey: config.appKey, visibleName: account.sipLogin,
     hasAudio: true, hasVideo: false, ...account,
     // A REST call does not REGISTER (docs/hooks.md "REST-started calls").
     sipRegisterRequired: false,
   };
   if (calls.size >= MAX_TRACKED_CALLS) calls.delete(calls.keys().next().value);
-  calls.set(callId, { user, statuses: [] });
+  calls.set(callId, { user, statuses: [], eventIds: new Set() });
   const headers = { "Content-Type": "application/json" };
   if (config.callgateRestToken) headers.Authorization = `Bearer ${config.callgateRestToken}`;
   let answer;

@@ -175,9 +175,11 @@ const SIP_FIELDS: [&str; 6] =
 async fn node_backend_checks_tokens_hides_the_injected_sip_account_and_places_click_to_call_calls() {
     let node = require("node", "Node.js 20 (the Debian package nodejs, or nodejs.org)");
     let dir = scratch_dir("node");
-    // Answers two calls (the page's, then the click-to-call), hanging each up itself.
+    // Answers two calls (the page's, then the click-to-call), hanging each up itself a moment
+    // after the ACK (as tests/calls.rs does).
     let sipp = Sipp::scenario("uas_answer_remote_bye.xml")
         .calls(2)
+        .pause(Duration::from_millis(300))
         .timeout(Duration::from_secs(20))
         .spawn()
         .expect("sipp starts (run `make deps`)");
