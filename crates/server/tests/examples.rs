@@ -386,7 +386,9 @@ async fn python_backend_allows_listed_streams_renames_them_and_logs_every_event(
         .arg(repo_root().join("examples/python-backend"))
         .env("ALLOWED_STREAMS", "lobby,stage")
         .env("EVENT_LOG", &events)
-        .env("WEBHOOK_SECRETS", SECRET);
+        .env("WEBHOOK_SECRETS", SECRET)
+        // No __pycache__ left in the source tree.
+        .env("PYTHONDONTWRITEBYTECODE", "1");
     let mut backend = Example::spawn("python", cmd, port, &dir);
     backend.wait_ready().await;
     assert_unsigned_refused(&backend).await;
