@@ -308,6 +308,7 @@ async fn node_backend_checks_tokens_hides_the_injected_sip_account_and_places_cl
     // `callgate hooks test` passes against it, signatures included.
     let (code, table) = hooks_test(backend.url(), "clickToCall", &dir).await;
     assert_passed(code, &table);
+    assert!(row(&table, "call").contains("OVERWRITE takes callee"), "{table}");
     server.shutdown().await;
 }
 
