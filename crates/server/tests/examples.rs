@@ -39,11 +39,30 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-fn scratch_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("callgate-examples-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A directory of its own for a test's files (configs, logs), removed when dropped (a failing
+/// test prints the backend's log first).
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!("callgate-examples-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+}
+
+impl std::ops::Deref for Scratch {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// An example backend process; killed when dropped. Its stdout and stderr go to `log`.
@@ -174,7 +193,7 @@ const SIP_FIELDS: [&str; 6] =
 #[tokio::test(flavor = "multi_thread")]
 async fn node_backend_checks_tokens_hides_the_injected_sip_account_and_places_click_to_call_calls() {
     let node = require("node", "Node.js 20 (the Debian package nodejs, or nodejs.org)");
-    let dir = scratch_dir("node");
+    let dir = Scratch::new("node");
     // Answers two calls (the page's, then the click-to-call), hanging each up itself a moment
     // after the ACK (as tests/calls.rs does).
     let sipp = Sipp::scenario("uas_answer_remote_bye.xml")
@@ -377,7 +396,7 @@ async fn python_backend_allows_listed_streams_renames_them_and_logs_every_event(
          examples/python-backend/requirements.txt): {}",
         String::from_utf8_lossy(&check.stderr)
     );
-    let dir = scratch_dir("python");
+    let dir = Scratch::new("python");
     let events = dir.join("events.jsonl");
     let port = free_port();
     let server =
