@@ -4,7 +4,10 @@
 //!
 //! Processes and parts, all on 127.0.0.1:
 //! - one `callgate` child (`CALLGATE_BIN`, default `<target>/release/callgate`) with
-//!   `rest_request_timeout = 1` and two apps on the backend below: `strict`, whose `connect`
+//!   `rest_request_timeout = 1`, `event_attempts = 1` (every hook attempt is checked against the
+//!   decision table, so an event is not retried here: a retried event that succeeds would owe no
+//!   `ErrorEvent`, and this checker does not follow `eventId`s across attempts; the retry layer is
+//!   tested by tests/tests/hook_delivery.rs) and two apps on the backend below: `strict`, whose `connect`
 //!   answer sets `restOnError: FAIL` for every method the soak uses, and `lenient` (the default,
 //!   LOG);
 //! - the backend, a hyper server in this process. Every hook is drawn: 70 % answered normally
@@ -872,7 +875,7 @@ async fn run(bin: &Path, p: Params, nofile: libc::rlim_t) -> Result<usize, Strin
     let _lossy = spawn_sipp_uas(&dir, lossy_port, CALL_HOLD_MS, &["-lost", "20"])?;
     let cfg = format!(
         "[server]\nws_bind = \"127.0.0.1:{ws}\"\nhttp_bind = \"127.0.0.1:{http}\"\n\
-         [hooks]\nrest_request_timeout = {HOOK_TIMEOUT_S}\n\
+         [hooks]\nrest_request_timeout = {HOOK_TIMEOUT_S}\nevent_attempts = 1\n\
          [media]\nbind = \"127.0.0.1:{media}\"\n\
          [sip]\nbind = \"127.0.0.1:{sip}\"\n[log]\nfilter = \"warn\"\n\
          [apps.strict]\nurl = \"http://{backend_addr}/strict\"\n\
