@@ -142,8 +142,10 @@ async fn a_broken_backend_fails_with_a_table_of_violations() {
     assert!(slow.contains("timeout") && slow.contains("VIOLATION") && slow.contains("1000 ms"), "{slow}");
     let refused_event = row(&out, "StreamStatusEvent");
     assert!(refused_event.contains("events cannot be refused"), "{refused_event}");
-    // What went right is not blamed.
-    assert!(row(&out, "hangup").contains(" ok"), "{out}");
+    // What went right is not blamed (on a loaded machine a right answer may come past half the
+    // 1 s timeout: a `slow` warning, never a violation).
+    let hangup = row(&out, "hangup");
+    assert!(!hangup.contains("VIOLATION") && (hangup.contains(" ok") || hangup.contains("slow: ")), "{out}");
     assert!(out.contains("6 violations"), "{out}");
 }
 
