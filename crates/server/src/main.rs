@@ -11,6 +11,9 @@ use clap::Parser;
 /// The binary's allocator (the library crates don't choose one): callgate allocates a lot of
 /// small, short-lived objects per call and per hook (JSON maps, HTTP buffers, task frames), and
 /// glibc malloc/free showed as ~17 % of its CPU under call load (docs/benchmarks.md).
+/// `--features system-allocator` keeps the system's malloc, for heap profilers that interpose
+/// it (heaptrack, valgrind); never for production.
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
