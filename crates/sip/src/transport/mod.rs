@@ -632,5 +632,7 @@ async fn serve_conn(
     }
 }
 
+pub mod registrar;
+
 #[cfg(test)]
 mod tests;
