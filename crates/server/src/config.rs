@@ -23,6 +23,7 @@ pub struct Config {
     pub hooks: HooksConfig,
     pub media: MediaSection,
     pub sip: SipSection,
+    pub registrar: RegistrarSection,
     pub xcap: XcapSection,
     pub security: SecuritySection,
     pub limits: LimitsSection,
@@ -452,6 +453,76 @@ impl TlsSection {
     }
 }
 
+/// `[registrar]`: the embedded SIP registrar and proxy (docs/registrar.md). Its `Debug`
+/// shows the user names, never the passwords.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistrarSection {
+    pub enabled: bool,
+    /// The SIP domain served (and the digest realm).
+    pub domain: String,
+    pub bind: SocketAddr,
+    /// The IP in its Via and Record-Route; empty: the bound IP, or the default route's.
+    pub advertised_ip: String,
+    /// Static digest credentials, user -> password (phones, and sessions).
+    #[serde(default)]
+    pub users: BTreeMap<String, String>,
+    /// Sessions of this node may register as their own `sipLogin`/`sipPassword` while they last.
+    pub session_users: bool,
+    pub min_expires: u32,
+    pub max_expires: u32,
+}
+
+impl std::fmt::Debug for RegistrarSection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistrarSection")
+            .field("enabled", &self.enabled)
+            .field("domain", &self.domain)
+            .field("bind", &self.bind)
+            .field("advertised_ip", &self.advertised_ip)
+            .field("users", &self.users.keys().collect::<Vec<_>>())
+            .field("session_users", &self.session_users)
+            .field("min_expires", &self.min_expires)
+            .field("max_expires", &self.max_expires)
+            .finish()
+    }
+}
+
+impl RegistrarSection {
+    /// The advertised IP, `None` when empty.
+    pub fn advertised_ip(&self) -> anyhow::Result<Option<IpAddr>> {
+        MediaSection::ip("advertised_ip", &self.advertised_ip)
+            .map_err(|e| anyhow::anyhow!("registrar.{}", e.to_string().trim_start_matches("media.")))
+    }
+
+    fn check(&self) -> anyhow::Result<()> {
+        let d = self.domain.trim();
+        let host_char = |c: char| c.is_ascii_alphanumeric() || c == '.' || c == '-';
+        if d.is_empty() || !d.chars().all(host_char) || d.starts_with(['.', '-']) {
+            bail!("registrar.domain must be a host name such as \"callgate.local\", got {:?}", self.domain);
+        }
+        self.advertised_ip()?;
+        if self.min_expires == 0 || self.max_expires < self.min_expires {
+            bail!(
+                "registrar.min_expires must be > 0 and registrar.max_expires >= min_expires (got {} and {})",
+                self.min_expires,
+                self.max_expires
+            );
+        }
+        // A SIP user part (RFC 3261 §25.1 unreserved and user-unreserved), no escapes.
+        let user_char = |c: char| c.is_ascii_alphanumeric() || "-_.!~*'()&=+$,;?/".contains(c);
+        for (user, password) in &self.users {
+            if user.is_empty() || !user.chars().all(user_char) {
+                bail!("registrar.users: {user:?} is not a SIP user name (letters, digits, -_.!~*'()&=+$,;?/)");
+            }
+            if password.is_empty() {
+                bail!("registrar.users: {user:?} has an empty password");
+            }
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogConfig {
@@ -550,6 +621,7 @@ impl Config {
         if self.sip.register_expires == 0 || self.sip.user_agent.trim().is_empty() {
             bail!("sip.register_expires must be > 0 and sip.user_agent not empty");
         }
+        self.registrar.check()?;
         if self.xcap.timeout_ms == 0 || self.xcap.max_response_bytes == 0 {
             bail!("xcap.timeout_ms and xcap.max_response_bytes must be > 0");
         }

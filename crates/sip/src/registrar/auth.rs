@@ -69,14 +69,16 @@ impl Nonces {
         Some(age <= self.lifetime.as_secs())
     }
 
-    /// The `WWW-Authenticate` values to send: SHA-256 first, then MD5 (RFC 8760 §2.4: in the
-    /// order of preference; a client takes the first it supports).
+    /// The `WWW-Authenticate` values to send: MD5 first, then SHA-256. RFC 8760 §2.4 asks for
+    /// the preferred one first, but many phones (sipp 3.6.1 among them) answer only the first
+    /// challenge and fail on an algorithm they lack; a client that weighs every challenge
+    /// (callgate's own user agent, RFC 8760 clients) still takes SHA-256.
     pub(crate) fn challenges(&self, now: Instant, realm: &str, stale: bool) -> [String; 2] {
         let nonce = self.issue(now, realm);
         let stale = if stale { ", stale=true" } else { "" };
         [
-            format!("Digest realm=\"{realm}\", nonce=\"{nonce}\", qop=\"auth\", algorithm=SHA-256{stale}"),
             format!("Digest realm=\"{realm}\", nonce=\"{nonce}\", qop=\"auth\", algorithm=MD5{stale}"),
+            format!("Digest realm=\"{realm}\", nonce=\"{nonce}\", qop=\"auth\", algorithm=SHA-256{stale}"),
         ]
     }
 

@@ -3,7 +3,7 @@
 //! other with no PBX.
 //!
 //! - **Registrar.** `REGISTER` for the configured domain (or for the registrar's own address)
-//!   is authenticated with digest (401 with a SHA-256 and an MD5 challenge, stateless nonces,
+//!   is authenticated with digest (401 with an MD5 and a SHA-256 challenge, stateless nonces,
 //!   `stale=true` for an old one; a wrong response is 403, an unknown user 404), then applied
 //!   to the location service: each Contact with its `expires` param, else `Expires`, else
 //!   `default_expires`, at most `max_expires`; a lifetime below `min_expires` is 423 with
@@ -195,13 +195,17 @@ impl Registrar {
         }
     }
 
-    /// One session that held `user` is gone (its bindings stay until they expire or are removed).
+    /// One session that held `user` is gone. When it was the last, the user is unknown again
+    /// and its bindings go too (nobody can refresh or remove them any more).
     pub fn remove_session_user(&mut self, user: &str) {
-        if let Some((_, n)) = self.session_users.get_mut(user) {
-            *n -= 1;
-            if *n == 0 {
-                self.session_users.remove(user);
-            }
+        let Some((_, n)) = self.session_users.get_mut(user) else { return };
+        *n -= 1;
+        if *n > 0 {
+            return;
+        }
+        self.session_users.remove(user);
+        for b in self.bindings.remove(user).unwrap_or_default() {
+            self.events.push_back(RegistrarEvent::Unbound { user: user.to_owned(), contact: b.uri, expired: false });
         }
     }
 
@@ -351,9 +355,9 @@ impl Registrar {
                 return self.reply(req, from, 403, None, |b| b);
             }
             Verdict::Stale | Verdict::Challenge => {
-                let [sha, md5] = self.nonces.challenges(now, &realm, verdict == Verdict::Stale);
+                let [md5, sha] = self.nonces.challenges(now, &realm, verdict == Verdict::Stale);
                 return self.reply(req, from, 401, None, |b| {
-                    b.header(HeaderName::WwwAuthenticate, sha).header(HeaderName::WwwAuthenticate, md5)
+                    b.header(HeaderName::WwwAuthenticate, md5).header(HeaderName::WwwAuthenticate, sha)
                 });
             }
         }

@@ -45,6 +45,8 @@ struct Net {
     forwarded: Vec<(SocketAddr, String)>,
     events: Vec<(usize, UaEvent)>,
     reg_events: Vec<RegistrarEvent>,
+    /// The Authorization headers of the REGISTERs the registrar received.
+    authorizations: Vec<String>,
 }
 
 impl Net {
@@ -74,6 +76,7 @@ impl Net {
             forwarded: Vec::new(),
             events: Vec::new(),
             reg_events: Vec::new(),
+            authorizations: Vec::new(),
         }
     }
 
@@ -142,6 +145,11 @@ impl Net {
             }
             let (from, to, b) = self.in_flight.remove(&(at, seq)).unwrap();
             if to == addr(REGISTRAR) {
+                if let Ok(m) = crate::parse_datagram(b.clone()) {
+                    if let Some(h) = m.header(HeaderName::Authorization) {
+                        self.authorizations.push(String::from_utf8_lossy(h.value()).into_owned());
+                    }
+                }
                 let _ = self.reg.handle_datagram(now, from, b);
             } else if let Some((_, ua)) = self.uas.iter_mut().find(|(a, _)| *a == to) {
                 let _ = ua.handle_datagram(now, from, b);
@@ -243,6 +251,11 @@ fn two_user_agents_register_with_digest_and_call_each_other_through_the_proxy() 
     assert_eq!(net.register(0, "1001", "pw1"), Ok(3600));
     assert_eq!(net.register(1, "1002", "pw2"), Ok(3600));
     assert_eq!(net.reg.contacts(), 2);
+    assert!(
+        net.authorizations.iter().all(|a| a.contains("algorithm=SHA-256")) && net.authorizations.len() == 2,
+        "the user agent weighs both challenges and takes SHA-256: {:?}",
+        net.authorizations
+    );
     assert_eq!(net.reg.lookup(net.now, "1002")[0].1, addr("10.0.0.2:30000"), "the flow the REGISTER came from");
     let inc = call_answer_bye(&mut net, 0, "1001", 1, "sip:1002@callgate.local");
     assert_eq!(inc.request_uri, "sip:1002@10.0.0.2:30000", "the Request-URI is the registered contact");
@@ -352,7 +365,9 @@ fn session_users_register_while_they_last_and_static_users_keep_their_password()
     assert!(!net.reg.add_session_user("1001", "not-pw1"), "a static user is not overridden");
     assert_eq!(net.register(0, "2001", "s3"), Ok(3600));
     net.reg.remove_session_user("2001");
+    assert_eq!(net.reg.contacts(), 1, "one session still holds 2001");
     net.reg.remove_session_user("2001");
+    assert_eq!(net.reg.contacts(), 0, "the last one took the binding along");
     assert!(matches!(net.register(0, "2001", "s3"), Err(Failure::Status { status: 404, .. })));
 }
 
@@ -424,7 +439,7 @@ fn expiry_423_wildcard_stale_nonce_and_out_of_order_on_a_virtual_clock() {
     let first = phone.register(&mut reg, t0, c, Some(120));
     assert_eq!(status(&first), 401);
     let algs: Vec<String> = first.www_authenticate().flatten().map(|c| c.algorithm().unwrap().into_owned()).collect();
-    assert_eq!(algs, ["SHA-256", "MD5"], "SHA-256 preferred (RFC 8760)");
+    assert_eq!(algs, ["MD5", "SHA-256"], "MD5 first: phones that read only the first challenge");
     // 423: below min_expires (60), with Min-Expires; nothing bound.
     let r = phone.register(&mut reg, t0, c, Some(30));
     assert_eq!((status(&r), r.header(HeaderName::MinExpires).map(|h| h.value())), (423, Some(&b"60"[..])));

@@ -48,6 +48,11 @@ impl RegistrarHandle {
         rx.await.map_err(|_| EndpointGone)
     }
 
+    /// Runs `f` on the registrar without waiting for it (in order with the other commands).
+    pub fn run(&self, f: impl FnOnce(&mut Registrar, std::time::Instant) + Send + 'static) {
+        let _ = self.tx.send(Command::Run(Box::new(f)));
+    }
+
     /// The bound address.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
