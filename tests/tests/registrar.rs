@@ -91,12 +91,30 @@ fn gauge(text: &str, name: &str) -> Option<f64> {
 /// backend's hooks; the gauge counts the two contacts, then none once the sessions are gone.
 #[tokio::test]
 async fn two_sessions_register_to_the_embedded_registrar_and_call_each_other() {
+    two_sessions_call_each_other("").await;
+}
+
+/// The same with the user agent on 0.0.0.0, as `make run` has it: its Via and Contact carry the
+/// default route's address, while the registrar (on loopback) reaches it by the address its
+/// REGISTER came from.
+#[tokio::test]
+async fn the_same_with_the_user_agent_on_every_interface() {
+    two_sessions_call_each_other("[sip]\nbind = \"0.0.0.0:0\"\n").await;
+}
+
+async fn two_sessions_call_each_other(sip: &str) {
     let backend = Backend::start().await;
-    let server = start_server(&toml(&backend, r#""1001" = "pw1""#, true)).await;
+    let mut cfg = toml(&backend, r#""1001" = "pw1""#, true);
+    if !sip.is_empty() {
+        cfg = cfg.replace("[sip]\nbind = \"127.0.0.1:0\"\n", sip);
+    }
+    let server = start_server(&cfg).await;
     let registrar = server.shared.calls.registrar().expect("enabled by default");
     assert!(registrar.local_addr().is_some());
     let mut a = registered(&server, "1001", "pw1").await;
     let mut b = registered(&server, "1002", "anything-the-session-came-with").await;
+    let ua = server.shared.calls.local_addr().expect("the user agent runs");
+    assert_eq!(ua.ip().is_unspecified(), !sip.is_empty(), "{ua}");
     assert_eq!(registrar.contacts(), 2);
     assert_eq!(gauge(&metrics_text(&server).await, "callgate_registrar_contacts"), Some(2.0));
 
