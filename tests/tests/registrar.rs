@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use callgate_tests::peers::Sipp;
 use callgate_tests::sip_fixtures::{connection, hook_statuses, sip_server_toml, CHROMIUM_OFFER};
+use callgate_tests::webrtc::FakeBrowser;
 use callgate_tests::{start_server, Backend, Client};
 use serde_json::{json, Map, Value};
 
@@ -151,6 +152,46 @@ async fn two_sessions_call_each_other(sip: &str) {
         assert!(tries < 500, "contacts left: {}", registrar.contacts());
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    server.shutdown().await;
+}
+
+/// Audio both ways, browser to browser: the caller's and the callee's (fake) browsers each
+/// send PCMU through their session's call leg; RTP crosses from one bridge to the other (the
+/// SDPs went through the proxy) and each browser receives the other's frames.
+#[tokio::test]
+async fn audio_flows_both_ways_between_two_browsers_through_the_registrar() {
+    let backend = Backend::start().await;
+    let server = start_server(&toml(&backend, "", true)).await;
+    let mut a = registered(&server, "2001", "a").await;
+    let mut b = registered(&server, "2002", "b").await;
+    let caller = FakeBrowser::caller().await;
+    let mut call = call_msg("m1", "2001", "2002");
+    call["sdp"] = caller.offer.clone().into();
+    a.send("call", call).await;
+
+    let inc = b.expect("notifyIncomingCall").await;
+    let id = inc["callId"].as_str().unwrap().to_string();
+    let offer =
+        b.seen.iter().find(|(m, d)| m == "setRemoteSDP" && d[0] == id.as_str()).map(|(_, d)| d.clone()).unwrap();
+    let (callee, answer) = FakeBrowser::callee(offer[1].as_str().unwrap()).await;
+    b.send(
+        "answer",
+        json!({"callId": id, "sdp": answer, "incoming": true, "hasAudio": true, "hasVideo": false, "status": "PENDING"}),
+    )
+    .await;
+    expect_status(&mut a, "talk", "m1", "ESTABLISHED").await;
+    expect_status(&mut b, "talk", &id, "ESTABLISHED").await;
+    let remote = a.seen.iter().find(|(m, d)| m == "setRemoteSDP" && d[0] == "m1").map(|(_, d)| d.clone()).unwrap();
+    caller.accept(remote[1].as_str().unwrap());
+
+    // 25 frames = half a second of audio each way.
+    let got = caller.wait("the callee's audio", |s| s.connected && s.audio_frames >= 25).await;
+    assert!(got.frames_sent > 0);
+    let got = callee.wait("the caller's audio", |s| s.connected && s.audio_frames >= 25).await;
+    assert!(got.frames_sent > 0);
+    a.send("hangup", json!({"callId": "m1"})).await;
+    expect_status(&mut a, "finish", "m1", "FINISH").await;
+    expect_status(&mut b, "finish", &id, "FINISH").await;
     server.shutdown().await;
 }
 
