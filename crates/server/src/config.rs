@@ -622,6 +622,11 @@ impl Config {
             bail!("sip.register_expires must be > 0 and sip.user_agent not empty");
         }
         self.registrar.check()?;
+        let (r, u) = (self.registrar.bind, self.sip.bind);
+        let overlap = r.ip() == u.ip() || r.ip().is_unspecified() || u.ip().is_unspecified();
+        if self.registrar.enabled && r.port() != 0 && r.port() == u.port() && overlap {
+            bail!("registrar.bind ({r}) and sip.bind ({u}) would share a UDP port: give one of them another port");
+        }
         if self.xcap.timeout_ms == 0 || self.xcap.max_response_bytes == 0 {
             bail!("xcap.timeout_ms and xcap.max_response_bytes must be > 0");
         }
@@ -710,6 +715,33 @@ mod tests {
         assert_eq!((&*apps[0].key, &*apps[0].url), ("defaultApp", "http://127.0.0.1:8081/apps/EchoApp"));
         assert!(apps[0].echo_in_process());
         assert!(c.rest_api.cors_allow_origin.is_empty(), "no CORS by default");
+    }
+
+    #[test]
+    fn the_registrar_section_is_checked() {
+        let c = Config::from_toml("").unwrap();
+        let r = &c.registrar;
+        assert!(r.enabled && r.session_users && r.users.is_empty());
+        assert_eq!((r.domain.as_str(), r.bind), ("callgate.local", "127.0.0.1:5060".parse().unwrap()));
+        assert_eq!((r.min_expires, r.max_expires), (60, 3600));
+        let c = Config::from_toml("[registrar]\nusers = { \"1001\" = \"s3cret\", alice = \"pw\" }").unwrap();
+        assert_eq!(c.registrar.users["1001"], "s3cret");
+        let shown = format!("{:?}", c.registrar);
+        assert!(shown.contains("1001") && !shown.contains("s3cret"), "{shown}");
+        for bad in [
+            "[registrar]\ndomain = \"\"",
+            "[registrar]\ndomain = \"a b\"",
+            "[registrar]\nusers = { \"1001\" = \"\" }",
+            "[registrar]\nusers = { \"a@b\" = \"pw\" }",
+            "[registrar]\nmin_expires = 0",
+            "[registrar]\nmin_expires = 600\nmax_expires = 60",
+            "[registrar]\nadvertised_ip = \"0.0.0.0\"",
+            "[registrar]\nbind = \"0.0.0.0:30000\"",
+            "[registrar]\nbogus = 1",
+        ] {
+            assert!(Config::from_toml(bad).is_err(), "{bad}");
+        }
+        assert!(Config::from_toml("[registrar]\nenabled = false\nbind = \"0.0.0.0:30000\"").is_ok());
     }
 
     #[test]

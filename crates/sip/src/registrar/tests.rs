@@ -516,3 +516,68 @@ fn max_forwards_zero_is_483_and_garbage_gets_400_or_nothing() {
     assert!(matches!(reg.handle_datagram(t0, addr(PHONE), stray), Err(RegistrarError::NotOurs)));
     assert!(reg.poll_transmit().is_none());
 }
+
+/// 20 000 mutated messages (an INVITE to forward along a Route, a response with our Via, a
+/// REGISTER with credentials and two contacts) never panic the registrar, and it still works
+/// afterwards.
+#[test]
+fn mutated_messages_never_panic_it() {
+    let (mut reg, t0) = registrar();
+    let mut phone = Phone { cseq: 0, challenge: None };
+    for _ in 0..2 {
+        let _ = phone.register(&mut reg, t0, "<sip:1003@10.0.0.50:5062>", Some(3600));
+    }
+    assert_eq!(reg.contacts(), 1);
+    let mut corpus: Vec<Bytes> = Vec::new();
+    let invite = crate::MessageBuilder::request(&Method::Invite, "sip:1003@callgate.local")
+        .header(HeaderName::Via, format!("SIP/2.0/UDP {PHONE};branch=z9hG4bKm;rport"))
+        .header(HeaderName::Route, format!("<sip:{REGISTRAR};lr>, <sip:10.0.0.7;lr>"))
+        .header(HeaderName::MaxForwards, "70")
+        .header(HeaderName::From, "<sip:a@callgate.local>;tag=1")
+        .header(HeaderName::To, "<sip:1003@callgate.local>")
+        .header(HeaderName::CallId, "m")
+        .header(HeaderName::CSeq, "1 INVITE")
+        .header(HeaderName::Contact, "<sip:a@10.0.0.50:5062>")
+        .body("application/sdp", Bytes::from_static(SDP))
+        .to_bytes()
+        .unwrap();
+    corpus.push(invite);
+    corpus.push(Bytes::from_static(
+        b"SIP/2.0 180 Ringing\r\nVia: SIP/2.0/UDP 10.0.0.9:5060;branch=z9hG4bKcgp00, SIP/2.0/UDP 10.0.0.50:5062;branch=z9hG4bKm;received=10.0.0.50;rport=5062\r\nFrom: <sip:a@callgate.local>;tag=1\r\nTo: <sip:1003@callgate.local>;tag=2\r\nCall-ID: m\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n",
+    ));
+    corpus.push(Bytes::from_static(
+        b"REGISTER sip:callgate.local SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.50:5062;branch=z9hG4bKr\r\nFrom: <sip:1003@callgate.local>;tag=ph\r\nTo: <sip:1003@callgate.local>\r\nCall-ID: x\r\nCSeq: 9 REGISTER\r\nContact: <sip:1003@10.0.0.50:5062>;expires=60, <sip:1003@10.0.0.51>\r\nAuthorization: Digest username=\"1003\", realm=\"callgate.local\", nonce=\"0.00\", uri=\"sip:callgate.local\", response=\"00\", qop=auth, nc=00000001, cnonce=\"c\"\r\nExpires: 60\r\nContent-Length: 0\r\n\r\n",
+    ));
+    let mut rng = Rng(0x5eed);
+    let mut answered = 0;
+    for i in 0..20_000u64 {
+        let base = &corpus[(rng.next() % corpus.len() as u64) as usize];
+        let mut m = base.to_vec();
+        for _ in 0..1 + rng.next() % 4 {
+            let at = (rng.next() % m.len() as u64) as usize;
+            match rng.next() % 5 {
+                0 => m[at] = rng.next() as u8,
+                1 => m.truncate(at.max(1)),
+                2 => m.insert(at, b",;:<>@\r\n\"* 0"[(rng.next() % 12) as usize]),
+                3 => {
+                    m.remove(at);
+                }
+                _ => m[at] = m[at].to_ascii_uppercase(),
+            }
+            if m.is_empty() {
+                m.push(b'x');
+            }
+        }
+        let _ = reg.handle_datagram(t0 + Duration::from_millis(i), addr(PHONE), Bytes::from(m));
+        while reg.poll_transmit().is_some() {
+            answered += 1;
+        }
+        while reg.poll_event().is_some() {}
+        reg.handle_timeout(t0 + Duration::from_millis(i));
+    }
+    assert!(answered > 1000, "many mutants were still answered or forwarded: {answered}");
+    let mut phone = Phone { cseq: 100, challenge: None };
+    let later = t0 + Duration::from_secs(30);
+    assert_eq!(status(&phone.register(&mut reg, later, "<sip:1003@10.0.0.50:5062>", Some(120))), 401);
+    assert_eq!(status(&phone.register(&mut reg, later, "<sip:1003@10.0.0.50:5062>", Some(120))), 200);
+}
