@@ -257,6 +257,27 @@ async fn a_wrong_password_gets_403_and_an_unknown_user_404() {
     server.shutdown().await;
 }
 
+/// `/rest-api/call/startup` with an account of the embedded domain places its call through the
+/// registrar: the registered session rings, answers, and the REST call is ESTABLISHED.
+#[tokio::test]
+async fn a_rest_started_call_reaches_a_registered_session() {
+    let backend = Backend::start().await;
+    let server = start_server(&toml(&backend, "", true)).await;
+    let mut b = registered(&server, "2002", "b").await;
+    let body = json!({"callId": "r1", "callee": "2002", "hasAudio": "true", "hasVideo": "false",
+                      "sipLogin": "desk", "sipPassword": "unused", "sipDomain": "callgate.local",
+                      "appKey": "backendApp", "sipRegisterRequired": "false"});
+    let (status, text) = callgate_tests::http_post(&server, "/rest-api/call/startup", &body.to_string(), None).await;
+    assert_eq!(status, 200, "{text}");
+    let id = answer_incoming(&mut b).await;
+    expect_status(&mut b, "talk", &id, "ESTABLISHED").await;
+    backend.wait_for("CallStatusEvent", |x| x["callId"] == "r1" && x["status"] == "ESTABLISHED").await;
+    b.send("hangup", json!({"callId": id})).await;
+    expect_status(&mut b, "finish", &id, "FINISH").await;
+    backend.wait_for("CallStatusEvent", |x| x["callId"] == "r1" && x["status"] == "FINISH").await;
+    server.shutdown().await;
+}
+
 /// Calling a user nobody knows is 404; a known user with no live contact 480: the caller's
 /// call FAILS with the registrar's answer.
 #[tokio::test]
