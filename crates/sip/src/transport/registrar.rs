@@ -176,16 +176,17 @@ impl Driver {
     }
 
     async fn flush(&mut self) {
+        // The count first: whoever learns of a binding from the 200 finds it counted.
+        let n = self.reg.contacts();
+        self.count_tx.send_if_modified(|c| std::mem::replace(c, n) != n);
+        while let Some(e) = self.reg.poll_event() {
+            let _ = self.event_tx.send(e);
+        }
         while let Some(t) = self.reg.poll_transmit() {
             if let Err(e) = self.udp.send_to(&t.bytes, t.dst).await {
                 tracing::debug!(error = %e, dst = %t.dst, "registrar: UDP send failed");
             }
         }
-        while let Some(e) = self.reg.poll_event() {
-            let _ = self.event_tx.send(e);
-        }
-        let n = self.reg.contacts();
-        self.count_tx.send_if_modified(|c| std::mem::replace(c, n) != n);
     }
 
     fn guard<R>(&mut self, input: &'static str, f: impl FnOnce(&mut Registrar) -> R) -> Option<R> {
