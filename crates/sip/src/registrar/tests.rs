@@ -581,3 +581,97 @@ fn mutated_messages_never_panic_it() {
     assert_eq!(status(&phone.register(&mut reg, later, "<sip:1003@10.0.0.50:5062>", Some(120))), 401);
     assert_eq!(status(&phone.register(&mut reg, later, "<sip:1003@10.0.0.50:5062>", Some(120))), 200);
 }
+
+/// Inside a call set up through the proxy: hold and unhold re-INVITEs, INFO DTMF and REFER with
+/// its NOTIFY go both ways through the proxy (Record-Route), and a MESSAGE outside the call
+/// reaches the user by its AOR.
+#[test]
+fn in_dialog_requests_and_messages_go_through_the_proxy() {
+    let mut net = Net::new(2, 0, 10);
+    net.register(0, "1001", "pw1").unwrap();
+    net.register(1, "1002", "pw2").unwrap();
+    let now = net.now;
+    let call = net
+        .ua(0)
+        .invite(now, &Net::account("1001", "x"), "sip:1002@callgate.local", Bytes::from_static(SDP), &[])
+        .unwrap();
+    let inc = net.incoming(1);
+    let now = net.now;
+    net.ua(1).answer(now, inc.call, Bytes::from_static(SDP)).unwrap();
+    net.call_event(0, call, |e| matches!(e, CallEvent::Established { .. }));
+    net.call_event(1, inc.call, |e| matches!(e, CallEvent::Established { .. }));
+
+    for hold in [true, false] {
+        let now = net.now;
+        if hold {
+            net.ua(0).reinvite_hold(now, call, SDP).unwrap();
+        } else {
+            net.ua(0).reinvite_unhold(now, call, SDP).unwrap();
+        }
+        match net.call_event(1, inc.call, |e| matches!(e, CallEvent::IncomingReInvite { .. })) {
+            CallEvent::IncomingReInvite { hold: h, .. } => assert_eq!(h, hold),
+            _ => unreachable!(),
+        }
+        let now = net.now;
+        net.ua(1).answer(now, inc.call, Bytes::from_static(SDP)).unwrap();
+        match net.call_event(0, call, |e| matches!(e, CallEvent::HoldResult { .. })) {
+            CallEvent::HoldResult { hold: h, result } => assert!(h == hold && result.is_ok(), "{result:?}"),
+            _ => unreachable!(),
+        }
+    }
+    let now = net.now;
+    net.ua(1).info_dtmf(now, inc.call, '7').unwrap();
+    assert_eq!(
+        net.call_event(0, call, |e| matches!(e, CallEvent::Dtmf { .. })),
+        CallEvent::Dtmf { digit: '7', duration_ms: 160 }
+    );
+    net.call_event(1, inc.call, |e| matches!(e, CallEvent::DtmfResult(Ok(()))));
+
+    let now = net.now;
+    net.ua(0).refer(now, call, "sip:1003@callgate.local").unwrap();
+    let req = match net.call_event(1, inc.call, |e| matches!(e, CallEvent::IncomingRefer { .. })) {
+        CallEvent::IncomingRefer { req, target, .. } => {
+            assert_eq!(target, "sip:1003@callgate.local");
+            req
+        }
+        _ => unreachable!(),
+    };
+    let now = net.now;
+    net.ua(1).respond(now, req, 202, None).unwrap();
+    net.ua(1).notify_transfer(now, inc.call, 200, "OK").unwrap();
+    net.call_event(0, call, |e| matches!(e, CallEvent::TransferAccepted));
+    match net.call_event(0, call, |e| matches!(e, CallEvent::TransferProgress { .. })) {
+        CallEvent::TransferProgress { status, terminated, .. } => assert_eq!((status, terminated), (200, true)),
+        _ => unreachable!(),
+    }
+    for start in ["INVITE sip:1002@10.0.0.2:30000", "INFO sip:1001@10.0.0.1:30000", "REFER sip:1002@10.0.0.2:30000"] {
+        assert!(net.forwarded_count(start) >= 1, "{start}: {:?}", net.forwarded);
+    }
+    assert_eq!(net.forwarded_count("INVITE sip:1002@10.0.0.2:30000"), 3, "the call and two re-INVITEs");
+    assert_eq!(net.forwarded_count("NOTIFY sip:1001@10.0.0.1:30000"), 1);
+
+    let now = net.now;
+    let msg = net
+        .ua(1)
+        .message(
+            now,
+            &Net::account("1002", "x"),
+            "sip:1001@callgate.local",
+            "text/plain",
+            Bytes::from_static(b"hi"),
+            None,
+        )
+        .unwrap();
+    let m = match net.until(0, Duration::from_secs(40), |e| matches!(e, UaEvent::IncomingMessage(_))) {
+        UaEvent::IncomingMessage(m) => m,
+        _ => unreachable!(),
+    };
+    assert_eq!((m.body.as_ref(), m.call), (&b"hi"[..], None));
+    let now = net.now;
+    net.ua(0).respond(now, m.req, 200, None).unwrap();
+    match net.until(1, Duration::from_secs(40), |e| matches!(e, UaEvent::MessageResult { .. })) {
+        UaEvent::MessageResult { msg: id, result } => assert_eq!((id, result), (msg, Ok(200))),
+        _ => unreachable!(),
+    }
+    assert_eq!(net.forwarded_count("MESSAGE sip:1001@10.0.0.1:30000"), 1);
+}
