@@ -231,6 +231,47 @@ async fn a_sip_phone_registers_with_digest_and_calls_a_session() {
     server.shutdown().await;
 }
 
+/// A session calls a SIP phone registered to the embedded registrar (sipp: one process
+/// registers the Contact of another that answers, on the same IP, so the registrar sends to the
+/// Contact itself); the phone answers, the session hangs up, and the ACK and BYE went through
+/// the proxy (Record-Route).
+#[tokio::test]
+async fn a_session_calls_a_registered_sip_phone() {
+    let backend = Backend::start().await;
+    let server = start_server(&toml(&backend, r#""1001" = "pw1", "1004" = "pw4""#, false)).await;
+    let reg_addr = server.shared.calls.registrar().unwrap().local_addr().unwrap();
+    let line =
+        Sipp::scenario("uas_answer_local_bye.xml").timeout(Duration::from_secs(20)).spawn().expect("sipp starts");
+    let line_port = line.local_addr().port();
+    let registering = Sipp::scenario("uac_register_contact.xml")
+        .remote(reg_addr)
+        .key("user", "1004")
+        .key("domain", "callgate.local")
+        .key("contact_port", line_port.to_string())
+        .auth("1004", "pw4")
+        .timeout(Duration::from_secs(20))
+        .spawn()
+        .expect("sipp starts");
+    registering.wait().await.assert_success();
+    let mut a = registered(&server, "1001", "pw1").await;
+    a.send("call", call_msg("p1", "1001", "1004")).await;
+    expect_status(&mut a, "talk", "p1", "ESTABLISHED").await;
+    a.send("hangup", json!({"callId": "p1"})).await;
+    expect_status(&mut a, "finish", "p1", "FINISH").await;
+    let outcome = line.wait().await;
+    outcome.assert_success();
+    let invite = outcome.received().into_iter().find(|m| m.starts_with("INVITE ")).unwrap();
+    let want = format!("INVITE sip:1004@127.0.0.1:{line_port} SIP/2.0");
+    assert!(invite.starts_with(&want), "the contact as Request-URI: {invite}");
+    assert!(invite.contains(&format!("Record-Route: <sip:{reg_addr};lr>")), "{invite}");
+    let bye = outcome.received().into_iter().find(|m| m.starts_with("BYE ")).unwrap();
+    assert!(
+        bye.contains(&format!("Via: SIP/2.0/UDP {reg_addr};branch=z9hG4bKcgp")),
+        "the BYE came through the proxy: {bye}"
+    );
+    server.shutdown().await;
+}
+
 /// A wrong password gets 403 and an unknown user 404 (with session_users off), both reported to
 /// the client and the backend as registration failures; a user another session holds with
 /// another password is refused too.

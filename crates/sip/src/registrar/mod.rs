@@ -9,9 +9,10 @@
 //!   `default_expires`, at most `max_expires`; a lifetime below `min_expires` is 423 with
 //!   `Min-Expires`; `Contact: *` with `Expires: 0` removes every binding of the AOR; a REGISTER
 //!   older (same Call-ID, lower CSeq) than a binding's is 500. The 200 lists every binding with
-//!   its remaining lifetime. Each binding keeps the address the REGISTER came from (its flow):
-//!   requests for it go there, which reaches phones behind NAT (as RFC 5626 does with a flow,
-//!   without its `reg-id`); bindings expire on the virtual clock ([`Registrar::poll_timeout`]).
+//!   its remaining lifetime. Each binding keeps where requests for it go (its flow): the
+//!   contact's own address when it names the IP the REGISTER came from, else the REGISTER's
+//!   source address, which reaches phones behind NAT (as RFC 5626 does with a flow, without its
+//!   `reg-id`); bindings expire on the virtual clock ([`Registrar::poll_timeout`]).
 //! - **Proxy, stateless** (§16.11). A request for a user of the domain goes to the most recent
 //!   live contact of that AOR (404 for a user nobody knows, 480 for a known one with no live
 //!   contact), with the Request-URI set to the contact; a request for a registered contact (an
@@ -407,7 +408,8 @@ impl Registrar {
                 return self.reply(req, from, 500, Some("Out Of Order"), |b| b);
             }
             for (uri, expires) in asked {
-                self.apply(now, user, uri, expires, from, &call_id, cseq);
+                let flow = flow_for(&uri, from);
+                self.apply(now, user, uri, expires, flow, &call_id, cseq);
             }
         }
         let contacts: Vec<String> =
@@ -600,6 +602,17 @@ impl Registrar {
         let bytes = forward::response(resp);
         self.send(SocketAddr::new(ip, port), bytes);
         Ok(())
+    }
+}
+
+/// Where requests for a contact go: the contact's own address when it names the IP the
+/// REGISTER came from (the phone says where it listens, and is reachable there), else the
+/// REGISTER's source (a contact behind NAT, a host name, or callgate's own user agent
+/// advertising another interface than the one it reached us from).
+fn flow_for(uri: &str, source: SocketAddr) -> SocketAddr {
+    match Uri::parse(uri).ok().as_ref().and_then(Uri::as_sip).and_then(uri_addr) {
+        Some(a) if canonical(a.ip()) == canonical(source.ip()) => a,
+        _ => source,
     }
 }
 

@@ -488,6 +488,14 @@ fn expiry_423_wildcard_stale_nonce_and_out_of_order_on_a_virtual_clock() {
 }
 
 #[test]
+fn a_contact_on_the_source_ip_is_reached_directly_another_through_the_source() {
+    assert_eq!(flow_for("sip:1003@10.0.0.50:5070", addr("10.0.0.50:5062")), addr("10.0.0.50:5070"));
+    assert_eq!(flow_for("sip:1003@10.0.0.50", addr("10.0.0.50:5062")), addr("10.0.0.50:5060"));
+    assert_eq!(flow_for("sip:1003@192.168.1.4:5060", addr("203.0.113.9:41000")), addr("203.0.113.9:41000"), "NAT");
+    assert_eq!(flow_for("sip:1003@phone.example", addr("10.0.0.50:5062")), addr("10.0.0.50:5062"));
+}
+
+#[test]
 fn max_forwards_zero_is_483_and_garbage_gets_400_or_nothing() {
     let (mut reg, t0) = registrar();
     let invite = |mf: &str| {
