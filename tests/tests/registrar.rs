@@ -319,6 +319,23 @@ async fn a_rest_started_call_reaches_a_registered_session() {
     server.shutdown().await;
 }
 
+/// A registrar that cannot bind its port (taken here by another socket) leaves the server up;
+/// a session of its domain is told why it cannot register.
+#[tokio::test]
+async fn a_registrar_that_cannot_bind_is_reported_to_the_sessions_of_its_domain() {
+    let taken = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap();
+    let backend = Backend::start().await;
+    let server = start_server(&format!("{}[registrar]\nbind = \"{port}\"\n", sip_server_toml(&backend))).await;
+    assert!(server.shared.calls.registrar().unwrap().local_addr().is_none());
+    let (mut c, _) = Client::establish(&server, connection(account("1001", "pw"))).await;
+    let fail = c.expect("fail").await;
+    assert_eq!(fail["apiMethod"], "RegistrationStatusEvent");
+    let info = fail["info"].as_str().unwrap();
+    assert!(info.starts_with(&format!("Embedded registrar unavailable: {port}: ")), "{info}");
+    server.shutdown().await;
+}
+
 /// Calling a user nobody knows is 404; a known user with no live contact 480: the caller's
 /// call FAILS with the registrar's answer.
 #[tokio::test]
