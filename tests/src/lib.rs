@@ -140,20 +140,23 @@ async fn handle(
     (status, [("content-type", "application/json")], reply.body).into_response()
 }
 
-/// Starts the real server on 127.0.0.1 ephemeral ports (WebSocket, HTTP and the media UDP
-/// port) with `extra` TOML over the defaults. `defaultApp` is pointed at the server's own EchoApp
+/// Starts the real server on 127.0.0.1 ephemeral ports (WebSocket, HTTP, the media UDP port
+/// and the embedded registrar's, so parallel servers never contend for 5060) with `extra` TOML
+/// over the defaults. `defaultApp` is pointed at the server's own EchoApp
 /// unless `extra` redefines it.
 pub async fn start_server(extra: &str) -> callgate_server::RunningServer {
-    let base = "[server]\nws_bind = \"127.0.0.1:0\"\nhttp_bind = \"127.0.0.1:0\"\n[media]\nbind = \"127.0.0.1:0\"\n";
+    let base = "[server]\nws_bind = \"127.0.0.1:0\"\nhttp_bind = \"127.0.0.1:0\"\n[media]\nbind = \"127.0.0.1:0\"\n\
+                [registrar]\nbind = \"127.0.0.1:0\"\n";
     let text = merge_sections(base, extra);
     let cfg = callgate_server::config::Config::from_toml(&text).expect("test config is valid");
     callgate_server::start(cfg).await.expect("server starts")
 }
 
-/// Merges the keys of the `[server]` and `[media]` sections of `extra` into those of `base`
-/// (TOML forbids a section twice); `extra`'s keys win. Other sections of `extra` are appended.
+/// Merges the keys of the `[server]`, `[media]` and `[registrar]` sections of `extra` into those
+/// of `base` (TOML forbids a section twice); `extra`'s keys win. Other sections of `extra` are
+/// appended.
 fn merge_sections(base: &str, extra: &str) -> String {
-    const MERGED: [&str; 2] = ["[server]", "[media]"];
+    const MERGED: [&str; 3] = ["[server]", "[media]", "[registrar]"];
     let mut sections: Vec<(String, Vec<String>)> = Vec::new();
     let mut current: Option<usize> = None;
     for line in base.lines() {

@@ -3,14 +3,16 @@
 //! the SDK does (audio + video, no candidates exchanged beyond the SDP), learns nothing but the
 //! server's answer, and then:
 //! - a publisher sends one audio and one video frame every 20 ms once connected;
-//! - a player counts the frames it receives.
+//! - a player counts the frames it receives;
+//! - a call's browser (caller or callee: audio only, PCMU, the codec of the SIP bridge) does
+//!   both: one 20 ms PCMU frame every 20 ms, and counts what arrives.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use str0m::change::{SdpAnswer, SdpPendingOffer};
+use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, Input, Output, Rtc};
@@ -60,6 +62,56 @@ impl FakeBrowser {
         FakeBrowser::start(Direction::RecvOnly).await
     }
 
+    /// A call's caller: sendrecv audio, PCMU only; its `offer` goes into the `call` message.
+    pub async fn caller() -> FakeBrowser {
+        let (socket, addr, mut rtc) = FakeBrowser::call_rtc().await;
+        let mut api = rtc.sdp_api();
+        let audio = api.add_media(MediaKind::Audio, Direction::SendRecv, Some("call".into()), None, None);
+        let (offer, pending) = api.apply().unwrap();
+        FakeBrowser::spawn(rtc, socket, addr, offer.to_sdp_string(), Some(pending), Profile::Call, [audio, audio])
+    }
+
+    /// A call's callee: accepts the server's offer of an incoming call (its `setRemoteSDP`);
+    /// returns the browser and the answer for the `answer` message.
+    pub async fn callee(offer: &str) -> (FakeBrowser, String) {
+        let (socket, addr, mut rtc) = FakeBrowser::call_rtc().await;
+        let parsed = SdpOffer::from_sdp_string(offer).expect("the server's offer parses");
+        let answer = rtc.sdp_api().accept_offer(parsed).expect("the server's offer is acceptable").to_sdp_string();
+        let mid = offer
+            .split("m=audio")
+            .nth(1)
+            .and_then(|m| m.lines().find_map(|l| l.trim().strip_prefix("a=mid:")))
+            .map(|m| Mid::from(m.trim()))
+            .expect("an audio m-line with a mid");
+        let b = FakeBrowser::spawn(rtc, socket, addr, String::new(), None, Profile::Call, [mid, mid]);
+        (b, answer)
+    }
+
+    async fn call_rtc() -> (UdpSocket, SocketAddr, Rtc) {
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = socket.local_addr().unwrap();
+        let provider = Arc::new(str0m::crypto::from_feature_flags());
+        let mut rtc =
+            Rtc::builder().set_crypto_provider(provider).clear_codecs().enable_pcmu(true, false).build(Instant::now());
+        rtc.add_local_candidate(Candidate::host(addr, "udp").unwrap());
+        (socket, addr, rtc)
+    }
+
+    fn spawn(
+        rtc: Rtc,
+        socket: UdpSocket,
+        addr: SocketAddr,
+        offer: String,
+        pending: Option<SdpPendingOffer>,
+        profile: Profile,
+        mids: [Mid; 2],
+    ) -> FakeBrowser {
+        let stats = Arc::new(Mutex::new(BrowserStats::default()));
+        let (cmd, rx) = mpsc::unbounded_channel();
+        let task = tokio::spawn(run(rtc, socket, rx, pending, stats.clone(), profile, mids));
+        FakeBrowser { offer, addr, cmd, stats, task }
+    }
+
     async fn start(dir: Direction) -> FakeBrowser {
         let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let addr = socket.local_addr().unwrap();
@@ -70,11 +122,8 @@ impl FakeBrowser {
         let audio = api.add_media(MediaKind::Audio, dir, Some("cam".into()), None, None);
         let video = api.add_media(MediaKind::Video, dir, Some("cam".into()), None, None);
         let (offer, pending) = api.apply().unwrap();
-        let stats = Arc::new(Mutex::new(BrowserStats::default()));
-        let (cmd, rx) = mpsc::unbounded_channel();
-        let sending = dir == Direction::SendOnly;
-        let task = tokio::spawn(run(rtc, socket, rx, pending, stats.clone(), sending, [audio, video]));
-        FakeBrowser { offer: offer.to_sdp_string(), addr, cmd, stats, task }
+        let profile = if dir == Direction::SendOnly { Profile::Publish } else { Profile::Play };
+        FakeBrowser::spawn(rtc, socket, addr, offer.to_sdp_string(), Some(pending), profile, [audio, video])
     }
 
     /// Applies the server's answer (from `setRemoteSDP`).
@@ -125,17 +174,26 @@ async fn drain(rtc: &mut Rtc, socket: &UdpSocket, stats: &Mutex<BrowserStats>, m
     }
 }
 
+/// What the peer sends: a publisher opus + VP8, a player nothing, a call's browser PCMU.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Profile {
+    Publish,
+    Play,
+    Call,
+}
+
 async fn run(
     mut rtc: Rtc,
     socket: UdpSocket,
     mut rx: mpsc::UnboundedReceiver<Cmd>,
-    pending: SdpPendingOffer,
+    mut pending: Option<SdpPendingOffer>,
     stats: Arc<Mutex<BrowserStats>>,
-    sending: bool,
+    profile: Profile,
     mids: [Mid; 2],
 ) {
     let local = socket.local_addr().unwrap();
-    let mut pending = Some(pending);
+    let sending = profile != Profile::Play;
+    let kinds = if profile == Profile::Call { 1 } else { 2 };
     let mut buf = vec![0u8; 2048];
     let mut next_frame = Instant::now();
     let mut n: u64 = 0;
@@ -161,14 +219,23 @@ async fn run(
             _ = tokio::time::sleep_until(wake.into()) => {
                 let now = Instant::now();
                 if sending && connected && now >= next_frame {
-                    for (i, mid) in mids.into_iter().enumerate() {
+                    for (i, mid) in mids.into_iter().enumerate().take(kinds) {
                         let Some(w) = rtc.writer(mid) else { continue };
                         let Some(pt) = w.payload_params().next().map(|p| p.pt()) else { continue };
-                        let (hz, step) = if i == 0 { (48_000, 960) } else { (90_000, 1800) };
+                        let (hz, step) = match (profile, i) {
+                            (Profile::Call, _) => (8_000, 160),
+                            (_, 0) => (48_000, 960),
+                            _ => (90_000, 1800),
+                        };
                         let t = MediaTime::new(n * step, Frequency::new(hz).unwrap());
-                        // VP8: first byte with the P bit clear marks a keyframe; opus: any bytes.
-                        let first = if i == 0 { 0xfc } else { 0x10 };
-                        if w.write(pt, now, t, vec![first, n as u8, 1, 2, 3, 4, 5, 6, 7, 8]).is_ok() {
+                        // VP8: first byte with the P bit clear marks a keyframe; opus: any bytes;
+                        // PCMU: 160 samples of silence (0xff).
+                        let payload = match (profile, i) {
+                            (Profile::Call, _) => vec![0xff; 160],
+                            (_, 0) => vec![0xfc, n as u8, 1, 2, 3, 4, 5, 6, 7, 8],
+                            _ => vec![0x10, n as u8, 1, 2, 3, 4, 5, 6, 7, 8],
+                        };
+                        if w.write(pt, now, t, payload).is_ok() {
                             stats.lock().frames_sent += 1;
                         }
                         if drain(&mut rtc, &socket, &stats, mids).await.is_none() {

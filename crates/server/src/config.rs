@@ -23,6 +23,7 @@ pub struct Config {
     pub hooks: HooksConfig,
     pub media: MediaSection,
     pub sip: SipSection,
+    pub registrar: RegistrarSection,
     pub xcap: XcapSection,
     pub security: SecuritySection,
     pub limits: LimitsSection,
@@ -461,6 +462,76 @@ impl TlsSection {
     }
 }
 
+/// `[registrar]`: the embedded SIP registrar and proxy (docs/registrar.md). Its `Debug`
+/// shows the user names, never the passwords.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistrarSection {
+    pub enabled: bool,
+    /// The SIP domain served (and the digest realm).
+    pub domain: String,
+    pub bind: SocketAddr,
+    /// The IP in its Via and Record-Route; empty: the bound IP, or the default route's.
+    pub advertised_ip: String,
+    /// Static digest credentials, user -> password (phones, and sessions).
+    #[serde(default)]
+    pub users: BTreeMap<String, String>,
+    /// Sessions of this node may register as their own `sipLogin`/`sipPassword` while they last.
+    pub session_users: bool,
+    pub min_expires: u32,
+    pub max_expires: u32,
+}
+
+impl std::fmt::Debug for RegistrarSection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistrarSection")
+            .field("enabled", &self.enabled)
+            .field("domain", &self.domain)
+            .field("bind", &self.bind)
+            .field("advertised_ip", &self.advertised_ip)
+            .field("users", &self.users.keys().collect::<Vec<_>>())
+            .field("session_users", &self.session_users)
+            .field("min_expires", &self.min_expires)
+            .field("max_expires", &self.max_expires)
+            .finish()
+    }
+}
+
+impl RegistrarSection {
+    /// The advertised IP, `None` when empty.
+    pub fn advertised_ip(&self) -> anyhow::Result<Option<IpAddr>> {
+        MediaSection::ip("advertised_ip", &self.advertised_ip)
+            .map_err(|e| anyhow::anyhow!("registrar.{}", e.to_string().trim_start_matches("media.")))
+    }
+
+    fn check(&self) -> anyhow::Result<()> {
+        let d = self.domain.trim();
+        let host_char = |c: char| c.is_ascii_alphanumeric() || c == '.' || c == '-';
+        if d.is_empty() || !d.chars().all(host_char) || d.starts_with(['.', '-']) {
+            bail!("registrar.domain must be a host name such as \"callgate.local\", got {:?}", self.domain);
+        }
+        self.advertised_ip()?;
+        if self.min_expires == 0 || self.max_expires < self.min_expires {
+            bail!(
+                "registrar.min_expires must be > 0 and registrar.max_expires >= min_expires (got {} and {})",
+                self.min_expires,
+                self.max_expires
+            );
+        }
+        // A SIP user part (RFC 3261 §25.1 unreserved and user-unreserved), no escapes.
+        let user_char = |c: char| c.is_ascii_alphanumeric() || "-_.!~*'()&=+$,;?/".contains(c);
+        for (user, password) in &self.users {
+            if user.is_empty() || !user.chars().all(user_char) {
+                bail!("registrar.users: {user:?} is not a SIP user name (letters, digits, -_.!~*'()&=+$,;?/)");
+            }
+            if password.is_empty() {
+                bail!("registrar.users: {user:?} has an empty password");
+            }
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogConfig {
@@ -559,6 +630,12 @@ impl Config {
         if self.sip.register_expires == 0 || self.sip.user_agent.trim().is_empty() {
             bail!("sip.register_expires must be > 0 and sip.user_agent not empty");
         }
+        self.registrar.check()?;
+        let (r, u) = (self.registrar.bind, self.sip.bind);
+        let overlap = r.ip() == u.ip() || r.ip().is_unspecified() || u.ip().is_unspecified();
+        if self.registrar.enabled && r.port() != 0 && r.port() == u.port() && overlap {
+            bail!("registrar.bind ({r}) and sip.bind ({u}) would share a UDP port: give one of them another port");
+        }
         if self.xcap.timeout_ms == 0 || self.xcap.max_response_bytes == 0 {
             bail!("xcap.timeout_ms and xcap.max_response_bytes must be > 0");
         }
@@ -647,6 +724,33 @@ mod tests {
         assert_eq!((&*apps[0].key, &*apps[0].url), ("defaultApp", "http://127.0.0.1:8081/apps/EchoApp"));
         assert!(apps[0].echo_in_process());
         assert!(c.rest_api.cors_allow_origin.is_empty(), "no CORS by default");
+    }
+
+    #[test]
+    fn the_registrar_section_is_checked() {
+        let c = Config::from_toml("").unwrap();
+        let r = &c.registrar;
+        assert!(r.enabled && r.session_users && r.users.is_empty());
+        assert_eq!((r.domain.as_str(), r.bind), ("callgate.local", "127.0.0.1:5060".parse().unwrap()));
+        assert_eq!((r.min_expires, r.max_expires), (60, 3600));
+        let c = Config::from_toml("[registrar]\nusers = { \"1001\" = \"s3cret\", alice = \"pw\" }").unwrap();
+        assert_eq!(c.registrar.users["1001"], "s3cret");
+        let shown = format!("{:?}", c.registrar);
+        assert!(shown.contains("1001") && !shown.contains("s3cret"), "{shown}");
+        for bad in [
+            "[registrar]\ndomain = \"\"",
+            "[registrar]\ndomain = \"a b\"",
+            "[registrar]\nusers = { \"1001\" = \"\" }",
+            "[registrar]\nusers = { \"a@b\" = \"pw\" }",
+            "[registrar]\nmin_expires = 0",
+            "[registrar]\nmin_expires = 600\nmax_expires = 60",
+            "[registrar]\nadvertised_ip = \"0.0.0.0\"",
+            "[registrar]\nbind = \"0.0.0.0:30000\"",
+            "[registrar]\nbogus = 1",
+        ] {
+            assert!(Config::from_toml(bad).is_err(), "{bad}");
+        }
+        assert!(Config::from_toml("[registrar]\nenabled = false\nbind = \"0.0.0.0:30000\"").is_ok());
     }
 
     #[test]

@@ -188,8 +188,12 @@ pub async fn start(cfg: Config) -> anyhow::Result<RunningServer> {
     let streams = Arc::new(streams::Streams::new(media.clone(), sessions.clone()).limited(cfg.limits.max_streams));
     let supervisor = supervise::Supervisor::default();
     supervisor.watch_media(streams.media.panicked.clone());
+    let registrar = calls::EmbeddedRegistrar::start(&cfg.registrar).await;
     let calls = Arc::new(
-        calls::Calls::new(cfg.sip.clone(), media, sessions.clone()).limited(&cfg.limits).supervised(supervisor.clone()),
+        calls::Calls::new(cfg.sip.clone(), media, sessions.clone())
+            .limited(&cfg.limits)
+            .supervised(supervisor.clone())
+            .with_registrar(registrar),
     );
     let lifecycle = node::Lifecycle::default();
     let node = Arc::new(NodeInfo { id: node_id.clone(), engine: engine.clone(), hooks: cfg.hooks.clone() });

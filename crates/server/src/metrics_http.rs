@@ -83,4 +83,7 @@ fn scrape_gauges(shared: &Shared) {
         metrics::gauge!("callgate_limit", "what" => what).set(limit as f64);
     }
     metrics::gauge!("callgate_streams").set(shared.streams.len() as f64);
+    if let Some(r) = shared.calls.registrar() {
+        metrics::gauge!("callgate_registrar_contacts").set(r.contacts() as f64);
+    }
 }

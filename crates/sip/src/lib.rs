@@ -94,6 +94,7 @@ mod method;
 mod name;
 mod params;
 mod parse;
+pub mod registrar;
 #[cfg(feature = "tokio")]
 pub mod transport;
 pub mod txn;

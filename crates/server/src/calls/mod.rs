@@ -30,6 +30,7 @@ mod message;
 mod policy;
 mod ports;
 mod register;
+mod registrar;
 mod rest;
 mod subscribe;
 mod task;
@@ -54,6 +55,7 @@ use crate::sip_side::{SipSide, Upward};
 
 pub use crate::party::SipCredentials;
 pub use policy::{SipPolicy, NOT_ALLOWED as DESTINATION_NOT_ALLOWED, SESSION_FIELD as ALLOWED_DESTINATIONS_FIELD};
+pub use registrar::Embedded as EmbeddedRegistrar;
 pub use rest::RestCallError;
 
 /// The SIP event pump's `task` label in `callgate_task_panics_total`.
@@ -77,6 +79,8 @@ pub struct Calls {
     sessions: Arc<Registry<Party>>,
     /// Told when the SIP driver panics (`crate::supervise`).
     supervisor: crate::supervise::Supervisor,
+    /// The embedded registrar (`[registrar]`), when enabled.
+    registrar: Option<Arc<registrar::Embedded>>,
     /// The tasks that deliver the user agent's events (the SIP side's route task and the pump
     /// of what it hands up); they end when the driver has stopped.
     pump: parking_lot::Mutex<Vec<tokio::task::JoinHandle<()>>>,
@@ -137,8 +141,21 @@ impl Calls {
             cmd: std::sync::OnceLock::new(),
             reg_count: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
             table: Arc::new(CallTable::default()),
+            registrar: None,
             pump: parking_lot::Mutex::new(Vec::new()),
         }
+    }
+
+    /// The embedded registrar (`registrar::Embedded::start`): sessions of its domain register
+    /// and call through it.
+    pub fn with_registrar(mut self, registrar: Option<Arc<registrar::Embedded>>) -> Calls {
+        self.registrar = registrar;
+        self
+    }
+
+    /// The embedded registrar, when enabled.
+    pub fn registrar(&self) -> Option<&Arc<registrar::Embedded>> {
+        self.registrar.as_ref()
     }
 
     /// `[limits] max_calls` and `retry_after_s` (the default is no limit).
@@ -178,8 +195,11 @@ impl Calls {
                         let (side, upward, routes) = crate::sip_side::start(ep.handle, ep.events);
                         let (cmd, cmds) = tokio::sync::mpsc::unbounded_channel();
                         let _ = self.cmd.set(cmd);
-                        let accounts =
-                            register::Accounts { count: self.reg_count.clone(), ..register::Accounts::default() };
+                        let accounts = register::Accounts {
+                            count: self.reg_count.clone(),
+                            registrar: self.registrar.clone(),
+                            ..register::Accounts::default()
+                        };
                         let pump = tokio::spawn(pump(
                             upward,
                             cmds,
@@ -214,6 +234,7 @@ impl Calls {
             side: self.sip_side().await?,
             policy: self.policy.clone(),
             expires: self.cfg.register_expires,
+            registrar: self.registrar.clone(),
         })
     }
 
@@ -281,7 +302,12 @@ impl Calls {
                 Err(callgate_proto::info::sip_endpoint_unavailable("the server is shutting down"))
             })
             .await;
-        let Ok(side) = endpoint else { return };
+        let Ok(side) = endpoint else {
+            if let Some(r) = &self.registrar {
+                r.shutdown();
+            }
+            return;
+        };
         side.handle().shutdown();
         // The route task and the pump end when the driver, the sender of their events, is gone.
         let tasks = std::mem::take(&mut *self.pump.lock());
@@ -289,6 +315,10 @@ impl Calls {
             let _ = t.await;
         }
         tracing::info!("SIP endpoint stopped");
+        // After the user agent: the sessions' un-REGISTERs have been answered.
+        if let Some(r) = &self.registrar {
+            r.shutdown();
+        }
     }
 
     /// Server shutdown, after [`Calls::stop_sip`]: ends the calls still there (their peer never
@@ -393,7 +423,8 @@ async fn pump(
     calls: Arc<Calls>,
 ) {
     let handle = side.handle().clone();
-    let port = ports::SipPort { side: side.clone(), policy: policy.clone(), expires };
+    let port =
+        ports::SipPort { side: side.clone(), policy: policy.clone(), expires, registrar: calls.registrar.clone() };
     let mut subs = subscribe::SubTables::default();
     let mut msgs = message::MsgTables::default();
     loop {
@@ -494,7 +525,7 @@ pub fn rest_startup(
 /// The session's next hop for `creds`, resolved and allowed (see [`ports::next_hop`]).
 pub(crate) async fn next_hop(calls: &Calls, ctx: &Party, creds: &SipCredentials) -> Result<SocketAddr, String> {
     let session = policy::session_destinations(&ctx.data_ref());
-    ports::next_hop(&calls.policy, &ctx.id, creds, &session).await
+    ports::next_hop(&calls.policy, calls.registrar.as_deref(), &ctx.id, creds, &session).await
 }
 
 /// The session is established: register its SIP account when it asks for it.

@@ -69,6 +69,8 @@ pub(crate) struct SipPort {
     pub side: SipSide,
     pub policy: Arc<SipPolicy>,
     pub expires: u32,
+    /// The embedded registrar (`[registrar]`), when enabled.
+    pub registrar: Option<Arc<super::registrar::Embedded>>,
 }
 
 /// Where an outgoing call goes: the account it is placed from and the destinations the
@@ -79,15 +81,20 @@ pub(crate) struct Dial {
     pub session: Arc<str>,
 }
 
-/// The account's next hop, resolved, when `[sip] allowed_destinations` or the session's
+/// The account's next hop: the embedded registrar for an account of its domain (it is part
+/// of this node), else resolved, when `[sip] allowed_destinations` or the session's
 /// backend-given `sipAllowedDestinations` (`session_destinations`) allow it; else
 /// [`super::policy::NOT_ALLOWED`] and nothing is sent (issue 14 item 8).
 pub(crate) async fn next_hop(
     policy: &SipPolicy,
+    registrar: Option<&super::registrar::Embedded>,
     session: &str,
     creds: &SipCredentials,
     session_destinations: &[super::policy::Destination],
 ) -> Result<SocketAddr, String> {
+    if let Some(r) = registrar.filter(|r| r.serves(creds)) {
+        return r.addr();
+    }
     let addr = creds.resolve().await?;
     if policy.destination_allowed(session_destinations, creds.next_hop_name(), addr) {
         return Ok(addr);
@@ -107,7 +114,9 @@ impl CallSip for SipPort {
         callee: &str,
         offer: Bytes,
     ) -> Result<(SipCallId, mpsc::UnboundedReceiver<CallEvent>), String> {
-        let next_hop = next_hop(&self.policy, &dial.session, &dial.creds, &dial.session_destinations).await?;
+        let next_hop =
+            next_hop(&self.policy, self.registrar.as_deref(), &dial.session, &dial.creds, &dial.session_destinations)
+                .await?;
         let account = dial.creds.account(next_hop, self.expires);
         let to = super::call::target_uri(callee, &dial.creds.domain);
         tracing::info!(session = &*dial.session, to, %next_hop, "SIP INVITE");

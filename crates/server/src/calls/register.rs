@@ -29,6 +29,8 @@ pub(super) struct RegEntry {
     pub(super) next_hop: SocketAddr,
     /// The session is gone; the un-REGISTER is on its way.
     pub(super) closing: bool,
+    /// Its credentials are lent to the embedded registrar (`session_users`) until it goes.
+    held: bool,
 }
 
 /// The hook body: context + `sipLogin`, `sipDomain`, `status`, `info`.
@@ -75,11 +77,20 @@ pub(super) struct Accounts {
     pub(super) by_session: HashMap<Arc<str>, RegId>,
     /// `regs.len()`, for [`super::Calls::registrations`].
     pub(super) count: Arc<AtomicUsize>,
+    /// The embedded registrar, which the sessions of its domain lend their credentials to.
+    pub(super) registrar: Option<Arc<super::registrar::Embedded>>,
 }
 
 impl Accounts {
     fn counted(&self) {
         self.count.store(self.regs.len(), Ordering::Relaxed);
+    }
+
+    /// A registration is gone: what it lent the embedded registrar goes back.
+    fn removed(&self, e: &RegEntry) {
+        if let (true, Some(r)) = (e.held, &self.registrar) {
+            r.release(&e.creds.login);
+        }
     }
 
     /// `SipCmd::Register`: REGISTER, recorded, unless the session is already gone.
@@ -96,13 +107,22 @@ impl Accounts {
             return;
         }
         tracing::info!(session = &*ctx.id, login = creds.login, %next_hop, "SIP REGISTER");
+        let held = match &self.registrar {
+            Some(r) => r.hold(&creds).await,
+            None => false,
+        };
         match side.register(account).await {
             Ok(id) => {
                 self.by_session.insert(ctx.id.clone(), id);
-                self.regs.insert(id, RegEntry { ctx, creds, next_hop, closing: false });
+                self.regs.insert(id, RegEntry { ctx, creds, next_hop, closing: false, held });
                 self.counted();
             }
-            Err(e) => report_failure(&ctx, &creds, not_sent(e), true),
+            Err(e) => {
+                if let (true, Some(r)) = (held, &self.registrar) {
+                    r.release(&creds.login);
+                }
+                report_failure(&ctx, &creds, not_sent(e), true)
+            }
         }
     }
 
@@ -114,7 +134,9 @@ impl Accounts {
         }
         if let Err(e) = side.unregister(reg).await {
             tracing::debug!(error = %e, "un-REGISTER");
-            self.regs.remove(&reg);
+            if let Some(e) = self.regs.remove(&reg) {
+                self.removed(&e);
+            }
             self.counted();
         }
     }
@@ -135,6 +157,7 @@ impl Accounts {
             }
             RegEvent::Unregistered => {
                 let Some(e) = self.regs.remove(&reg) else { return };
+                self.removed(&e);
                 self.counted();
                 tracing::info!(session = &*e.ctx.id, login = e.creds.login, "SIP unregistered");
                 let ev = event_body(&e.ctx, &e.creds, UNREGISTERED, "");
@@ -142,6 +165,7 @@ impl Accounts {
             }
             RegEvent::Failed(f) => {
                 let Some(e) = self.regs.remove(&reg) else { return };
+                self.removed(&e);
                 self.counted();
                 let to_client = !e.closing && sessions.holds(&e.ctx.id, &e.ctx);
                 if to_client {

@@ -112,7 +112,9 @@ pub(super) fn startup(
     // `[sip] allowed_destinations` only (a REST body cannot widen it). What the name alone
     // decides is refused here; a host name is checked again once resolved, before the INVITE.
     let port = creds.next_hop_target().rsplit_once(':').and_then(|(_, p)| p.parse().ok()).unwrap_or(creds.port);
-    if calls.policy.destination_allowed_unresolved(&[], creds.next_hop_name(), port) == Some(false) {
+    // An account of the embedded registrar's domain goes to it (part of this node, ports::next_hop).
+    let embedded = calls.registrar().is_some_and(|r| r.serves(&creds));
+    if !embedded && calls.policy.destination_allowed_unresolved(&[], creds.next_hop_name(), port) == Some(false) {
         return Err(bad(format!("{}: {}", super::policy::NOT_ALLOWED, creds.next_hop_target())));
     }
     let app_key = text(&body, "appKey").unwrap_or("defaultApp");

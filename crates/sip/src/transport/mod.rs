@@ -636,5 +636,7 @@ async fn serve_conn(
     }
 }
 
+pub mod registrar;
+
 #[cfg(test)]
 mod tests;

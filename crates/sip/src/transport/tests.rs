@@ -216,3 +216,70 @@ async fn a_panic_in_the_user_agent_is_published_and_the_driver_goes_on() {
         timeout(Duration::from_secs(5), &mut ep.task).await.expect("stops").unwrap();
     }
 }
+
+/// The embedded registrar on a real socket: two endpoints register (digest) and call each
+/// other through it; the contact count follows; a wrong password gets 403.
+#[tokio::test]
+async fn two_endpoints_call_each_other_through_the_embedded_registrar() {
+    use crate::registrar::RegistrarConfig;
+    use crate::transport::registrar::RegistrarEndpoint;
+    use crate::ua::{Failure, RegEvent};
+    let mut cfg = RegistrarConfig::new("callgate.local", "127.0.0.1:0".parse().unwrap());
+    cfg.users.insert("1001".into(), "pw1".into());
+    cfg.users.insert("1002".into(), "pw2".into());
+    let mut reg = RegistrarEndpoint::start("127.0.0.1:0".parse().unwrap(), None, cfg).await.unwrap();
+    let hop = reg.handle.reach_addr();
+    assert_eq!(hop, reg.handle.local_addr());
+    let mut a = endpoint(false).await;
+    let mut b = endpoint(false).await;
+    async fn register(ep: &mut Endpoint, hop: SocketAddr, user: &str, pw: &str) -> Option<u16> {
+        let acc = Account::new(user, pw, "callgate.local", hop);
+        ep.handle.with(move |ua, now| ua.register(now, acc)).await.unwrap().unwrap();
+        loop {
+            match next_event(ep).await {
+                UaEvent::Registration { event: RegEvent::Registered { .. }, .. } => return None,
+                UaEvent::Registration { event: RegEvent::Failed(Failure::Status { status, .. }), .. } => {
+                    return Some(status)
+                }
+                _ => {}
+            }
+        }
+    }
+    assert_eq!(register(&mut a, hop, "1001", "pw1").await, None);
+    assert_eq!(register(&mut b, hop, "1002", "pw2").await, None);
+    assert_eq!(register(&mut b, hop, "1002", "bad").await, Some(403));
+    assert_eq!(register(&mut b, hop, "4711", "pw").await, Some(404));
+    timeout(Duration::from_secs(5), reg.contacts.wait_for(|n| *n == 2)).await.unwrap().unwrap();
+    let alice = Account::new("1001", "pw1", "callgate.local", hop);
+    let call = a
+        .handle
+        .with(move |ua, now| ua.invite(now, &alice, "sip:1002@callgate.local", Bytes::from_static(SDP), &[]))
+        .await
+        .unwrap()
+        .unwrap();
+    let ic = loop {
+        if let UaEvent::IncomingCall(ic) = next_event(&mut b).await {
+            break ic;
+        }
+    };
+    assert_eq!(ic.source, reg.handle.local_addr());
+    let bc = ic.call;
+    b.handle.with(move |ua, now| ua.answer(now, bc, Bytes::from_static(SDP))).await.unwrap().unwrap();
+    loop {
+        if let CallEvent::Established { .. } = call_event(&mut a, call).await {
+            break;
+        }
+    }
+    a.handle.with(move |ua, now| ua.bye(now, call)).await.unwrap().unwrap();
+    loop {
+        if call_event(&mut b, bc).await == (CallEvent::Ended { remote: true }) {
+            break;
+        }
+    }
+    let n = reg.handle.with(|r, _| r.contacts()).await.unwrap();
+    assert_eq!(n, 2);
+    reg.handle.shutdown();
+    reg.task.await.unwrap();
+    a.handle.shutdown();
+    b.handle.shutdown();
+}

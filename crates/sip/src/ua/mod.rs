@@ -46,7 +46,7 @@ mod event;
 mod incoming;
 mod message;
 mod register;
-mod request;
+pub(crate) mod request;
 mod rng;
 pub mod sdp;
 pub mod session_timer;

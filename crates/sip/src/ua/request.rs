@@ -120,7 +120,7 @@ pub(crate) fn cancel_for(invite: &Message, user_agent: &str) -> Result<Message, 
 /// The top Via value of a request, with `received` and `rport` filled in (RFC 3261 §18.2.1,
 /// RFC 3581 §4): `received` when the source address differs from the sent-by host or
 /// `rport` was asked for; `rport=<source port>` when it was asked for.
-fn stamped_via(value: &str, source: SocketAddr) -> String {
+pub(crate) fn stamped_via(value: &str, source: SocketAddr) -> String {
     let Ok(via) = crate::typed::via::Via::parse(value) else { return value.to_owned() };
     let rport = via.rport.is_some();
     let differs = via.host.ip() != Some(source.ip());
