@@ -2,7 +2,8 @@
 //! Chromium) on its own real UDP socket on 127.0.0.1, driven by a tokio task. It offers the way
 //! the SDK does (audio + video, no candidates exchanged beyond the SDP), learns nothing but the
 //! server's answer, and then:
-//! - a publisher sends one audio and one video frame every 20 ms once connected;
+//! - a publisher sends one audio and one video frame every 20 ms once connected (with
+//!   [`FakeBrowser::publisher_vp8`], VP8 frames with real keyframe headers, see there);
 //! - a player counts the frames it receives.
 
 use std::net::SocketAddr;
@@ -27,6 +28,9 @@ pub struct BrowserStats {
     pub video_frames: usize,
     pub keyframe_requests: usize,
     pub frames_sent: usize,
+    /// Video frames sent, and how many of them were keyframes.
+    pub video_sent: usize,
+    pub keyframes_sent: usize,
 }
 
 enum Cmd {
@@ -52,15 +56,23 @@ impl Drop for FakeBrowser {
 impl FakeBrowser {
     /// A publisher: sendonly audio + video.
     pub async fn publisher() -> FakeBrowser {
-        FakeBrowser::start(Direction::SendOnly).await
+        FakeBrowser::start(Direction::SendOnly, false).await
+    }
+
+    /// A publisher whose video looks like a VP8 encoder's to a recorder: a keyframe (with the
+    /// RFC 6386 start code and a 320x240 size, 3000 bytes: several RTP packets) first, every 50
+    /// frames and after each keyframe request (as a browser answers a PLI), delta frames of
+    /// 700 bytes between.
+    pub async fn publisher_vp8() -> FakeBrowser {
+        FakeBrowser::start(Direction::SendOnly, true).await
     }
 
     /// A player: recvonly audio + video.
     pub async fn player() -> FakeBrowser {
-        FakeBrowser::start(Direction::RecvOnly).await
+        FakeBrowser::start(Direction::RecvOnly, false).await
     }
 
-    async fn start(dir: Direction) -> FakeBrowser {
+    async fn start(dir: Direction, vp8: bool) -> FakeBrowser {
         let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let addr = socket.local_addr().unwrap();
         let provider = Arc::new(str0m::crypto::from_feature_flags());
@@ -73,7 +85,7 @@ impl FakeBrowser {
         let stats = Arc::new(Mutex::new(BrowserStats::default()));
         let (cmd, rx) = mpsc::unbounded_channel();
         let sending = dir == Direction::SendOnly;
-        let task = tokio::spawn(run(rtc, socket, rx, pending, stats.clone(), sending, [audio, video]));
+        let task = tokio::spawn(run(rtc, socket, rx, pending, stats.clone(), sending, vp8, [audio, video]));
         FakeBrowser { offer: offer.to_sdp_string(), addr, cmd, stats, task }
     }
 
@@ -125,6 +137,7 @@ async fn drain(rtc: &mut Rtc, socket: &UdpSocket, stats: &Mutex<BrowserStats>, m
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn run(
     mut rtc: Rtc,
     socket: UdpSocket,
@@ -132,8 +145,10 @@ async fn run(
     pending: SdpPendingOffer,
     stats: Arc<Mutex<BrowserStats>>,
     sending: bool,
+    vp8: bool,
     mids: [Mid; 2],
 ) {
+    let mut answered_requests = 0;
     let local = socket.local_addr().unwrap();
     let mut pending = Some(pending);
     let mut buf = vec![0u8; 2048];
@@ -168,8 +183,22 @@ async fn run(
                         let t = MediaTime::new(n * step, Frequency::new(hz).unwrap());
                         // VP8: first byte with the P bit clear marks a keyframe; opus: any bytes.
                         let first = if i == 0 { 0xfc } else { 0x10 };
-                        if w.write(pt, now, t, vec![first, n as u8, 1, 2, 3, 4, 5, 6, 7, 8]).is_ok() {
-                            stats.lock().frames_sent += 1;
+                        let mut key = i == 1;
+                        let data = if i == 1 && vp8 {
+                            let requests = stats.lock().keyframe_requests;
+                            key = n % 50 == 0 || requests > answered_requests;
+                            answered_requests = requests;
+                            vp8_frame(key, n)
+                        } else {
+                            vec![first, n as u8, 1, 2, 3, 4, 5, 6, 7, 8]
+                        };
+                        if w.write(pt, now, t, data).is_ok() {
+                            let mut s = stats.lock();
+                            s.frames_sent += 1;
+                            if i == 1 {
+                                s.video_sent += 1;
+                                s.keyframes_sent += usize::from(key);
+                            }
                         }
                         if drain(&mut rtc, &socket, &stats, mids).await.is_none() {
                             return;
@@ -182,4 +211,17 @@ async fn run(
             }
         }
     }
+}
+
+/// A VP8 frame as an encoder makes it, as far as a recorder looks (RFC 6386 §9.1): a keyframe
+/// has P = 0 in its frame tag, the start code 9d 01 2a and its size (320x240); a delta frame
+/// has P = 1. The rest is filler that numbers the frame.
+pub fn vp8_frame(key: bool, n: u64) -> Vec<u8> {
+    let mut f = vec![n as u8; if key { 3000 } else { 700 }];
+    if key {
+        f[..10].copy_from_slice(&[0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a, 0x40, 0x01, 0xf0, 0x00]);
+    } else {
+        f[0] = 0x11;
+    }
+    f
 }

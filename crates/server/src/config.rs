@@ -22,6 +22,7 @@ pub struct Config {
     pub rest_api: RestApiConfig,
     pub hooks: HooksConfig,
     pub media: MediaSection,
+    pub recording: RecordingSection,
     pub sip: SipSection,
     pub xcap: XcapSection,
     pub security: SecuritySection,
@@ -271,6 +272,25 @@ impl MediaSection {
             ..Default::default()
         })
     }
+}
+
+/// `[recording]`: `publishStream {record: true}` (streams/recording.rs).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordingSection {
+    /// `false`: a `record: true` publish FAILS ("Recording is disabled on this server").
+    pub enabled: bool,
+    /// Where the files go (relative: to the working directory); created when needed.
+    pub dir: String,
+    /// The directory's recordings may take this many bytes; the oldest are deleted past it
+    /// (after each recording). 0 = no limit.
+    pub max_bytes: u64,
+    /// Recordings older than this many seconds are deleted (after each recording). 0 = kept.
+    pub max_age_s: u64,
+    /// Packets queued towards a recording's writer before they are dropped (and counted).
+    pub queue_packets: usize,
+    /// Serve the files at `GET /client/records/{recordName}` on the HTTP port.
+    pub download: bool,
 }
 
 /// `[sip]`: the SIP user agent (registrations, calls).
