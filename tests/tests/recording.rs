@@ -154,6 +154,17 @@ async fn record_true_writes_vp8_and_opus_to_webm_served_at_the_demo_pages_url() 
         backend.wait_for("StreamStatusEvent", |b| b["mediaSessionId"] == "rec-1" && b["status"] == "PUBLISHING").await;
     assert_eq!(ev.body["recordName"], record_name.as_str());
 
+    // ... and RecordingStatusEvent STARTED, then FINISHED with what the file holds.
+    backend.wait_for("RecordingStatusEvent", |b| b["mediaSessionId"] == "rec-1" && b["status"] == "STARTED").await;
+    let fin =
+        backend.wait_for("RecordingStatusEvent", |b| b["mediaSessionId"] == "rec-1" && b["status"] == "FINISHED").await;
+    assert_eq!(fin.body["recordName"], record_name.as_str());
+    assert_eq!(fin.body["name"], "cam1");
+    assert_eq!(fin.body["bytes"], body.len() as u64);
+    assert_eq!(fin.body["videoFrames"], vframes as u64);
+    assert_eq!(fin.body["audioFrames"], aframes as u64);
+    assert!(fin.body["sessionId"].is_string() && fin.body["nodeId"].is_string(), "{:?}", fin.body);
+
     // Unknown or malformed names are not served.
     for bad in ["nope-20200101000000-000.webm", "..%2Fx.webm", "x.txt"] {
         let (status, _, _) = http_get(server.http_addr, &format!("/client/records/{bad}")).await;

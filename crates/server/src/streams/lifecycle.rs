@@ -144,7 +144,7 @@ pub(super) async fn publish(streams: Arc<Streams>, ctx: Arc<Party>, obj: Map<Str
     let answer = streams.media.publish(peer, p.offer, tx).await;
     if let Some(r) = rec {
         if answer.is_ok() {
-            if let Err(info) = recording::start(&streams, p.id.clone(), peer, r).await {
+            if let Err(info) = recording::start(&streams, ctx.clone(), p.id.clone(), p.name.clone(), peer, r).await {
                 end_stream(&streams, &p.id, Some(peer), Ending::MediaFailed(&info), Origin::Client);
                 return;
             }

@@ -17,15 +17,17 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use callgate_hooks::Origin;
-use callgate_media::record::{RecordReport, RecordSpec, DEFAULT_QUEUE};
+use callgate_hooks::{HookMethod, Origin};
+use callgate_media::record::{RecordReport, RecordSpec, RecordSummary, DEFAULT_QUEUE};
 use callgate_media::PeerId;
 use parking_lot::Mutex;
+use serde_json::{Map, Value};
 use tokio::sync::{mpsc, watch};
 use tower_service::Service;
 
 use super::{end_stream, Ending, Streams};
 use crate::config::RecordingSection;
+use crate::party::Party;
 
 /// `info` of a `record: true` publish when `[recording] enabled = false`.
 pub const RECORDING_DISABLED: &str = "Recording is disabled on this server";
@@ -187,10 +189,18 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
-/// Tells the media task to record publisher `peer` of stream `id`, and watches the writer's
-/// reports: `Failed` ends the stream `FAILED` (`Recording failed: …`); `Finished` applies the
+/// Tells the media task to record publisher `peer` of stream `id` (`name`, owned by `owner`),
+/// and watches the writer's reports: each becomes a `RecordingStatusEvent` to the owner's
+/// backend; `Failed` also ends the stream `FAILED` (`Recording failed: …`); the end applies the
 /// limits. `Err` (the media task refused) is the client's `info`.
-pub(super) async fn start(streams: &Arc<Streams>, id: Arc<str>, peer: PeerId, rec: Started) -> Result<(), String> {
+pub(super) async fn start(
+    streams: &Arc<Streams>,
+    owner: Arc<Party>,
+    id: Arc<str>,
+    name: String,
+    peer: PeerId,
+    rec: Started,
+) -> Result<(), String> {
     let Started { record_name, spec, done } = rec;
     let (tx, rx) = mpsc::unbounded_channel();
     if let Err(e) = streams.media.record(peer, spec, tx).await {
@@ -198,52 +208,79 @@ pub(super) async fn start(streams: &Arc<Streams>, id: Arc<str>, peer: PeerId, re
         return Err(format!("Recording failed: {e}"));
     }
     tracing::info!(stream = &*id, record_name, "recording");
-    tokio::spawn(watch_reports(Arc::downgrade(streams), id, peer, record_name, done, rx));
+    let w = Watch { streams: Arc::downgrade(streams), owner, id, name, peer, record_name, done };
+    tokio::spawn(w.run(rx));
     Ok(())
+}
+
+/// What the task that watches one recording's reports needs.
+struct Watch {
+    streams: Weak<Streams>,
+    owner: Arc<Party>,
+    id: Arc<str>,
+    name: String,
+    peer: PeerId,
+    record_name: String,
+    done: watch::Sender<bool>,
+}
+
+impl Watch {
+    async fn run(self, mut rx: mpsc::UnboundedReceiver<RecordReport>) {
+        while let Some(report) = rx.recv().await {
+            let Some(streams) = self.streams.upgrade() else { return };
+            match report {
+                RecordReport::Started => self.event("STARTED", "", None),
+                RecordReport::Failed(why) => {
+                    let info = format!("Recording failed: {why}");
+                    end_stream(&streams, &self.id, Some(self.peer), Ending::MediaFailed(&info), Origin::Client);
+                    // Nothing was written (no keyframe ever came): no empty file is left.
+                    if let Some(rec) = &streams.recordings {
+                        let path = rec.dir.join(&self.record_name);
+                        if std::fs::metadata(&path).is_ok_and(|m| m.len() == 0) {
+                            let _ = std::fs::remove_file(&path);
+                        }
+                    }
+                    self.event("FAILED", &info, None);
+                    finished(&streams, &self.record_name, &self.done);
+                    return;
+                }
+                RecordReport::Finished(s) => {
+                    self.event("FINISHED", "", Some(&s));
+                    finished(&streams, &self.record_name, &self.done);
+                    return;
+                }
+            }
+        }
+        // The writer ended without a word (the media task stopped).
+        if let Some(streams) = self.streams.upgrade() {
+            finished(&streams, &self.record_name, &self.done);
+        }
+    }
+
+    /// `RecordingStatusEvent` to the owner's backend (docs/hooks.md §10).
+    fn event(&self, status: &str, info: &str, s: Option<&RecordSummary>) {
+        let mut m = Map::new();
+        m.insert("mediaSessionId".into(), Value::from(&*self.id));
+        m.insert("name".into(), Value::from(self.name.as_str()));
+        m.insert("recordName".into(), Value::from(self.record_name.as_str()));
+        m.insert("status".into(), status.into());
+        m.insert("info".into(), info.into());
+        if let Some(s) = s {
+            m.insert("bytes".into(), s.bytes.into());
+            m.insert("durationMs".into(), (s.duration.as_millis() as u64).into());
+            m.insert("videoFrames".into(), s.video_frames.into());
+            m.insert("audioFrames".into(), s.audio_frames.into());
+            m.insert("droppedPackets".into(), s.dropped_packets.into());
+        }
+        tracing::info!(stream = &*self.id, record_name = self.record_name, status, info, "recording status");
+        self.owner.raise_event(HookMethod::RecordingStatusEvent, Origin::Client, self.owner.with_context(m), None);
+    }
 }
 
 /// The publish failed before the media task was told: the (empty) file goes.
 pub(super) fn abandon(streams: &Arc<Streams>, rec: Started) {
     let _ = std::fs::remove_file(&rec.spec.path);
     finished(streams, &rec.record_name, &rec.done);
-}
-
-async fn watch_reports(
-    streams: Weak<Streams>,
-    id: Arc<str>,
-    peer: PeerId,
-    record_name: String,
-    done: watch::Sender<bool>,
-    mut rx: mpsc::UnboundedReceiver<RecordReport>,
-) {
-    while let Some(report) = rx.recv().await {
-        let Some(streams) = streams.upgrade() else { return };
-        match report {
-            RecordReport::Started => tracing::debug!(stream = &*id, record_name, "first frame recorded"),
-            RecordReport::Failed(why) => {
-                let info = format!("Recording failed: {why}");
-                end_stream(&streams, &id, Some(peer), Ending::MediaFailed(&info), Origin::Client);
-                // Nothing was written (no keyframe ever came): no empty file is left.
-                if let Some(rec) = &streams.recordings {
-                    let path = rec.dir.join(&record_name);
-                    if std::fs::metadata(&path).is_ok_and(|m| m.len() == 0) {
-                        let _ = std::fs::remove_file(&path);
-                    }
-                }
-                finished(&streams, &record_name, &done);
-                return;
-            }
-            RecordReport::Finished(s) => {
-                tracing::debug!(stream = &*id, record_name, bytes = s.bytes, "recording finalized");
-                finished(&streams, &record_name, &done);
-                return;
-            }
-        }
-    }
-    // The writer ended without a word (the media task stopped).
-    if let Some(streams) = streams.upgrade() {
-        finished(&streams, &record_name, &done);
-    }
 }
 
 /// The recording is over: downloads stop waiting, the limits apply (off the async threads).
