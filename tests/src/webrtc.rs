@@ -59,6 +59,11 @@ impl FakeBrowser {
         FakeBrowser::start(Direction::SendOnly, false).await
     }
 
+    /// A publisher that offers H.264 as its only video codec (and Opus), as Safari may.
+    pub async fn publisher_h264() -> FakeBrowser {
+        FakeBrowser::start_with(Direction::SendOnly, false, true).await
+    }
+
     /// A publisher whose video looks like a VP8 encoder's to a recorder: a keyframe (with the
     /// RFC 6386 start code and a 320x240 size, 3000 bytes: several RTP packets) first, every 50
     /// frames and after each keyframe request (as a browser answers a PLI), delta frames of
@@ -73,10 +78,17 @@ impl FakeBrowser {
     }
 
     async fn start(dir: Direction, vp8: bool) -> FakeBrowser {
+        FakeBrowser::start_with(dir, vp8, false).await
+    }
+
+    async fn start_with(dir: Direction, vp8: bool, h264_only: bool) -> FakeBrowser {
         let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let addr = socket.local_addr().unwrap();
         let provider = Arc::new(str0m::crypto::from_feature_flags());
-        let mut rtc = Rtc::builder().set_crypto_provider(provider).build(Instant::now());
+        let builder = Rtc::builder().set_crypto_provider(provider);
+        let builder =
+            if h264_only { builder.clear_codecs().enable_opus(true, false).enable_h264(true) } else { builder };
+        let mut rtc = builder.build(Instant::now());
         rtc.add_local_candidate(Candidate::host(addr, "udp").unwrap());
         let mut api = rtc.sdp_api();
         let audio = api.add_media(MediaKind::Audio, dir, Some("cam".into()), None, None);
@@ -178,7 +190,9 @@ async fn run(
                 if sending && connected && now >= next_frame {
                     for (i, mid) in mids.into_iter().enumerate() {
                         let Some(w) = rtc.writer(mid) else { continue };
-                        let Some(pt) = w.payload_params().next().map(|p| p.pt()) else { continue };
+                        let Some((pt, codec)) = w.payload_params().next().map(|p| (p.pt(), p.spec().codec)) else {
+                            continue;
+                        };
                         let (hz, step) = if i == 0 { (48_000, 960) } else { (90_000, 1800) };
                         let t = MediaTime::new(n * step, Frequency::new(hz).unwrap());
                         // VP8: first byte with the P bit clear marks a keyframe; opus: any bytes.
@@ -189,6 +203,9 @@ async fn run(
                             key = n % 50 == 0 || requests > answered_requests;
                             answered_requests = requests;
                             vp8_frame(key, n)
+                        } else if codec == str0m::format::Codec::H264 {
+                            // Annex B: a start code and an IDR slice NAL unit header.
+                            vec![0, 0, 0, 1, 0x65, n as u8, 1, 2, 3, 4, 5, 6, 7, 8]
                         } else {
                             vec![first, n as u8, 1, 2, 3, 4, 5, 6, 7, 8]
                         };

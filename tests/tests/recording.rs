@@ -164,6 +164,7 @@ async fn record_true_writes_vp8_and_opus_to_webm_served_at_the_demo_pages_url() 
     assert_eq!(fin.body["videoFrames"], vframes as u64);
     assert_eq!(fin.body["audioFrames"], aframes as u64);
     assert!(fin.body["sessionId"].is_string() && fin.body["nodeId"].is_string(), "{:?}", fin.body);
+    check_schemas(&backend);
 
     // Unknown or malformed names are not served.
     for bad in ["nope-20200101000000-000.webm", "..%2Fx.webm", "x.txt"] {
@@ -252,4 +253,43 @@ async fn limits_delete_the_oldest_recordings_after_a_recording() {
     assert!(dir.join(&record_name).exists(), "the new recording is kept");
     assert!(other.exists(), "files that are not recordings are never touched");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn an_h264_publisher_fails_with_recording_h264_is_not_supported() {
+    let backend = Backend::start().await;
+    let dir = temp_dir("rec-h264");
+    let server = start_server(&config(&backend, &format!("dir = {:?}", dir.to_str().unwrap()))).await;
+    let (mut c, _) = Client::establish(&server, connection()).await;
+    let b = FakeBrowser::publisher_h264().await;
+    c.send("publishStream", publish_msg("rec-264", "cam264", &b.offer, true)).await;
+    b.accept(&answer_or_status(&mut c, "rec-264").await.expect("an answer"));
+    let st = expect_status(&mut c, "rec-264").await;
+    assert_eq!(st["status"], "PUBLISHING", "{st:?}");
+    // The first H.264 packet ends the recording and the stream: never a silent success.
+    let st = expect_status(&mut c, "rec-264").await;
+    assert_eq!(st["status"], "FAILED", "{st:?}");
+    assert_eq!(st["info"], "Recording failed: recording H264 is not supported (WebM: VP8 and Opus only)");
+    let ev = backend.wait_for("RecordingStatusEvent", |b| b["mediaSessionId"] == "rec-264").await;
+    assert_eq!(ev.body["status"], "FAILED");
+    assert_eq!(ev.body["info"], st["info"]);
+    // Nothing was written: no empty file is left behind.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while std::fs::read_dir(&dir).unwrap().next().is_some() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(std::fs::read_dir(&dir).unwrap().next().is_none(), "the empty file is deleted");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Every hook body the backend received matches its JSON Schema (RecordingStatusEvent and the
+/// stream statuses with recordName included).
+fn check_schemas(backend: &Backend) {
+    for r in backend.requests() {
+        let m = callgate_hooks::HookMethod::from_name(&r.method).unwrap_or_else(|| panic!("unknown hook {}", r.method));
+        let schema = callgate_hooks::schema::request_schema(m);
+        let v = jsonschema::validator_for(&schema).expect("the schema compiles");
+        let errors: Vec<String> = v.iter_errors(&r.body).map(|e| format!("{e} at {}", e.instance_path())).collect();
+        assert!(errors.is_empty(), "{m} body {} does not match its schema: {errors:?}", r.body);
+    }
 }

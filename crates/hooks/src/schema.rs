@@ -84,6 +84,7 @@ fn stream_fields() -> Vec<(&'static str, Value)> {
         ("hasAudio", b("")),
         ("hasVideo", b("")),
         ("record", b("")),
+        ("recordName", s("With record: true, from the answer on: the recording's file (docs/hooks.md §10)")),
         ("mediaProvider", s("WebRTC, …")),
         ("custom", any("The client's free-form data")),
     ]

@@ -748,6 +748,28 @@ mod tests {
         assert!(e.contains("recording H264 is not supported"), "{e}");
     }
 
+    #[test]
+    fn a_full_queue_drops_counts_and_asks_for_a_keyframe_without_blocking() {
+        let (tx, rx) = sync_channel(2);
+        let dropped = Arc::new(AtomicU64::new(0));
+        let mut tap =
+            RecordTap { tx, dropped: dropped.clone(), dropped_metric: metrics::Counter::noop(), wants_keyframe: false };
+        let t0 = Instant::now();
+        assert!(tap.offer(opus(0, t0)) && tap.offer(opus(1, t0)));
+        assert!(!tap.wants_keyframe);
+        assert!(tap.offer(opus(2, t0)), "a full queue is not the writer's end");
+        assert_eq!(dropped.load(Ordering::Relaxed), 1);
+        assert!(!tap.wants_keyframe, "lost audio needs no keyframe");
+        let mut v = opus(3, t0);
+        v.kind = MediaKind::Video;
+        assert!(tap.offer(v.clone()));
+        assert_eq!(dropped.load(Ordering::Relaxed), 2);
+        assert!(tap.wants_keyframe, "lost video: the writer skips to the next keyframe");
+        assert_eq!(rx.try_iter().map(|p| p.seq).collect::<Vec<_>>(), vec![0, 1]);
+        drop(rx);
+        assert!(!tap.offer(v), "the writer is gone");
+    }
+
     /// Fails every write after `room` bytes, like a full disk.
     struct Full {
         inner: Cursor<Vec<u8>>,
