@@ -541,6 +541,9 @@ impl Config {
             bail!("tls.wss_bind / tls.https_bind need tls.cert and tls.key (PEM files)");
         }
         self.rest_api.check_cors()?;
+        if self.recording.enabled && self.recording.dir.trim().is_empty() {
+            bail!("recording.dir must name a directory (or set recording.enabled = false)");
+        }
         if let Some(v) = s.allowed_origins.iter().find(|v| !is_origin(v)) {
             bail!("server.allowed_origins: {v:?} is not an origin like \"https://app.example.com:8443\" (scheme://host[:port], no path)");
         }
@@ -658,6 +661,16 @@ mod tests {
         assert_eq!((&*apps[0].key, &*apps[0].url), ("defaultApp", "http://127.0.0.1:8081/apps/EchoApp"));
         assert!(apps[0].echo_in_process());
         assert!(c.rest_api.cors_allow_origin.is_empty(), "no CORS by default");
+    }
+
+    #[test]
+    fn recording_defaults_and_an_empty_dir() {
+        let r = Config::from_toml("").unwrap().recording;
+        assert!(r.enabled && r.download);
+        assert_eq!((r.dir.as_str(), r.max_bytes, r.max_age_s, r.queue_packets), ("records", 0, 0, 4096));
+        let e = Config::from_toml("[recording]\ndir = \" \"").unwrap_err().to_string();
+        assert!(e.contains("recording.dir"), "{e}");
+        assert!(Config::from_toml("[recording]\ndir = \"\"\nenabled = false").is_ok());
     }
 
     #[test]
