@@ -657,6 +657,18 @@ mod tests {
     }
 
     #[test]
+    fn rtp_timestamps_are_extended_past_the_wrap() {
+        let mut c = Clock::default();
+        let start = u32::MAX - 899; // 10 ms before the wrap at 90 kHz
+        assert_eq!(c.ns(start, 90_000, 5), 5);
+        assert_eq!(c.ns(start.wrapping_add(900), 90_000, 0), 5 + 10_000_000);
+        assert_eq!(c.ns(start.wrapping_add(1800), 90_000, 0), 5 + 20_000_000);
+        // A late packet from before the wrap keeps its place.
+        assert_eq!(c.ns(start.wrapping_add(450), 90_000, 0), 5 + 5_000_000);
+        assert_eq!(c.ns(start.wrapping_add(2700), 90_000, 0), 5 + 30_000_000);
+    }
+
+    #[test]
     fn descriptor_parsing() {
         assert_eq!(vp8_payload(&[0x10, 9, 9]), Some((true, &[9u8, 9][..])));
         assert_eq!(vp8_payload(&[0x00, 9]), Some((false, &[9u8][..])));
