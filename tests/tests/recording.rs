@@ -140,10 +140,10 @@ async fn record_true_writes_vp8_and_opus_to_webm_served_at_the_demo_pages_url() 
     let first = first_video.expect("video frames");
     assert_eq!(first.len(), 3000);
     assert_eq!(first[..6], vp8_frame(true, 0)[..6], "starts at a keyframe");
-    // The publisher sends 50 video and 50 audio frames per second; the recording starts at the
-    // keyframe answering the recorder's request and ends at the unpublish: nearly all of what
-    // was sent after that (loopback loses nothing), never more.
-    assert!(vframes >= 150 && vframes <= sent.video_sent, "{vframes} video frames of {} sent", sent.video_sent);
+    // The publisher sends 50 video and 50 audio frames per second; the recording starts at its
+    // first keyframe (the recorder is attached before ICE completes) and ends at the unpublish:
+    // all that was sent but the last few racing the unpublish (loopback loses nothing), never more.
+    assert!(vframes >= 140 && vframes <= sent.video_sent, "{vframes} video frames of {} sent", sent.video_sent);
     assert!(keys >= 1 && keys <= sent.keyframes_sent, "{keys} keyframes");
     assert!(aframes + 60 >= vframes, "{aframes} audio frames beside {vframes} video frames");
     let expected_ms = vframes as f64 * 20.0;
