@@ -2,7 +2,8 @@
 //! Chromium) on its own real UDP socket on 127.0.0.1, driven by a tokio task. It offers the way
 //! the SDK does (audio + video, no candidates exchanged beyond the SDP), learns nothing but the
 //! server's answer, and then:
-//! - a publisher sends one audio and one video frame every 20 ms once connected;
+//! - a publisher sends one audio and one video frame every 20 ms once connected (with
+//!   [`FakeBrowser::publisher_vp8`], VP8 frames with real keyframe headers, see there);
 //! - a player counts the frames it receives;
 //! - a call's browser (caller or callee: audio only, PCMU, the codec of the SIP bridge) does
 //!   both: one 20 ms PCMU frame every 20 ms, and counts what arrives.
@@ -29,6 +30,9 @@ pub struct BrowserStats {
     pub video_frames: usize,
     pub keyframe_requests: usize,
     pub frames_sent: usize,
+    /// Video frames sent, and how many of them were keyframes.
+    pub video_sent: usize,
+    pub keyframes_sent: usize,
 }
 
 enum Cmd {
@@ -54,12 +58,25 @@ impl Drop for FakeBrowser {
 impl FakeBrowser {
     /// A publisher: sendonly audio + video.
     pub async fn publisher() -> FakeBrowser {
-        FakeBrowser::start(Direction::SendOnly).await
+        FakeBrowser::start(Direction::SendOnly, Profile::Publish, false).await
+    }
+
+    /// A publisher that offers H.264 as its only video codec (and Opus), as Safari may.
+    pub async fn publisher_h264() -> FakeBrowser {
+        FakeBrowser::start(Direction::SendOnly, Profile::Publish, true).await
+    }
+
+    /// A publisher whose video looks like a VP8 encoder's to a recorder: a keyframe (with the
+    /// RFC 6386 start code and a 320x240 size, 3000 bytes: several RTP packets) first, every 50
+    /// frames and after each keyframe request (as a browser answers a PLI), delta frames of
+    /// 700 bytes between.
+    pub async fn publisher_vp8() -> FakeBrowser {
+        FakeBrowser::start(Direction::SendOnly, Profile::PublishVp8, false).await
     }
 
     /// A player: recvonly audio + video.
     pub async fn player() -> FakeBrowser {
-        FakeBrowser::start(Direction::RecvOnly).await
+        FakeBrowser::start(Direction::RecvOnly, Profile::Play, false).await
     }
 
     /// A call's caller: sendrecv audio, PCMU only; its `offer` goes into the `call` message.
@@ -112,17 +129,19 @@ impl FakeBrowser {
         FakeBrowser { offer, addr, cmd, stats, task }
     }
 
-    async fn start(dir: Direction) -> FakeBrowser {
+    async fn start(dir: Direction, profile: Profile, h264_only: bool) -> FakeBrowser {
         let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let addr = socket.local_addr().unwrap();
         let provider = Arc::new(str0m::crypto::from_feature_flags());
-        let mut rtc = Rtc::builder().set_crypto_provider(provider).build(Instant::now());
+        let builder = Rtc::builder().set_crypto_provider(provider);
+        let builder =
+            if h264_only { builder.clear_codecs().enable_opus(true, false).enable_h264(true) } else { builder };
+        let mut rtc = builder.build(Instant::now());
         rtc.add_local_candidate(Candidate::host(addr, "udp").unwrap());
         let mut api = rtc.sdp_api();
         let audio = api.add_media(MediaKind::Audio, dir, Some("cam".into()), None, None);
         let video = api.add_media(MediaKind::Video, dir, Some("cam".into()), None, None);
         let (offer, pending) = api.apply().unwrap();
-        let profile = if dir == Direction::SendOnly { Profile::Publish } else { Profile::Play };
         FakeBrowser::spawn(rtc, socket, addr, offer.to_sdp_string(), Some(pending), profile, [audio, video])
     }
 
@@ -174,10 +193,12 @@ async fn drain(rtc: &mut Rtc, socket: &UdpSocket, stats: &Mutex<BrowserStats>, m
     }
 }
 
-/// What the peer sends: a publisher opus + VP8, a player nothing, a call's browser PCMU.
+/// What the peer sends: a publisher opus + VP8 (`PublishVp8`: frames a recorder can mux, see
+/// [`vp8_frame`]), a player nothing, a call's browser PCMU.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Profile {
     Publish,
+    PublishVp8,
     Play,
     Call,
 }
@@ -191,6 +212,7 @@ async fn run(
     profile: Profile,
     mids: [Mid; 2],
 ) {
+    let mut answered_requests = 0;
     let local = socket.local_addr().unwrap();
     let sending = profile != Profile::Play;
     let kinds = if profile == Profile::Call { 1 } else { 2 };
@@ -221,7 +243,9 @@ async fn run(
                 if sending && connected && now >= next_frame {
                     for (i, mid) in mids.into_iter().enumerate().take(kinds) {
                         let Some(w) = rtc.writer(mid) else { continue };
-                        let Some(pt) = w.payload_params().next().map(|p| p.pt()) else { continue };
+                        let Some((pt, codec)) = w.payload_params().next().map(|p| (p.pt(), p.spec().codec)) else {
+                            continue;
+                        };
                         let (hz, step) = match (profile, i) {
                             (Profile::Call, _) => (8_000, 160),
                             (_, 0) => (48_000, 960),
@@ -230,13 +254,29 @@ async fn run(
                         let t = MediaTime::new(n * step, Frequency::new(hz).unwrap());
                         // VP8: first byte with the P bit clear marks a keyframe; opus: any bytes;
                         // PCMU: 160 samples of silence (0xff).
+                        let mut key = i == 1;
                         let payload = match (profile, i) {
                             (Profile::Call, _) => vec![0xff; 160],
                             (_, 0) => vec![0xfc, n as u8, 1, 2, 3, 4, 5, 6, 7, 8],
+                            (Profile::PublishVp8, _) => {
+                                let requests = stats.lock().keyframe_requests;
+                                key = n % 50 == 0 || requests > answered_requests;
+                                answered_requests = requests;
+                                vp8_frame(key, n)
+                            }
+                            // Annex B: a start code and an IDR slice NAL unit header.
+                            _ if codec == str0m::format::Codec::H264 => {
+                                vec![0, 0, 0, 1, 0x65, n as u8, 1, 2, 3, 4, 5, 6, 7, 8]
+                            }
                             _ => vec![0x10, n as u8, 1, 2, 3, 4, 5, 6, 7, 8],
                         };
                         if w.write(pt, now, t, payload).is_ok() {
-                            stats.lock().frames_sent += 1;
+                            let mut s = stats.lock();
+                            s.frames_sent += 1;
+                            if i == 1 && profile != Profile::Call {
+                                s.video_sent += 1;
+                                s.keyframes_sent += usize::from(key);
+                            }
                         }
                         if drain(&mut rtc, &socket, &stats, mids).await.is_none() {
                             return;
@@ -249,4 +289,17 @@ async fn run(
             }
         }
     }
+}
+
+/// A VP8 frame as an encoder makes it, as far as a recorder looks (RFC 6386 §9.1): a keyframe
+/// has P = 0 in its frame tag, the start code 9d 01 2a and its size (320x240); a delta frame
+/// has P = 1. The rest is filler that numbers the frame.
+pub fn vp8_frame(key: bool, n: u64) -> Vec<u8> {
+    let mut f = vec![n as u8; if key { 3000 } else { 700 }];
+    if key {
+        f[..10].copy_from_slice(&[0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a, 0x40, 0x01, 0xf0, 0x00]);
+    } else {
+        f[0] = 0x11;
+    }
+    f
 }

@@ -111,6 +111,8 @@ methods! {
     SendStreamEvent => "sendStreamEvent", Event;
     StreamEvent => "StreamEvent", Event;
     SessionDebugStatusEvent => "SessionDebugStatusEvent", Event;
+    // callgate's own: a recording's state (publishStream with record: true; docs/hooks.md §10)
+    RecordingStatusEvent => "RecordingStatusEvent", Event;
     ErrorEvent => "ErrorEvent", Event, aliases = ["ErrorStatusEvent"];
     // Type 4
     OnCallEvent => "OnCallEvent", IncomingInvocation;

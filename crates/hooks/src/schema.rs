@@ -62,6 +62,7 @@ const SUBSCRIPTION: &[&str] = &["ACCEPTED", "NOTIFY", "TERMINATED", "FAILED"];
 const ACCEPTED_FAILED: &[&str] = &["ACCEPTED", "FAILED"];
 const STREAM: &[&str] = &["PENDING", "PUBLISHING", "PLAYING", "UNPUBLISHED", "STOPPED", "FAILED"];
 const SESSION_DEBUG: &[&str] = &["STARTED", "STOPPED", "FAILED"];
+const RECORDING: &[&str] = &["STARTED", "FINISHED", "FAILED"];
 
 fn sip_account() -> Vec<(&'static str, Value)> {
     vec![
@@ -83,6 +84,7 @@ fn stream_fields() -> Vec<(&'static str, Value)> {
         ("hasAudio", b("")),
         ("hasVideo", b("")),
         ("record", b("")),
+        ("recordName", s("With record: true, from the answer on: the recording's file (docs/hooks.md §10)")),
         ("mediaProvider", s("WebRTC, …")),
         ("custom", any("The client's free-form data")),
     ]
@@ -282,6 +284,23 @@ fn shape(method: HookMethod) -> (&'static str, Vec<&'static str>, Vec<(&'static 
             } else {
                 "A stream's state: the stream object (the client's fields after the hook, without sdp)"
             }
+        }
+        M::RecordingStatusEvent => {
+            required.extend(["status", "mediaSessionId", "recordName"]);
+            let n = |d: &str| json!({"type": "integer", "description": d});
+            p.extend([
+                ("status", one_of(RECORDING, "STARTED: the first frame is written; FINISHED: the file is complete")),
+                ("info", s("Why it FAILED: `Recording failed: …`")),
+                ("mediaSessionId", s("The published stream")),
+                ("name", s("The stream's name")),
+                ("recordName", s("The file, served at GET /client/records/{recordName}")),
+                ("bytes", n("FINISHED: the file's size")),
+                ("durationMs", n("FINISHED: media time from the first to the last frame")),
+                ("videoFrames", n("FINISHED")),
+                ("audioFrames", n("FINISHED")),
+                ("droppedPackets", n("FINISHED: packets dropped because the writer fell behind")),
+            ]);
+            "A recording's state (publishStream with record: true)"
         }
         M::DataStatusEvent => {
             required.push("status");
@@ -559,6 +578,11 @@ pub fn example(method: HookMethod, ctx: &ExampleContext) -> Map<String, Value> {
             json!({"operationId": "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d", "status": "ACCEPTED", "info": ""})
         }
         M::BugReportStatusEvent => json!({"status": "ACCEPTED", "info": ""}),
+        M::RecordingStatusEvent => json!({
+            "mediaSessionId": "0c1d2e3f-4a5b-4c6d-8e7f-901a2b3c4d5e", "name": "stream1",
+            "recordName": "stream1-20261205093005-123.webm", "status": "FINISHED", "info": "",
+            "bytes": 1_234_567, "durationMs": 61_020, "videoFrames": 1830, "audioFrames": 3051, "droppedPackets": 0,
+        }),
         M::SendStreamEvent => json!({"mediaSessionId": "0c1d2e3f-4a5b-4c6d-8e7f-901a2b3c4d5e", "type": "audioMuted"}),
         M::StreamEvent => json!({
             "mediaSessionId": "5f6e7d8c-9b0a-4c1d-8e2f-3a4b5c6d7e8f", "name": "stream1", "type": "data", "payload": {"count": 1},

@@ -37,6 +37,7 @@ use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig,
 use crate::bridge::{choose_g711, SipLeg, G711};
 use crate::config::MediaConfig;
 use crate::forward::{forwarded_ext_vals, RxTrack, TxTrack};
+use crate::record::{RecPacket, RecordReport, RecordSpec, RecordTap};
 use crate::{sdp, stun, FailReason, MediaError, MediaEvent, PeerId};
 
 /// Which socket a datagram leaves from.
@@ -126,6 +127,8 @@ struct Peer {
     sip: Option<Box<SipLeg>>,
     /// Incoming-call bridge: our offer, until the browser's answer arrives.
     pending: Option<SdpPendingOffer>,
+    /// Publisher being recorded: the writer's queue (see [`crate::record`]).
+    record: Option<RecordTap>,
 }
 
 impl Peer {
@@ -394,6 +397,7 @@ impl MediaCore {
             frames_out: 0,
             sip: None,
             pending: None,
+            record: None,
         };
         self.peers.insert(id, peer);
         self.by_ufrag.insert(ufrag, id);
@@ -401,6 +405,27 @@ impl MediaCore {
         // Arms the peer's timers (and flushes anything accept_offer queued).
         self.drain(id, now);
         Ok(answer)
+    }
+
+    /// Records publisher `id` to `spec` (see [`crate::record`]): from now on a copy of each of
+    /// its packets (the payload shared) goes to a writer thread, which reports on `reports`. A
+    /// keyframe is asked for at once (or when the publisher connects).
+    pub fn start_recording(
+        &mut self,
+        id: PeerId,
+        spec: RecordSpec,
+        reports: tokio::sync::mpsc::UnboundedSender<RecordReport>,
+        now: Instant,
+    ) -> Result<(), MediaError> {
+        let p = self.peers.get_mut(&id).filter(|p| p.role == Role::Publisher).ok_or(MediaError::NotFound(id))?;
+        if p.record.is_some() {
+            return Err(MediaError::Negotiation("the stream is being recorded already".into()));
+        }
+        let tap = crate::record::start(spec, p.audio_mid.is_some(), p.video_mid.is_some(), reports)
+            .map_err(|e| MediaError::Negotiation(format!("cannot start the recording thread: {e}")))?;
+        p.record = Some(tap);
+        self.request_keyframe(id, now);
+        Ok(())
     }
 
     /// Creates a call leg from the browser's offer: the WebRTC answer (G.711 only: the first of
@@ -534,6 +559,7 @@ impl MediaCore {
             frames_out: 0,
             sip: Some(Box::new(leg)),
             pending: Some(pending),
+            record: None,
         };
         self.peers.insert(id, peer);
         self.by_ufrag.insert(ufrag, id);
@@ -840,6 +866,10 @@ impl MediaCore {
                             if let Role::Player { source } = p.role {
                                 wants_keyframe = Some(source);
                             }
+                            // A recording starts at a keyframe.
+                            if p.record.is_some() {
+                                wants_keyframe = Some(id);
+                            }
                         }
                         Event::IceConnectionStateChange(s) => match s {
                             IceConnectionState::Connected | IceConnectionState::Completed => p.ice_ok = true,
@@ -870,6 +900,27 @@ impl MediaCore {
                             // (RTX may still repair it; the request is throttled anyway).
                             if gap && kind == MediaKind::Video {
                                 wants_keyframe = Some(id);
+                            }
+                            if p.record.is_some() {
+                                let pt = pkt.header.payload_type;
+                                let codec = p.rtc.codec_config().find(|c| c.pt() == pt).map(|c| c.spec().codec);
+                                if let (Some(tap), Some(codec)) = (p.record.as_mut(), codec) {
+                                    let copy = RecPacket {
+                                        kind,
+                                        codec,
+                                        seq: *pkt.seq_no,
+                                        ts: pkt.header.timestamp,
+                                        marker: pkt.header.marker,
+                                        payload: pkt.payload.clone(),
+                                        arrival: pkt.timestamp,
+                                    };
+                                    if !tap.offer(copy) {
+                                        // The writer stopped (it failed and reported why).
+                                        p.record = None;
+                                    } else if std::mem::take(&mut tap.wants_keyframe) {
+                                        wants_keyframe = Some(id);
+                                    }
+                                }
                             }
                             packets.push((kind, pkt));
                         }

@@ -16,6 +16,7 @@ use str0m::net::DatagramSend;
 
 use crate::batch::{SendBatch, MAX_BATCH};
 use crate::core::{BridgeAnswer, Counters, IncomingBridge, MediaCore, PeerStats, Via};
+use crate::record::{RecordReport, RecordSpec};
 use crate::{MediaConfig, MediaError, MediaEvent, PeerId};
 
 /// Where a peer's events go.
@@ -76,6 +77,12 @@ enum Command {
     },
     RequestKeyframe {
         id: PeerId,
+    },
+    Record {
+        id: PeerId,
+        spec: RecordSpec,
+        reports: mpsc::UnboundedSender<RecordReport>,
+        reply: oneshot::Sender<Result<(), MediaError>>,
     },
     Stats {
         id: PeerId,
@@ -272,6 +279,19 @@ impl MediaEndpoint {
                 let _ = tx.send(Command::Close { id }).await;
             });
         }
+    }
+
+    /// Records the publisher `id` to `spec.file` (WebM, see [`crate::record`]) until it is
+    /// closed; the writer reports on `reports` (started, failed, finished).
+    pub async fn record(
+        &self,
+        id: PeerId,
+        spec: RecordSpec,
+        reports: mpsc::UnboundedSender<RecordReport>,
+    ) -> Result<(), MediaError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Record { id, spec, reports, reply }).await?;
+        rx.await.map_err(|_| MediaError::Stopped)?
     }
 
     /// Asks the publisher `id` for a keyframe.
@@ -543,6 +563,9 @@ fn handle_command(
             }
         }
         Command::RequestKeyframe { id } => core.request_keyframe(id, now),
+        Command::Record { id, spec, reports, reply } => {
+            let _ = reply.send(core.start_recording(id, spec, reports, now));
+        }
         Command::Stats { id, reply } => {
             let _ = reply.send(core.stats(id));
         }

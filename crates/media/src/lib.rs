@@ -35,6 +35,7 @@ pub mod config;
 pub mod core;
 pub mod endpoint;
 pub mod forward;
+pub mod record;
 pub mod rtp;
 pub mod sdp;
 pub mod stun;

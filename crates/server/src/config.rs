@@ -22,6 +22,7 @@ pub struct Config {
     pub rest_api: RestApiConfig,
     pub hooks: HooksConfig,
     pub media: MediaSection,
+    pub recording: RecordingSection,
     pub sip: SipSection,
     pub registrar: RegistrarSection,
     pub xcap: XcapSection,
@@ -272,6 +273,25 @@ impl MediaSection {
             ..Default::default()
         })
     }
+}
+
+/// `[recording]`: `publishStream {record: true}` (streams/recording.rs).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordingSection {
+    /// `false`: a `record: true` publish FAILS ("Recording is disabled on this server").
+    pub enabled: bool,
+    /// Where the files go (relative: to the working directory); created when needed.
+    pub dir: String,
+    /// The directory's recordings may take this many bytes; the oldest are deleted past it
+    /// (after each recording). 0 = no limit.
+    pub max_bytes: u64,
+    /// Recordings older than this many seconds are deleted (after each recording). 0 = kept.
+    pub max_age_s: u64,
+    /// Packets queued towards a recording's writer before they are dropped (and counted).
+    pub queue_packets: usize,
+    /// Serve the files at `GET /client/records/{recordName}` on the HTTP port.
+    pub download: bool,
 }
 
 /// `[sip]`: the SIP user agent (registrations, calls).
@@ -601,6 +621,9 @@ impl Config {
             bail!("tls.wss_bind / tls.https_bind need tls.cert and tls.key (PEM files)");
         }
         self.rest_api.check_cors()?;
+        if self.recording.enabled && self.recording.dir.trim().is_empty() {
+            bail!("recording.dir must name a directory (or set recording.enabled = false)");
+        }
         if let Some(v) = s.allowed_origins.iter().find(|v| !is_origin(v)) {
             bail!("server.allowed_origins: {v:?} is not an origin like \"https://app.example.com:8443\" (scheme://host[:port], no path)");
         }
@@ -751,6 +774,16 @@ mod tests {
             assert!(Config::from_toml(bad).is_err(), "{bad}");
         }
         assert!(Config::from_toml("[registrar]\nenabled = false\nbind = \"0.0.0.0:30000\"").is_ok());
+    }
+
+    #[test]
+    fn recording_defaults_and_an_empty_dir() {
+        let r = Config::from_toml("").unwrap().recording;
+        assert!(r.enabled && r.download);
+        assert_eq!((r.dir.as_str(), r.max_bytes, r.max_age_s, r.queue_packets), ("records", 0, 0, 4096));
+        let e = Config::from_toml("[recording]\ndir = \" \"").unwrap_err().to_string();
+        assert!(e.contains("recording.dir"), "{e}");
+        assert!(Config::from_toml("[recording]\ndir = \"\"\nenabled = false").is_ok());
     }
 
     #[test]

@@ -185,7 +185,11 @@ pub async fn start(cfg: Config) -> anyhow::Result<RunningServer> {
     };
     let node_id: Arc<str> = format!("{}@{}", Alphanumeric.sample_string(&mut rand::rng(), 32), node_ip).into();
     let sessions = Arc::new(Registry::default());
-    let streams = Arc::new(streams::Streams::new(media.clone(), sessions.clone()).limited(cfg.limits.max_streams));
+    let streams = Arc::new(
+        streams::Streams::new(media.clone(), sessions.clone())
+            .limited(cfg.limits.max_streams)
+            .recording(&cfg.recording),
+    );
     let supervisor = supervise::Supervisor::default();
     supervisor.watch_media(streams.media.panicked.clone());
     let registrar = calls::EmbeddedRegistrar::start(&cfg.registrar).await;
@@ -220,6 +224,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<RunningServer> {
         .merge(rest_api::router(shared.clone()))
         .merge(openapi::router())
         .merge(echo_app::router())
+        .merge(streams::recording::router(shared.streams.clone()))
         .merge(metrics_http::router(shared.clone()));
     // No CORS layer at all unless origins are configured: no page may read the REST API.
     let http_router = match rest_api::cors_layer(&shared.cfg.rest_api.cors_allow_origin) {

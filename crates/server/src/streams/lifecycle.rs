@@ -91,8 +91,17 @@ fn new_entry(ctx: &Arc<Party>, p: &Prepared, kind: Kind, peer: PeerId) -> Entry<
 }
 
 /// `publishStream`: hook, reserve the name, answer the offer, then wait for the media events.
+/// With `record: true`, the recording's file is created before the answer (a directory that
+/// cannot be written fails the publish), `recordName` goes into the stream object, and the
+/// media task starts writing once the peer exists.
 pub(super) async fn publish(streams: Arc<Streams>, ctx: Arc<Party>, obj: Map<String, Value>) {
-    let Some(p) = prepare(&ctx, obj, Kind::Publish).await else { return };
+    let Some(mut p) = prepare(&ctx, obj, Kind::Publish).await else { return };
+    let record = p.obj.get("record").and_then(Value::as_bool).unwrap_or(false);
+    let recordings = streams.recordings.clone().filter(|r| r.enabled);
+    if record && recordings.is_none() {
+        tracing::info!(session = &*ctx.id, stream = &*p.id, "record: true refused: [recording] enabled = false");
+        return raise_status(&ctx, p.obj, stream::FAILED, recording::RECORDING_DISABLED, true, Origin::Client);
+    }
     let peer = streams.media.next_peer_id();
     let added = {
         let mut dir = streams.dir.lock();
@@ -109,9 +118,40 @@ pub(super) async fn publish(streams: Arc<Streams>, ctx: Arc<Party>, obj: Map<Str
         raise_status(&ctx, p.obj, stream::FAILED, refusal_info(r), true, Origin::Client);
         return;
     }
+    let mut rec = None;
+    if let Some(recordings) = recordings.filter(|_| record) {
+        let name = p.name.clone();
+        let created = tokio::task::spawn_blocking(move || recordings.create(&name))
+            .await
+            .unwrap_or_else(|e| Err(format!("Recording failed: {e}")));
+        match created {
+            Ok(r) => {
+                let rn = Value::from(r.record_name.as_str());
+                if let Some(o) = streams.dir.lock().obj_mut(&p.id) {
+                    o.insert("recordName".into(), rn.clone());
+                }
+                p.obj.insert("recordName".into(), rn);
+                rec = Some(r);
+            }
+            Err(info) => {
+                end_stream(&streams, &p.id, Some(peer), Ending::MediaFailed(&info), Origin::Client);
+                return;
+            }
+        }
+    }
     raise_status(&ctx, p.obj.clone(), Status::Pending.as_str(), "", false, Origin::Client);
     let (tx, rx) = mpsc::unbounded_channel();
     let answer = streams.media.publish(peer, p.offer, tx).await;
+    if let Some(r) = rec {
+        if answer.is_ok() {
+            if let Err(info) = recording::start(&streams, ctx.clone(), p.id.clone(), p.name.clone(), peer, r).await {
+                end_stream(&streams, &p.id, Some(peer), Ending::MediaFailed(&info), Origin::Client);
+                return;
+            }
+        } else {
+            recording::abandon(&streams, r);
+        }
+    }
     answered(&streams, &ctx, &p.id, peer, answer, rx);
 }
 

@@ -25,6 +25,7 @@ pub mod directory;
 mod events;
 mod keep_alive;
 mod lifecycle;
+pub mod recording;
 mod rest;
 
 pub use keep_alive::spawn_keep_alive;
@@ -82,11 +83,19 @@ pub struct Streams {
     sessions: Arc<Registry<Party>>,
     /// `[limits] max_streams`: a stream past it is not added (checked under `dir`'s lock).
     max: usize,
+    /// `[recording]`; `None`: `record: true` is refused as disabled.
+    pub recordings: Option<Arc<recording::Recordings>>,
 }
 
 impl Streams {
     pub fn new(media: MediaEndpoint, sessions: Arc<Registry<Party>>) -> Streams {
-        Streams { dir: Mutex::new(Directory::default()), media, sessions, max: usize::MAX }
+        Streams { dir: Mutex::new(Directory::default()), media, sessions, max: usize::MAX, recordings: None }
+    }
+
+    /// `[recording]`: where and how `record: true` streams are recorded.
+    pub fn recording(mut self, cfg: &crate::config::RecordingSection) -> Streams {
+        self.recordings = Some(Arc::new(recording::Recordings::from_config(cfg)));
+        self
     }
 
     /// `[limits] max_streams` (the default is no limit).
