@@ -1,7 +1,7 @@
 # The two commands a newcomer needs: `make run` and `make test`.
 SHELL := /bin/bash
 CARGO ?= cargo
-APT_PACKAGES := chromium sip-tester kamailio openssl
+APT_PACKAGES := chromium sip-tester kamailio openssl nats-server
 E2E := tests/e2e
 
 .PHONY: run build test deps floors test-rust test-e2e bench bench-build load-calls soak overload fmt clippy fuzz fuzz-build cargo-fuzz
