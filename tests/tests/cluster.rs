@@ -26,7 +26,11 @@ struct Nats {
 
 impl Nats {
     async fn start() -> Nats {
-        let port = closed_port().await;
+        Nats::start_on(closed_port().await).await
+    }
+
+    /// On `port` (a restart on the port of a stopped one).
+    async fn start_on(port: u16) -> Nats {
         let dir = std::env::temp_dir().join(format!("callgate-nats-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let child = Command::new("nats-server")
@@ -231,6 +235,46 @@ async fn a_killed_nodes_entries_expire_with_the_lease() {
     })
     .await;
     std::mem::forget(a); // its runtime is gone; nothing of it may run again
+    assert!(b.shutdown().await.complete());
+}
+
+#[tokio::test]
+async fn without_nats_find_answers_503_and_the_directory_comes_back_with_nats() {
+    let nats = Nats::start().await;
+    let port = nats.port;
+    let toml = format!("{}request_timeout_ms = 500\n", cluster_toml(&nats, 2000));
+    let a = start_server(&toml).await;
+    let b = start_server(&toml).await;
+    let a_id = a.shared.node_id.to_string();
+    let (_client, user) = Client::establish(&a, json!({"clientVersion": "2.0"})).await;
+    let sid = user["sessionId"].as_str().unwrap().to_string();
+    let listed = || async {
+        found(b.http_addr, "/rest-api/connection/find_all", "").await.iter().any(|s| s["sessionId"] == sid.as_str())
+    };
+    eventually("A's session is listed by B", listed).await;
+
+    // NATS stops: B cannot tell what the other nodes hold, and says so.
+    drop(nats);
+    eventually("B answers 503", || async {
+        let (status, body) = rest(b.http_addr, "/rest-api/connection/find_all", "").await;
+        status == 503 && body.as_str().is_some_and(|t| t.contains("cluster directory"))
+    })
+    .await;
+    // B's own objects are not the directory's: a find with no remote part still needs it.
+    let (status, _) = rest(b.http_addr, "/rest-api/cluster/nodes", "").await;
+    assert!(status == 503 || status == 200, "{status}");
+
+    // A new NATS server on the same port, without the old one's buckets (memory storage): the
+    // nodes reconnect, make the buckets again and announce what they hold.
+    let _nats = Nats::start_on(port).await;
+    eventually("A's session is listed by B again", || async {
+        let (status, body) = rest(b.http_addr, "/rest-api/connection/find_all", "").await;
+        status == 200
+            && body.as_array().unwrap().iter().any(|s| s["sessionId"] == sid.as_str() && s["nodeId"] == a_id.as_str())
+    })
+    .await;
+    eventually("both nodes are listed again", || async { node_ids(b.http_addr).await.len() == 2 }).await;
+    assert!(a.shutdown().await.complete());
     assert!(b.shutdown().await.complete());
 }
 
