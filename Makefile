@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 # g++: webm-sys (the recorder's muxer, libwebm) is C++ built by the crate.
-APT_PACKAGES := chromium sip-tester kamailio openssl g++
+APT_PACKAGES := chromium sip-tester kamailio openssl g++ nats-server
 E2E := tests/e2e
 
 .PHONY: run build test deps floors test-rust test-e2e bench bench-build load-calls soak overload fmt clippy fuzz fuzz-build cargo-fuzz

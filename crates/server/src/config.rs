@@ -29,6 +29,7 @@ pub struct Config {
     pub security: SecuritySection,
     pub limits: LimitsSection,
     pub tls: TlsSection,
+    pub cluster: ClusterSection,
     #[serde(default)]
     pub apps: BTreeMap<String, AppConfig>,
     pub log: LogConfig,
@@ -391,6 +392,51 @@ pub struct LimitsSection {
     pub retry_after_s: u32,
 }
 
+/// `[cluster]`: membership of a callgate cluster over NATS (docs/cluster.md). An empty
+/// `nats_url` (the default) is a single node that needs no NATS.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSection {
+    /// `nats://host:port` of a NATS server with JetStream; empty = not a cluster member.
+    pub nats_url: String,
+    /// How often this node renews its directory entries (and announces new, removes ended ones).
+    pub heartbeat_ms: u64,
+    /// How long an entry lives without renewal (the buckets' `max_age`); the same on every node.
+    pub lease_ms: u64,
+    /// Bound of the connection at start and of each directory request.
+    pub request_timeout_ms: u64,
+}
+
+impl ClusterSection {
+    /// Whether this node is a cluster member.
+    pub fn enabled(&self) -> bool {
+        !self.nats_url.trim().is_empty()
+    }
+
+    fn check(&self) -> anyhow::Result<()> {
+        if !self.enabled() {
+            return Ok(());
+        }
+        for url in self.nats_url.split(',') {
+            url.trim().parse::<async_nats::ServerAddr>().with_context(|| {
+                format!("cluster.nats_url: {:?} is not a NATS URL like nats://127.0.0.1:4222", url.trim())
+            })?;
+        }
+        if self.heartbeat_ms < 10 || self.request_timeout_ms == 0 {
+            bail!("cluster.heartbeat_ms must be >= 10 and cluster.request_timeout_ms > 0");
+        }
+        // A lease shorter than two heartbeats would expire a live node's entries between beats.
+        if self.lease_ms < 2 * self.heartbeat_ms {
+            bail!(
+                "cluster.lease_ms ({}) must be at least 2 x cluster.heartbeat_ms ({}): entries would expire between renewals",
+                self.lease_ms,
+                self.heartbeat_ms
+            );
+        }
+        Ok(())
+    }
+}
+
 impl LimitsSection {
     fn check(&self) -> anyhow::Result<()> {
         for (k, v) in [
@@ -663,6 +709,7 @@ impl Config {
             bail!("xcap.timeout_ms and xcap.max_response_bytes must be > 0");
         }
         self.limits.check()?;
+        self.cluster.check()?;
         if !matches!(self.log.format.as_str(), "text" | "json") {
             bail!("log.format must be \"text\" or \"json\"");
         }

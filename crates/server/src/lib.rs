@@ -12,6 +12,7 @@
 
 pub mod admission;
 pub mod calls;
+pub mod cluster;
 pub mod config;
 pub mod echo_app;
 pub mod handlers;
@@ -133,6 +134,18 @@ pub fn validate(cfg: &Config) -> anyhow::Result<()> {
 /// is invalid).
 pub async fn start(cfg: Config) -> anyhow::Result<RunningServer> {
     validate(&cfg)?;
+    let node_ip = if !cfg.server.node_ip.is_empty() {
+        cfg.server.node_ip.clone()
+    } else if cfg.server.ws_bind.ip().is_unspecified() {
+        "127.0.0.1".to_string()
+    } else {
+        cfg.server.ws_bind.ip().to_string()
+    };
+    let node_id: Arc<str> = format!("{}@{}", Alphanumeric.sample_string(&mut rand::rng(), 32), node_ip).into();
+    // `[cluster]`: joined before any port is bound, so a NATS server that cannot be reached
+    // stops the start with the reason and leaves nothing behind (docs/cluster.md).
+    let cluster =
+        if cfg.cluster.enabled() { Some(cluster::Cluster::join(&cfg.cluster, node_id.clone()).await?) } else { None };
     metrics_http::install_recorder();
     metrics_http::spawn_upkeep();
     // The certificate first: a file that does not load stops the start before any port is bound.
@@ -176,14 +189,6 @@ pub async fn start(cfg: Config) -> anyhow::Result<RunningServer> {
     };
     let engine =
         HookEngine::new(dispatcher, cfg.hooks.disable_rest_requests).with_delivery(cfg.delivery_config(), dead_letter);
-    let node_ip = if !cfg.server.node_ip.is_empty() {
-        cfg.server.node_ip.clone()
-    } else if ws_addr.ip().is_unspecified() {
-        "127.0.0.1".to_string()
-    } else {
-        ws_addr.ip().to_string()
-    };
-    let node_id: Arc<str> = format!("{}@{}", Alphanumeric.sample_string(&mut rand::rng(), 32), node_ip).into();
     let sessions = Arc::new(Registry::default());
     let streams = Arc::new(
         streams::Streams::new(media.clone(), sessions.clone())
@@ -214,7 +219,11 @@ pub async fn start(cfg: Config) -> anyhow::Result<RunningServer> {
         calls,
         supervisor,
         lifecycle,
+        cluster,
     });
+    if let Some(c) = &shared.cluster {
+        start_heartbeat(c, &shared, &node_ip, ws_addr, http_addr);
+    }
     if let Some(ka) = keep_alive {
         streams::spawn_keep_alive(Arc::downgrade(&shared.streams), ka);
     }
@@ -257,6 +266,29 @@ pub async fn start(cfg: Config) -> anyhow::Result<RunningServer> {
     let shown = |a: Option<SocketAddr>| a.map(|a| a.to_string()).unwrap_or_default();
     tracing::info!(%ws_addr, %http_addr, wss_addr = shown(wss_addr), https_addr = shown(https_addr), media_addr = %shared.streams.media.advertised_addr, apps = ?shared.apps.keys().collect::<Vec<_>>(), node_id = &*shared.node_id, "callgate started");
     Ok(RunningServer { ws_addr, http_addr, wss_addr, https_addr, tls: cert_store, shared, tasks })
+}
+
+/// `[cluster]`: the node's heartbeat, reading its sessions, calls and streams through their own
+/// `Arc`s (never `Shared`, which the heartbeat task must not keep alive).
+fn start_heartbeat(c: &Arc<cluster::Cluster>, shared: &Shared, node_ip: &str, ws: SocketAddr, http: SocketAddr) {
+    let shown = |a: SocketAddr| {
+        if a.ip().is_unspecified() {
+            SocketAddr::new(node_ip.parse().unwrap_or(a.ip()), a.port()).to_string()
+        } else {
+            a.to_string()
+        }
+    };
+    let facts = cluster::NodeFacts {
+        rest_url: format!("http://{}", shown(http)),
+        ws_url: format!("ws://{}", shown(ws)),
+        started_at: cluster::now_ms(),
+    };
+    let (sessions, calls, streams) = (shared.sessions.clone(), shared.calls.clone(), shared.streams.clone());
+    c.start_heartbeat(facts, move || cluster::Snapshot {
+        sessions: sessions.select(|p| Some(p.data_ref())),
+        calls: calls.find(&serde_json::Map::new()),
+        streams: streams::find(&streams, serde_json::Map::new()),
+    });
 }
 
 async fn ws_upgrade(

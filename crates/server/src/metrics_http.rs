@@ -11,6 +11,9 @@
 //! dashboard can show use against limit), `callgate_admitted_sessions`, `callgate_calls`,
 //! `callgate_streams` (read at scrape time), `callgate_rest_in_flight`, and refusals by kind in
 //! `callgate_admission_refused_total{what}`.
+//!
+//! Cluster (`[cluster]`, `cluster.rs`): `callgate_cluster_nodes` (live nodes as of the last
+//! heartbeat), `callgate_cluster_heartbeat_failures_total`.
 
 use std::sync::{Arc, OnceLock};
 
@@ -85,5 +88,8 @@ fn scrape_gauges(shared: &Shared) {
     metrics::gauge!("callgate_streams").set(shared.streams.len() as f64);
     if let Some(r) = shared.calls.registrar() {
         metrics::gauge!("callgate_registrar_contacts").set(r.contacts() as f64);
+    }
+    if let Some(c) = &shared.cluster {
+        metrics::gauge!("callgate_cluster_nodes").set(c.live_nodes() as f64);
     }
 }

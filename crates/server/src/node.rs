@@ -41,6 +41,8 @@ pub struct Shared {
     pub lifecycle: Lifecycle,
     /// `[limits]` on sessions (`admission.rs`).
     pub admission: Arc<crate::admission::Admission>,
+    /// `[cluster]`: the directory of the cluster's nodes and objects; `None` on a single node.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 /// Whether the node is stopping, and which sessions still run. Part of [`Shared`].

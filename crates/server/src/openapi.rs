@@ -47,6 +47,7 @@ without them (loopback only) none is asked for. See docs/rest-api.md."
         crate::rest_api::call_unhold,
         crate::rest_api::call_transfer,
         crate::rest_api::call_send_dtmf,
+        crate::rest_api::cluster_nodes,
         openapi_json,
         docs_page,
     ),
@@ -56,6 +57,7 @@ without them (loopback only) none is asked for. See docs/rest-api.md."
         (name = "data", description = "Data messages to clients"),
         (name = "stream", description = "WebRTC streams"),
         (name = "call", description = "SIP calls: the clients' and those placed by /call/startup"),
+        (name = "cluster", description = "The nodes of a callgate cluster ([cluster], docs/cluster.md)"),
         (name = "description", description = "This document and its rendered page"),
     )
 )]

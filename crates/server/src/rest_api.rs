@@ -15,9 +15,14 @@
 //! | `/call/hold`, `/call/unhold` | `{callId}` | `200` (re-INVITE sent), `404` unknown, `409` not established |
 //! | `/call/transfer` | `{callId, target}` | `200` (REFER sent), `400`, `404`, `409` |
 //! | `/call/send_dtmf` | `{callId, dtmf, type?: RFC2833\|INFO\|INFO_RELAY}` | `200`, `400`, `404`, `409` |
+//! | `/cluster/nodes` | none | `200` list of the live nodes (`[cluster]`), `404` not a cluster member, `503` directory unreachable |
 //! | `/stream/terminate` | filter as `find`, or `{mediaSessionIds:[…]}`; `{}` = every stream | `200` (clients get `Stopped by rest /terminate`), `404` none matched |
 //!
 //! A body that is not a JSON object, or lacks a required field, gets `400` with a reason.
+//!
+//! `[cluster]` (docs/cluster.md): the `find` and `find_all` answers of every kind hold this
+//! node's objects and the other nodes' from the cluster directory (each with its owner's
+//! `nodeId`); when the directory cannot be read they answer `503` with the reason.
 //!
 //! Each handler's `#[utoipa::path]` annotation is its OpenAPI description (`crate::openapi`,
 //! served at `/rest-api/openapi.json`); a new route needs one (tests/tests/openapi.rs).
@@ -59,6 +64,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/rest-api/call/unhold", post(call_unhold))
         .route("/rest-api/call/transfer", post(call_transfer))
         .route("/rest-api/call/send_dtmf", post(call_send_dtmf))
+        .route("/rest-api/cluster/nodes", post(cluster_nodes).get(cluster_nodes))
         // `[limits]`: a body over `max_rest_body_bytes` gets 413; past `max_rest_in_flight`
         // requests at once, 503 with Retry-After (checked after auth: refused requests cost
         // nothing here).
@@ -183,12 +189,50 @@ fn redacted_or_404<'a>(items: impl ExactSizeIterator<Item = &'a Map<String, Valu
     Json(list).into_response()
 }
 
-fn list_or_404(items: Vec<Arc<Map<String, Value>>>) -> Response {
-    redacted_or_404(items.iter().map(|m| &**m))
+/// A find answer across the cluster: this node's `local` objects, then the other nodes' from the
+/// directory (`[cluster]`; none on a single node); `503` when the directory cannot be read.
+async fn cluster_wide(
+    s: &Shared,
+    kind: crate::cluster::Kind,
+    filter: &Map<String, Value>,
+    local: Vec<&Map<String, Value>>,
+) -> Response {
+    let remote = match &s.cluster {
+        None => Vec::new(),
+        Some(c) => match c.find(kind, filter).await {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(bucket = kind.bucket(), error = format!("{e:#}"), "cluster directory unreadable");
+                return error(StatusCode::SERVICE_UNAVAILABLE, format!("the cluster directory cannot be read: {e:#}"));
+            }
+        },
+    };
+    redacted_or_404(local.into_iter().chain(remote.iter()).collect::<Vec<_>>().into_iter())
 }
 
-fn calls_or_404(items: Vec<Map<String, Value>>) -> Response {
-    redacted_or_404(items.iter())
+/// `/cluster/nodes`: the live nodes of the cluster, each with its load.
+#[utoipa::path(
+    method(get, post),
+    path = "/rest-api/cluster/nodes",
+    tag = "cluster",
+    summary = "The live nodes of the cluster",
+    responses(
+        (status = 200, description = "Every live node (this one included), ordered by nodeId", body = Vec<crate::rest_types::ClusterNode>),
+        (status = 404, description = "This node is not a cluster member (`[cluster] nats_url` is empty)", body = String, content_type = "text/plain"),
+        (status = 503, description = "The cluster directory cannot be read (NATS unreachable); the reason as text", body = String, content_type = "text/plain"),
+    ),
+)]
+async fn cluster_nodes(State(s): State<Arc<Shared>>) -> Response {
+    let Some(c) = &s.cluster else {
+        return error(StatusCode::NOT_FOUND, "this node is not a cluster member ([cluster] nats_url is empty)");
+    };
+    match c.nodes().await {
+        Ok(nodes) => Json(nodes).into_response(),
+        Err(e) => {
+            tracing::warn!(error = format!("{e:#}"), "cluster directory unreadable");
+            error(StatusCode::SERVICE_UNAVAILABLE, format!("the cluster directory cannot be read: {e:#}"))
+        }
+    }
 }
 
 #[utoipa::path(
@@ -205,7 +249,10 @@ fn calls_or_404(items: Vec<Map<String, Value>>) -> Response {
 )]
 async fn call_find(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
     match filter_object(&body) {
-        Ok(filter) => calls_or_404(s.calls.find(&filter)),
+        Ok(filter) => {
+            let local = s.calls.find(&filter);
+            cluster_wide(&s, crate::cluster::Kind::Calls, &filter, local.iter().collect()).await
+        }
         Err(r) => r.into_response(),
     }
 }
@@ -221,7 +268,8 @@ async fn call_find(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
     ),
 )]
 async fn call_find_all(State(s): State<Arc<Shared>>) -> Response {
-    calls_or_404(s.calls.find(&Map::new()))
+    let local = s.calls.find(&Map::new());
+    cluster_wide(&s, crate::cluster::Kind::Calls, &Map::new(), local.iter().collect()).await
 }
 
 #[utoipa::path(
@@ -424,7 +472,10 @@ async fn call_send_dtmf(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
 )]
 async fn find(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
     match filter_object(&body) {
-        Ok(filter) => list_or_404(s.sessions.select(|p| p.data_matching(&filter))),
+        Ok(filter) => {
+            let local = s.sessions.select(|p| p.data_matching(&filter));
+            cluster_wide(&s, crate::cluster::Kind::Sessions, &filter, local.iter().map(|m| &**m).collect()).await
+        }
         Err(r) => r.into_response(),
     }
 }
@@ -440,7 +491,8 @@ async fn find(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
     ),
 )]
 async fn find_all(State(s): State<Arc<Shared>>) -> Response {
-    list_or_404(s.sessions.select(|p| Some(p.data_ref())))
+    let local = s.sessions.select(|p| Some(p.data_ref()));
+    cluster_wide(&s, crate::cluster::Kind::Sessions, &Map::new(), local.iter().map(|m| &**m).collect()).await
 }
 
 fn required_str<'a>(m: &'a Map<String, Value>, field: &str) -> Result<&'a str, BadRequest> {
@@ -515,10 +567,6 @@ async fn data_send(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
     StatusCode::OK.into_response()
 }
 
-fn objects_or_404(items: Vec<Map<String, Value>>) -> Response {
-    redacted_or_404(items.iter())
-}
-
 #[utoipa::path(
     post,
     path = "/rest-api/stream/find",
@@ -533,7 +581,11 @@ fn objects_or_404(items: Vec<Map<String, Value>>) -> Response {
 )]
 async fn stream_find(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
     match parse_object(&body) {
-        Ok(filter) => objects_or_404(crate::streams::find(&s.streams, filter)),
+        Ok(filter) => {
+            let filter = crate::streams::find_filter(filter);
+            let local = crate::streams::find(&s.streams, filter.clone());
+            cluster_wide(&s, crate::cluster::Kind::Streams, &filter, local.iter().collect()).await
+        }
         Err(r) => r.into_response(),
     }
 }
@@ -549,7 +601,8 @@ async fn stream_find(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
     ),
 )]
 async fn stream_find_all(State(s): State<Arc<Shared>>) -> Response {
-    objects_or_404(crate::streams::find(&s.streams, Map::new()))
+    let local = crate::streams::find(&s.streams, Map::new());
+    cluster_wide(&s, crate::cluster::Kind::Streams, &Map::new(), local.iter().collect()).await
 }
 
 /// `/stream/terminate`: REST-originated, so no hook can refuse it; the clients get

@@ -40,6 +40,28 @@ pub struct ConnectionObject {
     pub other: Map<String, Value>,
 }
 
+/// A live node of the cluster as `/cluster/nodes` shows it (`[cluster]`, docs/cluster.md): its
+/// directory entry, renewed every `heartbeat_ms`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterNode {
+    pub node_id: String,
+    /// The node's REST API, `http://host:port`.
+    pub rest_url: String,
+    /// The node's client WebSocket, `ws://host:port`.
+    pub ws_url: String,
+    /// When the node started, ms since the Unix epoch.
+    pub started_at: u64,
+    /// Its last heartbeat, ms since the Unix epoch (the node's clock).
+    pub heartbeat_at: u64,
+    /// `[cluster] lease_ms`: the entry is gone this long after a heartbeat that is not followed by another.
+    pub lease_ms: u64,
+    /// Its load at that heartbeat: live sessions, calls and streams.
+    pub sessions: u64,
+    pub calls: u64,
+    pub streams: u64,
+}
+
 /// A stream as `/stream/find` shows it: what the client sent in `publishStream`/`playStream`
 /// (after the hook) without `sdp`, plus the context fields and the status.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]

@@ -1,7 +1,7 @@
 //! The node's graceful shutdown (SIGTERM, SIGINT, or a supervised part's failure), bounded by
 //! `[server] shutdown_timeout_ms`. In order:
 //!
-//! 1. **stop**: every listener (ws, http, wss, https) stops accepting (HTTP requests in flight finish); every session,
+//! 1. **stop**: (`[cluster]`: the node deletes its directory entries, meanwhile) every listener (ws, http, wss, https) stops accepting (HTTP requests in flight finish); every session,
 //!    also one still logging in or one that logs in now, gets `fail ConnectionStatusEvent
 //!    "Server shutdown"` and a close frame 1001 (going away), and ends: the backend gets its
 //!    `ConnectionStatusEvent DISCONNECTED` after its other events;
@@ -78,7 +78,13 @@ pub async fn run(shared: Arc<Shared>, listeners: Vec<JoinHandle<()>>) -> Outcome
     );
     shared.lifecycle.begin();
     let sessions_ended = wait_until(deadline, || shared.lifecycle.sessions() == 0);
-    tokio::join!(shared.calls.hang_up_all(deadline), sessions_ended);
+    // `[cluster]`: the node leaves the directory meanwhile (its entries are deleted).
+    let leave = async {
+        if let Some(c) = &shared.cluster {
+            c.leave().await;
+        }
+    };
+    tokio::join!(shared.calls.hang_up_all(deadline), sessions_ended, leave);
     note(&mut left, shared.calls.calls(), "calls not ended");
     note(&mut left, shared.lifecycle.sessions(), "sessions not closed");
     wait_until(deadline, || shared.calls.registrations() == 0).await;

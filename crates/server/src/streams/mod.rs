@@ -29,7 +29,7 @@ pub mod recording;
 mod rest;
 
 pub use keep_alive::spawn_keep_alive;
-pub use rest::{find, terminate};
+pub use rest::{find, find_filter, terminate};
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -23,11 +23,18 @@ fn normalize_filter(filter: &mut Map<String, Value>) {
     }
 }
 
-/// REST `/stream/find` and `/find_all`: the stream objects matching `filter` (every field equal;
-/// `display` is ignored).
-pub fn find(streams: &Streams, mut filter: Map<String, Value>) -> Vec<Map<String, Value>> {
+/// A `/stream/find` filter as [`find`] applies it (`display` ignored, `"true"` = `true`): for
+/// the other nodes' streams too (`[cluster]`).
+pub fn find_filter(mut filter: Map<String, Value>) -> Map<String, Value> {
     filter.remove("display");
     normalize_filter(&mut filter);
+    filter
+}
+
+/// REST `/stream/find` and `/find_all`: the stream objects matching `filter` (every field equal;
+/// `display` is ignored).
+pub fn find(streams: &Streams, filter: Map<String, Value>) -> Vec<Map<String, Value>> {
+    let filter = find_filter(filter);
     streams.dir.lock().find(&filter).into_iter().map(|e| e.obj.clone()).collect()
 }
 

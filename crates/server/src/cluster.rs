@@ -1,0 +1,521 @@
+//! The cluster directory (`[cluster]`, docs/cluster.md): which nodes are alive and which node
+//! owns each session, call and stream, kept in NATS JetStream key-value buckets.
+//!
+//! - `callgate_nodes`: one entry per node (key: its node id), value `{nodeId, restUrl, wsUrl,
+//!   startedAt, heartbeatAt, leaseMs, sessions, calls, streams}`.
+//! - `callgate_sessions`, `callgate_calls`, `callgate_streams`: one entry per object (key: its
+//!   id), value the object as `/rest-api/*/find` shows it, secrets left out, with `nodeId` = its
+//!   owner.
+//!
+//! Every bucket has `max_age = lease_ms`: an entry that is not written again within the lease
+//! is dropped by the NATS server. Each node rewrites all of its own entries every
+//! `heartbeat_ms` ([`Cluster::start_heartbeat`]): the objects that began since the last beat
+//! are announced, those that ended are deleted, the rest renewed. A node that shuts down
+//! deletes its entries ([`Cluster::leave`]); a killed one's expire within the lease.
+//!
+//! This module knows NATS and the shape of the entries, not the node: the heartbeat reads the
+//! node's objects through the [`Snapshot`] closure `start` (lib.rs) gives it, and the REST API
+//! merges [`Cluster::find`]'s remote objects with its local ones. Keys are the ids in
+//! unpadded base64url (KV keys allow only `[-/_=.a-zA-Z0-9]`; ids hold `@`, `:` …).
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context};
+use async_nats::jetstream::{self, kv};
+use base64::Engine as _;
+use bytes::Bytes;
+use futures_util::{StreamExt, TryStreamExt};
+use serde::ser::{SerializeMap, Serializer};
+use serde_json::{Map, Value};
+
+use crate::config::ClusterSection;
+
+/// The bucket of the live nodes.
+pub const NODES_BUCKET: &str = "callgate_nodes";
+
+/// Directory requests at once while a beat writes or a find reads.
+const CONCURRENCY: usize = 32;
+
+/// The kinds of objects in the directory, one bucket each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Sessions,
+    Calls,
+    Streams,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 3] = [Kind::Sessions, Kind::Calls, Kind::Streams];
+
+    pub fn bucket(self) -> &'static str {
+        match self {
+            Kind::Sessions => "callgate_sessions",
+            Kind::Calls => "callgate_calls",
+            Kind::Streams => "callgate_streams",
+        }
+    }
+
+    /// The field of an object that is its id (and, encoded, its key).
+    pub fn id_field(self) -> &'static str {
+        match self {
+            Kind::Sessions => "sessionId",
+            Kind::Calls => "callId",
+            Kind::Streams => "mediaSessionId",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// The node's objects at one moment, as the REST API shows them; read by each heartbeat.
+#[derive(Default)]
+pub struct Snapshot {
+    pub sessions: Vec<Arc<Map<String, Value>>>,
+    pub calls: Vec<Map<String, Value>>,
+    pub streams: Vec<Map<String, Value>>,
+}
+
+impl Snapshot {
+    fn objects(&self, kind: Kind) -> Vec<&Map<String, Value>> {
+        match kind {
+            Kind::Sessions => self.sessions.iter().map(|m| &**m).collect(),
+            Kind::Calls => self.calls.iter().collect(),
+            Kind::Streams => self.streams.iter().collect(),
+        }
+    }
+}
+
+/// What the node entry says besides its load; known once the ports are bound.
+#[derive(Debug, Clone)]
+pub struct NodeFacts {
+    /// `http://host:port` of the node's REST API.
+    pub rest_url: String,
+    /// `ws://host:port` of the node's client WebSocket.
+    pub ws_url: String,
+    /// When the node started, ms since the Unix epoch.
+    pub started_at: u64,
+}
+
+/// The KV key of an id.
+pub fn key_of(id: &str) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(id)
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// An object as announced: its fields without the secrets ([`crate::secrets::is_secret`]) and
+/// with `nodeId` = the owner (whatever `nodeId` the object had).
+struct Announced<'a> {
+    obj: &'a Map<String, Value>,
+    owner: &'a str,
+}
+
+impl serde::Serialize for Announced<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(None)?;
+        for (k, v) in self.obj {
+            if k != "nodeId" && !crate::secrets::is_secret(k) {
+                m.serialize_entry(k, v)?;
+            }
+        }
+        m.serialize_entry("nodeId", self.owner)?;
+        m.end()
+    }
+}
+
+/// The four buckets.
+struct Stores {
+    nodes: kv::Store,
+    kinds: [kv::Store; 3],
+}
+
+/// What the heartbeat keeps between beats (behind one async lock: a beat and [`Cluster::leave`]
+/// never interleave).
+#[derive(Default)]
+struct Beats {
+    /// The keys this node wrote, per kind: those missing from the next snapshot are deleted.
+    announced: [HashSet<String>; 3],
+    /// The node left the directory: no beat writes any more.
+    left: bool,
+    /// The last beat failed (logged once until one succeeds again).
+    failing: bool,
+}
+
+/// A node's membership of the cluster: its NATS connection and the directory's buckets.
+pub struct Cluster {
+    node_id: Arc<str>,
+    cfg: ClusterSection,
+    client: async_nats::Client,
+    js: jetstream::Context,
+    /// `None` after a failed beat, so the next one looks the buckets up (or creates them)
+    /// again: a NATS server restarted without its storage has lost them.
+    stores: parking_lot::Mutex<Option<Arc<Stores>>>,
+    beats: tokio::sync::Mutex<Beats>,
+    /// Live nodes seen by the last beat (`callgate_cluster_nodes`).
+    live_nodes: AtomicUsize,
+    heartbeat: parking_lot::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl Cluster {
+    /// Connects to `cfg.nats_url` within `request_timeout_ms` and finds or creates the buckets.
+    /// An error says why (the start then fails before any port is bound). Once connected, the
+    /// client reconnects on its own, with backoff, whenever the connection is lost.
+    pub async fn join(cfg: &ClusterSection, node_id: Arc<str>) -> anyhow::Result<Arc<Cluster>> {
+        let timeout = Duration::from_millis(cfg.request_timeout_ms);
+        let urls: Vec<async_nats::ServerAddr> =
+            cfg.nats_url.split(',').map(|u| u.trim().parse()).collect::<Result<_, _>>().context("cluster.nats_url")?;
+        let connect = async_nats::ConnectOptions::new()
+            .name(format!("callgate {node_id}"))
+            .connection_timeout(timeout)
+            .request_timeout(Some(timeout))
+            .event_callback(|ev| async move {
+                match ev {
+                    async_nats::Event::Disconnected => tracing::warn!("cluster: NATS connection lost; reconnecting"),
+                    async_nats::Event::Connected => tracing::info!("cluster: NATS connection (re)established"),
+                    other => tracing::debug!(event = %other, "cluster: NATS event"),
+                }
+            })
+            .connect(urls.as_slice());
+        let client = tokio::time::timeout(timeout, connect)
+            .await
+            .map_err(|_| anyhow::anyhow!("no answer within cluster.request_timeout_ms = {}", cfg.request_timeout_ms))
+            .and_then(|r| r.map_err(anyhow::Error::from))
+            .with_context(|| format!("cannot connect to NATS at cluster.nats_url = {:?}", cfg.nats_url))?;
+        let js = jetstream::new(client.clone());
+        let cluster = Cluster {
+            node_id,
+            cfg: cfg.clone(),
+            client,
+            js,
+            stores: parking_lot::Mutex::new(None),
+            beats: tokio::sync::Mutex::new(Beats::default()),
+            live_nodes: AtomicUsize::new(0),
+            heartbeat: parking_lot::Mutex::new(None),
+        };
+        cluster
+            .stores()
+            .await
+            .context("cannot set up the cluster directory (is JetStream enabled: nats-server -js?)")?;
+        tracing::info!(nats_url = %cfg.nats_url, lease_ms = cfg.lease_ms, heartbeat_ms = cfg.heartbeat_ms, "cluster: joined");
+        Ok(Arc::new(cluster))
+    }
+
+    pub fn node_id(&self) -> &str {
+        &self.node_id
+    }
+
+    /// Live nodes as of the last heartbeat (this one included once it has beaten).
+    pub fn live_nodes(&self) -> usize {
+        self.live_nodes.load(Ordering::Relaxed)
+    }
+
+    fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.cfg.request_timeout_ms)
+    }
+
+    /// The buckets, looked up or created on first use and after a failure.
+    async fn stores(&self) -> anyhow::Result<Arc<Stores>> {
+        if let Some(s) = self.stores.lock().clone() {
+            return Ok(s);
+        }
+        let lease = Duration::from_millis(self.cfg.lease_ms);
+        let nodes = bucket(&self.js, NODES_BUCKET, lease).await?;
+        let mut kinds = Vec::with_capacity(3);
+        for k in Kind::ALL {
+            kinds.push(bucket(&self.js, k.bucket(), lease).await?);
+        }
+        let kinds: [kv::Store; 3] = kinds.try_into().map_err(|_| anyhow::anyhow!("three buckets"))?;
+        let s = Arc::new(Stores { nodes, kinds });
+        *self.stores.lock() = Some(s.clone());
+        Ok(s)
+    }
+
+    /// Starts the heartbeat: every `heartbeat_ms`, [`Cluster::beat`] with what `snapshot`
+    /// reads of the node. The first beat is at once. [`Cluster::leave`] stops it.
+    pub fn start_heartbeat(
+        self: &Arc<Self>,
+        facts: NodeFacts,
+        snapshot: impl Fn() -> Snapshot + Send + Sync + 'static,
+    ) {
+        let me = self.clone();
+        let every = Duration::from_millis(self.cfg.heartbeat_ms);
+        let task = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let snap = snapshot();
+                // A beat never outlives its period by much: a NATS server that does not
+                // answer makes this beat fail, not the next ones wait.
+                let r = tokio::time::timeout(every.max(me.request_timeout()), me.beat(&facts, &snap))
+                    .await
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("the heartbeat timed out")));
+                me.after_beat(r).await;
+            }
+        });
+        *self.heartbeat.lock() = Some(task);
+    }
+
+    async fn after_beat(&self, r: anyhow::Result<()>) {
+        let mut b = self.beats.lock().await;
+        match r {
+            Ok(()) if b.failing => {
+                b.failing = false;
+                tracing::info!("cluster: heartbeat works again; this node's directory entries are renewed");
+            }
+            Ok(()) => {}
+            Err(e) => {
+                *self.stores.lock() = None;
+                metrics::counter!("callgate_cluster_heartbeat_failures_total").increment(1);
+                if !b.failing {
+                    b.failing = true;
+                    tracing::warn!(
+                        error = format!("{e:#}"),
+                        "cluster: heartbeat failed; this node's entries expire after cluster.lease_ms unless a later beat renews them"
+                    );
+                }
+            }
+        }
+    }
+
+    /// One heartbeat: writes the node entry, writes every object of `snap`, deletes what this
+    /// node announced before and is no longer in `snap`, and counts the live nodes.
+    pub async fn beat(&self, facts: &NodeFacts, snap: &Snapshot) -> anyhow::Result<()> {
+        let mut b = self.beats.lock().await;
+        if b.left {
+            return Ok(());
+        }
+        let stores = self.stores().await?;
+        let node = serde_json::json!({
+            "nodeId": &*self.node_id,
+            "restUrl": facts.rest_url,
+            "wsUrl": facts.ws_url,
+            "startedAt": facts.started_at,
+            "heartbeatAt": now_ms(),
+            "leaseMs": self.cfg.lease_ms,
+            "sessions": snap.sessions.len(),
+            "calls": snap.calls.len(),
+            "streams": snap.streams.len(),
+        });
+        stores.nodes.put(key_of(&self.node_id), Bytes::from(node.to_string())).await.context("node entry")?;
+        for kind in Kind::ALL {
+            let store = &stores.kinds[kind.index()];
+            let mut now = HashSet::new();
+            let mut puts = Vec::new();
+            for obj in snap.objects(kind) {
+                let Some(id) = obj.get(kind.id_field()).and_then(Value::as_str) else { continue };
+                let value = serde_json::to_vec(&Announced { obj, owner: &self.node_id })?;
+                let key = key_of(id);
+                now.insert(key.clone());
+                puts.push((key, Bytes::from(value)));
+            }
+            // `announced` holds every key that may be in the bucket, written before the puts go
+            // out (a heartbeat stopped mid-way by `leave` still has them deleted) and kept until
+            // a delete succeeds (a failed one is tried again next beat).
+            let gone: Vec<String> = b.announced[kind.index()].difference(&now).cloned().collect();
+            b.announced[kind.index()].extend(now);
+            futures_util::stream::iter(puts)
+                .map(|(k, v)| {
+                    let store = store.clone();
+                    async move { store.put(k, v).await }
+                })
+                .buffer_unordered(CONCURRENCY)
+                .try_collect::<Vec<_>>()
+                .await
+                .with_context(|| format!("writing to {}", kind.bucket()))?;
+            futures_util::stream::iter(gone.clone())
+                .map(|k| {
+                    let store = store.clone();
+                    async move { store.delete(k).await }
+                })
+                .buffer_unordered(CONCURRENCY)
+                .try_collect::<Vec<_>>()
+                .await
+                .with_context(|| format!("deleting from {}", kind.bucket()))?;
+            for k in &gone {
+                b.announced[kind.index()].remove(k);
+            }
+        }
+        let live = values(&stores.nodes).await?.len();
+        self.live_nodes.store(live, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// The live nodes' entries (this one's too), ordered by node id.
+    pub async fn nodes(&self) -> anyhow::Result<Vec<Map<String, Value>>> {
+        let stores = self.stores().await?;
+        let mut v = tokio::time::timeout(self.request_timeout(), values(&stores.nodes))
+            .await
+            .map_err(|_| anyhow::anyhow!("no answer within cluster.request_timeout_ms"))??;
+        v.sort_by(|a, b| str_field(a, "nodeId").cmp(str_field(b, "nodeId")));
+        Ok(v)
+    }
+
+    /// The objects of `kind` that OTHER nodes own and whose fields include every field of
+    /// `filter` with an equal value, ordered by id. This node's own are the caller's (fresher).
+    pub async fn find(&self, kind: Kind, filter: &Map<String, Value>) -> anyhow::Result<Vec<Map<String, Value>>> {
+        let stores = self.stores().await?;
+        let mut v = tokio::time::timeout(self.request_timeout(), values(&stores.kinds[kind.index()]))
+            .await
+            .map_err(|_| anyhow::anyhow!("no answer within cluster.request_timeout_ms"))??;
+        v.retain(|o| str_field(o, "nodeId") != &*self.node_id && filter.iter().all(|(k, want)| o.get(k) == Some(want)));
+        v.sort_by(|a, b| str_field(a, kind.id_field()).cmp(str_field(b, kind.id_field())));
+        Ok(v)
+    }
+
+    /// Leaves the directory (graceful shutdown): stops the heartbeat and deletes this node's
+    /// entries, within `request_timeout_ms`; what is not deleted then expires with the lease.
+    pub async fn leave(&self) {
+        if let Some(t) = self.heartbeat.lock().take() {
+            t.abort();
+        }
+        let mut b = self.beats.lock().await;
+        if b.left {
+            return;
+        }
+        b.left = true;
+        let announced = std::mem::take(&mut b.announced);
+        let work = async {
+            let stores = self.stores().await?;
+            for kind in Kind::ALL {
+                let store = &stores.kinds[kind.index()];
+                futures_util::stream::iter(announced[kind.index()].clone())
+                    .map(|k| {
+                        let store = store.clone();
+                        async move { store.delete(k).await }
+                    })
+                    .buffer_unordered(CONCURRENCY)
+                    .try_collect::<Vec<_>>()
+                    .await?;
+            }
+            stores.nodes.delete(key_of(&self.node_id)).await?;
+            anyhow::Ok(())
+        };
+        match tokio::time::timeout(self.request_timeout(), work).await {
+            Ok(Ok(())) => tracing::info!("cluster: left the directory"),
+            Ok(Err(e)) => tracing::warn!(
+                error = format!("{e:#}"),
+                "cluster: could not remove this node's entries; they expire after cluster.lease_ms"
+            ),
+            Err(_) => {
+                tracing::warn!("cluster: removing this node's entries timed out; they expire after cluster.lease_ms")
+            }
+        }
+        // Whatever was published is sent before the connection goes.
+        let _ = tokio::time::timeout(self.request_timeout(), self.client.flush()).await;
+    }
+}
+
+fn str_field<'a>(m: &'a Map<String, Value>, k: &str) -> &'a str {
+    m.get(k).and_then(Value::as_str).unwrap_or("")
+}
+
+/// The bucket `name` with `max_age = lease`: created, or the existing one if its lease is the
+/// same; a different lease is an error (every node of a cluster must use the same).
+async fn bucket(js: &jetstream::Context, name: &str, lease: Duration) -> anyhow::Result<kv::Store> {
+    use jetstream::stream::{Config, DiscardPolicy, StorageType};
+    // The stream of a KV bucket as the KV convention has it (what `create_key_value` makes;
+    // that one first asks for the account's info, whose answer from a NATS 2.9 server, the
+    // Debian package, this client cannot read).
+    let config = Config {
+        name: format!("KV_{name}"),
+        description: Some("callgate cluster directory (docs/cluster.md)".to_string()),
+        subjects: vec![format!("$KV.{name}.>")],
+        max_messages_per_subject: 1,
+        max_age: lease,
+        // Soft state, rewritten every heartbeat: memory is enough, and a NATS restart that
+        // loses it costs one heartbeat (the buckets are made again).
+        storage: StorageType::Memory,
+        allow_rollup: true,
+        deny_delete: true,
+        allow_direct: true,
+        discard: DiscardPolicy::New,
+        num_replicas: 1,
+        ..Default::default()
+    };
+    let created = js.create_stream(config).await.err();
+    let store = js.get_key_value(name).await.with_context(|| match &created {
+        Some(e) => format!("JetStream bucket {name}: cannot create it ({e}) nor open it"),
+        None => format!("JetStream bucket {name}: created, but cannot open it"),
+    })?;
+    let theirs = store.stream.cached_info().config.max_age;
+    if theirs != lease {
+        bail!(
+            "JetStream bucket {name} exists with a lease (max_age) of {} ms, this node's cluster.lease_ms is {} ms: \
+             every node of a cluster must use the same lease_ms",
+            theirs.as_millis(),
+            lease.as_millis()
+        );
+    }
+    Ok(store)
+}
+
+/// The keys of a bucket (a deleted one too, until its delete marker expires), from one stream
+/// info request. (`Store::keys` runs an ordered consumer per call, which is heavier for the
+/// server, and against NATS 2.9 with entries written meanwhile it did not always end.)
+async fn keys(store: &kv::Store) -> anyhow::Result<Vec<String>> {
+    let subjects: Vec<(String, usize)> =
+        store.stream.info_with_subjects(format!("{}>", store.prefix)).await?.try_collect().await?;
+    Ok(subjects.into_iter().filter_map(|(s, _)| s.strip_prefix(&store.prefix).map(String::from)).collect())
+}
+
+/// Every live value of a bucket, as JSON objects (a value that is not one is skipped, logged).
+async fn values(store: &kv::Store) -> anyhow::Result<Vec<Map<String, Value>>> {
+    let keys = keys(store).await?;
+    let got: Vec<Option<Bytes>> = futures_util::stream::iter(keys.clone())
+        .map(|k| {
+            let store = store.clone();
+            async move { store.get(k).await }
+        })
+        .buffered(CONCURRENCY)
+        .try_collect()
+        .await?;
+    let mut out = Vec::with_capacity(got.len());
+    // A deleted key, or one that expired between the listing and the read, is `None`: skipped.
+    for (k, v) in keys.iter().zip(got) {
+        let Some(bytes) = v else { continue };
+        match serde_json::from_slice::<Value>(&bytes) {
+            Ok(Value::Object(m)) => out.push(m),
+            _ => {
+                tracing::warn!(bucket = %store.name, key = %k, "cluster: a directory entry is not a JSON object; skipped")
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_valid_kv_keys_and_distinct() {
+        let ids = ["abc@127.0.0.1", "/127.0.0.1:5555/10.0.0.1:8080-a1b2", "call id with spaces", "ü"];
+        let keys: HashSet<String> = ids.iter().map(|i| key_of(i)).collect();
+        assert_eq!(keys.len(), ids.len());
+        for k in &keys {
+            assert!(k.chars().all(|c| c.is_ascii_alphanumeric() || "-_=./".contains(c)), "{k}");
+            assert!(!k.starts_with('.') && !k.ends_with('.'), "{k}");
+        }
+    }
+
+    #[test]
+    fn announced_objects_name_their_owner_and_keep_no_secret() {
+        let obj = serde_json::json!({"sessionId": "s1", "nodeId": "old", "sipPassword": "pw", "appKey": "a"});
+        let obj = obj.as_object().unwrap();
+        let text = serde_json::to_string(&Announced { obj, owner: "n1@127.0.0.1" }).unwrap();
+        let back: Map<String, Value> = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.get("nodeId"), Some(&Value::from("n1@127.0.0.1")));
+        assert_eq!(back.get("appKey"), Some(&Value::from("a")));
+        assert!(!back.contains_key("sipPassword"), "{text}");
+        assert_eq!(text.matches("nodeId").count(), 1, "{text}");
+    }
+}

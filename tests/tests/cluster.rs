@@ -1,0 +1,326 @@
+//! The cluster directory (`[cluster]`, docs/cluster.md) against a real `nats-server` with
+//! JetStream (the Debian package; `make deps` installs it), started by each test on a free
+//! 127.0.0.1 port with its own storage directory, and two real callgate nodes in this process.
+//!
+//! A node that "dies" runs on a tokio runtime of its own, dropped at once: its heartbeat, its
+//! NATS connection and its sockets end without any goodbye, as in a `kill -9`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use callgate_tests::{closed_port, http_post_to, start_server, Client};
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Upper bound of every wait for the directory to show a change (heartbeats are 100 ms here).
+const WAIT: Duration = Duration::from_secs(30);
+
+/// A `nats-server -js` child on 127.0.0.1; killed and its storage removed on drop.
+struct Nats {
+    child: Child,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl Nats {
+    async fn start() -> Nats {
+        Nats::start_on(closed_port().await).await
+    }
+
+    /// On `port` (a restart on the port of a stopped one).
+    async fn start_on(port: u16) -> Nats {
+        let dir = std::env::temp_dir().join(format!("callgate-nats-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let child = Command::new("nats-server")
+            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+            .arg(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot run nats-server ({e}): run `make deps` (it installs the Debian package nats-server)")
+            });
+        let mut nats = Nats { child, port, dir };
+        let until = tokio::time::Instant::now() + WAIT;
+        loop {
+            if let Some(status) = nats.child.try_wait().unwrap() {
+                panic!("nats-server exited at start ({status}); is port {port} taken?");
+            }
+            if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+                return nats;
+            }
+            assert!(tokio::time::Instant::now() < until, "nats-server did not listen on 127.0.0.1:{port}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn cluster_toml(nats: &Nats, lease_ms: u64) -> String {
+    format!("[cluster]\nnats_url = \"{}\"\nheartbeat_ms = 100\nlease_ms = {lease_ms}\n", nats.url())
+}
+
+/// `POST path` on a node's HTTP port: (status, body as JSON, or as a string when it is text).
+async fn rest(http: SocketAddr, path: &str, body: &str) -> (u16, Value) {
+    let (status, text) = http_post_to(http, path, body, None).await;
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+/// The objects of a `find` answer (none on 404).
+async fn found(http: SocketAddr, path: &str, body: &str) -> Vec<Value> {
+    match rest(http, path, body).await {
+        (200, Value::Array(list)) => list,
+        (404, _) => Vec::new(),
+        (status, body) => panic!("{path} answered {status}: {body}"),
+    }
+}
+
+/// Node ids listed by `/rest-api/cluster/nodes`.
+async fn node_ids(http: SocketAddr) -> Vec<String> {
+    let (status, body) = rest(http, "/rest-api/cluster/nodes", "").await;
+    assert_eq!(status, 200, "{body}");
+    let mut ids: Vec<String> =
+        body.as_array().unwrap().iter().map(|n| n["nodeId"].as_str().unwrap().to_string()).collect();
+    ids.sort();
+    ids
+}
+
+/// Polls `check` until it holds; panics with `what` after [`WAIT`].
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let until = tokio::time::Instant::now() + WAIT;
+    while !check().await {
+        assert!(tokio::time::Instant::now() < until, "not within {WAIT:?}: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn metrics(http: SocketAddr) -> String {
+    let mut s = tokio::net::TcpStream::connect(http).await.unwrap();
+    let req = format!("GET /metrics HTTP/1.1\r\nHost: {http}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    tokio::time::timeout(WAIT, s.read_to_end(&mut buf)).await.unwrap().unwrap();
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
+
+#[tokio::test]
+async fn a_session_on_one_node_is_found_from_the_other_and_leaves_with_its_node() {
+    let nats = Nats::start().await;
+    let a = start_server(&cluster_toml(&nats, 5000)).await;
+    let b = start_server(&cluster_toml(&nats, 5000)).await;
+    let (a_id, b_id) = (a.shared.node_id.to_string(), b.shared.node_id.to_string());
+    let both = sorted(vec![a_id.clone(), b_id.clone()]);
+
+    // Either node lists both, each with its REST address and load.
+    for node in [&a, &b] {
+        eventually("both nodes are listed", || async { node_ids(node.http_addr).await == both }).await;
+    }
+    let (_, nodes) = rest(b.http_addr, "/rest-api/cluster/nodes", "").await;
+    let a_entry = nodes.as_array().unwrap().iter().find(|n| n["nodeId"] == a_id.as_str()).unwrap().clone();
+    assert_eq!(a_entry["restUrl"], format!("http://{}", a.http_addr), "{a_entry}");
+    assert_eq!(a_entry["wsUrl"], format!("ws://{}", a.ws_addr), "{a_entry}");
+    assert!(a_entry["startedAt"].as_u64().unwrap() > 0 && a_entry["leaseMs"] == 5000, "{a_entry}");
+    // The recorder is the process's: another test's scrape may set the gauge in between, so
+    // until B's own scrape shows it.
+    eventually("callgate_cluster_nodes is 2", || async {
+        metrics(b.http_addr).await.lines().any(|l| l == "callgate_cluster_nodes 2")
+    })
+    .await;
+
+    // A session on A: B's find_all and find show it, with A's nodeId; B's own view stays local.
+    let (client, user) = Client::establish(&a, json!({"clientVersion": "2.0", "custom": {"room": "r1"}})).await;
+    let sid = user["sessionId"].as_str().unwrap().to_string();
+    eventually("A's session is listed by B", || async {
+        found(b.http_addr, "/rest-api/connection/find_all", "").await.iter().any(|s| s["sessionId"] == sid.as_str())
+    })
+    .await;
+    let on_b = found(b.http_addr, "/rest-api/connection/find", &json!({"sessionId": sid}).to_string()).await;
+    assert_eq!(on_b.len(), 1, "{on_b:?}");
+    assert_eq!(on_b[0]["nodeId"], a_id.as_str(), "{on_b:?}");
+    assert_eq!(on_b[0]["custom"], json!({"room": "r1"}), "the find fields travel: {on_b:?}");
+    let by_custom =
+        found(b.http_addr, "/rest-api/connection/find", &json!({"custom": {"room": "r1"}}).to_string()).await;
+    assert_eq!(by_custom.len(), 1, "{by_custom:?}");
+    let none = found(b.http_addr, "/rest-api/connection/find", &json!({"custom": {"room": "r2"}}).to_string()).await;
+    assert!(none.is_empty(), "a filter that does not match finds nothing: {none:?}");
+    // On A itself it is a local object, listed once.
+    let on_a = found(a.http_addr, "/rest-api/connection/find_all", "").await;
+    assert_eq!(on_a.iter().filter(|s| s["sessionId"] == sid.as_str()).count(), 1, "{on_a:?}");
+    // A has no streams or calls: B's find_all of those finds none anywhere.
+    assert!(found(b.http_addr, "/rest-api/stream/find_all", "").await.is_empty());
+    assert!(found(b.http_addr, "/rest-api/call/find_all", "").await.is_empty());
+
+    // The session ends: its entry is removed by A's next heartbeat.
+    drop(client);
+    eventually("A's ended session is no longer listed by B", || async {
+        !found(b.http_addr, "/rest-api/connection/find_all", "").await.iter().any(|s| s["sessionId"] == sid.as_str())
+    })
+    .await;
+
+    // A second session, then A shuts down: A's node and session entries are deleted.
+    let (_client, user) = Client::establish(&a, json!({"clientVersion": "2.0"})).await;
+    let sid2 = user["sessionId"].as_str().unwrap().to_string();
+    eventually("A's second session is listed by B", || async {
+        found(b.http_addr, "/rest-api/connection/find_all", "").await.iter().any(|s| s["sessionId"] == sid2.as_str())
+    })
+    .await;
+    assert!(a.shutdown().await.complete());
+    eventually("B lists itself only", || async { node_ids(b.http_addr).await == [b_id.clone()] }).await;
+    assert!(found(b.http_addr, "/rest-api/connection/find_all", "").await.is_empty(), "A's sessions are gone");
+    eventually("callgate_cluster_nodes is 1", || async {
+        metrics(b.http_addr).await.lines().any(|l| l == "callgate_cluster_nodes 1")
+    })
+    .await;
+    assert!(b.shutdown().await.complete());
+}
+
+#[tokio::test]
+async fn a_killed_nodes_entries_expire_with_the_lease() {
+    let nats = Nats::start().await;
+    let toml = cluster_toml(&nats, 1000);
+    // Node A on a runtime of its own (see the module documentation).
+    let (rt, a) = {
+        let toml = toml.clone();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+            let a = rt.block_on(start_server(&toml));
+            (rt, a)
+        })
+        .join()
+        .unwrap()
+    };
+    let b = start_server(&toml).await;
+    let (a_id, b_id) = (a.shared.node_id.to_string(), b.shared.node_id.to_string());
+    let (_client, user) = Client::establish(&a, json!({"clientVersion": "2.0"})).await;
+    let sid = user["sessionId"].as_str().unwrap().to_string();
+    eventually("A and its session are listed by B", || async {
+        node_ids(b.http_addr).await.contains(&a_id)
+            && found(b.http_addr, "/rest-api/connection/find_all", "")
+                .await
+                .iter()
+                .any(|s| s["nodeId"] == a_id.as_str())
+    })
+    .await;
+
+    // "kill -9": every task of A stops where it is, nothing is deleted.
+    rt.shutdown_background();
+    eventually("A's entries expired", || async {
+        node_ids(b.http_addr).await == [b_id.clone()]
+            && !found(b.http_addr, "/rest-api/connection/find_all", "")
+                .await
+                .iter()
+                .any(|s| s["sessionId"] == sid.as_str())
+    })
+    .await;
+    std::mem::forget(a); // its runtime is gone; nothing of it may run again
+    assert!(b.shutdown().await.complete());
+}
+
+#[tokio::test]
+async fn without_nats_find_answers_503_and_the_directory_comes_back_with_nats() {
+    let nats = Nats::start().await;
+    let port = nats.port;
+    let toml = format!("{}request_timeout_ms = 500\n", cluster_toml(&nats, 2000));
+    let a = start_server(&toml).await;
+    let b = start_server(&toml).await;
+    let a_id = a.shared.node_id.to_string();
+    let (_client, user) = Client::establish(&a, json!({"clientVersion": "2.0"})).await;
+    let sid = user["sessionId"].as_str().unwrap().to_string();
+    let listed = || async {
+        found(b.http_addr, "/rest-api/connection/find_all", "").await.iter().any(|s| s["sessionId"] == sid.as_str())
+    };
+    eventually("A's session is listed by B", listed).await;
+
+    // NATS stops: B cannot tell what the other nodes hold, and says so.
+    drop(nats);
+    eventually("B answers 503", || async {
+        let (status, body) = rest(b.http_addr, "/rest-api/connection/find_all", "").await;
+        status == 503 && body.as_str().is_some_and(|t| t.contains("cluster directory"))
+    })
+    .await;
+    // B's own objects are not the directory's: a find with no remote part still needs it.
+    let (status, _) = rest(b.http_addr, "/rest-api/cluster/nodes", "").await;
+    assert!(status == 503 || status == 200, "{status}");
+
+    // A new NATS server on the same port, without the old one's buckets (memory storage): the
+    // nodes reconnect, make the buckets again and announce what they hold.
+    let _nats = Nats::start_on(port).await;
+    eventually("A's session is listed by B again", || async {
+        let (status, body) = rest(b.http_addr, "/rest-api/connection/find_all", "").await;
+        status == 200
+            && body.as_array().unwrap().iter().any(|s| s["sessionId"] == sid.as_str() && s["nodeId"] == a_id.as_str())
+    })
+    .await;
+    eventually("both nodes are listed again", || async { node_ids(b.http_addr).await.len() == 2 }).await;
+    assert!(a.shutdown().await.complete());
+    assert!(b.shutdown().await.complete());
+}
+
+#[tokio::test]
+async fn a_node_does_not_start_without_nats_or_with_another_lease() {
+    let port = closed_port().await;
+    let cfg = callgate_server::config::Config::from_toml(&format!(
+        "[server]\nws_bind = \"127.0.0.1:0\"\nhttp_bind = \"127.0.0.1:0\"\n[media]\nbind = \"127.0.0.1:0\"\n\
+         [cluster]\nnats_url = \"nats://127.0.0.1:{port}\"\nrequest_timeout_ms = 2000\n"
+    ))
+    .unwrap();
+    let e = format!("{:#}", callgate_server::start(cfg).await.err().expect("no NATS: the start fails"));
+    assert!(e.contains("cannot connect to NATS") && e.contains(&port.to_string()), "{e}");
+
+    let nats = Nats::start().await;
+    let first = start_server(&cluster_toml(&nats, 5000)).await;
+    let cfg = callgate_server::config::Config::from_toml(&format!(
+        "[server]\nws_bind = \"127.0.0.1:0\"\nhttp_bind = \"127.0.0.1:0\"\n[media]\nbind = \"127.0.0.1:0\"\n{}",
+        cluster_toml(&nats, 3000)
+    ))
+    .unwrap();
+    let e = format!("{:#}", callgate_server::start(cfg).await.err().expect("another lease: the start fails"));
+    assert!(e.contains("lease_ms") && e.contains("5000"), "{e}");
+    assert!(first.shutdown().await.complete());
+}
+
+#[tokio::test]
+async fn a_single_node_has_no_cluster_route_and_finds_as_before() {
+    let server = start_server("").await;
+    let (status, body) = rest(server.http_addr, "/rest-api/cluster/nodes", "").await;
+    assert_eq!(status, 404, "{body}");
+    assert!(body.as_str().unwrap().contains("nats_url"), "{body}");
+    let (_client, user) = Client::establish(&server, json!({"clientVersion": "2.0"})).await;
+    let all = found(server.http_addr, "/rest-api/connection/find_all", "").await;
+    assert_eq!(all.len(), 1, "{all:?}");
+    assert_eq!(all[0]["sessionId"], user["sessionId"]);
+    assert!(server.shared.cluster.is_none());
+}
+
+#[test]
+fn cluster_keys_are_checked_before_start() {
+    use callgate_server::config::Config;
+    assert!(Config::from_toml("").unwrap().cluster.nats_url.is_empty(), "single node by default");
+    let e = Config::from_toml("[cluster]\nnats_url = \"nats://127.0.0.1:4222\"\nheartbeat_ms = 1000\nlease_ms = 1500")
+        .unwrap_err();
+    assert!(format!("{e:#}").contains("2 x cluster.heartbeat_ms"), "{e:#}");
+    let e = Config::from_toml("[cluster]\nnats_url = \"http://[bad\"").unwrap_err();
+    assert!(format!("{e:#}").contains("cluster.nats_url"), "{e:#}");
+}
