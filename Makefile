@@ -5,14 +5,21 @@ CARGO ?= cargo
 APT_PACKAGES := chromium sip-tester kamailio openssl g++ nats-server
 E2E := tests/e2e
 
-.PHONY: run build test deps floors test-rust test-e2e bench bench-build load-calls soak overload fmt clippy fuzz fuzz-build cargo-fuzz
+.PHONY: run build console-sdk test deps floors test-rust test-e2e bench bench-build load-calls soak overload fmt clippy fuzz fuzz-build cargo-fuzz
 
 ## Build and start callgate with its embedded defaults (ws://0.0.0.0:8080; REST API, EchoApp and
 ## /metrics on http://127.0.0.1:8081, loopback only: README.md "Security").
-run:
+run: console-sdk
 	$(CARGO) run --release -p callgate-server --bin callgate
 
-build:
+## The official SDK for the console at / (console/package-lock.json pins it; build.rs embeds it).
+## Only when the lock changed (npm ci rewrites node_modules, which makes the server rebuild).
+## Without npm callgate still builds; the console page then says how to get the SDK.
+console-sdk: console/node_modules/.package-lock.json
+console/node_modules/.package-lock.json: console/package-lock.json
+	@command -v npm >/dev/null && npm ci --prefix console --no-audit --no-fund || echo "npm not found: the console at / will run without the SDK (npm ci --prefix console)"
+
+build: console-sdk
 	$(CARGO) build -p callgate-server
 
 ## Install what the tests need, then run every test.
@@ -29,6 +36,7 @@ deps:
 		$$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q $$missing; \
 	fi
 	cd $(E2E) && npm ci --no-audit --no-fund
+	npm ci --prefix console --no-audit --no-fund
 	@command -v node >/dev/null || { echo "node (Node.js 20) is needed by tests/e2e and examples/node-backend"; exit 1; }
 	@python3 -m pip --version >/dev/null 2>&1 || { \
 		if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \

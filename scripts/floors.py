@@ -18,7 +18,7 @@ import sys
 
 # floor number -> (name, modules). A module is a top-level file `x.rs` or a directory `x/`.
 FLOORS = {
-    7: ("boot", ["lib", "main", "shutdown", "listen", "metrics_http", "echo_app", "openapi", "hooks_cli"]),
+    7: ("boot", ["lib", "main", "shutdown", "listen", "metrics_http", "echo_app", "openapi", "hooks_cli", "console"]),
     6: ("ws, api", ["session", "rest_api"]),
     5: ("node", ["node", "handlers"]),
     4: ("features", ["calls", "streams", "xcap"]),

@@ -14,7 +14,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 use serde_json::{Map, Value};
@@ -27,6 +27,7 @@ use crate::dead_letter::{DeadEvent, DeadLetter};
 use crate::decision::{decide, HookResult, Origin, Verdict};
 use crate::delivery::{new_event_id, retryable, DeliveryConfig, EVENT_ID, SEQUENCE};
 use crate::dispatch::{AnswerUse, Dispatcher, InteractionError};
+use crate::feed::{HookFeed, HookRecord};
 use crate::rules::{apply_answer, Excluding};
 
 /// What came of one hook.
@@ -57,6 +58,8 @@ pub struct HookEngine {
     /// them ([`HookEngine::event_queues_idle`]) so that the last events reach the backend.
     queues: Arc<watch::Sender<()>>,
     delivery: Arc<Delivery>,
+    /// The live hook log ([`crate::feed`]); a record is built only while someone listens.
+    feed: Option<HookFeed>,
 }
 
 /// How events are delivered, shared by every queue of an engine.
@@ -142,7 +145,20 @@ impl HookEngine {
             metrics: Arc::new(HookMetrics::new()),
             queues: Arc::new(watch::channel(()).0),
             delivery: Arc::new(Delivery::new(DeliveryConfig::default(), None)),
+            feed: None,
         }
+    }
+
+    /// This engine publishing a [`HookRecord`] of every hook it sends (or answers in process)
+    /// to `feed` while the feed has listeners.
+    pub fn with_feed(mut self, feed: HookFeed) -> HookEngine {
+        self.feed = Some(feed);
+        self
+    }
+
+    /// The feed, when someone listens to it.
+    fn listened_feed(&self) -> Option<&HookFeed> {
+        self.feed.as_ref().filter(|f| f.listening())
     }
 
     /// This engine with the events' retry schedule and queue bound `cfg`, and the dead-letter
@@ -198,6 +214,10 @@ impl HookEngine {
         record_metrics(&self.metrics, method, result, error.as_ref(), started);
         if let Some(e) = &error {
             tracing::warn!(session, app = &*app.key, method = method.url_name(), error = %e, ?verdict, "REST hook interaction error");
+        }
+        if let Some(feed) = self.listened_feed().filter(|_| result != HookResult::NotCalled) {
+            let sent = Sent { app, mc, method, session, data, started, attempts: 1 };
+            feed.publish(sent.record(answer.as_ref(), error.as_ref(), verdict));
         }
         let mut rest_client_config = None;
         if let (Verdict::Proceed(effect), Some(mut answer)) = (verdict, answer) {
@@ -328,6 +348,10 @@ impl HookEngine {
             }
         };
         let verdict = decide(method.kind(), origin, mc.rest_on_error, mc.rest_policy, result);
+        if let Some(feed) = self.listened_feed() {
+            let sent = Sent { app, mc, method, session, data: &job.data, started: first, attempts };
+            feed.publish(sent.record(answer.as_ref(), error.as_ref(), verdict));
+        }
         if let Some(e) = &error {
             if retryable(e) {
                 let fate = self.dead_letter(app, mc, job, session, attempts, e);
@@ -402,6 +426,50 @@ fn on_unreachable(
             }
         }
         _ => verdict,
+    }
+}
+
+/// What a [`HookRecord`] says of the request side of a hook.
+struct Sent<'a> {
+    app: &'a App,
+    mc: &'a MethodConfig,
+    method: HookMethod,
+    session: &'a str,
+    data: &'a Map<String, Value>,
+    started: Instant,
+    attempts: u32,
+}
+
+impl Sent<'_> {
+    fn record(
+        self,
+        answer: Option<&Map<String, Value>>,
+        error: Option<&InteractionError>,
+        verdict: Verdict,
+    ) -> HookRecord {
+        let http = !self.app.echo_in_process();
+        let status = match error {
+            Some(InteractionError::Status { code, .. }) => Some(*code),
+            Some(_) => None,
+            None => http.then_some(200),
+        };
+        // The body as the backend got it (restExclude applied).
+        let body = serde_json::to_value(Excluding { data: self.data, exclude: &self.mc.rest_exclude })
+            .unwrap_or_else(|e| Value::String(format!("<body not serialisable: {e}>")));
+        HookRecord {
+            at: SystemTime::now(),
+            app: self.app.key.clone(),
+            method: self.method,
+            session: self.session.to_string(),
+            http,
+            body,
+            status,
+            answer: answer.cloned(),
+            error: error.cloned(),
+            latency: self.started.elapsed(),
+            attempts: self.attempts,
+            verdict,
+        }
     }
 }
 
@@ -557,5 +625,43 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(5), idle).await.expect("idle once the queues are dropped and drained");
         assert_eq!(done.load(Ordering::SeqCst), 15, "every queued event ran before idle");
         assert_eq!(engine.event_queues(), 0);
+    }
+
+    #[tokio::test]
+    async fn feed_gets_one_record_per_hook_while_listened() {
+        let feed = crate::feed::HookFeed::new(8);
+        let dispatcher = Dispatcher::new(DispatcherConfig { retries: 0, ..Default::default() }).unwrap();
+        let engine = HookEngine::new(dispatcher, false).with_feed(feed.clone());
+        let echo =
+            App::new("echo", &AppConfig { url: "http://127.0.0.1:9/hooks".into(), ..Default::default() }, true, 4)
+                .unwrap();
+        // Port 9 (discard) on loopback: nothing listens, the hook is unreachable.
+        let dead =
+            App::new("dead", &AppConfig { url: "http://127.0.0.1:9/hooks".into(), ..Default::default() }, false, 4)
+                .unwrap();
+        let rcc = RestClientConfig::default();
+        let mut data = serde_json::json!({"login": "alice"}).as_object().unwrap().clone();
+        assert!(!feed.listening());
+        engine.invoke(&echo, &rcc, HookMethod::Connect, Origin::Client, &mut data, "s0").await;
+
+        let mut listener = feed.subscribe();
+        assert_eq!(feed.listeners(), 1);
+        engine.invoke(&echo, &rcc, HookMethod::Connect, Origin::Client, &mut data, "s1").await;
+        engine.invoke(&dead, &rcc, HookMethod::Connect, Origin::Client, &mut data, "s2").await;
+
+        let r = listener.recv().await.unwrap();
+        assert_eq!((r.session.as_str(), &*r.app, r.method), ("s1", "echo", HookMethod::Connect), "s0 ran unheard");
+        assert!(!r.http);
+        assert_eq!(r.status, None);
+        assert_eq!(r.body["login"], "alice");
+        assert_eq!(r.answer.as_ref().unwrap()["login"], "alice");
+        assert_eq!((r.decision(), r.attempts), ("ok", 1));
+        let r = listener.recv().await.unwrap();
+        assert_eq!((r.session.as_str(), &*r.app, r.status), ("s2", "dead", None));
+        assert!(matches!(r.error, Some(InteractionError::Unreachable { .. })), "{:?}", r.error);
+        assert_eq!(r.decision(), "refused");
+        assert!(r.answer.is_none());
+        drop(listener);
+        assert!(!feed.listening());
     }
 }

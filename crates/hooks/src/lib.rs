@@ -15,6 +15,7 @@
 //! - [`schema`]: JSON Schemas of every hook body and answer, and an example body per method;
 //! - [`webhooks`]: Standard Webhooks signing (`webhook-id`, `webhook-timestamp`, `webhook-signature`);
 //! - [`engine`]: one hook end to end, and the per-session ordered [`engine::EventQueue`];
+//! - [`feed`]: the live hook log, one [`feed::HookRecord`] per hook while someone listens;
 //! - [`delivery`]: events at least once (retry schedule with jitter, `sequence`, `eventId`);
 //! - [`dead_letter`]: the dead-letter file of events given up, and its replay.
 //!
@@ -40,6 +41,7 @@ pub mod decision;
 pub mod delivery;
 pub mod dispatch;
 pub mod engine;
+pub mod feed;
 pub mod rules;
 pub mod schema;
 pub mod webhooks;
@@ -53,4 +55,5 @@ pub use decision::{decide, DataEffect, HookResult, Origin, Verdict};
 pub use delivery::DeliveryConfig;
 pub use dispatch::{Dispatcher, DispatcherConfig, InteractionError};
 pub use engine::{EventDone, EventJob, EventQueue, HookEngine, Invocation};
+pub use feed::{FeedListener, HookFeed, HookRecord};
 pub use webhooks::WebhookKeys;

@@ -30,6 +30,7 @@ pub struct Config {
     pub limits: LimitsSection,
     pub tls: TlsSection,
     pub cluster: ClusterSection,
+    pub console: ConsoleSection,
     #[serde(default)]
     pub apps: BTreeMap<String, AppConfig>,
     pub log: LogConfig,
@@ -563,6 +564,33 @@ impl std::fmt::Debug for RegistrarSection {
     }
 }
 
+/// `[console]`: the page at `/` on the HTTP port and its live hook log (console.rs).
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleSection {
+    /// Serve the console page, the SDK bundle and the hook log; `false`: none of them (404).
+    pub enabled: bool,
+    /// The hook log's bearer token (`Authorization: Bearer`, or `?token=` for EventSource).
+    /// Empty: the log is open to loopback clients only while the REST API has no credentials,
+    /// and off (403) otherwise.
+    pub admin_token: String,
+    /// Hook records kept for a listener that reads slowly; past that it loses the oldest.
+    pub feed_capacity: usize,
+    /// Hook log connections at once; one more is answered 503.
+    pub max_listeners: usize,
+}
+
+impl std::fmt::Debug for ConsoleSection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConsoleSection")
+            .field("enabled", &self.enabled)
+            .field("admin_token", &redacted(&self.admin_token))
+            .field("feed_capacity", &self.feed_capacity)
+            .field("max_listeners", &self.max_listeners)
+            .finish()
+    }
+}
+
 impl RegistrarSection {
     /// The advertised IP, `None` when empty.
     pub fn advertised_ip(&self) -> anyhow::Result<Option<IpAddr>> {
@@ -669,6 +697,12 @@ impl Config {
         self.rest_api.check_cors()?;
         if self.recording.enabled && self.recording.dir.trim().is_empty() {
             bail!("recording.dir must name a directory (or set recording.enabled = false)");
+        }
+        if self.console.enabled && (self.console.feed_capacity == 0 || self.console.max_listeners == 0) {
+            bail!("console.feed_capacity and console.max_listeners must be > 0 (or console.enabled = false)");
+        }
+        if self.console.admin_token.trim() != self.console.admin_token {
+            bail!("console.admin_token must not begin or end with white space");
         }
         if let Some(v) = s.allowed_origins.iter().find(|v| !is_origin(v)) {
             bail!("server.allowed_origins: {v:?} is not an origin like \"https://app.example.com:8443\" (scheme://host[:port], no path)");

@@ -14,6 +14,7 @@ pub mod admission;
 pub mod calls;
 pub mod cluster;
 pub mod config;
+pub mod console;
 pub mod echo_app;
 pub mod handlers;
 pub mod hooks_cli;
@@ -189,6 +190,9 @@ pub async fn start(cfg: Config) -> anyhow::Result<RunningServer> {
     };
     let engine =
         HookEngine::new(dispatcher, cfg.hooks.disable_rest_requests).with_delivery(cfg.delivery_config(), dead_letter);
+    // The console's hook log: records are built only while someone listens (callgate_hooks::feed).
+    let feed = callgate_hooks::HookFeed::new(cfg.console.feed_capacity);
+    let engine = if cfg.console.enabled { engine.with_feed(feed.clone()) } else { engine };
     let sessions = Arc::new(Registry::default());
     let streams = Arc::new(
         streams::Streams::new(media.clone(), sessions.clone())
@@ -234,7 +238,11 @@ pub async fn start(cfg: Config) -> anyhow::Result<RunningServer> {
         .merge(openapi::router())
         .merge(echo_app::router())
         .merge(streams::recording::router(shared.streams.clone()))
-        .merge(metrics_http::router(shared.clone()));
+        .merge(metrics_http::router(shared.clone()))
+        .merge(console::router(
+            &shared.cfg,
+            console::ConsoleParts { feed, ws_addr, wss_addr, stopping: shared.lifecycle.stopping() },
+        ));
     // No CORS layer at all unless origins are configured: no page may read the REST API.
     let http_router = match rest_api::cors_layer(&shared.cfg.rest_api.cors_allow_origin) {
         Some(cors) => http_router.layer(cors),

@@ -114,7 +114,7 @@ async fn browser_guard(State(s): State<Arc<Shared>>, req: Request, next: Next) -
 }
 
 /// `localhost`, or an IP address (either with a port): names a DNS rebinding page cannot use.
-fn host_is_local_or_address(host: &str) -> bool {
+pub(crate) fn host_is_local_or_address(host: &str) -> bool {
     let name = match host.strip_prefix('[') {
         Some(v6) => return v6.split_once(']').is_some_and(|(a, _)| a.parse::<std::net::Ipv6Addr>().is_ok()),
         None => host.rsplit_once(':').map_or(host, |(n, _)| n),
@@ -661,7 +661,7 @@ async fn basic_auth(State(s): State<Arc<Shared>>, req: Request, next: Next) -> R
     }
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
