@@ -4,8 +4,9 @@
 
 const $ = (id) => document.getElementById(id);
 const state = { session: null, publisher: null, player: null, call: null, feed: null, hooks: [] };
-// What the tests read: every session, stream and call status seen, and each hook record.
-window.__console = { events: [], hooks: state.hooks };
+// What the tests read: every session, stream and call status seen, each hook record, and the
+// page's state (its SDK session, streams and call).
+window.__console = { events: [], hooks: state.hooks, state };
 
 function log(listId, text) {
   const li = document.createElement('li');
@@ -113,6 +114,8 @@ function watchStream(stream, role) {
       log('streamLog', `${role} ${stream.name()}: ${status}${info ? ` — ${info}` : ''}`);
       if ([S.STOPPED, S.UNPUBLISHED, S.FAILED].includes(status)) {
         $(role === 'publish' ? 'unpublish' : 'stopPlay').disabled = true;
+        // Once this stream is over, another may start (if the session still lives).
+        $(role).disabled = !state.session;
       }
     });
   }
@@ -127,6 +130,7 @@ function publish() {
   state.publisher = stream;
   watchStream(stream, 'publish');
   stream.publish();
+  $('publish').disabled = true; // one stream at a time: Stop first
   $('unpublish').disabled = false;
 }
 
@@ -135,6 +139,7 @@ function play() {
   state.player = stream;
   watchStream(stream, 'play');
   stream.play();
+  $('play').disabled = true;
   $('stopPlay').disabled = false;
 }
 
@@ -160,8 +165,10 @@ function callButtons(status) {
   const C = Flashphoner.constants.CALL_STATUS;
   const live = ![C.FINISH, C.FAILED].includes(status);
   $('hangup').disabled = !live;
+  if (status !== C.HOLD) state.holding = false;
   $('hold').disabled = status !== C.ESTABLISHED;
-  $('unhold').disabled = status !== C.HOLD;
+  // HOLD also comes when the peer holds this call: only the side that held can unhold.
+  $('unhold').disabled = !(status === C.HOLD && state.holding);
   $('sendDtmf').disabled = ![C.ESTABLISHED, C.HOLD].includes(status);
   $('answer').disabled = !(live && state.call && state.call.incoming && status === C.RING);
   $('call').disabled = live || !state.session;
@@ -175,14 +182,15 @@ function watchCall(call) {
       const info = c?.getInfo?.() || '';
       record('call', status, info);
       $('callStatus').textContent = status;
-      $('callInfo').textContent = info;
+      $('callInfo').textContent = info || (status === C.HOLD && !state.holding ? 'held by the peer' : '');
       callButtons(status);
     });
   }
 }
 
+// Audio only: callgate's SIP bridge carries G.711 audio, no video (docs/media.md).
 function mediaOptions() {
-  return { localVideoDisplay: $('callLocal'), remoteVideoDisplay: $('callRemote'), constraints: { audio: true, video: $('callVideo').checked } };
+  return { localVideoDisplay: $('callLocal'), remoteVideoDisplay: $('callRemote'), constraints: { audio: true, video: false } };
 }
 
 function call() {
@@ -204,6 +212,14 @@ function onIncoming(c) {
 
 // --- Hook log --------------------------------------------------------------------------------
 
+// Session ids are "/<client addr>/<server addr>-<uuid>": the uuid's first group tells them apart
+// (the whole id is the cell's tooltip).
+function shortSession(id) {
+  if (!id) return '';
+  const m = /-([0-9a-f]{8})-[0-9a-f-]+$/i.exec(id);
+  return m ? m[1] : id.slice(-8);
+}
+
 function hookRow(h) {
   const tr = document.createElement('tr');
   tr.className = h.decision;
@@ -211,7 +227,7 @@ function hookRow(h) {
     new Date(h.time).toLocaleTimeString(),
     h.app,
     h.method,
-    h.session ? h.session.slice(0, 8) : '',
+    shortSession(h.session),
     h.status ?? (h.backend === 'in-process' ? 'in-process' : '-'),
     h.latencyMs,
     h.decision,
@@ -220,8 +236,10 @@ function hookRow(h) {
   for (const c of cells) {
     const td = document.createElement('td');
     td.textContent = String(c);
+    td.title = String(c);
     tr.appendChild(td);
   }
+  if (h.session) tr.children[3].title = h.session;
   tr.addEventListener('click', () => {
     $('hookDetail').textContent = JSON.stringify({ sent: h.body, status: h.status, answer: h.answer, error: h.error, attempts: h.attempts, verdict: h.verdict }, null, 2);
   });
@@ -279,7 +297,8 @@ async function main() {
   $('hookClose').onclick = closeFeed;
   if (!sdk) return;
   await Flashphoner.init({});
-  $('sdkInfo').textContent = `SDK ${Flashphoner.version?.() || ''}`.trim();
+  // The bundle has no version call: say what it found in this browser.
+  $('sdkInfo').textContent = `official SDK loaded (media providers: ${Flashphoner.getMediaProviders().join(', ') || 'none'})`;
   $('connect').onclick = connect;
   $('disconnect').onclick = () => state.session && state.session.disconnect();
   $('publish').onclick = publish;
@@ -290,8 +309,17 @@ async function main() {
   $('call').onclick = call;
   $('answer').onclick = () => state.call && state.call.answer(mediaOptions());
   $('hangup').onclick = () => state.call && state.call.hangup();
-  $('hold').onclick = () => state.call && state.call.hold();
-  $('unhold').onclick = () => state.call && state.call.unhold();
+  $('hold').onclick = () => {
+    if (!state.call) return;
+    state.holding = true;
+    $('hold').disabled = true;
+    state.call.hold();
+  };
+  $('unhold').onclick = () => {
+    if (!state.call) return;
+    $('unhold').disabled = true;
+    state.call.unhold();
+  };
   $('sendDtmf').onclick = () => state.call && state.call.sendDTMF($('dtmf').value.trim(), 'RFC2833');
   // The log opens by itself where no token is needed.
   if (state.hookLog === 'loopback') openFeed();
