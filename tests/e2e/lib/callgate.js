@@ -38,11 +38,14 @@ function tomlString(s) {
  * @param {object} opts
  * @param {Record<string,string>} [opts.apps] appKey -> REST URL. `{http}` in a URL is replaced by
  *   the callgate HTTP port (for the built-in EchoApp). defaultApp -> EchoApp unless given.
- * @param {string} [opts.extraToml] appended verbatim (e.g. a [hooks] section; not [media]).
+ * @param {string} [opts.extraToml] appended verbatim (e.g. a [hooks] section; not [media] or [registrar]).
  * @param {Record<string,any>} [opts.media] extra keys of the [media] section, whose UDP port is
  *   always an ephemeral one on 127.0.0.1 (so parallel runs never collide).
+ * @param {Record<string,any>} [opts.registrar] extra scalar keys of the [registrar] section (the
+ *   embedded registrar, domain "callgate.local"), whose UDP port is always an ephemeral one on
+ *   127.0.0.1 rather than 5060, as tests/src start_server has it (not in extraToml).
  */
-export async function startCallgate({ apps = {}, extraToml = '', media = {} } = {}) {
+export async function startCallgate({ apps = {}, extraToml = '', media = {}, registrar = {} } = {}) {
   if (!fs.existsSync(CALLGATE_BIN)) {
     throw new Error(`callgate binary not found at ${CALLGATE_BIN}; build it with 'cargo build -p callgate-server' or set CALLGATE_BIN`);
   }
@@ -52,7 +55,7 @@ export async function startCallgate({ apps = {}, extraToml = '', media = {} } = 
     let httpPort = await freePort();
     while (httpPort === wsPort) httpPort = await freePort();
     try {
-      return await launch({ apps, extraToml, media, wsPort, httpPort });
+      return await launch({ apps, extraToml, media, registrar, wsPort, httpPort });
     } catch (e) {
       lastFailure = e;
       // A port taken between freePort() and the bind: try other ports.
@@ -62,11 +65,14 @@ export async function startCallgate({ apps = {}, extraToml = '', media = {} } = 
   throw lastFailure;
 }
 
-async function launch({ apps, extraToml, media, wsPort, httpPort }) {
+async function launch({ apps, extraToml, media, registrar, wsPort, httpPort }) {
   const allApps = { defaultApp: 'http://127.0.0.1:{http}/apps/EchoApp', ...apps };
   let toml = `[server]\nws_bind = "127.0.0.1:${wsPort}"\nhttp_bind = "127.0.0.1:${httpPort}"\n\n`;
   toml += `[media]\nbind = "127.0.0.1:0"\n`;
   for (const [k, v] of Object.entries(media)) toml += `${k} = ${JSON.stringify(v)}\n`;
+  toml += '\n';
+  toml += `[registrar]\nbind = "127.0.0.1:0"\n`;
+  for (const [k, v] of Object.entries(registrar)) toml += `${k} = ${JSON.stringify(v)}\n`;
   toml += '\n';
   toml += `[log]\nfilter = ${tomlString(process.env.CALLGATE_LOG || 'info,callgate_hooks=debug')}\n\n`;
   for (const [key, url] of Object.entries(allApps)) {
