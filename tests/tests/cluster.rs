@@ -10,8 +10,10 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use callgate_tests::{closed_port, http_post_to, start_server, Client};
-use serde_json::{json, Value};
+use callgate_tests::sip_fixtures::{connection, sip_server_toml, sipp_uas};
+use callgate_tests::webrtc::FakeBrowser;
+use callgate_tests::{closed_port, http_post_to, start_server, Backend, Client};
+use serde_json::{json, Map, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Upper bound of every wait for the directory to show a change (heartbeats are 100 ms here).
@@ -323,4 +325,133 @@ fn cluster_keys_are_checked_before_start() {
     assert!(format!("{e:#}").contains("2 x cluster.heartbeat_ms"), "{e:#}");
     let e = Config::from_toml("[cluster]\nnats_url = \"http://[bad\"").unwrap_err();
     assert!(format!("{e:#}").contains("cluster.nats_url"), "{e:#}");
+}
+
+/// The next status event of stream `id` past PENDING, as the client sees it.
+async fn stream_status(c: &mut Client, id: &str) -> Map<String, Value> {
+    loop {
+        let st = c.expect("notifyStreamStatusEvent").await;
+        if st["mediaSessionId"] == id && st["status"] != "PENDING" {
+            return st;
+        }
+    }
+}
+
+#[tokio::test]
+async fn rest_requests_for_another_nodes_objects_are_answered_by_their_owner() {
+    let nats = Nats::start().await;
+    let backend = Backend::start().await;
+    let toml = format!("{}{}", cluster_toml(&nats, 5000), sip_server_toml(&backend));
+    let a = start_server(&toml).await;
+    let b = start_server(&toml).await;
+
+    // A session and a published stream on A.
+    let (mut client, user) = Client::establish(&a, connection(json!({}))).await;
+    let sid = user["sessionId"].as_str().unwrap().to_string();
+    let publisher = FakeBrowser::publisher().await;
+    client
+        .send(
+            "publishStream",
+            json!({"mediaSessionId": "m1", "name": "cam1", "published": true, "hasVideo": true, "hasAudio": true,
+                   "status": "PENDING", "record": false, "mediaProvider": "WebRTC", "sdp": publisher.offer,
+                   "bitrate": 0, "minBitrate": 0, "maxBitrate": 0, "custom": {}}),
+        )
+        .await;
+    let answer = loop {
+        let (m, data) = client.next().await.expect("open");
+        if m == "setRemoteSDP" {
+            break data[1].as_str().unwrap().to_string();
+        }
+    };
+    publisher.accept(&answer);
+    assert_eq!(stream_status(&mut client, "m1").await["status"], "PUBLISHING");
+    // A call placed by A (REST) to a sipp UAS.
+    let sipp = sipp_uas("uas_answer_local_bye.xml");
+    let startup = json!({"callId": "c1", "callee": "3001", "hasAudio": "true", "sipLogin": "3000",
+        "sipPassword": "secret", "sipDomain": "127.0.0.1", "sipOutboundProxy": "127.0.0.1",
+        "sipPort": sipp.local_addr().port().to_string(), "appKey": "backendApp", "sipRegisterRequired": "false"});
+    assert_eq!(rest(a.http_addr, "/rest-api/call/startup", &startup.to_string()).await.0, 200);
+    backend.wait_for("CallStatusEvent", |b| b["callId"] == "c1" && b["status"] == "ESTABLISHED").await;
+    eventually("A's session, stream and call are in the directory", || async {
+        found(b.http_addr, "/rest-api/connection/find", &json!({"sessionId": sid}).to_string()).await.len() == 1
+            && found(b.http_addr, "/rest-api/stream/find", r#"{"name":"cam1"}"#).await.len() == 1
+            && found(b.http_addr, "/rest-api/call/find", r#"{"callId":"c1"}"#).await.len() == 1
+    })
+    .await;
+
+    // `/data/send` to B reaches A's client.
+    let send = json!({"sessionId": sid, "operationId": "op1", "payload": {"message": "via B"}});
+    let (status, body) = rest(b.http_addr, "/rest-api/data/send", &send.to_string()).await;
+    assert_eq!(status, 200, "{body}");
+    let ev = client.expect("OnDataEvent").await;
+    assert_eq!((ev["payload"]["message"].as_str(), ev["operationId"].as_str()), (Some("via B"), Some("op1")));
+    // The owner's refusal comes back as it is: a bad body gets A's 400, an unknown id B's 404.
+    let (status, body) = rest(b.http_addr, "/rest-api/data/send", &json!({"sessionId": sid}).to_string()).await;
+    assert_eq!((status, body.as_str()), (400, Some("missing field payload")));
+    let (status, _) = rest(b.http_addr, "/rest-api/call/hold", r#"{"callId":"nobody"}"#).await;
+    assert_eq!(status, 404);
+
+    // `/stream/terminate` on B ends A's stream; its client hears it as from A's own REST API.
+    let (status, body) = rest(b.http_addr, "/rest-api/stream/terminate", r#"{"name":"cam1"}"#).await;
+    assert_eq!(status, 200, "{body}");
+    let st = stream_status(&mut client, "m1").await;
+    assert_eq!((st["status"].as_str(), st["info"].as_str()), (Some("UNPUBLISHED"), Some("Stopped by rest /terminate")));
+    let (status, _) = rest(b.http_addr, "/rest-api/stream/terminate", r#"{"name":"cam1"}"#).await;
+    assert_eq!(status, 404, "no node holds it any more");
+
+    // `/call/terminate` on B: A sends the BYE.
+    assert_eq!(rest(b.http_addr, "/rest-api/call/terminate", r#"{"callId":"c1"}"#).await.0, 200);
+    backend.wait_for("CallStatusEvent", |b| b["callId"] == "c1" && b["status"] == "FINISH").await;
+    let outcome = sipp.wait().await;
+    outcome.assert_success();
+    assert!(outcome.received().iter().any(|m| m.starts_with("BYE ")), "BYE at sipp");
+
+    // `/connection/terminate` on B closes A's client.
+    let (status, _) = rest(b.http_addr, "/rest-api/connection/terminate", &json!({"sessionId": sid}).to_string()).await;
+    assert_eq!(status, 200);
+    assert_eq!(client.expect("fail").await["info"], "Terminated by rest /terminate");
+    client.expect_closed().await;
+    // Gone from A: whether the directory still names A or no longer does, B answers 404.
+    let (status, _) = rest(b.http_addr, "/rest-api/data/send", &send.to_string()).await;
+    assert_eq!(status, 404);
+    assert!(a.shutdown().await.complete());
+    assert!(b.shutdown().await.complete());
+}
+
+#[tokio::test]
+async fn a_request_for_a_killed_nodes_session_gets_503_until_its_lease_expires() {
+    let nats = Nats::start().await;
+    let toml = cluster_toml(&nats, 1500);
+    let (rt, a) = {
+        let toml = toml.clone();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+            let a = rt.block_on(start_server(&toml));
+            (rt, a)
+        })
+        .join()
+        .unwrap()
+    };
+    let b = start_server(&toml).await;
+    let a_id = a.shared.node_id.to_string();
+    let (_client, user) = Client::establish(&a, json!({"clientVersion": "2.0"})).await;
+    let sid = user["sessionId"].as_str().unwrap().to_string();
+    let term = json!({"sessionId": sid}).to_string();
+    eventually("A's session is listed by B", || async {
+        found(b.http_addr, "/rest-api/connection/find", &term).await.len() == 1
+    })
+    .await;
+
+    rt.shutdown_background();
+    // While the directory still names A: 503, naming A.
+    let (status, body) = rest(b.http_addr, "/rest-api/connection/terminate", &term).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.as_str().unwrap().contains(&a_id), "{body}");
+    // Once A's entries expired: 404.
+    eventually("the request for A's session answers 404", || async {
+        rest(b.http_addr, "/rest-api/connection/terminate", &term).await.0 == 404
+    })
+    .await;
+    std::mem::forget(a);
+    assert!(b.shutdown().await.complete());
 }

@@ -13,6 +13,12 @@
 //! are announced, those that ended are deleted, the rest renewed. A node that shuts down
 //! deletes its entries ([`Cluster::leave`]); a killed one's expire within the lease.
 //!
+//! REST routing: each node answers `callgate.rest.<key of its node id>` ([`Cluster::serve_rest`]);
+//! a node that gets a REST request for an object another node owns asks the owner there
+//! ([`Cluster::owner`], [`Cluster::forward`]), NATS request-reply with `request_timeout_ms`. The
+//! request travels as its path (header `Callgate-Path`) and body; the answer as its status
+//! (`Callgate-Status`), `Content-Type`, `Retry-After` and body.
+//!
 //! This module knows NATS and the shape of the entries, not the node: the heartbeat reads the
 //! node's objects through the [`Snapshot`] closure `start` (lib.rs) gives it, and the REST API
 //! merges [`Cluster::find`]'s remote objects with its local ones. Keys are the ids in
@@ -38,6 +44,38 @@ pub const NODES_BUCKET: &str = "callgate_nodes";
 
 /// Directory requests at once while a beat writes or a find reads.
 const CONCURRENCY: usize = 32;
+
+/// Headers of a forwarded REST request and of its answer (NATS message headers).
+const PATH_HEADER: &str = "Callgate-Path";
+const STATUS_HEADER: &str = "Callgate-Status";
+const CONTENT_TYPE_HEADER: &str = "Content-Type";
+const RETRY_AFTER_HEADER: &str = "Retry-After";
+
+/// The subject on which `node_id` answers forwarded REST requests.
+fn rest_subject(node_id: &str) -> String {
+    // Unpadded base64url has no `.`, `*`, `>` or white space: one subject token.
+    format!("callgate.rest.{}", key_of(node_id))
+}
+
+/// The answer to a REST request, as the owner node gave it.
+#[derive(Debug, Clone)]
+pub struct RestAnswer {
+    pub status: u16,
+    pub content_type: Option<String>,
+    pub retry_after: Option<String>,
+    pub body: Bytes,
+}
+
+/// Why a forwarded request got no answer from its owner.
+#[derive(Debug)]
+pub enum ForwardError {
+    /// Nobody listens on the owner's subject: the node is gone (its entries not yet expired).
+    Gone,
+    /// The owner did not answer within `request_timeout_ms`.
+    TimedOut,
+    /// NATS itself failed (connection lost, …).
+    Nats(String),
+}
 
 /// The kinds of objects in the directory, one bucket each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -162,6 +200,8 @@ pub struct Cluster {
     /// Live nodes seen by the last beat (`callgate_cluster_nodes`).
     live_nodes: AtomicUsize,
     heartbeat: parking_lot::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The task answering forwarded REST requests ([`Cluster::serve_rest`]).
+    rest_server: parking_lot::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl Cluster {
@@ -199,6 +239,7 @@ impl Cluster {
             beats: tokio::sync::Mutex::new(Beats::default()),
             live_nodes: AtomicUsize::new(0),
             heartbeat: parking_lot::Mutex::new(None),
+            rest_server: parking_lot::Mutex::new(None),
         };
         cluster
             .stores()
@@ -371,10 +412,104 @@ impl Cluster {
         Ok(v)
     }
 
+    /// The node that owns the object `id` of `kind`, as the directory says (`None`: not in
+    /// it, e.g. ended, or begun less than a heartbeat ago).
+    pub async fn owner(&self, kind: Kind, id: &str) -> anyhow::Result<Option<String>> {
+        let stores = self.stores().await?;
+        let got = tokio::time::timeout(self.request_timeout(), stores.kinds[kind.index()].get(key_of(id)))
+            .await
+            .map_err(|_| anyhow::anyhow!("no answer within cluster.request_timeout_ms"))??;
+        Ok(got
+            .and_then(|b| serde_json::from_slice::<Map<String, Value>>(&b).ok())
+            .and_then(|m| m.get("nodeId").and_then(Value::as_str).map(String::from)))
+    }
+
+    /// The ids of the live nodes other than this one (from the directory).
+    pub async fn other_nodes(&self) -> anyhow::Result<Vec<String>> {
+        let mut ids: Vec<String> = self.nodes().await?.iter().map(|n| str_field(n, "nodeId").to_string()).collect();
+        ids.retain(|id| !id.is_empty() && id != &*self.node_id);
+        Ok(ids)
+    }
+
+    /// Sends a REST request (`path` and JSON `body`) to `node` and waits for its answer, at
+    /// most `request_timeout_ms`.
+    pub async fn forward(&self, node: &str, path: &str, body: Bytes) -> Result<RestAnswer, ForwardError> {
+        use async_nats::RequestErrorKind as K;
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(PATH_HEADER, path);
+        let reply =
+            self.client.request_with_headers(rest_subject(node), headers, body).await.map_err(|e| match e.kind() {
+                K::NoResponders => ForwardError::Gone,
+                K::TimedOut => ForwardError::TimedOut,
+                K::Other => ForwardError::Nats(e.to_string()),
+            })?;
+        let header = |name: &str| reply.headers.as_ref().and_then(|h| h.get(name)).map(|v| v.as_str().to_string());
+        let status = header(STATUS_HEADER)
+            .and_then(|s| s.parse::<u16>().ok())
+            .ok_or_else(|| ForwardError::Nats(format!("the answer of node {node} has no {STATUS_HEADER}")))?;
+        Ok(RestAnswer {
+            status,
+            content_type: header(CONTENT_TYPE_HEADER),
+            retry_after: header(RETRY_AFTER_HEADER),
+            body: reply.payload,
+        })
+    }
+
+    /// Answers REST requests that other nodes forward to this one: each runs `handle(path,
+    /// body)` in a task of its own and its answer goes back to the asking node. Subscribed
+    /// when this returns; [`Cluster::leave`] stops it.
+    pub async fn serve_rest<F, Fut>(self: &Arc<Self>, handle: F) -> anyhow::Result<()>
+    where
+        F: Fn(String, Bytes) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = RestAnswer> + Send + 'static,
+    {
+        let mut requests = self
+            .client
+            .subscribe(rest_subject(&self.node_id))
+            .await
+            .context("cannot subscribe to this node's REST subject")?;
+        let client = self.client.clone();
+        let handle = Arc::new(handle);
+        let task = tokio::spawn(async move {
+            while let Some(msg) = requests.next().await {
+                let Some(reply) = msg.reply.clone() else { continue };
+                let path = msg.headers.as_ref().and_then(|h| h.get(PATH_HEADER)).map(|v| v.as_str().to_string());
+                let (client, handle) = (client.clone(), handle.clone());
+                tokio::spawn(async move {
+                    let answer = match path {
+                        Some(path) => handle(path, msg.payload).await,
+                        None => RestAnswer {
+                            status: 400,
+                            content_type: Some("text/plain; charset=utf-8".into()),
+                            retry_after: None,
+                            body: Bytes::from_static(b"a forwarded request without Callgate-Path"),
+                        },
+                    };
+                    let mut headers = async_nats::HeaderMap::new();
+                    headers.insert(STATUS_HEADER, answer.status.to_string());
+                    if let Some(ct) = answer.content_type {
+                        headers.insert(CONTENT_TYPE_HEADER, ct);
+                    }
+                    if let Some(ra) = answer.retry_after {
+                        headers.insert(RETRY_AFTER_HEADER, ra);
+                    }
+                    if let Err(e) = client.publish_with_headers(reply, headers, answer.body).await {
+                        tracing::warn!(error = %e, "cluster: cannot send the answer of a forwarded REST request");
+                    }
+                });
+            }
+        });
+        *self.rest_server.lock() = Some(task);
+        Ok(())
+    }
+
     /// Leaves the directory (graceful shutdown): stops the heartbeat and deletes this node's
     /// entries, within `request_timeout_ms`; what is not deleted then expires with the lease.
     pub async fn leave(&self) {
         if let Some(t) = self.heartbeat.lock().take() {
+            t.abort();
+        }
+        if let Some(t) = self.rest_server.lock().take() {
             t.abort();
         }
         let mut b = self.beats.lock().await;

@@ -226,6 +226,11 @@ pub async fn start(cfg: Config) -> anyhow::Result<RunningServer> {
         cluster,
     });
     if let Some(c) = &shared.cluster {
+        // Answers REST requests for this node's objects that other nodes forward (before the
+        // first heartbeat announces them).
+        let router = rest_api::forwarded_router(shared.clone());
+        let limit = cfg_limit_bytes(&shared);
+        c.serve_rest(move |path, body| rest_api::answer_forwarded(router.clone(), path, body, limit)).await?;
         start_heartbeat(c, &shared, &node_ip, ws_addr, http_addr);
     }
     if let Some(ka) = keep_alive {
@@ -278,6 +283,11 @@ pub async fn start(cfg: Config) -> anyhow::Result<RunningServer> {
 
 /// `[cluster]`: the node's heartbeat, reading its sessions, calls and streams through their own
 /// `Arc`s (never `Shared`, which the heartbeat task must not keep alive).
+/// The largest answer a forwarded REST request may carry back: a `find` list can be long.
+fn cfg_limit_bytes(shared: &Shared) -> usize {
+    shared.cfg.limits.max_rest_body_bytes.max(16 << 20)
+}
+
 fn start_heartbeat(c: &Arc<cluster::Cluster>, shared: &Shared, node_ip: &str, ws: SocketAddr, http: SocketAddr) {
     let shown = |a: SocketAddr| {
         if a.ip().is_unspecified() {

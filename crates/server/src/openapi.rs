@@ -113,7 +113,7 @@ impl Modify for Common {
                 });
                 r.entry("413".into()).or_insert_with(|| text("The body is over [limits] max_rest_body_bytes"));
                 r.entry("503".into())
-                    .or_insert_with(|| text("Over [limits] max_rest_in_flight requests at once (with Retry-After)"));
+                    .or_insert_with(|| text("Over [limits] max_rest_in_flight requests at once (with Retry-After); or, in a cluster, the directory cannot be read or the node that holds the object does not answer (the reason as text)"));
             }
         }
     }

@@ -22,7 +22,12 @@
 //!
 //! `[cluster]` (docs/cluster.md): the `find` and `find_all` answers of every kind hold this
 //! node's objects and the other nodes' from the cluster directory (each with its owner's
-//! `nodeId`); when the directory cannot be read they answer `503` with the reason.
+//! `nodeId`); when the directory cannot be read they answer `503` with the reason. Requests
+//! for one object (`/connection/terminate` and `/data/send` by `sessionId`, `/call/terminate`,
+//! `hold`, `unhold`, `transfer`, `send_dtmf` by `callId`) that this node does not hold go to
+//! the owner the directory names ([`cluster_route`]), whose answer is the answer;
+//! `/stream/terminate` runs on every live node. An owner that does not answer within
+//! `request_timeout_ms` gives `503` with the reason.
 //!
 //! Each handler's `#[utoipa::path]` annotation is its OpenAPI description (`crate::openapi`,
 //! served at `/rest-api/openapi.json`); a new route needs one (tests/tests/openapi.rs).
@@ -48,7 +53,30 @@ use serde_json::{Map, Value};
 use crate::node::Shared;
 
 pub fn router(shared: Arc<Shared>) -> Router {
-    let r = Router::new()
+    let r = routes(&shared)
+        // `[cluster]`: requests for other nodes' objects go to their owners (inside the
+        // in-flight limit: a forwarded request holds its permit until the owner answers).
+        .layer(axum::middleware::from_fn_with_state(shared.clone(), cluster_route))
+        .layer(axum::middleware::from_fn_with_state(InFlight::new(&shared.cfg.limits), in_flight_guard));
+    let r = if shared.cfg.rest_api.requires_auth() {
+        r.layer(axum::middleware::from_fn_with_state(shared.clone(), basic_auth))
+    } else {
+        // Config validation allows this on a loopback bind only.
+        tracing::warn!(
+            http_bind = %shared.cfg.server.http_bind,
+            "the REST API has no credentials: any local process may use it \
+             (set rest_api.username and rest_api.password to require HTTP Basic auth)"
+        );
+        r
+    };
+    // Outermost: a page's request is refused before anything else looks at it.
+    r.layer(axum::middleware::from_fn_with_state(shared.clone(), browser_guard)).with_state(shared)
+}
+
+/// The routes with their body limit, and nothing else: what [`router`] guards, and what runs
+/// the requests other nodes forward to this one ([`forwarded_router`]).
+fn routes(shared: &Shared) -> Router<Arc<Shared>> {
+    Router::new()
         .route("/rest-api/connection/find", post(find))
         .route("/rest-api/connection/find_all", post(find_all).get(find_all))
         .route("/rest-api/connection/terminate", post(terminate))
@@ -69,20 +97,180 @@ pub fn router(shared: Arc<Shared>) -> Router {
         // requests at once, 503 with Retry-After (checked after auth: refused requests cost
         // nothing here).
         .layer(axum::extract::DefaultBodyLimit::max(shared.cfg.limits.max_rest_body_bytes))
-        .layer(axum::middleware::from_fn_with_state(InFlight::new(&shared.cfg.limits), in_flight_guard));
-    let r = if shared.cfg.rest_api.requires_auth() {
-        r.layer(axum::middleware::from_fn_with_state(shared.clone(), basic_auth))
-    } else {
-        // Config validation allows this on a loopback bind only.
-        tracing::warn!(
-            http_bind = %shared.cfg.server.http_bind,
-            "the REST API has no credentials: any local process may use it \
-             (set rest_api.username and rest_api.password to require HTTP Basic auth)"
-        );
-        r
+}
+
+/// Marks a request another node forwarded to this one: it is answered here, never forwarded
+/// again. (An extension: nothing from the network can set it.)
+#[derive(Clone, Copy)]
+struct Forwarded;
+
+/// How `[cluster]` routes a request this node cannot answer by itself.
+#[derive(Clone, Copy)]
+enum Route {
+    /// One object, named by this field of the body, of this kind: to its owner.
+    Owner(crate::cluster::Kind, &'static str),
+    /// To every live node (`/stream/terminate`: a filter may match streams anywhere).
+    Everywhere,
+}
+
+fn route_of(path: &str) -> Option<Route> {
+    use crate::cluster::Kind;
+    Some(match path {
+        "/rest-api/connection/terminate" | "/rest-api/data/send" => Route::Owner(Kind::Sessions, "sessionId"),
+        "/rest-api/call/terminate"
+        | "/rest-api/call/hold"
+        | "/rest-api/call/unhold"
+        | "/rest-api/call/transfer"
+        | "/rest-api/call/send_dtmf" => Route::Owner(Kind::Calls, "callId"),
+        "/rest-api/stream/terminate" => Route::Everywhere,
+        _ => return None,
+    })
+}
+
+/// `[cluster]` routing (module docs). The request runs here first: an object this node holds
+/// is answered at once, and a `404` means it is not here (nothing was done), so only then is
+/// the directory asked who owns it. `/stream/terminate` also runs on every other live node.
+async fn cluster_route(State(s): State<Arc<Shared>>, req: Request, next: Next) -> Response {
+    let (Some(cluster), Some(route)) = (s.cluster.clone(), route_of(req.uri().path())) else {
+        return next.run(req).await;
     };
-    // Outermost: a page's request is refused before anything else looks at it.
-    r.layer(axum::middleware::from_fn_with_state(shared.clone(), browser_guard)).with_state(shared)
+    if req.method() != axum::http::Method::POST || req.extensions().get::<Forwarded>().is_some() {
+        return next.run(req).await;
+    }
+    let path = req.uri().path().to_string();
+    let (parts, body) = req.into_parts();
+    let body = match axum::body::to_bytes(body, s.cfg.limits.max_rest_body_bytes).await {
+        Ok(b) => b,
+        Err(_) => return error(StatusCode::PAYLOAD_TOO_LARGE, "the body is over limits.max_rest_body_bytes"),
+    };
+    let here = next.run(Request::from_parts(parts, axum::body::Body::from(body.clone()))).await;
+    match route {
+        Route::Owner(kind, field) => {
+            if here.status() != StatusCode::NOT_FOUND {
+                return here;
+            }
+            let id = match serde_json::from_slice::<Value>(&body) {
+                Ok(Value::Object(o)) => o.get(field).and_then(Value::as_str).map(String::from),
+                _ => None,
+            };
+            let Some(id) = id else { return here };
+            let owner = match cluster.owner(kind, &id).await {
+                Ok(Some(owner)) if owner != cluster.node_id() => owner,
+                Ok(_) => return here,
+                Err(e) => {
+                    tracing::warn!(bucket = kind.bucket(), error = format!("{e:#}"), "cluster directory unreadable");
+                    return error(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        format!("not on this node, and the cluster directory cannot be read: {e:#}"),
+                    );
+                }
+            };
+            match cluster.forward(&owner, &path, body).await {
+                Ok(answer) => forwarded_answer(answer),
+                Err(e) => owner_unreachable(&owner, e),
+            }
+        }
+        Route::Everywhere => {
+            let nodes = match cluster.other_nodes().await {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::warn!(error = format!("{e:#}"), "cluster directory unreadable");
+                    return error(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        format!("the cluster directory cannot be read (other nodes not reached): {e:#}"),
+                    );
+                }
+            };
+            let answers =
+                futures_util::future::join_all(nodes.iter().map(|n| cluster.forward(n, &path, body.clone()))).await;
+            // Done somewhere: 200. Otherwise the first node that could not be asked (503), else
+            // this node's own answer (404, or 400 for a bad body).
+            if here.status() == StatusCode::OK {
+                return here;
+            }
+            let mut unreachable = None;
+            for (node, a) in nodes.iter().zip(answers) {
+                match a {
+                    Ok(a) if a.status == 200 => return forwarded_answer(a),
+                    Ok(_) => {}
+                    Err(e) => unreachable = unreachable.or(Some((node.clone(), e))),
+                }
+            }
+            match unreachable {
+                Some((node, e)) if here.status() == StatusCode::NOT_FOUND => owner_unreachable(&node, e),
+                _ => here,
+            }
+        }
+    }
+}
+
+fn forwarded_answer(a: crate::cluster::RestAnswer) -> Response {
+    let mut r = Response::new(axum::body::Body::from(a.body));
+    *r.status_mut() = StatusCode::from_u16(a.status).unwrap_or(StatusCode::BAD_GATEWAY);
+    for (name, value) in [(header::CONTENT_TYPE, a.content_type), (header::RETRY_AFTER, a.retry_after)] {
+        if let Some(v) = value.and_then(|v| header::HeaderValue::from_str(&v).ok()) {
+            r.headers_mut().insert(name, v);
+        }
+    }
+    r
+}
+
+fn owner_unreachable(node: &str, e: crate::cluster::ForwardError) -> Response {
+    use crate::cluster::ForwardError as F;
+    let why = match e {
+        F::Gone => {
+            "is gone (nothing answers on its subject; its directory entries expire with cluster.lease_ms)".to_string()
+        }
+        F::TimedOut => "did not answer within cluster.request_timeout_ms".to_string(),
+        F::Nats(e) => format!("could not be asked: {e}"),
+    };
+    tracing::warn!(node, %why, "cluster: a REST request for another node's object failed");
+    error(StatusCode::SERVICE_UNAVAILABLE, format!("the node that holds it ({node}) {why}"))
+}
+
+/// What answers the requests other nodes forward to this one: [`routes`] behind the in-flight
+/// limit, no credentials (the asking node checked them), every request marked [`Forwarded`].
+pub fn forwarded_router(shared: Arc<Shared>) -> Router {
+    routes(&shared)
+        .layer(axum::middleware::from_fn_with_state(InFlight::new(&shared.cfg.limits), in_flight_guard))
+        .with_state(shared)
+}
+
+/// Runs a forwarded request (`path`, JSON `body`) through `router` ([`forwarded_router`]).
+/// Only the paths [`cluster_route`] forwards are answered; any other gets `404`.
+pub async fn answer_forwarded(router: Router, path: String, body: Bytes, limit: usize) -> crate::cluster::RestAnswer {
+    let text = |status: u16, why: &str| crate::cluster::RestAnswer {
+        status,
+        content_type: Some("text/plain; charset=utf-8".into()),
+        retry_after: None,
+        body: Bytes::from(why.to_string()),
+    };
+    if route_of(&path).is_none() {
+        return text(404, "not a request that nodes forward");
+    }
+    let Ok(mut req) = axum::http::Request::post(&path)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(axum::body::Body::from(body))
+    else {
+        return text(400, "a forwarded request with a bad path");
+    };
+    req.extensions_mut().insert(Forwarded);
+    let mut router = router;
+    let resp = match std::future::poll_fn(|cx| <Router as tower_service::Service<Request>>::poll_ready(&mut router, cx))
+        .await
+    {
+        Ok(()) => <Router as tower_service::Service<Request>>::call(&mut router, req).await,
+        Err(e) => match e {},
+    };
+    let Ok(resp) = resp;
+    let (parts, body) = resp.into_parts();
+    let header_of = |name| parts.headers.get(name).and_then(|v| v.to_str().ok()).map(String::from);
+    let (content_type, retry_after) = (header_of(header::CONTENT_TYPE), header_of(header::RETRY_AFTER));
+    let status = parts.status.as_u16();
+    match axum::body::to_bytes(body, limit).await {
+        Ok(body) => crate::cluster::RestAnswer { status, content_type, retry_after, body },
+        Err(_) => text(500, "the answer could not be read"),
+    }
 }
 
 /// Refuses what a web page could do to the API without reading its answers (CORS only governs
