@@ -455,3 +455,96 @@ async fn a_request_for_a_killed_nodes_session_gets_503_until_its_lease_expires()
     std::mem::forget(a);
     assert!(b.shutdown().await.complete());
 }
+
+#[tokio::test]
+async fn a_killed_nodes_session_and_stream_end_once_at_the_backend_with_node_lost() {
+    let nats = Nats::start().await;
+    let backend = Backend::start().await;
+    let toml = format!("{}{}", cluster_toml(&nats, 1500), sip_server_toml(&backend));
+    let (rt, a) = {
+        let toml = toml.clone();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+            let a = rt.block_on(start_server(&toml));
+            (rt, a)
+        })
+        .join()
+        .unwrap()
+    };
+    // Two survivors: exactly one of them reports A's objects.
+    let b = start_server(&toml).await;
+    let c = start_server(&toml).await;
+    let a_id = a.shared.node_id.to_string();
+    let (mut client, user) = Client::establish(&a, connection(json!({}))).await;
+    let sid = user["sessionId"].as_str().unwrap().to_string();
+    let publisher = FakeBrowser::publisher().await;
+    client
+        .send(
+            "publishStream",
+            json!({"mediaSessionId": "m1", "name": "cam1", "published": true, "hasVideo": true, "hasAudio": true,
+                   "status": "PENDING", "record": false, "mediaProvider": "WebRTC", "sdp": publisher.offer,
+                   "bitrate": 0, "minBitrate": 0, "maxBitrate": 0, "custom": {}}),
+        )
+        .await;
+    let answer = loop {
+        let (m, data) = client.next().await.expect("open");
+        if m == "setRemoteSDP" {
+            break data[1].as_str().unwrap().to_string();
+        }
+    };
+    publisher.accept(&answer);
+    assert_eq!(stream_status(&mut client, "m1").await["status"], "PUBLISHING");
+    // A session on B that ends with B's graceful shutdown: never "Node lost".
+    let (_b_client, b_user) = Client::establish(&b, connection(json!({}))).await;
+    let b_sid = b_user["sessionId"].as_str().unwrap().to_string();
+    for node in [&b, &c] {
+        eventually("A's session and stream are in the directory", || async {
+            found(node.http_addr, "/rest-api/connection/find", &json!({"sessionId": sid}).to_string()).await.len() == 1
+                && found(node.http_addr, "/rest-api/stream/find", r#"{"name":"cam1"}"#).await.len() == 1
+        })
+        .await;
+    }
+    // The watchers deliver what the directory holds; a few heartbeats for them to have it.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    rt.shutdown_background();
+    let node_lost = |method: &'static str, key: &'static str, id: String| {
+        let backend = &backend;
+        move || -> Vec<Value> {
+            backend
+                .requests_for(method)
+                .into_iter()
+                .map(|r| r.body)
+                .filter(|b| b[key] == id.as_str() && b["info"] == "Node lost")
+                .collect()
+        }
+    };
+    let session_lost = node_lost("ConnectionStatusEvent", "sessionId", sid.clone());
+    let stream_lost = node_lost("StreamStatusEvent", "mediaSessionId", "m1".to_string());
+    eventually("the backend hears of A's session and stream", || async {
+        !session_lost().is_empty() && !stream_lost().is_empty()
+    })
+    .await;
+    // Other survivors had time to report them again (several leases): they did not.
+    tokio::time::sleep(Duration::from_millis(4000)).await;
+    let (sessions, streams) = (session_lost(), stream_lost());
+    assert_eq!((sessions.len(), streams.len()), (1, 1), "exactly once: {sessions:?} {streams:?}");
+    for ev in [&sessions[0], &streams[0]] {
+        assert_eq!((ev["status"].as_str(), ev["nodeId"].as_str()), (Some("FAILED"), Some(a_id.as_str())), "{ev}");
+        assert_eq!(ev["appKey"], "backendApp", "{ev}");
+    }
+    assert_eq!(streams[0]["name"], "cam1");
+    // The stream's end before its session's.
+    let order: Vec<String> =
+        backend.requests().into_iter().filter(|r| r.body["info"] == "Node lost").map(|r| r.method.clone()).collect();
+    assert_eq!(order, ["StreamStatusEvent", "ConnectionStatusEvent"], "{order:?}");
+
+    assert!(b.shutdown().await.complete());
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    assert!(
+        !backend.requests().iter().any(|r| r.body["sessionId"] == b_sid.as_str() && r.body["info"] == "Node lost"),
+        "a node that left is not lost"
+    );
+    std::mem::forget(a);
+    assert!(c.shutdown().await.complete());
+}

@@ -310,7 +310,7 @@ fn enabled_methods(app: &str, sel: &MethodSelection) -> Result<[bool; HookMethod
 }
 
 /// All applications by `appKey`.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct AppRegistry {
     apps: HashMap<Arc<str>, Arc<App>>,
 }

@@ -8,6 +8,9 @@ pub const STREAM_NOT_FOUND: &str = "Stream not found";
 pub const STREAM_NAME_ALREADY_IN_USE: &str = "Stream name is already in use";
 pub const STOPPED_BY_SESSION_DISCONNECT: &str = "Stopped by session disconnect";
 pub const STOPPED_BY_REST_TERMINATE: &str = "Stopped by rest /terminate";
+/// The end event a surviving cluster node sends for the objects of a node that died
+/// (docs/cluster.md).
+pub const NODE_LOST: &str = "Node lost";
 pub const STOPPED_BY_PUBLISHER_STOP: &str = "Stopped by publisher stop";
 /// Connection refused because the client named an application that does not exist.
 pub const UNKNOWN_APP_KEY: &str = "Unknown appKey";

@@ -19,6 +19,13 @@
 //! request travels as its path (header `Callgate-Path`) and body; the answer as its status
 //! (`Callgate-Status`), `Content-Type`, `Retry-After` and body.
 //!
+//! Lost nodes: each node watches the three object buckets into a [`Mirror`] of what the
+//! other nodes hold (an entry that expires sends no event, so the mirror keeps a dead node's
+//! last objects). A node absent from `callgate_nodes` at a heartbeat whose objects are still in
+//! the mirror, and stays absent for max(lease / 2, 2 heartbeats), is lost; the first survivor to create its key in `callgate_lost` (a create fails
+//! when the key exists: one winner) gets its objects as a [`Lost`] and sends their end events;
+//! the others forget them.
+//!
 //! This module knows NATS and the shape of the entries, not the node: the heartbeat reads the
 //! node's objects through the [`Snapshot`] closure `start` (lib.rs) gives it, and the REST API
 //! merges [`Cluster::find`]'s remote objects with its local ones. Keys are the ids in
@@ -41,6 +48,66 @@ use crate::config::ClusterSection;
 
 /// The bucket of the live nodes.
 pub const NODES_BUCKET: &str = "callgate_nodes";
+
+/// The bucket of lost nodes' claims: key = the lost node, value = the survivor that reports it.
+pub const LOST_BUCKET: &str = "callgate_lost";
+
+/// A lost node's claim outlives its objects' entries by far: no late survivor reports it again.
+const LOST_CLAIM_LEASES: u32 = 20;
+
+/// What a node that died held, as the directory last showed it (each object with its
+/// `nodeId`): the survivor that claimed it sends the end events.
+#[derive(Debug, Default)]
+pub struct Lost {
+    pub node_id: String,
+    pub sessions: Vec<Map<String, Value>>,
+    pub calls: Vec<Map<String, Value>>,
+    pub streams: Vec<Map<String, Value>>,
+}
+
+/// One node's objects in the mirror: (kind index, key) -> object.
+type Objects = std::collections::HashMap<(usize, String), Map<String, Value>>;
+
+/// Other nodes' objects, from watching the object buckets: owner -> its objects.
+#[derive(Default)]
+struct Mirror {
+    by_owner: std::collections::HashMap<String, Objects>,
+    owner_of: std::collections::HashMap<(usize, String), String>,
+}
+
+impl Mirror {
+    fn put(&mut self, kind: usize, key: String, obj: Map<String, Value>) {
+        let owner = str_field(&obj, "nodeId").to_string();
+        self.remove(kind, &key);
+        self.owner_of.insert((kind, key.clone()), owner.clone());
+        self.by_owner.entry(owner).or_default().insert((kind, key), obj);
+    }
+
+    fn remove(&mut self, kind: usize, key: &str) {
+        if let Some(owner) = self.owner_of.remove(&(kind, key.to_string())) {
+            if let Some(objs) = self.by_owner.get_mut(&owner) {
+                objs.remove(&(kind, key.to_string()));
+                if objs.is_empty() {
+                    self.by_owner.remove(&owner);
+                }
+            }
+        }
+    }
+
+    /// Takes every object of `owner` out of the mirror.
+    fn take(&mut self, owner: &str) -> Lost {
+        let mut lost = Lost { node_id: owner.to_string(), ..Lost::default() };
+        for ((kind, key), obj) in self.by_owner.remove(owner).unwrap_or_default() {
+            self.owner_of.remove(&(kind, key));
+            match Kind::ALL[kind] {
+                Kind::Sessions => lost.sessions.push(obj),
+                Kind::Calls => lost.calls.push(obj),
+                Kind::Streams => lost.streams.push(obj),
+            }
+        }
+        lost
+    }
+}
 
 /// Directory requests at once while a beat writes or a find reads.
 const CONCURRENCY: usize = 32;
@@ -173,6 +240,7 @@ impl serde::Serialize for Announced<'_> {
 struct Stores {
     nodes: kv::Store,
     kinds: [kv::Store; 3],
+    lost: kv::Store,
 }
 
 /// What the heartbeat keeps between beats (behind one async lock: a beat and [`Cluster::leave`]
@@ -185,6 +253,8 @@ struct Beats {
     left: bool,
     /// The last beat failed (logged once until one succeeds again).
     failing: bool,
+    /// Owners of mirrored objects with no node entry, since when (module docs, "Lost nodes").
+    missing: std::collections::HashMap<String, std::time::Instant>,
 }
 
 /// A node's membership of the cluster: its NATS connection and the directory's buckets.
@@ -199,6 +269,10 @@ pub struct Cluster {
     beats: tokio::sync::Mutex<Beats>,
     /// Live nodes seen by the last beat (`callgate_cluster_nodes`).
     live_nodes: AtomicUsize,
+    /// Other nodes' objects (module docs, "Lost nodes").
+    mirror: Arc<parking_lot::Mutex<Mirror>>,
+    /// The tasks watching the object buckets into the mirror.
+    watchers: parking_lot::Mutex<Vec<tokio::task::JoinHandle<()>>>,
     heartbeat: parking_lot::Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// The task answering forwarded REST requests ([`Cluster::serve_rest`]).
     rest_server: parking_lot::Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -238,6 +312,8 @@ impl Cluster {
             stores: parking_lot::Mutex::new(None),
             beats: tokio::sync::Mutex::new(Beats::default()),
             live_nodes: AtomicUsize::new(0),
+            mirror: Arc::default(),
+            watchers: parking_lot::Mutex::new(Vec::new()),
             heartbeat: parking_lot::Mutex::new(None),
             rest_server: parking_lot::Mutex::new(None),
         };
@@ -274,7 +350,8 @@ impl Cluster {
             kinds.push(bucket(&self.js, k.bucket(), lease).await?);
         }
         let kinds: [kv::Store; 3] = kinds.try_into().map_err(|_| anyhow::anyhow!("three buckets"))?;
-        let s = Arc::new(Stores { nodes, kinds });
+        let lost = bucket(&self.js, LOST_BUCKET, lease * LOST_CLAIM_LEASES).await?;
+        let s = Arc::new(Stores { nodes, kinds, lost });
         *self.stores.lock() = Some(s.clone());
         Ok(s)
     }
@@ -285,7 +362,9 @@ impl Cluster {
         self: &Arc<Self>,
         facts: NodeFacts,
         snapshot: impl Fn() -> Snapshot + Send + Sync + 'static,
+        on_lost: impl Fn(Lost) + Send + Sync + 'static,
     ) {
+        self.start_watchers();
         let me = self.clone();
         let every = Duration::from_millis(self.cfg.heartbeat_ms);
         let task = tokio::spawn(async move {
@@ -299,7 +378,16 @@ impl Cluster {
                 let r = tokio::time::timeout(every.max(me.request_timeout()), me.beat(&facts, &snap))
                     .await
                     .unwrap_or_else(|_| Err(anyhow::anyhow!("the heartbeat timed out")));
-                me.after_beat(r).await;
+                let lost = match r {
+                    Ok(ref lost) => lost.clone(),
+                    Err(_) => Vec::new(),
+                };
+                me.after_beat(r.map(|_| ())).await;
+                for node in lost {
+                    if let Some(l) = me.claim(&node).await {
+                        on_lost(l);
+                    }
+                }
             }
         });
         *self.heartbeat.lock() = Some(task);
@@ -327,12 +415,85 @@ impl Cluster {
         }
     }
 
+    /// Watches each object bucket into the mirror: the current entries first, then every
+    /// change; a watch that ends or fails (NATS restarted) is made again after a heartbeat.
+    fn start_watchers(self: &Arc<Self>) {
+        let every = Duration::from_millis(self.cfg.heartbeat_ms);
+        let mut tasks = self.watchers.lock();
+        for kind in Kind::ALL {
+            let me = Arc::downgrade(self);
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    let Some(c) = me.upgrade() else { return };
+                    let watch = match c.stores().await {
+                        Ok(st) => st.kinds[kind.index()].watch_with_history(">").await.map_err(anyhow::Error::from),
+                        Err(e) => Err(e),
+                    };
+                    let mirror = c.mirror.clone();
+                    let me_id = c.node_id.clone();
+                    drop(c);
+                    if let Ok(mut watch) = watch {
+                        while let Some(Ok(entry)) = watch.next().await {
+                            let mut m = mirror.lock();
+                            match entry.operation {
+                                kv::Operation::Put => match serde_json::from_slice::<Value>(&entry.value) {
+                                    Ok(Value::Object(obj)) if str_field(&obj, "nodeId") != &*me_id => {
+                                        m.put(kind.index(), entry.key, obj)
+                                    }
+                                    _ => m.remove(kind.index(), &entry.key),
+                                },
+                                kv::Operation::Delete | kv::Operation::Purge => m.remove(kind.index(), &entry.key),
+                            }
+                        }
+                    }
+                    tokio::time::sleep(every).await;
+                }
+            }));
+        }
+    }
+
+    /// Claims the lost node `node` in `callgate_lost`: its objects if this node is the first to
+    /// (they leave the mirror either way, unless the claim could not be tried: next beat).
+    async fn claim(&self, node: &str) -> Option<Lost> {
+        let stores = self.stores().await.ok()?;
+        let r = tokio::time::timeout(
+            self.request_timeout(),
+            stores.lost.create(key_of(node), Bytes::from(self.node_id.to_string())),
+        )
+        .await;
+        match r {
+            Ok(Ok(_)) => {
+                let lost = self.mirror.lock().take(node);
+                tracing::warn!(
+                    node,
+                    sessions = lost.sessions.len(),
+                    calls = lost.calls.len(),
+                    streams = lost.streams.len(),
+                    "cluster: a node is lost (its lease expired); this node reports its objects' end"
+                );
+                metrics::counter!("callgate_cluster_nodes_lost_total").increment(1);
+                Some(lost)
+            }
+            Ok(Err(e)) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
+                tracing::info!(node, "cluster: a lost node is reported by another node");
+                self.mirror.lock().take(node);
+                None
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(node, error = %e, "cluster: cannot claim a lost node; trying again next heartbeat");
+                None
+            }
+            Err(_) => None,
+        }
+    }
+
     /// One heartbeat: writes the node entry, writes every object of `snap`, deletes what this
-    /// node announced before and is no longer in `snap`, and counts the live nodes.
-    pub async fn beat(&self, facts: &NodeFacts, snap: &Snapshot) -> anyhow::Result<()> {
+    /// node announced before and is no longer in `snap`, and counts the live nodes. Returns the
+    /// lost nodes: owners of mirrored objects with no node entry.
+    pub async fn beat(&self, facts: &NodeFacts, snap: &Snapshot) -> anyhow::Result<Vec<String>> {
         let mut b = self.beats.lock().await;
         if b.left {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let stores = self.stores().await?;
         let node = serde_json::json!({
@@ -385,9 +546,30 @@ impl Cluster {
                 b.announced[kind.index()].remove(k);
             }
         }
-        let live = values(&stores.nodes).await?.len();
-        self.live_nodes.store(live, Ordering::Relaxed);
-        Ok(())
+        // The owners are read before the nodes: an owner's node entry was written before its
+        // objects, so an owner seen here whose entry is missing below has let it expire.
+        let owners: Vec<String> = self.mirror.lock().by_owner.keys().cloned().collect();
+        let live = values(&stores.nodes).await?;
+        self.live_nodes.store(live.len(), Ordering::Relaxed);
+        let live: HashSet<&str> = live.iter().map(|n| str_field(n, "nodeId")).collect();
+        // Lost once missing for a while: a live node writes its entry every heartbeat, also
+        // after a NATS restart that lost the buckets (whichever node beats first then sees the
+        // others missing for up to a heartbeat). A dead one is reported within about
+        // lease + max(lease / 2, 2 heartbeats) after its last beat.
+        let patience = Duration::from_millis((self.cfg.lease_ms / 2).max(2 * self.cfg.heartbeat_ms));
+        let now = std::time::Instant::now();
+        let missing: Vec<String> =
+            owners.into_iter().filter(|o| !live.contains(o.as_str()) && o.as_str() != &*self.node_id).collect();
+        b.missing.retain(|o, _| missing.contains(o));
+        let mut lost = Vec::new();
+        for o in missing {
+            let since = *b.missing.entry(o.clone()).or_insert(now);
+            if now.duration_since(since) >= patience {
+                b.missing.remove(&o);
+                lost.push(o);
+            }
+        }
+        Ok(lost)
     }
 
     /// The live nodes' entries (this one's too), ordered by node id.
@@ -510,6 +692,9 @@ impl Cluster {
             t.abort();
         }
         if let Some(t) = self.rest_server.lock().take() {
+            t.abort();
+        }
+        for t in self.watchers.lock().drain(..) {
             t.abort();
         }
         let mut b = self.beats.lock().await;

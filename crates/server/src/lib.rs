@@ -281,13 +281,14 @@ pub async fn start(cfg: Config) -> anyhow::Result<RunningServer> {
     Ok(RunningServer { ws_addr, http_addr, wss_addr, https_addr, tls: cert_store, shared, tasks })
 }
 
-/// `[cluster]`: the node's heartbeat, reading its sessions, calls and streams through their own
-/// `Arc`s (never `Shared`, which the heartbeat task must not keep alive).
 /// The largest answer a forwarded REST request may carry back: a `find` list can be long.
 fn cfg_limit_bytes(shared: &Shared) -> usize {
     shared.cfg.limits.max_rest_body_bytes.max(16 << 20)
 }
 
+/// `[cluster]`: the node's heartbeat, reading its sessions, calls and streams through their own
+/// `Arc`s (never `Shared`, which the heartbeat task must not keep alive), and reporting the
+/// end of the objects of the nodes this node finds lost ([`report_lost`]).
 fn start_heartbeat(c: &Arc<cluster::Cluster>, shared: &Shared, node_ip: &str, ws: SocketAddr, http: SocketAddr) {
     let shown = |a: SocketAddr| {
         if a.ip().is_unspecified() {
@@ -302,11 +303,65 @@ fn start_heartbeat(c: &Arc<cluster::Cluster>, shared: &Shared, node_ip: &str, ws
         started_at: cluster::now_ms(),
     };
     let (sessions, calls, streams) = (shared.sessions.clone(), shared.calls.clone(), shared.streams.clone());
-    c.start_heartbeat(facts, move || cluster::Snapshot {
-        sessions: sessions.select(|p| Some(p.data_ref())),
-        calls: calls.find(&serde_json::Map::new()),
-        streams: streams::find(&streams, serde_json::Map::new()),
-    });
+    let (engine, apps) = (shared.engine.clone(), shared.apps.clone());
+    c.start_heartbeat(
+        facts,
+        move || cluster::Snapshot {
+            sessions: sessions.select(|p| Some(p.data_ref())),
+            calls: calls.find(&serde_json::Map::new()),
+            streams: streams::find(&streams, serde_json::Map::new()),
+        },
+        move |lost| report_lost(&engine, &apps, lost),
+    );
+}
+
+/// The end events of a lost node's objects (docs/cluster.md "Lost nodes"), to each object's
+/// app: per session, its streams' `StreamStatusEvent` and calls' `CallStatusEvent`, then its
+/// `ConnectionStatusEvent`, each `FAILED` with info "Node lost" and the lost node's `nodeId`,
+/// in that order, through one event queue per session (retried as any event). An object of a
+/// session that was not in the directory goes alone; one whose app this node does not know is
+/// logged and skipped.
+fn report_lost(engine: &HookEngine, apps: &AppRegistry, lost: cluster::Lost) {
+    use callgate_hooks::{EventJob, EventQueue, HookMethod, Origin, RestClientConfig};
+    use callgate_proto::{info, status};
+    use serde_json::{Map, Value};
+    let field = |o: &Map<String, Value>, k: &str| o.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+    let app_of: std::collections::HashMap<String, String> =
+        lost.sessions.iter().map(|s| (field(s, "sessionId"), field(s, "appKey"))).collect();
+    // Grouped by session: (session id) -> its events in order.
+    type Events = Vec<(HookMethod, Map<String, Value>)>;
+    let mut by_session: std::collections::BTreeMap<String, Events> = Default::default();
+    let ended = [
+        (HookMethod::StreamStatusEvent, status::stream::FAILED, &lost.streams),
+        (HookMethod::CallStatusEvent, status::call::FAILED, &lost.calls),
+        (HookMethod::ConnectionStatusEvent, status::connection::FAILED, &lost.sessions),
+    ];
+    for (method, st, objs) in ended {
+        for o in objs {
+            let mut ev = o.clone();
+            ev.insert("status".into(), st.into());
+            ev.insert("info".into(), info::NODE_LOST.into());
+            ev.insert("nodeId".into(), lost.node_id.clone().into());
+            by_session.entry(field(o, "sessionId")).or_default().push((method, ev));
+        }
+    }
+    for (session, events) in by_session {
+        let app_key = app_of.get(&session).cloned().unwrap_or_else(|| field(&events[0].1, "appKey"));
+        let Some(app) = apps.get(&app_key) else {
+            tracing::warn!(
+                session,
+                app = app_key,
+                node = lost.node_id,
+                "cluster: a lost node's session names an app this node does not have; its end events are not sent"
+            );
+            continue;
+        };
+        let name: Arc<str> = format!("node-lost:{session}").into();
+        let queue = EventQueue::spawn(engine.clone(), app.clone(), Arc::new(RestClientConfig::default()), name);
+        for (method, data) in events {
+            queue.push(EventJob { method, origin: Origin::Client, data, then: Box::new(|_| {}) });
+        }
+    }
 }
 
 async fn ws_upgrade(
