@@ -131,18 +131,35 @@ pub fn validate(cfg: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Binds the ports and starts serving; `cfg` is [`validate`]d first (nothing is bound when it
-/// is invalid).
-pub async fn start(cfg: Config) -> anyhow::Result<RunningServer> {
-    validate(&cfg)?;
-    let node_ip = if !cfg.server.node_ip.is_empty() {
+/// The IP a node names itself by: `[server] node_ip`, else the WebSocket bind's (loopback for
+/// an unspecified bind).
+fn node_ip(cfg: &Config) -> String {
+    if !cfg.server.node_ip.is_empty() {
         cfg.server.node_ip.clone()
     } else if cfg.server.ws_bind.ip().is_unspecified() {
         "127.0.0.1".to_string()
     } else {
         cfg.server.ws_bind.ip().to_string()
-    };
-    let node_id: Arc<str> = format!("{}@{}", Alphanumeric.sample_string(&mut rand::rng(), 32), node_ip).into();
+    }
+}
+
+/// A fresh node id, `<32 random chars>@<node ip>` (WCS's `nodeId` shape): one per start.
+pub fn new_node_id(cfg: &Config) -> Arc<str> {
+    format!("{}@{}", Alphanumeric.sample_string(&mut rand::rng(), 32), node_ip(cfg)).into()
+}
+
+/// Binds the ports and starts serving; `cfg` is [`validate`]d first (nothing is bound when it
+/// is invalid).
+pub async fn start(cfg: Config) -> anyhow::Result<RunningServer> {
+    let node_id = new_node_id(&cfg);
+    start_as(cfg, node_id).await
+}
+
+/// [`start`] with the node id chosen by the caller ([`new_node_id`]): the binary makes it
+/// first, to put it in every log line of a cluster node.
+pub async fn start_as(cfg: Config, node_id: Arc<str>) -> anyhow::Result<RunningServer> {
+    validate(&cfg)?;
+    let node_ip = node_ip(&cfg);
     // `[cluster]`: joined before any port is bound, so a NATS server that cannot be reached
     // stops the start with the reason and leaves nothing behind (docs/cluster.md).
     let cluster =

@@ -115,7 +115,8 @@ fn main() -> anyhow::Result<()> {
         println!("configuration is valid");
         return Ok(());
     }
-    init_tracing(&cfg);
+    let node_id = callgate_server::new_node_id(&cfg);
+    init_tracing(&cfg, &node_id);
     open_files(&cfg.limits);
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if cfg.server.worker_threads > 0 {
@@ -126,7 +127,7 @@ fn main() -> anyhow::Result<()> {
     let (failure, complete) = rt.block_on(async move {
         // Registered before the ports open: a SIGHUP from then on never finds its default action.
         let hup = Hangups::register();
-        let server = callgate_server::start(cfg).await?;
+        let server = callgate_server::start_as(cfg, node_id).await?;
         #[cfg(debug_assertions)]
         debug_hooks(&server);
         // A part that must never stop (the SIP driver, the media task) panicked: shut down as
@@ -244,18 +245,60 @@ fn debug_hooks(server: &callgate_server::RunningServer) {
     }
 }
 
-fn init_tracing(cfg: &Config) {
+/// The log: `[log] filter` (or `RUST_LOG`), text or JSON (`[log] format`). A cluster node
+/// (`[cluster] nats_url`) names itself in every line: `node=<nodeId> ` before a text line, a
+/// `"node"` field first in a JSON one, so that the lines of several nodes can be told apart
+/// once collected together.
+fn init_tracing(cfg: &Config, node_id: &str) {
+    use tracing_subscriber::fmt::format::Format;
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&cfg.log.filter));
+    let node = cfg.cluster.enabled().then(|| node_id.to_string());
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     // Whatever the filter: no raw client frames in the log (README "Security", "Secrets").
     let raw = callgate_server::secrets::no_raw_payloads();
     if cfg.log.format == "json" {
-        builder.json().finish().with(raw).init();
+        let format = WithNode { inner: Format::default().json(), node, json: true };
+        builder.json().event_format(format).finish().with(raw).init();
     } else {
-        builder.finish().with(raw).init();
+        let format = WithNode { inner: Format::default(), node, json: false };
+        builder.event_format(format).finish().with(raw).init();
+    }
+}
+
+/// A log line format with the node's id added (see [`init_tracing`]); `node: None` adds nothing.
+struct WithNode<F> {
+    inner: F,
+    node: Option<String>,
+    json: bool,
+}
+
+impl<S, N, F> tracing_subscriber::fmt::FormatEvent<S, N> for WithNode<F>
+where
+    F: tracing_subscriber::fmt::FormatEvent<S, N>,
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let Some(node) = &self.node else { return self.inner.format_event(ctx, writer, event) };
+        if !self.json {
+            write!(writer, "node={node} ")?;
+            return self.inner.format_event(ctx, writer, event);
+        }
+        // The JSON formatter writes one object: the field goes in after its `{`.
+        let mut line = String::new();
+        self.inner.format_event(ctx, tracing_subscriber::fmt::format::Writer::new(&mut line), event)?;
+        match line.strip_prefix('{') {
+            Some(rest) => write!(writer, "{{\"node\":{},{rest}", serde_json::Value::from(node.as_str())),
+            None => writer.write_str(&line),
+        }
     }
 }
 
