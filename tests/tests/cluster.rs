@@ -248,7 +248,7 @@ async fn without_nats_find_answers_503_and_the_directory_comes_back_with_nats() 
     let a = start_server(&toml).await;
     let b = start_server(&toml).await;
     let a_id = a.shared.node_id.to_string();
-    let (_client, user) = Client::establish(&a, json!({"clientVersion": "2.0"})).await;
+    let (mut client, user) = Client::establish(&a, json!({"clientVersion": "2.0"})).await;
     let sid = user["sessionId"].as_str().unwrap().to_string();
     let listed = || async {
         found(b.http_addr, "/rest-api/connection/find_all", "").await.iter().any(|s| s["sessionId"] == sid.as_str())
@@ -276,6 +276,11 @@ async fn without_nats_find_answers_503_and_the_directory_comes_back_with_nats() 
     })
     .await;
     eventually("both nodes are listed again", || async { node_ids(b.http_addr).await.len() == 2 }).await;
+    // Routing recovers too: A answers on its subject again (the client subscribes anew).
+    let send = json!({"sessionId": sid, "payload": {"after": "restart"}}).to_string();
+    let (status, body) = rest(b.http_addr, "/rest-api/data/send", &send).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(client.expect("OnDataEvent").await["payload"]["after"], "restart");
     assert!(a.shutdown().await.complete());
     assert!(b.shutdown().await.complete());
 }
