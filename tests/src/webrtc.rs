@@ -77,7 +77,7 @@ impl FakeBrowser {
 
     /// [`FakeBrowser::publisher_vp8`] whose keyframes are a real one ([`REAL_VP8_KEYFRAME`],
     /// 320x240, made by libvpx), so that a decoder (snapshots) can decode them; the delta frames
-    /// stay filler.
+    /// stay filler. Keyframes only first and when asked for (PLI/FIR), never periodically.
     pub async fn publisher_real_vp8() -> FakeBrowser {
         FakeBrowser::start(Direction::SendOnly, Profile::PublishRealVp8, false).await
     }
@@ -269,7 +269,10 @@ async fn run(
                             (_, 0) => vec![0xfc, n as u8, 1, 2, 3, 4, 5, 6, 7, 8],
                             (Profile::PublishVp8 | Profile::PublishRealVp8, _) => {
                                 let requests = stats.lock().keyframe_requests;
-                                key = n % 50 == 0 || requests > answered_requests;
+                                // The real keyframe: only first and when asked (so a test sees
+                                // that a keyframe came because it was asked for).
+                                let periodic = profile == Profile::PublishVp8 && n % 50 == 0;
+                                key = n == 0 || periodic || requests > answered_requests;
                                 answered_requests = requests;
                                 if key && profile == Profile::PublishRealVp8 {
                                     REAL_VP8_KEYFRAME.to_vec()

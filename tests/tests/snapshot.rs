@@ -92,15 +92,18 @@ async fn snapshot_of_a_published_vp8_stream_is_a_png_of_its_keyframe() {
         (u32::from(rgb[i]) + u32::from(rgb[i + 1]) + u32::from(rgb[i + 2])) / 3
     };
     assert!(luma(10, 80) > 200 && luma(w - 10, 80) < 50, "{} {}", luma(10, 80), luma(w - 10, 80));
-    // It was the snapshot's keyframe request that brought the keyframe (the fake browser sends
-    // one on its own only every 50 frames = 1 s).
+    // It was the snapshot's keyframe request that brought the keyframe (this fake browser sends
+    // keyframes only first and when asked).
     assert!(pb.stats().keyframe_requests > requests_before, "{:?}", pb.stats());
     println!("snapshot answered in {:?}", t.elapsed());
 
-    // The publisher itself, under its own id.
+    // The publisher itself, under its own id, at once: its keyframe request falls within the
+    // media core's throttle interval of the last one (300 ms) and must be repeated, not dropped.
     let (kind, payload) = snapshot(&mut publisher, "pub-1", "cam").await;
     assert_eq!(kind, "snapshotCompleted", "{payload:?}");
     assert_eq!(decode_png(payload["snapshot"].as_str().unwrap()).0, 320);
+    let (kind, payload) = snapshot(&mut other, "new-2", "cam").await;
+    assert_eq!(kind, "snapshotCompleted", "{payload:?}");
 
     // The `snapshot` hook (a direct invocation) reached the backend with the client's fields.
     let hook = backend.wait_for("snapshot", |b| b["mediaSessionId"] == "new-1").await;

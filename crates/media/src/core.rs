@@ -852,6 +852,7 @@ impl MediaCore {
             return;
         };
         rx.request_keyframe(kind);
+        tracing::trace!(peer = id.0, ?kind, "keyframe requested");
         p.last_keyframe_request = Some(now);
         metrics::counter!("callgate_media_keyframe_requests_total").increment(1);
         self.drain(id, now);
@@ -954,6 +955,11 @@ impl MediaCore {
                                     });
                                     if done {
                                         p.snapshot = None;
+                                    } else {
+                                        // Still waiting: ask again (throttled to one request per
+                                        // `keyframe_request_interval`), so that a request that was
+                                        // throttled or lost does not leave the snapshot waiting.
+                                        wants_keyframe = Some(id);
                                     }
                                 }
                             }

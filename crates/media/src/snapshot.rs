@@ -134,6 +134,7 @@ impl KeyframeTap {
         }
         let f = self.frame.as_mut()?;
         if f.ts != ts || f.next_seq != seq {
+            tracing::debug!(seq, expected = f.next_seq, "snapshot: keyframe incomplete, waiting for the next one");
             self.frame = None; // a packet is missing: wait for the next keyframe
             return None;
         }
