@@ -109,6 +109,8 @@ async fn snapshot_of_a_published_vp8_stream_is_a_png_of_its_keyframe() {
     let hook = backend.wait_for("snapshot", |b| b["mediaSessionId"] == "new-1").await;
     assert_eq!(hook.body["name"], "cam");
     assert_eq!(hook.body["appKey"], "backendApp");
+    let schema = callgate_hooks::schema::request_schema(callgate_hooks::HookMethod::Snapshot);
+    assert!(jsonschema::is_valid(&schema, &hook.body), "the body matches its JSON Schema: {}", hook.body);
 }
 
 #[tokio::test]
