@@ -148,19 +148,37 @@ async fn snapshot_fails_for_an_unknown_name_a_refusing_backend_and_an_h264_publi
 }
 
 #[tokio::test]
-async fn snapshot_without_a_decodable_keyframe_fails_after_the_wait() {
+async fn snapshot_without_a_decodable_keyframe_fails_after_the_wait_and_at_most_16_wait_at_once() {
     let backend = Backend::start().await;
     let server = start_server(&config(&backend)).await;
     // VP8 whose frames are filler: no keyframe ever completes.
     let pb = FakeBrowser::publisher().await;
     let _publisher = publish(&server, &pb, "pub-1", "filler").await;
-    let (mut c, _) = Client::establish(&server, connection(json!({}))).await;
+    // 17 snapshots at once from two sessions (of defaultApp: no hook, and each session stays
+    // below its bound of direct invocations in flight): 16 wait, one is refused at once.
+    let (mut a, _) = Client::establish(&server, json!({})).await;
+    let (mut b, _) = Client::establish(&server, json!({})).await;
     let t = Instant::now();
-    let (kind, payload) = snapshot(&mut c, "s1", "filler").await;
-    assert_eq!(kind, "snapshotFailed");
-    assert_eq!(payload["info"].as_str(), Some("Snapshot failed: no keyframe arrived within 5000 ms"), "{payload:?}");
+    for i in 0..17 {
+        let c = if i < 8 { &mut a } else { &mut b };
+        c.send("snapshot", json!({"name": "filler", "mediaSessionId": format!("s{i}")})).await;
+    }
+    let mut infos = Vec::new();
+    for (c, n) in [(&mut a, 8), (&mut b, 9)] {
+        for _ in 0..n {
+            let ev = c.expect("notifyStreamEvent").await;
+            assert_eq!(ev["type"], "snapshotFailed", "{ev:?}");
+            infos.push(ev["payload"]["info"].as_str().unwrap().to_string());
+        }
+    }
+    let waited = infos.iter().filter(|i| *i == "Snapshot failed: no keyframe arrived within 5000 ms").count();
+    let busy = infos.iter().filter(|i| *i == "Snapshot failed: too many snapshots in progress").count();
+    assert_eq!((waited, busy), (16, 1), "{infos:?}");
     assert!(t.elapsed() >= Duration::from_millis(4900), "{:?}", t.elapsed());
-    // The stream goes on.
+    // The stream goes on, and the next snapshot may wait again.
     let sent = pb.stats().frames_sent;
     pb.wait("more frames sent", |s| s.frames_sent > sent + 5).await;
+    a.send("snapshot", json!({"name": "filler", "mediaSessionId": "again"})).await;
+    let ev = a.expect("notifyStreamEvent").await;
+    assert_eq!(ev["payload"]["info"], "Snapshot failed: no keyframe arrived within 5000 ms", "{ev:?}");
 }
