@@ -3,7 +3,8 @@
 //! the SDK does (audio + video, no candidates exchanged beyond the SDP), learns nothing but the
 //! server's answer, and then:
 //! - a publisher sends one audio and one video frame every 20 ms once connected (with
-//!   [`FakeBrowser::publisher_vp8`], VP8 frames with real keyframe headers, see there);
+//!   [`FakeBrowser::publisher_vp8`], VP8 frames with real keyframe headers, see there; with
+//!   [`FakeBrowser::publisher_real_vp8`], real decodable keyframes);
 //! - a player counts the frames it receives;
 //! - a call's browser (caller or callee: audio only, PCMU, the codec of the SIP bridge) does
 //!   both: one 20 ms PCMU frame every 20 ms, and counts what arrives.
@@ -72,6 +73,13 @@ impl FakeBrowser {
     /// 700 bytes between.
     pub async fn publisher_vp8() -> FakeBrowser {
         FakeBrowser::start(Direction::SendOnly, Profile::PublishVp8, false).await
+    }
+
+    /// [`FakeBrowser::publisher_vp8`] whose keyframes are a real one ([`REAL_VP8_KEYFRAME`],
+    /// 320x240, made by libvpx), so that a decoder (snapshots) can decode them; the delta frames
+    /// stay filler. Keyframes only first and when asked for (PLI/FIR), never periodically.
+    pub async fn publisher_real_vp8() -> FakeBrowser {
+        FakeBrowser::start(Direction::SendOnly, Profile::PublishRealVp8, false).await
     }
 
     /// A player: recvonly audio + video.
@@ -199,6 +207,7 @@ async fn drain(rtc: &mut Rtc, socket: &UdpSocket, stats: &Mutex<BrowserStats>, m
 enum Profile {
     Publish,
     PublishVp8,
+    PublishRealVp8,
     Play,
     Call,
 }
@@ -258,11 +267,18 @@ async fn run(
                         let payload = match (profile, i) {
                             (Profile::Call, _) => vec![0xff; 160],
                             (_, 0) => vec![0xfc, n as u8, 1, 2, 3, 4, 5, 6, 7, 8],
-                            (Profile::PublishVp8, _) => {
+                            (Profile::PublishVp8 | Profile::PublishRealVp8, _) => {
                                 let requests = stats.lock().keyframe_requests;
-                                key = n % 50 == 0 || requests > answered_requests;
+                                // The real keyframe: only first and when asked (so a test sees
+                                // that a keyframe came because it was asked for).
+                                let periodic = profile == Profile::PublishVp8 && n % 50 == 0;
+                                key = n == 0 || periodic || requests > answered_requests;
                                 answered_requests = requests;
-                                vp8_frame(key, n)
+                                if key && profile == Profile::PublishRealVp8 {
+                                    REAL_VP8_KEYFRAME.to_vec()
+                                } else {
+                                    vp8_frame(key, n)
+                                }
                             }
                             // Annex B: a start code and an IDR slice NAL unit header.
                             _ if codec == str0m::format::Codec::H264 => {
@@ -290,6 +306,10 @@ async fn run(
         }
     }
 }
+
+/// A real VP8 keyframe, 320x240, encoded by libvpx's `vpxenc` from colour bars
+/// (`crates/media/testdata/make_vp8_keyframes.sh`).
+pub const REAL_VP8_KEYFRAME: &[u8] = include_bytes!("../../crates/media/testdata/keyframe-320x240.vp8");
 
 /// A VP8 frame as an encoder makes it, as far as a recorder looks (RFC 6386 §9.1): a keyframe
 /// has P = 0 in its frame tag, the start code 9d 01 2a and its size (320x240); a delta frame

@@ -198,9 +198,16 @@ fn shape(method: HookMethod) -> (&'static str, Vec<&'static str>, Vec<(&'static 
             p.push(("sdp", s("The browser's SDP offer")));
             "A stream the client publishes or plays"
         }
-        M::UnPublishStream | M::StopStream | M::PauseStream | M::Snapshot => {
+        M::UnPublishStream | M::StopStream | M::PauseStream => {
             p.extend(stream_fields());
             "A client action on one of its streams"
+        }
+        M::Snapshot => {
+            p.extend([
+                ("mediaSessionId", s("The asking stream object's id (any of the client's, a never-played one too)")),
+                ("name", s("The stream name to snapshot (OVERWRITE may rewrite it)")),
+            ]);
+            "A snapshot (PNG of the next keyframe) of the stream published as `name`; refused, the client gets snapshotFailed with the reason"
         }
         M::OnDataEvent => {
             p.extend([("operationId", s("The client's id of this message")), ("payload", any("What the client sent"))]);
@@ -547,7 +554,8 @@ pub fn example(method: HookMethod, ctx: &ExampleContext) -> Map<String, Value> {
         M::PlayStream | M::PlayHls | M::PlayRtsp => {
             merge(stream(false, None), json!({"status": "PENDING", "sdp": SDP}))
         }
-        M::UnPublishStream | M::PauseStream | M::Snapshot => stream(true, None),
+        M::UnPublishStream | M::PauseStream => stream(true, None),
+        M::Snapshot => json!({"mediaSessionId": "5f4a3c2e-9b1d-4e8f-a7c6-2d1e0f9a8b7c", "name": "stream1"}),
         M::StopStream => stream(false, None),
         M::OnDataEvent => {
             json!({"operationId": "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d", "payload": {"message": "hello"}})

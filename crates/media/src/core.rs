@@ -38,6 +38,7 @@ use crate::bridge::{choose_g711, SipLeg, G711};
 use crate::config::MediaConfig;
 use crate::forward::{forwarded_ext_vals, RxTrack, TxTrack};
 use crate::record::{RecPacket, RecordReport, RecordSpec, RecordTap};
+use crate::snapshot::{KeyframeReply, KeyframeTap, SnapshotError};
 use crate::{sdp, stun, FailReason, MediaError, MediaEvent, PeerId};
 
 /// Which socket a datagram leaves from.
@@ -129,6 +130,9 @@ struct Peer {
     pending: Option<SdpPendingOffer>,
     /// Publisher being recorded: the writer's queue (see [`crate::record`]).
     record: Option<RecordTap>,
+    /// Publisher with snapshots pending: the keyframe being reassembled for them (see
+    /// [`crate::snapshot`]); `None` the rest of the time.
+    snapshot: Option<Box<KeyframeTap>>,
 }
 
 impl Peer {
@@ -398,6 +402,7 @@ impl MediaCore {
             sip: None,
             pending: None,
             record: None,
+            snapshot: None,
         };
         self.peers.insert(id, peer);
         self.by_ufrag.insert(ufrag, id);
@@ -426,6 +431,23 @@ impl MediaCore {
         p.record = Some(tap);
         self.request_keyframe(id, now);
         Ok(())
+    }
+
+    /// Asks publisher `id` for its next complete VP8 keyframe, for a snapshot (see
+    /// [`crate::snapshot`]): `reply` gets the frame's bytes, or why not (no such publisher, no
+    /// video, not VP8, the peer closed: the sender is dropped). A keyframe is asked for at once
+    /// (throttled like every request; a publisher that is not connected yet sends one first).
+    pub fn snapshot(&mut self, id: PeerId, reply: tokio::sync::oneshot::Sender<KeyframeReply>, now: Instant) {
+        let Some(p) = self.peers.get_mut(&id).filter(|p| p.role == Role::Publisher) else {
+            let _ = reply.send(Err(SnapshotError::NotFound));
+            return;
+        };
+        if p.video_mid.is_none() {
+            let _ = reply.send(Err(SnapshotError::NoVideo));
+            return;
+        }
+        p.snapshot.get_or_insert_with(Default::default).add(reply);
+        self.request_keyframe(id, now);
     }
 
     /// Creates a call leg from the browser's offer: the WebRTC answer (G.711 only: the first of
@@ -560,6 +582,7 @@ impl MediaCore {
             sip: Some(Box::new(leg)),
             pending: Some(pending),
             record: None,
+            snapshot: None,
         };
         self.peers.insert(id, peer);
         self.by_ufrag.insert(ufrag, id);
@@ -829,6 +852,7 @@ impl MediaCore {
             return;
         };
         rx.request_keyframe(kind);
+        tracing::trace!(peer = id.0, ?kind, "keyframe requested");
         p.last_keyframe_request = Some(now);
         metrics::counter!("callgate_media_keyframe_requests_total").increment(1);
         self.drain(id, now);
@@ -918,6 +942,23 @@ impl MediaCore {
                                         // The writer stopped (it failed and reported why).
                                         p.record = None;
                                     } else if std::mem::take(&mut tap.wants_keyframe) {
+                                        wants_keyframe = Some(id);
+                                    }
+                                }
+                            }
+                            if kind == MediaKind::Video {
+                                if let Some(tap) = p.snapshot.as_mut() {
+                                    let pt = pkt.header.payload_type;
+                                    let codec = p.rtc.codec_config().find(|c| c.pt() == pt).map(|c| c.spec().codec);
+                                    let done = codec.is_some_and(|c| {
+                                        tap.push(c, *pkt.seq_no, pkt.header.timestamp, pkt.header.marker, &pkt.payload)
+                                    });
+                                    if done {
+                                        p.snapshot = None;
+                                    } else {
+                                        // Still waiting: ask again (throttled to one request per
+                                        // `keyframe_request_interval`), so that a request that was
+                                        // throttled or lost does not leave the snapshot waiting.
                                         wants_keyframe = Some(id);
                                     }
                                 }

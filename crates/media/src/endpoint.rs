@@ -17,6 +17,7 @@ use str0m::net::DatagramSend;
 use crate::batch::{SendBatch, MAX_BATCH};
 use crate::core::{BridgeAnswer, Counters, IncomingBridge, MediaCore, PeerStats, Via};
 use crate::record::{RecordReport, RecordSpec};
+use crate::snapshot::{Snapshot, SnapshotError};
 use crate::{MediaConfig, MediaError, MediaEvent, PeerId};
 
 /// Where a peer's events go.
@@ -83,6 +84,10 @@ enum Command {
         spec: RecordSpec,
         reports: mpsc::UnboundedSender<RecordReport>,
         reply: oneshot::Sender<Result<(), MediaError>>,
+    },
+    Snapshot {
+        id: PeerId,
+        reply: oneshot::Sender<crate::snapshot::KeyframeReply>,
     },
     Stats {
         id: PeerId,
@@ -292,6 +297,23 @@ impl MediaEndpoint {
         let (reply, rx) = oneshot::channel();
         self.send(Command::Record { id, spec, reports, reply }).await?;
         rx.await.map_err(|_| MediaError::Stopped)?
+    }
+
+    /// A snapshot of publisher `id`: its next complete VP8 keyframe (asked for at once), decoded
+    /// to a PNG on a blocking thread, never on the media task. Waits at most `wait` for the
+    /// keyframe ([`crate::snapshot::DEFAULT_WAIT`]).
+    pub async fn snapshot(&self, id: PeerId, wait: Duration) -> Result<Snapshot, SnapshotError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Snapshot { id, reply }).await.map_err(|_| SnapshotError::Stopped)?;
+        let frame = match tokio::time::timeout(wait, rx).await {
+            Err(_) => return Err(SnapshotError::Timeout(wait)),
+            // The publisher closed (or the task stopped) with the request pending.
+            Ok(Err(_)) => return Err(SnapshotError::Ended),
+            Ok(Ok(r)) => r?,
+        };
+        tokio::task::spawn_blocking(move || crate::snapshot::keyframe_to_png(&frame))
+            .await
+            .map_err(|e| SnapshotError::Decode(format!("the decoder stopped: {e}")))?
     }
 
     /// Asks the publisher `id` for a keyframe.
@@ -566,6 +588,7 @@ fn handle_command(
         Command::Record { id, spec, reports, reply } => {
             let _ = reply.send(core.start_recording(id, spec, reports, now));
         }
+        Command::Snapshot { id, reply } => core.snapshot(id, reply, now),
         Command::Stats { id, reply } => {
             let _ = reply.send(core.stats(id));
         }

@@ -8,6 +8,8 @@
 //!   shared, header rewritten per player: see [`forward`]), without decoding; a player
 //!   that connects or asks for a keyframe makes the publisher get a PLI (FIR if PLI was not
 //!   negotiated).
+//! - On request only, a snapshot: the publisher's next VP8 keyframe decoded to a PNG off the
+//!   media task ([`snapshot`]).
 //!
 //! [`core::MediaCore`] is the sans-IO part (datagrams and `now` in, datagrams and events out);
 //! [`MediaEndpoint`] is the tokio driver that owns the socket.
@@ -38,6 +40,7 @@ pub mod forward;
 pub mod record;
 pub mod rtp;
 pub mod sdp;
+pub mod snapshot;
 pub mod stun;
 
 use std::sync::{Arc, Once, OnceLock};

@@ -51,7 +51,15 @@ pub const NO_SDP: &str = "Failed by error: no SDP offer";
 pub const NO_STREAM_NAME: &str = "Failed by error: no stream name";
 /// `playHLS`, `playRTSP` and URL stream names (RTSP/RTMP/HTTP pull) are not implemented.
 pub const PULL_NOT_SUPPORTED: &str = "Playing RTSP, RTMP or HLS sources is not supported by this server";
-pub const SNAPSHOT_NOT_SUPPORTED: &str = "Snapshots are not supported by this server";
+
+/// `snapshotFailed` while the node already takes as many snapshots as it allows at once.
+pub const SNAPSHOT_BUSY: &str = "Snapshot failed: too many snapshots in progress";
+/// `snapshotFailed`: why a stream snapshot could not be taken (`why` from
+/// `callgate_media::snapshot::SnapshotError`: no video, no decoder for H.264, no keyframe in
+/// time, the stream ended, a decoding error).
+pub fn snapshot_failed(why: impl std::fmt::Display) -> String {
+    format!("Snapshot failed: {why}")
+}
 
 // ---- Calls (spec/client-protocol.md §6) ----
 

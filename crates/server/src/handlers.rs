@@ -121,7 +121,7 @@ pub fn dispatch(to: Features<'_>, ctx: Arc<Party>, frame: ClientFrame) -> Result
         Msg::StopStream => streams::stop(st, ctx, obj, HookMethod::StopStream),
         Msg::AvailableStream => streams::available(st, &ctx, &obj),
         Msg::SendStreamEvent => streams::send_stream_event(st, &ctx, obj),
-        Msg::Snapshot => streams::snapshot(&ctx, &obj),
+        Msg::Snapshot => streams::snapshot(st, ctx, obj),
         Msg::PlayHls | Msg::PlayRtsp => streams::pull_refused(&ctx, obj),
         Msg::Call => calls::call(calls, ctx, obj),
         Msg::Answer => calls::answer(calls, ctx, obj),

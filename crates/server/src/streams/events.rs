@@ -1,4 +1,5 @@
-//! `availableStream`, `sendStreamEvent` (relayed to players) and `snapshot` (refused).
+//! `availableStream`, `sendStreamEvent` (relayed to players) and `snapshot` (a PNG of a
+//! published stream's next keyframe).
 
 use std::sync::Arc;
 
@@ -73,12 +74,55 @@ pub(super) fn send_stream_event(streams: &Streams, ctx: &Arc<Party>, obj: Map<St
     }
 }
 
-/// `snapshot`: not implemented; the SDK gets `snapshotFailed` (what it handles), never a fake image.
-pub(super) fn snapshot_refused(ctx: &Arc<Party>, obj: &Map<String, Value>) {
+/// `snapshot {name, mediaSessionId}`: the `snapshot` hook (direct; the backend may refuse, or
+/// rewrite `name` under OVERWRITE), then the publisher of `name` on this node is asked for its
+/// next keyframe (`callgate_media::snapshot`): `notifyStreamEvent {mediaSessionId, name,
+/// type:"snapshotCompleted", payload:{snapshot:<base64 PNG>}}`, or `type:"snapshotFailed",
+/// payload:{info}`. The requester may be any stream object (a never-played `NEW` one too): the
+/// answer goes to the `mediaSessionId` it sent.
+pub(super) async fn snapshot(streams: Arc<Streams>, ctx: Arc<Party>, obj: Map<String, Value>) {
+    let id = obj.get("mediaSessionId").cloned().unwrap_or(Value::Null);
+    let mut data = ctx.with_context(obj);
+    let taken = match ctx.direct(HookMethod::Snapshot, &mut data).await {
+        Err(why) => Err(why),
+        Ok(()) => take_snapshot(&streams, data.get("name").and_then(Value::as_str)).await,
+    };
+    let name = data.get("name").cloned().unwrap_or(Value::Null);
     let mut m = Map::new();
-    m.insert("mediaSessionId".into(), obj.get("mediaSessionId").cloned().unwrap_or(Value::Null));
-    m.insert("name".into(), obj.get("name").cloned().unwrap_or(Value::Null));
-    m.insert("type".into(), "snapshotFailed".into());
-    m.insert("payload".into(), serde_json::json!({ "info": info::SNAPSHOT_NOT_SUPPORTED }));
+    m.insert("mediaSessionId".into(), id);
+    m.insert("name".into(), name.clone());
+    let result = match taken {
+        Ok(png) => {
+            use base64::Engine as _;
+            tracing::info!(session = &*ctx.id, name = ?name, bytes = png.len(), "snapshot taken");
+            m.insert("type".into(), "snapshotCompleted".into());
+            let b64 = base64::engine::general_purpose::STANDARD.encode(&png);
+            m.insert("payload".into(), serde_json::json!({ "snapshot": b64 }));
+            "completed"
+        }
+        Err(why) => {
+            tracing::info!(session = &*ctx.id, name = ?name, reason = %why, "snapshot failed");
+            m.insert("type".into(), "snapshotFailed".into());
+            m.insert("payload".into(), serde_json::json!({ "info": why }));
+            "failed"
+        }
+    };
+    metrics::counter!("callgate_snapshots_total", "result" => result).increment(1);
     ctx.send(&ServerFrame::object(NOTIFY_STREAM_EVENT, m));
+}
+
+/// The PNG of the next keyframe of the stream published as `name` on this node, or the info.
+async fn take_snapshot(streams: &Streams, name: Option<&str>) -> Result<Vec<u8>, String> {
+    let Ok(_permit) = streams.snapshots.clone().try_acquire_owned() else {
+        return Err(proto_info::SNAPSHOT_BUSY.into());
+    };
+    let peer = {
+        let dir = streams.dir.lock();
+        match name.and_then(|n| dir.publisher(n)) {
+            None => return Err(proto_info::STREAM_NOT_FOUND.into()),
+            Some(e) if e.status != Status::Publishing => return Err(info::PUBLISH_STREAM_IS_NOT_READY.into()),
+            Some(e) => e.peer,
+        }
+    };
+    streams.media.snapshot(peer, SNAPSHOT_WAIT).await.map(|s| s.png).map_err(proto_info::snapshot_failed)
 }

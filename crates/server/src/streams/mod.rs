@@ -1,5 +1,5 @@
 //! Streams: `publishStream`, `playStream`, `unPublishStream`, `stopStream`, `availableStream`,
-//! `sendStreamEvent` (+ `snapshot`, `playHLS`, `playRTSP`, refused), their hooks and events, the
+//! `sendStreamEvent`, `snapshot` (+ `playHLS`, `playRTSP`, refused), their hooks and events, the
 //! keep-alive hook, and the REST API's view (`/stream/find`, `/find_all`, `/terminate`).
 //!
 //! | client message | hook | what the client gets |
@@ -9,6 +9,7 @@
 //! | `unPublishStream` / `stopStream` | `unPublishStream` / `stopStream` (direct) | `UNPUBLISHED` / `STOPPED` (`Stopped by user`); players of a publisher get `STOPPED` `Stopped by publisher stop` |
 //! | `availableStream` | — | `availableStream {id, mediaSessionId, name, status:"true"\|"false", info}` |
 //! | `sendStreamEvent` | `sendStreamEvent` (event) | each player: `notifyStreamEvent` under its own `mediaSessionId` (+ `StreamEvent` hook on the player's session) |
+//! | `snapshot` | `snapshot` (direct) | `notifyStreamEvent` `snapshotCompleted {snapshot: <base64 PNG>}` of the publisher's next VP8 keyframe, or `snapshotFailed {info}` |
 //!
 //! Every status goes to the backend as `StreamStatusEvent` (PENDING only there) and to the client
 //! as `notifyStreamStatusEvent`, through [`Party::raise_event`].
@@ -52,8 +53,7 @@ pub mod info {
     pub use callgate_proto::info::{
         AVAILABLE, FAILED_BY_DTLS_ERROR, FAILED_BY_ERROR, FAILED_BY_ICE_TIMEOUT, FAILED_BY_KEEP_ALIVE,
         MEDIASESSION_ID_ALREADY_IN_USE, MEDIASESSION_ID_NULL, NO_COMMON_CODECS, NO_SDP, NO_STREAM_NAME as NO_NAME,
-        PUBLISH_STREAM_IS_NOT_READY, PULL_NOT_SUPPORTED, SNAPSHOT_NOT_SUPPORTED, STOPPED_BY_USER,
-        TERMINATED_BY_KEEP_ALIVE,
+        PUBLISH_STREAM_IS_NOT_READY, PULL_NOT_SUPPORTED, STOPPED_BY_USER, TERMINATED_BY_KEEP_ALIVE,
     };
 }
 
@@ -85,11 +85,21 @@ pub struct Streams {
     max: usize,
     /// `[recording]`; `None`: `record: true` is refused as disabled.
     pub recordings: Option<Arc<recording::Recordings>>,
+    /// Snapshots in progress on the node, at most [`SNAPSHOTS_AT_ONCE`]: each may cost one
+    /// decode, and a flood of `snapshot` messages must not make a flood of decodes.
+    snapshots: Arc<tokio::sync::Semaphore>,
 }
 
 impl Streams {
     pub fn new(media: MediaEndpoint, sessions: Arc<Registry<Party>>) -> Streams {
-        Streams { dir: Mutex::new(Directory::default()), media, sessions, max: usize::MAX, recordings: None }
+        Streams {
+            dir: Mutex::new(Directory::default()),
+            media,
+            sessions,
+            max: usize::MAX,
+            recordings: None,
+            snapshots: Arc::new(tokio::sync::Semaphore::new(SNAPSHOTS_AT_ONCE)),
+        }
     }
 
     /// `[recording]`: where and how `record: true` streams are recorded.
@@ -156,9 +166,17 @@ pub fn send_stream_event(streams: &Streams, ctx: &Arc<Party>, obj: Map<String, V
     events::send_stream_event(streams, ctx, obj);
 }
 
-/// `snapshot`: refused (not supported).
-pub fn snapshot(ctx: &Arc<Party>, obj: &Map<String, Value>) {
-    events::snapshot_refused(ctx, obj);
+/// How long a snapshot waits for the publisher's next complete keyframe after asking for it
+/// (a browser answers a PLI within a frame or two; a lossy uplink may need a few tries).
+pub const SNAPSHOT_WAIT: Duration = callgate_media::snapshot::DEFAULT_WAIT;
+
+/// Snapshots in progress at once on the node; one more gets `snapshotFailed`
+/// [`callgate_proto::info::SNAPSHOT_BUSY`] at once.
+pub const SNAPSHOTS_AT_ONCE: usize = 16;
+
+/// `snapshot` (in a task): a PNG of the publisher's next keyframe, see [`events::snapshot`].
+pub fn snapshot(streams: &Arc<Streams>, ctx: Arc<Party>, obj: Map<String, Value>) {
+    tokio::spawn(events::snapshot(streams.clone(), ctx, obj));
 }
 
 /// `playHLS`, `playRTSP`: refused (pulling sources is not supported).
