@@ -396,6 +396,13 @@ async fn rest_requests_for_another_nodes_objects_are_answered_by_their_owner() {
     let (status, _) = rest(b.http_addr, "/rest-api/call/hold", r#"{"callId":"nobody"}"#).await;
     assert_eq!(status, 404);
 
+    // `/stream/snapshot` on B is taken on A: this publisher's frames are not real VP8, so A's
+    // 409 with the reason comes back (not B's 404).
+    let (status, body) = rest(b.http_addr, "/rest-api/stream/snapshot", r#"{"streamName":"cam1"}"#).await;
+    assert_eq!(status, 409, "{body}");
+    assert!(body.as_str().unwrap().starts_with("Snapshot failed"), "{body}");
+    let (status, _) = rest(b.http_addr, "/rest-api/stream/snapshot", r#"{"streamName":"none"}"#).await;
+    assert_eq!(status, 404);
     // `/stream/terminate` on B ends A's stream; its client hears it as from A's own REST API.
     let (status, body) = rest(b.http_addr, "/rest-api/stream/terminate", r#"{"name":"cam1"}"#).await;
     assert_eq!(status, 200, "{body}");

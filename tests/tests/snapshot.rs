@@ -182,3 +182,32 @@ async fn snapshot_without_a_decodable_keyframe_fails_after_the_wait_and_at_most_
     let ev = a.expect("notifyStreamEvent").await;
     assert_eq!(ev["payload"]["info"], "Snapshot failed: no keyframe arrived within 5000 ms", "{ev:?}");
 }
+
+#[tokio::test]
+async fn rest_stream_snapshot_answers_the_png_or_404_400_409() {
+    let backend = Backend::start().await;
+    let server = start_server(&config(&backend)).await;
+    let pb = FakeBrowser::publisher_real_vp8().await;
+    let _publisher = publish(&server, &pb, "pub-r", "rest-cam").await;
+    let post = |body: String| {
+        let server = &server;
+        async move { callgate_tests::http_post(server, "/rest-api/stream/snapshot", &body, None).await }
+    };
+    let (status, body) = post(json!({"streamName": "rest-cam"}).to_string()).await;
+    assert_eq!(status, 200, "{body}");
+    let answer: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(decode_png(answer["data"].as_str().expect("data")).0, 320, "{answer}");
+    let (status, body) = post(json!({"streamName": "nobody"}).to_string()).await;
+    assert_eq!((status, body.as_str()), (404, "Stream not found"));
+    assert_eq!(post("{}".into()).await.0, 400);
+    assert_eq!(post("[1]".into()).await.0, 400);
+    // A published stream with no decodable video (the fake publisher's filler frames): 409 with why.
+    let plain = FakeBrowser::publisher().await;
+    let _c = publish(&server, &plain, "pub-p", "plain").await;
+    let (status, body) = post(json!({"streamName": "plain"}).to_string()).await;
+    assert_eq!(status, 409, "{body}");
+    assert!(body.starts_with("Snapshot failed"), "{body}");
+    // The backend asked: no `snapshot` hook.
+    assert!(backend.requests_for("snapshot").is_empty());
+    server.shutdown().await;
+}

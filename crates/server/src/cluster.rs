@@ -614,17 +614,24 @@ impl Cluster {
     }
 
     /// Sends a REST request (`path` and JSON `body`) to `node` and waits for its answer, at
-    /// most `request_timeout_ms`.
-    pub async fn forward(&self, node: &str, path: &str, body: Bytes) -> Result<RestAnswer, ForwardError> {
+    /// most `request_timeout_ms` plus `extra` (what the request itself may take on the owner).
+    pub async fn forward(
+        &self,
+        node: &str,
+        path: &str,
+        body: Bytes,
+        extra: Duration,
+    ) -> Result<RestAnswer, ForwardError> {
         use async_nats::RequestErrorKind as K;
         let mut headers = async_nats::HeaderMap::new();
         headers.insert(PATH_HEADER, path);
-        let reply =
-            self.client.request_with_headers(rest_subject(node), headers, body).await.map_err(|e| match e.kind() {
-                K::NoResponders => ForwardError::Gone,
-                K::TimedOut => ForwardError::TimedOut,
-                K::Other => ForwardError::Nats(e.to_string()),
-            })?;
+        let request =
+            async_nats::Request::new().headers(headers).payload(body).timeout(Some(self.request_timeout() + extra));
+        let reply = self.client.send_request(rest_subject(node), request).await.map_err(|e| match e.kind() {
+            K::NoResponders => ForwardError::Gone,
+            K::TimedOut => ForwardError::TimedOut,
+            K::Other => ForwardError::Nats(e.to_string()),
+        })?;
         let header = |name: &str| reply.headers.as_ref().and_then(|h| h.get(name)).map(|v| v.as_str().to_string());
         let status = header(STATUS_HEADER)
             .and_then(|s| s.parse::<u16>().ok())

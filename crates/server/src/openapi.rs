@@ -39,6 +39,7 @@ without them (loopback only) none is asked for. See docs/rest-api.md."
         crate::rest_api::stream_find,
         crate::rest_api::stream_find_all,
         crate::rest_api::stream_terminate,
+        crate::rest_api::stream_snapshot,
         crate::rest_api::call_find,
         crate::rest_api::call_find_all,
         crate::rest_api::call_terminate,

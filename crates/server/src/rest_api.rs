@@ -16,6 +16,7 @@
 //! | `/call/transfer` | `{callId, target}` | `200` (REFER sent), `400`, `404`, `409` |
 //! | `/call/send_dtmf` | `{callId, dtmf, type?: RFC2833\|INFO\|INFO_RELAY}` | `200`, `400`, `404`, `409` |
 //! | `/cluster/nodes` | none | `200` list of the live nodes (`[cluster]`), `404` not a cluster member, `503` directory unreachable |
+//! | `/stream/snapshot` | `{streamName}` | `200` `{data: <base64 PNG>}` of the stream's next VP8 keyframe, `404` no such stream published, `409` it cannot be taken (not publishing yet, no video, H.264, no keyframe within 5 s; the reason as text), `503` too many snapshots at once |
 //! | `/stream/terminate` | filter as `find`, or `{mediaSessionIds:[…]}`; `{}` = every stream | `200` (clients get `Stopped by rest /terminate`), `404` none matched |
 //!
 //! A body that is not a JSON object, or lacks a required field, gets `400` with a reason.
@@ -26,7 +27,8 @@
 //! for one object (`/connection/terminate` and `/data/send` by `sessionId`, `/call/terminate`,
 //! `hold`, `unhold`, `transfer`, `send_dtmf` by `callId`) that this node does not hold go to
 //! the owner the directory names ([`cluster_route`]), whose answer is the answer;
-//! `/stream/terminate` runs on every live node. An owner that does not answer within
+//! `/stream/terminate` runs on every live node; `/stream/snapshot` of a name not published here
+//! asks the other live nodes. An owner that does not answer within
 //! `request_timeout_ms` gives `503` with the reason.
 //!
 //! Each handler's `#[utoipa::path]` annotation is its OpenAPI description (`crate::openapi`,
@@ -84,6 +86,7 @@ fn routes(shared: &Shared) -> Router<Arc<Shared>> {
         .route("/rest-api/stream/find", post(stream_find))
         .route("/rest-api/stream/find_all", post(stream_find_all).get(stream_find_all))
         .route("/rest-api/stream/terminate", post(stream_terminate))
+        .route("/rest-api/stream/snapshot", post(stream_snapshot))
         .route("/rest-api/call/find", post(call_find))
         .route("/rest-api/call/find_all", post(call_find_all).get(call_find_all))
         .route("/rest-api/call/terminate", post(call_terminate))
@@ -111,6 +114,9 @@ enum Route {
     Owner(crate::cluster::Kind, &'static str),
     /// To every live node (`/stream/terminate`: a filter may match streams anywhere).
     Everywhere,
+    /// To the other live nodes when not found here; the first one's `200` is the answer
+    /// (`/stream/snapshot`: the directory is keyed by stream id, not by name).
+    Anywhere,
 }
 
 fn route_of(path: &str) -> Option<Route> {
@@ -123,6 +129,7 @@ fn route_of(path: &str) -> Option<Route> {
         | "/rest-api/call/transfer"
         | "/rest-api/call/send_dtmf" => Route::Owner(Kind::Calls, "callId"),
         "/rest-api/stream/terminate" => Route::Everywhere,
+        "/rest-api/stream/snapshot" => Route::Anywhere,
         _ => return None,
     })
 }
@@ -165,12 +172,15 @@ async fn cluster_route(State(s): State<Arc<Shared>>, req: Request, next: Next) -
                     );
                 }
             };
-            match cluster.forward(&owner, &path, body).await {
+            match cluster.forward(&owner, &path, body, std::time::Duration::ZERO).await {
                 Ok(answer) => forwarded_answer(answer),
                 Err(e) => owner_unreachable(&owner, e),
             }
         }
-        Route::Everywhere => {
+        Route::Everywhere | Route::Anywhere => {
+            if matches!(route, Route::Anywhere) && here.status() != StatusCode::NOT_FOUND {
+                return here;
+            }
             let nodes = match cluster.other_nodes().await {
                 Ok(n) => n,
                 Err(e) => {
@@ -181,20 +191,33 @@ async fn cluster_route(State(s): State<Arc<Shared>>, req: Request, next: Next) -
                     );
                 }
             };
+            // A snapshot may wait for its keyframe on the owner.
+            let extra = match route {
+                Route::Anywhere => crate::streams::SNAPSHOT_WAIT,
+                _ => std::time::Duration::ZERO,
+            };
             let answers =
-                futures_util::future::join_all(nodes.iter().map(|n| cluster.forward(n, &path, body.clone()))).await;
+                futures_util::future::join_all(nodes.iter().map(|n| cluster.forward(n, &path, body.clone(), extra)))
+                    .await;
             // Done somewhere: 200. Otherwise the first node that could not be asked (503), else
             // this node's own answer (404, or 400 for a bad body).
             if here.status() == StatusCode::OK {
                 return here;
             }
+            // `Anywhere`: the node that has it answers with something else than 404 (a 409 of
+            // `/stream/snapshot` is that node's answer, not "not found").
             let mut unreachable = None;
+            let mut found = None;
             for (node, a) in nodes.iter().zip(answers) {
                 match a {
                     Ok(a) if a.status == 200 => return forwarded_answer(a),
+                    Ok(a) if a.status != 404 && matches!(route, Route::Anywhere) => found = found.or(Some(a)),
                     Ok(_) => {}
                     Err(e) => unreachable = unreachable.or(Some((node.clone(), e))),
                 }
+            }
+            if let Some(a) = found {
+                return forwarded_answer(a);
             }
             match unreachable {
                 Some((node, e)) if here.status() == StatusCode::NOT_FOUND => owner_unreachable(&node, e),
@@ -791,6 +814,44 @@ async fn stream_find(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
 async fn stream_find_all(State(s): State<Arc<Shared>>) -> Response {
     let local = crate::streams::find(&s.streams, Map::new());
     cluster_wide(&s, crate::cluster::Kind::Streams, &Map::new(), local.iter().collect()).await
+}
+
+/// `/stream/snapshot`: a PNG of the published stream's next keyframe (the SDK's `snapshot`
+/// without a client: no hook is called, the backend asked).
+#[utoipa::path(
+    post,
+    path = "/rest-api/stream/snapshot",
+    tag = "stream",
+    summary = "A PNG of a published stream's current picture",
+    request_body = crate::rest_types::StreamSnapshotRequest,
+    responses(
+        (status = 200, description = "The PNG of the publisher's next VP8 keyframe, base64", body = crate::rest_types::StreamSnapshotAnswer),
+        (status = 400, description = "The body is not a JSON object or lacks streamName; the reason as text", body = String, content_type = "text/plain"),
+        (status = 404, description = "No stream of that name is published", body = String, content_type = "text/plain"),
+        (status = 409, description = "The stream cannot give a snapshot now: not publishing yet, no video, H.264 (VP8 only), no keyframe within 5 s, or it ended; the reason as text", body = String, content_type = "text/plain"),
+    ),
+)]
+async fn stream_snapshot(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
+    let req = match parse_object(&body) {
+        Ok(m) => m,
+        Err(r) => return r.into_response(),
+    };
+    let name = match required_str(&req, "streamName") {
+        Ok(n) => n.to_string(),
+        Err(r) => return r.into_response(),
+    };
+    let taken = crate::streams::snapshot_png(&s.streams, &name).await;
+    metrics::counter!("callgate_snapshots_total", "result" => if taken.is_ok() { "completed" } else { "failed" })
+        .increment(1);
+    match taken {
+        Ok(png) => {
+            let data = base64::engine::general_purpose::STANDARD.encode(&png);
+            Json(crate::rest_types::StreamSnapshotAnswer { data }).into_response()
+        }
+        Err(why) if why == info::STREAM_NOT_FOUND => error(StatusCode::NOT_FOUND, why),
+        Err(why) if why == info::SNAPSHOT_BUSY => overloaded(s.cfg.limits.retry_after_s, why),
+        Err(why) => error(StatusCode::CONFLICT, why),
+    }
 }
 
 /// `/stream/terminate`: REST-originated, so no hook can refuse it; the clients get

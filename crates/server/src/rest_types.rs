@@ -144,6 +144,19 @@ pub struct StreamTerminateRequest {
     pub other: Map<String, Value>,
 }
 
+/// `/stream/snapshot`: the published stream's name.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StreamSnapshotRequest {
+    pub stream_name: String,
+}
+
+/// `/stream/snapshot`'s answer: the PNG, base64.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct StreamSnapshotAnswer {
+    pub data: String,
+}
+
 /// `{callId}`: the call to act on.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]

@@ -112,7 +112,7 @@ pub(super) async fn snapshot(streams: Arc<Streams>, ctx: Arc<Party>, obj: Map<St
 }
 
 /// The PNG of the next keyframe of the stream published as `name` on this node, or the info.
-async fn take_snapshot(streams: &Streams, name: Option<&str>) -> Result<Vec<u8>, String> {
+pub(super) async fn take_snapshot(streams: &Streams, name: Option<&str>) -> Result<Vec<u8>, String> {
     let Ok(_permit) = streams.snapshots.clone().try_acquire_owned() else {
         return Err(proto_info::SNAPSHOT_BUSY.into());
     };

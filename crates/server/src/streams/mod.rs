@@ -179,6 +179,12 @@ pub fn snapshot(streams: &Arc<Streams>, ctx: Arc<Party>, obj: Map<String, Value>
     tokio::spawn(events::snapshot(streams.clone(), ctx, obj));
 }
 
+/// `/rest-api/stream/snapshot`: a PNG of the next keyframe of the stream published as `name` on
+/// this node, or why not (the same infos as `snapshotFailed`). No hook: the backend asked.
+pub async fn snapshot_png(streams: &Streams, name: &str) -> Result<Vec<u8>, String> {
+    events::take_snapshot(streams, Some(name)).await
+}
+
 /// `playHLS`, `playRTSP`: refused (pulling sources is not supported).
 pub fn pull_refused(ctx: &Arc<Party>, obj: Map<String, Value>) {
     let data = ctx.with_context(obj);
