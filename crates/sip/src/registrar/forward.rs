@@ -35,6 +35,27 @@ fn elements(value: &[u8]) -> impl Iterator<Item = &[u8]> {
     ListIter::new(value).map(move |(a, b)| &value[a..b]).filter(|e| !e.is_empty())
 }
 
+/// Writes each element of the list header `value` on a line of its own. The first element of
+/// this header in the whole message (`*first` is shared by its repeated header lines) is given to
+/// `first_as` instead, which returns its replacement, or `None` to drop it.
+fn put_elements(
+    out: &mut BytesMut,
+    name: &[u8],
+    value: &[u8],
+    first: &mut bool,
+    first_as: impl Fn(&[u8]) -> Option<Vec<u8>>,
+) {
+    for el in elements(value) {
+        if std::mem::take(first) {
+            if let Some(replaced) = first_as(el) {
+                put_header(out, name, &replaced);
+            }
+        } else {
+            put_header(out, name, el);
+        }
+    }
+}
+
 fn finish(mut out: BytesMut, msg: &Message) -> Bytes {
     let body = msg.body();
     put_header(&mut out, b"Content-Length", body.len().to_string().as_bytes());
@@ -60,26 +81,10 @@ pub(crate) fn request(msg: &Message, method: &str, e: &RequestEdit<'_>) -> Bytes
     for h in msg.headers() {
         let value = h.value_unfolded();
         match h.name() {
-            HeaderName::Via => {
-                for el in elements(&value) {
-                    if first_via {
-                        first_via = false;
-                        let stamped = crate::ua::request::stamped_via(&String::from_utf8_lossy(el), e.source);
-                        put_header(&mut out, b"Via", stamped.as_bytes());
-                    } else {
-                        put_header(&mut out, b"Via", el);
-                    }
-                }
-            }
-            HeaderName::Route => {
-                for el in elements(&value) {
-                    if first_route {
-                        first_route = false;
-                    } else {
-                        put_header(&mut out, b"Route", el);
-                    }
-                }
-            }
+            HeaderName::Via => put_elements(&mut out, b"Via", &value, &mut first_via, |el| {
+                Some(crate::ua::request::stamped_via(&String::from_utf8_lossy(el), e.source).into_bytes())
+            }),
+            HeaderName::Route => put_elements(&mut out, b"Route", &value, &mut first_route, |_| None),
             HeaderName::MaxForwards => {
                 if !max_forwards {
                     max_forwards = true;
@@ -106,15 +111,7 @@ pub(crate) fn response(msg: &Message) -> Bytes {
     for h in msg.headers() {
         let value = h.value_unfolded();
         match h.name() {
-            HeaderName::Via => {
-                for el in elements(&value) {
-                    if first_via {
-                        first_via = false;
-                    } else {
-                        put_header(&mut out, b"Via", el);
-                    }
-                }
-            }
+            HeaderName::Via => put_elements(&mut out, b"Via", &value, &mut first_via, |_| None),
             HeaderName::ContentLength => {}
             _ => put_header(&mut out, h.name_bytes(), &value),
         }
