@@ -4,86 +4,9 @@
 //! the message as received, or into the value handed to a standalone parser). Bad input is always
 //! an `Err`, never a panic.
 
+pub use crate::fault::Fault;
 use crate::method::Method;
 use crate::name::HeaderName;
-
-/// What exactly was wrong with a piece of a message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum Fault {
-    #[error("empty value")]
-    Empty,
-    #[error("value ends too early")]
-    UnexpectedEnd,
-    #[error("unexpected character")]
-    UnexpectedChar,
-    #[error("unexpected characters after the value")]
-    TrailingData,
-    #[error("not a token")]
-    InvalidToken,
-    #[error("unterminated quoted string")]
-    UnterminatedQuote,
-    #[error("missing '>'")]
-    UnterminatedAngle,
-    #[error("expected '<'")]
-    ExpectedAngle,
-    #[error("control character")]
-    ControlChar,
-    #[error("invalid escape sequence")]
-    InvalidEscape,
-    #[error("invalid UTF-8")]
-    InvalidUtf8,
-    #[error("not a number")]
-    NotANumber,
-    #[error("number out of range")]
-    Overflow,
-    #[error("invalid host")]
-    InvalidHost,
-    #[error("invalid port")]
-    InvalidPort,
-    #[error("invalid IPv6 reference")]
-    InvalidIpv6,
-    #[error("invalid IP address")]
-    InvalidIp,
-    #[error("invalid URI scheme")]
-    InvalidScheme,
-    #[error("invalid user part")]
-    InvalidUser,
-    #[error("URI headers are not allowed here")]
-    HeadersNotAllowed,
-    #[error("a URI with ';', ',' or '?' must be enclosed in '<>'")]
-    AngleBracketsRequired,
-    #[error("white space inside '<>'")]
-    SpaceInAngleBrackets,
-    #[error("display name is neither tokens nor a quoted string")]
-    InvalidDisplayName,
-    #[error("empty parameter")]
-    EmptyParam,
-    #[error("empty list element")]
-    EmptyElement,
-    #[error("unsupported protocol version")]
-    UnsupportedVersion,
-    #[error("extra white space")]
-    ExtraWhitespace,
-    #[error("CR without LF")]
-    BareCr,
-    #[error("header line without ':'")]
-    MissingColon,
-    #[error("invalid header name")]
-    InvalidName,
-    #[error("continuation line without a header")]
-    OrphanContinuation,
-    #[error("invalid date")]
-    InvalidDate,
-    #[error("invalid method")]
-    InvalidMethod,
-    #[error("invalid status code")]
-    InvalidStatus,
-    #[error("invalid media type")]
-    InvalidMediaType,
-    #[error("'*' must be the only Contact")]
-    WildcardNotAlone,
-}
 
 /// A message, or a part of one, that is not valid SIP.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -8,7 +8,7 @@
 
 use std::borrow::Cow;
 
-use crate::error::Fault;
+use crate::fault::Fault;
 
 /// A fault at a byte offset inside the slice being parsed. Crate-internal; it becomes a
 /// [`crate::ParseError`] at the API boundary, where the offset is made absolute.

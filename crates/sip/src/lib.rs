@@ -85,6 +85,7 @@ pub mod builder;
 pub mod dialog;
 pub mod digest;
 mod error;
+mod fault;
 mod framer;
 pub mod keys;
 mod lenient;

@@ -4,7 +4,7 @@
 //! Parsing validates the whole list once and keeps only its text; lookups walk that text again,
 //! which for the handful of parameters a SIP value has is cheaper than allocating a map.
 
-use crate::error::Fault;
+use crate::fault::Fault;
 use crate::lex::{self, Bad};
 
 /// A validated parameter list, starting at its first `;` (or empty).

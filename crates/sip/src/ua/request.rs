@@ -166,7 +166,7 @@ pub(crate) fn response_to(
     source: SocketAddr,
 ) -> Result<MessageBuilder, ParseError> {
     let status = StatusCode::new(status)
-        .ok_or(ParseError::Builder { what: "status code", fault: crate::error::Fault::InvalidStatus })?;
+        .ok_or(ParseError::Builder { what: "status code", fault: crate::fault::Fault::InvalidStatus })?;
     let mut b = MessageBuilder::response(status, reason);
     for (i, v) in req.header_values(HeaderName::Via).enumerate() {
         let text = crate::message::unfold(v);
