@@ -18,6 +18,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 pub mod peers;
 pub mod sip_fixtures;
+pub mod streams;
 pub mod tls;
 pub mod webrtc;
 

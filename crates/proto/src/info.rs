@@ -201,6 +201,9 @@ pub const SERVER_SHUTDOWN: &str = "Server shutdown";
 pub const CLIENT_TOO_SLOW: &str = "Client too slow";
 /// A second `connection` message on an established session.
 pub const ALREADY_CONNECTED: &str = "Already connected";
+/// `fail` (ConnectionStatusEvent) to a `connection` whose `authToken` names no session kept
+/// alive on this node (never kept, its grace over, resumed already, or another appKey).
+pub const NO_KEPT_SESSION: &str = "No session to resume for this authToken";
 
 /// The reason of the 1009 close frame of a message over `[server] max_message_size`.
 pub fn message_too_big(limit: impl std::fmt::Display) -> String {

@@ -50,6 +50,9 @@ pub struct ServerConfig {
     pub client_write_timeout_ms: u64,
     /// A WebSocket that has not sent `connection` by then is closed ("Login timeout").
     pub login_timeout_ms: u64,
+    /// How long a `keepAlive` session outlives its socket, waiting to be resumed by its
+    /// `authToken`; 0 = never kept (`session.rs`).
+    pub keep_alive_grace_ms: u64,
     /// Every listener (also the TLS handshake of the `[tls]` ones): a request head must arrive within this; also closes idle keep-alive
     /// connections (the wait for the next request's head is bounded the same way) and bounds
     /// each pause within a request body.

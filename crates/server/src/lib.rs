@@ -241,6 +241,7 @@ pub async fn start_as(cfg: Config, node_id: Arc<str>) -> anyhow::Result<RunningS
         supervisor,
         lifecycle,
         cluster,
+        kept: dashmap::DashMap::new(),
     });
     if let Some(c) = &shared.cluster {
         // Answers REST requests for this node's objects that other nodes forward (before the
@@ -419,8 +420,8 @@ async fn ws_upgrade(
     // the buffer grows for them. Writes go out at once instead of being batched.
     ws.max_message_size(max).max_frame_size(max).read_buffer_size(4096).write_buffer_size(0).on_upgrade(
         move |socket| async move {
-            session::run(shared, socket, addrs).await;
-            drop((slot, live));
+            // A session kept alive (`keepAlive`) keeps its slot, and the shutdown waits for it.
+            session::run(shared, socket, addrs, (slot, live)).await;
         },
     )
 }

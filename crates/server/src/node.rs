@@ -43,6 +43,17 @@ pub struct Shared {
     pub admission: Arc<crate::admission::Admission>,
     /// `[cluster]`: the directory of the cluster's nodes and objects; `None` on a single node.
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// Sessions kept alive after their socket went (`keepAlive`), by `authToken`, until a new
+    /// connection resumes them or their grace ends (`session.rs`). Whoever removes an entry
+    /// owns what happens next: the resuming connection, or the keeper that ends the session.
+    pub kept: dashmap::DashMap<String, KeptSession>,
+}
+
+/// A session waiting to be resumed (see [`Shared::kept`]).
+pub struct KeptSession {
+    pub party: Arc<Party>,
+    /// Tells the session's keeper that a connection resumed it.
+    pub resumed: tokio::sync::oneshot::Sender<()>,
 }
 
 /// Whether the node is stopping, and which sessions still run. Part of [`Shared`].

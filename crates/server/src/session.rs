@@ -26,7 +26,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{Map, Value};
 use tokio::sync::{mpsc, Notify};
 
-use crate::node::Shared;
+use crate::node::{KeptSession, Shared};
 use crate::party::{Client, Party};
 use crate::wire::{close_frame, ConnAddrs, Out, Outbox, SessionCmd};
 
@@ -46,10 +46,13 @@ const OVERSIZE_CLOSE_LINGER: Duration = Duration::from_secs(1);
 /// Runs one connection to its end.
 ///
 /// Whatever way it ends (the client leaves, closes, stops reading, sends too much, never logs
-/// in, or is terminated), [`Connection::finish`] runs and nothing waits on the client without a
+/// in, or is terminated), its session ends ([`end_session`]) or, for a `keepAlive` session
+/// whose socket went, is kept for resuming ([`keep`]); nothing waits on the client without a
 /// bound: a client that does not read makes the writer give up after
-/// `server.client_write_timeout_ms`, and a full outbox is not waited on for room.
-pub async fn run(shared: Arc<Shared>, socket: WebSocket, addrs: ConnAddrs) {
+/// `server.client_write_timeout_ms`, and a full outbox is not waited on for room. `hold` (the
+/// session's admission slot, its place in the shutdown's count) is dropped when the session
+/// ends, so a kept session keeps it.
+pub async fn run<H: Send + 'static>(shared: Arc<Shared>, socket: WebSocket, addrs: ConnAddrs, hold: H) {
     let id: Arc<str> = format!("/{}/{}-{}", addrs.remote, addrs.local, uuid::Uuid::new_v4()).into();
     let (sink, mut stream) = socket.split();
     let (out_tx, out_rx) = mpsc::channel::<Out>(shared.cfg.server.client_send_queue);
@@ -73,6 +76,9 @@ pub async fn run(shared: Arc<Shared>, socket: WebSocket, addrs: ConnAddrs) {
     tokio::pin!(login_deadline);
     // The close frame when the server decides to close; a normal close (1000) otherwise.
     let mut close: Option<CloseFrame> = None;
+    // Whether a `keepAlive` session may outlive this end: yes when the socket went or the
+    // client stopped answering (the network), no when the server or the backend ended it.
+    let mut keepable = true;
     loop {
         tokio::select! {
             msg = stream.next() => {
@@ -80,6 +86,7 @@ pub async fn run(shared: Arc<Shared>, socket: WebSocket, addrs: ConnAddrs) {
                     Some(Ok(msg)) => msg,
                     Some(Err(e)) => {
                         close = read_error_close(&shared, &id, e);
+                        keepable = close.is_none();
                         break;
                     }
                     None => break,
@@ -103,6 +110,7 @@ pub async fn run(shared: Arc<Shared>, socket: WebSocket, addrs: ConnAddrs) {
                     session.out.send(&ServerFrame::fail("ConnectionStatusEvent", &why, None));
                     close = Some(close_frame(1000, &why));
                     session.closing = true;
+                    keepable = false;
                 }
                 None => break,
             },
@@ -122,6 +130,7 @@ pub async fn run(shared: Arc<Shared>, socket: WebSocket, addrs: ConnAddrs) {
                 session.out.send(&ServerFrame::fail("ConnectionStatusEvent", SERVER_SHUTDOWN, None));
                 close = Some(close_frame(1001, SERVER_SHUTDOWN));
                 session.closing = true;
+                keepable = false;
             }
             _ = &mut login_deadline, if session.ctx.is_none() => {
                 tracing::info!(session = &*id, timeout_ms = shared.cfg.server.login_timeout_ms, "no connection message in time; closing");
@@ -152,7 +161,14 @@ pub async fn run(shared: Arc<Shared>, socket: WebSocket, addrs: ConnAddrs) {
         }
     }
     drop(out);
-    session.finish();
+    let kept = match session.ctx.take() {
+        Some(ctx) if keepable && wants_keep_alive(&shared, &ctx) => Some(ctx),
+        Some(ctx) => {
+            end_session(&shared, &ctx);
+            None
+        }
+        None => None,
+    };
     drop(session);
     if !writer_done && tokio::time::timeout(CLOSE_FLUSH_BOUND, &mut writer).await.is_err() {
         abort.notify_one();
@@ -163,6 +179,59 @@ pub async fn run(shared: Arc<Shared>, socket: WebSocket, addrs: ConnAddrs) {
     }
     drop(stream);
     metrics::gauge!("callgate_ws_connections").decrement(1.0);
+    match kept {
+        Some(ctx) => keep(shared, ctx, cmd_rx, hold).await,
+        None => drop(hold),
+    }
+}
+
+/// Whether the session asked to outlive its socket (`keepAlive: true` in its connection
+/// object) and may: `server.keep_alive_grace_ms` > 0, an `authToken` to resume it by, and the
+/// node not stopping.
+fn wants_keep_alive(shared: &Shared, ctx: &Party) -> bool {
+    let data = ctx.data_ref();
+    shared.cfg.server.keep_alive_grace_ms > 0
+        && data.get("keepAlive") == Some(&Value::Bool(true))
+        && data.get("authToken").and_then(Value::as_str).is_some_and(|t| !t.is_empty())
+        && !shared.lifecycle.is_stopping()
+}
+
+/// A `keepAlive` session whose socket went: it stays in the registry with its SIP registration,
+/// calls and streams (frames to it are dropped) until a connection resumes it by its
+/// `authToken` (`Connection::resume`), a command ends it (REST `/connection/terminate`), its
+/// grace (`server.keep_alive_grace_ms`) is over, or the node stops. The keeper takes the
+/// session task's commands meanwhile and holds its `hold`.
+async fn keep<H>(shared: Arc<Shared>, ctx: Arc<Party>, mut cmd_rx: mpsc::Receiver<SessionCmd>, hold: H) {
+    let token = ctx.data_ref().get("authToken").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let (resumed_tx, resumed) = tokio::sync::oneshot::channel();
+    shared.kept.insert(token.clone(), KeptSession { party: ctx.clone(), resumed: resumed_tx });
+    let grace = Duration::from_millis(shared.cfg.server.keep_alive_grace_ms);
+    tracing::info!(
+        session = &*ctx.id,
+        grace_ms = grace.as_millis() as u64,
+        "socket gone; session kept alive for resuming"
+    );
+    metrics::gauge!("callgate_sessions_kept").increment(1.0);
+    let mut stopping = shared.lifecycle.stopping();
+    let why = tokio::select! {
+        _ = resumed => "",
+        cmd = cmd_rx.recv() => match cmd {
+            Some(SessionCmd::Terminate { info }) => {
+                tracing::info!(session = &*ctx.id, reason = %info, "closing kept session");
+                "terminated"
+            }
+            None => "terminated",
+        },
+        () = tokio::time::sleep(grace) => "not resumed in time",
+        _ = async { drop(stopping.wait_for(|s| *s).await) } => "server shutdown",
+    };
+    metrics::gauge!("callgate_sessions_kept").decrement(1.0);
+    // Whoever removes the entry owns the session: a connection that resumed it first has it.
+    if shared.kept.remove(&token).is_some() {
+        tracing::info!(session = &*ctx.id, why, "kept session ends");
+        end_session(&shared, &ctx);
+    }
+    drop(hold);
 }
 
 /// A connection refused by `[limits]` (`admission.rs`): `fail` (ConnectionStatusEvent) with
@@ -319,6 +388,11 @@ impl Connection {
         };
         obj.insert("nodeId".into(), Value::from(&*shared.node_id));
         obj.insert("appKey".into(), Value::from(app_key.as_str()));
+        // Resuming a kept-alive session (`keepAlive` + `authToken`) is not a new session.
+        if let Some(token) = obj.get("authToken").and_then(Value::as_str).filter(|t| !t.is_empty()) {
+            let token = token.to_owned();
+            return self.resume(obj, token, app_key).await;
+        }
         obj.insert("sessionId".into(), Value::from(&*self.id));
         let Some(app) = shared.apps.get(&app_key).cloned() else {
             tracing::info!(session = &*self.id, app_key, "connection refused: unknown appKey");
@@ -373,18 +447,62 @@ impl Connection {
         self.ctx = Some(ctx);
     }
 
-    /// The socket is gone: the backend gets `ConnectionStatusEvent DISCONNECTED`, after every
-    /// event raised before it.
-    fn finish(&mut self) {
-        if let Some(ctx) = self.ctx.take() {
-            self.shared.sessions.remove(&ctx.id);
-            // After leaving the registry (no stream can be added any more), before DISCONNECTED.
-            crate::streams::session_closed(&self.shared.streams, &ctx);
-            crate::calls::session_closed(&self.shared.calls, &ctx);
-            let mut ev = ctx.data();
-            ev.insert("status".into(), status::connection::DISCONNECTED.into());
-            ctx.raise_event(HookMethod::ConnectionStatusEvent, Origin::Client, ev, None);
-            tracing::info!(session = &*ctx.id, "session closed");
+    /// `connection` with an `authToken`: resumes the session kept alive under it. The connect
+    /// hook is asked first (its body is this connection's object with the kept session's
+    /// `sessionId` and `resumed: true`); declined, the client gets `fail` and the kept session
+    /// waits on. Resumed, the client gets the session's own connection object (`getUserData`,
+    /// the backend `ConnectionStatusEvent ESTABLISHED` with `resumed: true`) and `registered`
+    /// when its SIP account is registered.
+    async fn resume(&mut self, mut obj: Map<String, Value>, token: String, app_key: String) {
+        let shared = self.shared.clone();
+        let kept = shared.kept.get(&token).map(|k| k.party.clone()).filter(|p| *p.app.key == *app_key);
+        let Some(party) = kept else {
+            tracing::info!(session = &*self.id, app_key, "connection refused: no kept session for its authToken");
+            self.out.send(&ServerFrame::fail("ConnectionStatusEvent", info::NO_KEPT_SESSION, None));
+            self.closing = true;
+            return;
+        };
+        obj.insert("sessionId".into(), Value::from(&*party.id));
+        obj.insert("resumed".into(), Value::Bool(true));
+        let defaults = Arc::new(RestClientConfig::default());
+        let inv =
+            shared.engine.invoke(&party.app, &defaults, HookMethod::Connect, Origin::Client, &mut obj, &party.id).await;
+        if inv.verdict.aborts() {
+            let why = inv.client_info();
+            tracing::info!(session = &*party.id, reason = %why, "resume declined by the connect hook; the session stays kept");
+            self.out.send(&ServerFrame::fail("ConnectionStatusEvent", &why, None));
+            self.closing = true;
+            return;
         }
+        // The keeper may have ended it while the hook ran: only the one who removes it has it.
+        let Some((_, kept)) = shared.kept.remove(&token) else {
+            self.out.send(&ServerFrame::fail("ConnectionStatusEvent", info::NO_KEPT_SESSION, None));
+            self.closing = true;
+            return;
+        };
+        party.reattach(Client { out: self.out.clone(), cmd: self.cmd_tx.clone() });
+        let _ = kept.resumed.send(());
+        tracing::info!(session = &*party.id, connection = &*self.id, "kept session resumed");
+        metrics::counter!("callgate_sessions_resumed_total").increment(1);
+        let mut ev = party.data();
+        ev.insert("status".into(), status::connection::ESTABLISHED.into());
+        ev.insert("resumed".into(), Value::Bool(true));
+        party.raise_event(HookMethod::ConnectionStatusEvent, Origin::Client, ev, Some(messages::GET_USER_DATA));
+        crate::calls::session_resumed(&shared.calls, &party);
+        self.ctx = Some(party);
     }
+}
+
+/// The session is over (its socket went, or its keep-alive grace): it leaves the registry, its
+/// streams and calls end, and the backend gets `ConnectionStatusEvent DISCONNECTED` after every
+/// event raised before it.
+fn end_session(shared: &Shared, ctx: &Arc<Party>) {
+    shared.sessions.remove(&ctx.id);
+    // After leaving the registry (no stream can be added any more), before DISCONNECTED.
+    crate::streams::session_closed(&shared.streams, ctx);
+    crate::calls::session_closed(&shared.calls, ctx);
+    let mut ev = ctx.data();
+    ev.insert("status".into(), status::connection::DISCONNECTED.into());
+    ctx.raise_event(HookMethod::ConnectionStatusEvent, Origin::Client, ev, None);
+    tracing::info!(session = &*ctx.id, "session closed");
 }

@@ -403,6 +403,9 @@ pub(crate) enum SipCmd {
     /// The session is gone: forget its messages, un-SUBSCRIBE its subscriptions, un-REGISTER
     /// its account.
     SessionClosed(Arc<Party>),
+    /// A kept-alive session was resumed by a new connection: it is told `registered` again
+    /// when its registration holds.
+    Resumed(Arc<Party>),
 }
 
 /// The SIP owner task. It owns the registrations and subscriptions and carries out every
@@ -453,6 +456,7 @@ async fn pump(
                         subs.session_closed(&side, &ctx).await;
                         accounts.unregister(&side, &ctx.id).await;
                     }
+                    SipCmd::Resumed(ctx) => accounts.resumed(&ctx),
                 }
                 continue;
             }
@@ -538,6 +542,11 @@ pub fn session_established(calls: &Arc<Calls>, ctx: &Arc<Party>) {
 pub fn session_closed(calls: &Arc<Calls>, ctx: &Arc<Party>) {
     call::session_closed(calls, ctx);
     let _ = calls.sip_cmd(SipCmd::SessionClosed(ctx.clone()));
+}
+
+/// A kept-alive session was resumed (`session.rs`): its client hears of its registration again.
+pub fn session_resumed(calls: &Arc<Calls>, ctx: &Arc<Party>) {
+    let _ = calls.sip_cmd(SipCmd::Resumed(ctx.clone()));
 }
 
 /// `call` from the client.

@@ -31,6 +31,8 @@ pub(super) struct RegEntry {
     pub(super) closing: bool,
     /// Its credentials are lent to the embedded registrar (`session_users`) until it goes.
     held: bool,
+    /// The registrar accepted it (and has not dropped it since).
+    registered: bool,
 }
 
 /// The hook body: context + `sipLogin`, `sipDomain`, `status`, `info`.
@@ -114,7 +116,7 @@ impl Accounts {
         match side.register(account).await {
             Ok(id) => {
                 self.by_session.insert(ctx.id.clone(), id);
-                self.regs.insert(id, RegEntry { ctx, creds, next_hop, closing: false, held });
+                self.regs.insert(id, RegEntry { ctx, creds, next_hop, closing: false, held, registered: false });
                 self.counted();
             }
             Err(e) => {
@@ -141,11 +143,22 @@ impl Accounts {
         }
     }
 
+    /// `SipCmd::Resumed`: a resumed session's new connection gets `registered` (no hook: the
+    /// backend has had its REGISTERED) when its registration holds.
+    pub(super) fn resumed(&self, ctx: &Arc<Party>) {
+        let Some(e) = self.by_session.get(&ctx.id).and_then(|r| self.regs.get(r)) else { return };
+        if e.registered && !e.closing {
+            let exclude = &ctx.rcc.method(HookMethod::RegistrationStatusEvent).client_exclude;
+            ctx.send_object(CLIENT_REGISTERED, &event_body(ctx, &e.creds, REGISTERED, ""), exclude);
+        }
+    }
+
     /// A registration event from the user agent.
     pub(super) fn on_event(&mut self, sessions: &Registry<Party>, reg: RegId, event: RegEvent) {
         match event {
             RegEvent::Registered { expires, refresh } => {
-                let Some(e) = self.regs.get(&reg) else { return };
+                let Some(e) = self.regs.get_mut(&reg) else { return };
+                e.registered = true;
                 if refresh || e.closing {
                     tracing::debug!(session = &*e.ctx.id, expires, "SIP registration refreshed");
                     return;

@@ -59,8 +59,10 @@ pub struct Party {
     direct_in_flight: AtomicUsize,
     /// Refusals for that bound are logged once per party.
     direct_refusal_logged: AtomicBool,
-    /// `None` for a REST-started leg: its frames have nowhere to go.
-    pub client: Option<Client>,
+    /// `None` for a REST-started leg: its frames have nowhere to go. A session kept alive
+    /// (`keepAlive`) swaps in the socket of the connection that resumes it
+    /// ([`Party::reattach`]); while it has none, the old outbox is closed and frames are dropped.
+    client: Option<RwLock<Client>>,
 }
 
 impl Party {
@@ -83,7 +85,7 @@ impl Party {
             debug: AtomicBool::new(false),
             direct_in_flight: AtomicUsize::new(0),
             direct_refusal_logged: AtomicBool::new(false),
-            client,
+            client: client.map(RwLock::new),
         }
     }
 
@@ -102,32 +104,47 @@ impl Party {
         filter.iter().all(|(k, v)| d.get(k) == Some(v)).then_some(d)
     }
 
+    /// The client's outbox now (none for a REST leg).
+    fn out(&self) -> Option<Outbox> {
+        self.client.as_ref().map(|c| c.read().out.clone())
+    }
+
     /// A frame to the client (none for a REST leg).
     pub fn send(&self, frame: &ServerFrame) {
-        if let Some(c) = &self.client {
-            c.out.send(frame);
+        if let Some(out) = self.out() {
+            out.send(frame);
         }
     }
 
     /// Already serialised text to the client.
     pub fn send_text(&self, text: String) {
-        if let Some(c) = &self.client {
-            c.out.send_text(text);
+        if let Some(out) = self.out() {
+            out.send_text(text);
         }
     }
 
     /// Sends `{message, data:[obj without `exclude` and without secrets]}`.
     pub fn send_object(&self, message: &str, obj: &Map<String, Value>, exclude: &FieldList) {
-        match &self.client {
-            Some(c) if !c.out.is_closed() => c.out.send_text(frame_text(message, obj, exclude)),
+        match self.out() {
+            Some(out) if !out.is_closed() => out.send_text(frame_text(message, obj, exclude)),
             _ => {}
         }
     }
 
-    /// Asks the session task to close, telling the client why (nothing for a REST leg).
+    /// Asks the session task to close, telling the client why (nothing for a REST leg). A kept
+    /// session's keeper takes the same command (`session.rs`).
     pub fn terminate(&self, info: String) {
         if let Some(c) = &self.client {
-            let _ = c.cmd.try_send(SessionCmd::Terminate { info });
+            let cmd = c.read().cmd.clone();
+            let _ = cmd.try_send(SessionCmd::Terminate { info });
+        }
+    }
+
+    /// A kept-alive session is resumed by a new connection: from now on its frames and
+    /// commands go to that connection's task. Nothing for a REST leg.
+    pub fn reattach(&self, client: Client) {
+        if let Some(c) = &self.client {
+            *c.write() = client;
         }
     }
 
