@@ -8,10 +8,11 @@ use std::time::Duration;
 
 use callgate_tests::peers::{Sipp, SippProcess};
 use callgate_tests::sip_fixtures::{call_msg, connection, registrar, sip_server_toml, sipp_uas};
+use callgate_tests::streams::{publish_msg, stream_status};
 use callgate_tests::webrtc::FakeBrowser;
 use callgate_tests::{http_post, start_server, Backend, Client, WAIT};
 use futures_util::StreamExt;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -235,21 +236,6 @@ async fn calls_past_max_calls_get_503_failed_and_503_with_retry_after_at_the_cal
     drop(c);
     let _ = registrar.wait().await;
     server.shutdown().await;
-}
-
-fn publish_msg(id: &str, name: &str, sdp: &str) -> Value {
-    json!({"mediaSessionId": id, "name": name, "published": true, "hasVideo": true, "hasAudio": true,
-           "status": "PENDING", "record": false, "mediaProvider": "WebRTC", "sdp": sdp,
-           "bitrate": 0, "minBitrate": 0, "maxBitrate": 0, "custom": {}})
-}
-
-async fn stream_status(c: &mut Client, id: &str) -> Map<String, Value> {
-    loop {
-        let st = c.expect("notifyStreamStatusEvent").await;
-        if st["mediaSessionId"] == id && st["status"] != "PENDING" {
-            return st;
-        }
-    }
 }
 
 #[tokio::test]

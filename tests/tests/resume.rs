@@ -175,6 +175,12 @@ async fn a_shutdown_ends_a_kept_session_with_disconnected() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     let sid = user["sessionId"].as_str().unwrap().to_string();
     assert_eq!(disconnected(&backend, &sid), 0);
-    tokio::time::timeout(Duration::from_secs(10), server.shutdown()).await.expect("the shutdown does not wait for the grace");
-    assert_eq!(disconnected(&backend, &sid), 1, "the kept session's DISCONNECTED is delivered before the shutdown ends");
+    tokio::time::timeout(Duration::from_secs(10), server.shutdown())
+        .await
+        .expect("the shutdown does not wait for the grace");
+    assert_eq!(
+        disconnected(&backend, &sid),
+        1,
+        "the kept session's DISCONNECTED is delivered before the shutdown ends"
+    );
 }

@@ -8,6 +8,7 @@ use std::io::Cursor;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
+use callgate_tests::streams::publish_msg;
 use callgate_tests::webrtc::FakeBrowser;
 use callgate_tests::{start_server, Backend, Client, Reply};
 use serde_json::{json, Map, Value};
@@ -22,11 +23,6 @@ fn config(backend: &Backend) -> String {
 
 fn connection(custom: Value) -> Value {
     json!({"appKey": "backendApp", "mediaProviders": ["WebRTC"], "clientVersion": "2.0", "custom": custom})
-}
-
-fn publish_msg(id: &str, name: &str, sdp: &str) -> Value {
-    json!({"mediaSessionId": id, "name": name, "published": true, "hasVideo": true, "hasAudio": true,
-           "status": "PENDING", "record": false, "mediaProvider": "WebRTC", "sdp": sdp})
 }
 
 async fn publish(server: &callgate_server::RunningServer, b: &FakeBrowser, id: &str, name: &str) -> Client {

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use callgate_tests::streams::{self, expect_answer, play_msg};
 use callgate_tests::webrtc::FakeBrowser;
 use callgate_tests::{http_post, start_server, Backend, Client, Reply};
 use serde_json::{json, Map, Value};
@@ -19,42 +20,16 @@ fn connection() -> Value {
     json!({"appKey": "backendApp", "mediaProviders": ["WebRTC"], "clientVersion": "2.0", "custom": {}})
 }
 
-/// The SDK's `publishStream` / `playStream` payloads (spec/client-protocol.md §3.2).
+/// The SDK's `publishStream` payload, with a `custom` field the backend must see.
 fn publish_msg(id: &str, name: &str, sdp: &str) -> Value {
-    json!({"mediaSessionId": id, "name": name, "published": true, "hasVideo": true, "hasAudio": true,
-           "status": "PENDING", "record": false, "mediaProvider": "WebRTC", "sdp": sdp,
-           "bitrate": 0, "minBitrate": 0, "maxBitrate": 0, "custom": {"token": "t"}})
+    let mut m = streams::publish_msg(id, name, sdp);
+    m["custom"] = json!({"token": "t"});
+    m
 }
 
-fn play_msg(id: &str, name: &str, sdp: &str) -> Value {
-    json!({"mediaSessionId": id, "name": name, "published": false, "hasVideo": true, "hasAudio": true,
-           "status": "PENDING", "record": false, "width": 0, "height": 0, "mediaProvider": "WebRTC",
-           "sdp": sdp, "bitrate": 0, "minBitrate": 0, "maxBitrate": 0, "quality": 0})
-}
-
-/// The next `setRemoteSDP`: `[id, answer, true]`; returns the answer.
-async fn expect_answer(c: &mut Client, id: &str) -> String {
-    loop {
-        let (m, data) = c.next().await.expect("connection open");
-        if m == "notifyStreamStatusEvent" {
-            panic!("status before the answer: {data:?}");
-        }
-        if m == "setRemoteSDP" {
-            assert_eq!(data.len(), 3, "{data:?}");
-            assert_eq!(data[0], id);
-            assert_eq!(data[2], true, "the client made the offer");
-            return data[1].as_str().unwrap().to_string();
-        }
-    }
-}
-
+/// The stream's next status to the client (the client never gets `PENDING`).
 async fn expect_status(c: &mut Client, id: &str) -> Map<String, Value> {
-    loop {
-        let st = c.expect("notifyStreamStatusEvent").await;
-        if st["mediaSessionId"] == id {
-            return st;
-        }
-    }
+    streams::stream_status(c, id).await
 }
 
 /// Publishes `name` from a fresh session with a connected fake browser.
