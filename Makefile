@@ -5,7 +5,7 @@ CARGO ?= cargo
 APT_PACKAGES := chromium sip-tester kamailio openssl g++ nats-server
 E2E := tests/e2e
 
-.PHONY: run build console-sdk test deps floors test-rust test-e2e bench bench-build load-calls soak overload fmt clippy fuzz fuzz-build cargo-fuzz
+.PHONY: run build console-sdk test deps floors test-rust test-e2e bench bench-build load-calls load-cluster soak overload fmt clippy fuzz fuzz-build cargo-fuzz
 
 ## Build and start callgate with its embedded defaults (ws://0.0.0.0:8080; REST API, EchoApp and
 ## /metrics on http://127.0.0.1:8081, loopback only: README.md "Security").
@@ -66,6 +66,11 @@ LOAD_SECONDS ?= 20
 load-calls:
 	$(CARGO) build --release -p callgate-server --bin callgate
 	CALLGATE_LOAD_RATE=$(LOAD_RATE) CALLGATE_LOAD_SECONDS=$(LOAD_SECONDS) $(CARGO) bench -p callgate-benches --bench call_load
+
+## Cluster cost (issue 12; docs/benchmarks.md "Cluster cost"): one node vs three on one nats-server.
+load-cluster:
+	$(CARGO) build --release -p callgate-server --bin callgate
+	$(CARGO) bench -p callgate-benches --bench cluster_load
 
 ## Fault soak (issue 11 item 4; docs/benchmarks.md "Fault soak"): SOAK_OPS mixed operations (after
 ## 4,000 of warm-up) against the release binary with 30 % of the hooks broken by a fault-injecting
