@@ -52,6 +52,9 @@ pub struct Shared {
 /// A session waiting to be resumed (see [`Shared::kept`]).
 pub struct KeptSession {
     pub party: Arc<Party>,
+    /// Which keeper put it there (a session resumed and kept again has a new keeper, and the
+    /// old one must not take the new entry).
+    pub keeper: u64,
     /// Tells the session's keeper that a connection resumed it.
     pub resumed: tokio::sync::oneshot::Sender<()>,
 }

@@ -203,8 +203,10 @@ fn wants_keep_alive(shared: &Shared, ctx: &Party) -> bool {
 /// session task's commands meanwhile and holds its `hold`.
 async fn keep<H>(shared: Arc<Shared>, ctx: Arc<Party>, mut cmd_rx: mpsc::Receiver<SessionCmd>, hold: H) {
     let token = ctx.data_ref().get("authToken").and_then(Value::as_str).unwrap_or_default().to_owned();
+    static KEEPERS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let keeper = KEEPERS.fetch_add(1, Ordering::Relaxed);
     let (resumed_tx, resumed) = tokio::sync::oneshot::channel();
-    shared.kept.insert(token.clone(), KeptSession { party: ctx.clone(), resumed: resumed_tx });
+    shared.kept.insert(token.clone(), KeptSession { party: ctx.clone(), keeper, resumed: resumed_tx });
     let grace = Duration::from_millis(shared.cfg.server.keep_alive_grace_ms);
     tracing::info!(
         session = &*ctx.id,
@@ -214,7 +216,11 @@ async fn keep<H>(shared: Arc<Shared>, ctx: Arc<Party>, mut cmd_rx: mpsc::Receive
     metrics::gauge!("callgate_sessions_kept").increment(1.0);
     let mut stopping = shared.lifecycle.stopping();
     let why = tokio::select! {
-        _ = resumed => "",
+        // The connection that resumed it removed the entry and owns the session now.
+        _ = resumed => {
+            metrics::gauge!("callgate_sessions_kept").decrement(1.0);
+            return drop(hold);
+        }
         cmd = cmd_rx.recv() => match cmd {
             Some(SessionCmd::Terminate { info }) => {
                 tracing::info!(session = &*ctx.id, reason = %info, "closing kept session");
@@ -226,8 +232,9 @@ async fn keep<H>(shared: Arc<Shared>, ctx: Arc<Party>, mut cmd_rx: mpsc::Receive
         _ = async { drop(stopping.wait_for(|s| *s).await) } => "server shutdown",
     };
     metrics::gauge!("callgate_sessions_kept").decrement(1.0);
-    // Whoever removes the entry owns the session: a connection that resumed it first has it.
-    if shared.kept.remove(&token).is_some() {
+    // Whoever removes the entry owns the session: a connection that resumed it first has it
+    // (and the entry there now, if any, is a later keeper's).
+    if shared.kept.remove_if(&token, |_, k| k.keeper == keeper).is_some() {
         tracing::info!(session = &*ctx.id, why, "kept session ends");
         end_session(&shared, &ctx);
     }
