@@ -297,7 +297,8 @@ impl Connection {
             (_, Some(ctx)) => {
                 let ctx = ctx.clone();
                 let s = &self.shared;
-                let to = crate::handlers::Features { streams: &s.streams, calls: &s.calls, xcap: &s.xcap };
+                let to =
+                    crate::handlers::Features { streams: &s.streams, calls: &s.calls, xcap: &s.xcap, rooms: &s.rooms };
                 if let Err(e) = crate::handlers::dispatch(to, ctx, frame) {
                     self.frame_error(e);
                 }
@@ -381,6 +382,8 @@ impl Connection {
             // After leaving the registry (no stream can be added any more), before DISCONNECTED.
             crate::streams::session_closed(&self.shared.streams, &ctx);
             crate::calls::session_closed(&self.shared.calls, &ctx);
+            // After its streams ended (their UNPUBLISHED reach the rooms first): LEFT.
+            self.shared.rooms.session_closed(&ctx.id);
             let mut ev = ctx.data();
             ev.insert("status".into(), status::connection::DISCONNECTED.into());
             ctx.raise_event(HookMethod::ConnectionStatusEvent, Origin::Client, ev, None);
