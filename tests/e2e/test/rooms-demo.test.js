@@ -3,7 +3,8 @@
 // (docs/rooms.md), in two browser contexts: both join one room through the Room API (`join`,
 // the OnDataEvent hook at a real backend first), each publishes into it, each plays the other's
 // stream from STATE/JOINED/PUBLISHED and decodes its frames, a chat message crosses, a third
-// page with a login already in the room gets the room's FAILED, and a leave reaches the other.
+// page with a login already in the room gets the room's FAILED, a leave reaches the other, and
+// so does a tab closed while in the room (session close -> LEFT).
 import assert from 'node:assert/strict';
 import { e2eSuite } from '../lib/fixture.js';
 import { startDemoServer } from '../lib/demo-server.js';
@@ -33,7 +34,7 @@ async function participantVideo(page, who) {
 }
 
 e2eTest(
-  'Video Chat demo: join, publish, play each other, chat, duplicate login refused, leave',
+  'Video Chat demo: join, publish, play each other, chat, duplicate login refused, leave, close',
   async ({ callgate, backend, sdk, newPage }) => {
     const demo = await startDemoServer({ recordsTo: callgate.httpUrl });
     try {
@@ -93,12 +94,24 @@ e2eTest(
       await waitText(a, '#participant1Name', (t) => t === 'NONE', "alice's participant slot freed");
       await waitText(b, '#localStatus', (t) => t === 'UNPUBLISHED', 'bob UNPUBLISHED on leave');
 
+      // Bob joins again (same session), then closes his tab: Alice's page hears LEFT again.
+      await waitFor(() => b.evaluate(() => !document.querySelector('#joinBtn').disabled && document.querySelector('#joinBtn').textContent === 'Join'), {
+        what: "bob's Join button enabled",
+      });
+      await b.click('#joinBtn');
+      await waitText(a, '#participant1Name', (t) => t === 'bob', 'alice sees bob again');
+      await waitText(b, '#localStatus', (t) => t === 'PUBLISHING', 'bob PUBLISHING again');
+      await participantVideo(a, 'alice (bob again)');
+      await b.context().close();
+      await waitText(a, '#chat', (t) => t.split('bob - left').length === 3, 'alice: LEFT bob on his session close');
+      await waitText(a, '#participant1Name', (t) => t === 'NONE', "alice's participant slot freed again");
+
       // Every room command went through the OnDataEvent hook of roomApp at the backend.
       const commands = backend.hooks('OnDataEvent').map((r) => `${r.body.appKey}:${r.body.payload?.command}:${r.body.payload?.options?.name ?? r.body.payload?.options?.roomConfig?.name}`);
       for (const want of [`roomApp:join:${room}`, `roomApp:sendMessage:${room}`, `roomApp:leave:${room}`]) {
         assert.ok(commands.includes(want), `${want} in ${JSON.stringify(commands)}`);
       }
-      assert.equal(commands.filter((c) => c === `roomApp:join:${room}`).length, 3, JSON.stringify(commands));
+      assert.equal(commands.filter((c) => c === `roomApp:join:${room}`).length, 4, JSON.stringify(commands));
     } finally {
       await demo.close();
     }
