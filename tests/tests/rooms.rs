@@ -333,6 +333,42 @@ async fn the_backend_decides_and_bad_commands_get_clear_failures() {
 }
 
 #[tokio::test]
+async fn the_command_run_is_the_one_the_backend_left_under_overwrite() {
+    let backend = Backend::start().await;
+    // OVERWRITE of payload on OnDataEvent: the backend sends everyone to room "lobby".
+    backend.answer(|m, req| match m {
+        "connect" => {
+            let mut b = req.as_object().unwrap().clone();
+            b.insert(
+                "restClientConfig".into(),
+                json!({"OnDataEvent": {"restPolicy": "OVERWRITE", "restOverwrite": "payload"}}),
+            );
+            // The connect answer may also set the login the room app uses.
+            b.insert(
+                "custom".into(),
+                json!({"login": format!("{}-checked", req["custom"]["login"].as_str().unwrap())}),
+            );
+            Reply::json(200, Value::Object(b))
+        }
+        "OnDataEvent" => {
+            let mut b = req.as_object().unwrap().clone();
+            b["payload"]["options"]["name"] = json!("lobby");
+            Reply::json(200, Value::Object(b))
+        }
+        _ => Reply::mirror(req),
+    });
+    let server = start_server(&app_toml(&backend.url("hooks"))).await;
+    let mut alice = Member::connect(&server, "alice").await;
+    let mut bob = Member::connect(&server, "bob").await;
+    alice.accepted("join", json!({"name": "a"})).await;
+    alice.expect_event("lobby", "STATE", json!([])).await;
+    bob.accepted("join", json!({"name": "b"})).await;
+    bob.expect_event("lobby", "STATE", json!(["alice-checked"])).await;
+    alice.expect_event("lobby", "JOINED", json!("bob-checked")).await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
 async fn no_room_app_when_app_keys_is_empty() {
     let backend = Backend::start().await;
     let server = start_server(&format!("{}[rooms]\napp_keys = []\n", app_toml(&backend.url("hooks")))).await;

@@ -120,7 +120,7 @@ async fn run(mut rx: mpsc::UnboundedReceiver<Input>, sessions: Arc<Registry<Part
                 // A session that closed before its command got here would stay a member for
                 // ever: its `Closed` has been handled already (it left the registry first).
                 if !sessions.holds(&party.id, &party) {
-                    let _ = reply.send(Err(RoomError::NotJoined { room: command_room(&command).into() }));
+                    let _ = reply.send(Err(RoomError::SessionClosed));
                     continue;
                 }
                 let id = &party.id;

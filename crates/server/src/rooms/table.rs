@@ -30,6 +30,10 @@ pub enum RoomError {
     NoSuchParticipant { room: String, to: String },
     #[error("Too many rooms: a session may be in {MAX_ROOMS_PER_SESSION} at once")]
     TooManyRooms,
+    /// The command reached the rooms after its session had closed (only the backend's
+    /// `DataStatusEvent` hook sees this one).
+    #[error("Session closed")]
+    SessionClosed,
 }
 
 /// One room event for one member's session.
