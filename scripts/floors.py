@@ -22,7 +22,7 @@ FLOORS = {
     6: ("ws, api", ["session", "rest_api"]),
     5: ("node", ["node", "handlers"]),
     4: ("features", ["calls", "streams", "xcap"]),
-    3: ("sip side, cluster", ["sip_side", "cluster"]),  # the SIP side's single owner (issue 10 item 1); the cluster directory (issue 12)
+    3: ("sip side, cluster, rooms", ["sip_side", "cluster", "rooms"]),  # the SIP side's single owner (issue 10 item 1); the cluster directory (issue 12)
     2: ("party", ["party", "registry", "admission"]),
     1: ("wire, config", ["wire", "config", "secrets", "supervise", "tls", "netguard", "rest_types"]),
 }

@@ -31,6 +31,7 @@ pub struct Config {
     pub tls: TlsSection,
     pub cluster: ClusterSection,
     pub console: ConsoleSection,
+    pub rooms: RoomsSection,
     #[serde(default)]
     pub apps: BTreeMap<String, AppConfig>,
     pub log: LogConfig,
@@ -565,6 +566,15 @@ impl std::fmt::Debug for RegistrarSection {
             .field("max_expires", &self.max_expires)
             .finish()
     }
+}
+
+/// `[rooms]`: the room app (rooms/, docs/rooms.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoomsSection {
+    /// Sessions of these appKeys use the room app: their `sendData` payloads are room
+    /// commands. Empty: no room app.
+    pub app_keys: Vec<String>,
 }
 
 /// `[console]`: the page at `/` on the HTTP port and its live hook log (console.rs).

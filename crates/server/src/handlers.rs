@@ -2,7 +2,7 @@
 //!
 //! | message | hook (kind) | answer to the client |
 //! |---|---|---|
-//! | `sendData` | `OnDataEvent` (direct) | exactly one `DataStatusEvent` ACCEPTED/FAILED (+ `DataStatusEvent` event hook) |
+//! | `sendData` | `OnDataEvent` (direct) | exactly one `DataStatusEvent` ACCEPTED/FAILED (+ `DataStatusEvent` event hook); for a room app session (`[rooms]`) the accepted payload is a room command run by [`crate::rooms`] and its outcome decides the status |
 //! | `submitBugReport` | `submitBugReport` (direct) | nothing on success; `fail {apiMethod:"BugReportStatusEvent"}` on refusal (+ `BugReportStatusEvent` event hook) |
 //! | `sessionDebug` | `sessionDebug` (direct) | `notifySessionDebugEvent {status}` (+ `SessionDebugStatusEvent` event hook) |
 //! | `pushLogs` | `pushLogs` (direct) | nothing; the lines go to the server log |
@@ -23,6 +23,7 @@ use serde_json::{Map, Value};
 
 use crate::calls::Calls;
 use crate::party::Party;
+use crate::rooms::Rooms;
 use crate::streams::Streams;
 use crate::{calls, streams, xcap};
 
@@ -96,6 +97,7 @@ pub struct Features<'a> {
     pub streams: &'a Arc<Streams>,
     pub calls: &'a Arc<Calls>,
     pub xcap: &'a Arc<xcap::Xcap>,
+    pub rooms: &'a Arc<Rooms>,
 }
 
 /// Handles one client frame of the established session `ctx`. Work that waits on a backend
@@ -110,7 +112,8 @@ pub fn dispatch(to: Features<'_>, ctx: Arc<Party>, frame: ClientFrame) -> Result
             let Some(op) = obj.get("operationId").cloned().filter(|v| !v.is_null()) else {
                 return Err(FrameError::MissingField { message, field: "operationId" });
             };
-            tokio::spawn(send_data(ctx, op, obj));
+            let rooms = to.rooms.serves(&ctx.app.key).then(|| to.rooms.clone());
+            tokio::spawn(send_data(ctx, op, obj, rooms));
         }
         Msg::SubmitBugReport => drop(tokio::spawn(bug_report(ctx, obj))),
         Msg::SessionDebug => drop(tokio::spawn(session_debug(ctx, obj))),
@@ -139,10 +142,14 @@ pub fn dispatch(to: Features<'_>, ctx: Arc<Party>, frame: ClientFrame) -> Result
     Ok(())
 }
 
-/// `sendData` -> `OnDataEvent` hook -> `DataStatusEvent` (event hook + client), exactly once.
-async fn send_data(ctx: Arc<Party>, operation_id: Value, obj: Map<String, Value>) {
+/// `sendData` -> `OnDataEvent` hook -> (room app: the room command in the payload as the hook
+/// left it) -> `DataStatusEvent` (event hook + client), exactly once.
+async fn send_data(ctx: Arc<Party>, operation_id: Value, obj: Map<String, Value>, rooms: Option<Arc<Rooms>>) {
     let mut data = ctx.with_context(obj);
-    let result = ctx.direct(HookMethod::OnDataEvent, &mut data).await;
+    let mut result = ctx.direct(HookMethod::OnDataEvent, &mut data).await;
+    if let (Ok(()), Some(rooms)) = (&result, rooms) {
+        result = rooms.command(&ctx, data.get("payload")).await;
+    }
     let mut ev = ctx.with_context(Map::new());
     ev.insert("operationId".into(), operation_id);
     match result {

@@ -27,6 +27,7 @@ pub mod party;
 pub mod registry;
 pub mod rest_api;
 pub mod rest_types;
+pub mod rooms;
 pub mod secrets;
 pub mod session;
 pub mod shutdown;
@@ -211,10 +212,12 @@ pub async fn start_as(cfg: Config, node_id: Arc<str>) -> anyhow::Result<RunningS
     let feed = callgate_hooks::HookFeed::new(cfg.console.feed_capacity);
     let engine = if cfg.console.enabled { engine.with_feed(feed.clone()) } else { engine };
     let sessions = Arc::new(Registry::default());
+    let rooms = rooms::Rooms::start(cfg.rooms.app_keys.clone(), sessions.clone());
     let streams = Arc::new(
         streams::Streams::new(media.clone(), sessions.clone())
             .limited(cfg.limits.max_streams)
-            .recording(&cfg.recording),
+            .recording(&cfg.recording)
+            .with_rooms(rooms.clone()),
     );
     let supervisor = supervise::Supervisor::default();
     supervisor.watch_media(streams.media.panicked.clone());
@@ -238,6 +241,7 @@ pub async fn start_as(cfg: Config, node_id: Arc<str>) -> anyhow::Result<RunningS
         sessions,
         streams,
         calls,
+        rooms,
         supervisor,
         lifecycle,
         cluster,

@@ -15,6 +15,7 @@ use crate::calls::Calls;
 use crate::config::Config;
 use crate::party::{NodeInfo, Party};
 use crate::registry::Registry;
+use crate::rooms::Rooms;
 use crate::streams::Streams;
 use crate::supervise::Supervisor;
 
@@ -32,6 +33,8 @@ pub struct Shared {
     pub streams: Arc<Streams>,
     /// The SIP user agent and the clients' registrations and calls.
     pub calls: Arc<Calls>,
+    /// The room app (`[rooms]`): rooms, their members and streams.
+    pub rooms: Arc<Rooms>,
     /// `[xcap]` and its guarded HTTP client, for `sendXcapRequest`.
     pub xcap: Arc<crate::xcap::Xcap>,
     /// Where the SIP driver and the media task report a panic (`supervise.rs`): the server

@@ -373,7 +373,8 @@ impl Connection {
             (_, Some(ctx)) => {
                 let ctx = ctx.clone();
                 let s = &self.shared;
-                let to = crate::handlers::Features { streams: &s.streams, calls: &s.calls, xcap: &s.xcap };
+                let to =
+                    crate::handlers::Features { streams: &s.streams, calls: &s.calls, xcap: &s.xcap, rooms: &s.rooms };
                 if let Err(e) = crate::handlers::dispatch(to, ctx, frame) {
                     self.frame_error(e);
                 }
@@ -508,6 +509,8 @@ fn end_session(shared: &Shared, ctx: &Arc<Party>) {
     // After leaving the registry (no stream can be added any more), before DISCONNECTED.
     crate::streams::session_closed(&shared.streams, ctx);
     crate::calls::session_closed(&shared.calls, ctx);
+    // After its streams ended (their UNPUBLISHED reach the rooms first): LEFT.
+    shared.rooms.session_closed(&ctx.id);
     let mut ev = ctx.data();
     ev.insert("status".into(), status::connection::DISCONNECTED.into());
     ctx.raise_event(HookMethod::ConnectionStatusEvent, Origin::Client, ev, None);

@@ -10,7 +10,8 @@ import { show } from './util.js';
  * Call once at the top of a test file; returns `e2eTest(name, fn)`. `browserArgs`: extra
  * Chromium flags for this file's browser.
  * `fn(env)` gets env = {callgate, backend, sdk, session(opts)}, where callgate has apps
- * `defaultApp` (built-in EchoApp) and `backendApp` (the recording backend), and
+ * `defaultApp` (built-in EchoApp) and `backendApp` (the recording backend) (and the test's
+ * `callgate.apps`, where `{backend}` in a URL is the recording backend's), and
  * `env.session({appKey, custom})` creates the SDK session against this callgate.
  */
 export function e2eSuite({ browserArgs = [] } = {}) {
@@ -32,7 +33,9 @@ export function e2eSuite({ browserArgs = [] } = {}) {
       try {
         env.backend = await startBackend();
         cleanups.push(() => env.backend.close());
-        env.callgate = await startCallgate({ ...callgate, apps: { backendApp: env.backend.url, ...(callgate.apps || {}) } });
+        // `{backend}` in an app's URL: this test's recording backend (e.g. roomApp behind it).
+        const apps = Object.fromEntries(Object.entries(callgate.apps || {}).map(([k, v]) => [k, v.replaceAll('{backend}', env.backend.url)]));
+        env.callgate = await startCallgate({ ...callgate, apps: { backendApp: env.backend.url, ...apps } });
         cleanups.push(() => env.callgate.stop());
         env.sdk = await openSdkPage(browser, staticServer.url);
         cleanups.push(() => env.sdk.close());

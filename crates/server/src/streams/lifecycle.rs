@@ -221,7 +221,11 @@ async fn watch(streams: Weak<Streams>, id: Arc<str>, peer: PeerId, mut rx: mpsc:
                     match dir.get(&id) {
                         Some(e) if e.peer == peer => {
                             let st = if e.kind == Kind::Publish { Status::Publishing } else { Status::Playing };
-                            dir.set_status(&id, st).map(|e| (e.owner.clone(), e.obj.clone()))
+                            let up = dir.set_status(&id, st).map(|e| (e.owner.clone(), e.obj.clone()));
+                            if let (Some(rooms), Some((owner, obj)), Status::Publishing) = (&streams.rooms, &up, st) {
+                                rooms.stream_published(&owner.id, obj);
+                            }
+                            up
                         }
                         _ => None,
                     }
@@ -245,16 +249,21 @@ pub(super) async fn stop(streams: Arc<Streams>, ctx: Arc<Party>, obj: Map<String
     let mut data = ctx.with_context(obj);
     let verdict = ctx.direct(method, &mut data).await;
     let Some(id) = id else { return };
+    let ending = Ending::ByClient { rejected: verdict.err() };
     let removed = {
         let mut dir = streams.dir.lock();
-        match dir.get(&id) {
+        let removed = match dir.get(&id) {
             // A session can only stop its own streams.
             Some(e) if e.session_id == ctx.id => dir.remove(&id),
             _ => None,
+        };
+        if let Some(r) = &removed {
+            streams.tell_rooms_ended(r, &ending);
         }
+        removed
     };
     match removed {
-        Some(r) => report_removed(&streams.media, r, &Ending::ByClient { rejected: verdict.err() }, Origin::Client),
+        Some(r) => report_removed(&streams.media, r, &ending, Origin::Client),
         None => {
             // Unknown here (it ended already): still give the SDK a terminal status for the id.
             let mut st = stream_object(data);

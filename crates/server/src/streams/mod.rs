@@ -46,6 +46,7 @@ use serde_json::{Map, Value};
 use crate::config::MediaSection;
 use crate::party::Party;
 use crate::registry::Registry;
+use crate::rooms::Rooms;
 use directory::{Directory, Kind, Refusal, Removed};
 
 /// The streams' `info` strings (spec/client-protocol.md §7.5), from `callgate_proto::info`.
@@ -88,6 +89,9 @@ pub struct Streams {
     /// Snapshots in progress on the node, at most [`SNAPSHOTS_AT_ONCE`]: each may cost one
     /// decode, and a flood of `snapshot` messages must not make a flood of decodes.
     snapshots: Arc<tokio::sync::Semaphore>,
+    /// The room app, told of published streams that start and end (from under `dir`'s lock,
+    /// so in the directory's order).
+    rooms: Option<Arc<Rooms>>,
 }
 
 impl Streams {
@@ -99,6 +103,20 @@ impl Streams {
             max: usize::MAX,
             recordings: None,
             snapshots: Arc::new(tokio::sync::Semaphore::new(SNAPSHOTS_AT_ONCE)),
+            rooms: None,
+        }
+    }
+
+    /// The room app to tell of published streams (`custom.name` = a room).
+    pub fn with_rooms(mut self, rooms: Arc<Rooms>) -> Streams {
+        self.rooms = Some(rooms);
+        self
+    }
+
+    /// A published stream ended (called under `dir`'s lock).
+    fn tell_rooms_ended(&self, r: &Removed<Arc<Party>>, ending: &Ending<'_>) {
+        if let (Some(rooms), Kind::Publish) = (&self.rooms, r.entry.kind) {
+            rooms.stream_ended(&r.entry.session_id, &r.entry.obj, matches!(ending, Ending::MediaFailed(_)));
         }
     }
 
@@ -275,10 +293,14 @@ pub enum Ending<'a> {
 pub fn end_stream(streams: &Streams, id: &str, peer: Option<PeerId>, ending: Ending<'_>, origin: Origin) -> bool {
     let removed = {
         let mut dir = streams.dir.lock();
-        match dir.get(id) {
+        let removed = match dir.get(id) {
             Some(e) if peer.is_none_or(|p| p == e.peer) => dir.remove(id),
             _ => None,
+        };
+        if let Some(r) = &removed {
+            streams.tell_rooms_ended(r, &ending);
         }
+        removed
     };
     match removed {
         Some(r) => {
@@ -311,7 +333,14 @@ fn report_removed(media: &MediaEndpoint, r: Removed<Arc<Party>>, ending: &Ending
 /// disconnect`, before the session's `ConnectionStatusEvent DISCONNECTED`), players of its
 /// publishers elsewhere get `STOPPED` `Stopped by publisher stop`.
 pub fn session_closed(streams: &Streams, ctx: &Arc<Party>) {
-    let removed = streams.dir.lock().remove_session(&ctx.id);
+    let removed = {
+        let mut dir = streams.dir.lock();
+        let removed = dir.remove_session(&ctx.id);
+        for r in &removed {
+            streams.tell_rooms_ended(r, &Ending::SessionClosed);
+        }
+        removed
+    };
     for r in removed {
         report_removed(&streams.media, r, &Ending::SessionClosed, Origin::Client);
     }
