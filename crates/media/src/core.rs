@@ -657,9 +657,12 @@ impl MediaCore {
         let mut api = rtc.sdp_api();
         let mid =
             api.add_media(MediaKind::Audio, Direction::SendRecv, Some(stream.clone()), Some(stream.clone()), None);
-        let video_mid = video
-            .as_ref()
-            .map(|_| api.add_media(MediaKind::Video, Direction::SendRecv, Some(stream.clone()), Some(stream), None));
+        // One stream (the SDK shows `streams[0]`), two tracks: Chromium refuses an offer whose
+        // m-lines repeat one `a=msid` (stream and track id).
+        let video_mid = video.as_ref().map(|_| {
+            let track = format!("{stream}-video");
+            api.add_media(MediaKind::Video, Direction::SendRecv, Some(stream), Some(track), None)
+        });
         let (offer, pending) =
             api.apply().ok_or_else(|| MediaError::Negotiation("no offer was produced".to_string()))?;
         let ufrag = rtc.direct_api().local_ice_credentials().ufrag;

@@ -360,6 +360,10 @@ async fn incoming_video_call_offers_the_sip_sides_vp8_to_the_browser() {
     assert_eq!(leg.video, Some(VideoCodec::Vp8));
     assert!(leg.webrtc_offer.contains("a=rtpmap:98 VP8/90000"), "{}", leg.webrtc_offer);
     assert!(!leg.webrtc_offer.contains("VP9"), "{}", leg.webrtc_offer);
+    let msids: Vec<&str> = leg.webrtc_offer.lines().filter(|l| l.starts_with("a=msid:")).collect();
+    assert_eq!(msids.len(), 2, "{}", leg.webrtc_offer);
+    assert_ne!(msids[0], msids[1], "Chromium refuses repeated a=msid lines");
+    assert_eq!(msids[0].split(' ').next(), msids[1].split(' ').next(), "one stream for both tracks");
     let vline = leg.sip_answer.lines().find(|l| l.starts_with("m=video ")).unwrap();
     assert!(vline.ends_with(" RTP/AVP 98") && !vline.starts_with("m=video 0 "), "{}", leg.sip_answer);
     assert!(leg.sip_answer.contains("a=rtcp-mux\r\n"), "mux offered, mux answered:\n{}", leg.sip_answer);
