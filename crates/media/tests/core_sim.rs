@@ -459,6 +459,30 @@ fn chromiums_video_call_offer_gets_its_first_video_codec_on_both_legs() {
 }
 
 #[test]
+fn an_h264_first_offer_carries_that_h264_with_its_parameters() {
+    let mut c = core();
+    // The browser prefers constrained baseline H.264, packetization mode 1 (PT 108).
+    let offer =
+        CHROMIUM_PUBLISH.replacen("m=video 9 UDP/TLS/RTP/SAVPF 96 97 ", "m=video 9 UDP/TLS/RTP/SAVPF 108 96 97 ", 1);
+    assert_ne!(offer, CHROMIUM_PUBLISH);
+    let sip_local: SocketAddr = "10.0.0.1:40002".parse().unwrap();
+    let video_local: SocketAddr = "10.0.0.1:40004".parse().unwrap();
+    let b = c.add_bridge(PeerId(1), &offer, sip_local, Some(video_local), Instant::now()).unwrap();
+    assert_eq!(b.video, Some(callgate_media::video::VideoCodec::H264));
+    let video = b.webrtc_answer.split("m=video").nth(1).unwrap();
+    assert!(video.contains("a=rtpmap:108 H264/90000"), "{video}");
+    assert!(video.contains("profile-level-id=42e01f"), "{video}");
+    assert!(!video.contains("VP8"), "{video}");
+    let sip_video = b.sip_sdp.split("m=video").nth(1).unwrap();
+    assert!(sip_video.starts_with(" 40004 RTP/AVP 108\r\na=rtpmap:108 H264/90000\r\n"), "{}", b.sip_sdp);
+    assert!(
+        sip_video.contains("a=fmtp:108 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f\r\n"),
+        "{}",
+        b.sip_sdp
+    );
+}
+
+#[test]
 fn ice_without_dtls_fails_with_dtls_timeout() {
     let mut sim = Sim::new();
     sim.drop_dtls = true;
