@@ -4,8 +4,12 @@
 //! ICE/DTLS/SRTP, PCMU and VP8). Browser A -> callgate (bridge A, RTP) -> registrar -> callgate
 //! (bridge B) -> browser B and back: video and audio flow both ways; a browser's PLI crosses the
 //! SIP leg as RTCP PLI and reaches the other browser as a keyframe request, which answers it
-//! with a keyframe; hold and unhold (both m-lines re-offered) keep the video.
+//! with a keyframe; hold and unhold (both m-lines re-offered) keep the video. And against a SIP
+//! peer callgate did not write: sipp answering with VP8 video and echoing RTP (`-rtp_echo`).
 
+use std::time::Duration;
+
+use callgate_tests::peers::Sipp;
 use callgate_tests::sip_fixtures::{connection, sip_server_toml};
 use callgate_tests::webrtc::{BrowserStats, FakeBrowser};
 use callgate_tests::{start_server, Backend, Client};
@@ -78,13 +82,13 @@ async fn video_flows_both_ways_between_two_browsers_and_keyframe_requests_cross_
 
     // The callee's PLI: RTCP PLI from bridge B to bridge A, a keyframe request to the caller,
     // whose keyframe reaches the callee. Past the start's requests and their throttle first.
-    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
     let (c0, e0) = (caller.stats(), callee.stats());
     callee.request_keyframe();
     caller.wait("the keyframe request from across the SIP leg", |s| s.keyframe_requests > c0.keyframe_requests).await;
     callee.wait("a keyframe after it", |s| s.keyframes_received > e0.keyframes_received).await;
     // And the other way.
-    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
     let (c1, e1) = (caller.stats(), callee.stats());
     caller.request_keyframe();
     callee.wait("the caller's keyframe request", |s| s.keyframe_requests > e1.keyframe_requests).await;
@@ -101,5 +105,69 @@ async fn video_flows_both_ways_between_two_browsers_and_keyframe_requests_cross_
     a.send("hangup", json!({"callId": "v1"})).await;
     expect_status(&mut a, "finish", "v1", "FINISH").await;
     expect_status(&mut b, "finish", &id, "FINISH").await;
+    server.shutdown().await;
+}
+
+/// A UDP port P on 127.0.0.1 with P..=P+3 free a moment ago (sipp's `-mp`: audio on P, video
+/// on P + 2).
+fn free_media_ports() -> u16 {
+    for _ in 0..50 {
+        let p = callgate_tests::peers::free_udp_port();
+        if p < 65_000 && (1..4).all(|i| std::net::UdpSocket::bind(("127.0.0.1", p + i)).is_ok()) {
+            return p;
+        }
+    }
+    panic!("no four free UDP ports in a row");
+}
+
+/// sipp answers with audio and VP8 video and echoes every RTP (and RTCP) packet back: the
+/// browser's video comes back to it across the SIP leg, and its PLI, sent to the SIP side as
+/// RTCP and echoed, comes back as a PLI from the SIP side, which callgate turns into a keyframe
+/// request to the browser.
+#[tokio::test]
+async fn a_video_call_to_sipp_gets_its_echoed_video_back_and_the_sip_sides_pli_asks_for_a_keyframe() {
+    let backend = Backend::start().await;
+    let server = start_server(&sip_server_toml(&backend)).await;
+    let mp = free_media_ports();
+    let sipp = Sipp::scenario("uas_answer_video_echo.xml")
+        .timeout(Duration::from_secs(20))
+        .arg("-rtp_echo")
+        .arg("-mp")
+        .arg(mp.to_string())
+        .spawn()
+        .expect("sipp starts (run `make deps`)");
+    let account = json!({"sipLogin": "3000", "sipPassword": "secret", "sipDomain": "127.0.0.1",
+                         "sipPort": sipp.local_addr().port(), "sipRegisterRequired": false});
+    let (mut c, _) = Client::establish(&server, connection(account)).await;
+    let caller = FakeBrowser::video_caller().await;
+    c.send(
+        "call",
+        json!({"callId": "e1", "incoming": false, "hasVideo": true, "hasAudio": true, "status": "PENDING",
+               "mediaProvider": "WebRTC", "sdp": caller.offer, "caller": "3000", "callee": "3001",
+               "visibleName": "3000", "custom": {}}),
+    )
+    .await;
+    expect_status(&mut c, "talk", "e1", "ESTABLISHED").await;
+    let remote = c.seen.iter().find(|(m, d)| m == "setRemoteSDP" && d[0] == "e1").map(|(_, d)| d.clone()).unwrap();
+    caller.accept(remote[1].as_str().unwrap());
+
+    // Its own audio and video, back from sipp (keyframes included: the picture is decodable).
+    let got = caller.wait("the echoed audio and video", |s| s.audio_frames >= 25 && s.video_frames >= 25).await;
+    assert!(got.keyframes_received >= 1, "{got:?}");
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let before = caller.stats();
+    caller.request_keyframe();
+    caller
+        .wait("a keyframe request after the SIP side's (echoed) PLI", |s| {
+            s.keyframe_requests > before.keyframe_requests
+        })
+        .await;
+
+    c.send("hangup", json!({"callId": "e1"})).await;
+    expect_status(&mut c, "finish", "e1", "FINISH").await;
+    let outcome = sipp.wait().await;
+    outcome.assert_success();
+    let invite = outcome.received().into_iter().find(|m| m.starts_with("INVITE ")).unwrap();
+    assert!(invite.contains("a=rtcp-mux") && invite.contains("a=rtcp-fb:"), "{invite}");
     server.shutdown().await;
 }
