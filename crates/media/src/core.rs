@@ -759,7 +759,7 @@ impl MediaCore {
             tx.write_rtp(RtpWrite::new(pt.into(), SeqNo::from(seq), ts8k as u32, now, payload.to_vec()));
             self.counters.frames_out += 1;
             p.frames_out += 1;
-            self.mark_unsent(id);
+            self.mark_unsent(id, now);
             return;
         }
         let Some(w) = p.rtc.writer(mid) else { return };
@@ -792,7 +792,7 @@ impl MediaCore {
                 tx.write_rtp(write);
                 self.counters.frames_out += 1;
                 p.frames_out += 1;
-                self.mark_unsent(id);
+                self.mark_unsent(id, now);
             }
             VideoIn::KeyframeRequest => {
                 tracing::trace!(peer = id.0, "keyframe request from the SIP side");
@@ -802,8 +802,12 @@ impl MediaCore {
         }
     }
 
-    /// `id` has packets written (RTP mode) for the next [`MediaCore::flush`] to send.
-    fn mark_unsent(&mut self, id: PeerId) {
+    /// `id` has packets written at `now` (RTP mode) for the next [`MediaCore::flush`] to send
+    /// (which drives it with the latest `now`, so the pacer hands them out at once).
+    fn mark_unsent(&mut self, id: PeerId, now: Instant) {
+        if self.last_now.is_none_or(|t| t < now) {
+            self.last_now = Some(now);
+        }
         if let Some(p) = self.peers.get_mut(&id) {
             if !p.unsent {
                 p.unsent = true;
