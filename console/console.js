@@ -188,7 +188,8 @@ function watchCall(call) {
   }
 }
 
-// Audio only: callgate's SIP bridge carries G.711 audio, no video (docs/media.md).
+// Audio only in this panel (the SIP bridge also carries VP8/H.264 video: docs/media.md "Video in
+// calls"; the SDK's Phone Video demo shows it).
 function mediaOptions() {
   return { localVideoDisplay: $('callLocal'), remoteVideoDisplay: $('callRemote'), constraints: { audio: true, video: false } };
 }

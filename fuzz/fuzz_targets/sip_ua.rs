@@ -10,6 +10,8 @@
 //! - a DTMF digit is one of 0-9 * # A-D, a sipfrag status is 100-699;
 //! - the o= version we write is the one read back;
 //! - an SDP the media bridge accepts gives it a remote address; its own SDP is accepted;
+//! - video: an offer's chosen codec is one its video m-line lists; SDP a video leg takes gives it
+//!   an address; its own offer is taken; RTP/RTCP on its port never panics;
 //! - an RTP payload lies inside the packet;
 //! - every datagram the user agent sends parses.
 #![no_main]
@@ -122,6 +124,30 @@ fn media(input: &[u8]) {
             SipLeg::new(codec, "192.0.2.11:40002".parse().unwrap(), Instant::now(), 8, RtpLatching::default());
         other.apply_remote_sdp(&ours).expect("our own SDP is acceptable");
     }
+    video(input, text);
+}
+
+fn video(input: &[u8], text: &str) {
+    use callgate_media::video::{choose_video, refused_video, rtcp_asks_keyframe, VideoLeg};
+    let _ = rtcp_asks_keyframe(input);
+    let _ = refused_video(text);
+    let Some(format) = choose_video(text) else { return };
+    let listed = text.lines().any(|l| {
+        let mut f = l.strip_prefix("m=").unwrap_or("").split_whitespace();
+        f.next() == Some("video") && f.skip(2).any(|p| p.parse::<u8>() == Ok(format.pt))
+    });
+    assert!(listed, "{text:?}");
+    let mut leg = VideoLeg::new(format, "192.0.2.10:40002".parse().unwrap(), 7, RtpLatching::Sdp);
+    if leg.apply_remote_sdp(text) {
+        assert!(leg.accepted());
+    }
+    let _ = leg.from_sip("192.0.2.11:4000".parse().unwrap(), input);
+    let _ = leg.pli();
+    // What we offer, another leg for the same format takes.
+    let ours = format!("v=0\r\nc=IN IP4 192.0.2.10\r\n{}", leg.sdp_section(true));
+    let mut other = VideoLeg::new(leg.format.clone(), "192.0.2.11:40004".parse().unwrap(), 8, RtpLatching::Sdp);
+    assert!(other.apply_remote_sdp(&ours), "{ours:?}");
+    assert!(other.remote.is_some_and(|r| r.port() == 40002));
 }
 
 const SDP: &[u8] = b"v=0\r\no=- 1 1 IN IP4 192.0.2.10\r\ns=-\r\nc=IN IP4 192.0.2.10\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\na=sendrecv\r\n";

@@ -7,7 +7,11 @@
 //!   [`FakeBrowser::publisher_real_vp8`], real decodable keyframes);
 //! - a player counts the frames it receives;
 //! - a call's browser (caller or callee: audio only, PCMU, the codec of the SIP bridge) does
-//!   both: one 20 ms PCMU frame every 20 ms, and counts what arrives.
+//!   both: one 20 ms PCMU frame every 20 ms, and counts what arrives;
+//! - a video call's browser ([`FakeBrowser::video_caller`], [`FakeBrowser::video_callee`]) adds
+//!   VP8 video: a frame every 20 ms as [`FakeBrowser::publisher_vp8`] sends them (a keyframe
+//!   first, every 50 frames and after each keyframe request), and it can ask for a keyframe
+//!   itself ([`FakeBrowser::request_keyframe`], a PLI).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -34,10 +38,13 @@ pub struct BrowserStats {
     /// Video frames sent, and how many of them were keyframes.
     pub video_sent: usize,
     pub keyframes_sent: usize,
+    /// Video frames received that are VP8 keyframes (P bit clear, RFC 6386 §9.1).
+    pub keyframes_received: usize,
 }
 
 enum Cmd {
     Answer(String),
+    RequestKeyframe,
 }
 
 /// See the module docs. Dropping it stops the task (the peer then goes silent).
@@ -112,12 +119,54 @@ impl FakeBrowser {
         (b, answer)
     }
 
+    /// A video call's caller: sendrecv audio (PCMU) and video (VP8).
+    pub async fn video_caller() -> FakeBrowser {
+        let (socket, addr, mut rtc) = FakeBrowser::call_rtc_with(true).await;
+        let mut api = rtc.sdp_api();
+        let audio = api.add_media(MediaKind::Audio, Direction::SendRecv, Some("call".into()), None, None);
+        let video = api.add_media(MediaKind::Video, Direction::SendRecv, Some("call".into()), None, None);
+        let (offer, pending) = api.apply().unwrap();
+        FakeBrowser::spawn(rtc, socket, addr, offer.to_sdp_string(), Some(pending), Profile::CallVideo, [audio, video])
+    }
+
+    /// A video call's callee: accepts the server's offer (audio and video m-lines).
+    pub async fn video_callee(offer: &str) -> (FakeBrowser, String) {
+        let (socket, addr, mut rtc) = FakeBrowser::call_rtc_with(true).await;
+        let parsed = SdpOffer::from_sdp_string(offer).expect("the server's offer parses");
+        let answer = rtc.sdp_api().accept_offer(parsed).expect("the server's offer is acceptable").to_sdp_string();
+        let mid_of = |kind: &str| {
+            offer
+                .split(&format!("m={kind}"))
+                .nth(1)
+                .and_then(|m| m.lines().find_map(|l| l.trim().strip_prefix("a=mid:")))
+                .map(|m| Mid::from(m.trim()))
+                .unwrap_or_else(|| panic!("a {kind} m-line with a mid in {offer}"))
+        };
+        let mids = [mid_of("audio"), mid_of("video")];
+        let b = FakeBrowser::spawn(rtc, socket, addr, String::new(), None, Profile::CallVideo, mids);
+        (b, answer)
+    }
+
+    /// Sends a PLI for the video this browser receives (as Chromium does when its decoder
+    /// needs a keyframe).
+    pub fn request_keyframe(&self) {
+        let _ = self.cmd.send(Cmd::RequestKeyframe);
+    }
+
     async fn call_rtc() -> (UdpSocket, SocketAddr, Rtc) {
+        FakeBrowser::call_rtc_with(false).await
+    }
+
+    async fn call_rtc_with(vp8: bool) -> (UdpSocket, SocketAddr, Rtc) {
         let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let addr = socket.local_addr().unwrap();
         let provider = Arc::new(str0m::crypto::from_feature_flags());
-        let mut rtc =
-            Rtc::builder().set_crypto_provider(provider).clear_codecs().enable_pcmu(true, false).build(Instant::now());
+        let mut rtc = Rtc::builder()
+            .set_crypto_provider(provider)
+            .clear_codecs()
+            .enable_pcmu(true, false)
+            .enable_vp8(vp8)
+            .build(Instant::now());
         rtc.add_local_candidate(Candidate::host(addr, "udp").unwrap());
         (socket, addr, rtc)
     }
@@ -191,7 +240,12 @@ async fn drain(rtc: &mut Rtc, socket: &UdpSocket, stats: &Mutex<BrowserStats>, m
                 match e {
                     Event::Connected => s.connected = true,
                     Event::MediaData(d) if d.mid == mids[0] => s.audio_frames += 1,
-                    Event::MediaData(_) => s.video_frames += 1,
+                    Event::MediaData(d) => {
+                        s.video_frames += 1;
+                        if d.data.first().is_some_and(|b| b & 0x01 == 0) {
+                            s.keyframes_received += 1;
+                        }
+                    }
                     Event::KeyframeRequest(_) => s.keyframe_requests += 1,
                     _ => {}
                 }
@@ -210,6 +264,7 @@ enum Profile {
     PublishRealVp8,
     Play,
     Call,
+    CallVideo,
 }
 
 async fn run(
@@ -245,6 +300,11 @@ async fn run(
                         rtc.sdp_api().accept_answer(p, answer).expect("the server's answer is acceptable");
                     }
                 }
+                Some(Cmd::RequestKeyframe) => {
+                    if let Some(rx) = rtc.direct_api().stream_rx_by_mid(mids[1], None) {
+                        rx.request_keyframe(str0m::media::KeyframeRequestKind::Pli);
+                    }
+                }
                 None => return,
             },
             _ = tokio::time::sleep_until(wake.into()) => {
@@ -256,7 +316,7 @@ async fn run(
                             continue;
                         };
                         let (hz, step) = match (profile, i) {
-                            (Profile::Call, _) => (8_000, 160),
+                            (Profile::Call, _) | (Profile::CallVideo, 0) => (8_000, 160),
                             (_, 0) => (48_000, 960),
                             _ => (90_000, 1800),
                         };
@@ -265,13 +325,13 @@ async fn run(
                         // PCMU: 160 samples of silence (0xff).
                         let mut key = i == 1;
                         let payload = match (profile, i) {
-                            (Profile::Call, _) => vec![0xff; 160],
+                            (Profile::Call, _) | (Profile::CallVideo, 0) => vec![0xff; 160],
                             (_, 0) => vec![0xfc, n as u8, 1, 2, 3, 4, 5, 6, 7, 8],
-                            (Profile::PublishVp8 | Profile::PublishRealVp8, _) => {
+                            (Profile::PublishVp8 | Profile::PublishRealVp8 | Profile::CallVideo, _) => {
                                 let requests = stats.lock().keyframe_requests;
                                 // The real keyframe: only first and when asked (so a test sees
                                 // that a keyframe came because it was asked for).
-                                let periodic = profile == Profile::PublishVp8 && n % 50 == 0;
+                                let periodic = profile != Profile::PublishRealVp8 && n % 50 == 0;
                                 key = n == 0 || periodic || requests > answered_requests;
                                 answered_requests = requests;
                                 if key && profile == Profile::PublishRealVp8 {

@@ -17,7 +17,9 @@
 //! Forwarding is RTP level: publishers and players run str0m in RTP mode, and every publisher
 //! packet is re-sent to each player with the player's SSRC, payload type and sequence numbers
 //! and the publisher's payload (shared, not copied), timestamps and marker bit; see
-//! [`crate::forward`]. Call legs (bridges) stay in frame mode (G.711 frames to and from plain RTP).
+//! [`crate::forward`]. Audio-only call legs (bridges) stay in frame mode (G.711 frames to and
+//! from plain RTP); a call leg with video runs in RTP mode, its audio and video packets passed
+//! through to the SIP side's two RTP ports with their payloads unchanged (see [`crate::video`]).
 //! Each `Rtc` is driven by str0m's rule: after every mutation, poll until `Output::Timeout`.
 
 use std::cmp::Reverse;
@@ -36,9 +38,10 @@ use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig,
 
 use crate::bridge::{choose_g711, SipLeg, G711};
 use crate::config::MediaConfig;
-use crate::forward::{forwarded_ext_vals, RxTrack, TxTrack};
+use crate::forward::{forwarded_ext_vals, RxTrack, SeqMap, TxTrack};
 use crate::record::{RecPacket, RecordReport, RecordSpec, RecordTap};
 use crate::snapshot::{KeyframeReply, KeyframeTap, SnapshotError};
+use crate::video::{choose_video, VideoCodec, VideoFormat, VideoIn, VideoLeg};
 use crate::{sdp, stun, FailReason, MediaError, MediaEvent, PeerId};
 
 /// Which socket a datagram leaves from.
@@ -48,6 +51,8 @@ pub enum Via {
     Shared,
     /// The plain RTP socket of bridge `PeerId` (its SIP side).
     Rtp(PeerId),
+    /// The video RTP socket of bridge `PeerId` (its SIP side's video, RTCP multiplexed).
+    RtpVideo(PeerId),
 }
 
 /// A datagram to send.
@@ -76,6 +81,8 @@ pub struct BridgeAnswer {
     /// RTP/AVP SDP for the SIP side (the INVITE's offer, or the answer to the SIP offer).
     pub sip_sdp: String,
     pub codec: G711,
+    /// The video codec carried through (`None`: audio only, the browser's video refused).
+    pub video: Option<VideoCodec>,
 }
 
 /// What a bridge for an incoming SIP call gives the call layer.
@@ -86,6 +93,8 @@ pub struct IncomingBridge {
     /// RTP/AVP SDP answering the SIP offer (for the 200 OK).
     pub sip_answer: String,
     pub codec: G711,
+    /// The video codec carried through (`None`: audio only, the SIP side's video refused).
+    pub video: Option<VideoCodec>,
 }
 
 /// How long an incoming call's WebRTC leg may wait for the browser's answer (the user is
@@ -126,6 +135,9 @@ struct Peer {
     frames_out: u64,
     /// Bridge: the SIP side.
     sip: Option<Box<SipLeg>>,
+    /// Video bridge: the SIP side's video. A bridge with video runs str0m in RTP mode (audio
+    /// and video as RTP packets, see [`BridgeVideo`]); an audio-only one in frame mode.
+    video: Option<Box<BridgeVideo>>,
     /// Incoming-call bridge: our offer, until the browser's answer arrives.
     pending: Option<SdpPendingOffer>,
     /// Publisher being recorded: the writer's queue (see [`crate::record`]).
@@ -162,6 +174,24 @@ impl Peer {
     }
 }
 
+/// A video bridge's state beyond the SIP side's [`VideoLeg`]: the numbering of what it writes
+/// to the browser (str0m's RTP mode takes extended sequence numbers from the writer).
+struct BridgeVideo {
+    leg: VideoLeg,
+    /// SIP video -> browser: the SIP side's extended numbers mapped onto one stream from 1.
+    tx_seq: SeqMap,
+    /// SIP audio -> browser: the next sequence number (audio is not resent, so no gaps matter).
+    audio_seq: u64,
+    /// The last PLI sent to the SIP side (throttled like requests to browsers).
+    last_pli: Option<Instant>,
+}
+
+impl BridgeVideo {
+    fn new(leg: VideoLeg) -> BridgeVideo {
+        BridgeVideo { leg, tx_seq: SeqMap::new(), audio_seq: crate::forward::FIRST_SEQ, last_pli: None }
+    }
+}
+
 /// Counters of one peer, for the REST API and tests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct PeerStats {
@@ -175,6 +205,12 @@ pub struct PeerStats {
     /// Call leg: RTP packets dropped on its RTP port for coming from another source than the
     /// SIP side (see [`crate::bridge::RtpLatching`]).
     pub rtp_dropped: u64,
+    /// Video call leg: RTP packets from the SIP side's video / sent to it.
+    pub video_in: u64,
+    pub video_out: u64,
+    /// Video call leg: PLI/FIR from the SIP side, and PLIs sent to it.
+    pub keyframe_requests_in: u64,
+    pub plis_out: u64,
 }
 
 /// Running totals of the core (cheap: plain integers, read by the driver).
@@ -330,7 +366,32 @@ impl MediaCore {
     }
 
     fn add_peer(&mut self, id: PeerId, role: Role, offer: &str, now: Instant) -> Result<String, MediaError> {
-        self.add_peer_with(id, role, offer, now, None)
+        self.add_peer_with(id, role, offer, now, None, None)
+    }
+
+    /// The `Rtc` config of a call leg: its G.711 only, and with video exactly the one video
+    /// format carried (the same payload type and parameters on both legs' SDP), in RTP mode.
+    fn bridge_config(&self, codec: G711, video: Option<&VideoFormat>) -> RtcConfig {
+        let config = match codec {
+            G711::Pcmu => self.rtc_config.clone().clear_codecs().enable_pcmu(true, false),
+            G711::Pcma => self.rtc_config.clone().clear_codecs().enable_pcma(true, false),
+        };
+        let Some(v) = video else { return config };
+        let mut config = config.set_rtp_mode(true);
+        let (codec, format) = match v.codec {
+            VideoCodec::Vp8 => (str0m::format::Codec::Vp8, str0m::format::FormatParams::default()),
+            VideoCodec::H264 => (
+                str0m::format::Codec::H264,
+                str0m::format::FormatParams {
+                    level_asymmetry_allowed: v.param("level-asymmetry-allowed").map(|x| x == "1"),
+                    packetization_mode: v.param("packetization-mode").and_then(|x| x.parse().ok()),
+                    profile_level_id: v.param("profile-level-id").and_then(|x| u32::from_str_radix(x, 16).ok()),
+                    ..Default::default()
+                },
+            ),
+        };
+        config.codec_config().add_config(v.pt.into(), None, codec, Frequency::NINETY_KHZ, None, format);
+        config
     }
 
     fn add_peer_with(
@@ -340,6 +401,7 @@ impl MediaCore {
         offer: &str,
         now: Instant,
         g711: Option<G711>,
+        video: Option<&VideoFormat>,
     ) -> Result<String, MediaError> {
         if self.peers.contains_key(&id) || self.rtp_legs.contains_key(&id) {
             return Err(MediaError::DuplicatePeer(id));
@@ -347,9 +409,9 @@ impl MediaCore {
         let offer = SdpOffer::from_sdp_string(offer).map_err(|e| MediaError::BadOffer(e.to_string()))?;
         let config = match g711 {
             // A call leg forwards G.711 as it is: the browser gets exactly the codec the SIP side gets.
-            // It stays in frame mode (its writer and MediaData carry the audio).
-            Some(G711::Pcmu) => self.rtc_config.clone().clear_codecs().enable_pcmu(true, false),
-            Some(G711::Pcma) => self.rtc_config.clone().clear_codecs().enable_pcma(true, false),
+            // Audio only, it stays in frame mode (its writer and MediaData carry the audio); with
+            // video, in RTP mode (see `BridgeVideo`).
+            Some(codec) => self.bridge_config(codec, video),
             // Publishers and players forward RTP packets (see `crate::forward`).
             None if role == Role::Publisher => self.rtc_config.clone().set_rtp_mode(true),
             // Players: without the congestion-control extensions (see `player_extensions`).
@@ -400,6 +462,7 @@ impl MediaCore {
             frames_in: 0,
             frames_out: 0,
             sip: None,
+            video: None,
             pending: None,
             record: None,
             snapshot: None,
@@ -451,27 +514,50 @@ impl MediaCore {
     }
 
     /// Creates a call leg from the browser's offer: the WebRTC answer (G.711 only: the first of
-    /// PCMU/PCMA the browser offers) and the RTP/AVP SDP for the SIP side, whose RTP socket is
-    /// `sip_local` (owned by the driver; its datagrams come in through
-    /// [`MediaCore::handle_rtp`], and go out as [`Transmit`]s with [`Via::Rtp`]).
+    /// PCMU/PCMA the browser offers; with `video_local`, also the browser's first VP8 or H.264)
+    /// and the RTP/AVP SDP for the SIP side, whose RTP socket is `sip_local` (and `video_local`
+    /// for video), owned by the driver; their datagrams come in through
+    /// [`MediaCore::handle_rtp`] and [`MediaCore::handle_rtp_video`], and go out as
+    /// [`Transmit`]s with [`Via::Rtp`] and [`Via::RtpVideo`]. Without `video_local`, or without
+    /// a video codec callgate carries, the browser's video is refused (`m=video 0`).
     pub fn add_bridge(
         &mut self,
         id: PeerId,
         offer: &str,
         sip_local: SocketAddr,
+        video_local: Option<SocketAddr>,
         now: Instant,
     ) -> Result<BridgeAnswer, MediaError> {
         let codec = choose_g711(offer).ok_or(MediaError::TranscodingRequired)?;
-        let webrtc_answer = self.add_peer_with(id, Role::Bridge, offer, now, Some(codec))?;
+        let format = video_local.and_then(|_| choose_video(offer));
+        let mut webrtc_answer = self.add_peer_with(id, Role::Bridge, offer, now, Some(codec), format.as_ref())?;
+        let mut format = format;
+        if format.is_some() && self.peers.get(&id).is_some_and(|p| p.video_mid.is_none()) {
+            // str0m took no video after all: an audio-only leg (frame mode), as without video.
+            self.remove(id);
+            format = None;
+            webrtc_answer = self.add_peer_with(id, Role::Bridge, offer, now, Some(codec), None)?;
+        }
+        let latching = self.cfg.rtp_latching;
         let p = self.peers.get_mut(&id).expect("added above");
         if p.audio_mid.is_none() {
             self.remove(id);
             return Err(MediaError::TranscodingRequired);
         }
-        let leg = SipLeg::new(codec, sip_local, now, id.0, self.cfg.rtp_latching);
-        let sip_sdp = leg.sdp(sip_local.ip(), id.0);
+        let leg = SipLeg::new(codec, sip_local, now, id.0, latching);
+        let mut sip_sdp = leg.sdp(sip_local.ip(), id.0);
+        let video = match (format, video_local) {
+            (Some(f), Some(local)) => {
+                let v = VideoLeg::new(f, local, id.0, latching);
+                sip_sdp.push_str(&v.sdp_section(true));
+                Some(v)
+            }
+            _ => None,
+        };
+        let carried = video.as_ref().map(|v| v.format.codec);
         p.sip = Some(Box::new(leg));
-        Ok(BridgeAnswer { webrtc_answer, sip_sdp, codec })
+        p.video = video.map(|v| Box::new(BridgeVideo::new(v)));
+        Ok(BridgeAnswer { webrtc_answer, sip_sdp, codec, video: carried })
     }
 
     /// Creates an RTP-only call leg (a call with no browser, started through the REST API):
@@ -513,7 +599,9 @@ impl MediaCore {
     }
 
     /// The SIP side's SDP (its answer to our offer, or its offer): where to send, and whether
-    /// it takes our G.711 (else `TranscodingRequired`).
+    /// it takes our G.711 (else `TranscodingRequired`). A video bridge also takes the SIP
+    /// side's video address and payload type (an SDP without our video codec turns video off,
+    /// never fails the call); once video is on, the browser is asked for a keyframe.
     pub fn set_bridge_remote(&mut self, id: PeerId, sip_sdp: &str) -> Result<(), MediaError> {
         let leg = match self.rtp_legs.get_mut(&id) {
             Some(r) => &mut r.leg,
@@ -522,7 +610,16 @@ impl MediaCore {
         leg.apply_remote_sdp(sip_sdp).map_err(|e| match e {
             crate::bridge::BridgeError::CodecMismatch(_) => MediaError::TranscodingRequired,
             other => MediaError::Negotiation(other.to_string()),
-        })
+        })?;
+        let video_on = match self.peers.get_mut(&id).and_then(|p| p.video.as_mut()) {
+            Some(v) => v.leg.apply_remote_sdp(sip_sdp),
+            None => false,
+        };
+        if let (true, Some(now)) = (video_on, self.last_now) {
+            // Whatever the browser sent before had nowhere to go: the SIP side starts at a keyframe.
+            self.request_keyframe(id, now);
+        }
+        Ok(())
     }
 
     /// Creates a call leg for an incoming SIP call: the SIP side's offer picks the codec (the
@@ -535,6 +632,7 @@ impl MediaCore {
         id: PeerId,
         sip_offer: &str,
         sip_local: SocketAddr,
+        video_local: Option<SocketAddr>,
         now: Instant,
     ) -> Result<IncomingBridge, MediaError> {
         if self.peers.contains_key(&id) {
@@ -546,27 +644,41 @@ impl MediaCore {
             crate::bridge::BridgeError::CodecMismatch(_) => MediaError::TranscodingRequired,
             other => MediaError::Negotiation(other.to_string()),
         })?;
-        let config = match codec {
-            G711::Pcmu => self.rtc_config.clone().clear_codecs().enable_pcmu(true, false),
-            G711::Pcma => self.rtc_config.clone().clear_codecs().enable_pcma(true, false),
-        };
+        // The SIP offer's VP8 or H.264 (its payload type and parameters) is offered to the browser
+        // as the only video codec; another video codec is refused (`m=video 0`).
+        let video = video_local
+            .and_then(|local| Some(VideoLeg::new(choose_video(sip_offer)?, local, id.0, self.cfg.rtp_latching)))
+            .and_then(|mut v| v.apply_remote_sdp(sip_offer).then_some(v));
+        let config = self.bridge_config(codec, video.as_ref().map(|v| &v.format));
         let mut rtc = config.build(now);
         let candidate = Candidate::host(self.local, "udp").map_err(|e| MediaError::Negotiation(e.to_string()))?;
         rtc.add_local_candidate(candidate);
         let stream = format!("callgate-{}", id.0);
         let mut api = rtc.sdp_api();
-        let mid = api.add_media(MediaKind::Audio, Direction::SendRecv, Some(stream.clone()), Some(stream), None);
+        let mid =
+            api.add_media(MediaKind::Audio, Direction::SendRecv, Some(stream.clone()), Some(stream.clone()), None);
+        // One stream (the SDK shows `streams[0]`), two tracks: Chromium refuses an offer whose
+        // m-lines repeat one `a=msid` (stream and track id).
+        let video_mid = video.as_ref().map(|_| {
+            let track = format!("{stream}-video");
+            api.add_media(MediaKind::Video, Direction::SendRecv, Some(stream), Some(track), None)
+        });
         let (offer, pending) =
             api.apply().ok_or_else(|| MediaError::Negotiation("no offer was produced".to_string()))?;
         let ufrag = rtc.direct_api().local_ice_credentials().ufrag;
-        let sip_answer = leg.sdp(sip_local.ip(), id.0);
+        let mut sip_answer = leg.sdp(sip_local.ip(), id.0);
+        match &video {
+            Some(v) => sip_answer.push_str(&v.sdp_section(false)),
+            None => sip_answer.push_str(&crate::video::refused_video(sip_offer).unwrap_or_default()),
+        }
+        let carried = video.as_ref().map(|v| v.format.codec);
         let peer = Peer {
             rtc,
             role: Role::Bridge,
             ufrag: ufrag.clone(),
             addrs: Vec::new(),
             audio_mid: Some(mid),
-            video_mid: None,
+            video_mid,
             connected: false,
             ice_ok: false,
             connect_by: now + RING_LIMIT,
@@ -580,6 +692,7 @@ impl MediaCore {
             frames_in: 0,
             frames_out: 0,
             sip: Some(Box::new(leg)),
+            video: video.map(|leg| Box::new(BridgeVideo::new(leg))),
             pending: Some(pending),
             record: None,
             snapshot: None,
@@ -588,7 +701,7 @@ impl MediaCore {
         self.by_ufrag.insert(ufrag, id);
         metrics::gauge!("callgate_media_peers").increment(1.0);
         self.drain(id, now);
-        Ok(IncomingBridge { webrtc_offer: offer.to_sdp_string(), sip_answer, codec })
+        Ok(IncomingBridge { webrtc_offer: offer.to_sdp_string(), sip_answer, codec, video: carried })
     }
 
     /// The browser's answer to an incoming-call bridge's offer. The connect timeout starts now.
@@ -632,8 +745,21 @@ impl MediaCore {
         }
         let Some(p) = self.peers.get_mut(&id) else { return };
         let (Some(leg), Some(mid)) = (p.sip.as_mut(), p.audio_mid) else { return };
+        let pt = leg.codec().pt();
         let Some((ts8k, payload)) = leg.from_sip(src, buf) else { return };
         if !p.connected {
+            return;
+        }
+        if let Some(v) = p.video.as_mut() {
+            // RTP mode (a video bridge): the G.711 payload as an RTP packet of its own numbering.
+            let seq = v.audio_seq;
+            v.audio_seq += 1;
+            let mut api = p.rtc.direct_api();
+            let Some(tx) = api.stream_tx_by_mid(mid, None) else { return };
+            tx.write_rtp(RtpWrite::new(pt.into(), SeqNo::from(seq), ts8k as u32, now, payload.to_vec()));
+            self.counters.frames_out += 1;
+            p.frames_out += 1;
+            self.mark_unsent(id, now);
             return;
         }
         let Some(w) = p.rtc.writer(mid) else { return };
@@ -643,6 +769,51 @@ impl MediaCore {
             self.counters.frames_out += 1;
         }
         self.drain(id, now);
+    }
+
+    /// A datagram on bridge `id`'s video socket (from the SIP side): video RTP goes to the
+    /// browser as it is (the browser's payload type, str0m's SSRC and numbering); a PLI or FIR
+    /// makes the browser send a keyframe (throttled).
+    pub fn handle_rtp_video(&mut self, id: PeerId, now: Instant, src: SocketAddr, buf: &[u8]) {
+        let Some(p) = self.peers.get_mut(&id) else { return };
+        let (Some(v), Some(mid)) = (p.video.as_mut(), p.video_mid) else { return };
+        match v.leg.from_sip(src, buf) {
+            VideoIn::Rtp { seq, ts, marker, payload } => {
+                if !p.connected {
+                    return;
+                }
+                let ssrc = str0m::rtp::Ssrc::from(v.leg.remote_ssrc().unwrap_or(0));
+                let Some(seq) = v.tx_seq.map(ssrc, seq) else { return };
+                let pt = v.leg.format.pt;
+                let mut api = p.rtc.direct_api();
+                let Some(tx) = api.stream_tx_by_mid(mid, None) else { return };
+                let write =
+                    RtpWrite::new(pt.into(), SeqNo::from(seq), ts, now, payload.to_vec()).marker(marker).nackable(true);
+                tx.write_rtp(write);
+                self.counters.frames_out += 1;
+                p.frames_out += 1;
+                self.mark_unsent(id, now);
+            }
+            VideoIn::KeyframeRequest => {
+                tracing::trace!(peer = id.0, "keyframe request from the SIP side");
+                self.request_keyframe(id, now);
+            }
+            VideoIn::Dropped => {}
+        }
+    }
+
+    /// `id` has packets written at `now` (RTP mode) for the next [`MediaCore::flush`] to send
+    /// (which drives it with the latest `now`, so the pacer hands them out at once).
+    fn mark_unsent(&mut self, id: PeerId, now: Instant) {
+        if self.last_now.is_none_or(|t| t < now) {
+            self.last_now = Some(now);
+        }
+        if let Some(p) = self.peers.get_mut(&id) {
+            if !p.unsent {
+                p.unsent = true;
+                self.unsent.push(id);
+            }
+        }
     }
 
     /// Closes a peer. A publisher's players stay (their owner stops them with their own status).
@@ -677,6 +848,7 @@ impl MediaCore {
                 frames_out: r.leg.packets_out,
                 players: 0,
                 rtp_dropped: r.leg.packets_foreign,
+                ..Default::default()
             });
         }
         self.peers.get(&id).map(|p| PeerStats {
@@ -684,7 +856,12 @@ impl MediaCore {
             frames_in: p.frames_in,
             frames_out: p.frames_out,
             players: p.players.len(),
-            rtp_dropped: p.sip.as_ref().map_or(0, |s| s.packets_foreign),
+            rtp_dropped: p.sip.as_ref().map_or(0, |s| s.packets_foreign)
+                + p.video.as_ref().map_or(0, |v| v.leg.packets_foreign),
+            video_in: p.video.as_ref().map_or(0, |v| v.leg.packets_in),
+            video_out: p.video.as_ref().map_or(0, |v| v.leg.packets_out),
+            keyframe_requests_in: p.video.as_ref().map_or(0, |v| v.leg.keyframe_requests_in),
+            plis_out: p.video.as_ref().map_or(0, |v| v.leg.plis_out),
         })
     }
 
@@ -890,6 +1067,10 @@ impl MediaCore {
                             if let Role::Player { source } = p.role {
                                 wants_keyframe = Some(source);
                             }
+                            // A video call starts at a keyframe.
+                            if p.video.is_some() {
+                                wants_keyframe = Some(id);
+                            }
                             // A recording starts at a keyframe.
                             if p.record.is_some() {
                                 wants_keyframe = Some(id);
@@ -914,6 +1095,33 @@ impl MediaCore {
                                     contents: pkt.into(),
                                     via: Via::Rtp(id),
                                 });
+                            }
+                        }
+                        Event::RtpPacket(pkt) if p.role == Role::Bridge => {
+                            // A video bridge (RTP mode): audio and video to the SIP side, payloads as they are.
+                            p.frames_in += 1;
+                            self.counters.frames_in += 1;
+                            let Some((kind, _)) = p.note_rx(&pkt) else { continue };
+                            let out = match kind {
+                                MediaKind::Audio => p
+                                    .sip
+                                    .as_mut()
+                                    .and_then(|s| s.from_browser(u64::from(pkt.header.timestamp), &pkt.payload, now))
+                                    .map(|o| (o, Via::Rtp(id))),
+                                MediaKind::Video => p.video.as_mut().and_then(|v| {
+                                    let first = v.leg.packets_out == 0;
+                                    let (seq, ts, marker) = (*pkt.seq_no, pkt.header.timestamp, pkt.header.marker);
+                                    let o = v.leg.from_browser(seq, ts, marker, &pkt.payload)?;
+                                    if first {
+                                        // The SIP side's first video: it must start at a keyframe.
+                                        wants_keyframe = Some(id);
+                                    }
+                                    Some((o, Via::RtpVideo(id)))
+                                }),
+                            };
+                            if let Some(((to, bytes), via)) = out {
+                                self.counters.datagrams_out += 1;
+                                self.transmits.push_back(Transmit { destination: to, contents: bytes.into(), via });
                             }
                         }
                         Event::RtpPacket(pkt) if p.role == Role::Publisher => {
@@ -965,9 +1173,24 @@ impl MediaCore {
                             }
                             packets.push((kind, pkt));
                         }
-                        Event::KeyframeRequest(_) => {
+                        Event::KeyframeRequest(req) => {
                             if let Role::Player { source } = p.role {
                                 wants_keyframe = Some(source);
+                            }
+                            // The browser of a video call lost its picture: PLI to the SIP side.
+                            let interval = self.cfg.keyframe_request_interval;
+                            if let Some(v) = p.video.as_mut().filter(|_| Some(req.mid) == p.video_mid) {
+                                if v.last_pli.is_none_or(|t| now >= t + interval) {
+                                    if let Some((to, pli)) = v.leg.pli() {
+                                        v.last_pli = Some(now);
+                                        self.counters.datagrams_out += 1;
+                                        self.transmits.push_back(Transmit {
+                                            destination: to,
+                                            contents: pli.into(),
+                                            via: Via::RtpVideo(id),
+                                        });
+                                    }
+                                }
                             }
                         }
                         _ => {}

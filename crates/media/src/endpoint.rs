@@ -224,7 +224,8 @@ impl MediaEndpoint {
     }
 
     /// Creates a call leg (browser <-> plain RTP for SIP); see [`MediaCore::add_bridge`]. Its
-    /// SIP-side RTP socket is bound on the media bind address, on a port the OS picks.
+    /// SIP-side RTP socket is bound on the media bind address, on a port the OS picks; an offer
+    /// with video callgate carries (VP8, H.264) gets a second one for the video m-line.
     pub async fn bridge(&self, id: PeerId, offer: String, events: EventSender) -> Result<BridgeAnswer, MediaError> {
         let (reply, rx) = oneshot::channel();
         self.send(Command::Bridge { id, offer, events, reply }).await?;
@@ -343,14 +344,24 @@ impl MediaEndpoint {
     }
 }
 
-/// A bridge's SIP-side RTP socket and the task reading it.
+/// A bridge's SIP-side RTP socket and the task reading it; a video bridge has a second one.
 struct RtpSocket {
     socket: Arc<UdpSocket>,
     reader: tokio::task::JoinHandle<()>,
+    video: Option<Box<RtpSocket>>,
 }
 
-/// A datagram read from a bridge's RTP socket.
-type RtpIn = (PeerId, SocketAddr, Vec<u8>);
+impl RtpSocket {
+    fn stop(self) {
+        self.reader.abort();
+        if let Some(v) = self.video {
+            v.stop();
+        }
+    }
+}
+
+/// A datagram read from a bridge's RTP socket (`true`: its video socket).
+type RtpIn = (PeerId, bool, SocketAddr, Vec<u8>);
 
 async fn run(
     socket: UdpSocket,
@@ -383,7 +394,10 @@ async fn run(
                 // ICMP port unreachable from a browser that went away surfaces here on Linux.
                 Err(e) => tracing::debug!(error = %e, "UDP receive error"),
             },
-            Some((id, src, data)) = rtp_rx.recv() => core.handle_rtp(id, Instant::now(), src, &data),
+            Some((id, video, src, data)) = rtp_rx.recv() => match video {
+                false => core.handle_rtp(id, Instant::now(), src, &data),
+                true => core.handle_rtp_video(id, Instant::now(), src, &data),
+            },
             cmd = rx.recv() => match cmd {
                 Some(Command::Shutdown { done }) => {
                     stopped = Some(done);
@@ -409,6 +423,10 @@ async fn run(
                     Some(r) => &*r.socket,
                     None => continue,
                 },
+                Via::RtpVideo(id) => match rtp.get(&id).and_then(|r| r.video.as_ref()) {
+                    Some(v) => &*v.socket,
+                    None => continue,
+                },
             };
             send_one(out, &t.contents, t.destination).await;
         }
@@ -421,14 +439,14 @@ async fn run(
             if terminal {
                 sinks.remove(&id);
                 if let Some(r) = rtp.remove(&id) {
-                    r.reader.abort();
+                    r.stop();
                 }
             }
         }
         counters.publish(core.counters());
     }
     for (_, r) in rtp {
-        r.reader.abort();
+        r.stop();
     }
     // Closed before `done`: whoever waits on the shutdown finds the sockets released and every
     // peer's event channel ended.
@@ -473,7 +491,7 @@ async fn send_one(socket: &UdpSocket, b: &[u8], to: SocketAddr) {
 }
 
 /// Binds a bridge's RTP socket and starts its reader.
-fn bind_rtp(id: PeerId, ip: std::net::IpAddr, tx: &mpsc::Sender<RtpIn>) -> io::Result<RtpSocket> {
+fn bind_rtp(id: PeerId, video: bool, ip: std::net::IpAddr, tx: &mpsc::Sender<RtpIn>) -> io::Result<RtpSocket> {
     let std_socket = std::net::UdpSocket::bind((ip, 0))?;
     std_socket.set_nonblocking(true)?;
     let socket = Arc::new(UdpSocket::from_std(std_socket)?);
@@ -483,14 +501,15 @@ fn bind_rtp(id: PeerId, ip: std::net::IpAddr, tx: &mpsc::Sender<RtpIn>) -> io::R
         while let Ok((n, src)) = reader_socket.recv_from(&mut buf).await {
             // Audio is 50 packets/s per call: a full queue means the media task is overloaded,
             // and dropping is what UDP would do.
-            let _ = tx.try_send((id, src, buf[..n].to_vec()));
+            let _ = tx.try_send((id, video, src, buf[..n].to_vec()));
         }
     });
-    Ok(RtpSocket { socket, reader })
+    Ok(RtpSocket { socket, reader, video: None })
 }
 
-/// Binds a call leg's RTP socket, then runs `add` (which creates the leg in the core with that
-/// socket's address); the socket and the event sink are kept only when `add` succeeds.
+/// Binds a call leg's RTP socket (and with `video` a second one for video), then runs `add`
+/// (which creates the leg in the core with those sockets' addresses); the sockets and the
+/// event sink are kept only when `add` succeeds.
 #[allow(clippy::too_many_arguments)]
 fn with_rtp<T>(
     core: &mut MediaCore,
@@ -500,17 +519,29 @@ fn with_rtp<T>(
     rtp_ip: std::net::IpAddr,
     id: PeerId,
     events: EventSender,
-    add: impl FnOnce(&mut MediaCore, SocketAddr) -> Result<T, MediaError>,
+    video: bool,
+    add: impl FnOnce(&mut MediaCore, SocketAddr, Option<SocketAddr>) -> Result<T, MediaError>,
 ) -> Result<T, MediaError> {
-    let sock =
-        bind_rtp(id, rtp_ip, rtp_tx).map_err(|e| MediaError::Negotiation(format!("cannot bind an RTP port: {e}")))?;
-    let port = sock.socket.local_addr().map(|a| a.port()).unwrap_or(0);
-    let r = add(core, SocketAddr::new(core.local_addr().ip(), port));
+    let bind_err = |e: io::Error| MediaError::Negotiation(format!("cannot bind an RTP port: {e}"));
+    let mut sock = bind_rtp(id, false, rtp_ip, rtp_tx).map_err(bind_err)?;
+    if video {
+        match bind_rtp(id, true, rtp_ip, rtp_tx) {
+            Ok(v) => sock.video = Some(Box::new(v)),
+            Err(e) => {
+                sock.stop();
+                return Err(bind_err(e));
+            }
+        }
+    }
+    let ip = core.local_addr().ip();
+    let port = |s: &RtpSocket| s.socket.local_addr().map(|a| a.port()).unwrap_or(0);
+    let video_local = sock.video.as_deref().map(|v| SocketAddr::new(ip, port(v)));
+    let r = add(core, SocketAddr::new(ip, port(&sock)), video_local);
     if r.is_ok() {
         sinks.insert(id, events);
         rtp.insert(id, sock);
     } else {
-        sock.reader.abort();
+        sock.stop();
     }
     r
 }
@@ -526,14 +557,17 @@ fn handle_command(
     let now = Instant::now();
     match cmd {
         Command::Bridge { id, offer, events, reply } => {
-            let r = with_rtp(core, sinks, rtp, rtp_tx, rtp_ip, id, events, |core, local| {
-                core.add_bridge(id, &offer, local, now)
+            // A second port only for an offer with video callgate can carry.
+            let video = crate::video::choose_video(&offer).is_some();
+            let r = with_rtp(core, sinks, rtp, rtp_tx, rtp_ip, id, events, video, |core, local, video_local| {
+                core.add_bridge(id, &offer, local, video_local, now)
             });
             let _ = reply.send(r);
         }
         Command::IncomingBridge { id, sip_offer, events, reply } => {
-            let r = with_rtp(core, sinks, rtp, rtp_tx, rtp_ip, id, events, |core, local| {
-                core.add_incoming_bridge(id, &sip_offer, local, now)
+            let video = crate::video::choose_video(&sip_offer).is_some();
+            let r = with_rtp(core, sinks, rtp, rtp_tx, rtp_ip, id, events, video, |core, local, video_local| {
+                core.add_incoming_bridge(id, &sip_offer, local, video_local, now)
             });
             let _ = reply.send(r);
         }
@@ -541,7 +575,7 @@ fn handle_command(
             let _ = reply.send(core.accept_bridge_answer(id, &sdp, now));
         }
         Command::RtpLeg { id, codec, reply } => {
-            let r = match bind_rtp(id, rtp_ip, rtp_tx) {
+            let r = match bind_rtp(id, false, rtp_ip, rtp_tx) {
                 Ok(sock) => {
                     let port = sock.socket.local_addr().map(|a| a.port()).unwrap_or(0);
                     let sip_local = SocketAddr::new(core.local_addr().ip(), port);
@@ -549,7 +583,7 @@ fn handle_command(
                     if r.is_ok() {
                         rtp.insert(id, sock);
                     } else {
-                        sock.reader.abort();
+                        sock.stop();
                     }
                     r
                 }
@@ -581,7 +615,7 @@ fn handle_command(
             core.remove(id);
             sinks.remove(&id);
             if let Some(r) = rtp.remove(&id) {
-                r.reader.abort();
+                r.stop();
             }
         }
         Command::RequestKeyframe { id } => core.request_keyframe(id, now),

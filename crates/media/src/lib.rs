@@ -42,6 +42,7 @@ pub mod rtp;
 pub mod sdp;
 pub mod snapshot;
 pub mod stun;
+pub mod video;
 
 use std::sync::{Arc, Once, OnceLock};
 

@@ -426,13 +426,57 @@ fn a_lost_publisher_video_packet_makes_the_publisher_send_a_keyframe() {
 fn chromiums_offer_as_a_call_leg_gets_g711_only_and_a_plain_rtp_sdp() {
     let mut c = core();
     let sip_local: SocketAddr = "10.0.0.1:40002".parse().unwrap();
-    let b = c.add_bridge(PeerId(1), CHROMIUM_PUBLISH, sip_local, Instant::now()).unwrap();
+    let b = c.add_bridge(PeerId(1), CHROMIUM_PUBLISH, sip_local, None, Instant::now()).unwrap();
     assert_eq!(b.codec, callgate_media::bridge::G711::Pcmu);
     let audio = b.webrtc_answer.split("m=video").next().unwrap();
     assert!(audio.contains("m=audio 9 UDP/TLS/RTP/SAVPF 0\r\n"), "PCMU only, no Opus:\n{audio}");
-    assert!(b.webrtc_answer.contains("m=video 0 "), "video is refused on a call leg:\n{}", b.webrtc_answer);
+    assert!(b.webrtc_answer.contains("m=video 0 "), "no video port, no video:\n{}", b.webrtc_answer);
+    assert!(!b.sip_sdp.contains("m=video"), "{}", b.sip_sdp);
     assert!(
         b.sip_sdp.contains("c=IN IP4 10.0.0.1\r\n") && b.sip_sdp.contains("m=audio 40002 RTP/AVP 0 101\r\n"),
+        "{}",
+        b.sip_sdp
+    );
+}
+
+#[test]
+fn chromiums_video_call_offer_gets_its_first_video_codec_on_both_legs() {
+    let mut c = core();
+    let sip_local: SocketAddr = "10.0.0.1:40002".parse().unwrap();
+    let video_local: SocketAddr = "10.0.0.1:40004".parse().unwrap();
+    let b = c.add_bridge(PeerId(1), CHROMIUM_PUBLISH, sip_local, Some(video_local), Instant::now()).unwrap();
+    let video = b.webrtc_answer.split("m=video").nth(1).unwrap();
+    assert!(!video.starts_with(" 0 "), "video is taken:\n{}", b.webrtc_answer);
+    let chosen = callgate_media::video::choose_video(CHROMIUM_PUBLISH).unwrap();
+    let pt = chosen.pt;
+    assert!(video.contains(&format!("a=rtpmap:{pt} {}/90000", chosen.codec.name())), "{video}");
+    let codecs = video.lines().filter(|l| l.starts_with("a=rtpmap:") && !l.contains(" rtx/")).count();
+    assert_eq!(codecs, 1, "one video codec (and its RTX):\n{video}");
+    assert_eq!(b.video, Some(chosen.codec));
+    let sip_video = b.sip_sdp.split("m=video").nth(1).unwrap();
+    assert!(sip_video.starts_with(&format!(" 40004 RTP/AVP {pt}\r\n")), "{}", b.sip_sdp);
+    assert!(b.sip_sdp.contains("m=audio 40002 RTP/AVP 0 101\r\n"), "{}", b.sip_sdp);
+}
+
+#[test]
+fn an_h264_first_offer_carries_that_h264_with_its_parameters() {
+    let mut c = core();
+    // The browser prefers constrained baseline H.264, packetization mode 1 (PT 108).
+    let offer =
+        CHROMIUM_PUBLISH.replacen("m=video 9 UDP/TLS/RTP/SAVPF 96 97 ", "m=video 9 UDP/TLS/RTP/SAVPF 108 96 97 ", 1);
+    assert_ne!(offer, CHROMIUM_PUBLISH);
+    let sip_local: SocketAddr = "10.0.0.1:40002".parse().unwrap();
+    let video_local: SocketAddr = "10.0.0.1:40004".parse().unwrap();
+    let b = c.add_bridge(PeerId(1), &offer, sip_local, Some(video_local), Instant::now()).unwrap();
+    assert_eq!(b.video, Some(callgate_media::video::VideoCodec::H264));
+    let video = b.webrtc_answer.split("m=video").nth(1).unwrap();
+    assert!(video.contains("a=rtpmap:108 H264/90000"), "{video}");
+    assert!(video.contains("profile-level-id=42e01f"), "{video}");
+    assert!(!video.contains("VP8"), "{video}");
+    let sip_video = b.sip_sdp.split("m=video").nth(1).unwrap();
+    assert!(sip_video.starts_with(" 40004 RTP/AVP 108\r\na=rtpmap:108 H264/90000\r\n"), "{}", b.sip_sdp);
+    assert!(
+        sip_video.contains("a=fmtp:108 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f\r\n"),
         "{}",
         b.sip_sdp
     );

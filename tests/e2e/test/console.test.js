@@ -7,8 +7,8 @@
 // server-sent events of /console/hooks shown in its table). Screenshots of each step go to
 // tests/e2e/artifacts/ (not committed).
 //
-// Calls are audio only: callgate's SIP bridge carries G.711 audio, no video (docs/media.md), so
-// the phone panel's "video" box stays unticked and no video is asserted on calls.
+// The phone panel's calls are audio only (video in calls is tested with the SDK's Phone Video demo,
+// test/phone-video-demo.test.js), so no video is asserted on calls here.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';

@@ -85,6 +85,7 @@ pub(super) async fn incoming(
     data.insert("callee".into(), user_of(&c.request_uri).into());
     data.insert("visibleName".into(), c.display_name.clone().unwrap_or(caller).into());
     data.insert("hasAudio".into(), true.into());
+    // Until the media leg is made: then whether the SIP offer's video is carried.
     data.insert("hasVideo".into(), false.into());
     data.insert("mediaProvider".into(), "WebRTC".into());
     data.insert("sipMessageRaw".into(), String::from_utf8_lossy(&c.raw).into_owned().into());
@@ -123,6 +124,7 @@ pub(super) async fn incoming(
             };
         }
     };
+    data.insert("hasVideo".into(), leg.video.is_some().into());
     if port.side.provisional(c.call, 180).await.is_err() {
         // The caller cancelled before we got here (its CANCEL found no call of ours yet).
         tracing::info!(session = &*ctx.id, call = &*call_id, "incoming call gone before ringing");

@@ -395,6 +395,10 @@ impl<P: CallParty, S: CallSip, M: CallMedia> CallTask<P, S, M> {
                 match self.media.bridge(self.peer, offer, tx).await {
                     Ok(answer) => {
                         self.media_rx = Some(rx);
+                        // Whether the call carries video: the browser's, if callgate can pass it
+                        // through (VP8, H.264); the SIP side may still refuse it in its answer.
+                        self.obj.insert("hasVideo".into(), answer.video.is_some().into());
+                        *self.view.lock() = self.obj.clone();
                         self.party.send(&ServerFrame::new(
                             messages::SET_REMOTE_SDP,
                             vec![Value::from(&*self.id), Value::from(answer.webrtc_answer), Value::Bool(true)],

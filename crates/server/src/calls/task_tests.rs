@@ -390,7 +390,12 @@ impl CallMedia for FakeMedia {
     ) -> Result<BridgeAnswer, MediaError> {
         self.log(Media::Bridge { peer, offer }, "bridge")?;
         *self.0.events.lock() = Some(events);
-        Ok(BridgeAnswer { webrtc_answer: "webrtc-answer".into(), sip_sdp: "sip-offer".into(), codec: G711::Pcmu })
+        Ok(BridgeAnswer {
+            webrtc_answer: "webrtc-answer".into(),
+            sip_sdp: "sip-offer".into(),
+            codec: G711::Pcmu,
+            video: None,
+        })
     }
 
     async fn rtp_leg(&self, peer: PeerId) -> Result<String, MediaError> {
