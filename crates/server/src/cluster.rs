@@ -7,11 +7,16 @@
 //!   id), value the object as `/rest-api/*/find` shows it, secrets left out, with `nodeId` = its
 //!   owner.
 //!
-//! Every bucket has `max_age = lease_ms`: an entry that is not written again within the lease
-//! is dropped by the NATS server. Each node rewrites all of its own entries every
-//! `heartbeat_ms` ([`Cluster::start_heartbeat`]): the objects that began since the last beat
-//! are announced, those that ended are deleted, the rest renewed. A node that shuts down
-//! deletes its entries ([`Cluster::leave`]); a killed one's expire within the lease.
+//! `callgate_nodes` has `max_age = lease_ms`: a node entry that is not written again within the
+//! lease is dropped by the NATS server, and each node rewrites its own every `heartbeat_ms`
+//! ([`Cluster::start_heartbeat`]). The object buckets have `max_age = OBJECT_TTL_LEASES x
+//! lease_ms`: each beat writes the objects that began or changed since the last one (a hash of
+//! each entry as last written tells), deletes those that ended, and renews an unchanged one only
+//! once half of that age has passed, so a node's steady cost is its node entry, not one write
+//! per object per beat (docs/benchmarks.md "Cluster cost"). After a failed beat (NATS restarted
+//! without its memory-stored buckets) the next one writes every object again. A node that shuts
+//! down deletes its entries ([`Cluster::leave`]); a killed one's are deleted by the survivor that
+//! reports it (below), or expire.
 //!
 //! REST routing: each node answers `callgate.rest.<key of its node id>` ([`Cluster::serve_rest`]);
 //! a node that gets a REST request for an object another node owns asks the owner there
@@ -55,6 +60,10 @@ pub const LOST_BUCKET: &str = "callgate_lost";
 /// A lost node's claim outlives its objects' entries by far: no late survivor reports it again.
 const LOST_CLAIM_LEASES: u32 = 20;
 
+/// The object buckets' `max_age`, in leases: an unchanged object is written again once half of
+/// it has passed.
+const OBJECT_TTL_LEASES: u32 = 10;
+
 /// What a node that died held, as the directory last showed it (each object with its
 /// `nodeId`): the survivor that claimed it sends the end events.
 #[derive(Debug, Default)]
@@ -94,18 +103,21 @@ impl Mirror {
         }
     }
 
-    /// Takes every object of `owner` out of the mirror.
-    fn take(&mut self, owner: &str) -> Lost {
+    /// Takes every object of `owner` out of the mirror, with the keys (kind index, key) they
+    /// had in the directory.
+    fn take(&mut self, owner: &str) -> (Lost, Vec<(usize, String)>) {
         let mut lost = Lost { node_id: owner.to_string(), ..Lost::default() };
+        let mut keys = Vec::new();
         for ((kind, key), obj) in self.by_owner.remove(owner).unwrap_or_default() {
-            self.owner_of.remove(&(kind, key));
+            self.owner_of.remove(&(kind, key.clone()));
+            keys.push((kind, key));
             match Kind::ALL[kind] {
                 Kind::Sessions => lost.sessions.push(obj),
                 Kind::Calls => lost.calls.push(obj),
                 Kind::Streams => lost.streams.push(obj),
             }
         }
-        lost
+        (lost, keys)
     }
 }
 
@@ -247,14 +259,31 @@ struct Stores {
 /// never interleave).
 #[derive(Default)]
 struct Beats {
-    /// The keys this node wrote, per kind: those missing from the next snapshot are deleted.
-    announced: [HashSet<String>; 3],
+    /// The keys this node wrote, per kind, and what it wrote there and when: those missing
+    /// from the next snapshot are deleted, those unchanged are left alone for a while.
+    announced: [std::collections::HashMap<String, Written>; 3],
     /// The node left the directory: no beat writes any more.
     left: bool,
     /// The last beat failed (logged once until one succeeds again).
     failing: bool,
     /// Owners of mirrored objects with no node entry, since when (module docs, "Lost nodes").
     missing: std::collections::HashMap<String, std::time::Instant>,
+}
+
+/// An object entry as this node last wrote it.
+#[derive(Clone, Copy)]
+struct Written {
+    /// A hash of the value written; 0: unknown (it must be written again).
+    hash: u64,
+    at: std::time::Instant,
+}
+
+/// A hash of an entry's value, never 0.
+fn value_hash(v: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    v.hash(&mut h);
+    h.finish() | 1
 }
 
 /// A node's membership of the cluster: its NATS connection and the directory's buckets.
@@ -334,6 +363,11 @@ impl Cluster {
         self.live_nodes.load(Ordering::Relaxed)
     }
 
+    /// The object buckets' `max_age`.
+    fn object_ttl(&self) -> Duration {
+        Duration::from_millis(self.cfg.lease_ms) * OBJECT_TTL_LEASES
+    }
+
     fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.cfg.request_timeout_ms)
     }
@@ -347,7 +381,7 @@ impl Cluster {
         let nodes = bucket(&self.js, NODES_BUCKET, lease).await?;
         let mut kinds = Vec::with_capacity(3);
         for k in Kind::ALL {
-            kinds.push(bucket(&self.js, k.bucket(), lease).await?);
+            kinds.push(bucket(&self.js, k.bucket(), self.object_ttl()).await?);
         }
         let kinds: [kv::Store; 3] = kinds.try_into().map_err(|_| anyhow::anyhow!("three buckets"))?;
         let lost = bucket(&self.js, LOST_BUCKET, lease * LOST_CLAIM_LEASES).await?;
@@ -403,6 +437,13 @@ impl Cluster {
             Ok(()) => {}
             Err(e) => {
                 *self.stores.lock() = None;
+                // What was written may be gone (a NATS server restarted without its buckets):
+                // the next beat writes every object again.
+                for kind in b.announced.iter_mut() {
+                    for w in kind.values_mut() {
+                        w.hash = 0;
+                    }
+                }
                 metrics::counter!("callgate_cluster_heartbeat_failures_total").increment(1);
                 if !b.failing {
                     b.failing = true;
@@ -463,7 +504,18 @@ impl Cluster {
         .await;
         match r {
             Ok(Ok(_)) => {
-                let lost = self.mirror.lock().take(node);
+                let (lost, keys) = self.mirror.lock().take(node);
+                // Its entries go now (they would expire with the object buckets' age).
+                let deletes = futures_util::stream::iter(keys)
+                    .map(|(kind, key)| {
+                        let store = stores.kinds[kind].clone();
+                        async move { store.delete(key).await }
+                    })
+                    .buffer_unordered(CONCURRENCY)
+                    .collect::<Vec<_>>();
+                if tokio::time::timeout(self.request_timeout(), deletes).await.is_err() {
+                    tracing::info!(node, "cluster: deleting a lost node's entries timed out; they expire");
+                }
                 tracing::warn!(
                     node,
                     sessions = lost.sessions.len(),
@@ -476,7 +528,7 @@ impl Cluster {
             }
             Ok(Err(e)) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
                 tracing::info!(node, "cluster: a lost node is reported by another node");
-                self.mirror.lock().take(node);
+                let _ = self.mirror.lock().take(node);
                 None
             }
             Ok(Err(e)) => {
@@ -487,9 +539,10 @@ impl Cluster {
         }
     }
 
-    /// One heartbeat: writes the node entry, writes every object of `snap`, deletes what this
-    /// node announced before and is no longer in `snap`, and counts the live nodes. Returns the
-    /// lost nodes: owners of mirrored objects with no node entry.
+    /// One heartbeat: writes the node entry, writes each object of `snap` that is new, changed
+    /// or due for renewal, deletes what this node announced before and is no longer in `snap`,
+    /// and counts the live nodes. Returns the lost nodes: owners of mirrored objects with no
+    /// node entry.
     pub async fn beat(&self, facts: &NodeFacts, snap: &Snapshot) -> anyhow::Result<Vec<String>> {
         let mut b = self.beats.lock().await;
         if b.left {
@@ -508,6 +561,8 @@ impl Cluster {
             "streams": snap.streams.len(),
         });
         stores.nodes.put(key_of(&self.node_id), Bytes::from(node.to_string())).await.context("node entry")?;
+        let at = std::time::Instant::now();
+        let renew_after = self.object_ttl() / 2;
         for kind in Kind::ALL {
             let store = &stores.kinds[kind.index()];
             let mut now = HashSet::new();
@@ -517,13 +572,23 @@ impl Cluster {
                 let value = serde_json::to_vec(&Announced { obj, owner: &self.node_id })?;
                 let key = key_of(id);
                 now.insert(key.clone());
-                puts.push((key, Bytes::from(value)));
+                let hash = value_hash(&value);
+                let written = b.announced[kind.index()].get(&key);
+                if written.is_some_and(|w| w.hash == hash && at.duration_since(w.at) < renew_after) {
+                    continue;
+                }
+                puts.push((key, Bytes::from(value), hash));
             }
             // `announced` holds every key that may be in the bucket, written before the puts go
             // out (a heartbeat stopped mid-way by `leave` still has them deleted) and kept until
-            // a delete succeeds (a failed one is tried again next beat).
-            let gone: Vec<String> = b.announced[kind.index()].difference(&now).cloned().collect();
-            b.announced[kind.index()].extend(now);
+            // a delete succeeds (a failed one is tried again next beat). A failed beat marks
+            // them all unknown (`after_beat`).
+            let announced = &mut b.announced[kind.index()];
+            let gone: Vec<String> = announced.keys().filter(|k| !now.contains(*k)).cloned().collect();
+            for (k, _, hash) in &puts {
+                announced.insert(k.clone(), Written { hash: *hash, at });
+            }
+            let puts: Vec<(String, Bytes)> = puts.into_iter().map(|(k, v, _)| (k, v)).collect();
             futures_util::stream::iter(puts)
                 .map(|(k, v)| {
                     let store = store.clone();
@@ -714,7 +779,7 @@ impl Cluster {
             let stores = self.stores().await?;
             for kind in Kind::ALL {
                 let store = &stores.kinds[kind.index()];
-                futures_util::stream::iter(announced[kind.index()].clone())
+                futures_util::stream::iter(announced[kind.index()].keys().cloned().collect::<Vec<_>>())
                     .map(|k| {
                         let store = store.clone();
                         async move { store.delete(k).await }
@@ -745,8 +810,8 @@ fn str_field<'a>(m: &'a Map<String, Value>, k: &str) -> &'a str {
     m.get(k).and_then(Value::as_str).unwrap_or("")
 }
 
-/// The bucket `name` with `max_age = lease`: created, or the existing one if its lease is the
-/// same; a different lease is an error (every node of a cluster must use the same).
+/// The bucket `name` with `max_age = lease`: created, or the existing one if its age is the
+/// same; a different one is an error (every node of a cluster must use the same `lease_ms`).
 async fn bucket(js: &jetstream::Context, name: &str, lease: Duration) -> anyhow::Result<kv::Store> {
     use jetstream::stream::{Config, DiscardPolicy, StorageType};
     // The stream of a KV bucket as the KV convention has it (what `create_key_value` makes;
@@ -758,8 +823,8 @@ async fn bucket(js: &jetstream::Context, name: &str, lease: Duration) -> anyhow:
         subjects: vec![format!("$KV.{name}.>")],
         max_messages_per_subject: 1,
         max_age: lease,
-        // Soft state, rewritten every heartbeat: memory is enough, and a NATS restart that
-        // loses it costs one heartbeat (the buckets are made again).
+        // Soft state: memory is enough; a NATS restart that loses it costs one heartbeat (the
+        // buckets are made again and every node writes all its entries again).
         storage: StorageType::Memory,
         allow_rollup: true,
         deny_delete: true,
