@@ -188,10 +188,19 @@ function watchCall(call) {
   }
 }
 
-// Audio only in this panel (the SIP bridge also carries VP8/H.264 video: docs/media.md "Video in
-// calls"; the SDK's Phone Video demo shows it).
+// Calling and answering: the camera too when "Video" is ticked (the SIP bridge carries VP8/H.264
+// video: docs/media.md "Video in calls"), as the SDK's Phone Video demo does; unticked, audio only.
+// A fresh object each time: the SDK's answer() sets constraints.video = false when the offer has no
+// video. (The SDK's answer() takes receiveVideo from the incoming call itself, not from these.)
 function mediaOptions() {
-  return { localVideoDisplay: $('callLocal'), remoteVideoDisplay: $('callRemote'), constraints: { audio: true, video: false } };
+  const video = $('callVideo').checked;
+  return {
+    localVideoDisplay: $('callLocal'),
+    remoteVideoDisplay: $('callRemote'),
+    constraints: { audio: true, video },
+    receiveAudio: true,
+    receiveVideo: video,
+  };
 }
 
 function call() {
