@@ -184,3 +184,48 @@ async fn a_shutdown_ends_a_kept_session_with_disconnected() {
         "the kept session's DISCONNECTED is delivered before the shutdown ends"
     );
 }
+
+#[tokio::test]
+async fn a_resume_while_the_old_socket_still_looks_alive_takes_the_session_over() {
+    let backend = Backend::start().await;
+    let server = start_server(&toml(&backend, 30_000)).await;
+    // The old connection stays open (a half-open socket after a network change looks so).
+    let (mut old, user) = Client::establish(&server, connection(json!({"keepAlive": true}))).await;
+    let (mut c2, again) =
+        Client::establish(&server, connection(json!({"authToken": user["authToken"], "keepAlive": true}))).await;
+    assert_eq!(again["sessionId"], user["sessionId"], "the same session");
+    old.expect_closed().await;
+    let sid = user["sessionId"].as_str().unwrap();
+    assert_eq!(disconnected(&backend, sid), 0, "handed over, not ended");
+    // The session's frames now reach the new connection.
+    let (status, body) = http_post(
+        &server,
+        "/rest-api/data/send",
+        &json!({"sessionId": sid, "operationId": "op-1", "payload": {"to": "new"}}).to_string(),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(c2.expect("OnDataEvent").await["payload"]["to"], "new");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_auth_token_is_in_no_rest_view_and_no_filter() {
+    let backend = Backend::start().await;
+    let server = start_server(&toml(&backend, 30_000)).await;
+    let (_c, user) = Client::establish(&server, connection(json!({"keepAlive": true}))).await;
+    let sid = user["sessionId"].as_str().unwrap();
+    assert!(user["authToken"].is_string(), "the client gets its token");
+    let (status, body) =
+        http_post(&server, "/rest-api/connection/find", &json!({"sessionId": sid}).to_string(), None).await;
+    assert_eq!(status, 200, "{body}");
+    let found: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(found[0]["sessionId"], sid);
+    assert!(found[0].get("authToken").is_none(), "whoever reads the REST API cannot resume the session: {body}");
+    let (status, body) =
+        http_post(&server, "/rest-api/connection/find", &json!({"authToken": user["authToken"]}).to_string(), None)
+            .await;
+    assert_eq!(status, 400, "{body}");
+    server.shutdown().await;
+}

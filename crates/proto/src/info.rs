@@ -204,6 +204,9 @@ pub const ALREADY_CONNECTED: &str = "Already connected";
 /// `fail` (ConnectionStatusEvent) to a `connection` whose `authToken` names no session kept
 /// alive on this node (never kept, its grace over, resumed already, or another appKey).
 pub const NO_KEPT_SESSION: &str = "No session to resume for this authToken";
+/// Close reason of a `keepAlive` session's connection when a new connection resumes the
+/// session while the old one still looked alive (docs/hooks.md §8).
+pub const SESSION_RESUMED_ELSEWHERE: &str = "Session resumed by another connection";
 
 /// The reason of the 1009 close frame of a message over `[server] max_message_size`.
 pub fn message_too_big(limit: impl std::fmt::Display) -> String {

@@ -239,7 +239,7 @@ impl serde::Serialize for Announced<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut m = s.serialize_map(None)?;
         for (k, v) in self.obj {
-            if k != "nodeId" && !crate::secrets::is_secret(k) {
+            if k != "nodeId" && !crate::secrets::is_view_secret(k) {
                 m.serialize_entry(k, v)?;
             }
         }

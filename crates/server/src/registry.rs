@@ -49,6 +49,11 @@ impl<P> Registry<P> {
         self.sessions.iter().filter_map(|e| f(e.value())).collect()
     }
 
+    /// The first live entry `f` accepts (a scan: for rare lookups by something other than id).
+    pub fn find(&self, mut f: impl FnMut(&P) -> bool) -> Option<Arc<P>> {
+        self.sessions.iter().find(|e| f(e.value())).map(|e| e.value().clone())
+    }
+
     pub fn len(&self) -> usize {
         self.sessions.len()
     }

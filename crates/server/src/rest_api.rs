@@ -385,7 +385,7 @@ fn parse_object(body: &Bytes) -> Result<Map<String, Value>, BadRequest> {
 /// is right.
 fn filter_object(body: &Bytes) -> Result<Map<String, Value>, BadRequest> {
     let filter = parse_object(body)?;
-    match filter.keys().find(|k| crate::secrets::is_secret(k)) {
+    match filter.keys().find(|k| crate::secrets::is_view_secret(k)) {
         Some(k) => Err(BadRequest(format!("{k} cannot be used in a filter"))),
         None => Ok(filter),
     }

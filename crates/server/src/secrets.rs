@@ -22,17 +22,33 @@ pub fn is_secret(field: &str) -> bool {
     SECRET_FIELDS.contains(&field)
 }
 
+/// Top-level fields that never go into a `/rest-api` view, a find filter or the cluster
+/// directory: the [`SECRET_FIELDS`], and `authToken`, which resumes a kept-alive session
+/// (docs/hooks.md §8) and so must reach its own client (`getUserData`) and nobody else.
+pub const VIEW_SECRET_FIELDS: [&str; 2] = ["sipPassword", "authToken"];
+
+pub fn is_view_secret(field: &str) -> bool {
+    VIEW_SECRET_FIELDS.contains(&field)
+}
+
 /// Serialises `data` without `exclude` (the session's `clientExclude`) and without the secrets.
 pub struct Redacted<'a> {
     pub data: &'a Map<String, Value>,
     pub exclude: &'a FieldList,
+    /// A view for others (REST API answers): also without the [`VIEW_SECRET_FIELDS`].
+    pub view: bool,
 }
 
 impl<'a> Redacted<'a> {
-    /// A view with no other exclusion (REST API answers).
+    /// A frame to the object's own client: without `exclude` and the [`SECRET_FIELDS`].
+    pub fn to_client(data: &'a Map<String, Value>, exclude: &'a FieldList) -> Redacted<'a> {
+        Redacted { data, exclude, view: false }
+    }
+
+    /// A view with no other exclusion (REST API answers), without the [`VIEW_SECRET_FIELDS`].
     pub fn new(data: &'a Map<String, Value>) -> Redacted<'a> {
         static NONE: std::sync::LazyLock<FieldList> = std::sync::LazyLock::new(FieldList::default);
-        Redacted { data, exclude: &NONE }
+        Redacted { data, exclude: &NONE, view: true }
     }
 }
 
@@ -181,12 +197,13 @@ pub fn no_raw_payloads() -> tracing_subscriber::filter::FilterFn<impl Fn(&tracin
 impl Serialize for Redacted<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         // Most objects (stream and call events) hold no secret: the plain path, one lookup each.
-        if !SECRET_FIELDS.iter().any(|f| self.data.contains_key(*f)) {
+        let secrets: &[&str] = if self.view { &VIEW_SECRET_FIELDS } else { &SECRET_FIELDS };
+        if !secrets.iter().any(|f| self.data.contains_key(*f)) {
             return callgate_hooks::rules::Excluding { data: self.data, exclude: self.exclude }.serialize(serializer);
         }
         let mut map = serializer.serialize_map(None)?;
         for (k, v) in self.data {
-            if !is_secret(k) && !self.exclude.contains(k) {
+            if !secrets.contains(&k.as_str()) && !self.exclude.contains(k) {
                 map.serialize_entry(k, v)?;
             }
         }
@@ -207,10 +224,10 @@ mod tests {
         let s = serde_json::to_string(&Redacted::new(&data)).unwrap();
         assert_eq!(s, r#"{"sipLogin":"3000","sipDomain":"d","a":1}"#);
         let ex = FieldList::parse("sipDomain");
-        let s = serde_json::to_string(&Redacted { data: &data, exclude: &ex }).unwrap();
+        let s = serde_json::to_string(&Redacted::to_client(&data, &ex)).unwrap();
         assert_eq!(s, r#"{"sipLogin":"3000","a":1}"#);
         let Value::Object(plain) = json!({"a": 1, "sipDomain": "d"}) else { unreachable!() };
-        assert_eq!(serde_json::to_string(&Redacted { data: &plain, exclude: &ex }).unwrap(), r#"{"a":1}"#);
+        assert_eq!(serde_json::to_string(&Redacted::to_client(&plain, &ex)).unwrap(), r#"{"a":1}"#);
     }
 
     /// Review of issue 14: with client debug logging on, raw frames were logged verbatim.
@@ -242,6 +259,14 @@ mod tests {
             assert!(!is_log_secret(k), "{k}");
         }
         assert!(!is_secret("authToken"), "the client gets its authToken (getUserData)");
+        let Value::Object(session) = json!({"sessionId": "s", "authToken": "t", "sipPassword": "pw"}) else {
+            unreachable!()
+        };
+        assert_eq!(
+            serde_json::to_string(&Redacted::new(&session)).unwrap(),
+            r#"{"sessionId":"s"}"#,
+            "a REST view carries neither the password nor the token that resumes the session"
+        );
     }
 
     /// Client log lines (`pushLogs`) are free text: secrets in JSON, in query strings and in

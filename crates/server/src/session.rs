@@ -112,6 +112,18 @@ pub async fn run<H: Send + 'static>(shared: Arc<Shared>, socket: WebSocket, addr
                     session.closing = true;
                     keepable = false;
                 }
+                Some(SessionCmd::ClientTooSlow) => {
+                    let why = info::CLIENT_TOO_SLOW;
+                    tracing::info!(session = &*id, reason = why, "closing session");
+                    session.out.send(&ServerFrame::fail("ConnectionStatusEvent", why, None));
+                    close = Some(close_frame(1000, why));
+                    session.closing = true;
+                }
+                Some(SessionCmd::HandOver) => {
+                    tracing::info!(session = &*id, "another connection resumes this session; closing this one");
+                    close = Some(close_frame(1000, info::SESSION_RESUMED_ELSEWHERE));
+                    session.closing = true;
+                }
                 None => break,
             },
             _ = ping.tick() => {
@@ -161,8 +173,10 @@ pub async fn run<H: Send + 'static>(shared: Arc<Shared>, socket: WebSocket, addr
         }
     }
     drop(out);
+    // Kept before the socket's last frames are flushed: a client that reconnects at once finds
+    // its session.
     let kept = match session.ctx.take() {
-        Some(ctx) if keepable && wants_keep_alive(&shared, &ctx) => Some(ctx),
+        Some(ctx) if keepable && wants_keep_alive(&shared, &ctx) => Some(Keeping::start(&shared, ctx)),
         Some(ctx) => {
             end_session(&shared, &ctx);
             None
@@ -180,8 +194,29 @@ pub async fn run<H: Send + 'static>(shared: Arc<Shared>, socket: WebSocket, addr
     drop(stream);
     metrics::gauge!("callgate_ws_connections").decrement(1.0);
     match kept {
-        Some(ctx) => keep(shared, ctx, cmd_rx, hold).await,
+        Some(k) => keep(shared, k, cmd_rx, hold).await,
         None => drop(hold),
+    }
+}
+
+/// A session being kept: its entry is in [`Shared::kept`] under its token.
+struct Keeping {
+    ctx: Arc<Party>,
+    token: String,
+    /// Which keeper it is (see [`KeptSession::keeper`]).
+    keeper: u64,
+    resumed: tokio::sync::oneshot::Receiver<()>,
+}
+
+impl Keeping {
+    fn start(shared: &Shared, ctx: Arc<Party>) -> Keeping {
+        static KEEPERS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let token = ctx.data_ref().get("authToken").and_then(Value::as_str).unwrap_or_default().to_owned();
+        let keeper = KEEPERS.fetch_add(1, Ordering::Relaxed);
+        let (resumed_tx, resumed) = tokio::sync::oneshot::channel();
+        shared.kept.insert(token.clone(), KeptSession { party: ctx.clone(), keeper, resumed: resumed_tx });
+        metrics::gauge!("callgate_sessions_kept").increment(1.0);
+        Keeping { ctx, token, keeper, resumed }
     }
 }
 
@@ -201,35 +236,39 @@ fn wants_keep_alive(shared: &Shared, ctx: &Party) -> bool {
 /// `authToken` (`Connection::resume`), a command ends it (REST `/connection/terminate`), its
 /// grace (`server.keep_alive_grace_ms`) is over, or the node stops. The keeper takes the
 /// session task's commands meanwhile and holds its `hold`.
-async fn keep<H>(shared: Arc<Shared>, ctx: Arc<Party>, mut cmd_rx: mpsc::Receiver<SessionCmd>, hold: H) {
-    let token = ctx.data_ref().get("authToken").and_then(Value::as_str).unwrap_or_default().to_owned();
-    static KEEPERS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let keeper = KEEPERS.fetch_add(1, Ordering::Relaxed);
-    let (resumed_tx, resumed) = tokio::sync::oneshot::channel();
-    shared.kept.insert(token.clone(), KeptSession { party: ctx.clone(), keeper, resumed: resumed_tx });
+async fn keep<H>(shared: Arc<Shared>, k: Keeping, mut cmd_rx: mpsc::Receiver<SessionCmd>, hold: H) {
+    let Keeping { ctx, token, keeper, mut resumed } = k;
     let grace = Duration::from_millis(shared.cfg.server.keep_alive_grace_ms);
     tracing::info!(
         session = &*ctx.id,
         grace_ms = grace.as_millis() as u64,
         "socket gone; session kept alive for resuming"
     );
-    metrics::gauge!("callgate_sessions_kept").increment(1.0);
     let mut stopping = shared.lifecycle.stopping();
-    let why = tokio::select! {
-        // The connection that resumed it removed the entry and owns the session now.
-        _ = resumed => {
-            metrics::gauge!("callgate_sessions_kept").decrement(1.0);
-            return drop(hold);
-        }
-        cmd = cmd_rx.recv() => match cmd {
-            Some(SessionCmd::Terminate { info }) => {
-                tracing::info!(session = &*ctx.id, reason = %info, "closing kept session");
-                "terminated"
+    let deadline = tokio::time::sleep(grace);
+    tokio::pin!(deadline);
+    // A terminate that arrives while a connection resumes the session is passed on to it.
+    let mut terminate: Option<String> = None;
+    let why = loop {
+        tokio::select! {
+            // The connection that resumed it removed the entry and owns the session now.
+            _ = &mut resumed => {
+                metrics::gauge!("callgate_sessions_kept").decrement(1.0);
+                return drop(hold);
             }
-            None => "terminated",
-        },
-        () = tokio::time::sleep(grace) => "not resumed in time",
-        _ = async { drop(stopping.wait_for(|s| *s).await) } => "server shutdown",
+            cmd = cmd_rx.recv() => match cmd {
+                Some(SessionCmd::Terminate { info }) => {
+                    tracing::info!(session = &*ctx.id, reason = %info, "closing kept session");
+                    terminate = Some(info);
+                    break "terminated";
+                }
+                // From the old socket's outbox or its task: this session is kept already.
+                Some(SessionCmd::ClientTooSlow | SessionCmd::HandOver) => {}
+                None => break "terminated",
+            },
+            () = &mut deadline => break "not resumed in time",
+            _ = async { drop(stopping.wait_for(|s| *s).await) } => break "server shutdown",
+        }
     };
     metrics::gauge!("callgate_sessions_kept").decrement(1.0);
     // Whoever removes the entry owns the session: a connection that resumed it first has it
@@ -237,6 +276,9 @@ async fn keep<H>(shared: Arc<Shared>, ctx: Arc<Party>, mut cmd_rx: mpsc::Receive
     if shared.kept.remove_if(&token, |_, k| k.keeper == keeper).is_some() {
         tracing::info!(session = &*ctx.id, why, "kept session ends");
         end_session(&shared, &ctx);
+    } else if let Some(info) = terminate {
+        // Resumed meanwhile: the new connection's task ends it.
+        ctx.terminate(info);
     }
     drop(hold);
 }
@@ -463,8 +505,21 @@ impl Connection {
     /// when its SIP account is registered.
     async fn resume(&mut self, mut obj: Map<String, Value>, token: String, app_key: String) {
         let shared = self.shared.clone();
-        let kept = shared.kept.get(&token).map(|k| k.party.clone()).filter(|p| *p.app.key == *app_key);
-        let Some(party) = kept else {
+        let kept = shared.kept.get(&token).map(|k| k.party.clone());
+        // Not kept yet: its old connection may still look alive (a half-open socket after a
+        // network change, noticed only after the missed pings); that one is handed over.
+        let live = || {
+            shared.sessions.find(|p| {
+                let d = p.data_ref();
+                d.get("authToken").and_then(Value::as_str) == Some(token.as_str())
+                    && d.get("keepAlive") == Some(&Value::Bool(true))
+            })
+        };
+        let (party, hand_over) = match kept {
+            Some(p) => (Some(p), false),
+            None => (live(), true),
+        };
+        let Some(party) = party.filter(|p| *p.app.key == *app_key) else {
             tracing::info!(session = &*self.id, app_key, "connection refused: no kept session for its authToken");
             self.out.send(&ServerFrame::fail("ConnectionStatusEvent", info::NO_KEPT_SESSION, None));
             self.closing = true;
@@ -482,20 +537,33 @@ impl Connection {
             self.closing = true;
             return;
         }
+        if hand_over {
+            party.hand_over();
+            // Its task keeps it before it flushes its socket: at once, unless it is busy.
+            let until = tokio::time::Instant::now() + CLOSE_FLUSH_BOUND;
+            while !shared.kept.contains_key(&token) && tokio::time::Instant::now() < until {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
         // The keeper may have ended it while the hook ran: only the one who removes it has it.
         let Some((_, kept)) = shared.kept.remove(&token) else {
             self.out.send(&ServerFrame::fail("ConnectionStatusEvent", info::NO_KEPT_SESSION, None));
             self.closing = true;
             return;
         };
+        let mut ev = party.data();
+        ev.insert("status".into(), status::connection::ESTABLISHED.into());
+        ev.insert("resumed".into(), Value::Bool(true));
+        // getUserData first, then the session's frames: the client knows its session before
+        // any stream or call frame of it arrives. (Sent at once: under OVERWRITE a resume does
+        // not wait for the backend's answer to ConnectionStatusEvent.)
+        let exclude = &party.rcc.method(HookMethod::ConnectionStatusEvent).client_exclude;
+        self.out.send_text(crate::party::frame_text(messages::GET_USER_DATA, &ev, exclude));
         party.reattach(Client { out: self.out.clone(), cmd: self.cmd_tx.clone() });
         let _ = kept.resumed.send(());
         tracing::info!(session = &*party.id, connection = &*self.id, "kept session resumed");
         metrics::counter!("callgate_sessions_resumed_total").increment(1);
-        let mut ev = party.data();
-        ev.insert("status".into(), status::connection::ESTABLISHED.into());
-        ev.insert("resumed".into(), Value::Bool(true));
-        party.raise_event(HookMethod::ConnectionStatusEvent, Origin::Client, ev, Some(messages::GET_USER_DATA));
+        party.raise_event(HookMethod::ConnectionStatusEvent, Origin::Client, ev, None);
         crate::calls::session_resumed(&shared.calls, &party);
         self.ctx = Some(party);
     }

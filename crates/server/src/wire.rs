@@ -8,7 +8,7 @@
 use std::net::SocketAddr;
 
 use axum::extract::ws::CloseFrame;
-use callgate_proto::{info, ServerFrame};
+use callgate_proto::ServerFrame;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
@@ -17,6 +17,14 @@ use tokio::sync::mpsc;
 pub enum SessionCmd {
     /// Close the session, telling the client why.
     Terminate { info: String },
+    /// The client does not read its frames (its outbox is full): close its connection. A
+    /// `keepAlive` session is kept (the network, not the backend, ended it); a kept session's
+    /// keeper ignores it (it comes from the old socket's outbox).
+    ClientTooSlow,
+    /// A new connection resumes this `keepAlive` session by its `authToken` while this one
+    /// still looks alive (a half-open socket after a network change): close this connection
+    /// and keep the session, for the new one to take.
+    HandOver,
 }
 
 /// What the writer task sends.
@@ -56,7 +64,7 @@ impl Outbox {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Closed(_)) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {
-                let _ = self.cmd.try_send(SessionCmd::Terminate { info: info::CLIENT_TOO_SLOW.into() });
+                let _ = self.cmd.try_send(SessionCmd::ClientTooSlow);
             }
         }
     }

@@ -140,6 +140,15 @@ impl Party {
         }
     }
 
+    /// Asks the session task to close its connection and keep the session for a resuming
+    /// connection ([`SessionCmd::HandOver`]). Nothing for a REST leg.
+    pub fn hand_over(&self) {
+        if let Some(c) = &self.client {
+            let cmd = c.read().cmd.clone();
+            let _ = cmd.try_send(SessionCmd::HandOver);
+        }
+    }
+
     /// A kept-alive session is resumed by a new connection: from now on its frames and
     /// commands go to that connection's task. Nothing for a REST leg.
     pub fn reattach(&self, client: Client) {
@@ -190,7 +199,8 @@ impl Party {
                 if extra.is_empty() {
                     party.send_object(msg, data, exclude);
                 } else {
-                    let obj = serde_json::to_value(Redacted { data, exclude }).expect("JSON values always serialise");
+                    let obj =
+                        serde_json::to_value(Redacted::to_client(data, exclude)).expect("JSON values always serialise");
                     let mut args = vec![obj];
                     args.extend_from_slice(extra);
                     party.send(&ServerFrame::new(msg, args));
@@ -303,7 +313,7 @@ impl Drop for DirectSlot<'_> {
 /// Serialises a one-object client frame without `exclude` (the party's `clientExclude`) and
 /// without secrets, without copying the object.
 pub fn frame_text(message: &str, obj: &Map<String, Value>, exclude: &FieldList) -> String {
-    crate::wire::frame_text(message, &Redacted { data: obj, exclude }, 64 + message.len() + 16 * obj.len())
+    crate::wire::frame_text(message, &Redacted::to_client(obj, exclude), 64 + message.len() + 16 * obj.len())
 }
 
 /// Adds a SIP failure's `sipStatus` and `sipMessageRaw` (the response exactly as received) to

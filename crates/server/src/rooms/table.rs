@@ -61,6 +61,21 @@ struct Member {
     streams: Vec<String>,
 }
 
+/// `STATE`'s `info`: the members but `except`, each as its login, or `{login, name}` per
+/// stream it published into the room.
+fn state(members: &[Member], except: Option<&Arc<str>>) -> Value {
+    let mut state = Vec::new();
+    for m in members.iter().filter(|m| Some(&m.session) != except) {
+        if m.streams.is_empty() {
+            state.push(Value::from(m.login.as_str()));
+        }
+        for s in &m.streams {
+            state.push(json!({"login": m.login, "name": s}));
+        }
+    }
+    Value::Array(state)
+}
+
 /// The rooms of the node, by name; members in the order they joined.
 #[derive(Debug, Default)]
 pub struct Table {
@@ -84,8 +99,13 @@ impl Table {
     pub fn join(&mut self, session: &Arc<str>, login: &str, room: &str) -> Result<Vec<Push>, RoomError> {
         let joined = self.of_session.get(session).map_or(0, Vec::len);
         let members = self.rooms.get(room).map(Vec::as_slice).unwrap_or_default();
-        if members.iter().any(|m| m.session == *session) {
-            return Err(RoomError::AlreadyJoined { room: room.into() });
+        if let Some(me) = members.iter().find(|m| m.session == *session) {
+            if me.login != login {
+                return Err(RoomError::AlreadyJoined { room: room.into() });
+            }
+            // The same member joins again, e.g. a page that resumed its kept-alive session
+            // (docs/hooks.md §8) and builds its room anew: STATE again, nobody else is told.
+            return Ok(vec![push(session, room, "STATE", state(members, Some(session)))]);
         }
         if members.iter().any(|m| m.login == login) {
             return Err(RoomError::LoginInUse { room: room.into(), login: login.into() });
@@ -93,18 +113,8 @@ impl Table {
         if joined >= MAX_ROOMS_PER_SESSION {
             return Err(RoomError::TooManyRooms);
         }
-        let mut state = Vec::new();
-        let mut out = Vec::new();
-        for m in members {
-            if m.streams.is_empty() {
-                state.push(Value::from(m.login.as_str()));
-            }
-            for s in &m.streams {
-                state.push(json!({"login": m.login, "name": s}));
-            }
-            out.push(push(&m.session, room, "JOINED", login.into()));
-        }
-        out.insert(0, push(session, room, "STATE", Value::Array(state)));
+        let mut out = vec![push(session, room, "STATE", state(members, None))];
+        out.extend(members.iter().map(|m| push(&m.session, room, "JOINED", login.into())));
         let members = self.rooms.entry(room.to_string()).or_default();
         members.push(Member { session: session.clone(), login: login.to_string(), streams: Vec::new() });
         self.of_session.entry(session.clone()).or_default().push(room.to_string());
@@ -217,7 +227,12 @@ mod tests {
                 r#"b:JOINED:"carol""#
             ]
         );
-        assert_eq!(t.join(&s("c"), "carol", "r"), Err(RoomError::AlreadyJoined { room: "r".into() }));
+        assert_eq!(
+            shown(&t.join(&s("c"), "carol", "r").unwrap()),
+            [r#"c:STATE:[{"login":"alice","name":"r-alice-1a2b"},"bob"]"#],
+            "a member joining again gets STATE again, and nobody hears of it"
+        );
+        assert_eq!(t.join(&s("c"), "carl", "r"), Err(RoomError::AlreadyJoined { room: "r".into() }));
         assert_eq!(t.join(&s("d"), "bob", "r").unwrap_err().to_string(), "Login bob is already in room r",);
     }
 
