@@ -27,9 +27,11 @@ mod events;
 mod keep_alive;
 mod lifecycle;
 pub mod recording;
+pub mod relay;
 mod rest;
 
 pub use keep_alive::spawn_keep_alive;
+pub use relay::origin_lost;
 pub use rest::{find, find_filter, terminate};
 
 use std::sync::Arc;
@@ -88,6 +90,8 @@ pub struct Streams {
     /// Snapshots in progress on the node, at most [`SNAPSHOTS_AT_ONCE`]: each may cost one
     /// decode, and a flood of `snapshot` messages must not make a flood of decodes.
     snapshots: Arc<tokio::sync::Semaphore>,
+    /// `[cluster]`: streams pulled from and served to other nodes; `None` on a single node.
+    relays: Option<Arc<relay::Relays>>,
 }
 
 impl Streams {
@@ -99,7 +103,28 @@ impl Streams {
             max: usize::MAX,
             recordings: None,
             snapshots: Arc::new(tokio::sync::Semaphore::new(SNAPSHOTS_AT_ONCE)),
+            relays: None,
         }
+    }
+
+    /// `[cluster]`: a `playStream` of a name published on another node pulls it from there
+    /// (see [`relay`]).
+    pub fn clustered(mut self, cluster: Option<Arc<crate::cluster::Cluster>>) -> Streams {
+        self.relays = cluster.map(|c| Arc::new(relay::Relays::new(c)));
+        self
+    }
+
+    /// (streams this node pulls from others, relay players it serves to others); (0, 0) on a
+    /// single node.
+    pub fn relay_counts(&self) -> (usize, usize) {
+        self.relays.as_ref().map_or((0, 0), |r| r.counts())
+    }
+
+    /// The media peers fed by the local publisher of `name` (its players here and the relay
+    /// players of other nodes), as the media task counts them; `None`: not published here.
+    pub async fn media_players_of(&self, name: &str) -> Option<usize> {
+        let peer = self.dir.lock().publisher(name).map(|e| e.peer)?;
+        self.media.stats(peer).await.map(|s| s.players)
     }
 
     /// `[recording]`: where and how `record: true` streams are recorded.
@@ -282,16 +307,23 @@ pub fn end_stream(streams: &Streams, id: &str, peer: Option<PeerId>, ending: End
     };
     match removed {
         Some(r) => {
-            report_removed(&streams.media, r, &ending, origin);
+            report_removed(streams, r, &ending, origin);
             true
         }
         None => false,
     }
 }
 
-fn report_removed(media: &MediaEndpoint, r: Removed<Arc<Party>>, ending: &Ending<'_>, origin: Origin) {
+fn report_removed(streams: &Streams, r: Removed<Arc<Party>>, ending: &Ending<'_>, origin: Origin) {
+    let media = &streams.media;
     let e = r.entry;
     media.close(e.peer);
+    match (e.kind, &e.source) {
+        (Kind::Publish, _) => relay::publisher_ended(streams, &e.name),
+        // A player with no local source is fed by a relay (a stream pulled from another node).
+        (Kind::Play, None) => relay::player_left(streams, &e.name, &e.id),
+        (Kind::Play, Some(_)) => {}
+    }
     let stopped = if e.kind == Kind::Publish { stream::UNPUBLISHED } else { stream::STOPPED };
     let (status, info_text, to_client) = match ending {
         Ending::ByClient { rejected: None } => (stopped, info::STOPPED_BY_USER, true),
@@ -313,6 +345,6 @@ fn report_removed(media: &MediaEndpoint, r: Removed<Arc<Party>>, ending: &Ending
 pub fn session_closed(streams: &Streams, ctx: &Arc<Party>) {
     let removed = streams.dir.lock().remove_session(&ctx.id);
     for r in removed {
-        report_removed(&streams.media, r, &Ending::SessionClosed, Origin::Client);
+        report_removed(streams, r, &Ending::SessionClosed, Origin::Client);
     }
 }
