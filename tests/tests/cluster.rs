@@ -613,7 +613,11 @@ async fn a_stream_published_on_one_node_plays_on_the_others_until_it_ends_or_its
     assert_eq!((b.shared.streams.relay_counts(), c.shared.streams.relay_counts()), ((1, 0), (1, 0)));
     assert_eq!(a.shared.streams.relay_counts(), (0, 2));
     assert_eq!(a.shared.streams.media_players_of("cam1").await, Some(2));
-    // A player's keyframe request reaches the publisher on A (relay PLI).
+    // A late player's keyframe request reaches the publisher on A (the relay's PLI), once the
+    // requests of the first players are older than the media core's keyframe request interval
+    // (`MediaConfig::keyframe_request_interval`, 300 ms: closer requests to one publisher are
+    // throttled, on B and on A).
+    tokio::time::sleep(Duration::from_millis(700)).await;
     let before = publisher.stats().keyframe_requests;
     let (_b3_client, b3) = stream_on(&b, "b3", "cam1", false).await;
     b3.wait("video", |s| s.video_frames >= 3).await;
