@@ -71,6 +71,19 @@ impl Drop for Nats {
     }
 }
 
+/// A node on a tokio runtime of its own (see the module documentation): `rt.shutdown_background()`
+/// is its `kill -9`; then `std::mem::forget` the server (nothing of it may run again).
+fn killable_node(toml: &str) -> (tokio::runtime::Runtime, callgate_server::RunningServer) {
+    let toml = toml.to_string();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let node = rt.block_on(start_server(&toml));
+        (rt, node)
+    })
+    .join()
+    .unwrap()
+}
+
 fn cluster_toml(nats: &Nats, lease_ms: u64) -> String {
     format!("[cluster]\nnats_url = \"{}\"\nheartbeat_ms = 100\nlease_ms = {lease_ms}\n", nats.url())
 }
@@ -203,16 +216,7 @@ async fn a_killed_nodes_entries_expire_with_the_lease() {
     let nats = Nats::start().await;
     let toml = cluster_toml(&nats, 1000);
     // Node A on a runtime of its own (see the module documentation).
-    let (rt, a) = {
-        let toml = toml.clone();
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-            let a = rt.block_on(start_server(&toml));
-            (rt, a)
-        })
-        .join()
-        .unwrap()
-    };
+    let (rt, a) = killable_node(&toml);
     let b = start_server(&toml).await;
     let (a_id, b_id) = (a.shared.node_id.to_string(), b.shared.node_id.to_string());
     let (_client, user) = Client::establish(&a, json!({"clientVersion": "2.0"})).await;
@@ -434,16 +438,7 @@ async fn rest_requests_for_another_nodes_objects_are_answered_by_their_owner() {
 async fn a_request_for_a_killed_nodes_session_gets_503_until_its_lease_expires() {
     let nats = Nats::start().await;
     let toml = cluster_toml(&nats, 1500);
-    let (rt, a) = {
-        let toml = toml.clone();
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-            let a = rt.block_on(start_server(&toml));
-            (rt, a)
-        })
-        .join()
-        .unwrap()
-    };
+    let (rt, a) = killable_node(&toml);
     let b = start_server(&toml).await;
     let a_id = a.shared.node_id.to_string();
     let (_client, user) = Client::establish(&a, json!({"clientVersion": "2.0"})).await;
@@ -473,16 +468,7 @@ async fn a_killed_nodes_session_and_stream_end_once_at_the_backend_with_node_los
     let nats = Nats::start().await;
     let backend = Backend::start().await;
     let toml = format!("{}{}", cluster_toml(&nats, 1500), sip_server_toml(&backend));
-    let (rt, a) = {
-        let toml = toml.clone();
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-            let a = rt.block_on(start_server(&toml));
-            (rt, a)
-        })
-        .join()
-        .unwrap()
-    };
+    let (rt, a) = killable_node(&toml);
     // Two survivors: exactly one of them reports A's objects.
     let b = start_server(&toml).await;
     let c = start_server(&toml).await;
@@ -558,5 +544,133 @@ async fn a_killed_nodes_session_and_stream_end_once_at_the_backend_with_node_los
         "a node that left is not lost"
     );
     std::mem::forget(a);
+    assert!(c.shutdown().await.complete());
+}
+
+/// The SDK's `publishStream` / `playStream` payloads (spec/client-protocol.md §3.2).
+fn stream_msg(id: &str, name: &str, sdp: &str, published: bool) -> Value {
+    json!({"mediaSessionId": id, "name": name, "published": published, "hasVideo": true, "hasAudio": true,
+           "status": "PENDING", "record": false, "mediaProvider": "WebRTC", "sdp": sdp,
+           "bitrate": 0, "minBitrate": 0, "maxBitrate": 0, "custom": {}})
+}
+
+/// A fresh session on `node` that publishes (`published`) or plays `name` as `id` from a fake
+/// browser, once its status is PUBLISHING or PLAYING.
+async fn stream_on(
+    node: &callgate_server::RunningServer,
+    id: &str,
+    name: &str,
+    published: bool,
+) -> (Client, FakeBrowser) {
+    let (mut client, _) = Client::establish(node, connection(json!({}))).await;
+    let browser = if published { FakeBrowser::publisher().await } else { FakeBrowser::player().await };
+    client
+        .send(if published { "publishStream" } else { "playStream" }, stream_msg(id, name, &browser.offer, published))
+        .await;
+    let answer = loop {
+        let (m, data) = client.next().await.expect("open");
+        if m == "setRemoteSDP" {
+            break data[1].as_str().unwrap().to_string();
+        }
+        assert_ne!(m, "notifyStreamStatusEvent", "{id}: a status before the answer: {data:?}");
+    };
+    browser.accept(&answer);
+    let st = stream_status(&mut client, id).await;
+    assert_eq!(st["status"], if published { "PUBLISHING" } else { "PLAYING" }, "{id}: {st:?}");
+    (client, browser)
+}
+
+/// Waits until the directory of `node` shows `name` published elsewhere.
+async fn listed(node: &callgate_server::RunningServer, name: &str) {
+    let filter = json!({"name": name, "published": true}).to_string();
+    eventually("the stream is in the directory", || async {
+        found(node.http_addr, "/rest-api/stream/find", &filter).await.len() == 1
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_stream_published_on_one_node_plays_on_the_others_until_it_ends_or_its_node_dies() {
+    let nats = Nats::start().await;
+    let backend = Backend::start().await;
+    let lease = Duration::from_millis(2000);
+    let toml = format!("{}{}", cluster_toml(&nats, lease.as_millis() as u64), sip_server_toml(&backend));
+    let (rt, a) = killable_node(&toml);
+    let b = start_server(&toml).await;
+    let c = start_server(&toml).await;
+
+    // Published on A; played on B (twice) and C: each player gets audio and video from A.
+    let (mut pub_client, publisher) = stream_on(&a, "m1", "cam1", true).await;
+    listed(&b, "cam1").await;
+    listed(&c, "cam1").await;
+    let (mut b1_client, b1) = stream_on(&b, "b1", "cam1", false).await;
+    let (mut b2_client, b2) = stream_on(&b, "b2", "cam1", false).await;
+    let (mut c1_client, c1) = stream_on(&c, "c1", "cam1", false).await;
+    for p in [&b1, &b2, &c1] {
+        p.wait("audio and video from A", |s| s.audio_frames >= 10 && s.video_frames >= 10).await;
+    }
+    // One pull per node, whatever its number of players; A feeds one relay player per node.
+    assert_eq!((b.shared.streams.relay_counts(), c.shared.streams.relay_counts()), ((1, 0), (1, 0)));
+    assert_eq!(a.shared.streams.relay_counts(), (0, 2));
+    assert_eq!(a.shared.streams.media_players_of("cam1").await, Some(2));
+    // A late player's keyframe request reaches the publisher on A (the relay's PLI), once the
+    // requests of the first players are older than the media core's keyframe request interval
+    // (`MediaConfig::keyframe_request_interval`, 300 ms: closer requests to one publisher are
+    // throttled, on B and on A).
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let before = publisher.stats().keyframe_requests;
+    let (_b3_client, b3) = stream_on(&b, "b3", "cam1", false).await;
+    b3.wait("video", |s| s.video_frames >= 3).await;
+    publisher.wait("the late player's keyframe request", |s| s.keyframe_requests > before).await;
+    drop((_b3_client, b3));
+
+    // C's last player leaves: C stops pulling, A's relay player for C is gone.
+    c1_client.send("stopStream", json!({"mediaSessionId": "c1", "name": "cam1"})).await;
+    assert_eq!(stream_status(&mut c1_client, "c1").await["status"], "STOPPED");
+    eventually("C's pull is stopped at both ends", || async {
+        c.shared.streams.relay_counts() == (0, 0)
+            && a.shared.streams.relay_counts() == (0, 1)
+            && a.shared.streams.media_players_of("cam1").await == Some(1)
+    })
+    .await;
+    // B keeps its pull while one of its players is left.
+    b2_client.send("stopStream", json!({"mediaSessionId": "b2", "name": "cam1"})).await;
+    assert_eq!(stream_status(&mut b2_client, "b2").await["status"], "STOPPED");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!((b.shared.streams.relay_counts(), a.shared.streams.relay_counts()), ((1, 0), (0, 1)));
+    let frames = b1.stats().video_frames;
+    b1.wait("more video", |s| s.video_frames > frames + 5).await;
+
+    // Unpublished on A: B's player is STOPPED as a local publisher's would be.
+    pub_client.send("unPublishStream", json!({"mediaSessionId": "m1", "name": "cam1"})).await;
+    assert_eq!(stream_status(&mut pub_client, "m1").await["status"], "UNPUBLISHED");
+    let st = stream_status(&mut b1_client, "b1").await;
+    assert_eq!((st["status"].as_str(), st["info"].as_str()), (Some("STOPPED"), Some("Stopped by publisher stop")));
+    backend.wait_for("StreamStatusEvent", |e| e["mediaSessionId"] == "b1" && e["status"] == "STOPPED").await;
+    eventually("no pull left", || async {
+        b.shared.streams.relay_counts() == (0, 0) && a.shared.streams.relay_counts() == (0, 0)
+    })
+    .await;
+    drop((b1, b2, c1, publisher));
+
+    // A stream of A played on B, then A is killed: B's player ends within 2 x lease.
+    let (_pub2_client, _publisher2) = stream_on(&a, "m2", "cam2", true).await;
+    listed(&b, "cam2").await;
+    let (mut b4_client, b4) = stream_on(&b, "b4", "cam2", false).await;
+    b4.wait("video from A", |s| s.video_frames >= 10).await;
+    // The watchers deliver what the directory holds; a few heartbeats for them to have it.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let killed = tokio::time::Instant::now();
+    rt.shutdown_background();
+    let st = tokio::time::timeout(2 * lease, stream_status(&mut b4_client, "b4"))
+        .await
+        .unwrap_or_else(|_| panic!("B's player not ended within 2 x lease ({:?})", 2 * lease));
+    println!("B's player ended {:?} after A was killed: {st:?}", killed.elapsed());
+    assert_eq!((st["status"].as_str(), st["info"].as_str()), (Some("FAILED"), Some("Node lost")), "{st:?}");
+    assert_eq!(b.shared.streams.relay_counts(), (0, 0));
+    backend.wait_for("StreamStatusEvent", |e| e["mediaSessionId"] == "b4" && e["info"] == "Node lost").await;
+
+    std::mem::forget(a);
+    assert!(b.shutdown().await.complete());
     assert!(c.shutdown().await.complete());
 }

@@ -145,6 +145,11 @@ struct Peer {
     /// Publisher with snapshots pending: the keyframe being reassembled for them (see
     /// [`crate::snapshot`]); `None` the rest of the time.
     snapshot: Option<Box<KeyframeTap>>,
+    /// Where its datagrams leave: the shared socket, or (relay publisher) its own.
+    via: Via,
+    /// Relay publisher (see [`MediaCore::add_relay`]): the address of its own socket, which
+    /// its datagrams arrive on through [`MediaCore::handle_rtp`].
+    relay_local: Option<SocketAddr>,
 }
 
 impl Peer {
@@ -466,6 +471,8 @@ impl MediaCore {
             pending: None,
             record: None,
             snapshot: None,
+            via: Via::Shared,
+            relay_local: None,
         };
         self.peers.insert(id, peer);
         self.by_ufrag.insert(ufrag, id);
@@ -696,6 +703,8 @@ impl MediaCore {
             pending: Some(pending),
             record: None,
             snapshot: None,
+            via: Via::Shared,
+            relay_local: None,
         };
         self.peers.insert(id, peer);
         self.by_ufrag.insert(ufrag, id);
@@ -717,6 +726,104 @@ impl MediaCore {
         p.connect_by = now + self.cfg.connect_timeout;
         self.drain(id, now);
         Ok(())
+    }
+
+    /// Creates a relay publisher: the pulling side of a stream published on another node
+    /// (docs/cluster.md "Streams across nodes"). It is a str0m peer that makes the offer a
+    /// player's browser would (recvonly audio and video, full ICE as the controlling agent,
+    /// DTLS-SRTP), on its own UDP socket whose address is `local` (owned by the driver: its
+    /// datagrams come in through [`MediaCore::handle_rtp`] and leave with [`Via::Rtp`]). The
+    /// origin node answers it as one more player of its publisher; [`MediaCore::accept_relay_answer`]
+    /// takes that answer. Until then and after, it is a publisher like any other: players are
+    /// added with it as their `source`, its packets are forwarded to them, and their keyframe
+    /// requests become its PLI towards the origin.
+    pub fn add_relay(&mut self, id: PeerId, local: SocketAddr, now: Instant) -> Result<String, MediaError> {
+        if self.peers.contains_key(&id) || self.rtp_legs.contains_key(&id) {
+            return Err(MediaError::DuplicatePeer(id));
+        }
+        let mut rtc = self.rtc_config.clone().set_ice_lite(false).set_rtp_mode(true).build(now);
+        let candidate = Candidate::host(local, "udp").map_err(|e| MediaError::Negotiation(e.to_string()))?;
+        rtc.add_local_candidate(candidate);
+        let mut api = rtc.sdp_api();
+        let audio = api.add_media(MediaKind::Audio, Direction::RecvOnly, Some("relay".into()), None, None);
+        let video = api.add_media(MediaKind::Video, Direction::RecvOnly, Some("relay".into()), None, None);
+        let (offer, pending) = api.apply().ok_or_else(|| MediaError::Negotiation("no offer to make".into()))?;
+        let ufrag = rtc.direct_api().local_ice_credentials().ufrag;
+        let peer = Peer {
+            rtc,
+            role: Role::Publisher,
+            ufrag,
+            addrs: Vec::new(),
+            audio_mid: Some(audio),
+            video_mid: Some(video),
+            connected: false,
+            ice_ok: false,
+            connect_by: now + self.cfg.connect_timeout,
+            deadline: now,
+            armed: None,
+            players: Vec::new(),
+            rx: Vec::new(),
+            tx: [None, None],
+            unsent: false,
+            last_keyframe_request: None,
+            frames_in: 0,
+            frames_out: 0,
+            sip: None,
+            video: None,
+            pending: Some(pending),
+            record: None,
+            snapshot: None,
+            via: Via::Rtp(id),
+            relay_local: Some(local),
+        };
+        // Not in `by_ufrag`: nothing reaches a relay through the shared socket.
+        self.peers.insert(id, peer);
+        metrics::gauge!("callgate_media_peers").increment(1.0);
+        self.drain(id, now);
+        Ok(offer.to_sdp_string())
+    }
+
+    /// The origin node's answer to relay `id`'s offer; ICE starts now (the connect timeout too).
+    pub fn accept_relay_answer(&mut self, id: PeerId, answer: &str, now: Instant) -> Result<(), MediaError> {
+        let p = self.peers.get_mut(&id).filter(|p| p.relay_local.is_some()).ok_or(MediaError::NotFound(id))?;
+        let pending = p.pending.take().ok_or_else(|| MediaError::Negotiation("no offer is waiting".to_string()))?;
+        let answer = SdpAnswer::from_sdp_string(answer).map_err(|e| MediaError::BadOffer(e.to_string()))?;
+        p.rtc.sdp_api().accept_answer(pending, answer).map_err(|e| MediaError::Negotiation(e.to_string()))?;
+        let has =
+            |mid: Option<Mid>, rtc: &Rtc| mid.and_then(|m| rtc.media(m)).is_some_and(|m| !m.remote_pts().is_empty());
+        if !has(p.audio_mid, &p.rtc) {
+            p.audio_mid = None;
+        }
+        if !has(p.video_mid, &p.rtc) {
+            p.video_mid = None;
+        }
+        if p.audio_mid.is_none() && p.video_mid.is_none() {
+            return Err(MediaError::NoCommonCodecs);
+        }
+        p.connect_by = now + self.cfg.connect_timeout;
+        self.drain(id, now);
+        Ok(())
+    }
+
+    /// A datagram on relay `id`'s own socket. Whoever can reach that port can send to it, but
+    /// str0m takes only what ICE, DTLS and SRTP authenticate (the origin's fingerprint came in
+    /// its answer, over NATS); the rest is dropped and counted.
+    fn handle_relay_datagram(&mut self, id: PeerId, now: Instant, src: SocketAddr, local: SocketAddr, buf: &[u8]) {
+        let Ok(receive) = Receive::new(Protocol::Udp, src, local, buf) else {
+            self.drop_datagram("unparsable", src);
+            return;
+        };
+        let input = Input::Receive(now, receive);
+        let Some(p) = self.peers.get_mut(&id).filter(|p| p.rtc.accepts(&input)) else {
+            self.drop_datagram("not_accepted", src);
+            return;
+        };
+        self.counters.datagrams_in += 1;
+        if let Err(e) = p.rtc.handle_input(input) {
+            self.handle_rtc_error(id, e, now);
+            return;
+        }
+        self.drain(id, now);
     }
 
     /// Queues DTMF keys for the SIP side (RFC 4733).
@@ -744,6 +851,10 @@ impl MediaCore {
             return;
         }
         let Some(p) = self.peers.get_mut(&id) else { return };
+        if let Some(local) = p.relay_local {
+            self.handle_relay_datagram(id, now, src, local, buf);
+            return;
+        }
         let (Some(leg), Some(mid)) = (p.sip.as_mut(), p.audio_mid) else { return };
         let pt = leg.codec().pt();
         let Some((ts8k, payload)) = leg.from_sip(src, buf) else { return };
@@ -1057,7 +1168,7 @@ impl MediaCore {
                         self.transmits.push_back(Transmit {
                             destination: t.destination,
                             contents: t.contents,
-                            via: Via::Shared,
+                            via: p.via,
                         })
                     }
                     Ok(Output::Event(e)) => match e {

@@ -73,6 +73,16 @@ enum Command {
         keys: String,
         reply: oneshot::Sender<Result<(), MediaError>>,
     },
+    Relay {
+        id: PeerId,
+        events: EventSender,
+        reply: oneshot::Sender<Result<String, MediaError>>,
+    },
+    RelayAnswer {
+        id: PeerId,
+        sdp: String,
+        reply: oneshot::Sender<Result<(), MediaError>>,
+    },
     Close {
         id: PeerId,
     },
@@ -273,6 +283,21 @@ impl MediaEndpoint {
     pub async fn send_dtmf(&self, id: PeerId, keys: String) -> Result<(), MediaError> {
         let (reply, rx) = oneshot::channel();
         self.send(Command::Dtmf { id, keys, reply }).await?;
+        rx.await.map_err(|_| MediaError::Stopped)?
+    }
+
+    /// Creates a relay publisher on its own UDP port (see [`MediaCore::add_relay`]); returns
+    /// its offer, for the origin node. Players attach to it with [`MediaEndpoint::play`].
+    pub async fn relay(&self, id: PeerId, events: EventSender) -> Result<String, MediaError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Relay { id, events, reply }).await?;
+        rx.await.map_err(|_| MediaError::Stopped)?
+    }
+
+    /// The origin node's answer to a relay's offer.
+    pub async fn relay_answer(&self, id: PeerId, sdp: String) -> Result<(), MediaError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::RelayAnswer { id, sdp, reply }).await?;
         rx.await.map_err(|_| MediaError::Stopped)?
     }
 
@@ -570,6 +595,15 @@ fn handle_command(
                 core.add_incoming_bridge(id, &sip_offer, local, video_local, now)
             });
             let _ = reply.send(r);
+        }
+        Command::Relay { id, events, reply } => {
+            let r = with_rtp(core, sinks, rtp, rtp_tx, rtp_ip, id, events, false, |core, local, _| {
+                core.add_relay(id, local, now)
+            });
+            let _ = reply.send(r);
+        }
+        Command::RelayAnswer { id, sdp, reply } => {
+            let _ = reply.send(core.accept_relay_answer(id, &sdp, now));
         }
         Command::BridgeAnswer { id, sdp, reply } => {
             let _ = reply.send(core.accept_bridge_answer(id, &sdp, now));

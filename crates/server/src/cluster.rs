@@ -130,6 +130,15 @@ const STATUS_HEADER: &str = "Callgate-Status";
 const CONTENT_TYPE_HEADER: &str = "Content-Type";
 const RETRY_AFTER_HEADER: &str = "Retry-After";
 
+/// The stream subjects of a node: pull requests, end notices.
+const PULL: &str = "pull";
+const END: &str = "end";
+
+/// `callgate.stream.<what>.<key of node_id>`: where `node_id` hears of pulled streams.
+fn stream_subject(what: &str, node_id: &str) -> String {
+    format!("callgate.stream.{what}.{}", key_of(node_id))
+}
+
 /// The subject on which `node_id` answers forwarded REST requests.
 fn rest_subject(node_id: &str) -> String {
     // Unpadded base64url has no `.`, `*`, `>` or white space: one subject token.
@@ -305,6 +314,8 @@ pub struct Cluster {
     heartbeat: parking_lot::Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// The task answering forwarded REST requests ([`Cluster::serve_rest`]).
     rest_server: parking_lot::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The tasks answering this node's stream subjects ([`Cluster::serve_streams`]).
+    stream_servers: parking_lot::Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl Cluster {
@@ -345,6 +356,7 @@ impl Cluster {
             watchers: parking_lot::Mutex::new(Vec::new()),
             heartbeat: parking_lot::Mutex::new(None),
             rest_server: parking_lot::Mutex::new(None),
+            stream_servers: parking_lot::Mutex::new(Vec::new()),
         };
         cluster
             .stores()
@@ -396,6 +408,7 @@ impl Cluster {
         self: &Arc<Self>,
         facts: NodeFacts,
         snapshot: impl Fn() -> Snapshot + Send + Sync + 'static,
+        on_gone: impl Fn(&str) + Send + Sync + 'static,
         on_lost: impl Fn(Lost) + Send + Sync + 'static,
     ) {
         self.start_watchers();
@@ -418,6 +431,9 @@ impl Cluster {
                 };
                 me.after_beat(r.map(|_| ())).await;
                 for node in lost {
+                    // Every survivor: what it pulls from the node ends (docs/cluster.md
+                    // "Streams across nodes"); only the claim's winner reports the node's objects.
+                    on_gone(&node);
                     if let Some(l) = me.claim(&node).await {
                         on_lost(l);
                     }
@@ -757,6 +773,69 @@ impl Cluster {
         Ok(())
     }
 
+    /// Answers this node's stream subjects (docs/cluster.md "Streams across nodes"):
+    /// `callgate.stream.pull.<key>` requests (a JSON body; `handle` gives the JSON answer) and
+    /// `callgate.stream.end.<key>` notices (no answer; `notice` takes the body). Subscribed
+    /// when this returns; [`Cluster::leave`] stops them.
+    pub async fn serve_streams<F, Fut, N>(self: &Arc<Self>, handle: F, notice: N) -> anyhow::Result<()>
+    where
+        F: Fn(Bytes) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Bytes> + Send + 'static,
+        N: Fn(Bytes) + Send + 'static,
+    {
+        let mut pulls = self
+            .client
+            .subscribe(stream_subject(PULL, &self.node_id))
+            .await
+            .context("cannot subscribe to this node's stream pull subject")?;
+        let mut ends = self
+            .client
+            .subscribe(stream_subject(END, &self.node_id))
+            .await
+            .context("cannot subscribe to this node's stream end subject")?;
+        let client = self.client.clone();
+        let handle = Arc::new(handle);
+        let pull_task = tokio::spawn(async move {
+            while let Some(msg) = pulls.next().await {
+                let Some(reply) = msg.reply.clone() else { continue };
+                let (client, handle) = (client.clone(), handle.clone());
+                tokio::spawn(async move {
+                    let answer = handle(msg.payload).await;
+                    if let Err(e) = client.publish(reply, answer).await {
+                        tracing::warn!(error = %e, "cluster: cannot answer a stream pull request");
+                    }
+                });
+            }
+        });
+        let end_task = tokio::spawn(async move {
+            while let Some(msg) = ends.next().await {
+                notice(msg.payload);
+            }
+        });
+        self.stream_servers.lock().extend([pull_task, end_task]);
+        Ok(())
+    }
+
+    /// A stream pull request to `node` (its answer within `request_timeout_ms`).
+    pub async fn stream_request(&self, node: &str, body: Bytes) -> Result<Bytes, ForwardError> {
+        use async_nats::RequestErrorKind as K;
+        let request = async_nats::Request::new().payload(body).timeout(Some(self.request_timeout()));
+        let reply =
+            self.client.send_request(stream_subject(PULL, node), request).await.map_err(|e| match e.kind() {
+                K::NoResponders => ForwardError::Gone,
+                K::TimedOut => ForwardError::TimedOut,
+                K::Other => ForwardError::Nats(e.to_string()),
+            })?;
+        Ok(reply.payload)
+    }
+
+    /// A stream end notice to `node` (fire and forget: a node that is gone has nobody to tell).
+    pub async fn stream_notice(&self, node: &str, body: Bytes) {
+        if let Err(e) = self.client.publish(stream_subject(END, node), body).await {
+            tracing::warn!(node, error = %e, "cluster: cannot send a stream end notice");
+        }
+    }
+
     /// Leaves the directory (graceful shutdown): stops the heartbeat and deletes this node's
     /// entries, within `request_timeout_ms`; what is not deleted then expires with the lease.
     pub async fn leave(&self) {
@@ -764,6 +843,9 @@ impl Cluster {
             t.abort();
         }
         if let Some(t) = self.rest_server.lock().take() {
+            t.abort();
+        }
+        for t in self.stream_servers.lock().drain(..) {
             t.abort();
         }
         for t in self.watchers.lock().drain(..) {

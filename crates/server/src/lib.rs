@@ -217,7 +217,8 @@ pub async fn start_as(cfg: Config, node_id: Arc<str>) -> anyhow::Result<RunningS
         streams::Streams::new(media.clone(), sessions.clone())
             .limited(cfg.limits.max_streams)
             .recording(&cfg.recording)
-            .with_rooms(rooms.clone()),
+            .with_rooms(rooms.clone())
+            .clustered(cluster.clone()),
     );
     let supervisor = supervise::Supervisor::default();
     supervisor.watch_media(streams.media.panicked.clone());
@@ -253,6 +254,7 @@ pub async fn start_as(cfg: Config, node_id: Arc<str>) -> anyhow::Result<RunningS
         let router = rest_api::forwarded_router(shared.clone());
         let limit = cfg_limit_bytes(&shared);
         c.serve_rest(move |path, body| rest_api::answer_forwarded(router.clone(), path, body, limit)).await?;
+        streams::relay::serve(&shared.streams).await?;
         start_heartbeat(c, &shared, &node_ip, ws_addr, http_addr);
     }
     if let Some(ka) = keep_alive {
@@ -310,7 +312,8 @@ fn cfg_limit_bytes(shared: &Shared) -> usize {
 
 /// `[cluster]`: the node's heartbeat, reading its sessions, calls and streams through their own
 /// `Arc`s (never `Shared`, which the heartbeat task must not keep alive), and reporting the
-/// end of the objects of the nodes this node finds lost ([`report_lost`]).
+/// end of the objects of the nodes this node finds lost ([`report_lost`]) and of the streams
+/// it pulls from them ([`streams::origin_lost`]).
 fn start_heartbeat(c: &Arc<cluster::Cluster>, shared: &Shared, node_ip: &str, ws: SocketAddr, http: SocketAddr) {
     let shown = |a: SocketAddr| {
         if a.ip().is_unspecified() {
@@ -326,6 +329,7 @@ fn start_heartbeat(c: &Arc<cluster::Cluster>, shared: &Shared, node_ip: &str, ws
     };
     let (sessions, calls, streams) = (shared.sessions.clone(), shared.calls.clone(), shared.streams.clone());
     let (engine, apps) = (shared.engine.clone(), shared.apps.clone());
+    let pulling = shared.streams.clone();
     c.start_heartbeat(
         facts,
         move || cluster::Snapshot {
@@ -333,6 +337,7 @@ fn start_heartbeat(c: &Arc<cluster::Cluster>, shared: &Shared, node_ip: &str, ws
             calls: calls.find(&serde_json::Map::new()),
             streams: streams::find(&streams, serde_json::Map::new()),
         },
+        move |node| streams::origin_lost(&pulling, node),
         move |lost| report_lost(&engine, &apps, lost),
     );
 }

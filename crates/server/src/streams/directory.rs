@@ -140,6 +140,15 @@ impl<S: Clone> Directory<S> {
         Ok(peer)
     }
 
+    /// Adds a player fed by a relay (a stream published on another node): no local source.
+    /// The caller checked that `e.id` is free.
+    pub fn add_relayed_player(&mut self, mut e: Entry<S>) {
+        e.kind = Kind::Play;
+        e.source = None;
+        e.players.clear();
+        self.streams.insert(e.id.clone(), e);
+    }
+
     /// Sets a live stream's status (and `status`/`info` in its object); returns the entry.
     pub fn set_status(&mut self, id: &str, status: Status) -> Option<&Entry<S>> {
         let e = self.streams.get_mut(id)?;

@@ -10,7 +10,7 @@ use callgate_proto::{info as proto_info, ServerFrame};
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
-use super::directory::{Entry, Kind, Status};
+use super::directory::{Entry, Kind, Refusal, Status};
 use super::*;
 use crate::party::Party;
 
@@ -172,6 +172,13 @@ pub(super) async fn play(streams: Arc<Streams>, ctx: Arc<Party>, obj: Map<String
     };
     let source = match added {
         Ok(source) => source,
+        // Not published here: in a cluster, maybe on another node (see `relay`).
+        Err(Refusal::StreamNotFound) if streams.relays.is_some() => {
+            match play_relayed(&streams, &ctx, &p, peer).await {
+                Some(source) => source,
+                None => return,
+            }
+        }
         Err(r) => {
             raise_status(&ctx, p.obj, stream::FAILED, refusal_info(r), true, Origin::Client);
             return;
@@ -181,6 +188,51 @@ pub(super) async fn play(streams: Arc<Streams>, ctx: Arc<Party>, obj: Map<String
     let (tx, rx) = mpsc::unbounded_channel();
     let answer = streams.media.play(peer, source, p.offer, tx).await;
     answered(&streams, &ctx, &p.id, peer, answer, rx);
+}
+
+/// A player of a stream published on another node: the relay publisher that pulls it here
+/// (made by the first such player), and the player's entry with no local source. `None`: the
+/// client was told why (or its session is gone).
+async fn play_relayed(streams: &Arc<Streams>, ctx: &Arc<Party>, p: &Prepared, peer: PeerId) -> Option<PeerId> {
+    // Twice at most: a pull whose last player left just now is made again.
+    for _ in 0..2 {
+        let source = match relay::source(streams, &p.name).await {
+            Ok(s) => s,
+            Err(info) => {
+                raise_status(ctx, p.obj.clone(), stream::FAILED, info, true, Origin::Client);
+                return None;
+            }
+        };
+        let added = {
+            let mut dir = streams.dir.lock();
+            if !session_alive(streams, ctx) {
+                None
+            } else if let Err(r) = streams.room(&dir) {
+                Some(Err(r.info()))
+            } else if dir.get(&p.id).is_some() {
+                Some(Err(info::MEDIASESSION_ID_ALREADY_IN_USE.to_string()))
+            } else if relay::joined(streams, &p.name, source, &p.id) {
+                dir.add_relayed_player(new_entry(ctx, p, Kind::Play, peer));
+                Some(Ok(()))
+            } else {
+                continue;
+            }
+        };
+        return match added {
+            Some(Ok(())) => Some(source),
+            Some(Err(info)) => {
+                relay::player_left(streams, &p.name, &p.id);
+                raise_status(ctx, p.obj.clone(), stream::FAILED, &info, true, Origin::Client);
+                None
+            }
+            None => {
+                relay::player_left(streams, &p.name, &p.id);
+                None
+            }
+        };
+    }
+    raise_status(ctx, p.obj.clone(), stream::FAILED, proto_info::STREAM_NOT_FOUND, true, Origin::Client);
+    None
 }
 
 /// After the media endpoint answered: `setRemoteSDP` and a watcher for the peer's events, or
@@ -263,7 +315,7 @@ pub(super) async fn stop(streams: Arc<Streams>, ctx: Arc<Party>, obj: Map<String
         removed
     };
     match removed {
-        Some(r) => report_removed(&streams.media, r, &ending, Origin::Client),
+        Some(r) => report_removed(&streams, r, &ending, Origin::Client),
         None => {
             // Unknown here (it ended already): still give the SDK a terminal status for the id.
             let mut st = stream_object(data);

@@ -27,9 +27,11 @@ mod events;
 mod keep_alive;
 mod lifecycle;
 pub mod recording;
+pub mod relay;
 mod rest;
 
 pub use keep_alive::spawn_keep_alive;
+pub use relay::origin_lost;
 pub use rest::{find, find_filter, terminate};
 
 use std::sync::Arc;
@@ -92,6 +94,8 @@ pub struct Streams {
     /// The room app, told of published streams that start and end (from under `dir`'s lock,
     /// so in the directory's order).
     rooms: Option<Arc<Rooms>>,
+    /// `[cluster]`: streams pulled from and served to other nodes; `None` on a single node.
+    relays: Option<Arc<relay::Relays>>,
 }
 
 impl Streams {
@@ -104,6 +108,7 @@ impl Streams {
             recordings: None,
             snapshots: Arc::new(tokio::sync::Semaphore::new(SNAPSHOTS_AT_ONCE)),
             rooms: None,
+            relays: None,
         }
     }
 
@@ -118,6 +123,26 @@ impl Streams {
         if let (Some(rooms), Kind::Publish) = (&self.rooms, r.entry.kind) {
             rooms.stream_ended(&r.entry.session_id, &r.entry.obj, matches!(ending, Ending::MediaFailed(_)));
         }
+    }
+
+    /// `[cluster]`: a `playStream` of a name published on another node pulls it from there
+    /// (see [`relay`]).
+    pub fn clustered(mut self, cluster: Option<Arc<crate::cluster::Cluster>>) -> Streams {
+        self.relays = cluster.map(|c| Arc::new(relay::Relays::new(c)));
+        self
+    }
+
+    /// (streams this node pulls from others, relay players it serves to others); (0, 0) on a
+    /// single node.
+    pub fn relay_counts(&self) -> (usize, usize) {
+        self.relays.as_ref().map_or((0, 0), |r| r.counts())
+    }
+
+    /// The media peers fed by the local publisher of `name` (its players here and the relay
+    /// players of other nodes), as the media task counts them; `None`: not published here.
+    pub async fn media_players_of(&self, name: &str) -> Option<usize> {
+        let peer = self.dir.lock().publisher(name).map(|e| e.peer)?;
+        self.media.stats(peer).await.map(|s| s.players)
     }
 
     /// `[recording]`: where and how `record: true` streams are recorded.
@@ -304,16 +329,23 @@ pub fn end_stream(streams: &Streams, id: &str, peer: Option<PeerId>, ending: End
     };
     match removed {
         Some(r) => {
-            report_removed(&streams.media, r, &ending, origin);
+            report_removed(streams, r, &ending, origin);
             true
         }
         None => false,
     }
 }
 
-fn report_removed(media: &MediaEndpoint, r: Removed<Arc<Party>>, ending: &Ending<'_>, origin: Origin) {
+fn report_removed(streams: &Streams, r: Removed<Arc<Party>>, ending: &Ending<'_>, origin: Origin) {
+    let media = &streams.media;
     let e = r.entry;
     media.close(e.peer);
+    match (e.kind, &e.source) {
+        (Kind::Publish, _) => relay::publisher_ended(streams, &e.name),
+        // A player with no local source is fed by a relay (a stream pulled from another node).
+        (Kind::Play, None) => relay::player_left(streams, &e.name, &e.id),
+        (Kind::Play, Some(_)) => {}
+    }
     let stopped = if e.kind == Kind::Publish { stream::UNPUBLISHED } else { stream::STOPPED };
     let (status, info_text, to_client) = match ending {
         Ending::ByClient { rejected: None } => (stopped, info::STOPPED_BY_USER, true),
@@ -342,6 +374,6 @@ pub fn session_closed(streams: &Streams, ctx: &Arc<Party>) {
         removed
     };
     for r in removed {
-        report_removed(&streams.media, r, &Ending::SessionClosed, Origin::Client);
+        report_removed(streams, r, &Ending::SessionClosed, Origin::Client);
     }
 }
