@@ -213,6 +213,7 @@ pub async fn start_as(cfg: Config, node_id: Arc<str>) -> anyhow::Result<RunningS
     let sessions = Arc::new(Registry::default());
     let streams = Arc::new(
         streams::Streams::new(media.clone(), sessions.clone())
+            .pull_guard(netguard::Guard::new(&cfg.security.allowed_private_ranges)?)
             .limited(cfg.limits.max_streams)
             .recording(&cfg.recording),
     );

@@ -1,11 +1,14 @@
 //! Streams: `publishStream`, `playStream`, `unPublishStream`, `stopStream`, `availableStream`,
-//! `sendStreamEvent`, `snapshot` (+ `playHLS`, `playRTSP`, refused), their hooks and events, the
-//! keep-alive hook, and the REST API's view (`/stream/find`, `/find_all`, `/terminate`).
+//! `sendStreamEvent`, `snapshot` (+ the `playHLS`, `playRTSP` messages, refused), their hooks and
+//! events, the keep-alive hook, and the REST API's view (`/stream/find`, `/find_all`, `/terminate`).
+//! `playStream` of an `rtsp://` name runs the `playRTSP` hook and plays a pulled camera
+//! (`rtsp`).
 //!
 //! | client message | hook | what the client gets |
 //! |---|---|---|
 //! | `publishStream` | `publishStream` (direct; OVERWRITE may rewrite `name`) | `setRemoteSDP [id, answer, true]`, then `PUBLISHING` once ICE+DTLS are up; or `FAILED` + info |
 //! | `playStream` | `playStream` (direct) | `setRemoteSDP`, then `PLAYING`; or `FAILED` (`Stream not found`, the backend's reason, …) |
+//! | `playStream` of `rtsp://…` | `playRTSP` (direct; OVERWRITE may rewrite `name`; it sees the URL's credentials masked) | as `playStream`, once the camera is pulled; or `FAILED` (401, unreachable, no supported codec, …) |
 //! | `unPublishStream` / `stopStream` | `unPublishStream` / `stopStream` (direct) | `UNPUBLISHED` / `STOPPED` (`Stopped by user`); players of a publisher get `STOPPED` `Stopped by publisher stop` |
 //! | `availableStream` | — | `availableStream {id, mediaSessionId, name, status:"true"\|"false", info}` |
 //! | `sendStreamEvent` | `sendStreamEvent` (event) | each player: `notifyStreamEvent` under its own `mediaSessionId` (+ `StreamEvent` hook on the player's session) |
@@ -14,7 +17,8 @@
 //! Every status goes to the backend as `StreamStatusEvent` (PENDING only there) and to the client
 //! as `notifyStreamStatusEvent`, through [`Party::raise_event`].
 //!
-//! Layout: `lifecycle` (publish, play, stop, the media-event watcher), `events` (availability,
+//! Layout: `lifecycle` (publish, play, stop, the media-event watcher), `rtsp` (pulled cameras),
+//! `events` (availability,
 //! stream events, snapshot), `keep_alive`, `rest` (the REST views), `directory` (pure); this
 //! file has the entry points, the status reporting and the one way a stream ends ([`end_stream`]).
 //!
@@ -28,6 +32,7 @@ mod keep_alive;
 mod lifecycle;
 pub mod recording;
 mod rest;
+mod rtsp;
 
 pub use keep_alive::spawn_keep_alive;
 pub use rest::{find, find_filter, terminate};
@@ -88,6 +93,8 @@ pub struct Streams {
     /// Snapshots in progress on the node, at most [`SNAPSHOTS_AT_ONCE`]: each may cost one
     /// decode, and a flood of `snapshot` messages must not make a flood of decodes.
     snapshots: Arc<tokio::sync::Semaphore>,
+    /// Cameras pulled for `playStream` of `rtsp://` names, one per URL.
+    pulls: rtsp::Pulls,
 }
 
 impl Streams {
@@ -99,7 +106,20 @@ impl Streams {
             max: usize::MAX,
             recordings: None,
             snapshots: Arc::new(tokio::sync::Semaphore::new(SNAPSHOTS_AT_ONCE)),
+            pulls: rtsp::Pulls::default(),
         }
+    }
+
+    /// `[security] allowed_private_ranges`: the private addresses cameras may have (by default
+    /// a camera must have a public address, as every URL a client chooses).
+    pub fn pull_guard(mut self, guard: crate::netguard::Guard) -> Streams {
+        self.pulls = rtsp::Pulls::new(guard);
+        self
+    }
+
+    /// RTSP cameras being pulled (one per URL, whatever the number of its players).
+    pub fn pulls(&self) -> usize {
+        self.pulls.len()
     }
 
     /// `[recording]`: where and how `record: true` streams are recorded.
@@ -136,6 +156,7 @@ impl Streams {
     /// Server shutdown, after the sessions ended (each removed its own streams): forgets what is
     /// left (and the parties that own it). Returns how many streams there were.
     pub fn clear(&self) -> usize {
+        self.pulls.stop_all();
         let old = std::mem::take(&mut *self.dir.lock());
         old.len()
     }
@@ -185,7 +206,8 @@ pub async fn snapshot_png(streams: &Streams, name: &str) -> Result<Vec<u8>, Stri
     events::take_snapshot(streams, Some(name)).await
 }
 
-/// `playHLS`, `playRTSP`: refused (pulling sources is not supported).
+/// The `playHLS` and `playRTSP` messages: refused (the SDK plays an RTSP camera with
+/// `playStream` of its `rtsp://` URL, which is supported).
 pub fn pull_refused(ctx: &Arc<Party>, obj: Map<String, Value>) {
     let data = ctx.with_context(obj);
     raise_status(ctx, stream_object(data), stream::FAILED, info::PULL_NOT_SUPPORTED, true, Origin::Client);
@@ -282,16 +304,21 @@ pub fn end_stream(streams: &Streams, id: &str, peer: Option<PeerId>, ending: End
     };
     match removed {
         Some(r) => {
-            report_removed(&streams.media, r, &ending, origin);
+            report_removed(streams, r, &ending, origin);
             true
         }
         None => false,
     }
 }
 
-fn report_removed(media: &MediaEndpoint, r: Removed<Arc<Party>>, ending: &Ending<'_>, origin: Origin) {
+fn report_removed(streams: &Streams, r: Removed<Arc<Party>>, ending: &Ending<'_>, origin: Origin) {
+    let media = &streams.media;
     let e = r.entry;
     media.close(e.peer);
+    if e.kind == Kind::Play {
+        // A player of a pulled camera: the last one stops the pull.
+        streams.pulls.leave(&e.id);
+    }
     let stopped = if e.kind == Kind::Publish { stream::UNPUBLISHED } else { stream::STOPPED };
     let (status, info_text, to_client) = match ending {
         Ending::ByClient { rejected: None } => (stopped, info::STOPPED_BY_USER, true),
@@ -313,6 +340,6 @@ fn report_removed(media: &MediaEndpoint, r: Removed<Arc<Party>>, ending: &Ending
 pub fn session_closed(streams: &Streams, ctx: &Arc<Party>) {
     let removed = streams.dir.lock().remove_session(&ctx.id);
     for r in removed {
-        report_removed(&streams.media, r, &Ending::SessionClosed, Origin::Client);
+        report_removed(streams, r, &Ending::SessionClosed, Origin::Client);
     }
 }

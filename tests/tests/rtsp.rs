@@ -1,0 +1,233 @@
+//! `playStream` of an `rtsp://` name against a real RTSP server: Debian's GStreamer RTSP server
+//! (`tests/rtsp/rtsp_server.py`, a live x264 test picture on 127.0.0.1), the real callgate
+//! server in process, a recording backend, protocol clients and str0m players that really
+//! connect (ICE, DTLS-SRTP) and decode H.264 frames (str0m depacketizes them).
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use callgate_tests::streams::{play_msg, stream_status};
+use callgate_tests::webrtc::FakeBrowser;
+use callgate_tests::{start_server, Backend, Client, Reply};
+use parking_lot::Mutex;
+use serde_json::{json, Map, Value};
+
+/// The camera: the GStreamer RTSP server as a child process, and the client events it printed
+/// (read by a thread of its own). Dropping it kills the process.
+struct Camera {
+    port: u16,
+    events: Arc<Mutex<Vec<String>>>,
+    child: Child,
+}
+
+impl Drop for Camera {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Camera {
+    async fn start(auth: Option<(&str, &str)>) -> Camera {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/rtsp/rtsp_server.py");
+        // Debian's python3 (python3-gi is a Debian package), whatever python3 is first in PATH.
+        let mut cmd = Command::new("/usr/bin/python3");
+        cmd.arg(script);
+        if let Some((u, p)) = auth {
+            cmd.args(["--user", u, "--password", p]);
+        }
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3 with gir1.2-gst-rtsp-server-1.0 (make deps)");
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let (port_tx, port_rx) = tokio::sync::oneshot::channel();
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let ev = events.clone();
+        std::thread::spawn(move || {
+            let first = lines.next().and_then(Result::ok).unwrap_or_default();
+            let _ = port_tx.send(first);
+            for l in lines.map_while(Result::ok) {
+                ev.lock().push(l);
+            }
+        });
+        let first = tokio::time::timeout(Duration::from_secs(20), port_rx)
+            .await
+            .expect("the RTSP server starts")
+            .expect("its first line");
+        let port: u16 = first.strip_prefix("PORT ").and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("{first:?}"));
+        Camera { port, events, child }
+    }
+
+    fn url(&self, userinfo: &str) -> String {
+        format!("rtsp://{userinfo}127.0.0.1:{}/test", self.port)
+    }
+
+    fn count(&self, event: &str) -> usize {
+        self.events.lock().iter().filter(|e| *e == event).count()
+    }
+
+    async fn wait_for(&self, event: &str) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        while self.count(event) == 0 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the RTSP server never saw {event}: {:?}",
+                self.events.lock()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// Cameras on loopback are allowed (they are private addresses: refused by default).
+fn server_toml(hooks: &str) -> String {
+    format!("[apps.backendApp]\nurl = \"{hooks}\"\n[security]\nallowed_private_ranges = [\"127.0.0.0/8\"]\n")
+}
+
+fn connection() -> Value {
+    json!({"appKey": "backendApp", "mediaProviders": ["WebRTC"], "clientVersion": "2.0", "custom": {}})
+}
+
+/// Plays `name` from a fresh session; returns the client, its browser and the first status.
+async fn play(
+    server: &callgate_server::RunningServer,
+    id: &str,
+    name: &str,
+) -> (Client, FakeBrowser, Map<String, Value>) {
+    let (mut c, _) = Client::establish(server, connection()).await;
+    let b = FakeBrowser::player().await;
+    c.send("playStream", play_msg(id, name, &b.offer)).await;
+    let st = loop {
+        let (m, data) = c.next().await.expect("connection open");
+        if m == "setRemoteSDP" && data[0] == id {
+            b.accept(data[1].as_str().expect("an answer"));
+            break stream_status(&mut c, id).await;
+        }
+        if m == "notifyStreamStatusEvent" && data[0]["mediaSessionId"] == id && data[0]["status"] != "PENDING" {
+            break data[0].as_object().expect("a status").clone();
+        }
+    };
+    (c, b, st)
+}
+
+async fn wait_until(what: &str, f: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while !f() {
+        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn two_players_share_one_pull_with_credentials_masked_and_it_stops_when_both_leave() {
+    let camera = Camera::start(Some(("viewer", "s3cret"))).await;
+    let backend = Backend::start().await;
+    let server = start_server(&server_toml(&backend.url("hooks"))).await;
+    let url = camera.url("viewer:s3cret@");
+    let masked = camera.url("***@");
+
+    let (mut c1, b1, st) = play(&server, "rtsp-1", &url).await;
+    assert_eq!(st["status"], "PLAYING", "{st:?}");
+    assert_eq!(st["name"], masked.as_str(), "the client sees the URL masked");
+    let (mut c2, b2, st) = play(&server, "rtsp-2", &url).await;
+    assert_eq!(st["status"], "PLAYING", "{st:?}");
+
+    // Both decode H.264 frames (str0m's depacketizer hands them out whole), from one pull.
+    for b in [&b1, &b2] {
+        b.wait("H.264 video frames from the camera", |s| s.video_frames >= 15).await;
+    }
+    assert_eq!(camera.count("PLAY"), 1, "one RTSP session for both players: {:?}", camera.events.lock());
+    assert_eq!(server.shared.streams.pulls(), 1);
+
+    // The backend heard playRTSP (not playStream), with the credentials masked, and the statuses.
+    let hooks = backend.requests_for("playRTSP");
+    assert_eq!(hooks.len(), 2, "one playRTSP per player");
+    assert!(hooks.iter().all(|h| h.body["name"] == masked.as_str()), "{:?}", hooks[0].body);
+    assert!(backend.requests_for("playStream").is_empty());
+    backend.wait_for("StreamStatusEvent", |b| b["mediaSessionId"] == "rtsp-2" && b["status"] == "PLAYING").await;
+    let all = serde_json::to_string(&backend.requests().iter().map(|r| &r.body).collect::<Vec<_>>()).unwrap();
+    assert!(!all.contains("s3cret"), "the password never reaches the backend");
+
+    // The first player leaves: the pull goes on for the second.
+    c1.send("stopStream", json!({"mediaSessionId": "rtsp-1", "name": masked})).await;
+    let st = stream_status(&mut c1, "rtsp-1").await;
+    assert_eq!(st["status"], "STOPPED");
+    let before = b2.stats().video_frames;
+    b2.wait("more frames after the first player left", |s| s.video_frames >= before + 10).await;
+    assert_eq!(server.shared.streams.pulls(), 1);
+    assert_eq!(camera.count("TEARDOWN") + camera.count("CLOSED"), 0);
+
+    // The last one leaves: the pull stops (the camera sees its session end).
+    c2.send("stopStream", json!({"mediaSessionId": "rtsp-2", "name": masked})).await;
+    let st = stream_status(&mut c2, "rtsp-2").await;
+    assert_eq!(st["status"], "STOPPED");
+    wait_until("the pull is gone", || server.shared.streams.pulls() == 0).await;
+    camera.wait_for("CLOSED").await;
+    assert_eq!(camera.count("PLAY"), 1);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_refused_play_rtsp_hook_fails_the_player_with_the_backends_reason() {
+    let camera = Camera::start(None).await;
+    let backend = Backend::start().await;
+    // A refusal counts where the session's restClientConfig says so (restOnError FAIL).
+    backend.answer(|m, b| match m {
+        "connect" => {
+            let mut a = b.clone();
+            a["restClientConfig"] = json!({"playRTSP": {"restOnError": "FAIL"}});
+            Reply::json(200, a)
+        }
+        "playRTSP" => Reply::json(403, json!({"status": 403, "reason": "No cameras for you"})),
+        _ => Reply::mirror(b),
+    });
+    let server = start_server(&server_toml(&backend.url("hooks"))).await;
+    let (_c, _b, st) = play(&server, "rtsp-1", &camera.url("")).await;
+    assert_eq!((st["status"].as_str(), st["info"].as_str()), (Some("FAILED"), Some("No cameras for you")));
+    backend.wait_for("StreamStatusEvent", |b| b["mediaSessionId"] == "rtsp-1" && b["status"] == "FAILED").await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(camera.count("CONNECTED"), 0, "the camera is never reached");
+    assert_eq!(server.shared.streams.pulls(), 0);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn wrong_credentials_an_unreachable_host_and_a_refused_address_fail_clearly() {
+    let camera = Camera::start(Some(("viewer", "s3cret"))).await;
+    let backend = Backend::start().await;
+    let server = start_server(&server_toml(&backend.url("hooks"))).await;
+
+    let (_c, _b, st) = play(&server, "bad-pw", &camera.url("viewer:wrong@")).await;
+    assert_eq!(
+        (st["status"].as_str(), st["info"].as_str()),
+        (Some("FAILED"), Some("RTSP source refused the credentials (401 Unauthorized)")),
+        "{st:?}"
+    );
+    assert_eq!(st["name"], camera.url("***@").as_str());
+    let (_c, _b, st) = play(&server, "no-creds", &camera.url("")).await;
+    assert_eq!(st["info"], "RTSP source refused the credentials (401 Unauthorized)", "{st:?}");
+
+    let closed = callgate_tests::closed_port().await;
+    let (_c, _b, st) = play(&server, "gone", &format!("rtsp://127.0.0.1:{closed}/test")).await;
+    assert_eq!(
+        (st["status"].as_str(), st["info"].as_str()),
+        (Some("FAILED"), Some("RTSP source unreachable")),
+        "{st:?}"
+    );
+    backend.wait_for("StreamStatusEvent", |b| b["mediaSessionId"] == "gone" && b["status"] == "FAILED").await;
+    assert_eq!(server.shared.streams.pulls(), 0, "failed pulls are gone");
+    assert_eq!(camera.count("PLAY"), 0);
+    server.shutdown().await;
+
+    // Without [security] allowed_private_ranges a loopback camera is refused (SSRF guard).
+    let server = start_server(&format!("[apps.backendApp]\nurl = \"{}\"\n", backend.url("hooks"))).await;
+    let (_c, _b, st) = play(&server, "private", &camera.url("viewer:s3cret@")).await;
+    assert_eq!(st["status"], "FAILED");
+    let info = st["info"].as_str().unwrap_or_default();
+    assert!(info.starts_with("RTSP source address refused: 127.0.0.1 is a loopback address"), "{info}");
+    server.shutdown().await;
+}
