@@ -2,9 +2,9 @@
 """A real RTSP server for callgate's tests: GStreamer's RTSP server (Debian's
 gir1.2-gst-rtsp-server-1.0) serving a live H.264 test picture at /test on 127.0.0.1.
 
-    rtsp_server.py [--user U --password P] [--keyint N]
+    rtsp_server.py [--user U --password P] [--keyint N] [--port N]
 
-Binds an ephemeral port and prints `PORT <n>` first; then one line per client event, for
+Binds an ephemeral port (or --port: a camera that comes back) and prints `PORT <n>` first; then one line per client event, for
 the tests to count: `CONNECTED`, `PLAY`, `TEARDOWN`, `CLOSED`. With --user/--password the
 mount needs Basic auth (a wrong password gets 401). Runs until killed or stdin closes.
 """
@@ -26,13 +26,14 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--user")
     ap.add_argument("--password")
-    ap.add_argument("--keyint", type=int, default=10)
+    ap.add_argument("--keyint", type=int, default=10, help="frames between IDRs (15 fps)")
+    ap.add_argument("--port", type=int, default=0)
     args = ap.parse_args()
 
     Gst.init(None)
     server = GstRtspServer.RTSPServer()
     server.set_address("127.0.0.1")
-    server.set_service("0")
+    server.set_service(str(args.port))
 
     factory = GstRtspServer.RTSPMediaFactory()
     factory.set_launch(

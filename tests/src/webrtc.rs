@@ -34,6 +34,24 @@ pub struct BrowserStats {
     /// Video frames sent, and how many of them were keyframes.
     pub video_sent: usize,
     pub keyframes_sent: usize,
+    /// The H.264 NAL unit types of the first video frame received (Annex B, as str0m hands
+    /// H.264 frames out): `[7, 8, 5]` for SPS, PPS, IDR. Empty for other codecs' frames.
+    pub first_video_nal_types: Vec<u8>,
+}
+
+/// The NAL unit types of an Annex B H.264 access unit (after each `00 00 01` start code).
+pub fn h264_nal_types(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i + 3 < data.len() {
+        if data[i] == 0 && data[i + 1] == 0 && data[i + 2] == 1 {
+            out.push(data[i + 3] & 0x1f);
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    out
 }
 
 enum Cmd {
@@ -191,7 +209,12 @@ async fn drain(rtc: &mut Rtc, socket: &UdpSocket, stats: &Mutex<BrowserStats>, m
                 match e {
                     Event::Connected => s.connected = true,
                     Event::MediaData(d) if d.mid == mids[0] => s.audio_frames += 1,
-                    Event::MediaData(_) => s.video_frames += 1,
+                    Event::MediaData(d) => {
+                        if s.video_frames == 0 {
+                            s.first_video_nal_types = h264_nal_types(&d.data);
+                        }
+                        s.video_frames += 1;
+                    }
                     Event::KeyframeRequest(_) => s.keyframe_requests += 1,
                     _ => {}
                 }

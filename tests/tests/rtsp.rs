@@ -31,6 +31,11 @@ impl Drop for Camera {
 
 impl Camera {
     async fn start(auth: Option<(&str, &str)>) -> Camera {
+        Camera::start_with(auth, &[]).await
+    }
+
+    /// `args`: more of the script's options (`--keyint N`, `--port N`).
+    async fn start_with(auth: Option<(&str, &str)>, args: &[&str]) -> Camera {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/rtsp/rtsp_server.py");
         // Debian's python3 (python3-gi is a Debian package), whatever python3 is first in PATH.
         let mut cmd = Command::new("/usr/bin/python3");
@@ -38,6 +43,7 @@ impl Camera {
         if let Some((u, p)) = auth {
             cmd.args(["--user", u, "--password", p]);
         }
+        cmd.args(args);
         let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -229,5 +235,53 @@ async fn wrong_credentials_an_unreachable_host_and_a_refused_address_fail_clearl
     assert_eq!(st["status"], "FAILED");
     let info = st["info"].as_str().unwrap_or_default();
     assert!(info.starts_with("RTSP source address refused: 127.0.0.1 is a loopback address"), "{info}");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_player_that_joins_between_keyframes_starts_with_the_cached_one() {
+    // One IDR every 10 s: without the cached keyframe a late player would get P-frames only.
+    let camera = Camera::start_with(None, &["--keyint", "150"]).await;
+    let backend = Backend::start().await;
+    let server = start_server(&server_toml(&backend.url("hooks"))).await;
+    let url = camera.url("");
+    let (_c1, b1, st) = play(&server, "early", &url).await;
+    assert_eq!(st["status"], "PLAYING", "{st:?}");
+    let s1 = b1.wait("frames", |s| s.video_frames >= 5).await;
+    assert!(s1.first_video_nal_types.contains(&5), "the first frame is an IDR: {:?}", s1.first_video_nal_types);
+    // Well past the IDR: the camera is sending P-frames now.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (_c2, b2, st) = play(&server, "late", &url).await;
+    assert_eq!(st["status"], "PLAYING", "{st:?}");
+    let s2 = b2.wait("frames", |s| s.video_frames >= 3).await;
+    let types = &s2.first_video_nal_types;
+    assert!(types.contains(&7) && types.contains(&8) && types.contains(&5), "SPS, PPS and IDR first: {types:?}");
+    assert_eq!(camera.count("PLAY"), 1);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_camera_that_drops_is_reconnected_and_players_go_on() {
+    let camera = Camera::start(None).await;
+    let port = camera.port.to_string();
+    let backend = Backend::start().await;
+    let server = start_server(&server_toml(&backend.url("hooks"))).await;
+    let (_c, b, st) = play(&server, "cam", &camera.url("")).await;
+    assert_eq!(st["status"], "PLAYING", "{st:?}");
+    b.wait("frames", |s| s.video_frames >= 5).await;
+    drop(camera); // killed: its TCP connection goes
+    let camera = Camera::start_with(None, &["--port", &port]).await;
+    assert_eq!(camera.port.to_string(), port);
+    camera.wait_for("PLAY").await;
+    let before = b.stats().video_frames;
+    b.wait("frames from the camera that came back", |s| s.video_frames >= before + 10).await;
+    assert_eq!(server.shared.streams.len(), 1, "the player is still there");
+    assert_eq!(server.shared.streams.pulls(), 1);
+    let failed = backend
+        .requests_for("StreamStatusEvent")
+        .into_iter()
+        .filter(|r| r.body["status"] != "PENDING" && r.body["status"] != "PLAYING")
+        .count();
+    assert_eq!(failed, 0, "no status but PLAYING for the player meanwhile");
     server.shutdown().await;
 }
