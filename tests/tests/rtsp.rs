@@ -285,3 +285,38 @@ async fn a_camera_that_drops_is_reconnected_and_players_go_on() {
     assert_eq!(failed, 0, "no status but PLAYING for the player meanwhile");
     server.shutdown().await;
 }
+
+/// Plays `url` with a player that offers G.711 (as Chromium does); returns its stats once video
+/// flows.
+async fn play_g711(server: &callgate_server::RunningServer, id: &str, url: &str) -> FakeBrowser {
+    let (mut c, _) = Client::establish(server, connection()).await;
+    let b = FakeBrowser::player_with_g711().await;
+    c.send("playStream", play_msg(id, url, &b.offer)).await;
+    loop {
+        let (m, data) = c.next().await.expect("connection open");
+        if m == "setRemoteSDP" && data[0] == id {
+            b.accept(data[1].as_str().expect("an answer"));
+            break;
+        }
+    }
+    let st = stream_status(&mut c, id).await;
+    assert_eq!(st["status"], "PLAYING", "{st:?}");
+    std::mem::forget(c); // the session stays for the test's length
+    b
+}
+
+#[tokio::test]
+async fn camera_audio_pcmu_is_passed_through_and_aac_or_opus_is_dropped() {
+    let backend = Backend::start().await;
+    let server = start_server(&server_toml(&backend.url("hooks"))).await;
+    let pcmu = Camera::start_with(None, &["--audio", "pcmu"]).await;
+    let b = play_g711(&server, "pcmu", &pcmu.url("")).await;
+    b.wait("G.711 audio and H.264 video", |s| s.audio_frames >= 20 && s.video_frames >= 10).await;
+    for codec in ["aac", "opus"] {
+        let cam = Camera::start_with(None, &["--audio", codec]).await;
+        let b = play_g711(&server, codec, &cam.url("")).await;
+        b.wait("video", |s| s.video_frames >= 10).await;
+        assert_eq!(b.stats().audio_frames, 0, "{codec}: no audio (not forwarded)");
+    }
+    server.shutdown().await;
+}

@@ -71,8 +71,9 @@ impl SourceCodec {
                 Some(2),
                 FormatParams { min_p_time: Some(10), use_inband_fec: Some(true), ..Default::default() },
             ),
-            SourceCodec::Pcmu => (0, Codec::PCMU, Some(1), FormatParams::default()),
-            SourceCodec::Pcma => (8, Codec::PCMA, Some(1), FormatParams::default()),
+            // As str0m describes the static payload types (no channel count), which matching compares.
+            SourceCodec::Pcmu => (0, Codec::PCMU, None, FormatParams::default()),
+            SourceCodec::Pcma => (8, Codec::PCMA, None, FormatParams::default()),
         };
         let clock_rate = Frequency::new(self.clock_rate()).expect("clock rates are not zero");
         PayloadParams::new(Pt::from(pt), None, CodecSpec { codec, clock_rate, channels, format })
@@ -193,5 +194,22 @@ mod tests {
         assert_eq!(p.spec().format.packetization_mode, Some(1));
         assert_eq!(SourceCodec::Pcma.params().spec().clock_rate.get(), 8000);
         assert_eq!(SourceCodec::Opus.kind(), MediaKind::Audio);
+    }
+
+    #[test]
+    fn a_players_codec_config_matches_every_source_codec() {
+        let mut c = str0m::format::CodecConfig::new_with_defaults();
+        c.enable_pcmu(true, false);
+        c.enable_pcma(true, false);
+        for codec in [
+            SourceCodec::H264 { profile_level_id: None },
+            SourceCodec::H264 { profile_level_id: Some(0x42c01e) },
+            SourceCodec::Opus,
+            SourceCodec::Pcmu,
+            SourceCodec::Pcma,
+        ] {
+            let m = c.match_params(codec.params()).unwrap_or_else(|| panic!("{codec:?} matches nothing"));
+            assert_eq!(m.spec().codec, codec.params().spec().codec, "{codec:?}");
+        }
     }
 }

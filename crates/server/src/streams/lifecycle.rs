@@ -224,16 +224,18 @@ pub(super) async fn play(streams: Arc<Streams>, ctx: Arc<Party>, obj: Map<String
 /// until it has media (or failed: `FAILED` with why), then play its media source as a
 /// publisher's.
 async fn play_pulled(streams: Arc<Streams>, ctx: Arc<Party>, p: Prepared, u: rtsp::RtspUrl) {
-    let (source, mut state) = rtsp::join(&streams, &u, p.id.clone());
+    let peer = streams.media.next_peer_id();
+    let (source, mut state) = rtsp::join(&streams, &u, peer, ctx.id.clone(), p.id.clone());
     raise_status(&ctx, p.obj.clone(), Status::Pending.as_str(), "", false, Origin::Client);
     if let Err(info) = rtsp::ready(&mut state).await {
-        streams.pulls.leave(&p.id);
+        streams.pulls.leave(peer);
         return raise_status(&ctx, p.obj, stream::FAILED, &info, true, Origin::Client);
     }
-    let peer = streams.media.next_peer_id();
     let added: Result<(), Option<String>> = {
         let mut dir = streams.dir.lock();
-        if !session_alive(&streams, &ctx) {
+        // Stopped by the client while the camera was being reached (it got its STOPPED), or
+        // the session went: nobody to tell.
+        if !streams.pulls.holds(peer) || !session_alive(&streams, &ctx) {
             Err(None)
         } else if let Err(r) = streams.room(&dir) {
             Err(Some(r.info()))
@@ -244,10 +246,9 @@ async fn play_pulled(streams: Arc<Streams>, ctx: Arc<Party>, p: Prepared, u: rts
     };
     match added {
         Ok(()) => {}
-        // The session went while the camera was being reached: nobody to tell.
-        Err(None) => return streams.pulls.leave(&p.id),
+        Err(None) => return streams.pulls.leave(peer),
         Err(Some(info)) => {
-            streams.pulls.leave(&p.id);
+            streams.pulls.leave(peer);
             return raise_status(&ctx, p.obj, stream::FAILED, &info, true, Origin::Client);
         }
     }
@@ -329,6 +330,8 @@ pub(super) async fn stop(streams: Arc<Streams>, ctx: Arc<Party>, obj: Map<String
     match removed {
         Some(r) => report_removed(&streams, r, &Ending::ByClient { rejected: verdict.err() }, Origin::Client),
         None => {
+            // A player still waiting for its RTSP camera is not in the directory yet.
+            streams.pulls.cancel_waiting(&ctx.id, &id);
             // Unknown here (it ended already): still give the SDK a terminal status for the id.
             let mut st = stream_object(data);
             let stopped = if method == HookMethod::UnPublishStream { stream::UNPUBLISHED } else { stream::STOPPED };

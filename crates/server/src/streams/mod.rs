@@ -317,7 +317,7 @@ fn report_removed(streams: &Streams, r: Removed<Arc<Party>>, ending: &Ending<'_>
     media.close(e.peer);
     if e.kind == Kind::Play {
         // A player of a pulled camera: the last one stops the pull.
-        streams.pulls.leave(&e.id);
+        streams.pulls.leave(e.peer);
     }
     let stopped = if e.kind == Kind::Publish { stream::UNPUBLISHED } else { stream::STOPPED };
     let (status, info_text, to_client) = match ending {

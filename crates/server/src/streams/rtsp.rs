@@ -137,8 +137,9 @@ pub(super) enum PullState {
 /// One pulled camera.
 struct Pull {
     peer: PeerId,
-    /// The stream ids of its players (waiting or attached).
-    players: Vec<Arc<str>>,
+    /// Its players' media peers (waiting or attached): unique on the node, where stream ids are
+    /// only unique among the directory's streams (a waiting player is not there yet).
+    players: Vec<PeerId>,
     state: watch::Receiver<PullState>,
     stop: watch::Sender<bool>,
 }
@@ -154,7 +155,14 @@ pub(super) struct Pulls {
 #[derive(Default)]
 struct Table {
     by_url: HashMap<String, Pull>,
-    by_player: HashMap<Arc<str>, String>,
+    by_player: HashMap<PeerId, Member>,
+}
+
+/// A player of a pull: the pull's key, and whose stream it is.
+struct Member {
+    key: String,
+    session_id: Arc<str>,
+    stream_id: Arc<str>,
 }
 
 impl Pulls {
@@ -176,53 +184,77 @@ impl Pulls {
         }
     }
 
-    /// The player `id`'s stream ended (or never got added): it leaves its pull, and the last
+    /// Player `peer`'s stream ended (or never got added): it leaves its pull, and the last
     /// player stops it.
-    pub fn leave(&self, id: &str) {
+    pub fn leave(&self, peer: PeerId) {
         let mut t = self.table.lock();
-        let Some(key) = t.by_player.remove(id) else { return };
-        let empty = match t.by_url.get_mut(&key) {
+        let Some(m) = t.by_player.remove(&peer) else { return };
+        let empty = match t.by_url.get_mut(&m.key) {
             Some(p) => {
-                p.players.retain(|x| &**x != id);
+                p.players.retain(|x| *x != peer);
                 p.players.is_empty()
             }
             None => false,
         };
         if empty {
-            if let Some(p) = t.by_url.remove(&key) {
+            if let Some(p) = t.by_url.remove(&m.key) {
                 tracing::info!(source = p.peer.0, "last player left: RTSP pull stops");
                 let _ = p.stop.send(true);
             }
         }
     }
 
-    /// Takes pull `peer` of `key` out of the table (the task ends it); returns its players.
-    fn take(&self, key: &str, peer: PeerId) -> Vec<Arc<str>> {
+    /// `stopStream` of a stream that is not in the directory: if it is a player still waiting
+    /// for its camera, it leaves (and will not be added when the camera is up).
+    pub fn cancel_waiting(&self, session_id: &str, stream_id: &str) {
+        let peer = {
+            let t = self.table.lock();
+            t.by_player
+                .iter()
+                .find(|(_, m)| &*m.session_id == session_id && &*m.stream_id == stream_id)
+                .map(|(p, _)| *p)
+        };
+        if let Some(peer) = peer {
+            self.leave(peer);
+        }
+    }
+
+    /// Whether player `peer` is still a player of a pull (not left, not cancelled).
+    pub fn holds(&self, peer: PeerId) -> bool {
+        self.table.lock().by_player.contains_key(&peer)
+    }
+
+    /// Takes pull `peer` of `key` out of the table (the task ends it); returns its players
+    /// (media peer, stream id).
+    fn take(&self, key: &str, peer: PeerId) -> Vec<(PeerId, Arc<str>)> {
         let mut t = self.table.lock();
         if t.by_url.get(key).is_none_or(|p| p.peer != peer) {
             return Vec::new();
         }
         let p = t.by_url.remove(key).expect("checked above");
-        for id in &p.players {
-            t.by_player.remove(id);
-        }
-        p.players
+        p.players.iter().filter_map(|pl| t.by_player.remove(pl).map(|m| (*pl, m.stream_id))).collect()
     }
 }
 
-/// Player `id` joins the pull of `u`, which starts if it is the first: the pull's media source
-/// and its state.
-pub(super) fn join(streams: &Arc<Streams>, u: &RtspUrl, id: Arc<str>) -> (PeerId, watch::Receiver<PullState>) {
+/// The player with media peer `player` (stream `stream_id` of session `session_id`) joins the
+/// pull of `u`, which starts if it is the first: the pull's media source and its state.
+pub(super) fn join(
+    streams: &Arc<Streams>,
+    u: &RtspUrl,
+    player: PeerId,
+    session_id: Arc<str>,
+    stream_id: Arc<str>,
+) -> (PeerId, watch::Receiver<PullState>) {
     let mut t = streams.pulls.table.lock();
-    t.by_player.insert(id.clone(), u.key.clone());
+    t.by_player.insert(player, Member { key: u.key.clone(), session_id, stream_id });
     if let Some(p) = t.by_url.get_mut(&u.key) {
-        p.players.push(id);
+        p.players.push(player);
         return (p.peer, p.state.clone());
     }
     let peer = streams.media.next_peer_id();
     let (state_tx, state) = watch::channel(PullState::Connecting);
     let (stop, stop_rx) = watch::channel(false);
-    t.by_url.insert(u.key.clone(), Pull { peer, players: vec![id], state: state.clone(), stop });
+    t.by_url.insert(u.key.clone(), Pull { peer, players: vec![player], state: state.clone(), stop });
     drop(t);
     tracing::info!(source = peer.0, url = %u.masked, "RTSP pull starts");
     let task = PullTask {
@@ -322,8 +354,8 @@ impl PullTask {
                 tracing::info!(source = self.peer.0, url = %self.u.masked, info = %f.info, "RTSP source lost: players fail");
                 if let Some(streams) = self.streams.upgrade() {
                     let info = format!("{}: {}", proto_info::RTSP_SOURCE_LOST, f.info);
-                    for id in streams.pulls.take(&self.u.key, self.peer) {
-                        end_stream(&streams, &id, None, Ending::MediaFailed(&info), Origin::Client);
+                    for (player, id) in streams.pulls.take(&self.u.key, self.peer) {
+                        end_stream(&streams, &id, Some(player), Ending::MediaFailed(&info), Origin::Client);
                     }
                 }
                 break;
