@@ -10,8 +10,8 @@
 //! ```
 //!
 //! - **Once per URL**: [`Pulls`] maps the URL (with its credentials: two accounts are two
-//!   pulls) to its pull (media source, players, state). Its lock is short and never held with
-//!   the directory's.
+//!   pulls) to its pull (media source, players, state). Its lock is short, and taken after the
+//!   directory's (a waiting player's membership is checked as it is added), never before it.
 //! - **Video**: H.264 only, passed through (access units repacketized, see
 //!   `callgate_media::source`); the last keyframe is replayed to each player as it connects.
 //!   **Audio**: PCMU/PCMA passed through; anything else (AAC, Opus: retina has no Opus
