@@ -320,3 +320,32 @@ async fn camera_audio_pcmu_is_passed_through_and_aac_or_opus_is_dropped() {
     }
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn under_overwrite_the_backend_picks_the_camera_and_its_credentials_stay_masked() {
+    let camera = Camera::start(Some(("viewer", "s3cret"))).await;
+    let backend = Backend::start().await;
+    let real = camera.url("viewer:s3cret@");
+    backend.answer(move |m, b| match m {
+        "connect" => {
+            let mut a = b.clone();
+            a["restClientConfig"] = json!({"playRTSP": {"restPolicy": "OVERWRITE", "restOverwrite": "name"}});
+            Reply::json(200, a)
+        }
+        // The client asks for a camera by a placeholder URL; the backend knows the real one.
+        "playRTSP" => {
+            let mut a = b.clone();
+            a["name"] = json!(real);
+            Reply::json(200, a)
+        }
+        _ => Reply::mirror(b),
+    });
+    let server = start_server(&server_toml(&backend.url("hooks"))).await;
+    let (_c, b, st) = play(&server, "cam", "rtsp://camera-7.invalid/placeholder").await;
+    assert_eq!(st["status"], "PLAYING", "{st:?}");
+    assert_eq!(st["name"], camera.url("***@").as_str(), "the backend's URL, masked");
+    b.wait("frames from the backend's camera", |s| s.video_frames >= 10).await;
+    let events = backend.requests_for("StreamStatusEvent");
+    assert!(events.iter().all(|e| !e.body.to_string().contains("s3cret")), "no event carries the password");
+    server.shutdown().await;
+}
