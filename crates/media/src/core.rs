@@ -281,6 +281,11 @@ struct Source {
     /// connects: a player cannot ask an RTSP camera for a keyframe (there is no RTCP feedback
     /// to it), and waiting for the camera's next one could take its whole GOP.
     keyframe: Vec<CachedPacket>,
+    /// Players connected since the last frame, that get the keyframe before the next one.
+    /// Not at once: str0m reports `Connected` before the browser has its own DTLS `Finished`
+    /// and SRTP keys, and SRTP that arrives before them is dropped, the replayed keyframe with
+    /// it (seen in `tests/core_sim.rs`); one frame later the browser is ready.
+    replay_to: Vec<PeerId>,
     frames_in: u64,
 }
 
@@ -380,8 +385,17 @@ impl MediaCore {
         if c == [None, None] {
             return Err(MediaError::NoCommonCodecs);
         }
-        self.sources
-            .insert(id, Source { codecs: c, players: Vec::new(), seq: [1, 1], keyframe: Vec::new(), frames_in: 0 });
+        self.sources.insert(
+            id,
+            Source {
+                codecs: c,
+                players: Vec::new(),
+                seq: [1, 1],
+                keyframe: Vec::new(),
+                replay_to: Vec::new(),
+                frames_in: 0,
+            },
+        );
         metrics::gauge!("callgate_media_sources").increment(1.0);
         Ok(())
     }
@@ -398,6 +412,14 @@ impl MediaCore {
         }
         src.frames_in += 1;
         self.counters.frames_in += 1;
+        let replay_to = std::mem::take(&mut src.replay_to);
+        if !(frame.keyframe && frame.kind == MediaKind::Video) {
+            // (A new keyframe makes the cached one useless: they get that one instead.)
+            for pid in replay_to {
+                self.replay_keyframe(id, pid, now);
+            }
+        }
+        let Some(src) = self.sources.get_mut(&id) else { return };
         let first_seq = src.seq[k];
         src.seq[k] += frame.payloads.len() as u64;
         if frame.keyframe && frame.kind == MediaKind::Video {
@@ -448,7 +470,8 @@ impl MediaCore {
         }
     }
 
-    /// A player of a source just connected: it gets the source's last keyframe first.
+    /// A player of a source connected: it gets the source's last keyframe first (before the
+    /// source's next frame, see `Source::replay_to`).
     fn replay_keyframe(&mut self, source: PeerId, player: PeerId, now: Instant) {
         let Some(src) = self.sources.get(&source) else { return };
         let Some(codec) = src.codecs[kind_index(MediaKind::Video)] else { return };
@@ -1212,7 +1235,9 @@ impl MediaCore {
             // A pulled source cannot be asked (see `Source::keyframe`): a player that just
             // connected gets the cached one; a later request has no answer but the camera's next.
             Some(source) if self.sources.contains_key(&source) && connected_player => {
-                self.replay_keyframe(source, id, now);
+                if let Some(src) = self.sources.get_mut(&source) {
+                    src.replay_to.push(id);
+                }
             }
             Some(source) if self.sources.contains_key(&source) => {}
             Some(source) => self.request_keyframe(source, now),
