@@ -3,6 +3,7 @@
 gir1.2-gst-rtsp-server-1.0) serving a live H.264 test picture at /test on 127.0.0.1.
 
     rtsp_server.py [--user U --password P] [--keyint N] [--port N] [--audio pcmu|pcma|aac|opus]
+                   [--no-video]
 
 Binds an ephemeral port (or --port: a camera that comes back) and prints `PORT <n>` first; then one line per client event, for
 the tests to count: `CONNECTED`, `PLAY`, `TEARDOWN`, `CLOSED`. With --user/--password the
@@ -28,7 +29,8 @@ def main():
     ap.add_argument("--password")
     ap.add_argument("--keyint", type=int, default=10, help="frames between IDRs (15 fps)")
     ap.add_argument("--port", type=int, default=0)
-    ap.add_argument("--audio", choices=["pcmu", "pcma", "aac", "opus"], help="a second stream, pay1")
+    ap.add_argument("--audio", choices=["pcmu", "pcma", "aac", "opus"], help="an audio stream")
+    ap.add_argument("--no-video", action="store_true", help="audio only (with --audio)")
     args = ap.parse_args()
 
     Gst.init(None)
@@ -37,20 +39,24 @@ def main():
     server.set_service(str(args.port))
 
     factory = GstRtspServer.RTSPMediaFactory()
+    pay = "pay0" if args.no_video else "pay1"
     audio = {
         None: "",
-        "pcmu": "audiotestsrc is-live=true ! audio/x-raw,rate=8000,channels=1 ! mulawenc ! rtppcmupay name=pay1 pt=0",
-        "pcma": "audiotestsrc is-live=true ! audio/x-raw,rate=8000,channels=1 ! alawenc ! rtppcmapay name=pay1 pt=8",
-        "aac": "audiotestsrc is-live=true ! audioconvert ! voaacenc ! rtpmp4gpay name=pay1 pt=97",
-        "opus": "audiotestsrc is-live=true ! audioconvert ! opusenc ! rtpopuspay name=pay1 pt=111",
+        "pcmu": f"audiotestsrc is-live=true ! audio/x-raw,rate=8000,channels=1 ! mulawenc ! rtppcmupay name={pay} pt=0",
+        "pcma": f"audiotestsrc is-live=true ! audio/x-raw,rate=8000,channels=1 ! alawenc ! rtppcmapay name={pay} pt=8",
+        "aac": f"audiotestsrc is-live=true ! audioconvert ! voaacenc ! rtpmp4gpay name={pay} pt=97",
+        "opus": f"audiotestsrc is-live=true ! audioconvert ! opusenc ! rtpopuspay name={pay} pt=111",
     }[args.audio]
-    factory.set_launch(
-        "( videotestsrc is-live=true pattern=ball "
+    video = (
+        ""
+        if args.no_video
+        else "videotestsrc is-live=true pattern=ball "
         "! video/x-raw,width=320,height=240,framerate=15/1 "
         f"! x264enc tune=zerolatency speed-preset=ultrafast key-int-max={args.keyint} bitrate=300 "
         "! video/x-h264,profile=constrained-baseline "
-        f"! rtph264pay name=pay0 pt=96 config-interval=-1 {audio} )"
+        "! rtph264pay name=pay0 pt=96 config-interval=-1"
     )
+    factory.set_launch(f"( {video} {audio} )")
     # One pipeline for every client (a camera), so a second PLAY would show as such.
     factory.set_shared(True)
 

@@ -202,7 +202,7 @@ async fn a_refused_play_rtsp_hook_fails_the_player_with_the_backends_reason() {
 }
 
 #[tokio::test]
-async fn wrong_credentials_an_unreachable_host_and_a_refused_address_fail_clearly() {
+async fn wrong_credentials_no_usable_codec_an_unreachable_host_and_a_refused_address_fail_clearly() {
     let camera = Camera::start(Some(("viewer", "s3cret"))).await;
     let backend = Backend::start().await;
     let server = start_server(&server_toml(&backend.url("hooks"))).await;
@@ -216,6 +216,19 @@ async fn wrong_credentials_an_unreachable_host_and_a_refused_address_fail_clearl
     assert_eq!(st["name"], camera.url("***@").as_str());
     let (_c, _b, st) = play(&server, "no-creds", &camera.url("")).await;
     assert_eq!(st["info"], "RTSP source refused the credentials (401 Unauthorized)", "{st:?}");
+
+    // A camera with nothing to forward without transcoding (AAC audio only).
+    let aac = Camera::start_with(None, &["--audio", "aac", "--no-video"]).await;
+    let (_c, _b, st) = play(&server, "aac-only", &aac.url("")).await;
+    assert_eq!(
+        (st["status"].as_str(), st["info"].as_str()),
+        (
+            Some("FAILED"),
+            Some("RTSP source has no supported codec (H.264 video, PCMU/PCMA audio); it offers audio/mpeg4-generic")
+        ),
+        "{st:?}"
+    );
+    assert_eq!(aac.count("PLAY"), 0, "nothing was set up");
 
     let closed = callgate_tests::closed_port().await;
     let (_c, _b, st) = play(&server, "gone", &format!("rtsp://127.0.0.1:{closed}/test")).await;

@@ -47,9 +47,11 @@ use url::Url;
 use super::{end_stream, Ending, Streams};
 use crate::netguard::Guard;
 
-/// DESCRIBE to PLAY, and from PLAY to the first keyframe: a camera slower than this is taken as
-/// unreachable (or as sending nothing).
+/// DESCRIBE to PLAY: a camera slower than this is taken as unreachable.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// PLAY to the first keyframe (the first frame without video): longer than any GOP a camera
+/// is usually set to (1-10 s).
+pub const FIRST_MEDIA_TIMEOUT: Duration = Duration::from_secs(20);
 /// The first wait before reconnecting to a camera that dropped.
 pub const BACKOFF_FIRST: Duration = Duration::from_millis(500);
 /// The longest wait between reconnects.
@@ -415,7 +417,7 @@ impl PullTask {
             self.added = true;
         }
         let has_video = codecs.iter().any(|(_, c)| c.kind() == MediaKind::Video);
-        let first_by = tokio::time::Instant::now() + CONNECT_TIMEOUT;
+        let first_by = tokio::time::Instant::now() + FIRST_MEDIA_TIMEOUT;
         loop {
             let limit = if *live { tokio::time::Instant::now() + SILENCE_LIMIT } else { first_by };
             let item = match tokio::time::timeout_at(limit, demuxed.next()).await {
