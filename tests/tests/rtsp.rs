@@ -229,6 +229,9 @@ async fn wrong_credentials_no_usable_codec_an_unreachable_host_and_a_refused_add
         "{st:?}"
     );
     assert_eq!(aac.count("PLAY"), 0, "nothing was set up");
+    // A path the camera does not serve.
+    let (_c, _b, st) = play(&server, "no-path", &format!("rtsp://127.0.0.1:{}/nope", aac.port)).await;
+    assert_eq!(st["info"], "RTSP source answered 404", "{st:?}");
 
     let closed = callgate_tests::closed_port().await;
     let (_c, _b, st) = play(&server, "gone", &format!("rtsp://127.0.0.1:{closed}/test")).await;
@@ -360,5 +363,66 @@ async fn under_overwrite_the_backend_picks_the_camera_and_its_credentials_stay_m
     b.wait("frames from the backend's camera", |s| s.video_frames >= 10).await;
     let events = backend.requests_for("StreamStatusEvent");
     assert!(events.iter().all(|e| !e.body.to_string().contains("s3cret")), "no event carries the password");
+    server.shutdown().await;
+}
+
+/// A "camera" that answers every request with `answer` and then `tail` (raw bytes on the
+/// RTSP connection), for malformed input.
+async fn bad_camera(answer: impl Fn(u32) -> Vec<u8> + Send + 'static) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let mut buf = vec![0u8; 4096];
+            let mut n = 0u32;
+            while let Ok(len) = s.read(&mut buf).await {
+                if len == 0 {
+                    break;
+                }
+                let req = String::from_utf8_lossy(&buf[..len]).to_string();
+                let cseq = req.lines().find_map(|l| l.strip_prefix("CSeq: ")).unwrap_or("1").trim().to_string();
+                n += 1;
+                let a = String::from_utf8_lossy(&answer(n)).replace("{cseq}", &cseq);
+                if s.write_all(a.as_bytes()).await.is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    port
+}
+
+#[tokio::test]
+async fn malformed_answers_from_a_camera_fail_the_player_and_nothing_else() {
+    let backend = Backend::start().await;
+    let server = start_server(&server_toml(&backend.url("hooks"))).await;
+    // Not RTSP at all.
+    let junk = bad_camera(|_| b"\x00\xffHTTP/9 what\r\n\r\n\x01\x02".to_vec()).await;
+    // A DESCRIBE answer whose SDP says H.264 with broken parameter sets, then junk.
+    let broken_sdp = bad_camera(|n| {
+        let sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=x\r\nt=0 0\r\nm=video 0 RTP/AVP 96\r\n\
+                   a=rtpmap:96 H264/90000\r\na=fmtp:96 packetization-mode=1;sprop-parameter-sets=!!!,???\r\n\
+                   a=control:trackID=1\r\n";
+        if n == 1 {
+            format!(
+                "RTSP/1.0 200 OK\r\nCSeq: {{cseq}}\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+                sdp.len()
+            )
+            .into_bytes()
+        } else {
+            b"RTSP/1.0 200 OK\r\nCSeq: {cseq}\r\nTransport: nonsense\r\n\r\n$\x07\xff\xffjunk".to_vec()
+        }
+    })
+    .await;
+    for (id, port) in [("junk", junk), ("broken", broken_sdp)] {
+        let (_c, _b, st) = play(&server, id, &format!("rtsp://127.0.0.1:{port}/cam")).await;
+        assert_eq!(st["status"], "FAILED", "{st:?}");
+        let info = st["info"].as_str().unwrap_or_default();
+        assert!(info.starts_with("RTSP source failed: "), "{info}");
+    }
+    assert_eq!(server.shared.streams.pulls(), 0);
+    // The server goes on: a session still connects.
+    let (_c, _) = Client::establish(&server, connection()).await;
     server.shutdown().await;
 }

@@ -197,6 +197,27 @@ mod tests {
     }
 
     #[test]
+    fn arbitrary_bytes_never_panic_and_fragments_stay_within_the_limit() {
+        // xorshift: reproducible pseudo-random access units, lengths and limits.
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..2000 {
+            let len = (next() % 5000) as usize;
+            let data: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            let max = (next() % 1500) as usize;
+            let nals = avc_nal_units(&data);
+            let pkts = packetize_h264(nals.iter().copied(), max);
+            assert!(pkts.iter().all(|p| !p.is_empty() && p.len() <= max.max(3)));
+            let _ = nals.iter().map(|n| sps_profile_level_id(n)).count();
+        }
+    }
+
+    #[test]
     fn a_players_codec_config_matches_every_source_codec() {
         let mut c = str0m::format::CodecConfig::new_with_defaults();
         c.enable_pcmu(true, false);

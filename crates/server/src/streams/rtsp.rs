@@ -306,9 +306,10 @@ impl Failure {
         let first = text.lines().next().unwrap_or_default().to_string();
         let info = match e.status_code() {
             Some(401) => proto_info::RTSP_UNAUTHORIZED.to_string(),
-            Some(code) => proto_info::rtsp_status(code),
+            // A 2xx whose content retina could not use (bad SDP, Transport) is a protocol error.
+            Some(code) if code >= 300 => proto_info::rtsp_status(code),
             None if text.starts_with("Unable to connect") => proto_info::RTSP_UNREACHABLE.to_string(),
-            None => proto_info::rtsp_failed(&first),
+            _ => proto_info::rtsp_failed(&first),
         };
         Failure { info, detail: first }
     }
