@@ -213,7 +213,11 @@ mod tests {
             let nals = avc_nal_units(&data);
             let pkts = packetize_h264(nals.iter().copied(), max);
             assert!(pkts.iter().all(|p| !p.is_empty() && p.len() <= max.max(3)));
-            let _ = nals.iter().map(|n| sps_profile_level_id(n)).count();
+            for n in &nals {
+                if let Some(p) = sps_profile_level_id(n) {
+                    assert!(p <= 0xff_ffff);
+                }
+            }
         }
     }
 
