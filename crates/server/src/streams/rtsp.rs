@@ -267,6 +267,7 @@ pub(super) fn join(
         peer,
         state: state_tx,
         added: false,
+        clock: Default::default(),
     };
     tokio::spawn(task.run(stop_rx));
     (peer, state)
@@ -325,6 +326,36 @@ struct PullTask {
     /// The media source exists (made once, on the first successful session; kept across
     /// reconnects, so attached players stay attached).
     added: bool,
+    /// RTP timestamps the players get, per kind (`MediaKind` audio 0, video 1): a new session
+    /// starts its own clock, which is shifted to go on from the last one (players keep their
+    /// SSRC across reconnects, and a jump in it would stall their jitter buffers).
+    clock: [TsClock; 2],
+}
+
+/// Maps one session's timestamps onto the players' continuous ones.
+#[derive(Debug, Default, Clone, Copy)]
+struct TsClock {
+    /// The last timestamp given out.
+    last_out: Option<u32>,
+    /// This session's first timestamp and what it maps to.
+    base: Option<(i64, u32)>,
+}
+
+impl TsClock {
+    /// A new session begins: its first frame goes on `step` after the last one given out.
+    fn new_session(&mut self) {
+        self.base = None;
+    }
+
+    fn map(&mut self, ts: i64, step: u32) -> u32 {
+        let (first, start) = *self.base.get_or_insert_with(|| {
+            let start = self.last_out.map_or(ts as u32, |l| l.wrapping_add(step));
+            (ts, start)
+        });
+        let out = start.wrapping_add(ts.wrapping_sub(first) as u32);
+        self.last_out = Some(out);
+        out
+    }
 }
 
 impl PullTask {
@@ -418,6 +449,9 @@ impl PullTask {
             self.added = true;
         }
         let has_video = codecs.iter().any(|(_, c)| c.kind() == MediaKind::Video);
+        for c in &mut self.clock {
+            c.new_session();
+        }
         let first_by = tokio::time::Instant::now() + FIRST_MEDIA_TIMEOUT;
         loop {
             let limit = if *live { tokio::time::Instant::now() + SILENCE_LIMIT } else { first_by };
@@ -439,7 +473,8 @@ impl PullTask {
                     let payloads = source::packetize_h264(nals, source::MAX_PAYLOAD);
                     SourceFrame {
                         kind: MediaKind::Video,
-                        ts: f.timestamp().timestamp() as u32,
+                        // One frame at 30 fps after the last one of the previous session.
+                        ts: self.clock[1].map(f.timestamp().timestamp(), 3000),
                         keyframe,
                         payloads: payloads.into_iter().map(Arc::from).collect(),
                     }
@@ -450,7 +485,8 @@ impl PullTask {
                     }
                     SourceFrame {
                         kind: MediaKind::Audio,
-                        ts: f.timestamp().timestamp() as u32,
+                        // 20 ms at 8 kHz (G.711) after the last one of the previous session.
+                        ts: self.clock[0].map(f.timestamp().timestamp(), 160),
                         keyframe: false,
                         payloads: vec![Arc::from(f.data())],
                     }
@@ -555,6 +591,21 @@ mod tests {
         assert!(parse("http://cam/x").is_none());
         assert!(is_rtsp("RTSP://cam/x") && !is_rtsp("rtmp://cam/x"));
         assert_eq!(percent_decode("a%zz%4"), "a%zz%4", "bad escapes stay");
+    }
+
+    #[test]
+    fn timestamps_go_on_across_sessions() {
+        let mut c = TsClock::default();
+        c.new_session();
+        assert_eq!(c.map(1_000_000, 3000), 1_000_000 as u32, "the first session keeps its clock");
+        assert_eq!(c.map(1_003_000, 3000), 1_003_000);
+        c.new_session();
+        assert_eq!(c.map(77, 3000), 1_006_000, "a reconnect goes on one frame later");
+        assert_eq!(c.map(3077, 3000), 1_009_000);
+        c.new_session();
+        c.last_out = Some(u32::MAX - 1000);
+        assert_eq!(c.map(5, 3000), 1999, "wrapping");
+        assert_eq!(c.map(-3000i64 + 5, 3000), 1999u32.wrapping_sub(3000), "a camera clock going back stays relative");
     }
 
     #[test]
