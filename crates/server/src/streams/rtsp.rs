@@ -597,7 +597,7 @@ mod tests {
     fn timestamps_go_on_across_sessions() {
         let mut c = TsClock::default();
         c.new_session();
-        assert_eq!(c.map(1_000_000, 3000), 1_000_000 as u32, "the first session keeps its clock");
+        assert_eq!(c.map(1_000_000, 3000), 1_000_000, "the first session keeps its clock");
         assert_eq!(c.map(1_003_000, 3000), 1_003_000);
         c.new_session();
         assert_eq!(c.map(77, 3000), 1_006_000, "a reconnect goes on one frame later");
