@@ -159,7 +159,8 @@ async fn two_players_share_one_pull_with_credentials_masked_and_it_stops_when_bo
     assert!(!all.contains("s3cret"), "the password never reaches the backend");
 
     // The first player leaves: the pull goes on for the second.
-    c1.send("stopStream", json!({"mediaSessionId": "rtsp-1", "name": masked})).await;
+    // The SDK's stopStream carries the name as the stream was created: with the password.
+    c1.send("stopStream", json!({"mediaSessionId": "rtsp-1", "name": url})).await;
     let st = stream_status(&mut c1, "rtsp-1").await;
     assert_eq!(st["status"], "STOPPED");
     let before = b2.stats().video_frames;
@@ -168,12 +169,17 @@ async fn two_players_share_one_pull_with_credentials_masked_and_it_stops_when_bo
     assert_eq!(camera.count("TEARDOWN") + camera.count("CLOSED"), 0);
 
     // The last one leaves: the pull stops (the camera sees its session end).
-    c2.send("stopStream", json!({"mediaSessionId": "rtsp-2", "name": masked})).await;
+    c2.send("stopStream", json!({"mediaSessionId": "rtsp-2", "name": url})).await;
     let st = stream_status(&mut c2, "rtsp-2").await;
     assert_eq!(st["status"], "STOPPED");
     wait_until("the pull is gone", || server.shared.streams.pulls() == 0).await;
     camera.wait_for("CLOSED").await;
     assert_eq!(camera.count("PLAY"), 1);
+    let stop = backend.wait_for("stopStream", |b| b["mediaSessionId"] == "rtsp-2").await;
+    assert_eq!(stop.body["name"], masked.as_str());
+    backend.wait_for("StreamStatusEvent", |b| b["mediaSessionId"] == "rtsp-2" && b["status"] == "STOPPED").await;
+    let all = serde_json::to_string(&backend.requests().iter().map(|r| &r.body).collect::<Vec<_>>()).unwrap();
+    assert!(!all.contains("s3cret"), "the password never reaches the backend, stops included");
     server.shutdown().await;
 }
 
@@ -424,5 +430,36 @@ async fn malformed_answers_from_a_camera_fail_the_player_and_nothing_else() {
     assert_eq!(server.shared.streams.pulls(), 0);
     // The server goes on: a session still connects.
     let (_c, _) = Client::establish(&server, connection()).await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_player_stopped_while_its_camera_is_reached_ends_the_pull_and_hears_nothing_more() {
+    // A camera that takes the connection and never answers.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let held = Arc::new(Mutex::new(Vec::new()));
+    let h = held.clone();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = silent.accept().await {
+            h.lock().push(s);
+        }
+    });
+    let backend = Backend::start().await;
+    let server = start_server(&server_toml(&backend.url("hooks"))).await;
+    let (mut c, _) = Client::establish(&server, connection()).await;
+    let b = FakeBrowser::player().await;
+    c.send("playStream", play_msg("wait-1", &format!("rtsp://127.0.0.1:{port}/cam"), &b.offer)).await;
+    wait_until("the camera is being reached", || !held.lock().is_empty()).await;
+    assert_eq!(server.shared.streams.pulls(), 1);
+    c.send("stopStream", json!({"mediaSessionId": "wait-1"})).await;
+    let st = stream_status(&mut c, "wait-1").await;
+    assert_eq!((st["status"].as_str(), st["info"].as_str()), (Some("STOPPED"), Some("Stopped by user")), "{st:?}");
+    backend.wait_for("StreamStatusEvent", |b| b["mediaSessionId"] == "wait-1" && b["status"] == "STOPPED").await;
+    wait_until("the pull is gone", || server.shared.streams.pulls() == 0).await;
+    // Nothing more for that stream: no setRemoteSDP, no FAILED from the pull that stopped.
+    let more = tokio::time::timeout(Duration::from_millis(500), c.next()).await;
+    assert!(more.is_err(), "nothing more: {more:?}");
+    assert!(server.shared.streams.is_empty());
     server.shutdown().await;
 }

@@ -66,10 +66,13 @@ e2eTest('SDK play of an rtsp:// URL -> PLAYING; Chromium decodes the camera\'s H
 
   const hook = await backend.waitForHook('playRTSP');
   assert.equal(hook.body.name, `rtsp://***@127.0.0.1:${camera.port}/test`, 'the backend sees the URL masked');
-  assert.ok(!JSON.stringify(backend.summary()).includes('s3cret'), 'no hook carries the password');
 
+  // The SDK's stopStream names the stream as it was created: with the password.
   await stopStream(sdk, id);
   await waitStatus(sdk, id, 'STOPPED');
+  const stop = await backend.waitForHook('stopStream');
+  assert.equal(stop.body.name, `rtsp://***@127.0.0.1:${camera.port}/test`);
+  assert.ok(!JSON.stringify(backend.summary()).includes('s3cret'), 'no hook carries the password');
   await waitFor(() => camera.lines.includes('CLOSED'), { what: 'the camera sees its RTSP session end', seen: () => camera.lines });
   assert.equal(camera.lines.filter((l) => l === 'PLAY').length, 1, show(camera.lines));
 }, { callgate: cameraOptions });

@@ -229,13 +229,20 @@ async fn play_pulled(streams: Arc<Streams>, ctx: Arc<Party>, p: Prepared, u: rts
     raise_status(&ctx, p.obj.clone(), Status::Pending.as_str(), "", false, Origin::Client);
     if let Err(info) = rtsp::ready(&mut state).await {
         streams.pulls.leave(peer);
+        if streams.pulls.take_cancelled(peer) {
+            return; // the client stopped it meanwhile and got its STOPPED
+        }
         return raise_status(&ctx, p.obj, stream::FAILED, &info, true, Origin::Client);
     }
     let added: Result<(), Option<String>> = {
         let mut dir = streams.dir.lock();
-        // Stopped by the client while the camera was being reached (it got its STOPPED), or
-        // the session went: nobody to tell.
-        if !streams.pulls.holds(peer) || !session_alive(&streams, &ctx) {
+        if !streams.pulls.holds(peer) {
+            // Stopped by the client while the camera was being reached (it got its STOPPED),
+            // or the pull gave up (the camera was lost) just as it got ready.
+            let cancelled = streams.pulls.take_cancelled(peer);
+            Err((!cancelled).then(|| proto_info::RTSP_SOURCE_LOST.to_string()))
+        } else if !session_alive(&streams, &ctx) {
+            // The session went: nobody to tell.
             Err(None)
         } else if let Err(r) = streams.room(&dir) {
             Err(Some(r.info()))
@@ -317,6 +324,7 @@ async fn watch(streams: Weak<Streams>, id: Arc<str>, peer: PeerId, mut rx: mpsc:
 pub(super) async fn stop(streams: Arc<Streams>, ctx: Arc<Party>, obj: Map<String, Value>, method: HookMethod) {
     let id = media_session_id(&obj);
     let mut data = ctx.with_context(obj);
+    mask_name(&mut data);
     let verdict = ctx.direct(method, &mut data).await;
     let Some(id) = id else { return };
     let removed = {
@@ -331,7 +339,10 @@ pub(super) async fn stop(streams: Arc<Streams>, ctx: Arc<Party>, obj: Map<String
         Some(r) => report_removed(&streams, r, &Ending::ByClient { rejected: verdict.err() }, Origin::Client),
         None => {
             // A player still waiting for its RTSP camera is not in the directory yet.
-            streams.pulls.cancel_waiting(&ctx.id, &id);
+            if streams.pulls.cancel_waiting(&ctx.id, &id) {
+                let st = stream_object(data);
+                return raise_status(&ctx, st, stream::STOPPED, info::STOPPED_BY_USER, true, Origin::Client);
+            }
             // Unknown here (it ended already): still give the SDK a terminal status for the id.
             let mut st = stream_object(data);
             let stopped = if method == HookMethod::UnPublishStream { stream::UNPUBLISHED } else { stream::STOPPED };

@@ -213,6 +213,17 @@ pub fn pull_refused(ctx: &Arc<Party>, obj: Map<String, Value>) {
     raise_status(ctx, stream_object(data), stream::FAILED, info::PULL_NOT_SUPPORTED, true, Origin::Client);
 }
 
+/// A client message's `name` with the credentials of a camera URL masked (`rtsp://***@cam/…`):
+/// the SDK sends a stream's name as it was created in `stopStream`, `snapshot`…, and hooks and
+/// logs must not get them (docs/hooks.md §10).
+fn mask_name(obj: &mut Map<String, Value>) {
+    if let Some(Value::String(n)) = obj.get_mut("name") {
+        if let std::borrow::Cow::Owned(m) = crate::secrets::mask_url_credentials(n) {
+            *n = m;
+        }
+    }
+}
+
 fn media_session_id(obj: &Map<String, Value>) -> Option<Arc<str>> {
     match obj.get("mediaSessionId") {
         Some(Value::String(s)) if !s.is_empty() => Some(s.as_str().into()),

@@ -141,6 +141,9 @@ pub(super) struct Pulls {
 struct Table {
     by_url: HashMap<String, Pull>,
     by_player: HashMap<PeerId, Member>,
+    /// Players whose client stopped them while they waited (they got their `STOPPED`): the
+    /// waiting task hears it once ([`Pulls::take_cancelled`]) and says nothing more.
+    cancelled: std::collections::HashSet<PeerId>,
 }
 
 /// A player of a pull: the pull's key, and whose stream it is.
@@ -164,6 +167,7 @@ impl Pulls {
     pub fn stop_all(&self) {
         let mut t = self.table.lock();
         t.by_player.clear();
+        t.cancelled.clear();
         for (_, p) in t.by_url.drain() {
             let _ = p.stop.send(true);
         }
@@ -191,7 +195,7 @@ impl Pulls {
 
     /// `stopStream` of a stream that is not in the directory: if it is a player still waiting
     /// for its camera, it leaves (and will not be added when the camera is up).
-    pub fn cancel_waiting(&self, session_id: &str, stream_id: &str) {
+    pub fn cancel_waiting(&self, session_id: &str, stream_id: &str) -> bool {
         let peer = {
             let t = self.table.lock();
             t.by_player
@@ -200,8 +204,15 @@ impl Pulls {
                 .map(|(p, _)| *p)
         };
         if let Some(peer) = peer {
+            self.table.lock().cancelled.insert(peer);
             self.leave(peer);
         }
+        peer.is_some()
+    }
+
+    /// Whether player `peer` was stopped by its client while it waited (true once).
+    pub fn take_cancelled(&self, peer: PeerId) -> bool {
+        self.table.lock().cancelled.remove(&peer)
     }
 
     /// Whether player `peer` is still a player of a pull (not left, not cancelled).
