@@ -2,7 +2,9 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 # g++: webm-sys (the recorder's muxer, libwebm) is C++ built by the crate.
-APT_PACKAGES := chromium sip-tester kamailio openssl g++ nats-server
+# GStreamer's RTSP server through Python (tests/rtsp/rtsp_server.py): the camera of tests/tests/rtsp.rs.
+APT_PACKAGES := chromium sip-tester kamailio openssl g++ nats-server \
+	gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly gstreamer1.0-plugins-bad python3-gi
 E2E := tests/e2e
 
 .PHONY: run build console-sdk test deps floors test-rust test-e2e bench bench-build load-calls load-cluster soak overload fmt clippy fuzz fuzz-build cargo-fuzz

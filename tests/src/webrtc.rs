@@ -40,6 +40,35 @@ pub struct BrowserStats {
     pub keyframes_sent: usize,
     /// Video frames received that are VP8 keyframes (P bit clear, RFC 6386 §9.1).
     pub keyframes_received: usize,
+    /// The H.264 NAL unit types of the first video frame received (Annex B, as str0m hands
+    /// H.264 frames out): `[7, 8, 5]` for SPS, PPS, IDR. Empty for other codecs' frames.
+    pub first_video_nal_types: Vec<u8>,
+}
+
+/// The NAL unit types of an Annex B H.264 access unit (after each `00 00 01` start code).
+pub fn h264_nal_types(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i + 3 < data.len() {
+        if data[i] == 0 && data[i + 1] == 0 && data[i + 2] == 1 {
+            out.push(data[i + 3] & 0x1f);
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    out
+}
+
+/// The codecs a fake browser offers.
+#[derive(Clone, Copy)]
+enum Codecs {
+    /// str0m's defaults: Opus, VP8, H.264, ...
+    Default,
+    /// Opus and H.264 only, as Safari may.
+    H264Only,
+    /// The defaults plus PCMU and PCMA.
+    WithG711,
 }
 
 enum Cmd {
@@ -66,12 +95,12 @@ impl Drop for FakeBrowser {
 impl FakeBrowser {
     /// A publisher: sendonly audio + video.
     pub async fn publisher() -> FakeBrowser {
-        FakeBrowser::start(Direction::SendOnly, Profile::Publish, false).await
+        FakeBrowser::start(Direction::SendOnly, Profile::Publish, Codecs::Default).await
     }
 
     /// A publisher that offers H.264 as its only video codec (and Opus), as Safari may.
     pub async fn publisher_h264() -> FakeBrowser {
-        FakeBrowser::start(Direction::SendOnly, Profile::Publish, true).await
+        FakeBrowser::start(Direction::SendOnly, Profile::Publish, Codecs::H264Only).await
     }
 
     /// A publisher whose video looks like a VP8 encoder's to a recorder: a keyframe (with the
@@ -79,19 +108,24 @@ impl FakeBrowser {
     /// frames and after each keyframe request (as a browser answers a PLI), delta frames of
     /// 700 bytes between.
     pub async fn publisher_vp8() -> FakeBrowser {
-        FakeBrowser::start(Direction::SendOnly, Profile::PublishVp8, false).await
+        FakeBrowser::start(Direction::SendOnly, Profile::PublishVp8, Codecs::Default).await
     }
 
     /// [`FakeBrowser::publisher_vp8`] whose keyframes are a real one ([`REAL_VP8_KEYFRAME`],
     /// 320x240, made by libvpx), so that a decoder (snapshots) can decode them; the delta frames
     /// stay filler. Keyframes only first and when asked for (PLI/FIR), never periodically.
     pub async fn publisher_real_vp8() -> FakeBrowser {
-        FakeBrowser::start(Direction::SendOnly, Profile::PublishRealVp8, false).await
+        FakeBrowser::start(Direction::SendOnly, Profile::PublishRealVp8, Codecs::Default).await
     }
 
     /// A player: recvonly audio + video.
     pub async fn player() -> FakeBrowser {
-        FakeBrowser::start(Direction::RecvOnly, Profile::Play, false).await
+        FakeBrowser::start(Direction::RecvOnly, Profile::Play, Codecs::Default).await
+    }
+
+    /// A player that also offers PCMU and PCMA, as Chromium does (a camera's G.711 audio).
+    pub async fn player_with_g711() -> FakeBrowser {
+        FakeBrowser::start(Direction::RecvOnly, Profile::Play, Codecs::WithG711).await
     }
 
     /// A call's caller: sendrecv audio, PCMU only; its `offer` goes into the `call` message.
@@ -186,13 +220,16 @@ impl FakeBrowser {
         FakeBrowser { offer, addr, cmd, stats, task }
     }
 
-    async fn start(dir: Direction, profile: Profile, h264_only: bool) -> FakeBrowser {
+    async fn start(dir: Direction, profile: Profile, codecs: Codecs) -> FakeBrowser {
         let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let addr = socket.local_addr().unwrap();
         let provider = Arc::new(str0m::crypto::from_feature_flags());
         let builder = Rtc::builder().set_crypto_provider(provider);
-        let builder =
-            if h264_only { builder.clear_codecs().enable_opus(true, false).enable_h264(true) } else { builder };
+        let builder = match codecs {
+            Codecs::Default => builder,
+            Codecs::H264Only => builder.clear_codecs().enable_opus(true, false).enable_h264(true),
+            Codecs::WithG711 => builder.enable_pcmu(true, false).enable_pcma(true, false),
+        };
         let mut rtc = builder.build(Instant::now());
         rtc.add_local_candidate(Candidate::host(addr, "udp").unwrap());
         let mut api = rtc.sdp_api();
@@ -241,6 +278,9 @@ async fn drain(rtc: &mut Rtc, socket: &UdpSocket, stats: &Mutex<BrowserStats>, m
                     Event::Connected => s.connected = true,
                     Event::MediaData(d) if d.mid == mids[0] => s.audio_frames += 1,
                     Event::MediaData(d) => {
+                        if s.video_frames == 0 {
+                            s.first_video_nal_types = h264_nal_types(&d.data);
+                        }
                         s.video_frames += 1;
                         if d.data.first().is_some_and(|b| b & 0x01 == 0) {
                             s.keyframes_received += 1;

@@ -19,6 +19,7 @@ const REST_PASSWORD: &str = "rest-pw-Z9kT4q";
 const TOKEN: &str = "rest-token-M3hW8p";
 const APP_PASSWORD: &str = "app-pw-Hk2v9Q";
 const CLIENT_TOKEN: &str = "client-tok-B7yR1c";
+const CAMERA_PASSWORD: &str = "cam-pw-R4nD0m";
 
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<u8>>>);
@@ -105,6 +106,14 @@ async fn no_secret_in_logs_metrics_or_events() {
     );
     c.send("pushLogs", json!({"logs": lines})).await;
     logged(&log, "last-line-marker").await;
+    // An IP camera's URL with credentials (playStream of rtsp://): the frame, the playRTSP hook,
+    // the statuses and the pull's own log lines see it masked. (Loopback is refused by the SSRF
+    // guard here: the pull still starts, logs and fails.)
+    let camera = format!("rtsp://viewer:{CAMERA_PASSWORD}@127.0.0.1:9/live");
+    c.send("playStream", callgate_tests::streams::play_msg("cam-1", &camera, "v=0")).await;
+    let st = callgate_tests::streams::stream_status(&mut c, "cam-1").await;
+    assert_eq!(st["name"], "rtsp://***@127.0.0.1:9/live", "{st:?}");
+    logged(&log, "RTSP pull failed").await;
 
     // The REST API with Basic, a bearer token, a wrong password, and a secret as filter.
     let basic = format!("Basic {}", b64(&format!("admin:{REST_PASSWORD}")));
@@ -142,6 +151,7 @@ async fn no_secret_in_logs_metrics_or_events() {
         wrong.trim_start_matches("Basic "),
         &app_basic,
         &b64(&format!("3000:{SIP_PASSWORD}")),
+        CAMERA_PASSWORD,
     ];
     for secret in secrets {
         let lines: Vec<&str> = text.lines().filter(|l| l.contains(secret)).collect();
@@ -168,6 +178,11 @@ async fn no_secret_in_logs_metrics_or_events() {
     assert!(!others.is_empty(), "{requests:?}");
     for r in requests.iter().filter(|r| !clients_own.contains(&r.method.as_str())) {
         assert!(!r.body.to_string().contains(SIP_PASSWORD), "{}: {}", r.method, r.body);
+    }
+    // The camera's password reaches no hook at all (playRTSP, StreamStatusEvent: masked).
+    assert_eq!(backend.requests_for("playRTSP").len(), 1);
+    for r in &requests {
+        assert!(!r.body.to_string().contains(CAMERA_PASSWORD), "{}: {}", r.method, r.body);
     }
 }
 

@@ -340,13 +340,21 @@ async fn refusals_without_media_hls_rtsp_snapshot_bad_offer_and_foreign_stop() {
     for (msg, obj) in [
         ("playHLS", json!({"mediaSessionId":"h1","name":"cam"})),
         ("playRTSP", json!({"mediaSessionId":"h2","name":"rtsp://cam/1"})),
-        ("playStream", play_msg("h3", "rtsp://10.0.0.1/live", "v=0")),
+        ("playStream", play_msg("h3", "rtmp://10.0.0.1/live", "v=0")),
     ] {
         c.send(msg, obj).await;
         let st = c.expect("notifyStreamStatusEvent").await;
         assert_eq!(st["status"], "FAILED", "{msg}: {st:?}");
         assert!(st["info"].as_str().unwrap().contains("not supported"), "{msg}: {st:?}");
     }
+    // An rtsp:// name is pulled (tests/tests/rtsp.rs), through the SSRF guard.
+    c.send("playStream", play_msg("h4", "rtsp://10.0.0.1/live", "v=0")).await;
+    let st = c.expect("notifyStreamStatusEvent").await;
+    assert_eq!(st["status"], "FAILED", "{st:?}");
+    assert!(
+        st["info"].as_str().unwrap().starts_with("RTSP source address refused: 10.0.0.1 is a private address"),
+        "{st:?}"
+    );
     c.send("snapshot", json!({"mediaSessionId":"s1","name":"cam"})).await;
     let ev = c.expect("notifyStreamEvent").await;
     assert_eq!((ev["mediaSessionId"].as_str(), ev["type"].as_str()), (Some("s1"), Some("snapshotFailed")));

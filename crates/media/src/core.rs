@@ -31,9 +31,11 @@ use std::time::{Duration, Instant};
 
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::config::{CryptoProvider, DtlsCert};
+use str0m::format::PayloadParams;
+use str0m::media::Pt;
 use str0m::media::{Direction, Frequency, KeyframeRequestKind, MediaKind, MediaTime, Mid};
 use str0m::net::{DatagramSend, Protocol, Receive};
-use str0m::rtp::{Extension, ExtensionMap, RtpPacket, RtpWrite, SeqNo};
+use str0m::rtp::{Extension, ExtensionMap, ExtensionValues, RtpPacket, RtpWrite, SeqNo, Ssrc};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig, RtcError};
 
 use crate::bridge::{choose_g711, SipLeg, G711};
@@ -41,6 +43,7 @@ use crate::config::MediaConfig;
 use crate::forward::{forwarded_ext_vals, RxTrack, SeqMap, TxTrack};
 use crate::record::{RecPacket, RecordReport, RecordSpec, RecordTap};
 use crate::snapshot::{KeyframeReply, KeyframeTap, SnapshotError};
+use crate::source::SourceCodec;
 use crate::video::{choose_video, VideoCodec, VideoFormat, VideoIn, VideoLeg};
 use crate::{sdp, stun, FailReason, MediaError, MediaEvent, PeerId};
 
@@ -298,6 +301,66 @@ pub struct MediaCore {
     metrics: Metrics,
     /// Server-side RTP-only call legs (calls started through the REST API: no browser).
     rtp_legs: HashMap<PeerId, RtpLeg>,
+    /// Pulled sources (an RTSP camera): publishers with no `Rtc` (see [`crate::source`]).
+    sources: HashMap<PeerId, Source>,
+}
+
+/// The source "SSRC" of a source's live packets and of its cached keyframe's replay: a player's
+/// [`crate::forward::SeqMap`] restarts its numbering on a new source SSRC, so the replay and the
+/// live packets after it are contiguous for the player whatever their source numbers.
+const SOURCE_LIVE_SSRC: u32 = 1;
+const SOURCE_REPLAY_SSRC: u32 = 2;
+
+/// A pulled source: its codecs, players, numbering and last keyframe.
+struct Source {
+    /// Audio, video (`kind_index`).
+    codecs: [Option<SourceCodec>; 2],
+    players: Vec<PeerId>,
+    /// The next sequence number of each kind.
+    seq: [u64; 2],
+    /// The packets of the last video keyframe (SPS, PPS, IDR), replayed to each player as it
+    /// connects: a player cannot ask an RTSP camera for a keyframe (there is no RTCP feedback
+    /// to it), and waiting for the camera's next one could take its whole GOP.
+    keyframe: Vec<CachedPacket>,
+    /// Players connected since the last frame, that get the keyframe before the next one.
+    /// Not at once: str0m reports `Connected` before the browser has its own DTLS `Finished`
+    /// and SRTP keys, and SRTP that arrives before them is dropped, the replayed keyframe with
+    /// it (seen in `tests/core_sim.rs`); one frame later the browser is ready.
+    replay_to: Vec<PeerId>,
+    frames_in: u64,
+}
+
+struct CachedPacket {
+    seq: u64,
+    ts: u32,
+    marker: bool,
+    payload: Arc<[u8]>,
+}
+
+/// One access unit (or audio frame) of a pulled source, packetized by the caller.
+#[derive(Debug, Clone)]
+pub struct SourceFrame {
+    pub kind: MediaKind,
+    /// RTP timestamp (the codec's clock rate).
+    pub ts: u32,
+    /// A video keyframe (it replaces the cached one).
+    pub keyframe: bool,
+    /// RTP payloads in order; the last gets the marker bit (video).
+    pub payloads: Vec<Arc<[u8]>>,
+}
+
+/// What one forwarded packet carries to each player (a publisher's packet or a source's).
+struct Outgoing<'a> {
+    kind: MediaKind,
+    params: Option<PayloadParams>,
+    src_pt: Pt,
+    src_ssrc: Ssrc,
+    seq: u64,
+    ts: u32,
+    arrival: Instant,
+    marker: bool,
+    ext_vals: &'a ExtensionValues,
+    payload: &'a Arc<[u8]>,
 }
 
 /// A call leg with no browser: only the SIP side's plain RTP. It takes the SIP side's audio
@@ -328,6 +391,7 @@ impl MediaCore {
             counters: Counters::default(),
             metrics: Metrics::new(),
             rtp_legs: HashMap::new(),
+            sources: HashMap::new(),
         }
     }
 
@@ -339,13 +403,144 @@ impl MediaCore {
         self.local
     }
 
-    /// Peers and RTP-only legs.
+    /// Peers, RTP-only legs and pulled sources.
     pub fn len(&self) -> usize {
-        self.peers.len() + self.rtp_legs.len()
+        self.peers.len() + self.rtp_legs.len() + self.sources.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.peers.is_empty() && self.rtp_legs.is_empty()
+        self.peers.is_empty() && self.rtp_legs.is_empty() && self.sources.is_empty()
+    }
+
+    /// Adds a pulled source with these codecs (at most one audio and one video): players attach
+    /// to it with [`MediaCore::add_player`] as to a publisher, and its media comes in through
+    /// [`MediaCore::source_frame`].
+    pub fn add_source(&mut self, id: PeerId, codecs: &[SourceCodec]) -> Result<(), MediaError> {
+        if self.peers.contains_key(&id) || self.rtp_legs.contains_key(&id) || self.sources.contains_key(&id) {
+            return Err(MediaError::DuplicatePeer(id));
+        }
+        let mut c = [None, None];
+        for &codec in codecs {
+            c[kind_index(codec.kind())].get_or_insert(codec);
+        }
+        if c == [None, None] {
+            return Err(MediaError::NoCommonCodecs);
+        }
+        self.sources.insert(
+            id,
+            Source {
+                codecs: c,
+                players: Vec::new(),
+                seq: [1, 1],
+                keyframe: Vec::new(),
+                replay_to: Vec::new(),
+                frames_in: 0,
+            },
+        );
+        metrics::gauge!("callgate_media_sources").increment(1.0);
+        Ok(())
+    }
+
+    /// One frame of source `id`: written to each connected player (as a publisher's packets are),
+    /// and kept when it is a video keyframe. A frame of a kind the source was not created with
+    /// is dropped.
+    pub fn source_frame(&mut self, id: PeerId, frame: SourceFrame, now: Instant) {
+        let Some(src) = self.sources.get_mut(&id) else { return };
+        let k = kind_index(frame.kind);
+        let Some(codec) = src.codecs[k] else { return };
+        if frame.payloads.is_empty() {
+            return;
+        }
+        src.frames_in += 1;
+        self.counters.frames_in += 1;
+        let replay_to = std::mem::take(&mut src.replay_to);
+        if !(frame.keyframe && frame.kind == MediaKind::Video) {
+            // (A new keyframe makes the cached one useless: they get that one instead.)
+            for pid in replay_to {
+                self.replay_keyframe(id, pid, now);
+            }
+        }
+        let Some(src) = self.sources.get_mut(&id) else { return };
+        let first_seq = src.seq[k];
+        src.seq[k] += frame.payloads.len() as u64;
+        if frame.keyframe && frame.kind == MediaKind::Video {
+            src.keyframe.clear();
+        }
+        let last = frame.payloads.len() - 1;
+        let marker_of = |i: usize| frame.kind == MediaKind::Audio || i == last;
+        if frame.keyframe && frame.kind == MediaKind::Video {
+            for (i, p) in frame.payloads.iter().enumerate() {
+                src.keyframe.push(CachedPacket {
+                    seq: first_seq + i as u64,
+                    ts: frame.ts,
+                    marker: marker_of(i),
+                    payload: p.clone(),
+                });
+            }
+        }
+        let players = std::mem::take(&mut src.players);
+        let params = Some(codec.params());
+        let ext_vals = ExtensionValues::default();
+        let mut written = 0;
+        for (i, payload) in frame.payloads.iter().enumerate() {
+            let out = Outgoing {
+                kind: frame.kind,
+                params,
+                src_pt: Pt::from(0),
+                src_ssrc: Ssrc::from(SOURCE_LIVE_SSRC),
+                seq: first_seq + i as u64,
+                ts: frame.ts,
+                arrival: now,
+                marker: marker_of(i) && frame.kind == MediaKind::Video,
+                ext_vals: &ext_vals,
+                payload,
+            };
+            for &pid in &players {
+                written += u64::from(self.write_to_player(pid, &out));
+            }
+        }
+        self.counters.frames_out += written;
+        self.metrics.frames_forwarded.increment(written);
+        if let Some(src) = self.sources.get_mut(&id) {
+            let added = std::mem::replace(&mut src.players, players);
+            src.players.extend(added);
+        }
+        // Sent by the next `poll_*` (see `flush`), with this time.
+        if self.last_now.is_none_or(|t| t < now) {
+            self.last_now = Some(now);
+        }
+    }
+
+    /// A player of a source connected: it gets the source's last keyframe first (before the
+    /// source's next frame, see `Source::replay_to`).
+    fn replay_keyframe(&mut self, source: PeerId, player: PeerId, now: Instant) {
+        let Some(src) = self.sources.get(&source) else { return };
+        let Some(codec) = src.codecs[kind_index(MediaKind::Video)] else { return };
+        let cached: Vec<(u64, u32, bool, Arc<[u8]>)> =
+            src.keyframe.iter().map(|c| (c.seq, c.ts, c.marker, c.payload.clone())).collect();
+        let ext_vals = ExtensionValues::default();
+        let mut written = 0;
+        for (seq, ts, marker, payload) in &cached {
+            let out = Outgoing {
+                kind: MediaKind::Video,
+                params: Some(codec.params()),
+                src_pt: Pt::from(0),
+                src_ssrc: Ssrc::from(SOURCE_REPLAY_SSRC),
+                seq: *seq,
+                ts: *ts,
+                arrival: now,
+                marker: *marker,
+                ext_vals: &ext_vals,
+                payload,
+            };
+            written += u64::from(self.write_to_player(player, &out));
+        }
+        if written > 0 {
+            tracing::debug!(source = source.0, player = player.0, packets = written, "cached keyframe replayed");
+            metrics::counter!("callgate_media_source_keyframe_replays_total").increment(1);
+        }
+        self.counters.frames_out += written;
+        self.metrics.frames_forwarded.increment(written);
     }
 
     /// Accepts a publisher's offer (the SDK's m-lines are sendonly) and returns the answer
@@ -359,13 +554,24 @@ impl MediaCore {
     /// Accepts a player's offer (recvonly m-lines) for the stream of `source` and returns the
     /// answer (sendonly, one msid stream id for audio and video).
     pub fn add_player(&mut self, id: PeerId, source: PeerId, offer: &str, now: Instant) -> Result<String, MediaError> {
-        match self.peers.get(&source) {
-            Some(p) if p.role == Role::Publisher => {}
-            _ => return Err(MediaError::SourceNotFound),
-        }
-        let answer = self.add_peer(id, Role::Player { source }, offer, now)?;
+        // A source's G.711 audio needs PCMU/PCMA in the player's codecs (browser publishers
+        // only ever send Opus, so players have no G.711 otherwise).
+        let g711 = match self.sources.get(&source) {
+            Some(s) => match s.codecs[kind_index(MediaKind::Audio)] {
+                Some(SourceCodec::Pcmu) => Some(G711::Pcmu),
+                Some(SourceCodec::Pcma) => Some(G711::Pcma),
+                _ => None,
+            },
+            None => match self.peers.get(&source) {
+                Some(p) if p.role == Role::Publisher => None,
+                _ => return Err(MediaError::SourceNotFound),
+            },
+        };
+        let answer = self.add_peer_with(id, Role::Player { source }, offer, now, g711, None)?;
         if let Some(p) = self.peers.get_mut(&source) {
             p.players.push(id);
+        } else if let Some(s) = self.sources.get_mut(&source) {
+            s.players.push(id);
         }
         Ok(sdp::unify_msid(&answer, &format!("callgate-{}", source.0)))
     }
@@ -412,15 +618,23 @@ impl MediaCore {
             return Err(MediaError::DuplicatePeer(id));
         }
         let offer = SdpOffer::from_sdp_string(offer).map_err(|e| MediaError::BadOffer(e.to_string()))?;
-        let config = match g711 {
+        let config = match (role, g711) {
             // A call leg forwards G.711 as it is: the browser gets exactly the codec the SIP side gets.
             // Audio only, it stays in frame mode (its writer and MediaData carry the audio); with
             // video, in RTP mode (see `BridgeVideo`).
-            Some(codec) => self.bridge_config(codec, video),
+            (Role::Bridge, Some(codec)) => self.bridge_config(codec, video),
             // Publishers and players forward RTP packets (see `crate::forward`).
-            None if role == Role::Publisher => self.rtc_config.clone().set_rtp_mode(true),
-            // Players: without the congestion-control extensions (see `player_extensions`).
-            None => self.rtc_config.clone().set_rtp_mode(true).set_extension_map(player_extensions()),
+            (Role::Publisher, _) => self.rtc_config.clone().set_rtp_mode(true),
+            // Players: without the congestion-control extensions (see `player_extensions`); a
+            // player of a source with G.711 audio also takes that codec.
+            (_, g711) => {
+                let c = self.rtc_config.clone().set_rtp_mode(true).set_extension_map(player_extensions());
+                match g711 {
+                    Some(G711::Pcmu) => c.enable_pcmu(true, false),
+                    Some(G711::Pcma) => c.enable_pcma(true, false),
+                    None => c,
+                }
+            }
         };
         let mut rtc = config.build(now);
         let candidate = Candidate::host(self.local, "udp").map_err(|e| MediaError::Negotiation(e.to_string()))?;
@@ -933,6 +1147,11 @@ impl MediaCore {
             metrics::gauge!("callgate_media_rtp_legs").decrement(1.0);
             return;
         }
+        if self.sources.remove(&id).is_some() {
+            // Its players stay (the server ends their streams); nothing feeds them any more.
+            metrics::gauge!("callgate_media_sources").decrement(1.0);
+            return;
+        }
         let Some(mut p) = self.peers.remove(&id) else { return };
         p.rtc.disconnect();
         self.by_ufrag.remove(&p.ufrag);
@@ -943,6 +1162,8 @@ impl MediaCore {
         }
         if let Role::Player { source } = p.role {
             if let Some(src) = self.peers.get_mut(&source) {
+                src.players.retain(|x| *x != id);
+            } else if let Some(src) = self.sources.get_mut(&source) {
                 src.players.retain(|x| *x != id);
             }
         }
@@ -959,6 +1180,16 @@ impl MediaCore {
                 frames_out: r.leg.packets_out,
                 players: 0,
                 rtp_dropped: r.leg.packets_foreign,
+                ..Default::default()
+            });
+        }
+        if let Some(s) = self.sources.get(&id) {
+            return Some(PeerStats {
+                connected: true,
+                frames_in: s.frames_in,
+                frames_out: 0,
+                players: s.players.len(),
+                rtp_dropped: 0,
                 ..Default::default()
             });
         }
@@ -1154,6 +1385,7 @@ impl MediaCore {
         }
         let mut packets: Vec<(MediaKind, RtpPacket)> = Vec::new();
         let mut wants_keyframe: Option<PeerId> = None;
+        let mut connected_player = false;
         let mut failed: Option<FailReason> = None;
         {
             let Some(p) = self.peers.get_mut(&id) else { return };
@@ -1177,6 +1409,7 @@ impl MediaCore {
                             self.events.push_back((id, MediaEvent::Connected));
                             if let Role::Player { source } = p.role {
                                 wants_keyframe = Some(source);
+                                connected_player = true;
                             }
                             // A video call starts at a keyframe.
                             if p.video.is_some() {
@@ -1333,8 +1566,17 @@ impl MediaCore {
         for (kind, pkt) in packets {
             self.forward(id, kind, &pkt);
         }
-        if let Some(source) = wants_keyframe {
-            self.request_keyframe(source, now);
+        match wants_keyframe {
+            // A pulled source cannot be asked (see `Source::keyframe`): a player that just
+            // connected gets the cached one; a later request has no answer but the camera's next.
+            Some(source) if self.sources.contains_key(&source) && connected_player => {
+                if let Some(src) = self.sources.get_mut(&source) {
+                    src.replay_to.push(id);
+                }
+            }
+            Some(source) if self.sources.contains_key(&source) => {}
+            Some(source) => self.request_keyframe(source, now),
+            None => {}
         }
     }
 
@@ -1348,49 +1590,21 @@ impl MediaCore {
             (params, std::mem::take(&mut p.players))
         };
         let ext_vals = forwarded_ext_vals(pkt);
+        let out = Outgoing {
+            kind,
+            params,
+            src_pt: pkt.header.payload_type,
+            src_ssrc: pkt.header.ssrc,
+            seq: *pkt.seq_no,
+            ts: pkt.header.timestamp,
+            arrival: pkt.timestamp,
+            marker: pkt.header.marker,
+            ext_vals: &ext_vals,
+            payload: &pkt.payload,
+        };
         let mut written = 0;
-        // Video is kept for NACKs (answered from the player's RTX cache); audio is not resent.
-        let nackable = kind == MediaKind::Video;
         for &pid in &players {
-            let Some(pl) = self.peers.get_mut(&pid) else { continue };
-            if !pl.connected {
-                continue; // str0m drops media written before the connection is up
-            }
-            let Some(track) = pl.tx[kind_index(kind)].as_mut() else { continue };
-            let rtc = &mut pl.rtc;
-            let mid = track.mid;
-            let pt = track.pt_for(pkt.header.payload_type, || {
-                let pt = rtc.codec_config().match_params(params?)?.pt();
-                rtc.media(mid).is_some_and(|m| m.remote_pts().contains(&pt)).then_some(pt)
-            });
-            let Some(pt) = pt else {
-                self.metrics.dropped_no_codec.increment(1);
-                continue;
-            };
-            // Older than this player's first packet (reordered across its join): not sent.
-            let Some(seq) = track.seq.map(pkt.header.ssrc, *pkt.seq_no) else { continue };
-            let mut api = rtc.direct_api();
-            let tx = match track.ssrc {
-                Some(ssrc) => api.stream_tx(&ssrc),
-                None => api.stream_tx_by_mid(mid, None).inspect(|tx| track.ssrc = Some(tx.ssrc())),
-            };
-            let Some(tx) = tx else {
-                track.ssrc = None; // looked up by mid again next time
-                self.metrics.dropped_write.increment(1);
-                continue;
-            };
-            let write = RtpWrite::new(pt, SeqNo::from(seq), pkt.header.timestamp, pkt.timestamp, pkt.payload.clone())
-                .marker(pkt.header.marker)
-                .ext_vals(ext_vals.clone())
-                .nackable(nackable);
-            tx.write_rtp(write);
-            pl.frames_out += 1;
-            written += 1;
-            // Sent by the next flush (see there).
-            if !pl.unsent {
-                pl.unsent = true;
-                self.unsent.push(pid);
-            }
+            written += u64::from(self.write_to_player(pid, &out));
         }
         self.counters.frames_out += written;
         self.metrics.frames_forwarded.increment(written);
@@ -1399,6 +1613,51 @@ impl MediaCore {
             let added = std::mem::replace(&mut p.players, players);
             p.players.extend(added);
         }
+    }
+
+    /// Writes one packet to player `pid` if it is connected and takes the codec; true when
+    /// written (sent by the next flush).
+    fn write_to_player(&mut self, pid: PeerId, out: &Outgoing<'_>) -> bool {
+        let Some(pl) = self.peers.get_mut(&pid) else { return false };
+        if !pl.connected {
+            return false; // str0m drops media written before the connection is up
+        }
+        let Some(track) = pl.tx[kind_index(out.kind)].as_mut() else { return false };
+        let rtc = &mut pl.rtc;
+        let mid = track.mid;
+        let params = out.params;
+        let pt = track.pt_for(out.src_pt, || {
+            let pt = rtc.codec_config().match_params(params?)?.pt();
+            rtc.media(mid).is_some_and(|m| m.remote_pts().contains(&pt)).then_some(pt)
+        });
+        let Some(pt) = pt else {
+            self.metrics.dropped_no_codec.increment(1);
+            return false;
+        };
+        // Older than this player's first packet (reordered across its join): not sent.
+        let Some(seq) = track.seq.map(out.src_ssrc, out.seq) else { return false };
+        let mut api = rtc.direct_api();
+        let tx = match track.ssrc {
+            Some(ssrc) => api.stream_tx(&ssrc),
+            None => api.stream_tx_by_mid(mid, None).inspect(|tx| track.ssrc = Some(tx.ssrc())),
+        };
+        let Some(tx) = tx else {
+            track.ssrc = None; // looked up by mid again next time
+            self.metrics.dropped_write.increment(1);
+            return false;
+        };
+        // Video is kept for NACKs (answered from the player's RTX cache); audio is not resent.
+        let write = RtpWrite::new(pt, SeqNo::from(seq), out.ts, out.arrival, out.payload.clone())
+            .marker(out.marker)
+            .ext_vals(out.ext_vals.clone())
+            .nackable(out.kind == MediaKind::Video);
+        tx.write_rtp(write);
+        pl.frames_out += 1;
+        if !pl.unsent {
+            pl.unsent = true;
+            self.unsent.push(pid);
+        }
+        true
     }
 
     fn handle_rtc_error(&mut self, id: PeerId, e: RtcError, now: Instant) {

@@ -15,9 +15,10 @@ use tokio::sync::{mpsc, oneshot, watch};
 use str0m::net::DatagramSend;
 
 use crate::batch::{SendBatch, MAX_BATCH};
-use crate::core::{BridgeAnswer, Counters, IncomingBridge, MediaCore, PeerStats, Via};
+use crate::core::{BridgeAnswer, Counters, IncomingBridge, MediaCore, PeerStats, SourceFrame, Via};
 use crate::record::{RecordReport, RecordSpec};
 use crate::snapshot::{Snapshot, SnapshotError};
+use crate::source::SourceCodec;
 use crate::{MediaConfig, MediaError, MediaEvent, PeerId};
 
 /// Where a peer's events go.
@@ -85,6 +86,15 @@ enum Command {
     },
     Close {
         id: PeerId,
+    },
+    AddSource {
+        id: PeerId,
+        codecs: Vec<SourceCodec>,
+        reply: oneshot::Sender<Result<(), MediaError>>,
+    },
+    SourceFrame {
+        id: PeerId,
+        frame: SourceFrame,
     },
     RequestKeyframe {
         id: PeerId,
@@ -340,6 +350,20 @@ impl MediaEndpoint {
         tokio::task::spawn_blocking(move || crate::snapshot::keyframe_to_png(&frame))
             .await
             .map_err(|e| SnapshotError::Decode(format!("the decoder stopped: {e}")))?
+    }
+
+    /// Adds a pulled source (an RTSP camera) with these codecs: players attach to it with
+    /// [`MediaEndpoint::play`] as to a publisher; [`MediaEndpoint::close`] removes it.
+    pub async fn add_source(&self, id: PeerId, codecs: Vec<SourceCodec>) -> Result<(), MediaError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::AddSource { id, codecs, reply }).await?;
+        rx.await.map_err(|_| MediaError::Stopped)?
+    }
+
+    /// One frame of source `id` for its players. Waits when the media task's queue is full (the
+    /// camera's connection then backs up, rather than frames being dropped mid-GOP).
+    pub async fn source_frame(&self, id: PeerId, frame: SourceFrame) -> Result<(), MediaError> {
+        self.send(Command::SourceFrame { id, frame }).await
     }
 
     /// Asks the publisher `id` for a keyframe.
@@ -652,6 +676,10 @@ fn handle_command(
                 r.stop();
             }
         }
+        Command::AddSource { id, codecs, reply } => {
+            let _ = reply.send(core.add_source(id, &codecs));
+        }
+        Command::SourceFrame { id, frame } => core.source_frame(id, frame, now),
         Command::RequestKeyframe { id } => core.request_keyframe(id, now),
         Command::Record { id, spec, reports, reply } => {
             let _ = reply.send(core.start_recording(id, spec, reports, now));

@@ -41,6 +41,7 @@ pub mod record;
 pub mod rtp;
 pub mod sdp;
 pub mod snapshot;
+pub mod source;
 pub mod stun;
 pub mod video;
 

@@ -580,3 +580,97 @@ fn a_binding_request_that_fails_integrity_does_not_introduce_its_address() {
     assert_eq!(after.peer_probes, mid.peer_probes);
     assert_eq!(after.datagrams_dropped - mid.datagrams_dropped, 10);
 }
+
+/// An H.264 access unit of a pulled source, packetized as the server's RTSP pull does: a
+/// keyframe is SPS, PPS and a 3000-byte IDR (FU-A fragments), a delta frame one small slice.
+fn source_frame(key: bool, n: u8) -> callgate_media::core::SourceFrame {
+    use callgate_media::source;
+    let sps: Vec<u8> = vec![0x67, 0x42, 0xe0, 0x1f, 0xda, 0x02, 0x80];
+    let pps: Vec<u8> = vec![0x68, 0xce, 0x3c, 0x80];
+    let mut idr = vec![0x65, n];
+    idr.extend((0..2998u32).map(|i| (i % 251) as u8 | 1));
+    let slice = vec![0x41, n, 7, 7, 7];
+    let nals: Vec<&[u8]> = if key { vec![&sps, &pps, &idr] } else { vec![&slice] };
+    let payloads = source::packetize_h264(nals, source::MAX_PAYLOAD);
+    callgate_media::core::SourceFrame {
+        kind: MediaKind::Video,
+        ts: 90_000 + 3000 * u32::from(n),
+        keyframe: key,
+        payloads: payloads.into_iter().map(std::sync::Arc::from).collect(),
+    }
+}
+
+/// The NAL unit types of an Annex B access unit (str0m hands H.264 frames out in Annex B).
+fn nal_types(au: &[u8]) -> Vec<u8> {
+    let mut out = vec![];
+    let mut i = 0;
+    while i + 3 < au.len() {
+        if au[i..i + 3] == [0, 0, 1] {
+            out.push(au[i + 3] & 0x1f);
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    out
+}
+
+#[test]
+fn a_pulled_source_feeds_players_and_replays_its_last_keyframe_to_each_new_one() {
+    use callgate_media::source::SourceCodec;
+    let mut sim = Sim::new();
+    let src = PeerId(1);
+    assert_eq!(sim.core.add_source(src, &[]), Err(MediaError::NoCommonCodecs));
+    sim.core.add_source(src, &[SourceCodec::H264 { profile_level_id: Some(0x42e01f) }]).unwrap();
+    assert_eq!(sim.core.add_source(src, &[SourceCodec::Pcmu]), Err(MediaError::DuplicatePeer(src)));
+    // The camera is ahead of every player: a keyframe, then delta frames.
+    let now = sim.now;
+    sim.core.source_frame(src, source_frame(true, 0), now);
+    for n in 1..5 {
+        sim.core.source_frame(src, source_frame(false, n), now);
+    }
+    let a = sim.play(PeerId(2), src, "10.0.0.3:5000").unwrap();
+    sim.run(Duration::from_millis(500));
+    assert!(sim.browsers[a].connected);
+    for n in 5..10 {
+        let now = sim.now;
+        sim.core.source_frame(src, source_frame(false, n), now);
+        sim.run(Duration::from_millis(20));
+    }
+    let video: Vec<&Vec<u8>> =
+        sim.browsers[a].received.iter().filter(|(k, _)| *k == MediaKind::Video).map(|(_, d)| d).collect();
+    let seen: Vec<(Vec<u8>, usize)> = video.iter().map(|v| (nal_types(v), v.len())).collect();
+    assert!(video.len() >= 6, "the cached keyframe and the 5 live frames: {seen:?}");
+    assert_eq!(nal_types(video[0]), [7, 8, 5], "the player starts with the cached SPS, PPS, IDR");
+    let idr_start = video[0].windows(4).position(|w| w == [0, 0, 1, 0x65]).unwrap() + 3;
+    assert_eq!(video[0].len() - idr_start, 3000, "the FU-A fragments reassemble to the whole IDR");
+    assert_eq!(nal_types(video[1]), [1], "then the live delta frames");
+    assert_eq!(video[1][video[1].len() - 4], 5, "from the first one after the join");
+
+    // Audio the source was not created with, and a frame with no payload, are dropped.
+    let now = sim.now;
+    sim.core.source_frame(
+        src,
+        callgate_media::core::SourceFrame {
+            kind: MediaKind::Audio,
+            ts: 0,
+            keyframe: false,
+            payloads: vec![std::sync::Arc::from(&[0xffu8; 160][..])],
+        },
+        now,
+    );
+    sim.core.source_frame(src, callgate_media::core::SourceFrame { payloads: vec![], ..source_frame(false, 10) }, now);
+    sim.run(Duration::from_millis(50));
+    assert!(sim.browsers[a].received.iter().all(|(k, _)| *k == MediaKind::Video));
+    assert_eq!(sim.core.stats(src).unwrap().players, 1);
+
+    // The source goes: its player stays (the server ends it) and gets nothing more.
+    sim.core.remove(src);
+    assert!(sim.core.stats(src).is_none());
+    let before = sim.browsers[a].received.len();
+    let now = sim.now;
+    sim.core.source_frame(src, source_frame(true, 11), now);
+    sim.run(Duration::from_millis(50));
+    assert_eq!(sim.browsers[a].received.len(), before);
+    assert!(sim.core.stats(PeerId(2)).is_some());
+}

@@ -49,8 +49,36 @@ pub const AVAILABLE: &str = "Available";
 /// A publish, play or call without an SDP offer.
 pub const NO_SDP: &str = "Failed by error: no SDP offer";
 pub const NO_STREAM_NAME: &str = "Failed by error: no stream name";
-/// `playHLS`, `playRTSP` and URL stream names (RTSP/RTMP/HTTP pull) are not implemented.
+/// `playHLS`, `playRTSP` messages and RTMP/HTTP stream names are not implemented (`playStream`
+/// of an `rtsp://` name is: docs/hooks.md §10).
 pub const PULL_NOT_SUPPORTED: &str = "Playing RTSP, RTMP or HLS sources is not supported by this server";
+
+// ---- Pulled RTSP sources (`playStream` of an rtsp:// name; never the URL: it may hold credentials) ----
+
+/// The camera answered 401 to the credentials in the URL (or asked for some and there were none).
+pub const RTSP_UNAUTHORIZED: &str = "RTSP source refused the credentials (401 Unauthorized)";
+/// No TCP connection to the camera (refused, no route, name not resolved, or no answer in time).
+pub const RTSP_UNREACHABLE: &str = "RTSP source unreachable";
+/// The URL is not a valid `rtsp://` URL.
+pub const RTSP_BAD_URL: &str = "RTSP source URL is not valid";
+/// The camera was up and is gone, and reconnecting failed for too long.
+pub const RTSP_SOURCE_LOST: &str = "RTSP source lost";
+/// The camera answered an RTSP request with another error status.
+pub fn rtsp_status(status: u16) -> String {
+    format!("RTSP source answered {status}")
+}
+/// The camera has no stream this server forwards without transcoding; `found` lists its codecs.
+pub fn rtsp_unsupported_codecs(found: &str) -> String {
+    format!("RTSP source has no supported codec (H.264 video, PCMU/PCMA audio); it offers {found}")
+}
+/// The camera's address is refused by the SSRF guard (`[security] allowed_private_ranges`).
+pub fn rtsp_refused_address(why: impl std::fmt::Display) -> String {
+    format!("RTSP source address refused: {why}")
+}
+/// Any other failure of the RTSP session (a protocol error of the camera).
+pub fn rtsp_failed(why: impl std::fmt::Display) -> String {
+    format!("RTSP source failed: {why}")
+}
 
 /// `snapshotFailed` while the node already takes as many snapshots as it allows at once.
 pub const SNAPSHOT_BUSY: &str = "Snapshot failed: too many snapshots in progress";

@@ -215,6 +215,7 @@ pub async fn start_as(cfg: Config, node_id: Arc<str>) -> anyhow::Result<RunningS
     let rooms = rooms::Rooms::start(cfg.rooms.app_keys.clone(), sessions.clone());
     let streams = Arc::new(
         streams::Streams::new(media.clone(), sessions.clone())
+            .pull_guard(netguard::Guard::new(&cfg.security.allowed_private_ranges)?)
             .limited(cfg.limits.max_streams)
             .recording(&cfg.recording)
             .with_rooms(rooms.clone())

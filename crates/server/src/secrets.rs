@@ -78,6 +78,9 @@ pub fn redact_value(v: &mut Value) {
             if let std::borrow::Cow::Owned(t) = scrub_text(s) {
                 *s = t;
             }
+            if let std::borrow::Cow::Owned(t) = mask_url_credentials(s) {
+                *s = t;
+            }
         }
         Value::Object(m) => {
             for (k, v) in m.iter_mut() {
@@ -92,6 +95,42 @@ pub fn redact_value(v: &mut Value) {
         Value::Null | Value::Bool(_) | Value::Number(_) => {}
     }
 }
+
+/// `text` with the credentials of every URL in it (`scheme://user:password@host`, an RTSP
+/// camera's stream name) replaced by `***`: `rtsp://***@host/path`. The userinfo is what lies
+/// between `://` and the last `@` before the authority ends (`/`, `?`, `#`, a space, a quote).
+pub fn mask_url_credentials(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.contains("://") || !text.contains('@') {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    let mut changed = false;
+    while let Some(i) = rest.find("://") {
+        let (head, tail) = rest.split_at(i + 3);
+        out.push_str(head);
+        let end = tail.find(|c: char| matches!(c, '/' | '?' | '#' | '"' | '\'' | '<' | '>') || c.is_whitespace());
+        let authority = &tail[..end.unwrap_or(tail.len())];
+        match authority.rfind('@') {
+            Some(at) => {
+                out.push_str(MASK_USERINFO);
+                out.push_str(&authority[at..]);
+                changed = true;
+            }
+            None => out.push_str(authority),
+        }
+        rest = &tail[authority.len()..];
+    }
+    out.push_str(rest);
+    if changed {
+        std::borrow::Cow::Owned(out)
+    } else {
+        std::borrow::Cow::Borrowed(text)
+    }
+}
+
+/// What a URL's user and password are replaced with ([`mask_url_credentials`]).
+pub const MASK_USERINFO: &str = "***";
 
 /// A client's raw frame as it may be logged: every secret's value ([`is_log_secret`]), at any
 /// depth, replaced by `<redacted>` (keys are compared after JSON unescaping, so
@@ -215,6 +254,19 @@ impl Serialize for Redacted<'_> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn url_credentials_are_masked_in_text_and_logged_values() {
+        assert_eq!(mask_url_credentials("rtsp://admin:pw@cam:554/live"), "rtsp://***@cam:554/live");
+        assert_eq!(
+            mask_url_credentials("play rtsp://a:b@c/x and http://u@h?q=1 then rtsp://plain/y@z"),
+            "play rtsp://***@c/x and http://***@h?q=1 then rtsp://plain/y@z"
+        );
+        assert!(matches!(mask_url_credentials("rtsp://cam/live"), std::borrow::Cow::Borrowed(_)));
+        let mut v = json!({"name": "rtsp://u:secret@10.0.0.1/s", "sdp": "v=0"});
+        redact_value(&mut v);
+        assert_eq!(v["name"], "rtsp://***@10.0.0.1/s");
+    }
 
     #[test]
     fn secrets_and_excluded_fields_are_left_out() {

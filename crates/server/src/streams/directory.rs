@@ -140,13 +140,18 @@ impl<S: Clone> Directory<S> {
         Ok(peer)
     }
 
-    /// Adds a player fed by a relay (a stream published on another node): no local source.
-    /// The caller checked that `e.id` is free.
-    pub fn add_relayed_player(&mut self, mut e: Entry<S>) {
+    /// Adds a player fed by something that is not in the directory: a pulled camera (its media
+    /// peer is the player's `source` in the media core, and `rtsp` keeps its players) or a
+    /// relay of a stream published on another node (`relay`).
+    pub fn add_detached_player(&mut self, mut e: Entry<S>) -> Result<(), Refusal> {
+        if self.streams.contains_key(&e.id) {
+            return Err(Refusal::IdInUse);
+        }
         e.kind = Kind::Play;
         e.source = None;
         e.players.clear();
         self.streams.insert(e.id.clone(), e);
+        Ok(())
     }
 
     /// Sets a live stream's status (and `status`/`info` in its object); returns the entry.

@@ -34,7 +34,8 @@ pub(super) fn available(streams: &Streams, ctx: &Arc<Party>, obj: &Map<String, V
 /// then `notifyStreamEvent` to every player under **its own** id (+ `StreamEvent` hook on the
 /// player's session). Events on a play id (the SDK sends mute events for players too) go to the
 /// backend only.
-pub(super) fn send_stream_event(streams: &Streams, ctx: &Arc<Party>, obj: Map<String, Value>) {
+pub(super) fn send_stream_event(streams: &Streams, ctx: &Arc<Party>, mut obj: Map<String, Value>) {
+    mask_name(&mut obj);
     let id = media_session_id(&obj);
     let kind = obj.get("type").cloned().unwrap_or(Value::Null);
     let payload = obj.get("payload").cloned();
@@ -83,6 +84,7 @@ pub(super) fn send_stream_event(streams: &Streams, ctx: &Arc<Party>, obj: Map<St
 pub(super) async fn snapshot(streams: Arc<Streams>, ctx: Arc<Party>, obj: Map<String, Value>) {
     let id = obj.get("mediaSessionId").cloned().unwrap_or(Value::Null);
     let mut data = ctx.with_context(obj);
+    mask_name(&mut data);
     let taken = match ctx.direct(HookMethod::Snapshot, &mut data).await {
         Err(why) => Err(why),
         Ok(()) => take_snapshot(&streams, data.get("name").and_then(Value::as_str)).await,

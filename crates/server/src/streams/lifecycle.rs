@@ -20,12 +20,14 @@ struct Prepared {
     name: String,
     offer: String,
     obj: Map<String, Value>,
+    /// Play of an `rtsp://` name: the camera to pull (`name` and `obj` have it masked).
+    pull: Option<rtsp::RtspUrl>,
 }
 
 /// The common front of publish and play: id check, the direct hook (which may rewrite `name`
 /// under OVERWRITE), SDP and name checks. `Err` has been reported to the client already.
 async fn prepare(ctx: &Arc<Party>, obj: Map<String, Value>, kind: Kind) -> Option<Prepared> {
-    let (method, published) = match kind {
+    let (mut method, published) = match kind {
         Kind::Publish => (HookMethod::PublishStream, true),
         Kind::Play => (HookMethod::PlayStream, false),
     };
@@ -40,9 +42,24 @@ async fn prepare(ctx: &Arc<Party>, obj: Map<String, Value>, kind: Kind) -> Optio
             .and_then(Value::as_str)
             .is_some_and(|n| ["rtsp://", "rtmp://", "http://", "https://"].iter().any(|p| n.starts_with(p)))
     };
-    if kind == Kind::Play && is_url(&data) {
-        raise_status(ctx, stream_object(data), stream::FAILED, info::PULL_NOT_SUPPORTED, true, Origin::Client);
-        return None;
+    // An rtsp:// name is pulled (`rtsp`): its hook is `playRTSP`, and nobody but the pull sees
+    // the URL's credentials (the hook, the client and the log get it masked).
+    let mut pull = None;
+    let rtsp_name = data.get("name").and_then(Value::as_str).filter(|n| rtsp::is_rtsp(n)).map(str::to_string);
+    if kind == Kind::Play {
+        if let Some(n) = rtsp_name {
+            let Some(u) = rtsp::parse(&n) else {
+                data.insert("name".into(), rtsp::mask(&n).into());
+                raise_status(ctx, stream_object(data), stream::FAILED, proto_info::RTSP_BAD_URL, true, Origin::Client);
+                return None;
+            };
+            data.insert("name".into(), u.masked.clone().into());
+            method = HookMethod::PlayRtsp;
+            pull = Some(u);
+        } else if is_url(&data) {
+            raise_status(ctx, stream_object(data), stream::FAILED, info::PULL_NOT_SUPPORTED, true, Origin::Client);
+            return None;
+        }
     }
     if let Err(why) = ctx.direct(method, &mut data).await {
         tracing::info!(session = &*ctx.id, stream = &*id, method = method.url_name(), reason = %why, "stream refused by the backend");
@@ -59,20 +76,37 @@ async fn prepare(ctx: &Arc<Party>, obj: Map<String, Value>, kind: Kind) -> Optio
             return None;
         }
     };
-    let name = match data.get("name") {
+    let mut name = match data.get("name") {
         Some(Value::String(n)) if !n.is_empty() => n.clone(),
         _ => {
             raise_status(ctx, data, stream::FAILED, info::NO_NAME, true, Origin::Client);
             return None;
         }
     };
-    if kind == Kind::Play && is_url(&data) {
+    if kind == Kind::Play && rtsp::is_rtsp(&name) {
+        // The backend kept the (masked) name, or gave another camera under OVERWRITE.
+        if pull.as_ref().is_none_or(|u| u.masked != name) {
+            let Some(u) = rtsp::parse(&name) else {
+                data.insert("name".into(), rtsp::mask(&name).into());
+                raise_status(ctx, data, stream::FAILED, proto_info::RTSP_BAD_URL, true, Origin::Client);
+                return None;
+            };
+            pull = Some(u);
+        }
+        if let Some(u) = &pull {
+            name = u.masked.clone();
+            data.insert("name".into(), name.clone().into());
+        }
+    } else if kind == Kind::Play && is_url(&data) {
         raise_status(ctx, data, stream::FAILED, info::PULL_NOT_SUPPORTED, true, Origin::Client);
         return None;
+    } else {
+        // The backend renamed an rtsp:// play to a stream of this node: a plain play.
+        pull = None;
     }
     data.insert("status".into(), Status::Pending.as_str().into());
     data.insert("info".into(), "".into());
-    Some(Prepared { id, name, offer, obj: data })
+    Some(Prepared { id, name, offer, obj: data, pull })
 }
 
 fn new_entry(ctx: &Arc<Party>, p: &Prepared, kind: Kind, peer: PeerId) -> Entry<Arc<Party>> {
@@ -157,7 +191,10 @@ pub(super) async fn publish(streams: Arc<Streams>, ctx: Arc<Party>, obj: Map<Str
 
 /// `playStream`: hook, find the publisher, answer the offer, then wait for the media events.
 pub(super) async fn play(streams: Arc<Streams>, ctx: Arc<Party>, obj: Map<String, Value>) {
-    let Some(p) = prepare(&ctx, obj, Kind::Play).await else { return };
+    let Some(mut p) = prepare(&ctx, obj, Kind::Play).await else { return };
+    if let Some(u) = p.pull.take() {
+        return play_pulled(streams, ctx, p, u).await;
+    }
     let peer = streams.media.next_peer_id();
     let added = {
         let mut dir = streams.dir.lock();
@@ -212,8 +249,11 @@ async fn play_relayed(streams: &Arc<Streams>, ctx: &Arc<Party>, p: &Prepared, pe
             } else if dir.get(&p.id).is_some() {
                 Some(Err(info::MEDIASESSION_ID_ALREADY_IN_USE.to_string()))
             } else if relay::joined(streams, &p.name, source, &p.id) {
-                dir.add_relayed_player(new_entry(ctx, p, Kind::Play, peer));
-                Some(Ok(()))
+                // The id was checked just above, under the same lock.
+                Some(
+                    dir.add_detached_player(new_entry(ctx, p, Kind::Play, peer))
+                        .map_err(|_| info::MEDIASESSION_ID_ALREADY_IN_USE.to_string()),
+                )
             } else {
                 continue;
             }
@@ -233,6 +273,50 @@ async fn play_relayed(streams: &Arc<Streams>, ctx: &Arc<Party>, p: &Prepared, pe
     }
     raise_status(ctx, p.obj.clone(), stream::FAILED, proto_info::STREAM_NOT_FOUND, true, Origin::Client);
     None
+}
+
+/// `playStream` of an `rtsp://` name, after its hook: join (or start) the camera's pull, wait
+/// until it has media (or failed: `FAILED` with why), then play its media source as a
+/// publisher's.
+async fn play_pulled(streams: Arc<Streams>, ctx: Arc<Party>, p: Prepared, u: rtsp::RtspUrl) {
+    let peer = streams.media.next_peer_id();
+    let (source, mut state) = rtsp::join(&streams, &u, peer, ctx.id.clone(), p.id.clone());
+    raise_status(&ctx, p.obj.clone(), Status::Pending.as_str(), "", false, Origin::Client);
+    if let Err(info) = rtsp::ready(&mut state).await {
+        streams.pulls.leave(peer);
+        if streams.pulls.take_cancelled(peer) {
+            return; // the client stopped it meanwhile and got its STOPPED
+        }
+        return raise_status(&ctx, p.obj, stream::FAILED, &info, true, Origin::Client);
+    }
+    let added: Result<(), Option<String>> = {
+        let mut dir = streams.dir.lock();
+        if !streams.pulls.holds(peer) {
+            // Stopped by the client while the camera was being reached (it got its STOPPED),
+            // or the pull gave up (the camera was lost) just as it got ready.
+            let cancelled = streams.pulls.take_cancelled(peer);
+            Err((!cancelled).then(|| proto_info::RTSP_SOURCE_LOST.to_string()))
+        } else if !session_alive(&streams, &ctx) {
+            // The session went: nobody to tell.
+            Err(None)
+        } else if let Err(r) = streams.room(&dir) {
+            Err(Some(r.info()))
+        } else {
+            dir.add_detached_player(new_entry(&ctx, &p, Kind::Play, peer))
+                .map_err(|r| Some(refusal_info(r).to_string()))
+        }
+    };
+    match added {
+        Ok(()) => {}
+        Err(None) => return streams.pulls.leave(peer),
+        Err(Some(info)) => {
+            streams.pulls.leave(peer);
+            return raise_status(&ctx, p.obj, stream::FAILED, &info, true, Origin::Client);
+        }
+    }
+    let (tx, rx) = mpsc::unbounded_channel();
+    let answer = streams.media.play(peer, source, p.offer, tx).await;
+    answered(&streams, &ctx, &p.id, peer, answer, rx);
 }
 
 /// After the media endpoint answered: `setRemoteSDP` and a watcher for the peer's events, or
@@ -299,6 +383,7 @@ async fn watch(streams: Weak<Streams>, id: Arc<str>, peer: PeerId, mut rx: mpsc:
 pub(super) async fn stop(streams: Arc<Streams>, ctx: Arc<Party>, obj: Map<String, Value>, method: HookMethod) {
     let id = media_session_id(&obj);
     let mut data = ctx.with_context(obj);
+    mask_name(&mut data);
     let verdict = ctx.direct(method, &mut data).await;
     let Some(id) = id else { return };
     let ending = Ending::ByClient { rejected: verdict.err() };
@@ -317,6 +402,11 @@ pub(super) async fn stop(streams: Arc<Streams>, ctx: Arc<Party>, obj: Map<String
     match removed {
         Some(r) => report_removed(&streams, r, &ending, Origin::Client),
         None => {
+            // A player still waiting for its RTSP camera is not in the directory yet.
+            if streams.pulls.cancel_waiting(&ctx.id, &id) {
+                let st = stream_object(data);
+                return raise_status(&ctx, st, stream::STOPPED, info::STOPPED_BY_USER, true, Origin::Client);
+            }
             // Unknown here (it ended already): still give the SDK a terminal status for the id.
             let mut st = stream_object(data);
             let stopped = if method == HookMethod::UnPublishStream { stream::UNPUBLISHED } else { stream::STOPPED };

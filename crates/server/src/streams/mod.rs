@@ -1,11 +1,14 @@
 //! Streams: `publishStream`, `playStream`, `unPublishStream`, `stopStream`, `availableStream`,
-//! `sendStreamEvent`, `snapshot` (+ `playHLS`, `playRTSP`, refused), their hooks and events, the
-//! keep-alive hook, and the REST API's view (`/stream/find`, `/find_all`, `/terminate`).
+//! `sendStreamEvent`, `snapshot` (+ the `playHLS`, `playRTSP` messages, refused), their hooks and
+//! events, the keep-alive hook, and the REST API's view (`/stream/find`, `/find_all`, `/terminate`).
+//! `playStream` of an `rtsp://` name runs the `playRTSP` hook and plays a pulled camera
+//! (`rtsp`).
 //!
 //! | client message | hook | what the client gets |
 //! |---|---|---|
 //! | `publishStream` | `publishStream` (direct; OVERWRITE may rewrite `name`) | `setRemoteSDP [id, answer, true]`, then `PUBLISHING` once ICE+DTLS are up; or `FAILED` + info |
 //! | `playStream` | `playStream` (direct) | `setRemoteSDP`, then `PLAYING`; or `FAILED` (`Stream not found`, the backend's reason, …) |
+//! | `playStream` of `rtsp://…` | `playRTSP` (direct; OVERWRITE may rewrite `name`; it sees the URL's credentials masked) | as `playStream`, once the camera is pulled; or `FAILED` (401, unreachable, no supported codec, …) |
 //! | `unPublishStream` / `stopStream` | `unPublishStream` / `stopStream` (direct) | `UNPUBLISHED` / `STOPPED` (`Stopped by user`); players of a publisher get `STOPPED` `Stopped by publisher stop` |
 //! | `availableStream` | — | `availableStream {id, mediaSessionId, name, status:"true"\|"false", info}` |
 //! | `sendStreamEvent` | `sendStreamEvent` (event) | each player: `notifyStreamEvent` under its own `mediaSessionId` (+ `StreamEvent` hook on the player's session) |
@@ -14,7 +17,8 @@
 //! Every status goes to the backend as `StreamStatusEvent` (PENDING only there) and to the client
 //! as `notifyStreamStatusEvent`, through [`Party::raise_event`].
 //!
-//! Layout: `lifecycle` (publish, play, stop, the media-event watcher), `events` (availability,
+//! Layout: `lifecycle` (publish, play, stop, the media-event watcher), `rtsp` (pulled cameras),
+//! `events` (availability,
 //! stream events, snapshot), `keep_alive`, `rest` (the REST views), `directory` (pure); this
 //! file has the entry points, the status reporting and the one way a stream ends ([`end_stream`]).
 //!
@@ -29,6 +33,7 @@ mod lifecycle;
 pub mod recording;
 pub mod relay;
 mod rest;
+mod rtsp;
 
 pub use keep_alive::spawn_keep_alive;
 pub use relay::origin_lost;
@@ -96,6 +101,8 @@ pub struct Streams {
     rooms: Option<Arc<Rooms>>,
     /// `[cluster]`: streams pulled from and served to other nodes; `None` on a single node.
     relays: Option<Arc<relay::Relays>>,
+    /// Cameras pulled for `playStream` of `rtsp://` names, one per URL.
+    pulls: rtsp::Pulls,
 }
 
 impl Streams {
@@ -109,6 +116,7 @@ impl Streams {
             snapshots: Arc::new(tokio::sync::Semaphore::new(SNAPSHOTS_AT_ONCE)),
             rooms: None,
             relays: None,
+            pulls: rtsp::Pulls::default(),
         }
     }
 
@@ -145,6 +153,18 @@ impl Streams {
         self.media.stats(peer).await.map(|s| s.players)
     }
 
+    /// `[security] allowed_private_ranges`: the private addresses cameras may have (by default
+    /// a camera must have a public address, as every URL a client chooses).
+    pub fn pull_guard(mut self, guard: crate::netguard::Guard) -> Streams {
+        self.pulls = rtsp::Pulls::new(guard);
+        self
+    }
+
+    /// RTSP cameras being pulled (one per URL, whatever the number of its players).
+    pub fn pulls(&self) -> usize {
+        self.pulls.len()
+    }
+
     /// `[recording]`: where and how `record: true` streams are recorded.
     pub fn recording(mut self, cfg: &crate::config::RecordingSection) -> Streams {
         self.recordings = Some(Arc::new(recording::Recordings::from_config(cfg)));
@@ -179,6 +199,7 @@ impl Streams {
     /// Server shutdown, after the sessions ended (each removed its own streams): forgets what is
     /// left (and the parties that own it). Returns how many streams there were.
     pub fn clear(&self) -> usize {
+        self.pulls.stop_all();
         let old = std::mem::take(&mut *self.dir.lock());
         old.len()
     }
@@ -228,10 +249,22 @@ pub async fn snapshot_png(streams: &Streams, name: &str) -> Result<Vec<u8>, Stri
     events::take_snapshot(streams, Some(name)).await
 }
 
-/// `playHLS`, `playRTSP`: refused (pulling sources is not supported).
+/// The `playHLS` and `playRTSP` messages: refused (the SDK plays an RTSP camera with
+/// `playStream` of its `rtsp://` URL, which is supported).
 pub fn pull_refused(ctx: &Arc<Party>, obj: Map<String, Value>) {
     let data = ctx.with_context(obj);
     raise_status(ctx, stream_object(data), stream::FAILED, info::PULL_NOT_SUPPORTED, true, Origin::Client);
+}
+
+/// A client message's `name` with the credentials of a camera URL masked (`rtsp://***@cam/…`):
+/// the SDK sends a stream's name as it was created in `stopStream`, `snapshot`…, and hooks and
+/// logs must not get them (docs/hooks.md §10).
+fn mask_name(obj: &mut Map<String, Value>) {
+    if let Some(Value::String(n)) = obj.get_mut("name") {
+        if let std::borrow::Cow::Owned(m) = crate::secrets::mask_url_credentials(n) {
+            *n = m;
+        }
+    }
 }
 
 fn media_session_id(obj: &Map<String, Value>) -> Option<Arc<str>> {
@@ -342,8 +375,12 @@ fn report_removed(streams: &Streams, r: Removed<Arc<Party>>, ending: &Ending<'_>
     media.close(e.peer);
     match (e.kind, &e.source) {
         (Kind::Publish, _) => relay::publisher_ended(streams, &e.name),
-        // A player with no local source is fed by a relay (a stream pulled from another node).
-        (Kind::Play, None) => relay::player_left(streams, &e.name, &e.id),
+        // A player with no local source is fed by a relay (a stream pulled from another node)
+        // or by a pulled camera: the last one stops the pull.
+        (Kind::Play, None) => {
+            relay::player_left(streams, &e.name, &e.id);
+            streams.pulls.leave(e.peer);
+        }
         (Kind::Play, Some(_)) => {}
     }
     let stopped = if e.kind == Kind::Publish { stream::UNPUBLISHED } else { stream::STOPPED };
