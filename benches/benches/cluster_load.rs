@@ -22,9 +22,9 @@
 //! what is compared.
 //!
 //! Bounded: every phase has a deadline (calls: issue within 2 x CALLS / RATE s, drain 20 s;
-//! data: 60 s). Environment: `CALLGATE_CLUSTER_SESSIONS` (300), `CALLGATE_CLUSTER_IDLE_S` (10),
-//! `CALLGATE_CLUSTER_CALLS` (2000), `CALLGATE_CLUSTER_RATE` (200), `CALLGATE_CLUSTER_HOLD_MS`
-//! (500), `CALLGATE_CLUSTER_DATA` (2000). Run: `make load-cluster` (builds the release binary).
+//! data: 60 s). Environment: `CALLGATE_CLUSTER_SESSIONS` (1000), `CALLGATE_CLUSTER_IDLE_S` (20),
+//! `CALLGATE_CLUSTER_CALLS` (3000), `CALLGATE_CLUSTER_RATE` (200), `CALLGATE_CLUSTER_HOLD_MS`
+//! (500), `CALLGATE_CLUSTER_DATA` (3000). Run: `make load-cluster` (builds the release binary).
 //! Without the release binary it prints SKIPPED and exits 0; without nats-server or sipp it
 //! fails.
 
@@ -68,12 +68,12 @@ fn main() {
         Err(false) => return,
     };
     let p = Params {
-        sessions: env_u64("CALLGATE_CLUSTER_SESSIONS", 300),
-        idle_s: env_u64("CALLGATE_CLUSTER_IDLE_S", 10),
-        calls: env_u64("CALLGATE_CLUSTER_CALLS", 2000),
+        sessions: env_u64("CALLGATE_CLUSTER_SESSIONS", 1000),
+        idle_s: env_u64("CALLGATE_CLUSTER_IDLE_S", 20),
+        calls: env_u64("CALLGATE_CLUSTER_CALLS", 3000),
         rate: env_u64("CALLGATE_CLUSTER_RATE", 200).max(1),
         hold_ms: env_u64("CALLGATE_CLUSTER_HOLD_MS", 500),
-        data: env_u64("CALLGATE_CLUSTER_DATA", 2000),
+        data: env_u64("CALLGATE_CLUSTER_DATA", 3000),
     };
     raise_nofile_limit();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
@@ -173,7 +173,7 @@ fn node_toml(ws: u16, http: u16, media: u16, sip: u16, nats: Option<&str>) -> St
     format!(
         "[server]\nws_bind = \"127.0.0.1:{ws}\"\nhttp_bind = \"127.0.0.1:{http}\"\n\
          [media]\nbind = \"127.0.0.1:{media}\"\n[sip]\nbind = \"127.0.0.1:{sip}\"\n\
-         [registrar]\nenabled = false\n[log]\nfilter = \"warn\"\n\
+         [registrar]\nenabled = false\n[limits]\nmax_sessions_per_ip = 100000\n[log]\nfilter = \"warn\"\n\
          [apps.quiet]\nurl = \"http://127.0.0.1:{http}/apps/EchoApp\"\nmethods = \"none\"\n{cluster}"
     )
 }
