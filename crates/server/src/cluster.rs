@@ -27,7 +27,7 @@
 //! Lost nodes: each node watches the three object buckets into a [`Mirror`] of what the
 //! other nodes hold (an entry that expires sends no event, so the mirror keeps a dead node's
 //! last objects). A node absent from `callgate_nodes` at a heartbeat whose objects are still in
-//! the mirror, and stays absent for max(lease / 2, 2 heartbeats), is lost; the first survivor to create its key in `callgate_lost` (a create fails
+//! the mirror, and stays absent for 2 heartbeats (none within a lease of this node's own failed beat), is lost; the first survivor to create its key in `callgate_lost` (a create fails
 //! when the key exists: one winner) gets its objects as a [`Lost`] and sends their end events;
 //! the others forget them.
 //!
@@ -277,6 +277,10 @@ struct Beats {
     failing: bool,
     /// Owners of mirrored objects with no node entry, since when (module docs, "Lost nodes").
     missing: std::collections::HashMap<String, std::time::Instant>,
+    /// No node is declared lost before this: a lease after this node's last failed beat (a
+    /// NATS restart that lost the buckets: every node writes its entry again as it reconnects,
+    /// some later than others).
+    quiet_until: Option<std::time::Instant>,
 }
 
 /// An object entry as this node last wrote it.
@@ -453,6 +457,7 @@ impl Cluster {
             Ok(()) => {}
             Err(e) => {
                 *self.stores.lock() = None;
+                b.quiet_until = Some(std::time::Instant::now() + Duration::from_millis(self.cfg.lease_ms));
                 // What was written may be gone (a NATS server restarted without its buckets):
                 // the next beat writes every object again.
                 for kind in b.announced.iter_mut() {
@@ -633,19 +638,21 @@ impl Cluster {
         let live = values(&stores.nodes).await?;
         self.live_nodes.store(live.len(), Ordering::Relaxed);
         let live: HashSet<&str> = live.iter().map(|n| str_field(n, "nodeId")).collect();
-        // Lost once missing for a while: a live node writes its entry every heartbeat, also
-        // after a NATS restart that lost the buckets (whichever node beats first then sees the
-        // others missing for up to a heartbeat). A dead one is reported within about
-        // lease + max(lease / 2, 2 heartbeats) after its last beat.
-        let patience = Duration::from_millis((self.cfg.lease_ms / 2).max(2 * self.cfg.heartbeat_ms));
+        // Lost once missing for two heartbeats: a live node writes its entry every heartbeat.
+        // After a NATS restart that lost the buckets, nodes write their entries again as they
+        // reconnect, some a while after others: no node is declared lost within a lease of this
+        // node's own failed beat (`quiet_until`). A dead one is reported within about
+        // lease + 3 heartbeats after its last beat.
+        let patience = Duration::from_millis(2 * self.cfg.heartbeat_ms);
         let now = std::time::Instant::now();
+        let quiet = b.quiet_until.is_some_and(|t| now < t);
         let missing: Vec<String> =
             owners.into_iter().filter(|o| !live.contains(o.as_str()) && o.as_str() != &*self.node_id).collect();
         b.missing.retain(|o, _| missing.contains(o));
         let mut lost = Vec::new();
         for o in missing {
             let since = *b.missing.entry(o.clone()).or_insert(now);
-            if now.duration_since(since) >= patience {
+            if !quiet && now.duration_since(since) >= patience {
                 b.missing.remove(&o);
                 lost.push(o);
             }
