@@ -390,3 +390,36 @@ async fn no_room_app_when_app_keys_is_empty() {
     alice.expect_event("r", "MARK", Value::Null).await;
     server.shutdown().await;
 }
+
+/// Two applications with the room app share no room: the same room name is two rooms.
+#[tokio::test]
+async fn rooms_of_two_app_keys_are_apart() {
+    let backend = Backend::start().await;
+    let url = backend.url("hooks");
+    let toml = format!(
+        "{}[apps.otherRooms]\nurl = \"{url}\"\n[rooms]\napp_keys = [\"roomApp\", \"otherRooms\"]\n",
+        app_toml(&url)
+    );
+    let server = start_server(&toml).await;
+    let mut alice = Member::connect(&server, "alice").await;
+    alice.accepted("join", json!({"name": "r"})).await;
+    alice.expect_event("r", "STATE", json!([])).await;
+    let mut mallory = Member::connect_as(&server, "otherRooms", json!({"login": "mallory", "token": "t"})).await;
+    mallory.accepted("join", json!({"name": "r"})).await;
+    mallory.expect_event("r", "STATE", json!([])).await;
+    // Another tenant's member is nobody here: no JOINED reached alice, and messages do not cross.
+    assert_eq!(
+        mallory.refused("sendMessage", json!({"roomConfig": {"name": "r"}, "to": "alice", "text": "hi"})).await,
+        "No participant alice in room r"
+    );
+    let (st, _) = callgate_tests::http_post(
+        &server,
+        "/rest-api/data/send",
+        &json!({"sessionId": alice.id, "payload": {"roomName": "r", "name": "MARK", "info": null}}).to_string(),
+        None,
+    )
+    .await;
+    assert_eq!(st, 200);
+    alice.expect_event("r", "MARK", Value::Null).await;
+    server.shutdown().await;
+}

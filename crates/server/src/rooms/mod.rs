@@ -113,7 +113,10 @@ fn room_of(obj: &Map<String, Value>) -> Option<&str> {
 }
 
 async fn run(mut rx: mpsc::UnboundedReceiver<Input>, sessions: Arc<Registry<Party>>) {
-    let mut table = Table::default();
+    // One table per app key: two applications (tenants) listed in `[rooms] app_keys` never
+    // share a room. A session is a member only in its own app's table, so what is told by
+    // session (a stream, a close) goes to every table and concerns at most one.
+    let mut tables: std::collections::HashMap<Arc<str>, Table> = std::collections::HashMap::new();
     while let Some(input) = rx.recv().await {
         let pushes = match input {
             Input::Command { party, login, command, reply } => {
@@ -124,6 +127,7 @@ async fn run(mut rx: mpsc::UnboundedReceiver<Input>, sessions: Arc<Registry<Part
                     continue;
                 }
                 let id = &party.id;
+                let table = tables.entry(Arc::from(&*party.app.key)).or_default();
                 let outcome = match &command {
                     Command::Join { room } => table.join(id, &login, room),
                     Command::Leave { room } => table.leave(id, room),
@@ -148,9 +152,15 @@ async fn run(mut rx: mpsc::UnboundedReceiver<Input>, sessions: Arc<Registry<Part
                 let _ = reply.send(result);
                 continue;
             }
-            Input::Published { session, room, stream } => table.published(&session, &room, &stream),
-            Input::Ended { session, stream, failed } => table.ended(&session, &stream, failed),
-            Input::Closed { session } => table.session_closed(&session),
+            Input::Published { session, room, stream } => {
+                tables.values_mut().flat_map(|t| t.published(&session, &room, &stream)).collect::<Vec<_>>()
+            }
+            Input::Ended { session, stream, failed } => {
+                tables.values_mut().flat_map(|t| t.ended(&session, &stream, failed)).collect::<Vec<_>>()
+            }
+            Input::Closed { session } => {
+                tables.values_mut().flat_map(|t| t.session_closed(&session)).collect::<Vec<_>>()
+            }
         };
         deliver(&sessions, &pushes);
     }
