@@ -25,6 +25,11 @@ fn disconnected(backend: &Backend, sid: &str) -> usize {
         .count()
 }
 
+/// Waits until the backend has `ConnectionStatusEvent DISCONNECTED` of session `sid`.
+async fn wait_disconnected(backend: &Backend, sid: &str) {
+    backend.wait_for("ConnectionStatusEvent", |b| b["sessionId"] == sid && b["status"] == "DISCONNECTED").await;
+}
+
 /// A `keepAlive` session that publishes `cam`, and a player of it on another session whose
 /// fake browser receives video.
 async fn kept_publisher(
@@ -77,9 +82,7 @@ async fn a_kept_session_keeps_its_stream_and_is_resumed_by_its_auth_token() {
     let (status, body) =
         http_post(&server, "/rest-api/connection/terminate", &json!({"sessionId": sid}).to_string(), None).await;
     assert_eq!(status, 200, "{body}");
-    backend
-        .wait_for("ConnectionStatusEvent", |b| b["sessionId"] == sid.as_str() && b["status"] == "DISCONNECTED")
-        .await;
+    wait_disconnected(&backend, &sid).await;
     server.shutdown().await;
 }
 
@@ -91,9 +94,7 @@ async fn a_kept_session_not_resumed_in_its_grace_ends_and_its_token_no_longer_re
     let sid = user["sessionId"].as_str().unwrap().to_string();
     drop(c);
     assert_eq!(stream_status(&mut pc, "play-1").await["status"], "STOPPED", "the grace ended the stream");
-    backend
-        .wait_for("ConnectionStatusEvent", |b| b["sessionId"] == sid.as_str() && b["status"] == "DISCONNECTED")
-        .await;
+    wait_disconnected(&backend, &sid).await;
     assert_eq!(disconnected(&backend, &sid), 1);
 
     let mut late = Client::connect(&server).await;
@@ -112,9 +113,7 @@ async fn without_keep_alive_or_with_no_grace_a_session_ends_with_its_socket() {
         let (c, user) = Client::establish(&server, connection(json!({"keepAlive": keep_alive}))).await;
         drop(c);
         let sid = user["sessionId"].as_str().unwrap().to_string();
-        backend
-            .wait_for("ConnectionStatusEvent", |b| b["sessionId"] == sid.as_str() && b["status"] == "DISCONNECTED")
-            .await;
+        wait_disconnected(&backend, &sid).await;
         server.shutdown().await;
     }
 }

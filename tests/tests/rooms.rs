@@ -136,6 +136,16 @@ impl Member {
     }
 }
 
+/// A REST `/data/send` marker to `member` (payload `{roomName: room, name: "MARK"}`), read as its
+/// next room event: nothing else was pushed to it before.
+async fn mark(server: &callgate_server::RunningServer, member: &mut Member, room: &str) {
+    let payload = json!({"roomName": room, "name": "MARK", "info": null});
+    let body = json!({"sessionId": member.id, "payload": payload}).to_string();
+    let (st, _) = callgate_tests::http_post(server, "/rest-api/data/send", &body, None).await;
+    assert_eq!(st, 200);
+    member.expect_event(room, "MARK", Value::Null).await;
+}
+
 #[tokio::test]
 async fn join_state_joined_messages_leave_and_close() {
     let backend = Backend::start().await;
@@ -379,15 +389,7 @@ async fn no_room_app_when_app_keys_is_empty() {
     alice.accepted("join", json!({"name": "r"})).await;
     bob.accepted("join", json!({"name": "r"})).await;
     // Plain sendData: no STATE, no JOINED; a REST /data/send push is the next OnDataEvent.
-    let (st, _) = callgate_tests::http_post(
-        &server,
-        "/rest-api/data/send",
-        &json!({"sessionId": alice.id, "payload": {"roomName": "r", "name": "MARK", "info": null}}).to_string(),
-        None,
-    )
-    .await;
-    assert_eq!(st, 200);
-    alice.expect_event("r", "MARK", Value::Null).await;
+    mark(&server, &mut alice, "r").await;
     server.shutdown().await;
 }
 
@@ -412,14 +414,6 @@ async fn rooms_of_two_app_keys_are_apart() {
         mallory.refused("sendMessage", json!({"roomConfig": {"name": "r"}, "to": "alice", "text": "hi"})).await,
         "No participant alice in room r"
     );
-    let (st, _) = callgate_tests::http_post(
-        &server,
-        "/rest-api/data/send",
-        &json!({"sessionId": alice.id, "payload": {"roomName": "r", "name": "MARK", "info": null}}).to_string(),
-        None,
-    )
-    .await;
-    assert_eq!(st, 200);
-    alice.expect_event("r", "MARK", Value::Null).await;
+    mark(&server, &mut alice, "r").await;
     server.shutdown().await;
 }
