@@ -417,3 +417,28 @@ async fn rooms_of_two_app_keys_are_apart() {
     mark(&server, &mut alice, "r").await;
     server.shutdown().await;
 }
+
+/// `[rooms] max_members`: a join past it is refused with a clear reason, the members are not
+/// told of it, and a member leaving makes room.
+#[tokio::test]
+async fn a_full_room_refuses_the_next_join() {
+    let backend = Backend::start().await;
+    let toml = format!("{}[rooms]\napp_keys = [\"roomApp\"]\nmax_members = 2\n", app_toml(&backend.url("hooks")));
+    let server = start_server(&toml).await;
+    let mut alice = Member::connect(&server, "alice").await;
+    let mut bob = Member::connect(&server, "bob").await;
+    let mut carol = Member::connect(&server, "carol").await;
+    alice.accepted("join", json!({"name": "r"})).await;
+    alice.expect_event("r", "STATE", json!([])).await;
+    bob.accepted("join", json!({"name": "r"})).await;
+    bob.expect_event("r", "STATE", json!(["alice"])).await;
+    alice.expect_event("r", "JOINED", json!("bob")).await;
+    assert_eq!(carol.refused("join", json!({"name": "r"})).await, "Room r is full: 2 members");
+    bob.accepted("leave", json!({"name": "r"})).await;
+    alice.expect_event("r", "LEFT", json!("bob")).await;
+    carol.accepted("join", json!({"name": "r"})).await;
+    carol.expect_event("r", "STATE", json!(["alice"])).await;
+    // alice heard of bob leaving and carol joining, and of no refused join in between.
+    alice.expect_event("r", "JOINED", json!("carol")).await;
+    server.shutdown().await;
+}

@@ -575,6 +575,13 @@ pub struct RoomsSection {
     /// Sessions of these appKeys use the room app: their `sendData` payloads are room
     /// commands. Empty: no room app.
     pub app_keys: Vec<String>,
+    /// Most members of one room; a join past it is refused (`Room <room> is full: N members`).
+    #[serde(default = "default_room_members")]
+    pub max_members: usize,
+}
+
+fn default_room_members() -> usize {
+    crate::rooms::DEFAULT_MAX_MEMBERS
 }
 
 /// `[console]`: the page at `/` on the HTTP port and its live hook log (console.rs).

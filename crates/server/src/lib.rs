@@ -212,7 +212,7 @@ pub async fn start_as(cfg: Config, node_id: Arc<str>) -> anyhow::Result<RunningS
     let feed = callgate_hooks::HookFeed::new(cfg.console.feed_capacity);
     let engine = if cfg.console.enabled { engine.with_feed(feed.clone()) } else { engine };
     let sessions = Arc::new(Registry::default());
-    let rooms = rooms::Rooms::start(cfg.rooms.app_keys.clone(), sessions.clone());
+    let rooms = rooms::Rooms::start(cfg.rooms.app_keys.clone(), cfg.rooms.max_members, sessions.clone());
     let streams = Arc::new(
         streams::Streams::new(media.clone(), sessions.clone())
             .pull_guard(netguard::Guard::new(&cfg.security.allowed_private_ranges)?)

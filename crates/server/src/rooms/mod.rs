@@ -57,13 +57,16 @@ pub struct Rooms {
     app_keys: Vec<String>,
 }
 
+/// The default of `[rooms] max_members`.
+pub const DEFAULT_MAX_MEMBERS: usize = 100;
+
 impl Rooms {
     /// Starts the rooms task for sessions of `app_keys`; pushes go to the sessions of
     /// `sessions` (a closed session is no longer there, so nothing reaches it). The task ends
     /// when the handle and its clones are dropped.
-    pub fn start(app_keys: Vec<String>, sessions: Arc<Registry<Party>>) -> Arc<Rooms> {
+    pub fn start(app_keys: Vec<String>, max_members: usize, sessions: Arc<Registry<Party>>) -> Arc<Rooms> {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(rx, sessions));
+        tokio::spawn(run(rx, max_members, sessions));
         Arc::new(Rooms { tx, app_keys })
     }
 
@@ -112,7 +115,7 @@ fn room_of(obj: &Map<String, Value>) -> Option<&str> {
     obj.get("custom")?.get("name")?.as_str().filter(|s| !s.is_empty())
 }
 
-async fn run(mut rx: mpsc::UnboundedReceiver<Input>, sessions: Arc<Registry<Party>>) {
+async fn run(mut rx: mpsc::UnboundedReceiver<Input>, max_members: usize, sessions: Arc<Registry<Party>>) {
     // One table per app key: two applications (tenants) listed in `[rooms] app_keys` never
     // share a room. A session is a member only in its own app's table, so what is told by
     // session (a stream, a close) goes to every table and concerns at most one.
@@ -127,7 +130,7 @@ async fn run(mut rx: mpsc::UnboundedReceiver<Input>, sessions: Arc<Registry<Part
                     continue;
                 }
                 let id = &party.id;
-                let table = tables.entry(Arc::from(&*party.app.key)).or_default();
+                let table = tables.entry(Arc::from(&*party.app.key)).or_insert_with(|| Table::new(max_members));
                 let outcome = match &command {
                     Command::Join { room } => table.join(id, &login, room),
                     Command::Leave { room } => table.leave(id, room),

@@ -30,6 +30,10 @@ pub enum RoomError {
     NoSuchParticipant { room: String, to: String },
     #[error("Too many rooms: a session may be in {MAX_ROOMS_PER_SESSION} at once")]
     TooManyRooms,
+    /// `[rooms] max_members`: every join and leave fans out to all members, so an unbounded
+    /// room would let one join/leave loop cost O(members) frames per command.
+    #[error("Room {room} is full: {max} members")]
+    RoomFull { room: String, max: usize },
     /// The command reached the rooms after its session had closed (only the backend's
     /// `DataStatusEvent` hook sees this one).
     #[error("Session closed")]
@@ -77,14 +81,21 @@ fn state(members: &[Member], except: Option<&Arc<str>>) -> Value {
 }
 
 /// The rooms of the node, by name; members in the order they joined.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Table {
+    /// Most members of one room (`[rooms] max_members`).
+    max_members: usize,
     rooms: HashMap<String, Vec<Member>>,
     /// Session -> the rooms it is in (for a closing session and the per-session bound).
     of_session: HashMap<Arc<str>, Vec<String>>,
 }
 
 impl Table {
+    /// An empty table whose rooms hold at most `max_members` members each (at least 1).
+    pub fn new(max_members: usize) -> Table {
+        Table { max_members: max_members.max(1), rooms: HashMap::new(), of_session: HashMap::new() }
+    }
+
     /// Number of rooms.
     pub fn len(&self) -> usize {
         self.rooms.len()
@@ -112,6 +123,9 @@ impl Table {
         }
         if joined >= MAX_ROOMS_PER_SESSION {
             return Err(RoomError::TooManyRooms);
+        }
+        if members.len() >= self.max_members {
+            return Err(RoomError::RoomFull { room: room.into(), max: self.max_members });
         }
         let mut out = vec![push(session, room, "STATE", state(members, None))];
         out.extend(members.iter().map(|m| push(&m.session, room, "JOINED", login.into())));
@@ -212,7 +226,7 @@ mod tests {
 
     #[test]
     fn join_gives_state_to_the_joiner_and_joined_to_the_others() {
-        let mut t = Table::default();
+        let mut t = Table::new(100);
         assert_eq!(shown(&t.join(&s("a"), "alice", "r").unwrap()), ["a:STATE:[]"]);
         assert_eq!(shown(&t.published(&s("a"), "r", "r-alice-1a2b")), Vec::<String>::new());
         assert_eq!(
@@ -238,7 +252,7 @@ mod tests {
 
     #[test]
     fn streams_are_announced_to_the_others_of_their_room_only() {
-        let mut t = Table::default();
+        let mut t = Table::new(100);
         t.join(&s("a"), "alice", "r").unwrap();
         t.join(&s("b"), "bob", "r").unwrap();
         t.join(&s("c"), "carol", "other").unwrap();
@@ -253,7 +267,7 @@ mod tests {
 
     #[test]
     fn messages_go_to_the_addressee_if_both_are_members() {
-        let mut t = Table::default();
+        let mut t = Table::new(100);
         t.join(&s("a"), "alice", "r").unwrap();
         t.join(&s("b"), "bob", "r").unwrap();
         assert_eq!(
@@ -267,7 +281,7 @@ mod tests {
 
     #[test]
     fn leave_and_close_tell_the_others_and_empty_rooms_go() {
-        let mut t = Table::default();
+        let mut t = Table::new(100);
         t.join(&s("a"), "alice", "r").unwrap();
         t.join(&s("a"), "alice", "q").unwrap();
         t.join(&s("b"), "bob", "r").unwrap();
@@ -283,7 +297,7 @@ mod tests {
 
     #[test]
     fn a_session_joins_a_bounded_number_of_rooms() {
-        let mut t = Table::default();
+        let mut t = Table::new(100);
         for i in 0..MAX_ROOMS_PER_SESSION {
             t.join(&s("a"), "alice", &format!("r{i}")).unwrap();
         }
@@ -291,5 +305,20 @@ mod tests {
             t.join(&s("a"), "alice", "one-more").unwrap_err().to_string(),
             "Too many rooms: a session may be in 32 at once"
         );
+    }
+
+    #[test]
+    fn a_room_holds_a_bounded_number_of_members() {
+        let mut t = Table::new(2);
+        t.join(&s("a"), "alice", "r").unwrap();
+        t.join(&s("b"), "bob", "r").unwrap();
+        let full = t.join(&s("c"), "carol", "r").unwrap_err();
+        assert_eq!(full.to_string(), "Room r is full: 2 members");
+        // Nobody was told of the refused join, and the room is unchanged.
+        assert_eq!(t.join(&s("a"), "alice", "r").unwrap()[0].info, serde_json::json!(["bob"]));
+        // Another room is not concerned; a member leaving makes room.
+        t.join(&s("c"), "carol", "other").unwrap();
+        t.leave(&s("b"), "r").unwrap();
+        assert_eq!(shown(&t.join(&s("c"), "carol", "r").unwrap()), ["c:STATE:[\"alice\"]", "a:JOINED:\"carol\""]);
     }
 }
