@@ -580,8 +580,11 @@ pub struct RoomsSection {
     pub max_members: usize,
 }
 
+/// The default of `[rooms] max_members`.
+pub const DEFAULT_ROOM_MEMBERS: usize = 100;
+
 fn default_room_members() -> usize {
-    crate::rooms::DEFAULT_MAX_MEMBERS
+    DEFAULT_ROOM_MEMBERS
 }
 
 /// `[console]`: the page at `/` on the HTTP port and its live hook log (console.rs).

@@ -57,9 +57,6 @@ pub struct Rooms {
     app_keys: Vec<String>,
 }
 
-/// The default of `[rooms] max_members`.
-pub const DEFAULT_MAX_MEMBERS: usize = 100;
-
 impl Rooms {
     /// Starts the rooms task for sessions of `app_keys`; pushes go to the sessions of
     /// `sessions` (a closed session is no longer there, so nothing reaches it). The task ends
