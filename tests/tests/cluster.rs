@@ -674,3 +674,40 @@ async fn a_stream_published_on_one_node_plays_on_the_others_until_it_ends_or_its
     assert!(b.shutdown().await.complete());
     assert!(c.shutdown().await.complete());
 }
+
+/// A stream that begins or ends is written to the directory at once (`Cluster::announce_soon`),
+/// not at the next heartbeat: with a heartbeat of 20 s, another node finds and plays it, and
+/// then sees it gone, long before any periodic beat could have told it.
+#[tokio::test]
+async fn a_new_stream_is_found_from_another_node_before_the_next_heartbeat() {
+    let nats = Nats::start().await;
+    let backend = Backend::start().await;
+    let toml = format!(
+        "[cluster]\nnats_url = \"{}\"\nheartbeat_ms = 20000\nlease_ms = 60000\n{}",
+        nats.url(),
+        sip_server_toml(&backend)
+    );
+    let a = start_server(&toml).await;
+    let b = start_server(&toml).await;
+    // Both nodes have made their first beat (at start), so the next periodic one is ~20 s away.
+    eventually("both nodes are in the directory", || async { node_ids(b.http_addr).await.len() == 2 }).await;
+    let begun = tokio::time::Instant::now();
+    let (mut pub_client, publisher) = stream_on(&a, "m1", "early", true).await;
+    let filter = json!({"name": "early", "published": true}).to_string();
+    while found(b.http_addr, "/rest-api/stream/find", &filter).await.len() != 1 {
+        assert!(begun.elapsed() < Duration::from_secs(10), "B did not find the stream before A's next heartbeat");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (_play_client, player) = stream_on(&b, "b1", "early", false).await;
+    player.wait("video from A", |s| s.video_frames >= 5).await;
+    pub_client.send("unPublishStream", json!({"mediaSessionId": "m1", "name": "early"})).await;
+    assert_eq!(stream_status(&mut pub_client, "m1").await["status"], "UNPUBLISHED");
+    let ended = tokio::time::Instant::now();
+    while !found(b.http_addr, "/rest-api/stream/find", &filter).await.is_empty() {
+        assert!(ended.elapsed() < Duration::from_secs(10), "B still lists the stream: the end waited for a heartbeat");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop((publisher, player));
+    assert!(a.shutdown().await.complete());
+    assert!(b.shutdown().await.complete());
+}

@@ -299,6 +299,9 @@ fn value_hash(v: &[u8]) -> u64 {
     h.finish() | 1
 }
 
+/// How long an early beat ([`Cluster::announce_soon`]) waits for more of the same moment.
+pub const ANNOUNCE_COALESCE: Duration = Duration::from_millis(20);
+
 /// A node's membership of the cluster: its NATS connection and the directory's buckets.
 pub struct Cluster {
     node_id: Arc<str>,
@@ -316,6 +319,8 @@ pub struct Cluster {
     /// The tasks watching the object buckets into the mirror.
     watchers: parking_lot::Mutex<Vec<tokio::task::JoinHandle<()>>>,
     heartbeat: parking_lot::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Wakes the heartbeat before its period ([`Cluster::announce_soon`]).
+    soon: tokio::sync::Notify,
     /// The task answering forwarded REST requests ([`Cluster::serve_rest`]).
     rest_server: parking_lot::Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// The tasks answering this node's stream subjects ([`Cluster::serve_streams`]).
@@ -359,6 +364,7 @@ impl Cluster {
             mirror: Arc::default(),
             watchers: parking_lot::Mutex::new(Vec::new()),
             heartbeat: parking_lot::Mutex::new(None),
+            soon: tokio::sync::Notify::new(),
             rest_server: parking_lot::Mutex::new(None),
             stream_servers: parking_lot::Mutex::new(Vec::new()),
         };
@@ -422,7 +428,14 @@ impl Cluster {
             let mut tick = tokio::time::interval(every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                tick.tick().await;
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = me.soon.notified() => {
+                        // What else begins in the same moment (a room's streams, a batch of
+                        // publishers) goes out in the same beat.
+                        tokio::time::sleep(ANNOUNCE_COALESCE.min(every)).await;
+                    }
+                }
                 let snap = snapshot();
                 // A beat never outlives its period by much: a NATS server that does not
                 // answer makes this beat fail, not the next ones wait.
@@ -445,6 +458,14 @@ impl Cluster {
             }
         });
         *self.heartbeat.lock() = Some(task);
+    }
+
+    /// Something other nodes look for began or ended here (a published stream): beat within
+    /// [`ANNOUNCE_COALESCE`] instead of at the next period, so a `playStream` on another node
+    /// finds the stream about a NATS round trip after it is PUBLISHING, not up to a heartbeat
+    /// later. Calls in the same moment share one beat; a beat writes only what changed.
+    pub fn announce_soon(&self) {
+        self.soon.notify_one();
     }
 
     async fn after_beat(&self, r: anyhow::Result<()>) {

@@ -358,8 +358,11 @@ async fn watch(streams: Weak<Streams>, id: Arc<str>, peer: PeerId, mut rx: mpsc:
                         Some(e) if e.peer == peer => {
                             let st = if e.kind == Kind::Publish { Status::Publishing } else { Status::Playing };
                             let up = dir.set_status(&id, st).map(|e| (e.owner.clone(), e.obj.clone()));
-                            if let (Some(rooms), Some((owner, obj)), Status::Publishing) = (&streams.rooms, &up, st) {
-                                rooms.stream_published(&owner.id, obj);
+                            if let (Some((owner, obj)), Status::Publishing) = (&up, st) {
+                                if let Some(rooms) = &streams.rooms {
+                                    rooms.stream_published(&owner.id, obj);
+                                }
+                                streams.announce_soon();
                             }
                             up
                         }
@@ -395,7 +398,7 @@ pub(super) async fn stop(streams: Arc<Streams>, ctx: Arc<Party>, obj: Map<String
             _ => None,
         };
         if let Some(r) = &removed {
-            streams.tell_rooms_ended(r, &ending);
+            streams.tell_ended(r, &ending);
         }
         removed
     };

@@ -126,10 +126,23 @@ impl Streams {
         self
     }
 
-    /// A published stream ended (called under `dir`'s lock).
-    fn tell_rooms_ended(&self, r: &Removed<Arc<Party>>, ending: &Ending<'_>) {
-        if let (Some(rooms), Kind::Publish) = (&self.rooms, r.entry.kind) {
+    /// A published stream ended (called under `dir`'s lock): its room and the other nodes
+    /// are told.
+    fn tell_ended(&self, r: &Removed<Arc<Party>>, ending: &Ending<'_>) {
+        if r.entry.kind != Kind::Publish {
+            return;
+        }
+        if let Some(rooms) = &self.rooms {
             rooms.stream_ended(&r.entry.session_id, &r.entry.obj, matches!(ending, Ending::MediaFailed(_)));
+        }
+        self.announce_soon();
+    }
+
+    /// A stream published here began or ended: in a cluster, the directory is written now, not
+    /// at the next heartbeat (a no-op on a single node).
+    fn announce_soon(&self) {
+        if let Some(r) = &self.relays {
+            r.announce_soon();
         }
     }
 
@@ -356,7 +369,7 @@ pub fn end_stream(streams: &Streams, id: &str, peer: Option<PeerId>, ending: End
             _ => None,
         };
         if let Some(r) = &removed {
-            streams.tell_rooms_ended(r, &ending);
+            streams.tell_ended(r, &ending);
         }
         removed
     };
@@ -406,7 +419,7 @@ pub fn session_closed(streams: &Streams, ctx: &Arc<Party>) {
         let mut dir = streams.dir.lock();
         let removed = dir.remove_session(&ctx.id);
         for r in &removed {
-            streams.tell_rooms_ended(r, &Ending::SessionClosed);
+            streams.tell_ended(r, &Ending::SessionClosed);
         }
         removed
     };

@@ -99,6 +99,12 @@ impl Relays {
         Relays { cluster, pulls: Mutex::default(), setup: tokio::sync::Mutex::new(()), served: Mutex::default() }
     }
 
+    /// A stream published here began or ended: other nodes should see it now
+    /// ([`Cluster::announce_soon`]), not at the next heartbeat.
+    pub(super) fn announce_soon(&self) {
+        self.cluster.announce_soon();
+    }
+
     /// (streams pulled here, relay players served to other nodes).
     pub fn counts(&self) -> (usize, usize) {
         (self.pulls.lock().len(), self.served.lock().len())
