@@ -1637,25 +1637,40 @@ impl MediaCore {
         // Older than this player's first packet (reordered across its join): not sent.
         let Some(seq) = track.seq.map(out.src_ssrc, out.seq) else { return false };
         let mut api = rtc.direct_api();
-        let tx = match track.ssrc {
-            Some(ssrc) => api.stream_tx(&ssrc),
-            None => api.stream_tx_by_mid(mid, None).inspect(|tx| track.ssrc = Some(tx.ssrc())),
-        };
-        let Some(tx) = tx else {
-            track.ssrc = None; // looked up by mid again next time
-            self.metrics.dropped_write.increment(1);
-            return false;
+        let ssrc = match track.ssrc {
+            Some(ssrc) => Some(ssrc),
+            None => api.stream_tx_by_mid(mid, None).map(|tx| tx.ssrc()).inspect(|s| track.ssrc = Some(*s)),
         };
         // Video is kept for NACKs (answered from the player's RTX cache); audio is not resent.
-        let write = RtpWrite::new(pt, SeqNo::from(seq), out.ts, out.arrival, out.payload.clone())
-            .marker(out.marker)
-            .ext_vals(out.ext_vals.clone())
-            .nackable(out.kind == MediaKind::Video);
-        tx.write_rtp(write);
+        let write = |pt| {
+            RtpWrite::new(pt, SeqNo::from(seq), out.ts, out.arrival, out.payload.clone())
+                .marker(out.marker)
+                .ext_vals(out.ext_vals.clone())
+                .nackable(out.kind == MediaKind::Video)
+        };
+        // Sent at once when nothing is queued on the player's stream (the vendored str0m's
+        // direct send path, see vendor/str0m/CALLGATE-PATCH.md); else queued for the next flush.
+        let now = self.last_now.unwrap_or(out.arrival);
+        let sent = match ssrc.map(|s| api.send_rtp_now(s, now, write(pt))) {
+            Some(Ok(Some(t))) => Some(t),
+            Some(Ok(None)) => None,
+            None | Some(Err(_)) => {
+                track.ssrc = None; // looked up by mid again next time
+                self.metrics.dropped_write.increment(1);
+                return false;
+            }
+        };
         pl.frames_out += 1;
-        if !pl.unsent {
-            pl.unsent = true;
-            self.unsent.push(pid);
+        match sent {
+            Some(t) => {
+                self.counters.datagrams_out += 1;
+                self.transmits.push_back(Transmit { destination: t.destination, contents: t.contents, via: pl.via });
+            }
+            None if !pl.unsent => {
+                pl.unsent = true;
+                self.unsent.push(pid);
+            }
+            None => {}
         }
         true
     }

@@ -1617,6 +1617,29 @@ impl Rtc {
         Ok(o)
     }
 
+    /// callgate patch (see CALLGATE-PATCH.md): see [`DirectApi::send_rtp_now`].
+    pub(crate) fn send_rtp_now(
+        &mut self,
+        now: Instant,
+        ssrc: crate::rtp_::Ssrc,
+        rtp: crate::rtp::RtpWrite,
+    ) -> Result<Option<net::Transmit>, ()> {
+        // Never behind the time the Rtc was last driven with.
+        let now = now.max(self.last_now);
+        let connected = self.state == RtcState::Alive && self.send_addr.is_some();
+        let Some(contents) = self.session.send_rtp_now(now, ssrc, rtp, connected)? else {
+            return Ok(None);
+        };
+        let send = self.send_addr.as_ref().expect("connected");
+        self.peer_bytes_tx += contents.len() as u64;
+        Ok(Some(net::Transmit {
+            proto: send.proto,
+            source: send.source,
+            destination: send.destination,
+            contents,
+        }))
+    }
+
     /// Conservatively re-poll the whole tree.
     fn wake_all(&mut self) {
         drop(self.readiness.wake());

@@ -1298,6 +1298,62 @@ impl Session {
         Some(protected.into())
     }
 
+    /// callgate patch (see CALLGATE-PATCH.md): RTP mode, writes `rtp` on send stream `ssrc` and,
+    /// when it can go out at once, returns it protected: the regular path of `poll_packet`
+    /// (header and extensions, stream stats, RTX cache, TWCC, SRTP) without the pacer. Only
+    /// without BWE (the pacer is then the null pacer, which paces nothing), with SRTP keys, and
+    /// when the stream has nothing queued and no resend pending (else the packet is queued as
+    /// `write_rtp` queues it, `Ok(None)`, for the regular path). `Err(())`: no such stream.
+    pub(crate) fn send_rtp_now(
+        &mut self,
+        now: Instant,
+        ssrc: Ssrc,
+        rtp: crate::rtp::RtpWrite,
+        connected: bool,
+    ) -> Result<Option<DatagramSend>, ()> {
+        let Some(stream) = self.streams.stream_tx(&ssrc) else {
+            return Err(());
+        };
+        let direct = connected
+            && self.srtp_tx.is_some()
+            && self.bwe.is_none()
+            && !self.rtp_closing
+            && self.raw_packets.is_none()
+            && stream.can_send_now();
+        if !direct {
+            stream.write_rtp(rtp);
+            return Ok(None);
+        }
+        stream.write_rtp_now(rtp, now);
+        let Some(media) = self.medias.iter().find(|m| m.mid() == stream.mid()) else {
+            return Ok(None);
+        };
+        let exts = media.remote_extmap();
+        let twcc_seq = self.twcc;
+        let twcc_enabled = exts.id_of(Extension::TransportSequenceNumber).is_some();
+        let twcc = twcc_enabled.then_some(&mut self.twcc);
+        let buf = &mut self.poll_packet_buf;
+        let Some(receipt) = stream.poll_packet(now, exts, twcc, &self.codec_config, buf) else {
+            return Ok(None);
+        };
+        let PacketReceipt {
+            header,
+            seq_no,
+            payload_size,
+            ..
+        } = receipt;
+        let srtp_tx = self.srtp_tx.as_mut().expect("checked above");
+        let protected = srtp_tx.protect_rtp(buf, &header, *seq_no);
+        if twcc_enabled {
+            self.twcc_tx_register
+                .register_seq(TwccPacketId::new(twcc_seq), now, payload_size);
+        }
+        if !header.ssrc.is_probe() {
+            self.media_bytes_tx += payload_size as u64;
+        }
+        Ok(Some(protected.into()))
+    }
+
     pub fn poll_timeout(&mut self) -> (Option<Instant>, Reason) {
         if self.rtp_closing {
             return if self.feedback_tx.is_empty() {

@@ -358,6 +358,32 @@ impl<'a> DirectApi<'a> {
         self.rtc.session.streams.stream_tx(ssrc)
     }
 
+    /// callgate patch (see CALLGATE-PATCH.md). RTP mode, for SFU forwarding: writes `rtp` on
+    /// the send stream `ssrc` as [`StreamTx::write_rtp`] does and, when nothing else is queued
+    /// on that stream (no earlier packet, no resend), returns it at once as an SRTP-protected
+    /// datagram: no pacer queue, no `Input::Timeout` and `poll_output` needed to release it.
+    /// Header extensions, the RTX cache (NACKs are still answered), TWCC, sender-report counts
+    /// and SRTP are those of the regular path.
+    ///
+    /// `Ok(None)`: queued, sent by [`Rtc::poll_output`] after the next timeout input (BWE
+    /// enabled, not connected yet, or the stream had packets queued). `Err(())`: no send
+    /// stream `ssrc` (the packet is dropped). `now` is used for the stream's bookkeeping (never earlier than the last
+    /// time the `Rtc` was driven with).
+    pub fn send_rtp_now(
+        &mut self,
+        ssrc: Ssrc,
+        now: std::time::Instant,
+        rtp: crate::rtp::RtpWrite,
+    ) -> Result<Option<crate::net::Transmit>, ()> {
+        let mut m = self.rtc.mutate();
+        let r = m.send_rtp_now(now, ssrc, rtp);
+        if matches!(r, Ok(Some(_))) {
+            // Nothing was queued: no event or transmit waits for poll_output.
+            m.no_events();
+        }
+        r
+    }
+
     /// Obtain a send stream by looking it up via mid/rid.
     pub fn stream_tx_by_mid(&mut self, mid: Mid, rid: Option<Rid>) -> Option<&mut StreamTx> {
         let midrid = MidRid(mid, rid);

@@ -555,6 +555,19 @@ impl StreamTx {
         self.send_queue.push(packet);
     }
 
+    /// callgate patch (see CALLGATE-PATCH.md): whether a packet written now would be the next
+    /// one out (nothing queued, no resend pending), so it can be sent without the pacer.
+    pub(crate) fn can_send_now(&self) -> bool {
+        self.send_queue.is_empty() && self.resends.is_empty()
+    }
+
+    /// callgate patch: queues `rtp` as [`StreamTx::write_rtp`] does and timestamps it with `now`
+    /// (what the next `handle_timeout` would do), so `poll_packet` hands it out at once.
+    pub(crate) fn write_rtp_now(&mut self, rtp: RtpWrite, now: Instant) {
+        self.write_rtp(rtp);
+        self.send_queue.handle_timeout(now);
+    }
+
     fn padding_enabled(&self) -> bool {
         (self.ssrc.is_probe() || self.rtx.is_some()) && self.pt_for_padding.is_some()
     }
