@@ -1,7 +1,8 @@
 //! criterion: CPU time of the media thread per forwarded packet, one publisher to N players on
 //! loopback, beside a plain UDP relay loop (recv, then `sendto` each of N; the baseline)
-//! and the same relay with batched sends (`sendmmsg`, as the media endpoint sends), both measured
-//! in the same run.
+//! the same relay with batched sends (`sendmmsg`, as the media endpoint sends), and the **floor**:
+//! the plain relay plus one SRTP protect per outgoing datagram (AEAD_AES_256_GCM, one context per
+//! player, str0m's own crypto provider; `udp_relay_srtp`), all measured in the same run.
 //!
 //! One "iteration" is one forwarded packet; the time is the CPU time of the thread that does the
 //! forwarding (read from `/proc/self/task/<tid>/schedstat`), so the client threads sharing the
@@ -22,6 +23,7 @@ fn forward(c: &mut Criterion) {
     let media = harness::start_media();
     let relay = harness::start_relay();
     let relay_mmsg = harness::start_relay_batched();
+    let relay_srtp = harness::start_relay_srtp();
     let clients = harness::start_clients();
     let mut g = c.benchmark_group("forward_cpu_per_packet");
     g.sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
@@ -37,8 +39,9 @@ fn forward(c: &mut Criterion) {
             v
         });
         relay.set_sinks(sinks.clone());
-        relay_mmsg.set_sinks(sinks);
-        for (name, relay) in [("udp_relay", &relay), ("udp_relay_mmsg", &relay_mmsg)] {
+        relay_mmsg.set_sinks(sinks.clone());
+        relay_srtp.set_sinks(sinks);
+        for (name, relay) in [("udp_relay", &relay), ("udp_relay_mmsg", &relay_mmsg), ("udp_relay_srtp", &relay_srtp)] {
             g.bench_with_input(BenchmarkId::new(name, n), &n, |b, &n| {
                 b.iter_custom(|iters| {
                     rt.block_on(async {

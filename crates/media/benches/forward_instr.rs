@@ -13,7 +13,19 @@
 //! # instructions per packet to a player = (Ir(400) - Ir(200)) / (200 * N)
 //! ```
 //!
+//! The floor (`CALLGATE_INSTR_FLOOR=1`): no core, only the SRTP protect a relay that encrypts does
+//! per packet and player (`harness::SrtpSink::protect`: AEAD_AES_256_GCM through str0m's crypto
+//! provider, one context per player, the same 1000-byte frames plus a 12-byte header):
+//!
+//! ```sh
+//! CALLGATE_INSTR_FLOOR=1 CALLGATE_INSTR_PACKETS=200 valgrind --tool=callgrind \
+//!   --collect-atstart=no --toggle-collect='*SrtpSink::protect*' target/release/deps/forward_instr-<hash> --bench
+//! # instructions per packet to a player = Ir / (200 * N)
+//! ```
+//!
 //! Run without valgrind it prints what it forwarded (a smoke check of the setup).
+
+mod harness;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -112,6 +124,23 @@ fn main() {
     let packets: u64 = std::env::var("CALLGATE_INSTR_PACKETS").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
     // Packets per 1 ms tick (the criterion bench sends ~60/n per ms).
     let per_tick: u64 = (60 / n as u64).max(1);
+    if std::env::var_os("CALLGATE_INSTR_FLOOR").is_some() {
+        let provider = str0m::crypto::from_feature_flags();
+        let mut sinks: Vec<harness::SrtpSink> = (0..n as u32).map(|i| harness::SrtpSink::new(&provider, i)).collect();
+        let mut pkt = vec![0x5au8; 12 + FRAME];
+        pkt[0] = 0x80;
+        pkt[1] = 96;
+        let mut out = vec![0u8; 2048];
+        let mut bytes = 0usize;
+        for _ in 0..packets {
+            for s in &mut sinks {
+                bytes += s.protect(&pkt, &mut out);
+                std::hint::black_box(&out);
+            }
+        }
+        println!("forward_instr floor: N = {n}, {packets} packets, {bytes} bytes protected");
+        return;
+    }
     callgate_media::install_crypto_provider();
     let now = Instant::now();
     let mut sim = Sim {
@@ -143,6 +172,12 @@ fn main() {
         let mut data = vec![0x5au8; FRAME];
         data[0] = 0x10;
         w.write(pt, sim.now, t, data).unwrap();
+        // str0m's pacer releases a written packet after the next timeout input: one per write,
+        // or several frames per tick (N < 60) would leave the publisher one packet per tick.
+        b.rtc.handle_input(Input::Timeout(sim.now)).unwrap();
+        while let Output::Transmit(t) = b.rtc.poll_output().unwrap() {
+            sim.core.handle_datagram(sim.now, b.addr, &t.contents);
+        }
         sent += 1;
     };
     // Warm-up: keyframe requests, first sender reports, and the players' RTX caches (1000 video

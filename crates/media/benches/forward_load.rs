@@ -1,7 +1,8 @@
 //! Bounded load run: one publisher (30 fps video of ~4.4 kB frames, i.e. 4 RTP packets, plus one
 //! audio packet per frame: ~150 packets/s, ~1.1 Mbit/s) to N players on loopback, N growing until
 //! the stream is no longer forwarded in real time. Beside each step, a plain UDP relay loop
-//! (and the same relay with `sendmmsg` batches, as the media endpoint sends)
+//! (and the same relay with `sendmmsg` batches, as the media endpoint sends, and the floor: the
+//! plain relay plus one SRTP protect per outgoing datagram, see `harness::start_relay_srtp`)
 //! forwards the same number of packets to N sinks, measured in the same run.
 //!
 //! Real time = the players received at least 99 % of (publisher RTP packets x N), the output
@@ -37,6 +38,8 @@ struct Step {
     relay_ns_per_pkt: f64,
     /// The same relay with batched sends (`sendmmsg`).
     mmsg_ns_per_pkt: f64,
+    /// The floor: the plain relay plus one SRTP protect per datagram.
+    srtp_ns_per_pkt: f64,
     pkts_per_s: f64,
     /// RTP packets/s the publisher managed to send.
     published_per_s: f64,
@@ -54,10 +57,11 @@ fn main() {
     let media = harness::start_media();
     let relay = harness::start_relay();
     let relay_mmsg = harness::start_relay_batched();
+    let relay_srtp = harness::start_relay_srtp();
     let clients = harness::start_clients();
     println!("forward_load: 1 publisher -> N players, {FPS} fps x {VIDEO_BYTES} B video + {AUDIO_BYTES} B audio, {secs} s per step");
     println!(
-        "{:>6} {:>12} {:>10} {:>11} {:>12} {:>10} {:>10} {:>16} {:>18} {:>8} {:>15} {:>11}",
+        "{:>6} {:>12} {:>10} {:>11} {:>12} {:>10} {:>10} {:>16} {:>18} {:>8} {:>15} {:>11} {:>15} {:>12}",
         "N",
         "out pkts/s",
         "media CPU",
@@ -69,7 +73,9 @@ fn main() {
         "udp relay ns/pkt",
         "ratio",
         "mmsg relay ns",
-        "mmsg ratio"
+        "mmsg ratio",
+        "floor ns/pkt",
+        "floor ratio"
     );
     let mut results = Vec::new();
     let mut publisher_rate: Option<f64> = None;
@@ -114,11 +120,12 @@ fn main() {
                 sinks.push(clients.sink().await.0);
             }
             relay.set_sinks(sinks.clone());
-            relay_mmsg.set_sinks(sinks);
+            relay_mmsg.set_sinks(sinks.clone());
+            relay_srtp.set_sinks(sinks);
             tokio::time::sleep(Duration::from_millis(50)).await;
             let relay_in = published.min(20_000);
-            let mut relay_ns = [0.0; 2];
-            for (r, ns) in [&relay, &relay_mmsg].into_iter().zip(&mut relay_ns) {
+            let mut relay_ns = [0.0; 3];
+            for (r, ns) in [&relay, &relay_mmsg, &relay_srtp].into_iter().zip(&mut relay_ns) {
                 let (rcpu0, rfw0) = (cpu_ns(&r.cpu), r.forwarded.load(Ordering::Relaxed));
                 clients.blast(r.addr, relay_in, 1100, 5).await;
                 let rfw = settle(
@@ -139,13 +146,14 @@ fn main() {
                 ns_per_pkt: cpu as f64 / out.max(1) as f64,
                 relay_ns_per_pkt: relay_ns[0],
                 mmsg_ns_per_pkt: relay_ns[1],
+                srtp_ns_per_pkt: relay_ns[2],
                 pkts_per_s: out as f64 / wall.as_secs_f64(),
                 published_per_s: published as f64 / wall.as_secs_f64(),
             }
         });
         rt.block_on(async { fan.close(&media.endpoint) });
         println!(
-            "{:>6} {:>12.0} {:>9.1}% {:>10.1}% {:>11.1}% {:>9.1}% {:>9.1}% {:>16.0} {:>18.0} {:>7.2}x {:>15.0} {:>10.2}x   (setup {:.1} s)",
+            "{:>6} {:>12.0} {:>9.1}% {:>10.1}% {:>11.1}% {:>9.1}% {:>9.1}% {:>16.0} {:>18.0} {:>7.2}x {:>15.0} {:>10.2}x {:>15.0} {:>11.2}x   (setup {:.1} s)",
             step.n,
             step.pkts_per_s,
             step.cpu_pct,
@@ -158,6 +166,8 @@ fn main() {
             step.ns_per_pkt / step.relay_ns_per_pkt.max(1.0),
             step.mmsg_ns_per_pkt,
             step.ns_per_pkt / step.mmsg_ns_per_pkt.max(1.0),
+            step.srtp_ns_per_pkt,
+            step.ns_per_pkt / step.srtp_ns_per_pkt.max(1.0),
             setup.as_secs_f64()
         );
         // The publisher must also have kept its pace (its thread shares the machine): at least

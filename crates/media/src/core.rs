@@ -349,6 +349,22 @@ pub struct SourceFrame {
     pub payloads: Vec<Arc<[u8]>>,
 }
 
+/// Whose players a packet is forwarded to ([`MediaCore::forward_to`]).
+#[derive(Clone, Copy)]
+enum Feeder {
+    Publisher(PeerId),
+    Source(PeerId),
+}
+
+impl Feeder {
+    fn players(self, core: &mut MediaCore) -> Option<&mut Vec<PeerId>> {
+        match self {
+            Feeder::Publisher(id) => core.peers.get_mut(&id).map(|p| &mut p.players),
+            Feeder::Source(id) => core.sources.get_mut(&id).map(|s| &mut s.players),
+        }
+    }
+}
+
 /// What one forwarded packet carries to each player (a publisher's packet or a source's).
 struct Outgoing<'a> {
     kind: MediaKind,
@@ -478,33 +494,21 @@ impl MediaCore {
                 });
             }
         }
-        let players = std::mem::take(&mut src.players);
         let params = Some(codec.params());
         let ext_vals = ExtensionValues::default();
-        let mut written = 0;
-        for (i, payload) in frame.payloads.iter().enumerate() {
-            let out = Outgoing {
-                kind: frame.kind,
-                params,
-                src_pt: Pt::from(0),
-                src_ssrc: Ssrc::from(SOURCE_LIVE_SSRC),
-                seq: first_seq + i as u64,
-                ts: frame.ts,
-                arrival: now,
-                marker: marker_of(i) && frame.kind == MediaKind::Video,
-                ext_vals: &ext_vals,
-                payload,
-            };
-            for &pid in &players {
-                written += u64::from(self.write_to_player(pid, &out));
-            }
-        }
-        self.counters.frames_out += written;
-        self.metrics.frames_forwarded.increment(written);
-        if let Some(src) = self.sources.get_mut(&id) {
-            let added = std::mem::replace(&mut src.players, players);
-            src.players.extend(added);
-        }
+        let outs = frame.payloads.iter().enumerate().map(|(i, payload)| Outgoing {
+            kind: frame.kind,
+            params,
+            src_pt: Pt::from(0),
+            src_ssrc: Ssrc::from(SOURCE_LIVE_SSRC),
+            seq: first_seq + i as u64,
+            ts: frame.ts,
+            arrival: now,
+            marker: marker_of(i) && frame.kind == MediaKind::Video,
+            ext_vals: &ext_vals,
+            payload,
+        });
+        self.forward_to(Feeder::Source(id), outs);
         // Sent by the next `poll_*` (see `flush`), with this time.
         if self.last_now.is_none_or(|t| t < now) {
             self.last_now = Some(now);
@@ -1583,11 +1587,10 @@ impl MediaCore {
     /// Writes one RTP packet of publisher `source` to each of its connected players (see
     /// [`crate::forward`] for what is rewritten).
     fn forward(&mut self, source: PeerId, kind: MediaKind, pkt: &RtpPacket) {
-        let (params, players) = {
+        let params = {
             let Some(p) = self.peers.get_mut(&source) else { return };
             let pt = pkt.header.payload_type;
-            let params = p.rtc.codec_config().find(|c| c.pt() == pt).copied();
-            (params, std::mem::take(&mut p.players))
+            p.rtc.codec_config().find(|c| c.pt() == pt).copied()
         };
         let ext_vals = forwarded_ext_vals(pkt);
         let out = Outgoing {
@@ -1602,16 +1605,28 @@ impl MediaCore {
             ext_vals: &ext_vals,
             payload: &pkt.payload,
         };
+        self.forward_to(Feeder::Publisher(source), [out]);
+    }
+
+    /// Writes each of `outs` to every player of `from` (a publisher or a pulled source) and counts
+    /// what was written (`frames_out`, the forwarded-packets metric).
+    fn forward_to<'a>(&mut self, from: Feeder, outs: impl IntoIterator<Item = Outgoing<'a>>) {
+        let players = match from.players(self) {
+            Some(p) => std::mem::take(p),
+            None => return,
+        };
         let mut written = 0;
-        for &pid in &players {
-            written += u64::from(self.write_to_player(pid, &out));
+        for out in outs {
+            for &pid in &players {
+                written += u64::from(self.write_to_player(pid, &out));
+            }
         }
         self.counters.frames_out += written;
         self.metrics.frames_forwarded.increment(written);
-        if let Some(p) = self.peers.get_mut(&source) {
+        if let Some(p) = from.players(self) {
             // Players added while forwarding (none today: forwarding never adds) are kept.
-            let added = std::mem::replace(&mut p.players, players);
-            p.players.extend(added);
+            let added = std::mem::replace(p, players);
+            p.extend(added);
         }
     }
 
@@ -1637,25 +1652,40 @@ impl MediaCore {
         // Older than this player's first packet (reordered across its join): not sent.
         let Some(seq) = track.seq.map(out.src_ssrc, out.seq) else { return false };
         let mut api = rtc.direct_api();
-        let tx = match track.ssrc {
-            Some(ssrc) => api.stream_tx(&ssrc),
-            None => api.stream_tx_by_mid(mid, None).inspect(|tx| track.ssrc = Some(tx.ssrc())),
-        };
-        let Some(tx) = tx else {
-            track.ssrc = None; // looked up by mid again next time
-            self.metrics.dropped_write.increment(1);
-            return false;
+        let ssrc = match track.ssrc {
+            Some(ssrc) => Some(ssrc),
+            None => api.stream_tx_by_mid(mid, None).map(|tx| tx.ssrc()).inspect(|s| track.ssrc = Some(*s)),
         };
         // Video is kept for NACKs (answered from the player's RTX cache); audio is not resent.
-        let write = RtpWrite::new(pt, SeqNo::from(seq), out.ts, out.arrival, out.payload.clone())
-            .marker(out.marker)
-            .ext_vals(out.ext_vals.clone())
-            .nackable(out.kind == MediaKind::Video);
-        tx.write_rtp(write);
+        let write = |pt| {
+            RtpWrite::new(pt, SeqNo::from(seq), out.ts, out.arrival, out.payload.clone())
+                .marker(out.marker)
+                .ext_vals(out.ext_vals.clone())
+                .nackable(out.kind == MediaKind::Video)
+        };
+        // Sent at once when nothing is queued on the player's stream (the vendored str0m's
+        // direct send path, see vendor/str0m/CALLGATE-PATCH.md); else queued for the next flush.
+        let now = self.last_now.unwrap_or(out.arrival);
+        let sent = match ssrc.map(|s| api.send_rtp_now(s, now, write(pt))) {
+            Some(Ok(Some(t))) => Some(t),
+            Some(Ok(None)) => None,
+            None | Some(Err(_)) => {
+                track.ssrc = None; // looked up by mid again next time
+                self.metrics.dropped_write.increment(1);
+                return false;
+            }
+        };
         pl.frames_out += 1;
-        if !pl.unsent {
-            pl.unsent = true;
-            self.unsent.push(pid);
+        match sent {
+            Some(t) => {
+                self.counters.datagrams_out += 1;
+                self.transmits.push_back(Transmit { destination: t.destination, contents: t.contents, via: pl.via });
+            }
+            None if !pl.unsent => {
+                pl.unsent = true;
+                self.unsent.push(pid);
+            }
+            None => {}
         }
         true
     }

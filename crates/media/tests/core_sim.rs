@@ -74,6 +74,8 @@ struct Sim {
     drop_dtls: bool,
     /// Lose the next RTP packet from this browser address with this payload type (one loss).
     lose_next_rtp: Option<(SocketAddr, u8)>,
+    /// Lose the next RTP packet from the server to this browser address with this payload type.
+    lose_next_to: Option<(SocketAddr, u8)>,
 }
 
 impl Sim {
@@ -86,6 +88,7 @@ impl Sim {
             cut: vec![],
             drop_dtls: false,
             lose_next_rtp: None,
+            lose_next_to: None,
         }
     }
 
@@ -146,6 +149,13 @@ impl Sim {
             while let Some(t) = self.core.poll_transmit() {
                 moved = true;
                 if self.drop_dtls && (20..=63).contains(&t.contents[0]) {
+                    continue;
+                }
+                let c = &t.contents;
+                if self.lose_next_to.is_some_and(|(addr, pt)| {
+                    addr == t.destination && c.len() > 12 && c[0] >> 6 == 2 && c[1] & 0x7f == pt
+                }) {
+                    self.lose_next_to = None;
                     continue;
                 }
                 if let Some(b) = self.browsers.iter_mut().find(|b| b.addr == t.destination) {
@@ -420,6 +430,34 @@ fn a_lost_publisher_video_packet_makes_the_publisher_send_a_keyframe() {
     assert_eq!(sim.browsers[publisher].keyframe_requests, 2, "the gap made the server ask for a keyframe");
     let video = sim.browsers[player].received.iter().filter(|(k, _)| *k == MediaKind::Video).count();
     assert!(video >= 23, "the player keeps getting video after the loss ({video} frames)");
+}
+
+#[test]
+fn a_video_packet_lost_towards_a_player_is_repaired_from_its_rtx_cache() {
+    let mut sim = Sim::new();
+    let publisher = sim.publish(PeerId(1), "10.0.0.2:5000");
+    let player = sim.play(PeerId(2), PeerId(1), "10.0.0.3:5000").unwrap();
+    sim.run(Duration::from_millis(500));
+    for n in 0..20 {
+        sim.send_frames(publisher, n);
+        sim.run(Duration::from_millis(20));
+    }
+    // Both sides are str0m with the same codec config: the player's VP8 PT is the publisher's.
+    let pt = sim.video_pt(publisher);
+    sim.lose_next_to = Some(("10.0.0.3:5000".parse().unwrap(), pt));
+    for n in 20..30 {
+        sim.send_frames(publisher, n);
+        sim.run(Duration::from_millis(20));
+    }
+    sim.run(Duration::from_millis(500));
+    assert!(sim.lose_next_to.is_none(), "one video packet to the player was lost");
+    let frames: Vec<u8> =
+        sim.browsers[player].received.iter().filter(|(k, _)| *k == MediaKind::Video).map(|(_, d)| d[1]).collect();
+    for n in 20..30u8 {
+        assert!(frames.contains(&n), "video frame {n} reached the player (NACK answered by RTX): {frames:?}");
+    }
+    // The publisher was not asked for a keyframe for it: the repair came from the server.
+    assert_eq!(sim.browsers[publisher].keyframe_requests, 1);
 }
 
 #[test]

@@ -123,6 +123,90 @@ pub fn start_relay() -> RelayThread {
     RelayThread { addr, cpu, forwarded, sinks: stx }
 }
 
+/// The SRTP floor's per-player state: what a relay that encrypts needs per destination (one
+/// SRTP context per player, as each player has its own keys): the AEAD_AES_256_GCM cipher str0m
+/// negotiates with Chromium (dimpl's DTLS server prefers it; see docs/media.md), created through
+/// str0m's own crypto provider (aws-lc-rs, the same primitive `SrtpContext::protect_rtp` calls),
+/// its salt, and the player's SSRC and sequence number.
+pub struct SrtpSink {
+    cipher: Box<dyn str0m::crypto::AeadAes256GcmCipher>,
+    salt: [u8; 12],
+    ssrc: u32,
+    seq: u64,
+}
+
+impl SrtpSink {
+    /// A context with keys derived from `i` (the floor needs a distinct key per player, not
+    /// secret ones).
+    pub fn new(provider: &str0m::config::CryptoProvider, i: u32) -> SrtpSink {
+        let mut key = [0x42u8; 32];
+        key[..4].copy_from_slice(&i.to_be_bytes());
+        let cipher = provider.srtp_provider.aead_aes_256_gcm().create_cipher(key, true);
+        SrtpSink { cipher, salt: [i as u8; 12], ssrc: 0x1000_0000 + i, seq: 1 }
+    }
+
+    /// One SRTP protect (RFC 7714) of the RTP packet `pkt` (12-byte header, no extensions) with
+    /// this player's SSRC and next sequence number, into `out`; returns the datagram's length.
+    #[inline(never)]
+    pub fn protect(&mut self, pkt: &[u8], out: &mut [u8]) -> usize {
+        const HLEN: usize = 12;
+        let seq = self.seq;
+        self.seq += 1;
+        out[..HLEN].copy_from_slice(&pkt[..HLEN]);
+        out[2..4].copy_from_slice(&(seq as u16).to_be_bytes());
+        out[8..12].copy_from_slice(&self.ssrc.to_be_bytes());
+        let iv = str0m::crypto::AeadAes256Gcm::rtp_iv(self.salt, self.ssrc, (seq >> 16) as u32, seq as u16);
+        let (aad, body) = out.split_at_mut(HLEN);
+        let len = pkt.len() + str0m::crypto::AeadAes256Gcm::TAG_LEN;
+        self.cipher.encrypt(&iv, aad, &pkt[HLEN..], &mut body[..len - HLEN]).expect("srtp encrypt");
+        len
+    }
+}
+
+/// The floor: the plain relay ([`start_relay`]) plus one SRTP protect per outgoing datagram
+/// ([`SrtpSink::protect`], one context per sink). What any SFU must do per packet and player
+/// with the suite browsers get: the kernel's send, and the encryption.
+pub fn start_relay_srtp() -> RelayThread {
+    let forwarded = Arc::new(AtomicU64::new(0));
+    let fw = forwarded.clone();
+    let (stx, mut srx) = mpsc::unbounded_channel::<Vec<SocketAddr>>();
+    let (cpu, addr) = spawn_runtime_thread("relay-srtp", move |tx| {
+        Box::pin(async move {
+            let provider = str0m::crypto::from_feature_flags();
+            let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            tx.send(socket.local_addr().unwrap()).unwrap();
+            let mut sinks: Vec<(SocketAddr, SrtpSink)> = Vec::new();
+            let mut buf = vec![0u8; 2048];
+            let mut out = vec![0u8; 2048];
+            loop {
+                tokio::select! {
+                    s = srx.recv() => match s {
+                        Some(s) => sinks = s.into_iter().enumerate().map(|(i, a)| (a, SrtpSink::new(&provider, i as u32))).collect(),
+                        None => return,
+                    },
+                    r = socket.recv_from(&mut buf) => {
+                        let Ok((n, _)) = r else { continue };
+                        let mut n = n;
+                        for i in 0..64 {
+                            if n > 12 {
+                                for (s, ctx) in &mut sinks {
+                                    let len = ctx.protect(&buf[..n], &mut out);
+                                    if socket.try_send_to(&out[..len], *s).is_ok() {
+                                        fw.fetch_add(1, Ordering::Relaxed);
+                                    }
+                                }
+                            }
+                            if i == 63 { break; }
+                            match socket.try_recv_from(&mut buf) { Ok((m, _)) => n = m, Err(_) => break }
+                        }
+                    }
+                }
+            }
+        })
+    });
+    RelayThread { addr, cpu, forwarded, sinks: stx }
+}
+
 /// The batched baseline: read up to 64 datagrams, then send each to every sink with `sendmmsg`
 /// (up to 64 datagrams per system call, [`callgate_media::batch::SendBatch`], the media
 /// endpoint's batching), so the forwarder's batched sends can be compared with a relay that
