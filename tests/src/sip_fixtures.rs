@@ -64,3 +64,34 @@ pub fn hook_statuses(backend: &Backend, hook: &str, key: &str, id: &str) -> Vec<
         .map(|r| r.body["status"].as_str().unwrap_or("").to_string())
         .collect()
 }
+
+/// A sipp callee that answers with PCMU and then talks: it plays `seconds` of a 440 Hz PCMU tone
+/// (a pcap written by `tests/sipp/pcmu_pcap.py`) to the caller's RTP address, and waits for the
+/// caller's BYE (`tests/sipp/uas_answer_play_pcap.xml.in`, made concrete in a temporary
+/// directory: sipp reads the pcap's path when it loads the scenario).
+pub fn sipp_talking_uas(seconds: u32) -> SippProcess {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "callgate-talking-uas-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).expect("a temporary directory");
+    let sipp = crate::peers::sipp_dir();
+    let pcap = dir.join("tone.pcap");
+    let made = std::process::Command::new("/usr/bin/python3")
+        .arg(sipp.join("pcmu_pcap.py"))
+        .arg(&pcap)
+        .args(["--seconds", &seconds.to_string()])
+        .status()
+        .expect("python3 runs");
+    assert!(made.success(), "pcmu_pcap.py failed");
+    let template = std::fs::read_to_string(sipp.join("uas_answer_play_pcap.xml.in")).expect("the template");
+    let scenario = dir.join("uas_answer_play_pcap.xml");
+    std::fs::write(&scenario, template.replace("@PCAP@", &pcap.display().to_string())).expect("the scenario");
+    Sipp::scenario(&scenario)
+        .timeout(Duration::from_secs(u64::from(seconds) + 20))
+        .spawn()
+        .expect("sipp starts (run `make deps`)")
+}

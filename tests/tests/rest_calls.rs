@@ -156,7 +156,6 @@ async fn startup_and_actions_refuse_what_they_cannot_do_with_a_clear_reason() {
         (without("sipDomain"), "sipLogin and sipDomain are required"),
         (without("sipLogin"), "sipLogin and sipDomain are required"),
         (with("rtmpUrl", json!("rtmp://127.0.0.1/live")), "not supported by this server"),
-        (with("toStream", json!("s1")), "not supported by this server"),
         (with("hasVideo", json!("true")), "audio only"),
         (with("hasAudio", json!(false)), "without audio"),
         (with("hasAudio", json!("maybe")), "hasAudio must be true or false"),

@@ -40,6 +40,16 @@ impl G711 {
 
 /// The G.711 codec the browser's offer prefers (the first of PCMU/PCMA in its audio m-line).
 pub fn choose_g711(offer: &str) -> Option<G711> {
+    g711_in_offer(offer).into_iter().next()
+}
+
+/// Whether the offer's (first) audio m-line lists `codec`.
+pub fn offers_g711(offer: &str, codec: G711) -> bool {
+    g711_in_offer(offer).contains(&codec)
+}
+
+/// The G.711 codecs of the offer's audio m-line, in its order.
+fn g711_in_offer(offer: &str) -> Vec<G711> {
     let pts: Vec<&str> = offer
         .lines()
         .map(str::trim_end)
@@ -53,14 +63,16 @@ pub fn choose_g711(offer: &str) -> Option<G711> {
             (p == pt).then(|| codec.split('/').next().unwrap_or("").to_ascii_uppercase())
         })
     };
-    pts.iter().find_map(|pt| match name_of(pt).as_deref() {
-        Some("PCMU") => Some(G711::Pcmu),
-        Some("PCMA") => Some(G711::Pcma),
-        // Static payload types may come without an rtpmap line.
-        None if *pt == "0" => Some(G711::Pcmu),
-        None if *pt == "8" => Some(G711::Pcma),
-        _ => None,
-    })
+    pts.iter()
+        .filter_map(|pt| match name_of(pt).as_deref() {
+            Some("PCMU") => Some(G711::Pcmu),
+            Some("PCMA") => Some(G711::Pcma),
+            // Static payload types may come without an rtpmap line.
+            None if *pt == "0" => Some(G711::Pcmu),
+            None if *pt == "8" => Some(G711::Pcma),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Which source a call leg takes the SIP side's RTP from (`[media] rtp_latching`).
@@ -482,6 +494,9 @@ mod tests {
         assert_eq!(choose_g711("m=audio 9 X 8 0\r\n"), Some(G711::Pcma), "static PTs without rtpmap");
         assert_eq!(choose_g711("m=audio 9 X 111\r\na=rtpmap:111 opus/48000/2\r\n"), None);
         assert_eq!(choose_g711("m=video 9 X 0\r\n"), None);
+        assert!(offers_g711(CHROMIUM_CALL_OFFER, G711::Pcma), "PCMA is listed after PCMU");
+        assert!(offers_g711("m=audio 9 X 8 0\r\n", G711::Pcmu));
+        assert!(!offers_g711("m=audio 9 X 111\r\na=rtpmap:111 opus/48000/2\r\n", G711::Pcmu));
     }
 
     #[test]

@@ -303,6 +303,9 @@ pub struct MediaCore {
     rtp_legs: HashMap<PeerId, RtpLeg>,
     /// Pulled sources (an RTSP camera): publishers with no `Rtc` (see [`crate::source`]).
     sources: HashMap<PeerId, Source>,
+    /// RTP-only call legs whose SIP-side audio feeds a source (`toStream`: a call's audio as a
+    /// stream): leg -> source. Set with [`MediaCore::feed_source`], possibly before the leg exists.
+    leg_feeds: HashMap<PeerId, PeerId>,
 }
 
 /// The source "SSRC" of a source's live packets and of its cached keyframe's replay: a player's
@@ -408,6 +411,7 @@ impl MediaCore {
             metrics: Metrics::new(),
             rtp_legs: HashMap::new(),
             sources: HashMap::new(),
+            leg_feeds: HashMap::new(),
         }
     }
 
@@ -454,6 +458,17 @@ impl MediaCore {
             },
         );
         metrics::gauge!("callgate_media_sources").increment(1.0);
+        Ok(())
+    }
+
+    /// The SIP-side audio of RTP-only leg `leg` (which may not exist yet) feeds source `source`
+    /// from now on: each packet the leg takes becomes one audio frame of the source, its payload
+    /// as it is (the source must carry the leg's G.711 codec: the caller creates both with it).
+    pub fn feed_source(&mut self, leg: PeerId, source: PeerId) -> Result<(), MediaError> {
+        if !self.sources.contains_key(&source) {
+            return Err(MediaError::SourceNotFound);
+        }
+        self.leg_feeds.insert(leg, source);
         Ok(())
     }
 
@@ -571,6 +586,14 @@ impl MediaCore {
                 _ => return Err(MediaError::SourceNotFound),
             },
         };
+        // A source with G.711 audio only (a call's audio, `toStream`): a player that cannot take
+        // that codec would get nothing at all, so it is refused rather than left silent.
+        let audio_only = self.sources.get(&source).is_some_and(|s| s.codecs[kind_index(MediaKind::Video)].is_none());
+        if let (Some(codec), true) = (g711, audio_only) {
+            if !crate::bridge::offers_g711(offer, codec) {
+                return Err(MediaError::NoCommonCodecs);
+            }
+        }
         let answer = self.add_peer_with(id, Role::Player { source }, offer, now, g711, None)?;
         if let Some(p) = self.peers.get_mut(&source) {
             p.players.push(id);
@@ -1060,9 +1083,15 @@ impl MediaCore {
     /// A datagram on bridge `id`'s RTP socket (from the SIP side): its audio goes to the browser.
     pub fn handle_rtp(&mut self, id: PeerId, now: Instant, src: SocketAddr, buf: &[u8]) {
         if let Some(r) = self.rtp_legs.get_mut(&id) {
-            // No browser to play it to: the audio is counted (stats) and dropped.
-            if r.leg.from_sip(src, buf).is_some() {
+            // No browser to play it to: the audio is counted (stats), and goes to the source it
+            // feeds, if any (`toStream`), else nowhere.
+            let audio = r.leg.from_sip(src, buf).map(|(ts, payload)| (ts as u32, Arc::<[u8]>::from(payload)));
+            if let Some((ts, payload)) = audio {
                 self.counters.frames_in += 1;
+                if let Some(&source) = self.leg_feeds.get(&id) {
+                    let frame = SourceFrame { kind: MediaKind::Audio, ts, keyframe: false, payloads: vec![payload] };
+                    self.source_frame(source, frame, now);
+                }
             }
             // The first packet may have taught the leg its SIP address: DTMF may be due.
             self.drain_rtp_leg(id, now);
@@ -1147,11 +1176,13 @@ impl MediaCore {
 
     /// Closes a peer. A publisher's players stay (their owner stops them with their own status).
     pub fn remove(&mut self, id: PeerId) {
+        self.leg_feeds.remove(&id);
         if self.rtp_legs.remove(&id).is_some() {
             metrics::gauge!("callgate_media_rtp_legs").decrement(1.0);
             return;
         }
         if self.sources.remove(&id).is_some() {
+            self.leg_feeds.retain(|_, s| *s != id);
             // Its players stay (the server ends their streams); nothing feeds them any more.
             metrics::gauge!("callgate_media_sources").decrement(1.0);
             return;

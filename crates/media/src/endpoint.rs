@@ -96,6 +96,12 @@ enum Command {
         id: PeerId,
         frame: SourceFrame,
     },
+    LegSource {
+        id: PeerId,
+        leg: PeerId,
+        codec: crate::bridge::G711,
+        reply: oneshot::Sender<Result<(), MediaError>>,
+    },
     RequestKeyframe {
         id: PeerId,
     },
@@ -357,6 +363,15 @@ impl MediaEndpoint {
     pub async fn add_source(&self, id: PeerId, codecs: Vec<SourceCodec>) -> Result<(), MediaError> {
         let (reply, rx) = oneshot::channel();
         self.send(Command::AddSource { id, codecs, reply }).await?;
+        rx.await.map_err(|_| MediaError::Stopped)?
+    }
+
+    /// Adds a source (see [`MediaEndpoint::add_source`]) fed by the SIP-side audio of the RTP-only
+    /// call leg `leg`, which may be created later with [`MediaEndpoint::rtp_leg`] and `codec`
+    /// (`toStream`: a REST call's audio as a stream). Closing either ends the feed.
+    pub async fn add_leg_source(&self, id: PeerId, leg: PeerId, codec: crate::bridge::G711) -> Result<(), MediaError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::LegSource { id, leg, codec, reply }).await?;
         rx.await.map_err(|_| MediaError::Stopped)?
     }
 
@@ -680,6 +695,13 @@ fn handle_command(
             let _ = reply.send(core.add_source(id, &codecs));
         }
         Command::SourceFrame { id, frame } => core.source_frame(id, frame, now),
+        Command::LegSource { id, leg, codec, reply } => {
+            let codec = match codec {
+                crate::bridge::G711::Pcmu => SourceCodec::Pcmu,
+                crate::bridge::G711::Pcma => SourceCodec::Pcma,
+            };
+            let _ = reply.send(core.add_source(id, &[codec]).and_then(|()| core.feed_source(leg, id)));
+        }
         Command::RequestKeyframe { id } => core.request_keyframe(id, now),
         Command::Record { id, spec, reports, reply } => {
             let _ = reply.send(core.start_recording(id, spec, reports, now));

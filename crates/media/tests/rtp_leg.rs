@@ -117,3 +117,34 @@ async fn an_rtp_leg_on_the_endpoint_receives_and_sends_real_udp() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+#[test]
+fn an_rtp_leg_feeds_its_sip_audio_to_a_source_until_either_is_removed() {
+    use callgate_media::source::SourceCodec;
+    let mut core = MediaCore::new(MediaConfig::default(), "10.0.0.1:31000".parse().unwrap());
+    let (leg, source, now) = (PeerId(7), PeerId(8), Instant::now());
+    assert_eq!(core.feed_source(leg, source), Err(MediaError::SourceNotFound), "the source comes first");
+    core.add_source(source, &[SourceCodec::Pcmu]).unwrap();
+    // The feed is set before the leg exists (the call's stream is reserved before its leg).
+    core.feed_source(leg, source).unwrap();
+    core.add_rtp_leg(leg, G711::Pcmu, "10.0.0.1:40000".parse().unwrap(), now).unwrap();
+    core.set_bridge_remote(leg, SIP_ANSWER).unwrap();
+    let src = "192.0.2.5:6000".parse().unwrap();
+    let audio = |seq: u16| {
+        rtp::write(&RtpHeader { marker: false, pt: 0, seq, ts: 160 * u32::from(seq), ssrc: 9 }, &[0xff; 160])
+    };
+    for seq in 0..5u16 {
+        core.handle_rtp(leg, now, src, &audio(seq));
+    }
+    // RTP from another address is not the call's audio: neither counted nor fed.
+    core.handle_rtp(leg, now, "192.0.2.9:6000".parse().unwrap(), &audio(5));
+    assert_eq!(core.stats(leg).unwrap().frames_in, 5);
+    assert_eq!(core.stats(source).unwrap().frames_in, 5, "each packet is one audio frame of the source");
+    // The source closed (the stream ended) while the call goes on: its audio goes nowhere.
+    core.remove(source);
+    core.handle_rtp(leg, now, src, &audio(6));
+    assert_eq!(core.stats(leg).unwrap().frames_in, 6);
+    core.add_source(source, &[SourceCodec::Pcmu]).unwrap();
+    core.handle_rtp(leg, now, src, &audio(7));
+    assert_eq!(core.stats(source).unwrap().frames_in, 0, "a new source of the same id is not fed");
+}

@@ -12,6 +12,8 @@ pub const STOPPED_BY_REST_TERMINATE: &str = "Stopped by rest /terminate";
 /// (docs/cluster.md).
 pub const NODE_LOST: &str = "Node lost";
 pub const STOPPED_BY_PUBLISHER_STOP: &str = "Stopped by publisher stop";
+/// The stream of a call's audio (`toStream` on `/rest-api/call/startup`) ended with its call.
+pub const STOPPED_BY_CALL_END: &str = "Stopped by call end";
 /// Connection refused because the client named an application that does not exist.
 pub const UNKNOWN_APP_KEY: &str = "Unknown appKey";
 /// A message other than `connection` arrived before the session was established.

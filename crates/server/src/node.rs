@@ -102,3 +102,32 @@ impl Lifecycle {
         self.stopping.send_replace(true);
     }
 }
+
+/// The stream directory as a REST call's `toStream` sees it (`calls::CallStreams`: `calls` and
+/// `streams` are modules of one floor and name each other through the node only).
+pub struct CallStreamPort(pub Arc<Streams>);
+
+impl crate::calls::CallStreams for CallStreamPort {
+    fn reserve(
+        &self,
+        ctx: &Arc<Party>,
+        call_id: &str,
+        name: &str,
+        source: callgate_media::PeerId,
+    ) -> Result<(), crate::calls::RestCallError> {
+        use crate::calls::RestCallError;
+        use crate::streams::call_audio::{self, Refused};
+        call_audio::reserve(&self.0, ctx, call_id, name, source).map_err(|r| match r {
+            Refused::InUse(info) => RestCallError::Conflict(format!("toStream {name}: {info}")),
+            Refused::Full(info) => RestCallError::Overloaded(info),
+        })
+    }
+
+    fn live(&self, call_id: &str, source: callgate_media::PeerId) {
+        crate::streams::call_audio::live(&self.0, call_id, source);
+    }
+
+    fn ended(&self, call_id: &str, source: callgate_media::PeerId, info: &str) {
+        crate::streams::call_audio::ended(&self.0, call_id, source, info);
+    }
+}

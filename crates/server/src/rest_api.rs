@@ -11,7 +11,7 @@
 //! | `/call/find` | filter: any call fields (`callId`, `callee`, `status`, `sessionId`, …), all must match | `200` list of call objects, `404` none |
 //! | `/call/find_all` | none | `200` list, `404` none |
 //! | `/call/terminate` | `{callId}` | `200` (BYE/CANCEL; the client gets `finish FINISH`), `404` unknown call |
-//! | `/call/startup` | `{callId, callee, sipLogin, sipDomain, sipPassword?, sipAuthenticationName?, sipOutboundProxy?, sipPort?, appKey?, visibleName?, hasAudio?, restClientConfig?}` | `200` empty (progress as `CallStatusEvent`s), `400` missing/unsupported field, `409` callId in use |
+//! | `/call/startup` | `{callId, callee, sipLogin, sipDomain, sipPassword?, sipAuthenticationName?, sipOutboundProxy?, sipPort?, appKey?, visibleName?, hasAudio?, toStream?, restClientConfig?}` | `200` empty (progress as `CallStatusEvent`s), `400` missing/unsupported field, `409` callId (or the `toStream` name) in use |
 //! | `/call/hold`, `/call/unhold` | `{callId}` | `200` (re-INVITE sent), `404` unknown, `409` not established |
 //! | `/call/transfer` | `{callId, target}` | `200` (REFER sent), `400`, `404`, `409` |
 //! | `/call/send_dtmf` | `{callId, dtmf, type?: RFC2833\|INFO\|INFO_RELAY}` | `200`, `400`, `404`, `409` |
@@ -578,14 +578,17 @@ fn rest_call_answer(s: &Shared, r: Result<(), crate::calls::RestCallError>) -> R
     responses(
         (status = 200, description = "The call is placed; its progress goes to the backend as `CallStatusEvent`s"),
         (status = 400, description = "A missing or unsupported field, an unknown appKey, a destination not allowed; the reason as text", body = String, content_type = "text/plain"),
-        (status = 409, description = "The callId is in use", body = String, content_type = "text/plain"),
+        (status = 409, description = "The callId is in use, or the toStream name (or the callId as a mediaSessionId) is taken", body = String, content_type = "text/plain"),
         (status = 500, description = "The SIP or media side could not start the call", body = String, content_type = "text/plain"),
-        (status = 503, description = "[limits] max_calls calls are live (with Retry-After)", body = String, content_type = "text/plain"),
+        (status = 503, description = "[limits] max_calls calls (or, with toStream, max_streams streams) are live (with Retry-After)", body = String, content_type = "text/plain"),
     ),
 )]
 async fn call_startup(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
     match parse_object(&body) {
-        Ok(obj) => rest_call_answer(&s, crate::calls::rest_startup(&s.calls, &s.node, &s.apps, obj)),
+        Ok(obj) => {
+            let streams: Arc<dyn crate::calls::CallStreams> = Arc::new(crate::node::CallStreamPort(s.streams.clone()));
+            rest_call_answer(&s, crate::calls::rest_startup(&s.calls, &s.node, &s.apps, obj, &streams))
+        }
         Err(r) => r.into_response(),
     }
 }

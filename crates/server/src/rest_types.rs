@@ -204,7 +204,7 @@ pub enum LooseBool {
 }
 
 /// `/call/startup`: a SIP call placed by the server with no browser (docs/hooks.md §12).
-/// `rtmpUrl`, `rtmpStream`, `toStream`, `hasVideo: true`, `hasAudio: false` and
+/// `rtmpUrl`, `rtmpStream`, `hasVideo: true`, `hasAudio: false` and
 /// `sipRegisterRequired: true` are refused with `400` and the reason.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -229,6 +229,10 @@ pub struct CallStartupRequest {
     pub app_key: Option<String>,
     #[serde(default)]
     pub visible_name: Option<String>,
+    /// The call's audio (what the SIP side sends, G.711) becomes the stream of this name, for
+    /// `playStream`, until the call ends (`409` when the name is published already).
+    #[serde(default)]
+    pub to_stream: Option<String>,
     #[serde(default)]
     pub has_audio: Option<LooseBool>,
     #[serde(default)]

@@ -12,12 +12,30 @@ const SIPP_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..'
 /** callgate's [sip] section for tests: an ephemeral port on 127.0.0.1. */
 export const SIP_TOML = '[sip]\nbind = "127.0.0.1:0"\n';
 
+/**
+ * A sipp callee that answers with PCMU and talks: it plays `seconds` of a 440 Hz PCMU tone (a pcap
+ * made by tests/sipp/pcmu_pcap.py) to the caller's RTP address, then waits for the caller's BYE
+ * (tests/sipp/uas_answer_play_pcap.xml.in, made concrete in a temporary directory: sipp reads
+ * the pcap's path when it loads the scenario).
+ */
+export async function startTalkingSipp(seconds, opts = {}) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'e2e-talking-'));
+  const pcap = path.join(dir, 'tone.pcap');
+  const { spawnSync } = await import('node:child_process');
+  const made = spawnSync('/usr/bin/python3', [path.join(SIPP_DIR, 'pcmu_pcap.py'), pcap, '--seconds', String(seconds)]);
+  if (made.status !== 0) throw new Error(`pcmu_pcap.py failed: ${made.stderr}`);
+  const scenario = path.join(dir, 'uas_answer_play_pcap.xml');
+  fs.writeFileSync(scenario, fs.readFileSync(path.join(SIPP_DIR, 'uas_answer_play_pcap.xml.in'), 'utf8').replaceAll('@PCAP@', pcap));
+  return startSipp(scenario, { timeoutS: seconds + 30, ...opts });
+}
+
 /** Starts sipp running `scenario` (tests/sipp) once on 127.0.0.1; `wait()` resolves its exit code. */
 export async function startSipp(scenario, { keys = {}, timeoutS = 30, rtpEcho = false, remote, service, pauseMs } = {}) {
   const port = await freePort();
   const mediaPort = await freePort();
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'e2e-sipp-'));
-  const args = ['-sf', path.join(SIPP_DIR, scenario), '-i', '127.0.0.1', '-mi', '127.0.0.1', '-ci', '127.0.0.1',
+  const file = path.isAbsolute(scenario) ? scenario : path.join(SIPP_DIR, scenario);
+  const args = ['-sf', file, '-i', '127.0.0.1', '-mi', '127.0.0.1', '-ci', '127.0.0.1',
     '-nostdin', '-p', String(port), '-m', '1', '-timeout', `${timeoutS}s`, '-timeout_error',
     '-trace_msg', '-message_file', path.join(dir, 'messages.log')];
   // sipp's media port (written in its SDP as [media_port]); with rtpEcho, sipp sends every RTP

@@ -56,7 +56,7 @@ use crate::sip_side::{SipSide, Upward};
 pub use crate::party::SipCredentials;
 pub use policy::{SipPolicy, NOT_ALLOWED as DESTINATION_NOT_ALLOWED, SESSION_FIELD as ALLOWED_DESTINATIONS_FIELD};
 pub use registrar::Embedded as EmbeddedRegistrar;
-pub use rest::RestCallError;
+pub use rest::{CallStreams, RestCallError};
 
 /// The SIP event pump's `task` label in `callgate_task_panics_total`.
 const SIP_PUMP: &str = "sip_pump";
@@ -522,8 +522,9 @@ pub fn rest_startup(
     node: &Arc<crate::party::NodeInfo>,
     apps: &callgate_hooks::AppRegistry,
     body: serde_json::Map<String, serde_json::Value>,
+    streams: &Arc<dyn CallStreams>,
 ) -> Result<(), RestCallError> {
-    rest::startup(calls, node, apps, body)
+    rest::startup(calls, node, apps, body, streams)
 }
 
 /// The session's next hop for `creds`, resolved and allowed (see [`ports::next_hop`]).

@@ -8,6 +8,10 @@ use bytes::Bytes;
 use callgate_errmap::FailureEvent;
 use callgate_hooks::{HookMethod, Origin};
 use callgate_media::bridge::G711;
+
+/// The codec of a REST call's RTP-only leg (its offer has only it and telephone-event); the
+/// media source of its `toStream` carries the same.
+pub(super) const RTP_LEG_CODEC: G711 = G711::Pcmu;
 use callgate_media::core::BridgeAnswer;
 use callgate_media::{MediaEndpoint, MediaError, MediaEvent, PeerId};
 use callgate_proto::ServerFrame;
@@ -182,7 +186,7 @@ impl CallMedia for MediaEndpoint {
     }
 
     async fn rtp_leg(&self, peer: PeerId) -> Result<String, MediaError> {
-        MediaEndpoint::rtp_leg(self, peer, G711::Pcmu).await
+        MediaEndpoint::rtp_leg(self, peer, RTP_LEG_CODEC).await
     }
 
     async fn remote(&self, peer: PeerId, sdp: String) -> Result<(), MediaError> {

@@ -22,6 +22,7 @@
 use std::sync::Arc;
 
 use callgate_hooks::{HookMethod, Origin, RestClientConfig};
+use callgate_media::PeerId;
 use serde_json::{Map, Value};
 
 use super::call::{self, ActError, FAILED};
@@ -45,8 +46,23 @@ pub enum RestCallError {
     Overloaded(String),
 }
 
-pub const NOT_REPUBLISHED: &str = "rtmpUrl, rtmpStream and toStream are not supported by this server: \
-     the audio of a REST call cannot be republished as a stream";
+pub const NO_RTMP: &str = "rtmpUrl and rtmpStream are not supported by this server: a call's audio is \
+     G.711, which RTMP servers and their players do not take (they want AAC, and this server does not \
+     transcode); use toStream to play the call's audio as a stream";
+pub const TO_STREAM_NOT_A_NAME: &str = "toStream must be a stream name, not a URL";
+
+/// A REST call's audio as a stream (`toStream`): the stream directory is in `streams`, a module
+/// of the same floor, so the node gives [`startup`] this port (`node::CallStreamPort`).
+pub trait CallStreams: Send + Sync {
+    /// Reserves the stream `name` (its `mediaSessionId` = `call_id`) for the call's party
+    /// `ctx`, fed by the media source `source` once it exists; the backend hears PENDING.
+    /// `Err`: the name or id is in use (`409`), `[limits] max_streams` (`503`).
+    fn reserve(&self, ctx: &Arc<Party>, call_id: &str, name: &str, source: PeerId) -> Result<(), RestCallError>;
+    /// The source exists and the call's audio feeds it: `PUBLISHING`.
+    fn live(&self, call_id: &str, source: PeerId);
+    /// The call is over: the stream ends (`UNPUBLISHED` with `info`), its players get `STOPPED`.
+    fn ended(&self, call_id: &str, source: PeerId, info: &str);
+}
 pub const NO_VIDEO: &str = "hasVideo: calls started through the REST API are audio only";
 pub const NO_AUDIO: &str = "hasAudio: a call without audio is not supported";
 pub const NO_REGISTER: &str = "sipRegisterRequired: calls started through the REST API do not REGISTER \
@@ -90,13 +106,18 @@ pub(super) fn startup(
     node: &Arc<NodeInfo>,
     apps: &callgate_hooks::AppRegistry,
     body: Map<String, Value>,
+    streams: &Arc<dyn CallStreams>,
 ) -> Result<(), RestCallError> {
     let call_id: Arc<str> = text(&body, "callId").ok_or_else(|| bad("callId is required"))?.into();
     let callee = text(&body, "callee").ok_or_else(|| bad("callee is required"))?.to_string();
-    for k in ["rtmpUrl", "rtmpStream", "toStream"] {
+    for k in ["rtmpUrl", "rtmpStream"] {
         if text(&body, k).is_some() {
-            return Err(bad(NOT_REPUBLISHED));
+            return Err(bad(NO_RTMP));
         }
+    }
+    let to_stream = text(&body, "toStream").map(str::to_string);
+    if to_stream.as_deref().is_some_and(|n| n.contains("://")) {
+        return Err(bad(TO_STREAM_NOT_A_NAME));
     }
     if flag(&body, "hasVideo")? == Some(true) {
         return Err(bad(NO_VIDEO));
@@ -166,20 +187,50 @@ pub(super) fn startup(
         Err(super::call::NotRecorded::TooMany(r)) => return Err(RestCallError::Overloaded(r.info())),
         Err(_) => return Err(RestCallError::Conflict(format!("callId {call_id} is already in use"))),
     };
+    // `toStream`: the name is taken now (a name in use is this request's 409), the stream
+    // lives as long as the call.
+    let stream = match &to_stream {
+        Some(name) => {
+            let source = calls.media.next_peer_id();
+            if let Err(e) = streams.reserve(&ctx, &call_id, name, source) {
+                recorded.abandon();
+                return Err(e);
+            }
+            Some((streams.clone(), source))
+        }
+        None => None,
+    };
     metrics::counter!("callgate_rest_calls_total").increment(1);
     let calls = calls.clone();
     tokio::spawn(async move {
         let calls = &calls;
+        if let Some((streams, source)) = &stream {
+            // Created before the leg, so no packet of the call's audio is missed.
+            match calls.media.add_leg_source(*source, peer, super::ports::RTP_LEG_CODEC).await {
+                Ok(()) => streams.live(&call_id, *source),
+                Err(e) => {
+                    tracing::warn!(call = &*call_id, error = %e, "toStream: the media source could not be made");
+                    streams.ended(&call_id, *source, callgate_proto::info::FAILED_BY_ERROR);
+                }
+            }
+        }
+        let end_stream = || {
+            if let Some((streams, source)) = &stream {
+                streams.ended(&call_id, *source, callgate_proto::info::STOPPED_BY_CALL_END);
+            }
+        };
         let port = match calls.sip_port().await {
             Ok(p) => p,
             Err(info) => {
                 recorded.abandon();
+                end_stream();
                 return call::raise(&ctx, &obj, FAILED, &info, None);
             }
         };
         let dial = Dial { creds, session_destinations: Vec::new(), session: ctx.id.clone() };
         let task = recorded.task(calls, port, &ctx, &call_id, obj.clone(), peer);
         task.run_outgoing(Origin::RestApi, Leg::Rtp, obj, Some(dial)).await;
+        end_stream();
     });
     Ok(())
 }

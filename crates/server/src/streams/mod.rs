@@ -26,6 +26,7 @@
 //! the streams; the media task owns the str0m peers; a small task per stream turns the media
 //! events of its peer into statuses.
 
+pub mod call_audio;
 pub mod directory;
 mod events;
 mod keep_alive;
