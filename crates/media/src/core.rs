@@ -148,6 +148,8 @@ struct Peer {
     /// Publisher with snapshots pending: the keyframe being reassembled for them (see
     /// [`crate::snapshot`]); `None` the rest of the time.
     snapshot: Option<Box<KeyframeTap>>,
+    /// Publisher served as HLS: the muxer's queue (see [`crate::hls`]).
+    hls: Option<crate::hls::HlsTap>,
     /// Where its datagrams leave: the shared socket, or (relay publisher) its own.
     via: Via,
     /// Relay publisher (see [`MediaCore::add_relay`]): the address of its own socket, which
@@ -712,6 +714,7 @@ impl MediaCore {
             pending: None,
             record: None,
             snapshot: None,
+            hls: None,
             via: Via::Shared,
             relay_local: None,
         };
@@ -742,6 +745,23 @@ impl MediaCore {
         p.record = Some(tap);
         self.request_keyframe(id, now);
         Ok(())
+    }
+
+    /// Serves publisher `id` as HLS (see [`crate::hls`]): from now on a copy of each of its
+    /// packets goes to a muxer thread whose output is returned. A keyframe is asked for at once.
+    /// An earlier output of the same publisher is replaced (its playlist ends).
+    pub fn start_hls(
+        &mut self,
+        id: PeerId,
+        cfg: crate::hls::HlsConfig,
+        now: Instant,
+    ) -> Result<Arc<crate::hls::HlsOutput>, MediaError> {
+        let p = self.peers.get_mut(&id).filter(|p| p.role == Role::Publisher).ok_or(MediaError::NotFound(id))?;
+        let (tap, out) = crate::hls::start(cfg, p.audio_mid.is_some(), p.video_mid.is_some())
+            .map_err(|e| MediaError::Negotiation(format!("cannot start the HLS thread: {e}")))?;
+        p.hls = Some(tap);
+        self.request_keyframe(id, now);
+        Ok(out)
     }
 
     /// Asks publisher `id` for its next complete VP8 keyframe, for a snapshot (see
@@ -944,6 +964,7 @@ impl MediaCore {
             pending: Some(pending),
             record: None,
             snapshot: None,
+            hls: None,
             via: Via::Shared,
             relay_local: None,
         };
@@ -1014,6 +1035,7 @@ impl MediaCore {
             pending: Some(pending),
             record: None,
             snapshot: None,
+            hls: None,
             via: Via::Rtp(id),
             relay_local: Some(local),
         };
@@ -1529,6 +1551,26 @@ impl MediaCore {
                                         // The writer stopped (it failed and reported why).
                                         p.record = None;
                                     } else if std::mem::take(&mut tap.wants_keyframe) {
+                                        wants_keyframe = Some(id);
+                                    }
+                                }
+                            }
+                            if let Some(tap) = p.hls.as_mut() {
+                                let pt = pkt.header.payload_type;
+                                let codec = p.rtc.codec_config().find(|c| c.pt() == pt).map(|c| c.spec().codec);
+                                if let Some(codec) = codec {
+                                    let copy = RecPacket {
+                                        kind,
+                                        codec,
+                                        seq: *pkt.seq_no,
+                                        ts: pkt.header.timestamp,
+                                        marker: pkt.header.marker,
+                                        payload: pkt.payload.clone(),
+                                        arrival: pkt.timestamp,
+                                    };
+                                    if !tap.offer(copy) {
+                                        p.hls = None;
+                                    } else if tap.take_wants_keyframe() {
                                         wants_keyframe = Some(id);
                                     }
                                 }

@@ -111,6 +111,11 @@ enum Command {
         reports: mpsc::UnboundedSender<RecordReport>,
         reply: oneshot::Sender<Result<(), MediaError>>,
     },
+    Hls {
+        id: PeerId,
+        cfg: crate::hls::HlsConfig,
+        reply: oneshot::Sender<Result<Arc<crate::hls::HlsOutput>, MediaError>>,
+    },
     Snapshot {
         id: PeerId,
         reply: oneshot::Sender<crate::snapshot::KeyframeReply>,
@@ -338,6 +343,14 @@ impl MediaEndpoint {
     ) -> Result<(), MediaError> {
         let (reply, rx) = oneshot::channel();
         self.send(Command::Record { id, spec, reports, reply }).await?;
+        rx.await.map_err(|_| MediaError::Stopped)?
+    }
+
+    /// Serves publisher `id` as HLS (see [`crate::hls`]) until it ends or the output is
+    /// stopped ([`crate::hls::HlsOutput::stop`]).
+    pub async fn hls(&self, id: PeerId, cfg: crate::hls::HlsConfig) -> Result<Arc<crate::hls::HlsOutput>, MediaError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Hls { id, cfg, reply }).await?;
         rx.await.map_err(|_| MediaError::Stopped)?
     }
 
@@ -705,6 +718,9 @@ fn handle_command(
         Command::RequestKeyframe { id } => core.request_keyframe(id, now),
         Command::Record { id, spec, reports, reply } => {
             let _ = reply.send(core.start_recording(id, spec, reports, now));
+        }
+        Command::Hls { id, cfg, reply } => {
+            let _ = reply.send(core.start_hls(id, cfg, now));
         }
         Command::Snapshot { id, reply } => core.snapshot(id, reply, now),
         Command::Stats { id, reply } => {

@@ -37,6 +37,7 @@ pub mod config;
 pub mod core;
 pub mod endpoint;
 pub mod forward;
+pub mod hls;
 pub mod record;
 pub mod rtp;
 pub mod sdp;

@@ -54,6 +54,9 @@ pub const NO_STREAM_NAME: &str = "Failed by error: no stream name";
 /// `playHLS`, `playRTSP` messages and RTMP/HTTP stream names are not implemented (`playStream`
 /// of an `rtsp://` name is: docs/hooks.md §10).
 pub const PULL_NOT_SUPPORTED: &str = "Playing RTSP, RTMP or HLS sources is not supported by this server";
+/// The `playHLS` WebSocket message: HLS is served over HTTP (docs/media.md "HLS output").
+pub const PLAY_HLS_OVER_HTTP: &str =
+    "HLS is not played over the WebSocket: fetch http://<server>:<http port>/<stream>/index.m3u8 with an HLS player";
 
 // ---- Pulled RTSP sources (`playStream` of an rtsp:// name; never the URL: it may hold credentials) ----
 

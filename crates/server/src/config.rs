@@ -23,6 +23,7 @@ pub struct Config {
     pub hooks: HooksConfig,
     pub media: MediaSection,
     pub recording: RecordingSection,
+    pub hls: HlsSection,
     pub sip: SipSection,
     pub registrar: RegistrarSection,
     pub xcap: XcapSection,
@@ -298,6 +299,32 @@ pub struct RecordingSection {
     pub queue_packets: usize,
     /// Serve the files at `GET /client/records/{recordName}` on the HTTP port.
     pub download: bool,
+}
+
+/// `[hls]`: published streams as (LL-)HLS at `/<stream>/index.m3u8` on the HTTP port
+/// (streams/hls.rs).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HlsSection {
+    pub enabled: bool,
+    /// The app whose `playHLS` hook decides each player (an HTTP player has no session).
+    pub app_key: String,
+    pub segment_ms: u64,
+    pub part_ms: u64,
+    /// Complete segments kept (in the playlist and in memory) per stream.
+    pub window: usize,
+    /// A stream's muxer stops after this long without an HLS request.
+    pub idle_timeout_s: u64,
+    /// An ended stream's last playlist (with `#EXT-X-ENDLIST`) is served this long.
+    pub ended_linger_s: u64,
+    /// A player's `playHLS` decision is kept this long (its later requests run no hook).
+    pub player_cache_s: u64,
+    /// How long the first playlist request waits for the first segment.
+    pub first_segment_wait_ms: u64,
+    /// The `playHLS` hook's restClientConfig entry (no `connect` answer can give one).
+    pub rest_on_error: String,
+    pub rest_policy: String,
+    pub rest_overwrite: String,
 }
 
 /// `[sip]`: the SIP user agent (registrations, calls).
@@ -720,6 +747,18 @@ impl Config {
         self.rest_api.check_cors()?;
         if self.recording.enabled && self.recording.dir.trim().is_empty() {
             bail!("recording.dir must name a directory (or set recording.enabled = false)");
+        }
+        if self.hls.enabled {
+            let h = &self.hls;
+            if h.part_ms == 0 || h.segment_ms < h.part_ms || h.window == 0 {
+                bail!("hls: part_ms must be > 0, segment_ms >= part_ms and window > 0");
+            }
+            if !h.rest_on_error.eq_ignore_ascii_case("FAIL") && !h.rest_on_error.eq_ignore_ascii_case("LOG") {
+                bail!("hls.rest_on_error must be FAIL or LOG");
+            }
+            if !["NOTIFY", "OVERWRITE", "DISABLE"].iter().any(|p| h.rest_policy.eq_ignore_ascii_case(p)) {
+                bail!("hls.rest_policy must be NOTIFY, OVERWRITE or DISABLE");
+            }
         }
         if self.console.enabled && (self.console.feed_capacity == 0 || self.console.max_listeners == 0) {
             bail!("console.feed_capacity and console.max_listeners must be > 0 (or console.enabled = false)");

@@ -262,12 +262,19 @@ pub async fn start_as(cfg: Config, node_id: Arc<str>) -> anyhow::Result<RunningS
         streams::spawn_keep_alive(Arc::downgrade(&shared.streams), ka);
     }
 
+    let hls = streams::hls::Hls::from_config(
+        &shared.cfg.hls,
+        shared.streams.clone(),
+        shared.node.clone(),
+        shared.apps.get(&shared.cfg.hls.app_key).cloned(),
+    );
     let ws_router = Router::new().fallback(ws_upgrade).with_state(shared.clone());
     let http_router = Router::new()
         .merge(rest_api::router(shared.clone()))
         .merge(openapi::router())
         .merge(echo_app::router())
         .merge(streams::recording::router(shared.streams.clone()))
+        .merge(streams::hls::router(hls))
         .merge(metrics_http::router(shared.clone()))
         .merge(console::router(
             &shared.cfg,

@@ -1,5 +1,6 @@
 //! Streams: `publishStream`, `playStream`, `unPublishStream`, `stopStream`, `availableStream`,
-//! `sendStreamEvent`, `snapshot` (+ the `playHLS`, `playRTSP` messages, refused), their hooks and
+//! `sendStreamEvent`, `snapshot` (+ the `playHLS`, `playRTSP` messages, refused; HLS is served
+//! over HTTP by `hls`), their hooks and
 //! events, the keep-alive hook, and the REST API's view (`/stream/find`, `/find_all`, `/terminate`).
 //! `playStream` of an `rtsp://` name runs the `playRTSP` hook and plays a pulled camera
 //! (`rtsp`).
@@ -29,6 +30,7 @@
 pub mod call_audio;
 pub mod directory;
 mod events;
+pub mod hls;
 mod keep_alive;
 mod lifecycle;
 pub mod recording;
@@ -263,8 +265,15 @@ pub async fn snapshot_png(streams: &Streams, name: &str) -> Result<Vec<u8>, Stri
     events::take_snapshot(streams, Some(name)).await
 }
 
-/// The `playHLS` and `playRTSP` messages: refused (the SDK plays an RTSP camera with
-/// `playStream` of its `rtsp://` URL, which is supported).
+/// The `playHLS` message: refused, its info naming the HTTP URL (the SDK never sends it; HLS
+/// players fetch `/<stream>/index.m3u8` from the HTTP port, see [`hls`]).
+pub fn play_hls_refused(ctx: &Arc<Party>, obj: Map<String, Value>) {
+    let data = ctx.with_context(obj);
+    raise_status(ctx, stream_object(data), stream::FAILED, proto_info::PLAY_HLS_OVER_HTTP, true, Origin::Client);
+}
+
+/// The `playRTSP` message: refused (the SDK plays an RTSP camera with `playStream` of its
+/// `rtsp://` URL, which is supported).
 pub fn pull_refused(ctx: &Arc<Party>, obj: Map<String, Value>) {
     let data = ctx.with_context(obj);
     raise_status(ctx, stream_object(data), stream::FAILED, info::PULL_NOT_SUPPORTED, true, Origin::Client);

@@ -1,0 +1,396 @@
+//! HLS / Low-Latency HLS output (`[hls]`): every stream published on this node at
+//! `GET /<stream>/index.m3u8` on the HTTP port, with `init.mp4`, `seg<N>.m4s` and
+//! `part<N>.<i>.m4s` beside it (the muxer: `callgate_media::hls`).
+//!
+//! ```text
+//! GET /<stream>/<file> ─> player = (client IP, stream asked for): decision cached?
+//!        │ no: playHLS hook ([hls] app_key, restClientConfig from [hls]) -> allow (OVERWRITE may
+//!        │     rewrite name) | refuse -> 403 <reason>; kept player_cache_s either way
+//!        v
+//!  muxer of the (rewritten) name: running? else the directory's publisher -> media.hls(peer)
+//!        │ (the core taps the publisher like a recorder, a muxer thread cuts parts/segments)
+//!        v
+//!  index.m3u8 (blocking reload: _HLS_msn/_HLS_part wait for that part) | init.mp4 | seg | part
+//! janitor per muxer: no request for idle_timeout_s -> stopped; stream ended -> ENDLIST served
+//! ended_linger_s, then forgotten.
+//! ```
+//!
+//! An HLS player is not a stream of the directory: it gets no StreamStatusEvent and is not in
+//! `/stream/find`; its hook is its only trace at the backend.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use axum::extract::{ConnectInfo, Path as UrlPath, Query, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use callgate_hooks::{App, HookMethod, Origin, RestClientConfig};
+use callgate_media::hls::{HlsConfig, HlsOutput, Segmenter};
+use callgate_media::PeerId;
+use parking_lot::Mutex;
+use serde_json::{Map, Value};
+
+use super::Streams;
+use crate::config::HlsSection;
+use crate::party::NodeInfo;
+use crate::wire::ConnAddrs;
+
+/// Players whose decision is cached, at most (expired ones are pruned first; past it the
+/// oldest half goes).
+const MAX_PLAYERS: usize = 10_000;
+
+/// The node's HLS output.
+pub struct Hls {
+    media: HlsConfig,
+    idle: Duration,
+    linger: Duration,
+    cache_for: Duration,
+    first_wait: Duration,
+    streams: Arc<Streams>,
+    node: Arc<NodeInfo>,
+    app: Option<Arc<App>>,
+    rcc: Arc<RestClientConfig>,
+    muxers: Mutex<HashMap<String, Arc<Muxer>>>,
+    /// One muxer is started at a time (two first requests for a stream start one muxer).
+    starting: tokio::sync::Mutex<()>,
+    players: Mutex<HashMap<(IpAddr, String), Decision>>,
+}
+
+struct Muxer {
+    peer: PeerId,
+    out: Arc<HlsOutput>,
+    last_request: Mutex<Instant>,
+}
+
+#[derive(Clone)]
+struct Decision {
+    result: Result<String, String>,
+    until: Instant,
+}
+
+impl Hls {
+    /// `None` when `[hls] enabled = false`. `app`: `[hls] app_key`'s app (`None`: no hook runs).
+    pub fn from_config(
+        cfg: &HlsSection,
+        streams: Arc<Streams>,
+        node: Arc<NodeInfo>,
+        app: Option<Arc<App>>,
+    ) -> Option<Arc<Hls>> {
+        if !cfg.enabled {
+            return None;
+        }
+        if app.is_none() {
+            tracing::warn!(
+                app_key = cfg.app_key,
+                "hls.app_key names no app: HLS players are served without a playHLS hook"
+            );
+        }
+        let mut entry = Map::new();
+        entry.insert("restOnError".into(), cfg.rest_on_error.to_ascii_uppercase().into());
+        entry.insert("restPolicy".into(), cfg.rest_policy.to_ascii_uppercase().into());
+        entry.insert("restOverwrite".into(), cfg.rest_overwrite.clone().into());
+        let mut rcc = Map::new();
+        rcc.insert(HookMethod::PlayHls.url_name().into(), Value::Object(entry));
+        let (rcc, warnings) = RestClientConfig::parse(Some(&Value::Object(rcc)));
+        for w in warnings {
+            tracing::warn!(warning = %w, "[hls] hook settings");
+        }
+        Some(Arc::new(Hls {
+            media: HlsConfig {
+                segment: Duration::from_millis(cfg.segment_ms),
+                part: Duration::from_millis(cfg.part_ms),
+                window: cfg.window,
+            },
+            idle: Duration::from_secs(cfg.idle_timeout_s.max(1)),
+            linger: Duration::from_secs(cfg.ended_linger_s),
+            cache_for: Duration::from_secs(cfg.player_cache_s),
+            first_wait: Duration::from_millis(cfg.first_segment_wait_ms),
+            streams,
+            node,
+            app,
+            rcc: Arc::new(rcc),
+            muxers: Mutex::new(HashMap::new()),
+            starting: tokio::sync::Mutex::new(()),
+            players: Mutex::new(HashMap::new()),
+        }))
+    }
+
+    /// Streams being muxed now.
+    pub fn muxers(&self) -> usize {
+        self.muxers.lock().len()
+    }
+
+    /// The player's decision: the stream to play, or why not. The `playHLS` hook runs for a
+    /// player (client IP + stream asked for) with no decision in the last `player_cache_s`.
+    async fn decide(&self, ip: IpAddr, stream: &str) -> Result<String, String> {
+        let key = (ip, stream.to_string());
+        let now = Instant::now();
+        if let Some(d) = self.players.lock().get(&key).filter(|d| d.until > now) {
+            return d.result.clone();
+        }
+        let result = self.hook(ip, stream).await;
+        let mut players = self.players.lock();
+        if players.len() >= MAX_PLAYERS {
+            players.retain(|_, d| d.until > now);
+            if players.len() >= MAX_PLAYERS {
+                let mut untils: Vec<Instant> = players.values().map(|d| d.until).collect();
+                untils.sort_unstable();
+                let cut = untils[untils.len() / 2];
+                players.retain(|_, d| d.until > cut);
+            }
+        }
+        players.insert(key, Decision { result: result.clone(), until: Instant::now() + self.cache_for });
+        result
+    }
+
+    async fn hook(&self, ip: IpAddr, stream: &str) -> Result<String, String> {
+        metrics::counter!("callgate_hls_players_total").increment(1);
+        let Some(app) = &self.app else { return Ok(stream.to_string()) };
+        let session = format!("hls:/{ip}");
+        let mut data = Map::new();
+        data.insert("nodeId".into(), Value::from(&*self.node.id));
+        data.insert("appKey".into(), Value::from(&*app.key));
+        data.insert("sessionId".into(), Value::from(session.as_str()));
+        data.insert("mediaSessionId".into(), Value::from(uuid::Uuid::new_v4().to_string()));
+        data.insert("name".into(), Value::from(stream));
+        data.insert("published".into(), false.into());
+        data.insert("hasVideo".into(), true.into());
+        data.insert("hasAudio".into(), true.into());
+        data.insert("status".into(), callgate_proto::status::stream::PENDING.into());
+        data.insert("mediaProvider".into(), "HLS".into());
+        data.insert("clientIP".into(), Value::from(ip.to_string()));
+        let inv =
+            self.node.engine.invoke(app, &self.rcc, HookMethod::PlayHls, Origin::Client, &mut data, &session).await;
+        if inv.verdict.aborts() {
+            metrics::counter!("callgate_hls_players_refused_total").increment(1);
+            let info = inv.client_info();
+            tracing::info!(%ip, stream, info, "playHLS refused");
+            return Err(if info.is_empty() { "Forbidden".into() } else { info });
+        }
+        match data.get("name") {
+            Some(Value::String(n)) if !n.is_empty() => Ok(n.clone()),
+            _ => Err("Failed by error: no stream name".into()),
+        }
+    }
+
+    /// The running muxer of `name`, or a new one on its publisher.
+    async fn muxer(self: &Arc<Self>, name: &str) -> Result<Arc<Muxer>, (StatusCode, String)> {
+        let publisher = || self.streams.dir.lock().publisher(name).map(|e| e.peer);
+        let current = |peer: Option<PeerId>| {
+            let m = self.muxers.lock().get(name).cloned()?;
+            // An ended stream's muxer serves its last playlist, unless the name is published again.
+            (!m.out.lock().ended() || peer.is_none_or(|p| p == m.peer)).then_some(m)
+        };
+        if let Some(m) = current(publisher()) {
+            return Ok(m);
+        }
+        let _one = self.starting.lock().await;
+        let peer = publisher();
+        if let Some(m) = current(peer) {
+            return Ok(m);
+        }
+        let Some(peer) = peer else {
+            return Err((StatusCode::NOT_FOUND, callgate_proto::info::STREAM_NOT_FOUND.into()));
+        };
+        let out = self.streams.media.hls(peer, self.media).await.map_err(|e| match e {
+            callgate_media::MediaError::NotFound(_) => {
+                (StatusCode::NOT_FOUND, callgate_proto::info::STREAM_NOT_FOUND.to_string())
+            }
+            e => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        })?;
+        let m = Arc::new(Muxer { peer, out, last_request: Mutex::new(Instant::now()) });
+        tracing::info!(stream = name, peer = peer.0, "HLS muxer started");
+        self.muxers.lock().insert(name.to_string(), m.clone());
+        tokio::spawn(janitor(Arc::downgrade(self), name.to_string(), m.clone()));
+        Ok(m)
+    }
+}
+
+/// Stops `m` after `idle` without requests; forgets it `linger` after its stream ended.
+async fn janitor(hls: Weak<Hls>, name: String, m: Arc<Muxer>) {
+    let mut ended_at: Option<Instant> = None;
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let Some(hls) = hls.upgrade() else { return };
+        let now = Instant::now();
+        let ended = m.out.lock().ended();
+        if ended {
+            let at = *ended_at.get_or_insert(now);
+            if now.duration_since(at) < hls.linger {
+                continue;
+            }
+        } else if now.duration_since(*m.last_request.lock()) < hls.idle {
+            continue;
+        }
+        m.out.stop();
+        let mut muxers = hls.muxers.lock();
+        if muxers.get(&name).is_some_and(|x| Arc::ptr_eq(x, &m)) {
+            muxers.remove(&name);
+        }
+        tracing::info!(stream = name, ended, "HLS muxer removed");
+        return;
+    }
+}
+
+/// The files of a stream's HLS output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum File {
+    Playlist,
+    Init,
+    Segment(u64),
+    Part(u64, usize),
+}
+
+fn parse_file(f: &str) -> Option<File> {
+    match f {
+        "index.m3u8" => Some(File::Playlist),
+        "init.mp4" => Some(File::Init),
+        _ => {
+            if let Some(n) = f.strip_prefix("seg").and_then(|r| r.strip_suffix(".m4s")) {
+                return n.parse().ok().map(File::Segment);
+            }
+            let (msn, i) = f.strip_prefix("part")?.strip_suffix(".m4s")?.split_once('.')?;
+            Some(File::Part(msn.parse().ok()?, i.parse().ok()?))
+        }
+    }
+}
+
+/// `GET /{stream}/{file}` on the HTTP port (no credentials: the `playHLS` hook decides).
+pub fn router<S: Clone + Send + Sync + 'static>(hls: Option<Arc<Hls>>) -> Router<S> {
+    match hls {
+        Some(hls) => Router::new().route("/{stream}/{file}", get(serve)).with_state(hls),
+        None => Router::new(),
+    }
+}
+
+async fn serve(
+    State(hls): State<Arc<Hls>>,
+    ConnectInfo(addrs): ConnectInfo<ConnAddrs>,
+    UrlPath((stream, file)): UrlPath<(String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let Some(file) = parse_file(&file) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let kind = match file {
+        File::Playlist => "playlist",
+        File::Init => "init",
+        File::Segment(_) => "segment",
+        File::Part(..) => "part",
+    };
+    metrics::counter!("callgate_hls_requests_total", "file" => kind).increment(1);
+    let name = match hls.decide(addrs.remote.ip(), &stream).await {
+        Ok(n) => n,
+        Err(reason) => return text(StatusCode::FORBIDDEN, reason),
+    };
+    let m = match hls.muxer(&name).await {
+        Ok(m) => m,
+        Err((status, reason)) => return text(status, reason),
+    };
+    *m.last_request.lock() = Instant::now();
+    if let Some(why) = m.out.lock().failed() {
+        return text(StatusCode::UNSUPPORTED_MEDIA_TYPE, why.to_string());
+    }
+    let r = match file {
+        File::Playlist => playlist(&hls, &m, &q).await,
+        File::Init => {
+            if !wait_for(&m, hls.first_wait, |s| s.init().is_some()).await {
+                return no_media_yet(&m);
+            }
+            let init = m.out.lock().init();
+            init.map(|b| media(b.to_vec()))
+        }
+        File::Segment(msn) => m.out.lock().segment(msn).map(|s| media(s.bytes())),
+        File::Part(msn, i) => m.out.lock().part(msn, i).map(|p| media(p.data.to_vec())),
+    };
+    r.unwrap_or_else(|| text(StatusCode::NOT_FOUND, "no such segment or part (outside the window)".into()))
+}
+
+async fn playlist(hls: &Hls, m: &Muxer, q: &HashMap<String, String>) -> Option<Response> {
+    if !wait_for(m, hls.first_wait, |s| s.segments() > 0 || s.ended()).await {
+        return Some(no_media_yet(m));
+    }
+    // Blocking playlist reload (LL-HLS): wait until the segment (and part) asked for exists.
+    if let Some(msn) = q.get("_HLS_msn") {
+        let Ok(msn) = msn.parse::<u64>() else {
+            return Some(text(StatusCode::BAD_REQUEST, "bad _HLS_msn".into()));
+        };
+        let part = match q.get("_HLS_part").map(|p| p.parse::<usize>()) {
+            None => None,
+            Some(Ok(p)) => Some(p),
+            Some(Err(_)) => return Some(text(StatusCode::BAD_REQUEST, "bad _HLS_part".into())),
+        };
+        if m.out.lock().has(msn, part).is_none() {
+            return Some(text(StatusCode::BAD_REQUEST, "_HLS_msn is more than two segments ahead".into()));
+        }
+        // At most three target durations (RFC 8216bis §6.2.5.2), then the playlist as it is.
+        let wait = hls.media.segment * 3;
+        wait_for(m, wait, |s| s.has(msn, part) != Some(false)).await;
+    }
+    let body = m.out.lock().playlist();
+    let mut r = (StatusCode::OK, body).into_response();
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/vnd.apple.mpegurl"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    Some(r)
+}
+
+/// Waits up to `wait` for `cond` on the segmenter; whether it holds.
+async fn wait_for(m: &Muxer, wait: Duration, cond: impl Fn(&Segmenter) -> bool) -> bool {
+    let mut rx = m.out.subscribe();
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        if cond(&m.out.lock()) {
+            return true;
+        }
+        match tokio::time::timeout_at(deadline, rx.changed()).await {
+            Ok(Ok(())) => {}
+            _ => return cond(&m.out.lock()),
+        }
+    }
+}
+
+fn no_media_yet(m: &Muxer) -> Response {
+    match m.out.lock().failed() {
+        Some(why) => text(StatusCode::UNSUPPORTED_MEDIA_TYPE, why.to_string()),
+        None => text(StatusCode::SERVICE_UNAVAILABLE, "no media from the stream yet (waiting for a keyframe)".into()),
+    }
+}
+
+fn media(bytes: Vec<u8>) -> Response {
+    metrics::counter!("callgate_hls_bytes_sent_total").increment(bytes.len() as u64);
+    let mut r = (StatusCode::OK, bytes).into_response();
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("video/mp4"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("max-age=60"));
+    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    r
+}
+
+fn text(status: StatusCode, body: String) -> Response {
+    let mut r = (status, body).into_response();
+    r.headers_mut().insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names() {
+        assert_eq!(parse_file("index.m3u8"), Some(File::Playlist));
+        assert_eq!(parse_file("init.mp4"), Some(File::Init));
+        assert_eq!(parse_file("seg12.m4s"), Some(File::Segment(12)));
+        assert_eq!(parse_file("part12.3.m4s"), Some(File::Part(12, 3)));
+        for bad in ["seg.m4s", "part1.m4s", "part1.x.m4s", "segx.m4s", "index.m3u", "../init.mp4", "seg-1.m4s"] {
+            assert_eq!(parse_file(bad), None, "{bad}");
+        }
+    }
+}
