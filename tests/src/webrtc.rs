@@ -93,6 +93,14 @@ impl Drop for FakeBrowser {
 }
 
 impl FakeBrowser {
+    /// A publisher of real H.264 (and Opus-like audio), H.264 its only video codec: the access
+    /// units of [`REAL_H264_GOP`] (320x240, 50 frames, an IDR with SPS/PPS first) at 50 fps,
+    /// looped; a keyframe request makes the next frame the GOP's IDR, as an encoder answers a
+    /// PLI. What an HLS muxer or a decoder needs (parameter sets, slices) is real.
+    pub async fn publisher_real_h264() -> FakeBrowser {
+        FakeBrowser::start(Direction::SendOnly, Profile::PublishRealH264, Codecs::H264Only).await
+    }
+
     /// A publisher: sendonly audio + video.
     pub async fn publisher() -> FakeBrowser {
         FakeBrowser::start(Direction::SendOnly, Profile::Publish, Codecs::Default).await
@@ -302,6 +310,7 @@ enum Profile {
     Publish,
     PublishVp8,
     PublishRealVp8,
+    PublishRealH264,
     Play,
     Call,
     CallVideo,
@@ -323,6 +332,8 @@ async fn run(
     let mut buf = vec![0u8; 2048];
     let mut next_frame = Instant::now();
     let mut n: u64 = 0;
+    let gop = if profile == Profile::PublishRealH264 { h264_access_units(REAL_H264_GOP) } else { Vec::new() };
+    let mut gop_pos = 0;
     loop {
         let Some(timeout) = drain(&mut rtc, &socket, &stats, mids).await else { return };
         let connected = stats.lock().connected;
@@ -380,6 +391,16 @@ async fn run(
                                     vp8_frame(key, n)
                                 }
                             }
+                            (Profile::PublishRealH264, _) => {
+                                let requests = stats.lock().keyframe_requests;
+                                if requests > answered_requests || gop_pos == gop.len() {
+                                    gop_pos = 0;
+                                }
+                                answered_requests = requests;
+                                key = gop_pos == 0;
+                                gop_pos += 1;
+                                gop[gop_pos - 1].clone()
+                            }
                             // Annex B: a start code and an IDR slice NAL unit header.
                             _ if codec == str0m::format::Codec::H264 => {
                                 vec![0, 0, 0, 1, 0x65, n as u8, 1, 2, 3, 4, 5, 6, 7, 8]
@@ -405,6 +426,41 @@ async fn run(
             }
         }
     }
+}
+
+/// A closed GOP of real H.264 (Constrained Baseline, 320x240, 50 frames at 50 fps, one slice per
+/// frame: SPS, PPS, SEI and IDR, then 49 P-frames), Annex B, encoded by x264
+/// (`crates/media/testdata/make_h264_gop.py`).
+pub const REAL_H264_GOP: &[u8] = include_bytes!("../../crates/media/testdata/gop-320x240.h264");
+
+/// An Annex B H.264 stream cut into access units, each in Annex B: the NAL units up to and
+/// including a slice (types 1 and 5), as the one-slice-per-frame [`REAL_H264_GOP`] is made.
+pub fn h264_access_units(stream: &[u8]) -> Vec<Vec<u8>> {
+    let mut starts = Vec::new();
+    let mut i = 0;
+    while i + 3 <= stream.len() {
+        if stream[i..i + 3] == [0, 0, 1] {
+            starts.push(i + 3);
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    let mut units = Vec::new();
+    let mut au = Vec::new();
+    for (k, &s) in starts.iter().enumerate() {
+        // A NAL unit ends where the next start code (00 00 01, or 00 00 00 01) begins.
+        let mut end = starts.get(k + 1).map_or(stream.len(), |&n| n - 3);
+        if end > s && k + 1 < starts.len() && stream[end - 1] == 0 {
+            end -= 1;
+        }
+        au.extend_from_slice(&[0, 0, 0, 1]);
+        au.extend_from_slice(&stream[s..end]);
+        if matches!(stream[s] & 0x1f, 1 | 5) {
+            units.push(std::mem::take(&mut au));
+        }
+    }
+    units
 }
 
 /// A real VP8 keyframe, 320x240, encoded by libvpx's `vpxenc` from colour bars

@@ -298,7 +298,9 @@ async fn serve(
     let r = match file {
         File::Playlist => playlist(&hls, &m, &q).await,
         File::Init => {
-            if !wait_for(&m, hls.first_wait, |s| s.init().is_some()).await {
+            if !wait_for(&m, hls.first_wait, |s| s.init().is_some() || s.failed().is_some()).await
+                || m.out.lock().failed().is_some()
+            {
                 return no_media_yet(&m);
             }
             let init = m.out.lock().init();
@@ -311,7 +313,9 @@ async fn serve(
 }
 
 async fn playlist(hls: &Hls, m: &Muxer, q: &HashMap<String, String>) -> Option<Response> {
-    if !wait_for(m, hls.first_wait, |s| s.segments() > 0 || s.ended()).await {
+    // A stream whose codec HLS cannot carry fails its muxer (and ends it) once its first
+    // packet shows the codec, which may be while this request waits: checked after the wait.
+    if !wait_for(m, hls.first_wait, |s| s.segments() > 0 || s.ended()).await || m.out.lock().failed().is_some() {
         return Some(no_media_yet(m));
     }
     // Blocking playlist reload (LL-HLS): wait until the segment (and part) asked for exists.
