@@ -1,4 +1,4 @@
-// Serves the test page and the SDK bundle (straight from node_modules) on 127.0.0.1.
+// Serves the test page, the SDK bundle and hls.js (straight from node_modules) on 127.0.0.1.
 import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
@@ -10,6 +10,8 @@ const require = createRequire(import.meta.url);
 
 /** The browserified bundle shipped in the package root (defines window.Flashphoner). */
 export const SDK_BUNDLE = path.join(path.dirname(require.resolve('@flashphoner/websdk/package.json')), 'flashphoner.js');
+/** hls.js's browser build (defines window.Hls), for HLS players on the test page. */
+export const HLS_JS = path.join(path.dirname(require.resolve('hls.js/package.json')), 'dist', 'hls.min.js');
 const INDEX = path.join(here, '..', 'static', 'index.html');
 
 export async function startStaticServer() {
@@ -17,6 +19,7 @@ export async function startStaticServer() {
     '/': { file: INDEX, type: 'text/html; charset=utf-8' },
     '/index.html': { file: INDEX, type: 'text/html; charset=utf-8' },
     '/flashphoner.js': { file: SDK_BUNDLE, type: 'application/javascript; charset=utf-8' },
+    '/hls.min.js': { file: HLS_JS, type: 'application/javascript; charset=utf-8' },
   };
   const server = http.createServer((req, res) => {
     const { pathname } = new URL(req.url, 'http://127.0.0.1');
