@@ -17,6 +17,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 pub mod peers;
+pub mod rtsp_camera;
 pub mod sip_fixtures;
 pub mod streams;
 pub mod tls;

@@ -16,9 +16,14 @@ use callgate_tests::{start_server, Backend, Client, Reply, WAIT};
 use serde_json::{json, Value};
 
 fn config(backend: &Backend) -> String {
+    config_with(backend, "")
+}
+
+/// `extra`: more `[hls]` keys, then other sections.
+fn config_with(backend: &Backend, extra: &str) -> String {
     format!(
         "[apps.backendApp]\nurl = \"{}\"\n\
-         [hls]\napp_key = \"backendApp\"\nsegment_ms = 1000\npart_ms = 250\nwindow = 4\nended_linger_s = 30\n",
+         [hls]\napp_key = \"backendApp\"\nsegment_ms = 1000\npart_ms = 250\nwindow = 4\n{extra}",
         backend.url("hooks")
     )
 }
@@ -374,5 +379,60 @@ async fn a_vp8_stream_is_refused_with_415() {
     let r = get(server.http_addr, "/vp8cam/index.m3u8").await;
     assert_eq!(r.status, 415, "{}", r.text());
     assert!(r.text().contains("VP8"), "the reason names the codec: {}", r.text());
+    server.shutdown().await;
+}
+
+/// Any stream, a pulled camera too: an `rtsp://` name (percent-encoded in the path) is served
+/// as HLS from the camera's one pull, started by the HLS request if nobody plays the camera
+/// and kept while the muxer runs; the `playHLS` hook sees the URL with its credentials masked;
+/// a camera that refuses the credentials is a 502 with the pull's info.
+#[tokio::test]
+async fn an_rtsp_camera_is_served_as_hls_from_its_one_pull() {
+    use callgate_tests::rtsp_camera::Camera;
+    let camera = Camera::start(Some(("viewer", "s3cret"))).await;
+    let backend = Backend::start().await;
+    let toml = config_with(&backend, "idle_timeout_s = 1\n[security]\nallowed_private_ranges = [\"127.0.0.0/8\"]\n");
+    let server = start_server(&toml).await;
+    let http = server.http_addr;
+    let enc = |u: &str| u.replace('%', "%25").replace(':', "%3A").replace('/', "%2F").replace('@', "%40");
+    let url = camera.url("viewer:s3cret@");
+
+    let pl = get(http, &format!("/{}/index.m3u8", enc(&url))).await;
+    assert_eq!(pl.status, 200, "{}", pl.text());
+    let hook = backend.wait_for("playHLS", |_| true).await;
+    assert_eq!(hook.body["name"], camera.url("***@"), "credentials never reach the backend");
+    assert_eq!(camera.count("PLAY"), 1, "{:?}", camera.events());
+    assert_eq!(server.shared.streams.pulls(), 1);
+
+    let init = get(http, &format!("/{}/init.mp4", enc(&url))).await;
+    assert_eq!(init.status, 200);
+    let moov = boxes(find(&init.body, "moov").body);
+    let traks: Vec<_> = moov.iter().filter(|b| &b.kind == b"trak").collect();
+    assert_eq!(traks.len(), 1, "video only (the camera has no audio)");
+    let t = boxes(traks[0].body);
+    let video_track = u32_at(child(&t, "tkhd").body, 12);
+    let entry_box = find(child(&t, "mdia").body, "minf/stbl/stsd").body;
+    let entry = &boxes(&entry_box[8..])[0];
+    assert_eq!(&entry.kind, b"avc1");
+    let avcc = child(&boxes(&entry.body[78..]), "avcC").body;
+    assert_eq!(avcc[8] & 0x1f, 7, "the camera's SPS in avcC");
+
+    let seg = get(http, &format!("/{}/{}", enc(&url), segment_uris(&pl.text())[0])).await;
+    assert_eq!(seg.status, 200);
+    let samples = video_samples(&seg.body, video_track);
+    assert!(samples.len() >= 5, "{} samples", samples.len());
+    assert_eq!(samples[0].iter().find(|n| matches!(n[0] & 0x1f, 1 | 5)).map(|n| n[0] & 0x1f), Some(5), "IDR first");
+
+    // No more requests: the muxer stops after idle_timeout_s and its membership ends the pull.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while server.shared.streams.pulls() != 0 {
+        assert!(tokio::time::Instant::now() < deadline, "the pull outlives the idle muxer");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Wrong credentials: the pull's own info, as a player would get it.
+    let bad = get(http, &format!("/{}/index.m3u8", enc(&camera.url("viewer:wrong@")))).await;
+    assert_eq!((bad.status, bad.text().as_str()), (502, "RTSP source refused the credentials (401 Unauthorized)"));
+    assert_eq!(server.shared.streams.pulls(), 0);
     server.shutdown().await;
 }

@@ -337,8 +337,11 @@ async fn refusals_without_media_hls_rtsp_snapshot_bad_offer_and_foreign_stop() {
     let backend = Backend::start().await;
     let server = start_server(&format!("{NO_HOOKS}{}", app_toml(&backend.url("hooks")))).await;
     let (mut c, _) = Client::establish(&server, json!({})).await;
+    // playHLS over the WebSocket: HLS is fetched over HTTP (tests/tests/hls.rs), the info says where.
+    c.send("playHLS", json!({"mediaSessionId":"h1","name":"cam"})).await;
+    let st = c.expect("notifyStreamStatusEvent").await;
+    assert_eq!((st["status"].as_str(), st["info"].as_str()), (Some("FAILED"), Some("HLS is not played over the WebSocket: fetch http://<server>:<http port>/<stream>/index.m3u8 with an HLS player")));
     for (msg, obj) in [
-        ("playHLS", json!({"mediaSessionId":"h1","name":"cam"})),
         ("playRTSP", json!({"mediaSessionId":"h2","name":"rtsp://cam/1"})),
         ("playStream", play_msg("h3", "rtmp://10.0.0.1/live", "v=0")),
     ] {

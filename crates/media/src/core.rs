@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::config::{CryptoProvider, DtlsCert};
-use str0m::format::PayloadParams;
+use str0m::format::{Codec, PayloadParams};
 use str0m::media::Pt;
 use str0m::media::{Direction, Frequency, KeyframeRequestKind, MediaKind, MediaTime, Mid};
 use str0m::net::{DatagramSend, Protocol, Receive};
@@ -333,6 +333,8 @@ struct Source {
     /// it (seen in `tests/core_sim.rs`); one frame later the browser is ready.
     replay_to: Vec<PeerId>,
     frames_in: u64,
+    /// Served as HLS ([`MediaCore::start_hls`]): its video, and its audio when Opus.
+    hls: Option<crate::hls::HlsTap>,
 }
 
 struct CachedPacket {
@@ -457,6 +459,7 @@ impl MediaCore {
                 keyframe: Vec::new(),
                 replay_to: Vec::new(),
                 frames_in: 0,
+                hls: None,
             },
         );
         metrics::gauge!("callgate_media_sources").increment(1.0);
@@ -496,10 +499,34 @@ impl MediaCore {
         let Some(src) = self.sources.get_mut(&id) else { return };
         let first_seq = src.seq[k];
         src.seq[k] += frame.payloads.len() as u64;
+        let last = frame.payloads.len() - 1;
+        if let Some(tap) = src.hls.as_mut() {
+            let c = codec.params().spec().codec;
+            // The muxer carries H.264 and Opus; a camera's G.711 audio is left out (its
+            // output was started video only, see `start_hls`). Keyframe requests from the muxer
+            // have nowhere to go: a camera's keyframes come at its own pace.
+            if frame.kind == MediaKind::Video || c == Codec::Opus {
+                let mut open = true;
+                for (i, payload) in frame.payloads.iter().enumerate() {
+                    open &= tap.offer(RecPacket {
+                        kind: frame.kind,
+                        codec: c,
+                        seq: first_seq + i as u64,
+                        ts: frame.ts,
+                        marker: frame.kind == MediaKind::Audio || i == last,
+                        payload: payload.clone(),
+                        arrival: now,
+                    });
+                }
+                tap.take_wants_keyframe();
+                if !open {
+                    src.hls = None;
+                }
+            }
+        }
         if frame.keyframe && frame.kind == MediaKind::Video {
             src.keyframe.clear();
         }
-        let last = frame.payloads.len() - 1;
         let marker_of = |i: usize| frame.kind == MediaKind::Audio || i == last;
         if frame.keyframe && frame.kind == MediaKind::Video {
             for (i, p) in frame.payloads.iter().enumerate() {
@@ -747,8 +774,9 @@ impl MediaCore {
         Ok(())
     }
 
-    /// Serves publisher `id` as HLS (see [`crate::hls`]): from now on a copy of each of its
-    /// packets goes to a muxer thread whose output is returned. A keyframe is asked for at once.
+    /// Serves publisher or pulled source `id` as HLS (see [`crate::hls`]): from now on a copy of
+    /// each of its packets goes to a muxer thread whose output is returned. A keyframe is asked
+    /// for at once (of a publisher; a source's come at the camera's pace).
     /// An earlier output of the same publisher is replaced (its playlist ends).
     pub fn start_hls(
         &mut self,
@@ -756,6 +784,16 @@ impl MediaCore {
         cfg: crate::hls::HlsConfig,
         now: Instant,
     ) -> Result<Arc<crate::hls::HlsOutput>, MediaError> {
+        if let Some(src) = self.sources.get_mut(&id) {
+            // A pulled source (an RTSP camera): its H.264 video, and its audio if it is Opus
+            // (G.711 cannot be carried; the output is then video only).
+            let video = src.codecs[kind_index(MediaKind::Video)].is_some();
+            let audio = src.codecs[kind_index(MediaKind::Audio)] == Some(SourceCodec::Opus);
+            let (tap, out) = crate::hls::start(cfg, audio, video)
+                .map_err(|e| MediaError::Negotiation(format!("cannot start the HLS thread: {e}")))?;
+            src.hls = Some(tap);
+            return Ok(out);
+        }
         let p = self.peers.get_mut(&id).filter(|p| p.role == Role::Publisher).ok_or(MediaError::NotFound(id))?;
         let (tap, out) = crate::hls::start(cfg, p.audio_mid.is_some(), p.video_mid.is_some())
             .map_err(|e| MediaError::Negotiation(format!("cannot start the HLS thread: {e}")))?;

@@ -409,6 +409,12 @@ impl Segmenter {
             return None;
         }
         Some(match part {
+            // A part index past a complete segment's last part is part 0 of the next segment
+            // (RFC 8216bis §6.2.5.2): a player that asks for the part after the last one it has
+            // does not know where the segment ended.
+            Some(p) if msn < self.open_msn && self.done.iter().any(|s| s.msn == msn && p >= s.parts.len()) => {
+                return self.has(msn + 1, Some(0));
+            }
             _ if msn < self.open_msn => true,
             Some(p) if msn == self.open_msn => self.open_parts.len() > p,
             _ => false,
@@ -581,6 +587,12 @@ mod tests {
         assert_eq!(s.has(s.open_msn, Some(0)), Some(!s.open_parts.is_empty()));
         assert_eq!(s.has(s.open_msn, Some(9)), Some(false));
         assert_eq!(s.has(s.open_msn + 3, None), None);
+        // The part after a complete segment's last one is the next segment's first.
+        let last = s.done.back().expect("a complete segment");
+        let (msn, n) = (last.msn, last.parts.len());
+        assert_eq!(s.has(msn, Some(n - 1)), Some(true));
+        assert_eq!(s.has(msn, Some(n)), s.has(msn + 1, Some(0)));
+        assert_eq!(s.has(msn, Some(n)), Some(msn + 1 < s.open_msn || !s.open_parts.is_empty()));
         s.end();
         let pl = s.playlist();
         assert!(pl.ends_with("#EXT-X-ENDLIST\n"), "{pl}");

@@ -61,9 +61,34 @@ pub struct Hls {
 }
 
 struct Muxer {
+    /// The publisher, or the pulled source of an `rtsp://` name.
     peer: PeerId,
+    /// Of an `rtsp://` name: this muxer's membership of the camera's pull (as a player's),
+    /// which keeps the pull running; left when the muxer stops.
+    member: Option<PeerId>,
     out: Arc<HlsOutput>,
     last_request: Mutex<Instant>,
+    /// Requests being answered (a blocking playlist request may wait seconds): a muxer with
+    /// one is not idle.
+    busy: std::sync::atomic::AtomicUsize,
+}
+
+/// A request in [`Muxer::busy`] while it lives; its end counts as a request too.
+struct Busy<'a>(&'a Muxer);
+
+impl<'a> Busy<'a> {
+    fn new(m: &'a Muxer) -> Busy<'a> {
+        m.busy.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        *m.last_request.lock() = Instant::now();
+        Busy(m)
+    }
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        *self.0.last_request.lock() = Instant::now();
+        self.0.busy.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 #[derive(Clone)]
@@ -151,12 +176,15 @@ impl Hls {
         metrics::counter!("callgate_hls_players_total").increment(1);
         let Some(app) = &self.app else { return Ok(stream.to_string()) };
         let session = format!("hls:/{ip}");
+        // An RTSP URL's credentials are never shown (as for playRTSP): the backend sees the
+        // masked name; keeping it means the URL asked for.
+        let shown = if super::rtsp::is_rtsp(stream) { super::rtsp::mask(stream) } else { stream.to_string() };
         let mut data = Map::new();
         data.insert("nodeId".into(), Value::from(&*self.node.id));
         data.insert("appKey".into(), Value::from(&*app.key));
         data.insert("sessionId".into(), Value::from(session.as_str()));
         data.insert("mediaSessionId".into(), Value::from(uuid::Uuid::new_v4().to_string()));
-        data.insert("name".into(), Value::from(stream));
+        data.insert("name".into(), Value::from(shown.as_str()));
         data.insert("published".into(), false.into());
         data.insert("hasVideo".into(), true.into());
         data.insert("hasAudio".into(), true.into());
@@ -168,10 +196,11 @@ impl Hls {
         if inv.verdict.aborts() {
             metrics::counter!("callgate_hls_players_refused_total").increment(1);
             let info = inv.client_info();
-            tracing::info!(%ip, stream, info, "playHLS refused");
+            tracing::info!(%ip, stream = shown, info, "playHLS refused");
             return Err(if info.is_empty() { "Forbidden".into() } else { info });
         }
         match data.get("name") {
+            Some(Value::String(n)) if *n == shown => Ok(stream.to_string()),
             Some(Value::String(n)) if !n.is_empty() => Ok(n.clone()),
             _ => Err("Failed by error: no stream name".into()),
         }
@@ -194,6 +223,10 @@ impl Hls {
             return Ok(m);
         }
         let Some(peer) = peer else {
+            if let Some(u) = super::rtsp::parse(name) {
+                drop(_one);
+                return self.pulled(name, u).await;
+            }
             return Err((StatusCode::NOT_FOUND, callgate_proto::info::STREAM_NOT_FOUND.into()));
         };
         let out = self.streams.media.hls(peer, self.media).await.map_err(|e| match e {
@@ -202,8 +235,59 @@ impl Hls {
             }
             e => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
         })?;
-        let m = Arc::new(Muxer { peer, out, last_request: Mutex::new(Instant::now()) });
+        let m = Arc::new(Muxer {
+            peer,
+            member: None,
+            out,
+            last_request: Mutex::new(Instant::now()),
+            busy: Default::default(),
+        });
         tracing::info!(stream = name, peer = peer.0, "HLS muxer started");
+        self.muxers.lock().insert(name.to_string(), m.clone());
+        tokio::spawn(janitor(Arc::downgrade(self), name.to_string(), m.clone()));
+        Ok(m)
+    }
+
+    /// The muxer of an `rtsp://` name that no muxer serves: it joins the camera's pull as a
+    /// player would (starting it if nobody plays the camera; the pull's SSRF guard, credentials
+    /// and reconnects apply), waits up to `first_segment_wait_ms` for its media, and muxes the
+    /// pulled source. The muxer's membership keeps the pull running until the muxer stops
+    /// (idle, or the camera lost). The camera's failure is a 502 with its info.
+    async fn pulled(self: &Arc<Self>, name: &str, u: super::rtsp::RtspUrl) -> Result<Arc<Muxer>, (StatusCode, String)> {
+        let member = self.streams.media.next_peer_id();
+        let stream_id: Arc<str> = Arc::from(format!("hls:{}", member.0));
+        let (source, mut state) = super::rtsp::join(&self.streams, &u, member, Arc::from("hls"), stream_id);
+        let leave = |status: StatusCode, info: String| {
+            self.streams.pulls.leave(member);
+            Err((status, info))
+        };
+        match tokio::time::timeout(self.first_wait, super::rtsp::ready(&mut state)).await {
+            Err(_) => return leave(StatusCode::SERVICE_UNAVAILABLE, "no media from the RTSP source yet".into()),
+            Ok(Err(info)) => return leave(StatusCode::BAD_GATEWAY, info),
+            Ok(Ok(())) => {}
+        }
+        let _one = self.starting.lock().await;
+        // Two first requests for one camera: both joined its one pull; the second keeps the
+        // first's muxer.
+        if let Some(m) = self.muxers.lock().get(name).filter(|m| !m.out.lock().ended()).cloned() {
+            self.streams.pulls.leave(member);
+            return Ok(m);
+        }
+        if !self.streams.pulls.holds(member) {
+            return Err((StatusCode::BAD_GATEWAY, callgate_proto::info::RTSP_SOURCE_LOST.into()));
+        }
+        let out = match self.streams.media.hls(source, self.media).await {
+            Ok(out) => out,
+            Err(e) => return leave(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        };
+        let m = Arc::new(Muxer {
+            peer: source,
+            member: Some(member),
+            out,
+            last_request: Mutex::new(Instant::now()),
+            busy: Default::default(),
+        });
+        tracing::info!(stream = %u.masked, peer = source.0, "HLS muxer of an RTSP source started");
         self.muxers.lock().insert(name.to_string(), m.clone());
         tokio::spawn(janitor(Arc::downgrade(self), name.to_string(), m.clone()));
         Ok(m)
@@ -223,15 +307,20 @@ async fn janitor(hls: Weak<Hls>, name: String, m: Arc<Muxer>) {
             if now.duration_since(at) < hls.linger {
                 continue;
             }
-        } else if now.duration_since(*m.last_request.lock()) < hls.idle {
+        } else if m.busy.load(std::sync::atomic::Ordering::Relaxed) > 0
+            || now.duration_since(*m.last_request.lock()) < hls.idle
+        {
             continue;
         }
         m.out.stop();
+        if let Some(member) = m.member {
+            hls.streams.pulls.leave(member);
+        }
         let mut muxers = hls.muxers.lock();
         if muxers.get(&name).is_some_and(|x| Arc::ptr_eq(x, &m)) {
             muxers.remove(&name);
         }
-        tracing::info!(stream = name, ended, "HLS muxer removed");
+        tracing::info!(stream = %super::rtsp::mask(&name), ended, "HLS muxer removed");
         return;
     }
 }
@@ -291,7 +380,7 @@ async fn serve(
         Ok(m) => m,
         Err((status, reason)) => return text(status, reason),
     };
-    *m.last_request.lock() = Instant::now();
+    let _busy = Busy::new(&m);
     if let Some(why) = m.out.lock().failed() {
         return text(StatusCode::UNSUPPORTED_MEDIA_TYPE, why.to_string());
     }
