@@ -667,8 +667,13 @@ impl Cluster {
         let patience = Duration::from_millis(2 * self.cfg.heartbeat_ms);
         let now = std::time::Instant::now();
         let quiet = b.quiet_until.is_some_and(|t| now < t);
+        // A node once seen missing stays a candidate after its objects leave the mirror: another
+        // survivor that reported it first deleted them, and this node must still end what it
+        // pulls from it (`on_gone`) when its own patience runs out.
+        let candidates: std::collections::BTreeSet<String> =
+            owners.into_iter().chain(b.missing.keys().cloned()).collect();
         let missing: Vec<String> =
-            owners.into_iter().filter(|o| !live.contains(o.as_str()) && o.as_str() != &*self.node_id).collect();
+            candidates.into_iter().filter(|o| !live.contains(o.as_str()) && o.as_str() != &*self.node_id).collect();
         b.missing.retain(|o, _| missing.contains(o));
         let mut lost = Vec::new();
         for o in missing {
