@@ -3,16 +3,25 @@ SHELL := /bin/bash
 CARGO ?= cargo
 # g++: webm-sys (the recorder's muxer, libwebm) is C++ built by the crate.
 # GStreamer's RTSP server through Python (tests/rtsp/rtsp_server.py): the camera of tests/tests/rtsp.rs.
-APT_PACKAGES := chromium sip-tester kamailio openssl g++ nats-server \
+# libopus-dev, pkg-config: the Opus encoder of a camera's AAC (crates/media/src/transcode.rs).
+APT_PACKAGES := chromium sip-tester kamailio openssl g++ nats-server libopus-dev pkg-config \
 	gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly gstreamer1.0-plugins-bad python3-gi
 E2E := tests/e2e
 
-.PHONY: run build console-sdk test deps floors test-rust test-e2e bench bench-build load-calls load-cluster soak overload fmt clippy fuzz fuzz-build cargo-fuzz
+.PHONY: run build build-deps console-sdk test deps floors test-rust test-e2e bench bench-build load-calls load-cluster soak overload fmt clippy fuzz fuzz-build cargo-fuzz
 
 ## Build and start callgate with its embedded defaults (ws://0.0.0.0:8080; REST API, EchoApp and
 ## /metrics on http://127.0.0.1:8081, loopback only: README.md "Security").
-run: console-sdk
+run: console-sdk build-deps
 	$(CARGO) run --release -p callgate-server --bin callgate
+
+## The one system library the server links: libopus (the Opus encoder of an RTSP camera's AAC,
+## crates/media/src/transcode.rs), found with pkg-config. Installed (Debian) only when missing.
+build-deps:
+	@pkg-config --exists opus 2>/dev/null || { \
+		echo "installing libopus-dev pkg-config (the server links libopus)"; \
+		if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+		$$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q libopus-dev pkg-config; }
 
 ## The official SDK for the console at / (console/package-lock.json pins it; build.rs embeds it).
 ## Only when the lock changed (npm ci rewrites node_modules, which makes the server rebuild).
@@ -21,7 +30,7 @@ console-sdk: console/node_modules/.package-lock.json
 console/node_modules/.package-lock.json: console/package-lock.json
 	@command -v npm >/dev/null && npm ci --prefix console --no-audit --no-fund || echo "npm not found: the console at / will run without the SDK (npm ci --prefix console)"
 
-build: console-sdk
+build: console-sdk build-deps
 	$(CARGO) build -p callgate-server
 
 ## Install what the tests need, then run every test.

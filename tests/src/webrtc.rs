@@ -43,7 +43,12 @@ pub struct BrowserStats {
     /// The H.264 NAL unit types of the first video frame received (Annex B, as str0m hands
     /// H.264 frames out): `[7, 8, 5]` for SPS, PPS, IDR. Empty for other codecs' frames.
     pub first_video_nal_types: Vec<u8>,
+    /// The first [`KEPT_AUDIO_FRAMES`] audio frames' payloads, for a decoder.
+    pub audio_payloads: Vec<Vec<u8>>,
 }
+
+/// Audio frames a fake browser keeps (5 s of 20 ms frames).
+pub const KEPT_AUDIO_FRAMES: usize = 250;
 
 /// The NAL unit types of an Annex B H.264 access unit (after each `00 00 01` start code).
 pub fn h264_nal_types(data: &[u8]) -> Vec<u8> {
@@ -284,7 +289,12 @@ async fn drain(rtc: &mut Rtc, socket: &UdpSocket, stats: &Mutex<BrowserStats>, m
                 let mut s = stats.lock();
                 match e {
                     Event::Connected => s.connected = true,
-                    Event::MediaData(d) if d.mid == mids[0] => s.audio_frames += 1,
+                    Event::MediaData(d) if d.mid == mids[0] => {
+                        s.audio_frames += 1;
+                        if s.audio_payloads.len() < KEPT_AUDIO_FRAMES {
+                            s.audio_payloads.push(d.data.to_vec());
+                        }
+                    }
                     Event::MediaData(d) => {
                         if s.video_frames == 0 {
                             s.first_video_nal_types = h264_nal_types(&d.data);

@@ -44,6 +44,7 @@ pub mod sdp;
 pub mod snapshot;
 pub mod source;
 pub mod stun;
+pub mod transcode;
 pub mod video;
 
 use std::sync::{Arc, Once, OnceLock};

@@ -74,7 +74,7 @@ pub fn rtsp_status(status: u16) -> String {
 }
 /// The camera has no stream this server forwards without transcoding; `found` lists its codecs.
 pub fn rtsp_unsupported_codecs(found: &str) -> String {
-    format!("RTSP source has no supported codec (H.264 video, PCMU/PCMA audio); it offers {found}")
+    format!("RTSP source has no supported codec (H.264 video, PCMU/PCMA or AAC-LC audio); it offers {found}")
 }
 /// The camera's address is refused by the SSRF guard (`[security] allowed_private_ranges`).
 pub fn rtsp_refused_address(why: impl std::fmt::Display) -> String {

@@ -8,6 +8,7 @@ use std::time::Duration;
 use callgate_hooks::Origin;
 use callgate_media::core::SourceFrame;
 use callgate_media::source::{self, MediaKind, SourceCodec};
+use callgate_media::transcode::{AacToOpus, OPUS_FRAME_TICKS};
 use callgate_media::{MediaEndpoint, PeerId};
 use callgate_proto::info as proto_info;
 use futures_util::StreamExt;
@@ -52,6 +53,7 @@ pub(super) fn spawn(
         state,
         added: false,
         clock: Default::default(),
+        opus_ts: 0,
     };
     tokio::spawn(task.run(stop));
 }
@@ -98,6 +100,9 @@ struct PullTask {
     /// starts its own clock, which is shifted to go on from the last one (players keep their
     /// SSRC across reconnects, and a jump in it would stall their jitter buffers).
     clock: [TsClock; 2],
+    /// The next RTP timestamp of AAC transcoded to Opus: 20 ms per packet, going on across
+    /// sessions (a new session's AAC starts where the last Opus packet ended).
+    opus_ts: u32,
 }
 
 /// Maps one session's timestamps onto the players' continuous ones.
@@ -192,6 +197,13 @@ impl PullTask {
                 Ok(c) => c,
                 Err(found) => return Err(Failure::new(proto_info::rtsp_unsupported_codecs(&found), found)),
             };
+            let transcoder = match &audio {
+                Some((_, AudioIn::Aac(config))) => {
+                    Some(AacToOpus::new(config).map_err(|e| Failure::new(proto_info::rtsp_failed(&e), e.to_string()))?)
+                }
+                _ => None,
+            };
+            let audio = audio.map(|(i, a)| (i, a.codec()));
             let format =
                 FrameFormat { parameter_set_insertion: ParameterSetInsertion::EachKeyFrame, ..FrameFormat::MP4 };
             let mut codecs = Vec::new();
@@ -202,9 +214,9 @@ impl PullTask {
             }
             let playing = session.play(PlayOptions::default()).await.map_err(|e| Failure::from_retina(&e))?;
             let demuxed = playing.demuxed().map_err(|e| Failure::from_retina(&e))?;
-            Ok::<_, Failure>((demuxed, codecs))
+            Ok::<_, Failure>((demuxed, codecs, transcoder))
         };
-        let (mut demuxed, codecs) = tokio::time::timeout(CONNECT_TIMEOUT, connect)
+        let (mut demuxed, codecs, mut transcoder) = tokio::time::timeout(CONNECT_TIMEOUT, connect)
             .await
             .map_err(|_| Failure::new(proto_info::RTSP_UNREACHABLE, "no answer in time"))??;
         metrics::counter!("callgate_rtsp_sessions_total").increment(1);
@@ -230,7 +242,7 @@ impl PullTask {
                 Ok(Some(Err(e))) => return Err(Failure::from_retina(&e)),
                 Ok(Some(Ok(item))) => item,
             };
-            let frame = match item {
+            let frames = match item {
                 CodecItem::VideoFrame(f) => {
                     let Some(&(_, codec)) = codecs.iter().find(|(i, _)| *i == f.stream_id()) else { continue };
                     if codec.kind() != MediaKind::Video {
@@ -239,39 +251,66 @@ impl PullTask {
                     let keyframe = f.is_random_access_point();
                     let nals = source::avc_nal_units(f.data());
                     let payloads = source::packetize_h264(nals, source::MAX_PAYLOAD);
-                    SourceFrame {
+                    vec![SourceFrame {
                         kind: MediaKind::Video,
                         // One frame at 30 fps after the last one of the previous session.
                         ts: self.clock[1].map(f.timestamp().timestamp(), 3000),
                         keyframe,
                         payloads: payloads.into_iter().map(Arc::from).collect(),
-                    }
+                    }]
                 }
                 CodecItem::AudioFrame(f) => {
                     if !codecs.iter().any(|(i, c)| *i == f.stream_id() && c.kind() == MediaKind::Audio) {
                         continue;
                     }
-                    SourceFrame {
-                        kind: MediaKind::Audio,
-                        // 20 ms at 8 kHz (G.711) after the last one of the previous session.
-                        ts: self.clock[0].map(f.timestamp().timestamp(), 160),
-                        keyframe: false,
-                        payloads: vec![Arc::from(f.data())],
+                    match transcoder.as_mut() {
+                        // AAC: the 20 ms Opus packets this frame completes (none, one or two).
+                        Some(t) => match t.push(f.data()) {
+                            Ok(packets) => packets
+                                .into_iter()
+                                .map(|p| {
+                                    let ts = self.opus_ts;
+                                    self.opus_ts = ts.wrapping_add(OPUS_FRAME_TICKS);
+                                    SourceFrame {
+                                        kind: MediaKind::Audio,
+                                        ts,
+                                        keyframe: false,
+                                        payloads: vec![Arc::from(p)],
+                                    }
+                                })
+                                .collect(),
+                            Err(e) => {
+                                // A gap in the audio, as a lost packet would make.
+                                metrics::counter!("callgate_rtsp_audio_frames_dropped_total").increment(1);
+                                tracing::debug!(source = self.peer.0, error = %e, "an AAC frame of the camera is skipped");
+                                continue;
+                            }
+                        },
+                        None => vec![SourceFrame {
+                            kind: MediaKind::Audio,
+                            // 20 ms at 8 kHz (G.711) after the last one of the previous session.
+                            ts: self.clock[0].map(f.timestamp().timestamp(), 160),
+                            keyframe: false,
+                            payloads: vec![Arc::from(f.data())],
+                        }],
                     }
                 }
                 _ => continue,
             };
-            // Live once players can start decoding: the first keyframe (video), else the first frame.
-            let starts = if has_video { frame.keyframe } else { true };
-            self.media
-                .source_frame(self.peer, frame)
-                .await
-                .map_err(|e| Failure::new(proto_info::rtsp_failed(&e), e.to_string()))?;
-            if starts && !*live {
-                *live = true;
-                if *self.state.borrow() != PullState::Live {
-                    tracing::info!(source = self.peer.0, url = %self.u.masked, "RTSP pull live");
-                    let _ = self.state.send(PullState::Live);
+            for frame in frames {
+                // Live once players can start decoding: the first keyframe (video), else the
+                // first frame.
+                let starts = if has_video { frame.keyframe } else { true };
+                self.media
+                    .source_frame(self.peer, frame)
+                    .await
+                    .map_err(|e| Failure::new(proto_info::rtsp_failed(&e), e.to_string()))?;
+                if starts && !*live {
+                    *live = true;
+                    if *self.state.borrow() != PullState::Live {
+                        tracing::info!(source = self.peer.0, url = %self.u.masked, "RTSP pull live");
+                        let _ = self.state.send(PullState::Live);
+                    }
                 }
             }
         }
@@ -305,11 +344,31 @@ impl PullTask {
 }
 
 /// The camera's stream index and codec of the video and of the audio to set up.
-type Chosen = (Option<(usize, SourceCodec)>, Option<(usize, SourceCodec)>);
+type Chosen = (Option<(usize, SourceCodec)>, Option<(usize, AudioIn)>);
+
+/// The audio of a camera as the source takes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum AudioIn {
+    /// Forwarded as the camera sends it (G.711).
+    Pass(SourceCodec),
+    /// AAC-LC with this AudioSpecificConfig, transcoded to Opus (`callgate_media::transcode`).
+    Aac(Vec<u8>),
+}
+
+impl AudioIn {
+    /// What the source's players get.
+    fn codec(&self) -> SourceCodec {
+        match self {
+            AudioIn::Pass(c) => *c,
+            AudioIn::Aac(_) => SourceCodec::Opus,
+        }
+    }
+}
 
 /// Picks the streams to set up from the camera's `(media, encoding name, parameters)`: the
-/// first H.264 video and the first PCMU/PCMA audio, as `(index, codec)`. `Err` lists what the
-/// camera offers when nothing is usable.
+/// first H.264 video, and the first PCMU/PCMA audio (passed through), else the first AAC-LC
+/// audio that can be transcoded to Opus, as `(index, codec)`. `Err` lists what the camera
+/// offers when nothing is usable.
 fn choose<'a>(streams: impl Iterator<Item = (&'a str, &'a str, Option<ParametersRef<'a>>)>) -> Result<Chosen, String> {
     let (mut video, mut audio, mut found) = (None, None, Vec::new());
     for (i, (media, encoding, params)) in streams.enumerate() {
@@ -322,8 +381,17 @@ fn choose<'a>(streams: impl Iterator<Item = (&'a str, &'a str, Option<Parameters
                 };
                 video = Some((i, SourceCodec::H264 { profile_level_id }));
             }
-            ("audio", "pcmu") if audio.is_none() => audio = Some((i, SourceCodec::Pcmu)),
-            ("audio", "pcma") if audio.is_none() => audio = Some((i, SourceCodec::Pcma)),
+            ("audio", "pcmu" | "pcma") if !matches!(audio, Some((_, AudioIn::Pass(_)))) => {
+                let codec = if encoding.eq_ignore_ascii_case("pcmu") { SourceCodec::Pcmu } else { SourceCodec::Pcma };
+                audio = Some((i, AudioIn::Pass(codec)));
+            }
+            ("audio", "mpeg4-generic") if audio.is_none() => {
+                if let Some(ParametersRef::Audio(a)) = params {
+                    if AacToOpus::new(a.extra_data()).is_ok() {
+                        audio = Some((i, AudioIn::Aac(a.extra_data().to_vec())));
+                    }
+                }
+            }
             _ => {}
         }
     }
@@ -363,7 +431,7 @@ mod tests {
             choose([("audio", "mpeg4-generic", None), ("video", "H264", None), ("audio", "PCMA", None)].into_iter());
         let (v, a) = got.expect("usable");
         assert_eq!(v, Some((1, SourceCodec::H264 { profile_level_id: None })));
-        assert_eq!(a, Some((2, SourceCodec::Pcma)));
+        assert_eq!(a, Some((2, AudioIn::Pass(SourceCodec::Pcma))));
         let err = choose([("video", "h265", None), ("audio", "mpeg4-generic", None)].into_iter()).unwrap_err();
         assert_eq!(err, "video/h265, audio/mpeg4-generic");
         assert_eq!(profile_of("avc1.4D401E"), Some(0x4d401e));
