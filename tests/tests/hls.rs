@@ -434,5 +434,25 @@ async fn an_rtsp_camera_is_served_as_hls_from_its_one_pull() {
     let bad = get(http, &format!("/{}/index.m3u8", enc(&camera.url("viewer:wrong@")))).await;
     assert_eq!((bad.status, bad.text().as_str()), (502, "RTSP source refused the credentials (401 Unauthorized)"));
     assert_eq!(server.shared.streams.pulls(), 0);
+
+    // A camera with AAC audio: its Opus (transcoded by the pull) is the output's audio track.
+    let aac = Camera::start_with(None, &["--audio", "aac"]).await;
+    let init = get(http, &format!("/{}/init.mp4", enc(&aac.url("")))).await;
+    assert_eq!(init.status, 200, "{}", init.text());
+    let moov = boxes(find(&init.body, "moov").body);
+    let entries: Vec<[u8; 4]> = moov
+        .iter()
+        .filter(|b| &b.kind == b"trak")
+        .map(|trak| {
+            let stsd = find(child(&boxes(trak.body), "mdia").body, "minf/stbl/stsd").body;
+            boxes(&stsd[8..])[0].kind
+        })
+        .collect();
+    assert_eq!(entries, vec![*b"avc1", *b"Opus"]);
+
+    // A camera with G.711 audio only: nothing HLS carries, refused as such.
+    let g711 = Camera::start_with(None, &["--audio", "pcmu", "--no-video"]).await;
+    let r = get(http, &format!("/{}/index.m3u8", enc(&g711.url("")))).await;
+    assert_eq!((r.status, r.text().as_str()), (415, "The stream has nothing HLS can carry (H.264 video, Opus audio)"));
     server.shutdown().await;
 }

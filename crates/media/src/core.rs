@@ -789,6 +789,10 @@ impl MediaCore {
             // (G.711 cannot be carried; the output is then video only).
             let video = src.codecs[kind_index(MediaKind::Video)].is_some();
             let audio = src.codecs[kind_index(MediaKind::Audio)] == Some(SourceCodec::Opus);
+            if !audio && !video {
+                // G.711 only (a call's audio, such a camera): nothing a muxer could write.
+                return Err(MediaError::NoCommonCodecs);
+            }
             let (tap, out) = crate::hls::start(cfg, audio, video)
                 .map_err(|e| MediaError::Negotiation(format!("cannot start the HLS thread: {e}")))?;
             src.hls = Some(tap);

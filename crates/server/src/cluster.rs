@@ -669,9 +669,12 @@ impl Cluster {
         let quiet = b.quiet_until.is_some_and(|t| now < t);
         // A node once seen missing stays a candidate after its objects leave the mirror: another
         // survivor that reported it first deleted them, and this node must still end what it
-        // pulls from it (`on_gone`) when its own patience runs out.
+        // pulls from it (`on_gone`) when its own patience runs out. Such an orphan is lost only
+        // if a survivor claimed it (below); else it left gracefully (it deleted its objects and
+        // its node entry) and is forgotten.
+        let owners: HashSet<String> = owners.into_iter().collect();
         let candidates: std::collections::BTreeSet<String> =
-            owners.into_iter().chain(b.missing.keys().cloned()).collect();
+            owners.iter().cloned().chain(b.missing.keys().cloned()).collect();
         let missing: Vec<String> =
             candidates.into_iter().filter(|o| !live.contains(o.as_str()) && o.as_str() != &*self.node_id).collect();
         b.missing.retain(|o, _| missing.contains(o));
@@ -680,7 +683,9 @@ impl Cluster {
             let since = *b.missing.entry(o.clone()).or_insert(now);
             if !quiet && now.duration_since(since) >= patience {
                 b.missing.remove(&o);
-                lost.push(o);
+                if owners.contains(&o) || matches!(stores.lost.get(key_of(&o)).await, Ok(Some(_))) {
+                    lost.push(o);
+                }
             }
         }
         Ok(lost)

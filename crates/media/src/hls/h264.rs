@@ -26,6 +26,9 @@ pub fn nal_type(nal: &[u8]) -> u8 {
     nal.first().map_or(0, |b| b & 0x1f)
 }
 
+/// The largest access unit reassembled (a 4K keyframe is a few hundred kilobytes).
+pub const MAX_ACCESS_UNIT: usize = 4 << 20;
+
 /// Reassembles access units from RTP packets in sequence order. A missing packet (a gap in the
 /// extended sequence numbers) or a broken FU-A drops the access unit it belongs to; the caller
 /// skips to the next keyframe.
@@ -33,6 +36,9 @@ pub fn nal_type(nal: &[u8]) -> u8 {
 pub struct Depacketizer {
     ts: Option<u32>,
     nals: Vec<Vec<u8>>,
+    /// Bytes in `nals` and `fu`: an access unit past [`MAX_ACCESS_UNIT`] is dropped, so a
+    /// sender that never ends one (no marker, no new timestamp, no FU-A end) cannot grow it.
+    held: usize,
     fu: Option<Vec<u8>>,
     next_seq: Option<u64>,
     broken: bool,
@@ -67,6 +73,16 @@ impl Depacketizer {
     }
 
     fn take(&mut self, p: &[u8]) {
+        if self.broken {
+            return; // dropped at its end anyway
+        }
+        self.held += p.len();
+        if self.held > MAX_ACCESS_UNIT {
+            self.broken = true;
+            self.nals = Vec::new();
+            self.fu = None;
+            return;
+        }
         match nal_type(p) {
             1..=23 => self.nals.push(p.to_vec()),
             24 => {
@@ -105,6 +121,7 @@ impl Depacketizer {
     }
 
     fn finish(&mut self, out: &mut Vec<AccessUnit>) {
+        self.held = 0;
         let nals = std::mem::take(&mut self.nals);
         let broken = std::mem::take(&mut self.broken) || self.fu.take().is_some();
         if let Some(ts) = self.ts.take() {
@@ -237,6 +254,24 @@ impl Bits<'_> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    #[test]
+    fn an_access_unit_that_never_ends_is_dropped_at_its_size_bound() {
+        let mut d = Depacketizer::default();
+        let mut fu = vec![0x7c, 0x85];
+        fu.extend(std::iter::repeat_n(7u8, 1200));
+        assert!(d.push(0, 90, false, &fu).is_empty());
+        fu[1] = 0x05; // middle fragments, same timestamp, no marker: forever
+        for seq in 1..=(MAX_ACCESS_UNIT / 1200 + 10) as u64 {
+            assert!(d.push(seq, 90, false, &fu).is_empty());
+        }
+        assert!(d.held <= MAX_ACCESS_UNIT + 1202 && d.fu.is_none() && d.nals.is_empty(), "{}", d.held);
+        // It is dropped when it ends; the next access unit is taken again.
+        let seq = (MAX_ACCESS_UNIT / 1200 + 11) as u64;
+        let out = d.push(seq, 180, true, &[0x65, 1, 2, 3]);
+        assert_eq!(out, vec![AccessUnit { ts: 180, nals: vec![vec![0x65, 1, 2, 3]] }]);
+        assert_eq!(d.dropped, 1);
+    }
 
     // Written bit by bit from §7.3.2.1.1 (no VUI): 320x240 constrained baseline, 1280x720 high,
     // 1920x1088 high cropped to 1080.

@@ -174,6 +174,16 @@ pub struct Segmenter {
     pub bytes_held: usize,
 }
 
+/// The first media sequence number of a new output: the wall clock in milliseconds. Players and
+/// caches keep segments by URI (`seg<N>.m4s` is served `max-age=60`), and a stream published
+/// again, or served again after its muxer went idle, gets a new muxer: numbering each from 0
+/// would hand them the old output's files under the new one's names. Starting each output at
+/// the time it starts keeps every output's numbers apart (an output makes one segment per
+/// `segment_ms`, far slower than a millisecond per number).
+fn first_msn() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
 impl Segmenter {
     pub fn new(cfg: HlsConfig, has_audio: bool, has_video: bool) -> Segmenter {
         Segmenter {
@@ -187,7 +197,7 @@ impl Segmenter {
             video: Track::new(fmp4::VIDEO_TIMESCALE, 3000),
             audio: Track::new(fmp4::AUDIO_TIMESCALE, 960),
             need_keyframe: true,
-            open_msn: 0,
+            open_msn: first_msn(),
             open_start: 0.0,
             open_parts: Vec::new(),
             part_start: 0.0,

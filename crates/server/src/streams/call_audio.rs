@@ -65,7 +65,8 @@ pub fn reserve(streams: &Streams, ctx: &Arc<Party>, call_id: &str, name: &str, s
 }
 
 /// The source exists and the call's audio feeds it: `PUBLISHING` (if the stream is still the
-/// one of `source`).
+/// one of `source`). A stream that ended while its source was being made (the call ended,
+/// `/stream/terminate`) closed a media peer that did not exist yet: its source is closed now.
 pub fn live(streams: &Streams, id: &str, source: PeerId) {
     let up = {
         let mut dir = streams.dir.lock();
@@ -76,8 +77,9 @@ pub fn live(streams: &Streams, id: &str, source: PeerId) {
             _ => None,
         }
     };
-    if let Some((ctx, obj)) = up {
-        raise_status(&ctx, obj, stream::PUBLISHING, "", true, Origin::RestApi);
+    match up {
+        Some((ctx, obj)) => raise_status(&ctx, obj, stream::PUBLISHING, "", true, Origin::RestApi),
+        None => streams.media.close(source),
     }
 }
 

@@ -43,6 +43,9 @@ use crate::wire::ConnAddrs;
 /// oldest half goes).
 const MAX_PLAYERS: usize = 10_000;
 
+/// The longest stream name (or percent-decoded camera URL) served, in bytes.
+const MAX_NAME: usize = 1024;
+
 /// The node's HLS output.
 pub struct Hls {
     media: HlsConfig,
@@ -229,12 +232,7 @@ impl Hls {
             }
             return Err((StatusCode::NOT_FOUND, callgate_proto::info::STREAM_NOT_FOUND.into()));
         };
-        let out = self.streams.media.hls(peer, self.media).await.map_err(|e| match e {
-            callgate_media::MediaError::NotFound(_) => {
-                (StatusCode::NOT_FOUND, callgate_proto::info::STREAM_NOT_FOUND.to_string())
-            }
-            e => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
-        })?;
+        let out = self.streams.media.hls(peer, self.media).await.map_err(hls_refusal)?;
         let m = Arc::new(Muxer {
             peer,
             member: None,
@@ -278,7 +276,10 @@ impl Hls {
         }
         let out = match self.streams.media.hls(source, self.media).await {
             Ok(out) => out,
-            Err(e) => return leave(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+            Err(e) => {
+                let (status, info) = hls_refusal(e);
+                return leave(status, info);
+            }
         };
         let m = Arc::new(Muxer {
             peer: source,
@@ -293,6 +294,20 @@ impl Hls {
         Ok(m)
     }
 }
+
+/// Why the media endpoint would not serve a stream as HLS, as an HTTP answer.
+fn hls_refusal(e: callgate_media::MediaError) -> (StatusCode, String) {
+    match e {
+        callgate_media::MediaError::NotFound(_) => {
+            (StatusCode::NOT_FOUND, callgate_proto::info::STREAM_NOT_FOUND.to_string())
+        }
+        callgate_media::MediaError::NoCommonCodecs => (StatusCode::UNSUPPORTED_MEDIA_TYPE, NO_HLS_CODECS.into()),
+        e => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
+}
+
+/// A stream with neither H.264 video nor Opus audio (a call's G.711 audio, a G.711-only camera).
+const NO_HLS_CODECS: &str = "The stream has nothing HLS can carry (H.264 video, Opus audio)";
 
 /// Stops `m` after `idle` without requests; forgets it `linger` after its stream ended.
 async fn janitor(hls: Weak<Hls>, name: String, m: Arc<Muxer>) {
@@ -365,6 +380,11 @@ async fn serve(
     let Some(file) = parse_file(&file) else {
         return StatusCode::NOT_FOUND.into_response();
     };
+    // A name is a stream name or a camera URL: longer ones are nobody's, and would only be
+    // kept in the player cache and sent to the hook.
+    if stream.len() > MAX_NAME {
+        return text(StatusCode::NOT_FOUND, callgate_proto::info::STREAM_NOT_FOUND.into());
+    }
     let kind = match file {
         File::Playlist => "playlist",
         File::Init => "init",
@@ -376,9 +396,17 @@ async fn serve(
         Ok(n) => n,
         Err(reason) => return text(StatusCode::FORBIDDEN, reason),
     };
-    let m = match hls.muxer(&name).await {
-        Ok(m) => m,
-        Err((status, reason)) => return text(status, reason),
+    // Started in a task of its own: a client that goes away while the muxer starts (a camera's
+    // pull may take seconds) must not cut the start short and leave its pull membership or a
+    // muxer thread with nobody to stop them.
+    let starting = {
+        let (hls, name) = (hls.clone(), name.clone());
+        tokio::spawn(async move { hls.muxer(&name).await })
+    };
+    let m = match starting.await {
+        Ok(Ok(m)) => m,
+        Ok(Err((status, reason))) => return text(status, reason),
+        Err(_) => return text(StatusCode::INTERNAL_SERVER_ERROR, "the HLS muxer did not start".into()),
     };
     let _busy = Busy::new(&m);
     if let Some(why) = m.out.lock().failed() {
@@ -393,10 +421,13 @@ async fn serve(
                 return no_media_yet(&m);
             }
             let init = m.out.lock().init();
-            init.map(|b| media(b.to_vec()))
+            // Not cached: a new output of the same name (published again) has the same URI and
+            // may have other parameter sets; segments and parts never share a URI (their
+            // numbers start at each output's start time).
+            init.map(|b| media(b.to_vec(), "no-cache"))
         }
-        File::Segment(msn) => m.out.lock().segment(msn).map(|s| media(s.bytes())),
-        File::Part(msn, i) => m.out.lock().part(msn, i).map(|p| media(p.data.to_vec())),
+        File::Segment(msn) => m.out.lock().segment(msn).map(|s| media(s.bytes(), "max-age=60")),
+        File::Part(msn, i) => m.out.lock().part(msn, i).map(|p| media(p.data.to_vec(), "max-age=60")),
     };
     r.unwrap_or_else(|| text(StatusCode::NOT_FOUND, "no such segment or part (outside the window)".into()))
 }
@@ -455,12 +486,12 @@ fn no_media_yet(m: &Muxer) -> Response {
     }
 }
 
-fn media(bytes: Vec<u8>) -> Response {
+fn media(bytes: Vec<u8>, cache: &'static str) -> Response {
     metrics::counter!("callgate_hls_bytes_sent_total").increment(bytes.len() as u64);
     let mut r = (StatusCode::OK, bytes).into_response();
     let h = r.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("video/mp4"));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("max-age=60"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
     h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
     r
 }
