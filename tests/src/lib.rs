@@ -317,6 +317,21 @@ pub async fn http_post_to(http_addr: SocketAddr, path: &str, body: &str, auth: O
     (status, body)
 }
 
+/// `GET path` on the HTTP port `http_addr` (`Connection: close`): the status and the body's
+/// bytes (a `Content-Length` body, as the server's files are sent).
+pub async fn http_get_to(http_addr: SocketAddr, path: &str) -> (u16, Vec<u8>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = TcpStream::connect(http_addr).await.unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {http_addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    tokio::time::timeout(WAIT, stream.read_to_end(&mut buf)).await.expect("HTTP answer in time").unwrap();
+    let end = buf.windows(4).position(|w| w == b"\r\n\r\n").expect("a header block") + 4;
+    let head = String::from_utf8_lossy(&buf[..end]);
+    let status: u16 = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).expect("status line");
+    (status, buf[end..].to_vec())
+}
+
 /// A port on 127.0.0.1 where nothing listens (bound then released).
 pub async fn closed_port() -> u16 {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

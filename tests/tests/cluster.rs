@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use callgate_tests::sip_fixtures::{connection, sip_server_toml, sipp_uas};
 use callgate_tests::webrtc::FakeBrowser;
-use callgate_tests::{closed_port, http_post_to, start_server, Backend, Client};
+use callgate_tests::{closed_port, http_get_to, http_post_to, start_server, Backend, Client};
 use serde_json::{json, Map, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -562,8 +562,19 @@ async fn stream_on(
     name: &str,
     published: bool,
 ) -> (Client, FakeBrowser) {
-    let (mut client, _) = Client::establish(node, connection(json!({}))).await;
     let browser = if published { FakeBrowser::publisher().await } else { FakeBrowser::player().await };
+    stream_with(node, id, name, browser, published).await
+}
+
+/// [`stream_on`] with a browser of the caller's.
+async fn stream_with(
+    node: &callgate_server::RunningServer,
+    id: &str,
+    name: &str,
+    browser: FakeBrowser,
+    published: bool,
+) -> (Client, FakeBrowser) {
+    let (mut client, _) = Client::establish(node, connection(json!({}))).await;
     client
         .send(if published { "publishStream" } else { "playStream" }, stream_msg(id, name, &browser.offer, published))
         .await;
@@ -708,6 +719,47 @@ async fn a_new_stream_is_found_from_another_node_before_the_next_heartbeat() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     drop((publisher, player));
+    assert!(a.shutdown().await.complete());
+    assert!(b.shutdown().await.complete());
+}
+
+/// HLS of a stream published on another node: B's muxer pulls it through the one relay of B
+/// (as a player of B would), serves its playlist and segments, keeps the relay while it runs
+/// and lets it go when idle.
+#[tokio::test]
+async fn a_stream_published_on_one_node_is_served_as_hls_by_another() {
+    let nats = Nats::start().await;
+    let backend = Backend::start().await;
+    let toml = format!(
+        "{}{}[hls]\nsegment_ms = 1000\npart_ms = 250\nidle_timeout_s = 1\n",
+        cluster_toml(&nats, 2000),
+        sip_server_toml(&backend)
+    );
+    let a = start_server(&toml).await;
+    let b = start_server(&toml).await;
+    let (_pub_client, _publisher) =
+        stream_with(&a, "m1", "hlscam", FakeBrowser::publisher_real_h264().await, true).await;
+    listed(&b, "hlscam").await;
+
+    let (status, body) = http_get_to(b.http_addr, "/hlscam/index.m3u8").await;
+    let playlist = String::from_utf8_lossy(&body).into_owned();
+    assert_eq!(status, 200, "{playlist}");
+    assert_eq!(b.shared.streams.relay_counts(), (1, 0), "B pulls the stream once");
+    assert_eq!(a.shared.streams.relay_counts(), (0, 1));
+    let seg = playlist.lines().find(|l| l.starts_with("seg")).expect("a segment").to_string();
+    let (status, body) = http_get_to(b.http_addr, &format!("/hlscam/{seg}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(&body[4..8], b"moof", "an fMP4 fragment");
+    let (status, body) = http_get_to(b.http_addr, "/hlscam/init.mp4").await;
+    assert_eq!((status, &body[4..8]), (200, &b"ftyp"[..]));
+    // A stream published nowhere is still 404 on B.
+    assert_eq!(http_get_to(b.http_addr, "/nowhere/index.m3u8").await.0, 404);
+
+    // No more requests: the idle muxer lets the relay go at both ends.
+    eventually("the relay is released", || async {
+        b.shared.streams.relay_counts() == (0, 0) && a.shared.streams.relay_counts() == (0, 0)
+    })
+    .await;
     assert!(a.shutdown().await.complete());
     assert!(b.shutdown().await.complete());
 }

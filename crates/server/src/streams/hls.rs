@@ -66,14 +66,31 @@ pub struct Hls {
 struct Muxer {
     /// The publisher, or the pulled source of an `rtsp://` name.
     peer: PeerId,
-    /// Of an `rtsp://` name: this muxer's membership of the camera's pull (as a player's),
-    /// which keeps the pull running; left when the muxer stops.
-    member: Option<PeerId>,
+    /// What keeps this muxer's source running, left when the muxer stops: its membership of
+    /// a camera's pull or of a cluster relay (as a player's).
+    member: Option<Member>,
     out: Arc<HlsOutput>,
     last_request: Mutex<Instant>,
     /// Requests being answered (a blocking playlist request may wait seconds): a muxer with
     /// one is not idle.
     busy: std::sync::atomic::AtomicUsize,
+}
+
+/// A muxer's membership of the pull that feeds it.
+enum Member {
+    /// Of an `rtsp://` camera's pull (`streams::rtsp`), by this id.
+    Camera(PeerId),
+    /// Of the relay pulling a stream published on another node (`streams::relay`), by this id.
+    Relay(Arc<str>),
+}
+
+impl Member {
+    fn leave(&self, streams: &Streams, name: &str) {
+        match self {
+            Member::Camera(id) => streams.pulls.leave(*id),
+            Member::Relay(id) => super::relay::player_left(streams, name, id),
+        }
+    }
 }
 
 /// A request in [`Muxer::busy`] while it lives; its end counts as a request too.
@@ -226,11 +243,11 @@ impl Hls {
             return Ok(m);
         }
         let Some(peer) = peer else {
+            drop(_one);
             if let Some(u) = super::rtsp::parse(name) {
-                drop(_one);
                 return self.pulled(name, u).await;
             }
-            return Err((StatusCode::NOT_FOUND, callgate_proto::info::STREAM_NOT_FOUND.into()));
+            return self.relayed(name).await;
         };
         let out = self.streams.media.hls(peer, self.media).await.map_err(hls_refusal)?;
         let m = Arc::new(Muxer {
@@ -244,6 +261,52 @@ impl Hls {
         self.muxers.lock().insert(name.to_string(), m.clone());
         tokio::spawn(janitor(Arc::downgrade(self), name.to_string(), m.clone()));
         Ok(m)
+    }
+
+    /// The muxer of a stream published on another node of the cluster (404 on a single node):
+    /// it joins the relay that pulls the stream here, as a player of this node would (one
+    /// relay per stream and node, whatever its players), and muxes the relay publisher's
+    /// media; its keyframe requests reach the origin's publisher. The membership keeps the
+    /// relay until the muxer stops; the relay's end (unpublished at the origin, the origin
+    /// lost) ends the output (`#EXT-X-ENDLIST`).
+    async fn relayed(self: &Arc<Self>, name: &str) -> Result<Arc<Muxer>, (StatusCode, String)> {
+        if self.streams.relays.is_none() {
+            return Err((StatusCode::NOT_FOUND, callgate_proto::info::STREAM_NOT_FOUND.into()));
+        }
+        let id: Arc<str> = Arc::from(format!("hls:{}", self.streams.media.next_peer_id().0));
+        // Twice at most: a relay whose last player left just now is made again.
+        for _ in 0..2 {
+            let source = super::relay::source(&self.streams, name)
+                .await
+                .map_err(|info| (StatusCode::NOT_FOUND, info.to_string()))?;
+            if !super::relay::joined(&self.streams, name, source, &id) {
+                continue;
+            }
+            let _one = self.starting.lock().await;
+            if let Some(m) = self.muxers.lock().get(name).filter(|m| !m.out.lock().ended()).cloned() {
+                super::relay::player_left(&self.streams, name, &id);
+                return Ok(m);
+            }
+            let out = match self.streams.media.hls(source, self.media).await {
+                Ok(out) => out,
+                Err(e) => {
+                    super::relay::player_left(&self.streams, name, &id);
+                    return Err(hls_refusal(e));
+                }
+            };
+            let m = Arc::new(Muxer {
+                peer: source,
+                member: Some(Member::Relay(id)),
+                out,
+                last_request: Mutex::new(Instant::now()),
+                busy: Default::default(),
+            });
+            tracing::info!(stream = name, peer = source.0, "HLS muxer of a stream relayed from another node started");
+            self.muxers.lock().insert(name.to_string(), m.clone());
+            tokio::spawn(janitor(Arc::downgrade(self), name.to_string(), m.clone()));
+            return Ok(m);
+        }
+        Err((StatusCode::NOT_FOUND, callgate_proto::info::STREAM_NOT_FOUND.into()))
     }
 
     /// The muxer of an `rtsp://` name that no muxer serves: it joins the camera's pull as a
@@ -283,7 +346,7 @@ impl Hls {
         };
         let m = Arc::new(Muxer {
             peer: source,
-            member: Some(member),
+            member: Some(Member::Camera(member)),
             out,
             last_request: Mutex::new(Instant::now()),
             busy: Default::default(),
@@ -328,8 +391,8 @@ async fn janitor(hls: Weak<Hls>, name: String, m: Arc<Muxer>) {
             continue;
         }
         m.out.stop();
-        if let Some(member) = m.member {
-            hls.streams.pulls.leave(member);
+        if let Some(member) = &m.member {
+            member.leave(&hls.streams, &name);
         }
         let mut muxers = hls.muxers.lock();
         if muxers.get(&name).is_some_and(|x| Arc::ptr_eq(x, &m)) {
