@@ -741,7 +741,16 @@ async fn a_stream_published_on_one_node_is_served_as_hls_by_another() {
         stream_with(&a, "m1", "hlscam", FakeBrowser::publisher_real_h264().await, true).await;
     listed(&b, "hlscam").await;
 
-    let (status, body) = http_get_to(b.http_addr, "/hlscam/index.m3u8").await;
+    // B's mirror of the directory (what an HLS request is checked against) trails the
+    // directory by a watch event.
+    let until = tokio::time::Instant::now() + WAIT;
+    let (status, body) = loop {
+        let got = http_get_to(b.http_addr, "/hlscam/index.m3u8").await;
+        if got.0 != 404 || tokio::time::Instant::now() > until {
+            break got;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     let playlist = String::from_utf8_lossy(&body).into_owned();
     assert_eq!(status, 200, "{playlist}");
     assert_eq!(b.shared.streams.relay_counts(), (1, 0), "B pulls the stream once");

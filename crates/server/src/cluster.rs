@@ -691,6 +691,19 @@ impl Cluster {
         Ok(lost)
     }
 
+    /// Whether the mirror shows a stream named `name` published on another node: a lookup with
+    /// no NATS request, for paths anyone may call (an HLS request for a name published nowhere
+    /// must not cost a scan of the directory). The mirror trails the directory by a watch
+    /// event.
+    pub fn mirror_has_published(&self, name: &str) -> bool {
+        let streams = Kind::Streams.index();
+        self.mirror.lock().by_owner.values().flat_map(|objs| objs.iter()).any(|((kind, _), obj)| {
+            *kind == streams
+                && obj.get("name").and_then(Value::as_str) == Some(name)
+                && obj.get("published") == Some(&Value::Bool(true))
+        })
+    }
+
     /// The live nodes' entries (this one's too), ordered by node id.
     pub async fn nodes(&self) -> anyhow::Result<Vec<Map<String, Value>>> {
         let stores = self.stores().await?;

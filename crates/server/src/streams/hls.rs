@@ -270,7 +270,9 @@ impl Hls {
     /// relay until the muxer stops; the relay's end (unpublished at the origin, the origin
     /// lost) ends the output (`#EXT-X-ENDLIST`).
     async fn relayed(self: &Arc<Self>, name: &str) -> Result<Arc<Muxer>, (StatusCode, String)> {
-        if self.streams.relays.is_none() {
+        // Anyone may ask for any name: only one the mirror shows published elsewhere costs a
+        // directory request.
+        if !super::relay::published_elsewhere(&self.streams, name) {
             return Err((StatusCode::NOT_FOUND, callgate_proto::info::STREAM_NOT_FOUND.into()));
         }
         let id: Arc<str> = Arc::from(format!("hls:{}", self.streams.media.next_peer_id().0));

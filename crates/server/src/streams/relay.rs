@@ -181,6 +181,12 @@ pub(super) async fn source(streams: &Arc<Streams>, name: &str) -> Result<PeerId,
     Ok(peer)
 }
 
+/// Whether another node publishes `name`, as this node's mirror of the directory shows it (no
+/// NATS request; see [`Cluster::mirror_has_published`]).
+pub(super) fn published_elsewhere(streams: &Streams, name: &str) -> bool {
+    streams.relays.as_ref().is_some_and(|r| r.cluster.mirror_has_published(name))
+}
+
 /// Notes player `id` of the pulled `name` (fed by relay `peer`); false when that pull ended
 /// meanwhile. Called under the directory's lock, in the same step that adds the player.
 pub(super) fn joined(streams: &Streams, name: &str, peer: PeerId, id: &Arc<str>) -> bool {
