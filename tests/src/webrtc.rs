@@ -446,6 +446,21 @@ pub const REAL_H264_GOP: &[u8] = include_bytes!("../../crates/media/testdata/gop
 /// An Annex B H.264 stream cut into access units, each in Annex B: the NAL units up to and
 /// including a slice (types 1 and 5), as the one-slice-per-frame [`REAL_H264_GOP`] is made.
 pub fn h264_access_units(stream: &[u8]) -> Vec<Vec<u8>> {
+    let mut units = Vec::new();
+    let mut au = Vec::new();
+    for nal in annex_b_nal_units(stream) {
+        au.extend_from_slice(&[0, 0, 0, 1]);
+        au.extend_from_slice(nal);
+        if matches!(nal[0] & 0x1f, 1 | 5) {
+            units.push(std::mem::take(&mut au));
+        }
+    }
+    units
+}
+
+/// The NAL units of an Annex B H.264 stream, without their start codes (`00 00 01` or
+/// `00 00 00 01`); empty ones are skipped.
+pub fn annex_b_nal_units(stream: &[u8]) -> Vec<&[u8]> {
     let mut starts = Vec::new();
     let mut i = 0;
     while i + 3 <= stream.len() {
@@ -456,21 +471,18 @@ pub fn h264_access_units(stream: &[u8]) -> Vec<Vec<u8>> {
             i += 1;
         }
     }
-    let mut units = Vec::new();
-    let mut au = Vec::new();
+    let mut nals = Vec::new();
     for (k, &s) in starts.iter().enumerate() {
-        // A NAL unit ends where the next start code (00 00 01, or 00 00 00 01) begins.
+        // A NAL unit ends where the next start code begins (its leading zero byte, for four).
         let mut end = starts.get(k + 1).map_or(stream.len(), |&n| n - 3);
         if end > s && k + 1 < starts.len() && stream[end - 1] == 0 {
             end -= 1;
         }
-        au.extend_from_slice(&[0, 0, 0, 1]);
-        au.extend_from_slice(&stream[s..end]);
-        if matches!(stream[s] & 0x1f, 1 | 5) {
-            units.push(std::mem::take(&mut au));
+        if end > s {
+            nals.push(&stream[s..end]);
         }
     }
-    units
+    nals
 }
 
 /// A real VP8 keyframe, 320x240, encoded by libvpx's `vpxenc` from colour bars

@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use callgate_tests::streams::publish_msg;
-use callgate_tests::webrtc::{h264_access_units, FakeBrowser, REAL_H264_GOP};
+use callgate_tests::webrtc::{annex_b_nal_units, h264_access_units, FakeBrowser, REAL_H264_GOP};
 use callgate_tests::{start_server, Backend, Client, Reply, WAIT};
 use serde_json::{json, Value};
 
@@ -134,31 +134,6 @@ fn find<'a>(b: &'a [u8], path: &str) -> Mp4Box<'a> {
 
 fn u32_at(b: &[u8], at: usize) -> u32 {
     u32::from_be_bytes(b[at..at + 4].try_into().unwrap())
-}
-
-/// The NAL units of an Annex B access unit, without start codes.
-fn nal_units(au: &[u8]) -> Vec<&[u8]> {
-    let mut starts = Vec::new();
-    let mut i = 0;
-    while i + 3 <= au.len() {
-        if au[i..i + 3] == [0, 0, 1] {
-            starts.push(i + 3);
-            i += 3;
-        } else {
-            i += 1;
-        }
-    }
-    starts
-        .iter()
-        .enumerate()
-        .map(|(k, &s)| {
-            let mut e = starts.get(k + 1).map_or(au.len(), |&n| n - 3);
-            if k + 1 < starts.len() && au[e - 1] == 0 {
-                e -= 1;
-            }
-            &au[s..e]
-        })
-        .collect()
 }
 
 /// The video track's samples in a media segment (one or more `moof` + `mdat`): each sample's
@@ -295,7 +270,7 @@ async fn a_published_h264_stream_plays_as_ll_hls_and_a_refused_player_gets_403()
         );
         assert_eq!((w, h), (320, 240));
         let avcc = child(&boxes(&entry.body[78..]), "avcC").body;
-        let gop_nals = nal_units(REAL_H264_GOP);
+        let gop_nals = annex_b_nal_units(REAL_H264_GOP);
         let (sps, pps) =
             (gop_nals.iter().find(|n| n[0] & 0x1f == 7).unwrap(), gop_nals.iter().find(|n| n[0] & 0x1f == 8).unwrap());
         assert_eq!(avcc[0], 1, "configurationVersion");
@@ -318,7 +293,7 @@ async fn a_published_h264_stream_plays_as_ll_hls_and_a_refused_player_gets_403()
     assert!(samples.len() >= 10, "a 1 s segment of 50 fps video: {} samples", samples.len());
     let slices: Vec<Vec<u8>> = h264_access_units(REAL_H264_GOP)
         .iter()
-        .map(|au| nal_units(au).into_iter().find(|n| matches!(n[0] & 0x1f, 1 | 5)).unwrap().to_vec())
+        .map(|au| annex_b_nal_units(au).into_iter().find(|n| matches!(n[0] & 0x1f, 1 | 5)).unwrap().to_vec())
         .collect();
     let first = samples[0].iter().find(|n| matches!(n[0] & 0x1f, 1 | 5)).expect("a slice");
     assert_eq!(first[0] & 0x1f, 5, "a segment starts with an IDR");

@@ -1576,45 +1576,34 @@ impl MediaCore {
                             if gap && kind == MediaKind::Video {
                                 wants_keyframe = Some(id);
                             }
-                            if p.record.is_some() {
+                            // A copy for the recorder and the HLS muxer, when either taps it.
+                            let copy = if p.record.is_some() || p.hls.is_some() {
                                 let pt = pkt.header.payload_type;
-                                let codec = p.rtc.codec_config().find(|c| c.pt() == pt).map(|c| c.spec().codec);
-                                if let (Some(tap), Some(codec)) = (p.record.as_mut(), codec) {
-                                    let copy = RecPacket {
-                                        kind,
-                                        codec,
-                                        seq: *pkt.seq_no,
-                                        ts: pkt.header.timestamp,
-                                        marker: pkt.header.marker,
-                                        payload: pkt.payload.clone(),
-                                        arrival: pkt.timestamp,
-                                    };
-                                    if !tap.offer(copy) {
-                                        // The writer stopped (it failed and reported why).
-                                        p.record = None;
-                                    } else if std::mem::take(&mut tap.wants_keyframe) {
-                                        wants_keyframe = Some(id);
-                                    }
+                                p.rtc.codec_config().find(|c| c.pt() == pt).map(|c| RecPacket {
+                                    kind,
+                                    codec: c.spec().codec,
+                                    seq: *pkt.seq_no,
+                                    ts: pkt.header.timestamp,
+                                    marker: pkt.header.marker,
+                                    payload: pkt.payload.clone(),
+                                    arrival: pkt.timestamp,
+                                })
+                            } else {
+                                None
+                            };
+                            if let (Some(tap), Some(copy)) = (p.record.as_mut(), &copy) {
+                                if !tap.offer(copy.clone()) {
+                                    // The writer stopped (it failed and reported why).
+                                    p.record = None;
+                                } else if std::mem::take(&mut tap.wants_keyframe) {
+                                    wants_keyframe = Some(id);
                                 }
                             }
-                            if let Some(tap) = p.hls.as_mut() {
-                                let pt = pkt.header.payload_type;
-                                let codec = p.rtc.codec_config().find(|c| c.pt() == pt).map(|c| c.spec().codec);
-                                if let Some(codec) = codec {
-                                    let copy = RecPacket {
-                                        kind,
-                                        codec,
-                                        seq: *pkt.seq_no,
-                                        ts: pkt.header.timestamp,
-                                        marker: pkt.header.marker,
-                                        payload: pkt.payload.clone(),
-                                        arrival: pkt.timestamp,
-                                    };
-                                    if !tap.offer(copy) {
-                                        p.hls = None;
-                                    } else if tap.take_wants_keyframe() {
-                                        wants_keyframe = Some(id);
-                                    }
+                            if let (Some(tap), Some(copy)) = (p.hls.as_mut(), copy) {
+                                if !tap.offer(copy) {
+                                    p.hls = None;
+                                } else if tap.take_wants_keyframe() {
+                                    wants_keyframe = Some(id);
                                 }
                             }
                             if kind == MediaKind::Video {

@@ -250,17 +250,17 @@ impl Hls {
             return self.relayed(name).await;
         };
         let out = self.streams.media.hls(peer, self.media).await.map_err(hls_refusal)?;
-        let m = Arc::new(Muxer {
-            peer,
-            member: None,
-            out,
-            last_request: Mutex::new(Instant::now()),
-            busy: Default::default(),
-        });
         tracing::info!(stream = name, peer = peer.0, "HLS muxer started");
+        Ok(self.install(name, peer, None, out))
+    }
+
+    /// A started output becomes the muxer of `name`, watched by its janitor.
+    fn install(self: &Arc<Self>, name: &str, peer: PeerId, member: Option<Member>, out: Arc<HlsOutput>) -> Arc<Muxer> {
+        let m =
+            Arc::new(Muxer { peer, member, out, last_request: Mutex::new(Instant::now()), busy: Default::default() });
         self.muxers.lock().insert(name.to_string(), m.clone());
         tokio::spawn(janitor(Arc::downgrade(self), name.to_string(), m.clone()));
-        Ok(m)
+        m
     }
 
     /// The muxer of a stream published on another node of the cluster (404 on a single node):
@@ -296,17 +296,8 @@ impl Hls {
                     return Err(hls_refusal(e));
                 }
             };
-            let m = Arc::new(Muxer {
-                peer: source,
-                member: Some(Member::Relay(id)),
-                out,
-                last_request: Mutex::new(Instant::now()),
-                busy: Default::default(),
-            });
             tracing::info!(stream = name, peer = source.0, "HLS muxer of a stream relayed from another node started");
-            self.muxers.lock().insert(name.to_string(), m.clone());
-            tokio::spawn(janitor(Arc::downgrade(self), name.to_string(), m.clone()));
-            return Ok(m);
+            return Ok(self.install(name, source, Some(Member::Relay(id)), out));
         }
         Err((StatusCode::NOT_FOUND, callgate_proto::info::STREAM_NOT_FOUND.into()))
     }
@@ -346,17 +337,8 @@ impl Hls {
                 return leave(status, info);
             }
         };
-        let m = Arc::new(Muxer {
-            peer: source,
-            member: Some(Member::Camera(member)),
-            out,
-            last_request: Mutex::new(Instant::now()),
-            busy: Default::default(),
-        });
         tracing::info!(stream = %u.masked, peer = source.0, "HLS muxer of an RTSP source started");
-        self.muxers.lock().insert(name.to_string(), m.clone());
-        tokio::spawn(janitor(Arc::downgrade(self), name.to_string(), m.clone()));
-        Ok(m)
+        Ok(self.install(name, source, Some(Member::Camera(member)), out))
     }
 }
 
