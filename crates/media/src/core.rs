@@ -500,6 +500,7 @@ impl MediaCore {
         let first_seq = src.seq[k];
         src.seq[k] += frame.payloads.len() as u64;
         let last = frame.payloads.len() - 1;
+        let marker_of = |i: usize| frame.kind == MediaKind::Audio || i == last;
         if let Some(tap) = src.hls.as_mut() {
             let c = codec.params().spec().codec;
             // The muxer carries H.264 and Opus; a camera's G.711 audio is left out (its
@@ -513,7 +514,7 @@ impl MediaCore {
                         codec: c,
                         seq: first_seq + i as u64,
                         ts: frame.ts,
-                        marker: frame.kind == MediaKind::Audio || i == last,
+                        marker: marker_of(i),
                         payload: payload.clone(),
                         arrival: now,
                     });
@@ -527,7 +528,6 @@ impl MediaCore {
         if frame.keyframe && frame.kind == MediaKind::Video {
             src.keyframe.clear();
         }
-        let marker_of = |i: usize| frame.kind == MediaKind::Audio || i == last;
         if frame.keyframe && frame.kind == MediaKind::Video {
             for (i, p) in frame.payloads.iter().enumerate() {
                 src.keyframe.push(CachedPacket {

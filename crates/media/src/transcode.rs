@@ -59,14 +59,7 @@ impl AacToOpus {
     /// `config`: the stream's AudioSpecificConfig (ISO 14496-3 §1.6.2.1, the SDP's
     /// `config=` of `mpeg4-generic`).
     pub fn new(config: &[u8]) -> Result<AacToOpus, TranscodeError> {
-        let mut params = CodecParameters::new();
-        params.for_codec(CODEC_TYPE_AAC).with_extra_data(config.to_vec().into_boxed_slice());
-        let decoder = symphonia_codec_aac::AacDecoder::try_new(&params, &DecoderOptions::default())
-            .map_err(|e| TranscodeError::Config(e.to_string()))?;
-        let (rate, channels) = asc_rate_channels(config).ok_or_else(|| TranscodeError::Config("unreadable".into()))?;
-        if !(1..=2).contains(&channels) {
-            return Err(TranscodeError::Config(format!("{channels} channels")));
-        }
+        let (decoder, rate, channels) = decoder_for(config)?;
         let (enc_rate, resampler) = if OPUS_RATES.contains(&rate) {
             (rate, None)
         } else {
@@ -148,6 +141,25 @@ impl AacToOpus {
     }
 }
 
+/// Whether [`AacToOpus::new`] takes this AudioSpecificConfig: only the decoder is made (the
+/// resampler and the encoder are left for the stream that is set up).
+pub fn supports(config: &[u8]) -> bool {
+    decoder_for(config).is_ok()
+}
+
+/// The AAC decoder of an AudioSpecificConfig, with its rate and channels.
+fn decoder_for(config: &[u8]) -> Result<(symphonia_codec_aac::AacDecoder, u32, usize), TranscodeError> {
+    let mut params = CodecParameters::new();
+    params.for_codec(CODEC_TYPE_AAC).with_extra_data(config.to_vec().into_boxed_slice());
+    let decoder = symphonia_codec_aac::AacDecoder::try_new(&params, &DecoderOptions::default())
+        .map_err(|e| TranscodeError::Config(e.to_string()))?;
+    let (rate, channels) = asc_rate_channels(config).ok_or_else(|| TranscodeError::Config("unreadable".into()))?;
+    if !(1..=2).contains(&channels) {
+        return Err(TranscodeError::Config(format!("{channels} channels")));
+    }
+    Ok((decoder, rate, channels))
+}
+
 /// The sampling rate and channel count of an AudioSpecificConfig (ISO 14496-3 §1.6.2.1):
 /// 5 bits object type, 4 bits rate index (15: 24 bits of rate follow), 4 bits channel config.
 pub fn asc_rate_channels(asc: &[u8]) -> Option<(u32, usize)> {
@@ -207,6 +219,7 @@ mod tests {
         assert!(AacToOpus::new(&[0x0a, 0x10]).is_err());
         assert!(AacToOpus::new(&[0x12, 0x30]).is_err());
         assert!(AacToOpus::new(&[]).is_err());
+        assert!(!supports(&[0x0a, 0x10]) && !supports(&[]) && supports(&[0x12, 0x10]));
         let mut t = AacToOpus::new(&[0x12, 0x10]).expect("AAC-LC 44.1 kHz stereo");
         assert_eq!(t.channels(), 2);
         let mut seed = 7u32;

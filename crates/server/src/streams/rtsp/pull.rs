@@ -8,7 +8,7 @@ use std::time::Duration;
 use callgate_hooks::Origin;
 use callgate_media::core::SourceFrame;
 use callgate_media::source::{self, MediaKind, SourceCodec};
-use callgate_media::transcode::{AacToOpus, OPUS_FRAME_TICKS};
+use callgate_media::transcode::{self, AacToOpus, OPUS_FRAME_TICKS};
 use callgate_media::{MediaEndpoint, PeerId};
 use callgate_proto::info as proto_info;
 use futures_util::StreamExt;
@@ -387,7 +387,7 @@ fn choose<'a>(streams: impl Iterator<Item = (&'a str, &'a str, Option<Parameters
             }
             ("audio", "mpeg4-generic") if audio.is_none() => {
                 if let Some(ParametersRef::Audio(a)) = params {
-                    if AacToOpus::new(a.extra_data()).is_ok() {
+                    if transcode::supports(a.extra_data()) {
                         audio = Some((i, AudioIn::Aac(a.extra_data().to_vec())));
                     }
                 }
