@@ -46,8 +46,8 @@ struct Browser {
     addr: SocketAddr,
     video: Mid,
     connected: bool,
-    /// Players: RTP datagrams received once connected (not decrypted, like the light players of
-    /// the other benches).
+    /// Players: RTP datagrams received once connected (each taken in by the player's str0m, which
+    /// sends receiver reports back; the other benches' light players neither decrypt nor report).
     rtp: u64,
 }
 
@@ -97,10 +97,14 @@ impl Sim {
                 let c = &t.contents;
                 if b.connected && c.len() > 12 && (128..=191).contains(&c[0]) && !(200..=206).contains(&c[1]) {
                     b.rtp += 1;
-                    continue;
                 }
+                // Every datagram reaches the player's str0m (outside the measured core): it decrypts
+                // the media and sends receiver reports as a browser does, so the core's str0m stops
+                // writing the mid into each packet once reported, as in a long-running session.
                 let r = Receive::new(Protocol::Udp, self.server, b.addr, c).unwrap();
                 b.rtc.handle_input(Input::Receive(self.now, r)).unwrap();
+                // Sent: the endpoint hands the buffer back (as after its sendmmsg).
+                self.core.recycle(t.contents.into());
             }
             while self.core.poll_event().is_some() {}
             if !moved {

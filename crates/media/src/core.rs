@@ -58,6 +58,12 @@ pub enum Via {
     RtpVideo(PeerId),
 }
 
+/// Capacity of a recycled datagram buffer: str0m's largest datagram.
+const DATAGRAM_BUFFER: usize = 2000;
+/// Recycled datagram buffers kept at most (2 MB): one batch of a publisher's packet to its
+/// players in flight.
+pub const SPARE_BUFFERS: usize = 1024;
+
 /// A datagram to send.
 #[derive(Debug)]
 pub struct Transmit {
@@ -294,6 +300,9 @@ pub struct MediaCore {
     by_addr: HashMap<SocketAddr, PeerId>,
     timers: BinaryHeap<Reverse<(Instant, PeerId)>>,
     transmits: VecDeque<Transmit>,
+    /// Datagram buffers handed back after sending ([`MediaCore::recycle`]), reused for the
+    /// direct sends to players: a forwarded packet costs no allocation.
+    spare: Vec<Vec<u8>>,
     /// Players with packets written but not yet polled out (see [`MediaCore::flush`]).
     unsent: Vec<PeerId>,
     /// The latest `now` any peer was driven with (str0m's time must not go backwards).
@@ -408,6 +417,7 @@ impl MediaCore {
             by_addr: HashMap::new(),
             timers: BinaryHeap::new(),
             transmits: VecDeque::new(),
+            spare: Vec::new(),
             unsent: Vec::new(),
             last_now: None,
             events: VecDeque::new(),
@@ -1403,6 +1413,14 @@ impl MediaCore {
         self.timers.peek().map(|Reverse((at, _))| *at)
     }
 
+    /// Hands back a sent datagram's buffer for reuse (kept only if it is large enough for any
+    /// packet, and at most [`SPARE_BUFFERS`] of them).
+    pub fn recycle(&mut self, buf: Vec<u8>) {
+        if buf.capacity() >= DATAGRAM_BUFFER && self.spare.len() < SPARE_BUFFERS {
+            self.spare.push(buf);
+        }
+    }
+
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         self.flush();
         self.transmits.pop_front()
@@ -1768,12 +1786,15 @@ impl MediaCore {
                 .nackable(out.kind == MediaKind::Video)
         };
         // Sent at once when nothing is queued on the player's stream (the vendored str0m's
-        // direct send path, see vendor/str0m/CALLGATE-PATCH.md); else queued for the next flush.
+        // direct send path, see vendor/str0m/CALLGATE-PATCH.md), written into a recycled buffer;
+        // else queued for the next flush.
         let now = self.last_now.unwrap_or(out.arrival);
-        let sent = match ssrc.map(|s| api.send_rtp_now(s, now, write(pt))) {
-            Some(Ok(Some(t))) => Some(t),
+        let mut buf = self.spare.pop().unwrap_or_default();
+        let sent = match ssrc.map(|s| api.send_rtp_into(s, now, write(pt), &mut buf)) {
+            Some(Ok(Some(to))) => Some(to.destination),
             Some(Ok(None)) => None,
             None | Some(Err(_)) => {
+                self.spare.push(buf);
                 track.ssrc = None; // looked up by mid again next time
                 self.metrics.dropped_write.increment(1);
                 return false;
@@ -1781,15 +1802,16 @@ impl MediaCore {
         };
         pl.frames_out += 1;
         match sent {
-            Some(t) => {
+            Some(destination) => {
                 self.counters.datagrams_out += 1;
-                self.transmits.push_back(Transmit { destination: t.destination, contents: t.contents, via: pl.via });
+                self.transmits.push_back(Transmit { destination, contents: buf.into(), via: pl.via });
             }
             None if !pl.unsent => {
+                self.spare.push(buf);
                 pl.unsent = true;
                 self.unsent.push(pid);
             }
-            None => {}
+            None => self.spare.push(buf),
         }
         true
     }

@@ -492,7 +492,7 @@ async fn run(
                 Via::Shared => {
                     shared.push((t.contents, t.destination));
                     if shared.len() == MAX_BATCH {
-                        send_shared(&socket, &mut batch, &mut shared).await;
+                        send_shared(&socket, &mut batch, &mut shared, &mut core).await;
                     }
                     continue;
                 }
@@ -506,8 +506,9 @@ async fn run(
                 },
             };
             send_one(out, &t.contents, t.destination).await;
+            core.recycle(t.contents.into());
         }
-        send_shared(&socket, &mut batch, &mut shared).await;
+        send_shared(&socket, &mut batch, &mut shared, &mut core).await;
         while let Some((id, ev)) = core.poll_event() {
             let terminal = matches!(ev, MediaEvent::Failed(_));
             if let Some(s) = sinks.get(&id) {
@@ -534,9 +535,15 @@ async fn run(
     }
 }
 
-/// Sends `out` on the shared socket in batches and empties it. A full socket buffer makes the task
-/// wait for that datagram (as a single send would) and then go on batching.
-async fn send_shared(socket: &UdpSocket, batch: &mut SendBatch, out: &mut Vec<(DatagramSend, SocketAddr)>) {
+/// Sends `out` on the shared socket in batches and empties it, handing its buffers back to `core`
+/// for reuse. A full socket buffer makes the task wait for that datagram (as a single send would)
+/// and then go on batching.
+async fn send_shared(
+    socket: &UdpSocket,
+    batch: &mut SendBatch,
+    out: &mut Vec<(DatagramSend, SocketAddr)>,
+    core: &mut MediaCore,
+) {
     let mut i = 0;
     while i < out.len() {
         match batch.try_send(socket, &out[i..]) {
@@ -553,7 +560,9 @@ async fn send_shared(socket: &UdpSocket, batch: &mut SendBatch, out: &mut Vec<(D
             }
         }
     }
-    out.clear();
+    for (b, _) in out.drain(..) {
+        core.recycle(b.into());
+    }
 }
 
 /// One datagram; waits for room in the socket buffer if it is full.

@@ -76,6 +76,9 @@ struct Sim {
     lose_next_rtp: Option<(SocketAddr, u8)>,
     /// Lose the next RTP packet from the server to this browser address with this payload type.
     lose_next_to: Option<(SocketAddr, u8)>,
+    /// RTP datagrams from the server to this browser address, kept as sent (SRTP leaves the
+    /// header and its extensions in the clear).
+    keep_rtp_to: Option<(SocketAddr, Vec<Vec<u8>>)>,
 }
 
 impl Sim {
@@ -89,6 +92,7 @@ impl Sim {
             drop_dtls: false,
             lose_next_rtp: None,
             lose_next_to: None,
+            keep_rtp_to: None,
         }
     }
 
@@ -157,6 +161,11 @@ impl Sim {
                 }) {
                     self.lose_next_to = None;
                     continue;
+                }
+                if let Some((addr, kept)) = &mut self.keep_rtp_to {
+                    if *addr == t.destination && c.len() > 12 && c[0] >> 6 == 2 && !(200..=206).contains(&c[1]) {
+                        kept.push(c.to_vec());
+                    }
                 }
                 if let Some(b) = self.browsers.iter_mut().find(|b| b.addr == t.destination) {
                     let r = Receive::new(Protocol::Udp, self.server, b.addr, &t.contents).unwrap();
@@ -458,6 +467,51 @@ fn a_video_packet_lost_towards_a_player_is_repaired_from_its_rtx_cache() {
     }
     // The publisher was not asked for a keyframe for it: the repair came from the server.
     assert_eq!(sim.browsers[publisher].keyframe_requests, 1);
+}
+
+/// The header extension elements of an RTP packet in the one-byte form (RFC 8285): (id, value).
+fn rtp_extensions(p: &[u8]) -> Vec<(u8, Vec<u8>)> {
+    if p[0] & 0x10 == 0 {
+        return vec![];
+    }
+    let at = 12 + 4 * usize::from(p[0] & 0x0f);
+    assert_eq!(&p[at..at + 2], &[0xbe, 0xde], "one-byte form");
+    let end = at + 4 + 4 * usize::from(u16::from_be_bytes([p[at + 2], p[at + 3]]));
+    let (mut i, mut v) = (at + 4, vec![]);
+    while i < end {
+        if p[i] == 0 {
+            i += 1; // padding
+            continue;
+        }
+        let (id, len) = (p[i] >> 4, usize::from(p[i] & 0x0f) + 1);
+        v.push((id, p[i + 1..i + 1 + len].to_vec()));
+        i += 1 + len;
+    }
+    v
+}
+
+#[test]
+fn video_to_a_player_carries_its_mid_only_until_the_player_reports() {
+    // A player's video stream has an RTX SSRC too; the mid (RFC 8843 §9.1) binds the SSRC and
+    // is left out once the player's receiver report shows it has been bound (as libwebrtc does).
+    let mut sim = Sim::new();
+    let publisher = sim.publish(PeerId(1), "10.0.0.2:5000");
+    let player = sim.play(PeerId(2), PeerId(1), "10.0.0.3:5000").unwrap();
+    sim.keep_rtp_to = Some(("10.0.0.3:5000".parse().unwrap(), vec![]));
+    sim.run(Duration::from_millis(500));
+    for n in 0..100 {
+        sim.send_frames(publisher, n);
+        sim.run(Duration::from_millis(30));
+    }
+    let pt = sim.video_pt(publisher);
+    let mid = sim.browsers[player].mid(MediaKind::Video);
+    let video: Vec<Vec<u8>> = sim.keep_rtp_to.take().unwrap().1.into_iter().filter(|p| p[1] & 0x7f == pt).collect();
+    assert!(video.len() >= 90, "video reached the player: {} packets", video.len());
+    let with_mid = |p: &Vec<u8>| rtp_extensions(p).iter().any(|(_, v)| v.as_slice() == mid.as_bytes());
+    assert!(with_mid(&video[0]), "the first video packet carries the mid {mid}: {:?}", rtp_extensions(&video[0]));
+    let last = video.last().unwrap();
+    assert!(!with_mid(last), "3 s on, after the player's reports, no mid: {:?}", rtp_extensions(last));
+    assert!(sim.browsers[player].received.iter().filter(|(k, _)| *k == MediaKind::Video).count() >= 90);
 }
 
 #[test]

@@ -1617,26 +1617,26 @@ impl Rtc {
         Ok(o)
     }
 
-    /// callgate patch (see CALLGATE-PATCH.md): see [`DirectApi::send_rtp_now`].
-    pub(crate) fn send_rtp_now(
+    /// callgate patch (see CALLGATE-PATCH.md): see [`DirectApi::send_rtp_into`].
+    pub(crate) fn send_rtp_into(
         &mut self,
         now: Instant,
         ssrc: crate::rtp_::Ssrc,
         rtp: crate::rtp::RtpWrite,
-    ) -> Result<Option<net::Transmit>, ()> {
+        out: &mut Vec<u8>,
+    ) -> Result<Option<crate::change::SentTo>, ()> {
         // Never behind the time the Rtc was last driven with.
         let now = now.max(self.last_now);
         let connected = self.state == RtcState::Alive && self.send_addr.is_some();
-        let Some(contents) = self.session.send_rtp_now(now, ssrc, rtp, connected)? else {
+        if !self.session.send_rtp_into(now, ssrc, rtp, connected, out)? {
             return Ok(None);
-        };
+        }
         let send = self.send_addr.as_ref().expect("connected");
-        self.peer_bytes_tx += contents.len() as u64;
-        Ok(Some(net::Transmit {
+        self.peer_bytes_tx += out.len() as u64;
+        Ok(Some(crate::change::SentTo {
             proto: send.proto,
             source: send.source,
             destination: send.destination,
-            contents,
         }))
     }
 

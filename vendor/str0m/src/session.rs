@@ -1299,59 +1299,65 @@ impl Session {
     }
 
     /// callgate patch (see CALLGATE-PATCH.md): RTP mode, writes `rtp` on send stream `ssrc` and,
-    /// when it can go out at once, returns it protected: the regular path of `poll_packet`
-    /// (header and extensions, stream stats, RTX cache, TWCC, SRTP) without the pacer. Only
-    /// without BWE (the pacer is then the null pacer, which paces nothing), with SRTP keys, and
-    /// when the stream has nothing queued and no resend pending (else the packet is queued as
-    /// `write_rtp` queues it, `Ok(None)`, for the regular path). `Err(())`: no such stream.
-    pub(crate) fn send_rtp_now(
+    /// when it can go out at once, writes it SRTP-protected into `out` (`Ok(true)`): the regular
+    /// path of `poll_packet` (header and extensions, stream stats, RTX cache, TWCC, SRTP) without
+    /// the pacer, the send queue or a copy of the payload (it is encrypted from the packet into
+    /// `out`). Only without BWE (the pacer is then the null pacer, which paces nothing), with
+    /// SRTP keys, and when the stream has nothing queued and no resend pending (else the packet
+    /// is queued as `write_rtp` queues it, `Ok(false)`, for the regular path). `Err(())`: no
+    /// such stream.
+    pub(crate) fn send_rtp_into(
         &mut self,
         now: Instant,
         ssrc: Ssrc,
         rtp: crate::rtp::RtpWrite,
         connected: bool,
-    ) -> Result<Option<DatagramSend>, ()> {
+        out: &mut Vec<u8>,
+    ) -> Result<bool, ()> {
         let Some(stream) = self.streams.stream_tx(&ssrc) else {
             return Err(());
         };
+        let media = self.medias.iter().find(|m| m.mid() == stream.mid());
         let direct = connected
             && self.srtp_tx.is_some()
             && self.bwe.is_none()
             && !self.rtp_closing
             && self.raw_packets.is_none()
-            && stream.can_send_now();
-        if !direct {
+            && !rtp.has_vp8_patch()
+            && stream.can_send_now()
+            && media.is_some();
+        let Some(media) = media.filter(|_| direct) else {
             stream.write_rtp(rtp);
-            return Ok(None);
-        }
-        stream.write_rtp_now(rtp, now);
-        let Some(media) = self.medias.iter().find(|m| m.mid() == stream.mid()) else {
-            return Ok(None);
+            return Ok(false);
         };
         let exts = media.remote_extmap();
+        let (abs_send_time, twcc_enabled) = media.remote_send_exts();
         let twcc_seq = self.twcc;
-        let twcc_enabled = exts.id_of(Extension::TransportSequenceNumber).is_some();
         let twcc = twcc_enabled.then_some(&mut self.twcc);
-        let buf = &mut self.poll_packet_buf;
-        let Some(receipt) = stream.poll_packet(now, exts, twcc, &self.codec_config, buf) else {
-            return Ok(None);
-        };
-        let PacketReceipt {
-            header,
-            seq_no,
-            payload_size,
-            ..
-        } = receipt;
         let srtp_tx = self.srtp_tx.as_mut().expect("checked above");
-        let protected = srtp_tx.protect_rtp(buf, &header, *seq_no);
+        let protect = |payload: &[u8], header: &RtpHeader, index: u64, out: &mut Vec<u8>| {
+            srtp_tx.protect_rtp_into(payload, header, index, out)
+        };
+        let Some(payload_size) = stream.send_now_into(
+            rtp,
+            now,
+            exts,
+            abs_send_time,
+            twcc,
+            &self.codec_config,
+            out,
+            protect,
+        ) else {
+            return Ok(false);
+        };
         if twcc_enabled {
             self.twcc_tx_register
                 .register_seq(TwccPacketId::new(twcc_seq), now, payload_size);
         }
-        if !header.ssrc.is_probe() {
+        if !ssrc.is_probe() {
             self.media_bytes_tx += payload_size as u64;
         }
-        Ok(Some(protected.into()))
+        Ok(true)
     }
 
     pub fn poll_timeout(&mut self) -> (Option<Instant>, Reason) {

@@ -360,23 +360,26 @@ impl<'a> DirectApi<'a> {
 
     /// callgate patch (see CALLGATE-PATCH.md). RTP mode, for SFU forwarding: writes `rtp` on
     /// the send stream `ssrc` as [`StreamTx::write_rtp`] does and, when nothing else is queued
-    /// on that stream (no earlier packet, no resend), returns it at once as an SRTP-protected
-    /// datagram: no pacer queue, no `Input::Timeout` and `poll_output` needed to release it.
-    /// Header extensions, the RTX cache (NACKs are still answered), TWCC, sender-report counts
-    /// and SRTP are those of the regular path.
+    /// on that stream (no earlier packet, no resend), writes it at once into `out` as an
+    /// SRTP-protected datagram for the nominated ICE pair (`out`'s old contents are replaced;
+    /// its allocation is reused): no pacer queue, no `Input::Timeout` and `poll_output` needed
+    /// to release it, no copy of the payload. Header extensions, the RTX cache (NACKs are still
+    /// answered), TWCC, sender-report counts and SRTP are those of the regular path.
     ///
-    /// `Ok(None)`: queued, sent by [`Rtc::poll_output`] after the next timeout input (BWE
-    /// enabled, not connected yet, or the stream had packets queued). `Err(())`: no send
-    /// stream `ssrc` (the packet is dropped). `now` is used for the stream's bookkeeping (never earlier than the last
-    /// time the `Rtc` was driven with).
-    pub fn send_rtp_now(
+    /// `Ok(Some(to))`: `out` holds the datagram, to be sent from `to.source` to
+    /// `to.destination`. `Ok(None)`: queued (`out` unspecified), sent by [`Rtc::poll_output`]
+    /// after the next timeout input (BWE enabled, not connected yet, or the stream had packets
+    /// queued). `Err(())`: no send stream `ssrc` (the packet is dropped). `now` is used for the
+    /// stream's bookkeeping (never earlier than the last time the `Rtc` was driven with).
+    pub fn send_rtp_into(
         &mut self,
         ssrc: Ssrc,
         now: std::time::Instant,
         rtp: crate::rtp::RtpWrite,
-    ) -> Result<Option<crate::net::Transmit>, ()> {
+        out: &mut Vec<u8>,
+    ) -> Result<Option<SentTo>, ()> {
         let mut m = self.rtc.mutate();
-        let r = m.send_rtp_now(now, ssrc, rtp);
+        let r = m.send_rtp_into(now, ssrc, rtp, out);
         if matches!(r, Ok(Some(_))) {
             // Nothing was queued: no event or transmit waits for poll_output.
             m.no_events();
@@ -466,4 +469,15 @@ impl<'a> DirectApi<'a> {
     pub fn send_pli_feedback(&mut self, sender_ssrc: Ssrc, media_ssrc: Ssrc) {
         self.rtc.session.send_pli_feedback(sender_ssrc, media_ssrc);
     }
+}
+
+/// callgate patch: where a datagram written by [`DirectApi::send_rtp_into`] goes.
+#[derive(Debug, Clone, Copy)]
+pub struct SentTo {
+    /// The protocol of the nominated ICE pair.
+    pub proto: crate::net::Protocol,
+    /// The local address to send from.
+    pub source: std::net::SocketAddr,
+    /// The remote address to send to.
+    pub destination: std::net::SocketAddr,
 }

@@ -715,21 +715,21 @@ impl Extension {
             }
             RtpStreamId => {
                 let v = ev.rid?;
-                let l = v.len();
-                buf[..l].copy_from_slice(v.as_bytes());
-                Some(l)
+                let v: &str = &v; // callgate patch: one deref (it trims the padding)
+                buf[..v.len()].copy_from_slice(v.as_bytes());
+                Some(v.len())
             }
             RepairedRtpStreamId => {
                 let v = ev.rid_repair?;
-                let l = v.len();
-                buf[..l].copy_from_slice(v.as_bytes());
-                Some(l)
+                let v: &str = &v; // callgate patch: one deref (it trims the padding)
+                buf[..v.len()].copy_from_slice(v.as_bytes());
+                Some(v.len())
             }
             RtpMid => {
                 let v = ev.mid?;
-                let l = v.len();
-                buf[..l].copy_from_slice(v.as_bytes());
-                Some(l)
+                let v: &str = &v; // callgate patch: one deref (it trims the padding)
+                buf[..v.len()].copy_from_slice(v.as_bytes());
+                Some(v.len())
             }
             FrameMarking => {
                 let v = ev.frame_mark?;

@@ -345,6 +345,41 @@ impl SrtpContext {
         }
     }
 
+    /// callgate patch (see CALLGATE-PATCH.md): [`SrtpContext::protect_rtp`] of the packet whose
+    /// header is `out[..header.header_len]` and whose payload is `payload`, into `out` (header,
+    /// ciphertext, tag) without an intermediate plaintext copy or a new buffer for the AEAD
+    /// suites; AES-CM-SHA1 goes through `protect_rtp`.
+    pub fn protect_rtp_into(
+        &mut self,
+        payload: &[u8],
+        header: &RtpHeader,
+        srtp_index: u64,
+        out: &mut Vec<u8>,
+    ) {
+        let hlen = header.header_len;
+        match &mut self.rtp {
+            Derived::Aes128CmSha1_80 { .. } => {
+                out.truncate(hlen);
+                out.extend_from_slice(payload);
+                *out = self.protect_rtp(out, header, srtp_index);
+            }
+            Derived::AeadAes128Gcm { salt, enc, .. } => {
+                let roc = (srtp_index >> 16) as u32;
+                let iv = AeadAes128Gcm::rtp_iv(*salt, *header.ssrc, roc, header.sequence_number);
+                out.resize(hlen + payload.len() + AeadAes128Gcm::TAG_LEN, 0);
+                let (aad, body) = out.split_at_mut(hlen);
+                enc.encrypt(&iv, aad, payload, body).expect("rtp encrypt");
+            }
+            Derived::AeadAes256Gcm { salt, enc, .. } => {
+                let roc = (srtp_index >> 16) as u32;
+                let iv = AeadAes256Gcm::rtp_iv(*salt, *header.ssrc, roc, header.sequence_number);
+                out.resize(hlen + payload.len() + AeadAes256Gcm::TAG_LEN, 0);
+                let (aad, body) = out.split_at_mut(hlen);
+                enc.encrypt(&iv, aad, payload, body).expect("rtp encrypt");
+            }
+        }
+    }
+
     /// Decrypts an SRTP packet into the internal reusable scratch buffer and
     /// returns a slice of the plaintext bytes. The returned slice borrows from
     /// `self` until the next mutable use; the scratch buffer is reused across

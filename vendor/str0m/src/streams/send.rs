@@ -349,6 +349,11 @@ impl RtpWrite {
         self.vp8_patch = Some(patch);
         self
     }
+
+    /// callgate patch: whether a VP8 descriptor patch is to be applied when sending.
+    pub(crate) fn has_vp8_patch(&self) -> bool {
+        self.vp8_patch.is_some()
+    }
 }
 
 impl StreamTx {
@@ -491,6 +496,13 @@ impl StreamTx {
     ///
     /// The write command carries the RTP payload and optional RTP metadata.
     pub fn write_rtp(&mut self, rtp: RtpWrite) {
+        let packet = self.rtp_packet(rtp);
+        self.send_queue.push(packet);
+    }
+
+    /// The packet `write_rtp` queues (callgate patch: split out of `write_rtp` so that
+    /// `send_now_into` builds the same packet).
+    fn rtp_packet(&mut self, rtp: RtpWrite) -> RtpPacket {
         let RtpWrite {
             pt,
             seq_no,
@@ -552,7 +564,7 @@ impl StreamTx {
             last_sender_info: None,
         };
 
-        self.send_queue.push(packet);
+        packet
     }
 
     /// callgate patch (see CALLGATE-PATCH.md): whether a packet written now would be the next
@@ -561,11 +573,95 @@ impl StreamTx {
         self.send_queue.is_empty() && self.resends.is_empty()
     }
 
-    /// callgate patch: queues `rtp` as [`StreamTx::write_rtp`] does and timestamps it with `now`
-    /// (what the next `handle_timeout` would do), so `poll_packet` hands it out at once.
-    pub(crate) fn write_rtp_now(&mut self, rtp: RtpWrite, now: Instant) {
-        self.write_rtp(rtp);
-        self.send_queue.handle_timeout(now);
+    /// callgate patch (see CALLGATE-PATCH.md): the regular branch of [`StreamTx::poll_packet`]
+    /// for a packet written now and sent at once, without the send queue (it would be the next
+    /// one out: see `can_send_now`). Writes the header (mid/rid until the receiver reports,
+    /// abs-send-time if `abs_send_time`, TWCC) into `out`, then `protect(payload, header, srtp_index, out)` appends
+    /// the protected payload, and the packet goes to the RTX cache (if nackable) as
+    /// `poll_packet` leaves it there. The same bookkeeping as `poll_packet`: packet and byte
+    /// counts (sender reports), last sequence number, padding PT, clock rate. Returns the
+    /// payload size; `None`: the PT is not in the media (dropped, as `poll_packet` drops it).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn send_now_into(
+        &mut self,
+        rtp: RtpWrite,
+        now: Instant,
+        exts: &ExtensionMap,
+        abs_send_time: bool,
+        twcc: Option<&mut u64>,
+        params: &[PayloadParams],
+        out: &mut Vec<u8>,
+        protect: impl FnOnce(&[u8], &RtpHeader, u64, &mut Vec<u8>),
+    ) -> Option<usize> {
+        let mut pkt = self.rtp_packet(rtp);
+        pkt.timestamp = now;
+
+        let len = pkt.payload.len();
+        self.stats.update_packet_counts(len as u64, false);
+        if let Some(h) = &mut self.stats.bytes_transmitted {
+            h.push(now, len as u64)
+        }
+
+        if !self.remote_acked_ssrc {
+            pkt.header.ext_vals.mid = Some(self.midrid.mid());
+            pkt.header.ext_vals.rid = self.midrid.rid();
+        }
+
+        let pt_main = pkt.header.payload_type;
+        let Some(param) = params
+            .iter()
+            .find(|p| p.pt() == pt_main || p.red() == Some(pt_main))
+        else {
+            warn!("Media is missing PT ({}) used in RTP packet", pt_main);
+            return None;
+        };
+        let is_red_packet = param.red() == Some(pt_main);
+        if param.resend().is_some() && !is_red_packet {
+            if self.pt_for_padding != Some(pt_main) {
+                self.pt_for_padding = Some(pt_main);
+            }
+        } else {
+            pkt.nackable = false;
+        }
+        let clock_rate = param.spec().rtp_clock_rate();
+        pkt.time = MediaTime::new(pkt.time.numer(), clock_rate);
+        pkt.header.ext_vals.rid_repair = None;
+
+        // The header is written from the packet's own (poll_packet writes a clone): the values
+        // that only the sent copy carries are set for the write and taken off after, so the
+        // cached header is the one poll_packet caches.
+        let header = &mut pkt.header;
+        if abs_send_time {
+            header.ext_vals.abs_send_time = Some(now);
+        }
+        if let Some(twcc) = twcc {
+            header.ext_vals.transport_cc = Some(*twcc as u16);
+            *twcc += 1;
+        }
+        if out.len() < DATAGRAM_MAX_PACKET_SIZE {
+            out.resize(DATAGRAM_MAX_PACKET_SIZE, 0);
+        }
+        let cached_len = header.header_len;
+        let header_len = header.write_to(out, exts);
+        assert!(header_len % 4 == 0, "RTP header must be multiple of 4");
+        header.header_len = header_len;
+        out.truncate(header_len);
+        protect(&pkt.payload, &pkt.header, *pkt.seq_no, out);
+        let header = &mut pkt.header;
+        header.header_len = cached_len;
+        header.ext_vals.abs_send_time = None;
+        header.ext_vals.transport_cc = None;
+
+        self.last_sent_seq_no = pkt.seq_no;
+        self.last_used = now;
+        if self.clock_rate != Some(clock_rate) {
+            self.clock_rate = Some(clock_rate);
+        }
+        self.send_queue.note_emitted(now);
+        if pkt.nackable {
+            self.rtx_cache.cache_sent_packet(pkt, now);
+        }
+        Some(len)
     }
 
     fn padding_enabled(&self) -> bool {
@@ -1032,11 +1128,12 @@ impl StreamTx {
         use RtcpFb::*;
         match fb {
             ReceptionReport(r) => {
-                if let Some(rtx_ssrc) = self.rtx {
-                    if rtx_ssrc == r.ssrc {
-                        // Receiver has bound MidRid to RTX SSRC
-                        self.remote_acked_rtx_ssrc = true;
-                    }
+                // callgate patch (see CALLGATE-PATCH.md): a report on the main SSRC counts for a
+                // stream that has an RTX SSRC too (it used to be an `else` of `if let
+                // Some(rtx)`, so a video stream with RTX wrote its mid into every packet forever).
+                if self.rtx == Some(r.ssrc) {
+                    // Receiver has bound MidRid to RTX SSRC
+                    self.remote_acked_rtx_ssrc = true;
                 } else if r.ssrc == self.ssrc {
                     // Receiver has bound MidRid to SSRC
                     self.remote_acked_ssrc = true;
