@@ -40,7 +40,7 @@ use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig,
 
 use crate::bridge::{choose_g711, SipLeg, G711};
 use crate::config::MediaConfig;
-use crate::forward::{forwarded_ext_vals, RxTrack, SeqMap, TxTrack};
+use crate::forward::{forwarded_ext_vals, RxTrack, SeqMap, TxTrack, MAX_FORWARDED_PAYLOAD};
 use crate::record::{RecPacket, RecordReport, RecordSpec, RecordTap};
 use crate::snapshot::{KeyframeReply, KeyframeTap, SnapshotError};
 use crate::source::SourceCodec;
@@ -254,6 +254,7 @@ struct Metrics {
     frames_forwarded: metrics::Counter,
     dropped_no_codec: metrics::Counter,
     dropped_write: metrics::Counter,
+    dropped_oversize: metrics::Counter,
 }
 
 impl Metrics {
@@ -262,6 +263,7 @@ impl Metrics {
             frames_forwarded: metrics::counter!("callgate_media_packets_forwarded_total"),
             dropped_no_codec: metrics::counter!("callgate_media_packets_dropped_total", "why" => "no_matching_codec"),
             dropped_write: metrics::counter!("callgate_media_packets_dropped_total", "why" => "no_send_stream"),
+            dropped_oversize: metrics::counter!("callgate_media_packets_dropped_total", "why" => "oversize"),
         }
     }
 }
@@ -1709,6 +1711,12 @@ impl MediaCore {
     /// Writes one RTP packet of publisher `source` to each of its connected players (see
     /// [`crate::forward`] for what is rewritten).
     fn forward(&mut self, source: PeerId, kind: MediaKind, pkt: &RtpPacket) {
+        if pkt.payload.len() > MAX_FORWARDED_PAYLOAD {
+            // No browser sends this (they keep packets under the path MTU); str0m's regular send
+            // path panics on a packet over its 2000-byte datagram buffer, so it is not passed on.
+            self.metrics.dropped_oversize.increment(1);
+            return;
+        }
         let params = {
             let Some(p) = self.peers.get_mut(&source) else { return };
             let pt = pkt.header.payload_type;
@@ -1794,9 +1802,9 @@ impl MediaCore {
             Some(Ok(Some(to))) => Some(to.destination),
             Some(Ok(None)) => None,
             None | Some(Err(_)) => {
-                self.spare.push(buf);
                 track.ssrc = None; // looked up by mid again next time
                 self.metrics.dropped_write.increment(1);
+                self.recycle(buf);
                 return false;
             }
         };
@@ -1807,11 +1815,11 @@ impl MediaCore {
                 self.transmits.push_back(Transmit { destination, contents: buf.into(), via: pl.via });
             }
             None if !pl.unsent => {
-                self.spare.push(buf);
                 pl.unsent = true;
                 self.unsent.push(pid);
+                self.recycle(buf);
             }
-            None => self.spare.push(buf),
+            None => self.recycle(buf),
         }
         true
     }

@@ -29,6 +29,13 @@ use str0m::rtp::{ExtensionValues, RtpPacket, Ssrc};
 /// The first sequence number a player gets on each of its streams.
 pub(crate) const FIRST_SEQ: u64 = 1;
 
+/// The largest publisher payload passed on to players. A player's packet is this plus its header
+/// (12 bytes, and extensions: mid, rid, audio level, video orientation, abs-send-time, TWCC,
+/// under 80 bytes: str0m's `MAX_RTP_OVERHEAD`) plus the 16-byte SRTP tag, which must stay within
+/// str0m's 2000-byte datagram buffer (its regular send path panics past it, and its RTX cache
+/// indexes packet sizes below it). Browsers keep packets under the path MTU (~1200 bytes).
+pub(crate) const MAX_FORWARDED_PAYLOAD: usize = 1_900;
+
 /// A jump this large (either way) between consecutive publisher packets is taken as a restart of
 /// the publisher's numbering (the player's numbering continues instead of jumping with it).
 const MAX_SEQ_JUMP: u64 = 3000;

@@ -33,9 +33,16 @@ struct Browser {
 
 impl Browser {
     fn new(addr: &str, dir: Direction, now: Instant) -> (Browser, String, SdpPendingOffer) {
+        Browser::with_mode(addr, dir, now, false)
+    }
+
+    /// `rtp_mode`: str0m's RTP mode, the browser writes RTP packets itself.
+    fn with_mode(addr: &str, dir: Direction, now: Instant, rtp_mode: bool) -> (Browser, String, SdpPendingOffer) {
         let addr: SocketAddr = addr.parse().unwrap();
-        let mut rtc =
-            Rtc::builder().set_crypto_provider(std::sync::Arc::new(str0m::crypto::from_feature_flags())).build(now);
+        let mut rtc = Rtc::builder()
+            .set_crypto_provider(std::sync::Arc::new(str0m::crypto::from_feature_flags()))
+            .set_rtp_mode(rtp_mode)
+            .build(now);
         rtc.add_local_candidate(Candidate::host(addr, "udp").unwrap());
         let mut api = rtc.sdp_api();
         let a = api.add_media(MediaKind::Audio, dir, Some("s".into()), None, None);
@@ -183,7 +190,11 @@ impl Sim {
     }
 
     fn publish(&mut self, id: PeerId, addr: &str) -> usize {
-        let (mut b, offer, pending) = Browser::new(addr, Direction::SendOnly, self.now);
+        self.publish_with(id, addr, false)
+    }
+
+    fn publish_with(&mut self, id: PeerId, addr: &str, rtp_mode: bool) -> usize {
+        let (mut b, offer, pending) = Browser::with_mode(addr, Direction::SendOnly, self.now, rtp_mode);
         let answer = self.core.add_publisher(id, &offer, self.now).unwrap();
         b.accept(pending, &answer);
         self.browsers.push(b);
@@ -512,6 +523,44 @@ fn video_to_a_player_carries_its_mid_only_until_the_player_reports() {
     let last = video.last().unwrap();
     assert!(!with_mid(last), "3 s on, after the player's reports, no mid: {:?}", rtp_extensions(last));
     assert!(sim.browsers[player].received.iter().filter(|(k, _)| *k == MediaKind::Video).count() >= 90);
+}
+
+#[test]
+fn a_publisher_packet_too_large_for_a_players_datagram_is_not_passed_on() {
+    // A client that ignores the path MTU (str0m's RTP mode writes whatever it is given): a
+    // payload over MAX_FORWARDED_PAYLOAD (1,900 bytes) with a player's header and SRTP tag could
+    // pass str0m's 2000-byte datagram buffer, whose regular send path panics past it.
+    let mut sim = Sim::new();
+    let publisher = sim.publish_with(PeerId(1), "10.0.0.2:5000", true);
+    let player = sim.play(PeerId(2), PeerId(1), "10.0.0.3:5000").unwrap();
+    sim.run(Duration::from_millis(500));
+    let mid = sim.browsers[publisher].mid(MediaKind::Video);
+    let pt = {
+        let rtc = &sim.browsers[publisher].rtc;
+        rtc.codec_config().iter().find(|p| p.spec().codec == str0m::format::Codec::Vp8).unwrap().pt()
+    };
+    for (n, size) in [(1u8, 1200usize), (2, 1900), (3, 1950), (4, 1000)] {
+        // A VP8 descriptor (S = 1), then a one-packet keyframe whose second byte is `n`.
+        let mut payload = vec![0u8; size];
+        payload[..3].copy_from_slice(&[0x10, 0x10, n]);
+        let now = sim.now;
+        let mut api = sim.browsers[publisher].rtc.direct_api();
+        let tx = api.stream_tx_by_mid(mid, None).expect("the publisher's video stream");
+        let t = u32::from(n) * 3000;
+        tx.write_rtp(str0m::rtp::RtpWrite::new(pt, u64::from(n).into(), t, now, payload).marker(true));
+        sim.run(Duration::from_millis(20));
+    }
+    sim.run(Duration::from_millis(200));
+    let frames: Vec<(u8, usize)> = sim.browsers[player]
+        .received
+        .iter()
+        .filter(|(k, _)| *k == MediaKind::Video)
+        .map(|(_, d)| (d[1], d.len()))
+        .collect();
+    // Frame 4 comes after the dropped packet's gap, which the player's depacketizer waits on (a
+    // browser would NACK, then ask for a keyframe): it is not what this checks.
+    assert_eq!(frames[..2], [(1, 1199), (2, 1899)], "payloads up to 1,900 bytes pass");
+    assert!(!frames.iter().any(|(n, _)| *n == 3), "the 1,950-byte payload is dropped: {frames:?}");
 }
 
 #[test]

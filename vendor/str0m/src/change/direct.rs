@@ -369,7 +369,8 @@ impl<'a> DirectApi<'a> {
     /// `Ok(Some(to))`: `out` holds the datagram, to be sent from `to.source` to
     /// `to.destination`. `Ok(None)`: queued (`out` unspecified), sent by [`Rtc::poll_output`]
     /// after the next timeout input (BWE enabled, not connected yet, or the stream had packets
-    /// queued). `Err(())`: no send stream `ssrc` (the packet is dropped). `now` is used for the
+    /// queued); or dropped as the regular path drops it (a PT not in the media), or too large
+    /// for a datagram. `Err(())`: no send stream `ssrc` (the packet is dropped). `now` is used for the
     /// stream's bookkeeping (never earlier than the last time the `Rtc` was driven with).
     pub fn send_rtp_into(
         &mut self,

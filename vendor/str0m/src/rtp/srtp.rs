@@ -361,7 +361,9 @@ impl SrtpContext {
             Derived::Aes128CmSha1_80 { .. } => {
                 out.truncate(hlen);
                 out.extend_from_slice(payload);
-                *out = self.protect_rtp(out, header, srtp_index);
+                let protected = self.protect_rtp(out, header, srtp_index);
+                out.clear();
+                out.extend_from_slice(&protected);
             }
             Derived::AeadAes128Gcm { salt, enc, .. } => {
                 let roc = (srtp_index >> 16) as u32;

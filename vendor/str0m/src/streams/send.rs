@@ -20,7 +20,7 @@ use crate::rtp_::{Bitrate, Descriptions, Extension, ExtensionMap, ExtensionValue
 use crate::rtp_::{MAX_BLANK_PADDING_PAYLOAD_SIZE, Sdes, SdesType};
 use crate::rtp_::{MediaTime, Mid, NackEntry, ReportList, Rtcp, RtpHeader};
 use crate::rtp_::{Pt, Rid, RtcpFb, SenderInfo, SenderReport, Ssrc};
-use crate::rtp_::{SRTP_BLOCK_SIZE, SeqNo};
+use crate::rtp_::{SRTP_BLOCK_SIZE, SRTP_OVERHEAD, SeqNo};
 use crate::session::PacketReceipt;
 use crate::stats::StatsSnapshot;
 use crate::util::value_history::ValueHistory;
@@ -580,7 +580,8 @@ impl StreamTx {
     /// the protected payload, and the packet goes to the RTX cache (if nackable) as
     /// `poll_packet` leaves it there. The same bookkeeping as `poll_packet`: packet and byte
     /// counts (sender reports), last sequence number, padding PT, clock rate. Returns the
-    /// payload size; `None`: the PT is not in the media (dropped, as `poll_packet` drops it).
+    /// payload size; `None`: dropped, the PT is not in the media (as `poll_packet` drops it) or
+    /// the packet with its SRTP tag would exceed `DATAGRAM_MAX_PACKET_SIZE`.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn send_now_into(
         &mut self,
@@ -628,9 +629,14 @@ impl StreamTx {
         pkt.header.ext_vals.rid_repair = None;
 
         // The header is written from the packet's own (poll_packet writes a clone): the values
-        // that only the sent copy carries are set for the write and taken off after, so the
+        // that only the sent copy carries are set for the write and put back after, so the
         // cached header is the one poll_packet caches.
         let header = &mut pkt.header;
+        let cached = (
+            header.header_len,
+            header.ext_vals.abs_send_time,
+            header.ext_vals.transport_cc,
+        );
         if abs_send_time {
             header.ext_vals.abs_send_time = Some(now);
         }
@@ -641,16 +647,26 @@ impl StreamTx {
         if out.len() < DATAGRAM_MAX_PACKET_SIZE {
             out.resize(DATAGRAM_MAX_PACKET_SIZE, 0);
         }
-        let cached_len = header.header_len;
         let header_len = header.write_to(out, exts);
         assert!(header_len % 4 == 0, "RTP header must be multiple of 4");
         header.header_len = header_len;
         out.truncate(header_len);
-        protect(&pkt.payload, &pkt.header, *pkt.seq_no, out);
+        // poll_packet cannot send a packet over DATAGRAM_MAX_PACKET_SIZE (its buffer is that
+        // large); neither is one sent here, nor cached (the RTX cache indexes sizes below it).
+        let too_large = header_len + len + SRTP_OVERHEAD > DATAGRAM_MAX_PACKET_SIZE;
+        if !too_large {
+            protect(&pkt.payload, &pkt.header, *pkt.seq_no, out);
+        }
         let header = &mut pkt.header;
-        header.header_len = cached_len;
-        header.ext_vals.abs_send_time = None;
-        header.ext_vals.transport_cc = None;
+        (
+            header.header_len,
+            header.ext_vals.abs_send_time,
+            header.ext_vals.transport_cc,
+        ) = cached;
+        if too_large {
+            warn!("RTP packet of {} bytes too large to send", header_len + len);
+            return None;
+        }
 
         self.last_sent_seq_no = pkt.seq_no;
         self.last_used = now;
